@@ -1,0 +1,43 @@
+"""Plait: workflow orchestration for Python.
+
+```python
+from plait import Flow, Parameter, task
+
+@task
+def add(x, y):
+    return x + y
+
+with Flow("sum") as flow:
+    total = add(Parameter("x", default=1), 2)
+
+state = flow.run(parameters={"x": 40})
+assert state.result[total].result == 42
+```
+"""
+
+from __future__ import annotations
+
+from plait import context, signals, states, triggers
+from plait.engine import executors
+from plait.flow import Edge, Flow
+from plait.logging import get_logger
+from plait.tasks import Parameter, Task, flatten, task, unmapped
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Edge",
+    "Flow",
+    "Parameter",
+    "Task",
+    "__version__",
+    "context",
+    "executors",
+    "flatten",
+    "get_logger",
+    "signals",
+    "states",
+    "task",
+    "triggers",
+    "unmapped",
+]

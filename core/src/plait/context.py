@@ -1,0 +1,169 @@
+"""The run context: what a running task can know about its run.
+
+``plait.context`` is this module; read keys as attributes or with ``get``::
+
+    import plait
+
+    @plait.task
+    def report():
+        plait.context.logger.info("running %s for %s", plait.context.task_name, plait.context.today)
+        return plait.context.parameters["n"]
+
+Flow-level keys: ``flow_name``, ``flow_run_id``, ``scheduled_start_time`` (aware ``datetime``),
+``date``, ``today``, ``yesterday``, ``tomorrow`` (``YYYY-MM-DD`` of the scheduled start, plus
+``*_nodash`` forms), ``parameters``, and anything passed as ``flow.run(context={...})``.
+Task-level keys: ``task_name``, ``task_full_name`` (``name[map_index]``), ``task_run_id``,
+``task_tags``, ``map_index`` (``None`` unless mapped), ``task_run_count`` (1 on the first
+attempt), ``task_slug``. ``logger`` is the run-aware logger.
+
+The context lives in ``contextvars``, so each thread and each asyncio task sees its own run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plait.tasks import Task
+
+__all__ = ["get", "local", "to_dict"]
+
+_MISSING = object()
+
+#: The flow-level context: one dict per flow run, shared (not copied) by its task runs.
+_flow_ctx: ContextVar[dict[str, Any]] = ContextVar("plait_flow_context", default={})  # noqa: B039
+#: The running task, if any.
+_task_ctx: ContextVar[TaskRunInfo | None] = ContextVar("plait_task_context", default=None)
+
+
+class TaskRunInfo:
+    """What the context knows of the running task; one small object per task run."""
+
+    __slots__ = ("_run_id", "loop_count", "loop_result", "map_index", "run_count", "task")
+
+    def __init__(self, task: Task, map_index: int | None, run_count: int) -> None:
+        self.task = task
+        self.map_index = map_index
+        self.run_count = run_count
+        self._run_id: str | None = None
+        self.loop_count = 1
+        self.loop_result: Any = None
+
+    @property
+    def run_id(self) -> str:
+        # A uuid costs more than a whole task run, so it is made only when somebody asks.
+        if self._run_id is None:
+            self._run_id = str(uuid.uuid4())
+        return self._run_id
+
+    @property
+    def full_name(self) -> str:
+        name = self.task.name
+        return name if self.map_index is None else f"{name}[{self.map_index}]"
+
+
+_TASK_KEYS = {
+    "task_name": lambda t: t.task.name,
+    "task_full_name": lambda t: t.full_name,
+    "task_slug": lambda t: t.task.slug,
+    "task_tags": lambda t: t.task.tags,
+    "task_run_id": lambda t: t.run_id,
+    "map_index": lambda t: t.map_index,
+    "task_run_count": lambda t: t.run_count,
+    "task_loop_count": lambda t: t.loop_count,
+    "task_loop_result": lambda t: t.loop_result,
+}
+
+
+def get(key: str, default: Any = None) -> Any:
+    """The value of ``key`` in the current run's context, or ``default``."""
+    if key == "logger":
+        from plait.logging import run_logger
+
+        return run_logger
+    info = _task_ctx.get()
+    if info is not None:
+        getter = _TASK_KEYS.get(key)
+        if getter is not None:
+            return getter(info)
+    return _flow_ctx.get().get(key, default)
+
+
+def to_dict() -> dict[str, Any]:
+    """A snapshot of every key of the current context (without the logger)."""
+    data = dict(_flow_ctx.get())
+    info = _task_ctx.get()
+    if info is not None:
+        data.update({key: getter(info) for key, getter in _TASK_KEYS.items()})
+    return data
+
+
+@contextlib.contextmanager
+def local(**values: Any) -> Iterator[None]:
+    """Set context keys for the ``with`` block (the values are layered over the current ones).
+
+    ```python
+    with plait.context.local(today="2026-01-31"):
+        my_task.run()
+    ```
+    """
+    merged = {**_flow_ctx.get(), **values}
+    if "scheduled_start_time" in values:
+        merged.update(date_keys(values["scheduled_start_time"], overrides=values))
+    token = _flow_ctx.set(merged)
+    try:
+        yield
+    finally:
+        _flow_ctx.reset(token)
+
+
+def flow_context(
+    flow_name: str,
+    parameters: dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+    flow_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Build the flow-level context of a new flow run (used by the runner)."""
+    overrides = overrides or {}
+    start = overrides.get("scheduled_start_time") or datetime.now(UTC)
+    ctx: dict[str, Any] = {
+        "flow_name": flow_name,
+        "flow_run_id": flow_run_id or str(uuid.uuid4()),
+        "scheduled_start_time": start,
+        "parameters": parameters,
+    }
+    ctx.update(date_keys(start, overrides))
+    ctx.update(overrides)
+    return ctx
+
+
+def date_keys(start: datetime, overrides: dict[str, Any] | None = None) -> dict[str, str]:
+    """``date``/``today``/``yesterday``/``tomorrow`` (and ``_nodash`` forms) for a start time."""
+    if not isinstance(start, datetime):
+        raise TypeError(f"scheduled_start_time must be a datetime, got {type(start).__name__}: {start!r}")
+    day = start.date()
+    keys = {
+        "date": day.isoformat(),
+        "today": day.isoformat(),
+        "yesterday": (day - timedelta(days=1)).isoformat(),
+        "tomorrow": (day + timedelta(days=1)).isoformat(),
+    }
+    for name in ("today", "yesterday", "tomorrow"):
+        keys[f"{name}_nodash"] = keys[name].replace("-", "")
+    if overrides:
+        keys.update({k: v for k, v in overrides.items() if k in keys})
+    return keys
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
+    value = get(name, _MISSING)
+    if value is _MISSING:
+        raise AttributeError(f"plait.context has no key {name!r} (is a flow running?)")
+    return value

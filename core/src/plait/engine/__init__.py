@@ -1,0 +1,1 @@
+"""The engine: flow and task state machines (``runner``) and executors (``executors``)."""

@@ -1,0 +1,190 @@
+"""Executors run task runs: in-process, on threads, on processes, or (through plugins) on a cluster.
+
+Every executor implements one small interface:
+
+- ``start()``: a context manager that holds the executor's resources for one flow run;
+- ``submit(fn, *args, **kwargs)``: start ``fn(*args, **kwargs)`` and return a future, an object
+  with ``result()`` and ``add_done_callback(callback)`` (``concurrent.futures.Future`` and
+  ``distributed.Future`` both qualify);
+- ``wait(futures)``: block until the futures are done and return their results, in the same
+  shape (one future, or a list of them).
+
+Two class attributes tell the runner how to drive the executor: ``synchronous`` (``submit``
+runs the function before returning; the runner then calls it directly) and ``in_process``
+(task runs share the driver's memory, so state handlers can run next to the task; otherwise
+the worker records each state change and the driver replays them through the handlers).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from plait.errors import ExecutorError
+
+__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "ThreadExecutor", "get_executor"]
+
+
+class Executor:
+    """Base class of executors (see the module docstring for the interface)."""
+
+    #: The name ``flow.run(executor=...)`` and ``plait run --executor`` know it by.
+    name: ClassVar[str] = "executor"
+    #: ``submit`` runs the function before it returns.
+    synchronous: ClassVar[bool] = False
+    #: Task runs execute in the driver process.
+    in_process: ClassVar[bool] = True
+
+    @contextmanager
+    def start(self) -> Iterator[Executor]:
+        """Hold the executor's resources (pools, clients) for the duration of a flow run."""
+        yield self
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Start ``fn(*args, **kwargs)``; return a future."""
+        raise NotImplementedError
+
+    def wait(self, futures: Any) -> Any:
+        """Block until ``futures`` (one, or a list) are done; return their results."""
+        if isinstance(futures, (list, tuple)):
+            return [f.result() for f in futures]
+        return futures.result()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+class LocalExecutor(Executor):
+    """Runs each task run in the calling thread, one after another. The default."""
+
+    name = "local"
+    synchronous = True
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+class ThreadExecutor(Executor):
+    """Runs task runs on a pool of threads: good for I/O-bound tasks.
+
+    Args:
+        max_workers: threads in the pool (default: ``min(32, cpu_count + 4)``, as
+            ``concurrent.futures``).
+    """
+
+    name = "threads"
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        _check_workers(max_workers, "ThreadExecutor")
+        self.max_workers = max_workers
+        self._pool: cf.ThreadPoolExecutor | None = None
+
+    @contextmanager
+    def start(self) -> Iterator[ThreadExecutor]:
+        pool = cf.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="plait-worker")
+        self._pool = pool
+        try:
+            yield self
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        else:
+            pool.shutdown(wait=True)
+        finally:
+            self._pool = None
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+        if self._pool is None:
+            raise ExecutorError("ThreadExecutor.submit() called outside `with executor.start():`")
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<ThreadExecutor max_workers={self.max_workers}>"
+
+
+class ProcessExecutor(Executor):
+    """Runs task runs on a pool of worker processes: good for CPU-bound Python tasks.
+
+    Tasks and their inputs and results must pickle. State handlers, triggers and
+    ``on_failure`` run in the driver process. On Linux workers are forked, so flows defined in
+    a script (or loaded by ``plait run``) need no importable module.
+
+    Args:
+        max_workers: worker processes (default: the number of CPUs).
+    """
+
+    name = "processes"
+    in_process = False
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        _check_workers(max_workers, "ProcessExecutor")
+        self.max_workers = max_workers
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    @contextmanager
+    def start(self) -> Iterator[ProcessExecutor]:
+        ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+        pool = cf.ProcessPoolExecutor(max_workers=self.max_workers or os.cpu_count(), mp_context=ctx)
+        self._pool = pool
+        try:
+            yield self
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        else:
+            pool.shutdown(wait=True)
+        finally:
+            self._pool = None
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+        if self._pool is None:
+            raise ExecutorError("ProcessExecutor.submit() called outside `with executor.start():`")
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<ProcessExecutor max_workers={self.max_workers}>"
+
+
+_BUILTIN: dict[str, type[Executor]] = {
+    "local": LocalExecutor,
+    "threads": ThreadExecutor,
+    "processes": ProcessExecutor,
+}
+
+
+def available_executors() -> dict[str, type[Executor]]:
+    """Executor classes by name: the built-in ones."""
+    return dict(_BUILTIN)
+
+
+def get_executor(executor: Executor | str | None, **options: Any) -> Executor:
+    """An executor instance from an instance, a registered name, or ``None`` (local)."""
+    if executor is None:
+        return LocalExecutor()
+    if isinstance(executor, Executor):
+        return executor
+    if isinstance(executor, str):
+        known = available_executors()
+        cls = known.get(executor)
+        if cls is None:
+            raise ExecutorError(f"Unknown executor {executor!r}; known executors: {', '.join(sorted(known))}")
+        try:
+            return cls(**options)
+        except TypeError as exc:
+            raise ExecutorError(f"Executor {executor!r} does not take these options {sorted(options)}: {exc}") from None
+    raise ExecutorError(f"executor must be an Executor or a name, got {type(executor).__name__}: {executor!r}")
+
+
+def _check_workers(max_workers: int | None, owner: str) -> None:
+    if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+        raise ExecutorError(f"{owner}: max_workers must be a positive integer, got {max_workers!r}")

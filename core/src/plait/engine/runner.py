@@ -1,0 +1,802 @@
+"""The flow and task state machines.
+
+A flow run goes ``Pending -> Running -> Success | Failed | Paused | Cancelled``. Inside it the
+``FlowRunner`` drives a dependency-counting scheduler over *task runs*, one per task or, for
+a mapped task, one per child:
+
+1. A task becomes ready when every upstream task has finished (or, for a mapped task whose
+   mapped inputs come from other mapped tasks, when those have been split into children:
+   child ``i`` then waits only on child ``i`` of each upstream, so chains of maps run
+   depth-first).
+2. Before a task run starts, the driver checks its upstream states: a skip propagates
+   (``skip_on_upstream_skip``), then the trigger decides.
+3. The run itself (``run_task``) goes ``Pending -> Running -> Success | Failed | ...``; a
+   failure with retries left becomes ``Retrying`` and is scheduled again after ``retry_delay``.
+4. Every task state change passes through ``FlowRunner._notify`` (state handlers, observers,
+   ``on_failure``); when nobody listens, nothing is called.
+
+The per-task hot path is kept free of allocation beyond the states themselves, of locks
+and of I/O: the graph is compiled once per flow version into integer-indexed lists.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import heapq
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from plait import signals
+from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
+from plait.engine.executors import Executor, get_executor
+from plait.errors import ParameterError
+from plait.logging import capture_stdout, configure_logging, get_logger
+from plait.states import (
+    STATES_BY_NAME,
+    Cancelled,
+    Failed,
+    Mapped,
+    Paused,
+    Pending,
+    Retrying,
+    Running,
+    Skipped,
+    State,
+    Success,
+    TimedOut,
+    TriggerFailed,
+)
+from plait.tasks import Task
+
+if TYPE_CHECKING:
+    from plait.flow import Flow
+
+__all__ = ["FlowRunner", "run_task"]
+
+logger = get_logger("engine")
+
+#: ``observer(task, old_state, new_state)`` for task runs, ``observer(flow, old, new)`` for flows.
+Observer = Callable[[Any, State, State], None]
+Notify = Callable[[Task, State, State], State]
+
+_EXPAND = -1  # map_index marker in the ready queue: split a mapped task into children
+_SUCCESS_MESSAGE = "Task run succeeded."
+
+
+class FlowRunner:
+    """Runs one flow; ``FlowRunner(flow).run(...)`` is what ``flow.run()`` calls.
+
+    Args:
+        flow: the flow to run.
+        task_observers: called on every task-run state change, after the task's own state
+            handlers (the plugin system passes its hooks here).
+        flow_observers: called on every flow-run state change, after the flow's handlers.
+    """
+
+    def __init__(
+        self,
+        flow: Flow,
+        task_observers: Sequence[Observer] = (),
+        flow_observers: Sequence[Observer] = (),
+    ) -> None:
+        self.flow = flow
+        self.task_observers = tuple(task_observers)
+        self.flow_observers = tuple(flow_observers)
+
+    def run(
+        self,
+        parameters: dict[str, Any] | None = None,
+        executor: Executor | str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> State:
+        """Run the flow once and return its final state (``state.result``: ``{task: State}``)."""
+        flow = self.flow
+        flow.validate()
+        params = check_parameters(flow, parameters)
+        executor = get_executor(executor)
+        configure_logging()
+        ctx = flow_context(flow.name, params, context)
+        token = _flow_ctx.set(ctx)
+        try:
+            logger.info("Beginning flow run %r", flow.name)
+            state = self._flow_transition(Pending(), Running("Running flow."))
+            if not state.is_running():
+                return state
+            run = _TaskRuns(self, _plan(flow), executor, ctx)
+            try:
+                with executor.start():
+                    run.run()
+            except KeyboardInterrupt:
+                run.cancel("Flow run was interrupted.")
+                final = Cancelled("Flow run was interrupted.", result=run.task_states())
+                logger.warning("Flow run %r was interrupted", flow.name)
+                return self._flow_transition(state, final)
+            final = self._final_state(run)
+            final = self._flow_transition(state, final)
+            log = logger.info if final.is_successful() else logger.error
+            log("Flow run %s: %s", final.name.upper(), final.message)
+            return final
+        finally:
+            _flow_ctx.reset(token)
+
+    # -- the flow's own state -----------------------------------------------------------------
+
+    def _final_state(self, run: _TaskRuns) -> State:
+        states = run.task_states()
+        plan = run.plan
+        paused = [t.name for t, s in states.items() if _is_paused(s)]
+        if paused:
+            return Paused(f"Flow run paused at task(s): {', '.join(paused)}", result=states)
+        reference = [states[plan.tasks[i]] for i in plan.reference]
+        failed = [s for s in reference if s.is_failed() or not s.is_finished()]
+        if failed:
+            return Failed("Some reference tasks failed.", result=states)
+        return Success("All reference tasks succeeded.", result=states)
+
+    def _flow_transition(self, old: State, new: State) -> State:
+        flow = self.flow
+        for handler in flow.state_handlers:
+            try:
+                out = handler(flow, old, new)
+            except Exception as exc:
+                name = _callable_name(handler)
+                logger.exception("State handler %r of flow %r raised", name, flow.name)
+                new = Failed(
+                    f"Exception raised in state handler {name!r} of flow {flow.name!r}: {exc!r}",
+                    result=exc,
+                    traceback=traceback.format_exc(),
+                )
+                break
+            if out is not None:
+                new = _checked_state(out, handler, f"flow {flow.name!r}") if not isinstance(out, State) else out
+        for observer in self.flow_observers:
+            observer(flow, old, new)
+        return new
+
+    # -- task state changes: the one place they all pass --------------------------------------
+
+    def _task_notifier(self, task: Task) -> Notify | None:
+        if not (task.state_handlers or task.on_failure or self.task_observers):
+            return None
+        observers = self.task_observers
+
+        def notify(task: Task, old: State, new: State) -> State:
+            for handler in task.state_handlers:
+                try:
+                    out = handler(task, old, new)
+                except Exception as exc:
+                    name = _callable_name(handler)
+                    logger.exception("State handler %r of task %r raised", name, task.name)
+                    new = Failed(
+                        f"Exception raised in state handler {name!r} of task {task.name!r}: {exc!r}",
+                        result=exc,
+                        traceback=traceback.format_exc(),
+                    )
+                    break
+                if out is not None:
+                    new = out if isinstance(out, State) else _checked_state(out, handler, f"task {task.name!r}")
+            for observer in observers:
+                observer(task, old, new)
+            if task.on_failure is not None and new._failed and new._finished:
+                try:
+                    task.on_failure(task, new)
+                except Exception as exc:
+                    name = _callable_name(task.on_failure)
+                    logger.exception("on_failure callback %r of task %r raised", name, task.name)
+                    new = Failed(
+                        f"Exception raised in on_failure callback {name!r} of task {task.name!r}: {exc!r}",
+                        result=exc,
+                        traceback=traceback.format_exc(),
+                    )
+            return new
+
+        return notify
+
+
+def check_parameters(flow: Flow, given: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's parameter values: ``given`` checked against the flow's parameters."""
+    given = dict(given or {})
+    declared = {p.name: p for p in flow.parameters()}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ParameterError(
+            f"Flow {flow.name!r} has no parameter {', '.join(repr(u) for u in unknown)}; "
+            f"its parameters are: {', '.join(sorted(declared)) or '(none)'}"
+        )
+    missing = sorted(name for name, p in declared.items() if p.required and name not in given)
+    if missing:
+        raise ParameterError(
+            f"Flow {flow.name!r} needs a value for required parameter {', '.join(repr(m) for m in missing)}: "
+            f"pass parameters={{{missing[0]!r}: ...}}"
+        )
+    values = {name: p.default for name, p in declared.items()}
+    values.update(given)
+    return values
+
+
+# --- the compiled graph ----------------------------------------------------------------------
+
+
+class _Plan:
+    """A flow compiled to integer-indexed lists; cached on the flow per graph version."""
+
+    __slots__ = (
+        "constants",
+        "expand_waiters",
+        "finish_waiters",
+        "inputs",
+        "is_mapped",
+        "reference",
+        "tasks",
+        "ups",
+        "version",
+        "waits",
+    )
+
+    def __init__(self, flow: Flow) -> None:
+        tasks = flow.sorted_tasks()
+        index = {t: i for i, t in enumerate(tasks)}
+        n = len(tasks)
+        self.version = flow._version
+        self.tasks = tasks
+        self.inputs: list[tuple[tuple[str | None, int, bool, bool], ...]] = []
+        self.ups: list[tuple[int, ...]] = []
+        self.constants: list[dict[str, Any] | None] = []
+        self.is_mapped: list[bool] = []
+        self.expand_waiters: list[list[int]] = [[] for _ in range(n)]
+        self.finish_waiters: list[list[int]] = [[] for _ in range(n)]
+        self.waits: list[int] = []
+        for t in tasks:
+            edges = flow._edges_in[t]
+            self.inputs.append(tuple((e.key, index[e.upstream_task], e.mapped, e.flattened) for e in edges if e.key))
+            self.ups.append(tuple(dict.fromkeys(index[e.upstream_task] for e in edges)))
+            self.constants.append(flow.constants.get(t) or None)
+            self.is_mapped.append(any(e.mapped for e in edges))
+        for d, t in enumerate(tasks):
+            edges = flow._edges_in[t]
+            for u in self.ups[d]:
+                from_u = [e for e in edges if index[e.upstream_task] == u]
+                streams = (
+                    self.is_mapped[d]
+                    and self.is_mapped[u]
+                    and all(e.key and e.mapped and not e.flattened for e in from_u)
+                )
+                (self.expand_waiters if streams else self.finish_waiters)[u].append(d)
+            self.waits.append(len(self.ups[d]))
+        self.reference = sorted(index[t] for t in flow.reference_tasks())
+
+
+def _plan(flow: Flow) -> _Plan:
+    plan = flow._plan
+    if plan is None or plan.version != flow._version:
+        plan = flow._plan = _Plan(flow)
+    return plan
+
+
+# --- the scheduler of one flow run -----------------------------------------------------------
+
+
+class _TaskRuns:
+    """The task runs of one flow run: readiness counting, submission, completion."""
+
+    def __init__(self, runner: FlowRunner, plan: _Plan, executor: Executor, ctx: dict[str, Any]) -> None:
+        n = len(plan.tasks)
+        self.runner = runner
+        self.plan = plan
+        self.executor = executor
+        self.ctx = ctx
+        self.states: list[State | None] = [None] * n
+        self.children: list[list[State | None] | None] = [None] * n
+        self.child_remaining = [0] * n
+        self.child_wait: list[list[int] | None] = [None] * n
+        self.sources: list[Any] = [None] * n
+        self.deferred: list[frozenset[int]] = [frozenset()] * n
+        self.deferred_down: list[list[int]] = [[] for _ in range(n)]
+        self.waits = list(plan.waits)
+        self.notifiers = [runner._task_notifier(t) for t in plan.tasks]
+        self.ready: deque[tuple[int, int | None, int, State | None]] = deque()
+        self.retries: list[tuple[float, int, int, int | None, int, State]] = []
+        self.inflight: dict[Any, tuple[int, int | None, int]] = {}
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self._seq = 0
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        ready = self.ready
+        for t, count in enumerate(self.waits):
+            if count == 0:
+                ready.append((t, _EXPAND if self.plan.is_mapped[t] else None, 1, None))
+        sync = self.executor.synchronous
+        while ready or self.inflight or self.retries:
+            while ready:
+                t, i, count, old = ready.popleft()
+                if i == _EXPAND:
+                    self._expand(t)
+                else:
+                    self._start(t, i, count, old, sync)
+            if self.inflight:
+                self._collect()
+            elif self.retries:
+                self._wait_for_retry(None)
+
+    def _collect(self) -> None:
+        timeout = None
+        if self.retries:
+            timeout = max(0.0, self.retries[0][0] - time.time())
+        try:
+            future = self.done.get(timeout=timeout)
+        except queue.Empty:
+            self._wait_for_retry(0)
+            return
+        while True:
+            t, i, count = self.inflight.pop(future)
+            try:
+                state = future.result()
+            except Exception as exc:
+                state = Failed(
+                    f"Task run could not complete on executor {self.executor!r}: {exc!r}",
+                    result=exc,
+                    traceback=traceback.format_exc(),
+                )
+            if not self.executor.in_process:
+                state = self._replay(t, i, count, state)
+            self._finish(t, i, state)
+            try:
+                future = self.done.get_nowait()
+            except queue.Empty:
+                break
+        self._wait_for_retry(0)
+
+    def _wait_for_retry(self, timeout: float | None) -> None:
+        retries = self.retries
+        now = time.time()
+        if retries and timeout is None:
+            delay = retries[0][0] - now
+            if delay > 0:
+                time.sleep(delay)
+                now = time.time()
+        while retries and retries[0][0] <= now:
+            _, _, t, i, count, old = heapq.heappop(retries)
+            self.ready.append((t, i, count, old))
+
+    # -- starting a task run ------------------------------------------------------------------
+
+    def _start(self, t: int, i: int | None, count: int, old: State | None, sync: bool) -> None:
+        plan = self.plan
+        task = plan.tasks[t]
+        states = self.states
+        consts = plan.constants[t]
+        kwargs = dict(consts) if consts else {}
+        if i is None:
+            ups = [states[u] for u in plan.ups[t]]
+            for key, u, _m, flat in plan.inputs[t]:
+                value = states[u].result
+                kwargs[key] = _flatten_one(value) if flat else value
+        else:
+            deferred = self.deferred[t]
+            children = self.children
+            ups = [children[u][i] if u in deferred else states[u] for u in plan.ups[t]]
+            for key, kind, value in self.sources[t]:
+                if kind == 0:  # whole value
+                    kwargs[key] = value
+                elif kind == 1:  # list materialized at expansion
+                    kwargs[key] = value[i]
+                else:  # child i of a streaming upstream
+                    kwargs[key] = children[value][i].result
+        notify = self.notifiers[t]
+        if old is None:
+            old = Pending()
+            if ups:
+                pre = _check_upstream(task, ups)
+                if pre is not None:
+                    if notify is not None:
+                        with _TaskScope(task, i, count):
+                            pre = notify(task, old, pre)
+                    self._finish(t, i, pre)
+                    return
+        if sync:
+            self._finish(t, i, run_task(task, kwargs, i, count, old, self.ctx, notify))
+            return
+        if self.executor.in_process:
+            future = self.executor.submit(run_task, task, kwargs, i, count, old, self.ctx, notify)
+        else:
+            future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx)
+        self.inflight[future] = (t, i, count)
+        future.add_done_callback(self.done.put)
+
+    def _replay(self, t: int, i: int | None, count: int, recorded: Any) -> State:
+        """Pass the state changes a worker recorded through the driver's handlers."""
+        if isinstance(recorded, State):  # the executor itself failed
+            return recorded
+        notify = self.notifiers[t]
+        final = recorded[-1][1]
+        if notify is None:
+            return final
+        task = self.plan.tasks[t]
+        with _TaskScope(task, i, count):
+            for old, new in recorded:
+                final = notify(task, old, new)
+        return final
+
+    # -- mapping ------------------------------------------------------------------------------
+
+    def _expand(self, t: int) -> None:
+        """Split mapped task ``t`` into children once its inputs are known."""
+        plan = self.plan
+        task = plan.tasks[t]
+        states, children = self.states, self.children
+        sources: list[tuple[str, int, Any]] = []
+        deferred: set[int] = set()
+        n: int | None = None
+        blocked: State | None = None
+        for key, u, mapped, flat in plan.inputs[t]:
+            if mapped and not flat and children[u] is not None:
+                deferred.add(u)
+                sources.append((key, 2, u))
+                n = len(children[u]) if n is None else min(n, len(children[u]))
+                continue
+            up_state = states[u]
+            if not (mapped or flat):
+                sources.append((key, 0, up_state.result))
+                continue
+            if not up_state.is_successful():
+                if up_state.is_skipped() and task.skip_on_upstream_skip:
+                    blocked = blocked or Skipped(f"Upstream task {plan.tasks[u].name!r} was skipped.")
+                else:
+                    blocked = blocked or TriggerFailed(
+                        f"Upstream task {plan.tasks[u].name!r} did not succeed, so there is nothing to map over."
+                    )
+                continue
+            value = up_state.result
+            try:
+                if flat:
+                    value = _flatten_one(value)
+                if not mapped:
+                    sources.append((key, 0, value))
+                    continue
+                items = value if isinstance(value, list) else list(value)
+            except TypeError:
+                blocked = blocked or Failed(
+                    f"Task {task.name!r} cannot map over input {key!r}: the result of task "
+                    f"{plan.tasks[u].name!r} is a {type(value).__name__} ({_short_repr(value)}), "
+                    "which is not iterable.",
+                    result=TypeError(f"{type(value).__name__} object is not iterable"),
+                )
+                continue
+            sources.append((key, 1, items))
+            n = len(items) if n is None else min(n, len(items))
+        if blocked is None and n is None:
+            n = 0
+        notify = self.notifiers[t]
+        if blocked is not None:
+            if notify is not None:
+                with _TaskScope(task, None, 1):
+                    blocked = notify(task, Pending(), blocked)
+            self._finish(t, None, blocked)
+            return
+        running = Running(f"Mapped into {n} runs.")
+        if notify is not None:
+            with _TaskScope(task, None, 1):
+                running = notify(task, Pending(), running)
+        states[t] = running
+        self.sources[t] = sources
+        self.deferred[t] = frozenset(deferred)
+        kids: list[State | None] = [None] * n
+        children[t] = kids
+        self.child_remaining[t] = n
+        for u in plan.expand_waiters[t]:
+            self._release(u)
+        if n == 0:
+            self._finish_mapped(t)
+            return
+        for u in deferred:
+            self.deferred_down[u].append(t)
+        if deferred:
+            waits = [0] * n
+            for u in deferred:
+                up_kids = children[u]
+                for i in range(n):
+                    s = up_kids[i]
+                    if s is None or not s._finished:
+                        waits[i] += 1
+            self.child_wait[t] = waits
+            self.ready.extend((t, i, 1, None) for i in range(n) if waits[i] == 0)
+        else:
+            self.ready.extend((t, i, 1, None) for i in range(n))
+
+    def _finish_mapped(self, t: int) -> None:
+        task = self.plan.tasks[t]
+        kids = self.children[t]
+        state: State = Mapped(f"Mapped {len(kids)} runs.", map_states=kids)  # type: ignore[arg-type]
+        notify = self.notifiers[t]
+        if notify is not None:
+            with _TaskScope(task, None, 1):
+                state = notify(task, self.states[t], state)
+        self._finish_parent(t, state)
+
+    # -- finishing ----------------------------------------------------------------------------
+
+    def _finish(self, t: int, i: int | None, state: State) -> None:
+        if type(state) is Retrying:
+            self._schedule_retry(t, i, state)
+            return
+        if state._failed and not isinstance(state, TriggerFailed):
+            _log_failure(self.plan.tasks[t], i, state)
+        if i is None:
+            self._finish_parent(t, state)
+            return
+        kids = self.children[t]
+        kids[i] = state
+        if not state._finished:
+            return
+        for d in self.deferred_down[t]:
+            waits = self.child_wait[d]
+            if i < len(waits):
+                waits[i] -= 1
+                if waits[i] == 0:
+                    self.ready.append((d, i, 1, None))
+        self.child_remaining[t] -= 1
+        if self.child_remaining[t] == 0:
+            self._finish_mapped(t)
+
+    def _finish_parent(self, t: int, state: State) -> None:
+        self.states[t] = state
+        if not state._finished:
+            return
+        plan = self.plan
+        for d in plan.finish_waiters[t]:
+            self._release(d)
+        if self.children[t] is None:
+            for d in plan.expand_waiters[t]:
+                self._release(d)
+
+    def _release(self, d: int) -> None:
+        self.waits[d] -= 1
+        if self.waits[d] == 0:
+            self.ready.append((d, _EXPAND if self.plan.is_mapped[d] else None, 1, None))
+
+    def _schedule_retry(self, t: int, i: int | None, state: Retrying) -> None:
+        task = self.plan.tasks[t]
+        logger.warning("Task %r: %s", task.name if i is None else f"{task.name}[{i}]", state.message)
+        if i is None:
+            self.states[t] = state
+        else:
+            self.children[t][i] = state
+        start = state.start_time.timestamp() if state.start_time else time.time()
+        self._seq += 1
+        heapq.heappush(self.retries, (start, self._seq, t, i, state.run_count + 1, state))
+
+    # -- results ------------------------------------------------------------------------------
+
+    def task_states(self) -> dict[Task, State]:
+        out: dict[Task, State] = {}
+        for t, task in enumerate(self.plan.tasks):
+            state = self.states[t]
+            if state is None:
+                state = Pending("Not run: an upstream task did not finish.")
+            elif self.children[t] is not None and not state._finished:
+                kids = [k if k is not None else Pending("Not run.") for k in self.children[t]]
+                state = Mapped(f"{sum(1 for k in kids if k._finished)} of {len(kids)} runs finished.", kids)
+            out[task] = state
+        return out
+
+    def cancel(self, message: str) -> None:
+        for t, state in enumerate(self.states):
+            if state is None or not state._finished:
+                self.states[t] = Cancelled(message)
+
+
+class _TaskScope:
+    """Sets the task context around driver-side handler calls."""
+
+    __slots__ = ("info", "token")
+
+    def __init__(self, task: Task, map_index: int | None, count: int) -> None:
+        self.info = TaskRunInfo(task, map_index, count)
+
+    def __enter__(self) -> None:
+        self.token = _task_ctx.set(self.info)
+
+    def __exit__(self, *exc: object) -> None:
+        _task_ctx.reset(self.token)
+
+
+# --- one task run ----------------------------------------------------------------------------
+
+
+def run_task(
+    task: Task,
+    kwargs: dict[str, Any],
+    map_index: int | None,
+    run_count: int,
+    old: State,
+    flow_ctx: dict[str, Any],
+    notify: Notify | None,
+) -> State:
+    """Run one task run: ``old -> Running -> Success | Failed | Retrying | ...``.
+
+    This is the hot path: it runs once per task run, wherever the executor puts it.
+    """
+    ftoken = _flow_ctx.set(flow_ctx) if _flow_ctx.get() is not flow_ctx else None
+    token = _task_ctx.set(TaskRunInfo(task, map_index, run_count))
+    try:
+        running = Running()
+        if notify is not None:
+            running = notify(task, old, running)
+            if not running._running:
+                return running
+        try:
+            if task.timeout is None and not task.log_stdout:
+                value = task.run(**kwargs)
+            else:
+                value = _run_guarded(task, kwargs)
+            new: State = Success(_SUCCESS_MESSAGE, value)
+        except signals.PlaitSignal as sig:
+            new = _state_from_signal(sig)
+        except signals.ENDRUN as end:
+            new = end.state
+        except _Timeout:
+            new = TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.")  # type: ignore[union-attr]
+        except Exception as exc:
+            new = Failed(f"Error during execution of task: {exc!r}", exc, traceback.format_exc())
+        if new._failed and run_count <= task.max_retries and not isinstance(new, TriggerFailed):
+            new = _retrying(task, new, run_count)
+        elif type(new) is Retrying and run_count > task.max_retries:
+            new = Failed(
+                f"Retry requested but no retries are left ({task.max_retries} allowed). {new.message or ''}".strip()
+            )
+        if notify is not None:
+            new = notify(task, running, new)
+        return new
+    finally:
+        _task_ctx.reset(token)
+        if ftoken is not None:
+            _flow_ctx.reset(ftoken)
+
+
+def run_task_recorded(
+    task: Task,
+    kwargs: dict[str, Any],
+    map_index: int | None,
+    run_count: int,
+    old: State,
+    flow_ctx: dict[str, Any],
+) -> list[tuple[State, State]]:
+    """``run_task`` for executors outside the driver: returns the state changes it went through."""
+    recorded: list[tuple[State, State]] = []
+
+    def record(task: Task, old: State, new: State) -> State:
+        recorded.append((old, new))
+        return new
+
+    run_task(task, kwargs, map_index, run_count, old, flow_ctx, record)
+    return recorded
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
+    """Run with stdout capture and/or a timeout (off the hot path)."""
+
+    def call() -> Any:
+        if task.log_stdout:
+            with capture_stdout():
+                return task.run(**kwargs)
+        return task.run(**kwargs)
+
+    if task.timeout is None:
+        return call()
+    ctx = contextvars.copy_context()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = ctx.run(call)
+        except BaseException as exc:
+            box["error"] = exc
+
+    # Python cannot stop a thread: a run that times out is abandoned, not killed (tasks that
+    # own subprocesses, like ShellTask, kill them themselves).
+    worker = threading.Thread(target=target, name=f"plait-timeout-{task.name}", daemon=True)
+    worker.start()
+    worker.join(task.timeout.total_seconds())  # type: ignore[union-attr]
+    if worker.is_alive():
+        raise _Timeout
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _retrying(task: Task, failed: State, run_count: int) -> Retrying:
+    delay = task.retry_delay
+    start = datetime.now(UTC) + delay
+    return Retrying(
+        f"Attempt {run_count} of {task.max_retries + 1} failed ({failed.message}); "
+        f"retrying in {delay.total_seconds():g}s.",
+        result=failed.result,
+        start_time=start,
+        run_count=run_count,
+    )
+
+
+def _state_from_signal(sig: signals.PlaitSignal) -> State:
+    cls = STATES_BY_NAME[sig.state_name]
+    message = sig.message or f"{type(sig).__name__} signal raised."
+    if issubclass(cls, Failed):
+        return cls(message, sig, traceback.format_exc())
+    if cls is Retrying:
+        return Retrying(message, result=sig.result, start_time=datetime.now(UTC))
+    return cls(message, sig.result)
+
+
+def _check_upstream(task: Task, ups: list[State]) -> State | None:
+    """The state a task run ends in without running, or ``None`` to run it."""
+    for state in ups:
+        if not state._finished:
+            return Pending(f"Upstream task is {state.name}.")
+    if task.skip_on_upstream_skip:
+        for state in ups:
+            if state.is_skipped():
+                return Skipped("Upstream task was skipped.")
+    try:
+        ok = task.trigger(ups)
+    except signals.PlaitSignal as sig:
+        return _state_from_signal(sig)
+    except Exception as exc:
+        return Failed(
+            f"Trigger {_callable_name(task.trigger)!r} of task {task.name!r} raised {exc!r}",
+            exc,
+            traceback.format_exc(),
+        )
+    if ok:
+        return None
+    return TriggerFailed(f"Trigger {_callable_name(task.trigger)!r} was not met by the upstream states.")
+
+
+def _flatten_one(value: Any) -> list[Any]:
+    out: list[Any] = []
+    for item in value:
+        if isinstance(item, (list, tuple)):
+            out.extend(item)
+        else:
+            out.append(item)
+    return out
+
+
+def _log_failure(task: Task, i: int | None, state: State) -> None:
+    name = task.name if i is None else f"{task.name}[{i}]"
+    tb = getattr(state, "traceback", None)
+    if tb:
+        logger.error("Task %r failed: %s\n%s", name, state.message, tb.rstrip())
+    else:
+        logger.error("Task %r: %s %s", name, state.name, state.message or "")
+
+
+def _is_paused(state: State) -> bool:
+    if isinstance(state, Mapped):
+        return any(isinstance(c, Paused) for c in state.map_states)
+    return isinstance(state, Paused)
+
+
+def _checked_state(out: Any, handler: Any, owner: str) -> State:
+    return Failed(
+        f"State handler {_callable_name(handler)!r} of {owner} returned {type(out).__name__}, not a State or None."
+    )
+
+
+def _callable_name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,489 @@
+"""Flows: graphs of tasks.
+
+Build a flow with the functional API (call tasks inside ``with Flow(...)``) or the
+imperative one (``add_task``, ``add_edge``, ``set_dependencies``, ``chain``), then run it::
+
+    with Flow("etl") as flow:
+        rows = extract()
+        load(transform(rows))
+
+    state = flow.run()
+
+The graph is checked before anything runs: a cycle, an input no one provides or an unknown
+parameter is a ``plait.errors`` exception with the names involved.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from plait.errors import CycleError, FlowRunError, FlowValidationError, ParameterError, TaskBindError
+from plait.tasks import Constant, FunctionTask, Parameter, Task, as_task, flatten, unmapped
+
+if TYPE_CHECKING:
+    from plait.engine.executors import Executor
+    from plait.states import State
+
+__all__ = ["Edge", "Flow"]
+
+_active_flows: contextvars.ContextVar[tuple[Flow, ...]] = contextvars.ContextVar("plait_active_flows", default=())
+
+
+class Edge:
+    """A dependency: ``downstream_task`` runs after ``upstream_task``.
+
+    With a ``key`` the upstream result is passed as that argument of ``run()``; ``mapped``
+    maps over it; ``flattened`` flattens it one level first.
+    """
+
+    __slots__ = ("downstream_task", "flattened", "key", "mapped", "upstream_task")
+
+    def __init__(
+        self,
+        upstream_task: Task,
+        downstream_task: Task,
+        key: str | None = None,
+        mapped: bool = False,
+        flattened: bool = False,
+    ) -> None:
+        self.upstream_task = upstream_task
+        self.downstream_task = downstream_task
+        self.key = key
+        self.mapped = mapped
+        self.flattened = flattened
+
+    def _tuple(self) -> tuple[Any, ...]:
+        return (self.upstream_task, self.downstream_task, self.key, self.mapped, self.flattened)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Edge) and self._tuple() == other._tuple()
+
+    def __hash__(self) -> int:
+        return hash(self._tuple())
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {n}" for n in ("mapped", "flattened") if getattr(self, n))
+        key = f" ({self.key}{extra})" if self.key or extra else ""
+        return f"<Edge: {self.upstream_task.name} -> {self.downstream_task.name}{key}>"
+
+
+class Flow:
+    """A graph of tasks, run with ``flow.run()``.
+
+    Args:
+        name: the flow's name, shown in logs and states.
+        tasks: tasks to add (the ``with`` block usually adds them).
+        edges: edges to add.
+        state_handlers: ``fn(flow, old_state, new_state) -> State | None`` on every flow-run
+            state change; a returned state replaces the new one.
+        reference_tasks: the tasks whose states decide the flow run's state (default: the
+            terminal tasks, those with no downstream task).
+        executor: the default executor of ``run()`` (an ``Executor`` or a registered name).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tasks: Iterable[Task] | None = None,
+        edges: Iterable[Edge] | None = None,
+        state_handlers: Iterable[Callable[..., Any]] | None = None,
+        reference_tasks: Iterable[Task] | None = None,
+        executor: Executor | str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Flow name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.state_handlers = list(state_handlers or ())
+        for handler in self.state_handlers:
+            if not callable(handler):
+                raise TypeError(f"Flow {name!r}: state handler {handler!r} is not callable")
+        self.executor = executor
+        self._tasks: dict[Task, None] = {}
+        self.edges: set[Edge] = set()
+        self.constants: dict[Task, dict[str, Any]] = {}
+        self._edges_in: dict[Task, list[Edge]] = {}
+        self._edges_out: dict[Task, list[Edge]] = {}
+        self._slugs: dict[str, Task] = {}
+        self._reference_tasks: set[Task] = set()
+        self._version = 0
+        self._sorted: tuple[int, list[Task]] | None = None
+        self._validated = -1
+        self._plan: Any = None  # the runner's cached plan, keyed by _version
+        for t in tasks or ():
+            self.add_task(t)
+        for e in edges or ():
+            self.add_edge(e.upstream_task, e.downstream_task, e.key, e.mapped, e.flattened)
+        if reference_tasks:
+            self.set_reference_tasks(reference_tasks)
+
+    # -- the active flow ----------------------------------------------------------------------
+
+    @staticmethod
+    def active() -> Flow | None:
+        """The flow of the innermost ``with Flow(...)`` block, if any."""
+        stack = _active_flows.get()
+        return stack[-1] if stack else None
+
+    def __enter__(self) -> Flow:
+        self._token = _active_flows.set(_active_flows.get() + (self,))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _active_flows.reset(self._token)
+
+    # -- tasks and edges ----------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> set[Task]:
+        """The flow's tasks (a new set; use ``add_task`` to change the flow)."""
+        return set(self._tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, task: object) -> bool:
+        return task in self._tasks
+
+    def add_task(self, task: Task) -> Task:
+        """Add a task (once); gives it a slug unique within the flow."""
+        if not isinstance(task, Task):
+            raise TypeError(f"Flow {self.name!r}: add_task expects a Task, got {type(task).__name__}: {task!r}")
+        if task in self._tasks:
+            return task
+        if isinstance(task, Parameter):
+            other = self._slugs.get(task.name)
+            if isinstance(other, Parameter):
+                raise ParameterError(f"Flow {self.name!r} already has a parameter named {task.name!r}")
+        slug = task.slug
+        if slug is None or slug in self._slugs:
+            base = task.name
+            n = 1
+            slug = base if base not in self._slugs and not isinstance(task, Parameter) else f"{base}-{n}"
+            while slug in self._slugs:
+                n += 1
+                slug = f"{base}-{n}"
+            task.slug = slug
+        self._slugs[slug] = task
+        self._tasks[task] = None
+        self._edges_in.setdefault(task, [])
+        self._edges_out.setdefault(task, [])
+        self._changed()
+        return task
+
+    def add_edge(
+        self,
+        upstream_task: Task,
+        downstream_task: Task,
+        key: str | None = None,
+        mapped: bool = False,
+        flattened: bool = False,
+    ) -> Edge:
+        """Make ``downstream_task`` depend on ``upstream_task`` (adding both to the flow)."""
+        for t in (upstream_task, downstream_task):
+            if not isinstance(t, Task):
+                raise TypeError(f"Flow {self.name!r}: add_edge expects tasks, got {type(t).__name__}: {t!r}")
+        if upstream_task is downstream_task:
+            raise CycleError(self.name, [upstream_task.name, upstream_task.name])
+        self.add_task(upstream_task)
+        self.add_task(downstream_task)
+        if key is not None:
+            if key in self.constants.get(downstream_task, ()):
+                raise TaskBindError(f"Task {downstream_task.name!r} already has a value for input {key!r}")
+            for edge in self._edges_in[downstream_task]:
+                if edge.key == key:
+                    raise TaskBindError(
+                        f"Task {downstream_task.name!r} already gets input {key!r} from {edge.upstream_task.name!r}"
+                    )
+        edge = Edge(upstream_task, downstream_task, key, mapped, flattened)
+        if edge not in self.edges:
+            self.edges.add(edge)
+            self._edges_in[downstream_task].append(edge)
+            self._edges_out[upstream_task].append(edge)
+            self._changed()
+        return edge
+
+    def set_dependencies(
+        self,
+        task: Task,
+        upstream_tasks: Iterable[Any] | None = None,
+        downstream_tasks: Iterable[Task] | None = None,
+        keyword_tasks: dict[str, Any] | None = None,
+        mapped: bool = False,
+    ) -> None:
+        """Add ``task`` with its inputs: tasks become edges, plain values constants.
+
+        ``upstream_tasks`` run first without passing data; ``keyword_tasks`` maps ``run()``
+        argument names to tasks or values (``unmapped(...)``/``flatten(...)`` allowed);
+        ``mapped`` maps over every keyword input not wrapped in ``unmapped``.
+        """
+        self.add_task(task)
+        for up in upstream_tasks or ():
+            up_task = as_task(up.value if isinstance(up, unmapped) else up, self)
+            if up_task is None:
+                raise TaskBindError(
+                    f"Task {task.name!r}: upstream_tasks must be tasks, got {type(up).__name__}: {up!r}"
+                )
+            self.add_edge(up_task, task)
+        for down in downstream_tasks or ():
+            self.add_edge(task, down)
+        for key, value in (keyword_tasks or {}).items():
+            is_mapped, flattened = mapped, False
+            if isinstance(value, unmapped):
+                value, is_mapped = value.value, False
+            if isinstance(value, flatten):
+                value, flattened = value.value, True
+            up_task = as_task(value, self)
+            if up_task is not None:
+                self.add_edge(up_task, task, key=key, mapped=is_mapped, flattened=flattened)
+                continue
+            if is_mapped or flattened:
+                if not _is_iterable(value):
+                    raise TaskBindError(
+                        f"Task {task.name!r} cannot map over input {key!r}: "
+                        f"a {type(value).__name__} ({value!r}) is not iterable"
+                    )
+                const = self.add_task(Constant(value, name=f"{task.name}.{key}"))
+                self.add_edge(const, task, key=key, mapped=is_mapped, flattened=flattened)
+                continue
+            for edge in self._edges_in[task]:
+                if edge.key == key:
+                    raise TaskBindError(
+                        f"Task {task.name!r} already gets input {key!r} from {edge.upstream_task.name!r}"
+                    )
+            self.constants.setdefault(task, {})[key] = value
+            self._changed()
+
+    def chain(self, *tasks: Task) -> list[Edge]:
+        """Make each task run after the one before it: ``flow.chain(a, b, c)``."""
+        return [self.add_edge(a, b) for a, b in itertools.pairwise(tasks)]
+
+    def edges_to(self, task: Task) -> list[Edge]:
+        """Edges into ``task``."""
+        return list(self._edges_in.get(task, ()))
+
+    def edges_from(self, task: Task) -> list[Edge]:
+        """Edges out of ``task``."""
+        return list(self._edges_out.get(task, ()))
+
+    def upstream_tasks(self, task: Task) -> set[Task]:
+        return {e.upstream_task for e in self._edges_in.get(task, ())}
+
+    def downstream_tasks(self, task: Task) -> set[Task]:
+        return {e.downstream_task for e in self._edges_out.get(task, ())}
+
+    def root_tasks(self) -> set[Task]:
+        """Tasks with no upstream task."""
+        return {t for t in self._tasks if not self._edges_in[t]}
+
+    def terminal_tasks(self) -> set[Task]:
+        """Tasks with no downstream task."""
+        return {t for t in self._tasks if not self._edges_out[t]}
+
+    def reference_tasks(self) -> set[Task]:
+        """The tasks whose states decide the flow run's state (default: the terminal tasks)."""
+        return set(self._reference_tasks) or self.terminal_tasks()
+
+    def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
+        tasks = set(tasks)
+        missing = [t.name for t in tasks if t not in self._tasks]
+        if missing:
+            raise FlowValidationError(f"Flow {self.name!r}: reference tasks not in the flow: {', '.join(missing)}")
+        self._reference_tasks = tasks
+
+    def get_tasks(
+        self, name: str | None = None, slug: str | None = None, tags: Iterable[str] | None = None
+    ) -> list[Task]:
+        """Tasks matching every filter given."""
+        wanted = set(tags or ())
+        return [
+            t
+            for t in self._tasks
+            if (name is None or t.name == name) and (slug is None or t.slug == slug) and wanted <= t.tags
+        ]
+
+    def parameters(self) -> set[Parameter]:
+        """The flow's parameters."""
+        return {t for t in self._tasks if isinstance(t, Parameter)}
+
+    # -- checking -----------------------------------------------------------------------------
+
+    def sorted_tasks(self) -> list[Task]:
+        """The tasks in an order where each comes after its upstream tasks (raises on a cycle)."""
+        cached = self._sorted
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        indegree = {t: len({e.upstream_task for e in self._edges_in[t]}) for t in self._tasks}
+        ready = [t for t, n in indegree.items() if n == 0]
+        order: list[Task] = []
+        i = 0
+        while i < len(ready):
+            t = ready[i]
+            i += 1
+            order.append(t)
+            for down in dict.fromkeys(e.downstream_task for e in self._edges_out[t]):
+                indegree[down] -= 1
+                if indegree[down] == 0:
+                    ready.append(down)
+        if len(order) != len(self._tasks):
+            raise CycleError(self.name, self._find_cycle({t for t, n in indegree.items() if n > 0}))
+        self._sorted = (self._version, order)
+        return order
+
+    def validate(self) -> None:
+        """Check the graph: no cycle, every required input provided, reference tasks present.
+
+        Raises ``CycleError``, ``FlowValidationError`` or ``TaskBindError`` naming what is wrong.
+        """
+        if self._validated == self._version:
+            return
+        self.sorted_tasks()
+        for t in self._tasks:
+            if isinstance(t, Parameter):
+                continue
+            given = {e.key for e in self._edges_in[t] if e.key is not None}
+            given.update(self.constants.get(t, ()))
+            missing = [name for name in _required_arguments(t) if name not in given]
+            if missing:
+                raise TaskBindError(
+                    f"Task {t.name!r} in flow {self.name!r} is missing input "
+                    f"{', '.join(repr(m) for m in missing)}: run{t.signature()} needs "
+                    f"{'it' if len(missing) == 1 else 'them'}; pass {'it' if len(missing) == 1 else 'them'} "
+                    f"when calling the task"
+                )
+        for t in self._reference_tasks:
+            if t not in self._tasks:
+                raise FlowValidationError(f"Flow {self.name!r}: reference task {t.name!r} is not in the flow")
+        self._validated = self._version
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        parameters: dict[str, Any] | None = None,
+        executor: Executor | str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> State:
+        """Run the flow now and return the flow-run state.
+
+        ``state.result`` maps each task to its task-run state. ``executor`` is an
+        ``Executor`` or a registered name (``"local"``, ``"threads"``, ``"processes"``);
+        ``context`` sets or overrides context keys (e.g. ``scheduled_start_time``).
+        """
+        if _active_flows.get():
+            raise FlowRunError(
+                f"flow.run() was called inside `with Flow(...)` for flow {self.name!r}: "
+                "call it after the with block, once the flow is built"
+            )
+        from plait.engine.runner import FlowRunner
+
+        return FlowRunner(self).run(
+            parameters=parameters, executor=executor if executor is not None else self.executor, context=context
+        )
+
+    # -- describing ---------------------------------------------------------------------------
+
+    def serialize(self) -> dict[str, Any]:
+        """The flow as plain JSON data: tasks with options, edges, parameters and constants."""
+        tasks = []
+        for t in self.sorted_tasks():
+            entry = {
+                "slug": t.slug,
+                "name": t.name,
+                "type": f"{type(t).__module__}.{type(t).__qualname__}",
+                "options": t.options(),
+            }
+            if isinstance(t, FunctionTask):
+                entry["function"] = f"{t.run.__module__}.{t.run.__qualname__}"
+            consts = self.constants.get(t)
+            if consts:
+                entry["constants"] = {k: _jsonable(v) for k, v in consts.items()}
+            tasks.append(entry)
+        edges = [
+            {
+                "upstream": e.upstream_task.slug,
+                "downstream": e.downstream_task.slug,
+                "key": e.key,
+                "mapped": e.mapped,
+                "flattened": e.flattened,
+            }
+            for e in sorted(self.edges, key=lambda e: (e.upstream_task.slug, e.downstream_task.slug, e.key or ""))
+        ]
+        return {
+            "name": self.name,
+            "tasks": tasks,
+            "edges": edges,
+            "parameters": [
+                {"name": p.name, "default": _jsonable(p.default), "required": p.required}
+                for p in sorted(self.parameters(), key=lambda p: p.name)
+            ],
+            "reference_tasks": sorted(t.slug for t in self.reference_tasks()),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Flow: {self.name} ({len(self._tasks)} tasks)>"
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._version += 1
+
+    def _find_cycle(self, candidates: set[Task]) -> list[str]:
+        # Every task left with indegree > 0 is on or behind a cycle; walk upstream until a repeat.
+        start = next(t for t in self._tasks if t in candidates)
+        path: list[Task] = []
+        seen: dict[Task, int] = {}
+        node = start
+        while node not in seen:
+            seen[node] = len(path)
+            path.append(node)
+            node = next(e.upstream_task for e in self._edges_in[node] if e.upstream_task in candidates)
+        cycle = path[seen[node] :]
+        cycle.reverse()  # walked upstream; show it in run order
+        names = [t.name for t in cycle]
+        return names + [names[0]]
+
+
+_required_cache: dict[Any, list[str]] = {}
+
+
+def _required_arguments(task: Task) -> list[str]:
+    key = task.run if isinstance(task, FunctionTask) else type(task)
+    try:
+        return _required_cache[key]
+    except (KeyError, TypeError):
+        pass
+    required = task.required_arguments()
+    try:
+        _required_cache[key] = required
+    except TypeError:
+        pass
+    return required
+
+
+def _is_iterable(value: Any) -> bool:
+    if isinstance(value, (str, bytes)):
+        return True
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+del inspect

@@ -1,0 +1,77 @@
+"""Signals a task raises to choose its own state.
+
+```python
+from plait import signals, task
+
+@task
+def check(rows):
+    if not rows:
+        raise signals.SKIP("nothing to do today")
+    if len(rows) > 10_000:
+        raise signals.FAIL(f"too many rows: {len(rows)}")
+    return rows
+```
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plait.states import State
+
+
+class PlaitSignal(Exception):
+    """Base of every signal: carries a message and, optionally, a result."""
+
+    #: name of the state class (in plait.states) the signal turns into
+    state_name = "State"
+
+    def __init__(self, message: str | None = None, *, result: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.result = result
+
+
+class FAIL(PlaitSignal):
+    """End the task run as ``Failed`` (retried if the task has retries left)."""
+
+    state_name = "Failed"
+
+
+class TRIGGERFAIL(FAIL):
+    """Raised by a trigger: the task does not run and ends ``TriggerFailed``."""
+
+    state_name = "TriggerFailed"
+
+
+class SUCCESS(PlaitSignal):
+    """End the task run as ``Success`` with ``result``."""
+
+    state_name = "Success"
+
+
+class SKIP(PlaitSignal):
+    """End the task run as ``Skipped``; downstream tasks skip too unless they opt out."""
+
+    state_name = "Skipped"
+
+
+class RETRY(PlaitSignal):
+    """Ask for another attempt now (counts against ``max_retries`` like a failure)."""
+
+    state_name = "Retrying"
+
+
+class PAUSE(PlaitSignal):
+    """Stop the task run as ``Paused``; the flow run stops when nothing else can run."""
+
+    state_name = "Paused"
+
+
+class ENDRUN(Exception):
+    """End the task run with the given ``state``, skipping every step that is left."""
+
+    def __init__(self, state: State) -> None:
+        super().__init__(state.message)
+        self.state = state

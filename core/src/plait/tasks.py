@@ -1,0 +1,514 @@
+"""Tasks: the units of work in a flow.
+
+Write a task as a decorated function or as a ``Task`` subclass with a ``run()`` method::
+
+    from plait import Flow, Task, task
+
+    @task(max_retries=2, retry_delay=5)
+    def fetch(url):
+        ...
+
+    class Load(Task):
+        def run(self, rows, table="events"):
+            ...
+
+    with Flow("etl") as flow:
+        Load(name="load")(fetch("https://example.com/data"))
+
+Calling a task inside ``with Flow(...)`` binds a copy of it into the flow; arguments that
+are tasks become edges, plain values become constants. ``task.map(...)`` binds a mapped copy
+that runs once per item.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, overload
+
+from plait import triggers as _triggers
+from plait.errors import TaskBindError
+
+if TYPE_CHECKING:
+    from plait.flow import Flow
+    from plait.states import State
+
+__all__ = ["Constant", "GetItem", "Parameter", "Task", "flatten", "task", "unmapped"]
+
+StateHandler = Callable[[Any, "State", "State"], "State | None"]
+
+#: Arguments of ``__call__``/``map`` that are never passed to ``run()``.
+_RESERVED = frozenset({"upstream_tasks", "mapped", "task_args", "flow"})
+
+_instance_counter = itertools.count()
+
+
+def _check_run_signature(owner: str, run: Callable[..., Any]) -> None:
+    try:
+        params = inspect.signature(run).parameters
+    except (TypeError, ValueError):
+        return
+    for p in params.values():
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            raise TaskBindError(f"Task {owner!r}: run() cannot take *{p.name}; name each input instead")
+        if p.name in _RESERVED:
+            raise TaskBindError(
+                f"Task {owner!r}: run() parameter {p.name!r} is reserved by Plait; rename it "
+                f"(reserved: {', '.join(sorted(_RESERVED))})"
+            )
+
+
+class Task:
+    """A unit of work. Subclass it and implement ``run()``, or use ``@task``.
+
+    Args:
+        name: shown in logs and states; defaults to the class (or function) name.
+        slug: a unique id within a flow; assigned when the task joins a flow if not given.
+        tags: labels for selection and routing (executors read some, e.g. ``dask-resource:``).
+        max_retries: how many times a failed run is tried again.
+        retry_delay: wait before a retry (seconds or ``timedelta``; default 0).
+        timeout: a run that takes longer ends ``TimedOut`` (seconds or ``timedelta``).
+        trigger: decides from upstream states whether the task runs (``plait.triggers``).
+        skip_on_upstream_skip: skip this task when an upstream task was skipped (default True).
+        state_handlers: ``fn(task, old_state, new_state) -> State | None`` called on every
+            state change; a returned state replaces the new one.
+        on_failure: ``fn(task, state)`` called when the task run ends failed.
+        nout: how many values ``run()`` returns, so a bound task can be unpacked.
+        log_stdout: send the task's ``print`` output to the run logger.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        slug: str | None = None,
+        tags: Iterable[str] | None = None,
+        max_retries: int = 0,
+        retry_delay: timedelta | float | int | None = None,
+        timeout: timedelta | float | int | None = None,
+        trigger: Callable[[Sequence[State]], bool] | None = None,
+        skip_on_upstream_skip: bool = True,
+        state_handlers: Iterable[StateHandler] | None = None,
+        on_failure: Callable[[Task, State], None] | None = None,
+        nout: int | None = None,
+        log_stdout: bool = False,
+    ) -> None:
+        self.name = name or type(self).__name__
+        self.slug = slug
+        self.tags = frozenset(tags or ())
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"Task {self.name!r}: max_retries must be an integer >= 0, got {max_retries!r}")
+        self.max_retries = max_retries
+        self.retry_delay = _as_timedelta(retry_delay, "retry_delay", self.name) or timedelta(0)
+        self.timeout = _as_timedelta(timeout, "timeout", self.name)
+        if self.timeout is not None and self.timeout <= timedelta(0):
+            raise ValueError(f"Task {self.name!r}: timeout must be positive, got {timeout!r}")
+        if trigger is not None and not callable(trigger):
+            raise TypeError(f"Task {self.name!r}: trigger must be callable, got {trigger!r}")
+        self.trigger = trigger or _triggers.all_successful
+        self.skip_on_upstream_skip = skip_on_upstream_skip
+        self.state_handlers: list[StateHandler] = list(state_handlers or ())
+        for handler in self.state_handlers:
+            if not callable(handler):
+                raise TypeError(f"Task {self.name!r}: state handler {handler!r} is not callable")
+        self.on_failure = on_failure
+        if nout is not None and (not isinstance(nout, int) or nout < 1):
+            raise ValueError(f"Task {self.name!r}: nout must be a positive integer, got {nout!r}")
+        self.nout = nout
+        self.log_stdout = log_stdout
+        self._id = next(_instance_counter)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is not None:
+            _check_run_signature(cls.__name__, run)
+
+    # -- what subclasses implement ---------------------------------------------------------
+
+    def run(self) -> Any:
+        """The work of the task. Its parameters are the task's inputs."""
+        raise NotImplementedError(f"Task {self.name!r} ({type(self).__name__}) does not implement run()")
+
+    # -- building flows --------------------------------------------------------------------
+
+    def copy(self, **task_args: Any) -> Task:
+        """A shallow copy with a fresh identity, with ``task_args`` set as attributes."""
+        new = copy.copy(self)
+        new.slug = None
+        new._id = next(_instance_counter)
+        new.state_handlers = list(self.state_handlers)
+        for key, value in task_args.items():
+            if not hasattr(new, key) or key.startswith("_"):
+                raise TaskBindError(f"Task {self.name!r} has no option {key!r} to set through task_args")
+            setattr(new, key, value)
+        return new
+
+    def __call__(
+        self,
+        *args: Any,
+        mapped: bool = False,
+        task_args: dict[str, Any] | None = None,
+        upstream_tasks: Iterable[Any] | None = None,
+        flow: Flow | None = None,
+        **kwargs: Any,
+    ) -> Task:
+        """Bind a copy of this task into the active flow with these inputs; returns the copy."""
+        new = self.copy(**(task_args or {}))
+        new.bind(*args, mapped=mapped, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
+        return new
+
+    def map(
+        self,
+        *args: Any,
+        task_args: dict[str, Any] | None = None,
+        upstream_tasks: Iterable[Any] | None = None,
+        flow: Flow | None = None,
+        **kwargs: Any,
+    ) -> Task:
+        """Bind a mapped copy: it runs once per item of each argument not wrapped in ``unmapped``."""
+        return self(*args, mapped=True, task_args=task_args, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
+
+    def bind(
+        self,
+        *args: Any,
+        mapped: bool = False,
+        upstream_tasks: Iterable[Any] | None = None,
+        flow: Flow | None = None,
+        **kwargs: Any,
+    ) -> Task:
+        """Bind this very task (not a copy) into a flow with these inputs."""
+        from plait.flow import Flow
+
+        flow = flow or Flow.active()
+        if flow is None:
+            raise TaskBindError(
+                f"Task {self.name!r} was called outside a flow: call it inside `with Flow(...):` or pass flow=."
+            )
+        callargs = self.bind_arguments(*args, **kwargs)
+        flow.set_dependencies(self, upstream_tasks=upstream_tasks, keyword_tasks=callargs, mapped=mapped)
+        return self
+
+    def bind_arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Match ``args``/``kwargs`` to ``run()``'s parameters, with a clear error when they do not fit."""
+        sig = self.signature()
+        try:
+            bound = sig.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise TaskBindError(
+                f"Task {self.name!r} was called with arguments its run{sig} does not take: {exc}"
+            ) from None
+        callargs: dict[str, Any] = {}
+        for key, value in bound.arguments.items():
+            if sig.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
+                callargs.update(value)
+            else:
+                callargs[key] = value
+        return callargs
+
+    def signature(self) -> inspect.Signature:
+        """The signature of ``run()`` (without ``self``)."""
+        return inspect.signature(self.run)
+
+    def required_arguments(self) -> list[str]:
+        """Names of ``run()`` parameters that have no default."""
+        return [
+            p.name
+            for p in self.signature().parameters.values()
+            if p.default is inspect.Parameter.empty
+            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        ]
+
+    def set_upstream(self, task: Any, flow: Flow | None = None, key: str | None = None, mapped: bool = False) -> None:
+        """Make ``task`` run before this one (passing its result as ``key`` when given)."""
+        from plait.flow import Flow
+
+        flow = flow or Flow.active()
+        if flow is None:
+            raise TaskBindError(f"set_upstream on task {self.name!r} needs a flow: pass flow= or use `with Flow(...)`")
+        if key is None:
+            flow.set_dependencies(self, upstream_tasks=[task], mapped=mapped)
+        else:
+            flow.set_dependencies(self, keyword_tasks={key: task}, mapped=mapped)
+
+    def set_downstream(
+        self, task: Task, flow: Flow | None = None, key: str | None = None, mapped: bool = False
+    ) -> None:
+        """Make this task run before ``task``."""
+        task.set_upstream(self, flow=flow, key=key, mapped=mapped)
+
+    def __getitem__(self, key: Any) -> Task:
+        """A task that picks ``result[key]`` from this task's result."""
+        name = f"{self.name}[{key!r}]"
+        return GetItem(name=name)(self, key)
+
+    def __iter__(self):
+        if self.nout is None:
+            raise TypeError(f"Task {self.name!r} is not iterable: give it nout=N to unpack its N results")
+        return (self[i] for i in range(self.nout))
+
+    # -- description -----------------------------------------------------------------------
+
+    def options(self) -> dict[str, Any]:
+        """The task's options as plain JSON values (used by ``Flow.serialize``)."""
+        return {
+            "tags": sorted(self.tags),
+            "max_retries": self.max_retries,
+            "retry_delay": self.retry_delay.total_seconds(),
+            "timeout": None if self.timeout is None else self.timeout.total_seconds(),
+            "trigger": getattr(self.trigger, "__name__", repr(self.trigger)),
+            "skip_on_upstream_skip": self.skip_on_upstream_skip,
+            "state_handlers": [_callable_name(h) for h in self.state_handlers],
+            "nout": self.nout,
+            "log_stdout": self.log_stdout,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Task: {self.name}>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # State handlers, triggers and on_failure always run in the driver process, so a task
+        # shipped to a worker leaves them behind (they are often lambdas that cannot pickle).
+        state = self.__dict__.copy()
+        state["state_handlers"] = []
+        state["on_failure"] = None
+        state["trigger"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.trigger is None:
+            self.trigger = _triggers.all_successful
+
+
+class FunctionTask(Task):
+    """A task made from a function by ``@task``; ``run`` is the function itself."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, **options: Any) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, got {fn!r}")
+        _check_run_signature(getattr(fn, "__name__", repr(fn)), fn)
+        super().__init__(name=name or getattr(fn, "__name__", None), **options)
+        self.run = fn  # type: ignore[method-assign]  # no wrapper on the hot path
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def signature(self) -> inspect.Signature:
+        return inspect.signature(self.run)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        fn = state["run"]
+        module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+        target = _lookup(module, qualname)
+        # @task replaces the function in its module with the task, so pickle cannot find the
+        # function by name; ship a reference to the module attribute instead.
+        if isinstance(target, FunctionTask) and target.run is fn:
+            state["run"] = _FunctionRef(module, qualname)
+            state.pop("__wrapped__", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        run = state.get("run")
+        if isinstance(run, _FunctionRef):
+            fn = run.resolve()
+            state["run"] = fn
+            state["__wrapped__"] = fn
+        super().__setstate__(state)
+
+
+class _FunctionRef:
+    __slots__ = ("module", "qualname")
+
+    def __init__(self, module: str, qualname: str) -> None:
+        self.module = module
+        self.qualname = qualname
+
+    def __getstate__(self) -> tuple[str, str]:
+        return self.module, self.qualname
+
+    def __setstate__(self, state: tuple[str, str]) -> None:
+        self.module, self.qualname = state
+
+    def resolve(self) -> Callable[..., Any]:
+        target = _lookup(self.module, self.qualname, import_=True)
+        if not isinstance(target, FunctionTask):
+            raise TypeError(f"Cannot find task function {self.module}.{self.qualname} in this process")
+        return target.run
+
+
+@overload
+def task(fn: Callable[..., Any], /) -> FunctionTask: ...
+@overload
+def task(fn: None = None, /, **options: Any) -> Callable[[Callable[..., Any]], FunctionTask]: ...
+
+
+def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Turn a function into a task, with or without options.
+
+    ```python
+    @task
+    def add(x, y):
+        return x + y
+
+    @task(max_retries=3, retry_delay=timedelta(seconds=1), tags=["io"])
+    def fetch(url):
+        ...
+    ```
+    """
+    if fn is not None:
+        return FunctionTask(fn, **options)
+    return lambda f: FunctionTask(f, **options)
+
+
+class Parameter(Task):
+    """A flow input, given to ``flow.run(parameters={...})``.
+
+    Args:
+        name: the parameter's name, unique within a flow.
+        default: the value when the run does not give one.
+        required: a run without this parameter is refused before anything runs.
+    """
+
+    def __init__(
+        self, name: str, default: Any = None, required: bool = False, tags: Iterable[str] | None = None
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Parameter name must be a non-empty string, got {name!r}")
+        super().__init__(name=name, slug=name, tags=tags)
+        self.default = default
+        self.required = required
+
+    def run(self) -> Any:
+        from plait import context
+
+        params = context.get("parameters") or {}
+        if self.name in params:
+            return params[self.name]
+        return self.default
+
+    def copy(self, **task_args: Any) -> Task:
+        raise TypeError(f"Parameter {self.name!r} cannot be copied: a flow has one parameter per name")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Task:  # type: ignore[override]
+        raise TaskBindError(f"Parameter {self.name!r} takes no inputs; use it as an argument to other tasks")
+
+    def options(self) -> dict[str, Any]:
+        return {"default": _jsonable(self.default), "required": self.required, "tags": sorted(self.tags)}
+
+    def __repr__(self) -> str:
+        return f"<Parameter: {self.name}>"
+
+
+class Constant(Task):
+    """A task that returns a fixed value (made for plain values passed to ``map``)."""
+
+    def __init__(self, value: Any, name: str | None = None, **options: Any) -> None:
+        self.value = value
+        super().__init__(name=name or f"Constant[{type(value).__name__}]", **options)
+
+    def run(self) -> Any:
+        return self.value
+
+
+class GetItem(Task):
+    """Returns ``task_result[key]``; made by ``task[key]`` and by unpacking a task with ``nout``."""
+
+    def run(self, task_result: Any, key: Any) -> Any:
+        return task_result[key]
+
+
+class Collection(Task):
+    """Builds a list, tuple, set or dict from task results (made when such a value holds tasks)."""
+
+    def __init__(self, kind: type, keys: list[Any] | None = None, **options: Any) -> None:
+        self.kind = kind
+        self.keys = keys
+        super().__init__(name=options.pop("name", kind.__name__.capitalize()), **options)
+
+    def run(self, **items: Any) -> Any:
+        values = [items[f"item_{i}"] for i in range(len(items))]
+        if self.kind is dict:
+            return dict(zip(self.keys or [], values, strict=True))
+        return self.kind(values)
+
+
+class unmapped:  # noqa: N801 - reads as a function at the call site
+    """Pass a value or task whole to every child of a ``map`` instead of mapping over it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class flatten:  # noqa: N801
+    """Map over the items of each item: ``flatten([[1, 2], [3]])`` maps over 1, 2, 3."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def as_task(value: Any, flow: Flow) -> Task | None:
+    """The task behind ``value``: itself if a task, a ``Collection`` if it holds tasks, else ``None``."""
+    if isinstance(value, Task):
+        return value
+    if isinstance(value, (list, tuple, set, dict)) and _holds_task(value):
+        keys = list(value.keys()) if isinstance(value, dict) else None
+        items = list(value.values()) if isinstance(value, dict) else list(value)
+        collection = Collection(type(value), keys=keys)
+        flow.add_task(collection)
+        kw = {f"item_{i}": item for i, item in enumerate(items)}
+        flow.set_dependencies(collection, keyword_tasks=kw)
+        return collection
+    return None
+
+
+def _holds_task(value: Any) -> bool:
+    items = value.values() if isinstance(value, dict) else value
+    return any(isinstance(v, Task) or (isinstance(v, (list, tuple, set, dict)) and _holds_task(v)) for v in items)
+
+
+def _as_timedelta(value: timedelta | float | int | None, what: str, name: str) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"Task {name!r}: {what} cannot be negative, got {value!r}")
+        return timedelta(seconds=value)
+    raise TypeError(f"Task {name!r}: {what} must be seconds or a timedelta, got {value!r}")
+
+
+def _lookup(module: str | None, qualname: str, import_: bool = False) -> Any:
+    import sys
+
+    if not module or "<locals>" in qualname:
+        return None
+    mod = sys.modules.get(module)
+    if mod is None and import_:
+        mod = importlib.import_module(module)
+    obj: Any = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _callable_name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
