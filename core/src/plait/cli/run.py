@@ -1,23 +1,407 @@
-"""``plait run FILE.py[:FLOW]``: run a flow with a live view of its task states."""
+"""``plait run FILE.py[:FLOW]``: run a flow with a live view of its task states.
+
+The command is a thin shell around two reusable pieces, so other commands (a backfill, a
+scheduled loop) can run flows the same way:
+
+- ``parse_parameters(["n=5", "name=x"])`` turns ``--param`` values into a dict;
+- ``run_with_view(flow, parameters, executor, context)`` runs the flow once through
+  ``FlowRunner`` with a ``RunView`` observing every task state change, prints the summary
+  table and returns the flow-run state.
+
+On a terminal the view is a ``rich`` live table that updates as task states change (mapped
+tasks show how many children finished); when stdout is not a terminal (a pipe, a CI log) it
+prints one line per finished task instead, then the same summary table.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from plait.cli.loading import load_flow
 
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from plait.engine.executors import Executor
+    from plait.flow import Flow
+    from plait.states import State
+    from plait.tasks import Task
+
+__all__ = ["RunView", "parse_parameters", "run", "run_with_view"]
+
+#: Exit code when the flow ran and did not succeed (the code for bad input is click's 2).
+EXIT_FLOW_FAILED = 1
+
+#: Above this many tasks the tables show the busiest/failed tasks and a count of the rest.
+MAX_ROWS = 40
+
+_STATE_STYLES = {
+    "Success": "green",
+    "Mapped": "green",
+    "Cached": "green",
+    "Skipped": "cyan",
+    "Running": "yellow",
+    "Retrying": "magenta",
+    "Pending": "dim",
+    "Scheduled": "dim",
+    "Paused": "blue",
+    "Failed": "bold red",
+    "TriggerFailed": "red",
+    "TimedOut": "bold red",
+    "Cancelled": "red",
+}
+_MAPPED_INTO = re.compile(r"Mapped into (\d+) runs")
+
+
+class PlaitUsageError(click.ClickException):
+    """A Plait error caused by the command line's input (bad parameter, unknown executor...)."""
+
+    exit_code = 2
+
 
 @click.command()
 @click.argument("flow_spec", metavar="FILE.py[:FLOW]")
-@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="A flow parameter (repeatable).")
-@click.option("--executor", "-e", default=None, help="Executor name: local, threads, processes, or a plugin's.")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a flow parameter (repeatable). VALUE is parsed as JSON when it is valid JSON "
+    '(5 -> int, true -> bool, \'["a","b"]\' -> list), else kept as a string.',
+)
+@click.option(
+    "--executor",
+    "-e",
+    default=None,
+    metavar="NAME",
+    help="Executor: local (default), threads, processes, or one a plugin adds.",
+)
 def run(flow_spec: str, params: tuple[str, ...], executor: str | None) -> None:
-    """Run the flow in FILE.py (pick one with FILE.py:FLOW)."""
+    """Run the flow in FILE.py and show its task states as they change.
+
+    FILE.py must define one Flow at module level; pick one of several with FILE.py:FLOW
+    (the module attribute or the flow's name). Exit code: 0 when the flow succeeds, 1 when it
+    fails, 2 for bad input (missing file or flow, bad parameter, unknown executor).
+
+    \b
+    Examples:
+      plait run examples/numbers.py --param n=5
+      plait run etl.py:nightly -p day=2026-01-31 --executor threads
+    """
+    parameters = parse_parameters(params)
     flow = load_flow(flow_spec)
-    parameters = dict(p.split("=", 1) for p in params)
-    state = flow.run(parameters=parameters, executor=executor)
-    for task, task_state in state.result.items():
-        click.echo(f"{task.name}: {task_state.name}")
-    sys.exit(0 if state.is_successful() else 1)
+    state = run_with_view(flow, parameters=parameters, executor=executor)
+    sys.exit(0 if state.is_successful() else EXIT_FLOW_FAILED)
+
+
+def parse_parameters(params: Iterable[str]) -> dict[str, Any]:
+    """``["n=5", "names=[\\"a\\"]", "day=2026-01-31"]`` -> ``{"n": 5, "names": ["a"], "day": "2026-01-31"}``.
+
+    Each value is parsed as JSON when it is valid JSON, otherwise kept as the string given
+    (so ``n=5`` is the int 5, ``flag=true`` the bool True, ``name=bob`` the string "bob";
+    quote to force a string: ``n='"5"'``). Raises ``click.BadParameter`` for an item without
+    ``=`` or with an empty name, or a name given twice.
+    """
+    out: dict[str, Any] = {}
+    for item in params:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE; write e.g. --param n=5", param_hint="'--param'")
+        if name in out:
+            raise click.BadParameter(f"parameter {name!r} is given twice", param_hint="'--param'")
+        try:
+            out[name] = json.loads(text)
+        except ValueError:
+            out[name] = text
+    return out
+
+
+def run_with_view(
+    flow: Flow,
+    parameters: dict[str, Any] | None = None,
+    executor: Executor | str | None = None,
+    context: dict[str, Any] | None = None,
+    console: Console | None = None,
+    title: str | None = None,
+) -> State:
+    """Run ``flow`` once with the live view and print its summary; return the flow-run state.
+
+    Plait errors raised before anything runs (unknown or missing parameter, unknown
+    executor, invalid graph) become a ``click`` error with exit code 2 and no traceback.
+    """
+    from plait.engine.executors import get_executor
+    from plait.engine.runner import FlowRunner
+    from plait.errors import PlaitError
+    from plait.logging import configure_logging
+
+    console = console or _stdout_console()
+    try:
+        flow.validate()
+        executor_obj = get_executor(executor if executor is not None else flow.executor)
+    except PlaitError as exc:
+        raise PlaitUsageError(str(exc)) from None
+    view = RunView(flow, console=console, title=title)
+    runner = FlowRunner(flow, task_observers=[view.task_changed], flow_observers=[view.flow_changed])
+    # Attach the log handler now, while sys.stderr is the real one (rich swaps it during Live).
+    configure_logging()
+    try:
+        with view.showing():
+            state = runner.run(parameters=parameters, executor=executor_obj, context=context)
+    except PlaitError as exc:
+        raise PlaitUsageError(str(exc)) from None
+    view.print_summary(state)
+    return state
+
+
+# --- the view ---------------------------------------------------------------------------------
+
+
+class _Row:
+    __slots__ = ("children", "finished_at", "first_running", "state", "total")
+
+    def __init__(self) -> None:
+        self.state: State | None = None
+        self.first_running: float | None = None
+        self.finished_at: float | None = None
+        self.children: Counter[str] | None = None  # finished children by state name
+        self.total: int | None = None  # children expected, once known
+
+
+class RunView:
+    """Watches one flow run's state changes and renders them.
+
+    ``task_changed`` and ``flow_changed`` are ``FlowRunner`` observers; they may be called from
+    worker threads, so they only update counters under a lock and never print on a terminal
+    (rich's ``Live`` refreshes the table on its own thread).
+    """
+
+    def __init__(self, flow: Flow, console: Console, title: str | None = None) -> None:
+        self.flow = flow
+        self.console = console
+        self.title = title or f"Flow run {flow.name!r}"
+        self.live_mode = console.is_terminal
+        self.tasks: list[Task] = flow.sorted_tasks()
+        self.rows: dict[Task, _Row] = {t: _Row() for t in self.tasks}
+        self.flow_state: State | None = None
+        self.started = time.time()
+        self._lock = threading.Lock()
+
+    # -- observers -----------------------------------------------------------------------------
+
+    def task_changed(self, task: Task, old: State, new: State) -> None:
+        from plait.context import _task_ctx
+
+        info = _task_ctx.get()
+        child = info is not None and info.task is task and info.map_index is not None
+        line = None
+        with self._lock:
+            row = self.rows.get(task)
+            if row is None:  # a task added after the view was built; show it too
+                row = self.rows[task] = _Row()
+                self.tasks.append(task)
+            if child:
+                if new._finished:
+                    if row.children is None:
+                        row.children = Counter()
+                    row.children[new.name] += 1
+                return
+            if new._running and row.first_running is None:
+                row.first_running = new.timestamp
+                match = _MAPPED_INTO.match(new.message or "")
+                if match:
+                    row.total = int(match.group(1))
+                    row.children = row.children or Counter()
+            row.state = new
+            if new._finished:
+                row.finished_at = new.timestamp
+                if not self.live_mode:
+                    line = self._line(task, row)
+        if line is not None:
+            self.console.print(line, highlight=False)
+
+    def flow_changed(self, flow: Flow, old: State, new: State) -> None:
+        self.flow_state = new
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    @contextmanager
+    def showing(self) -> Iterator[None]:
+        """Show the live table for the duration of the block (on a terminal only)."""
+        if not self.live_mode:
+            self.console.print(f"[bold]{self.title}[/bold]: running {len(self.tasks)} tasks")
+            yield
+            return
+        from rich.live import Live
+
+        live = Live(console=self.console, get_renderable=self._live_table, refresh_per_second=8, transient=True)
+        with live:  # noqa: SIM117 - sys.stderr must be read after Live swapped it for its proxy
+            with _logs_through(sys.stderr):
+                yield
+
+    def _live_table(self) -> RenderableType:
+        with self._lock:
+            rows = [(t, self._snapshot(r)) for t, r in self.rows.items()]
+        elapsed = time.time() - self.started
+        return self._table(f"{self.title} - running ({elapsed:.1f}s)", rows, live=True)
+
+    def print_summary(self, state: State) -> None:
+        """Print the final table (task, state, result, duration, message) and the flow's outcome."""
+        final = state.result if isinstance(state.result, dict) else {}
+        rows = []
+        with self._lock:
+            for task in self.tasks:
+                snap = self._snapshot(self.rows[task])
+                task_state = final.get(task) or snap[0]
+                if task_state is not None:
+                    snap = (task_state, *snap[1:])
+                rows.append((task, snap))
+        self.console.print(self._table(self.title, rows, live=False))
+        style = "bold green" if state.is_successful() else "bold red"
+        elapsed = time.time() - self.started
+        self.console.print(
+            f"[{style}]{state.name}[/{style}]: {state.message or ''} ({elapsed:.2f}s)",
+            highlight=False,
+        )
+
+    @staticmethod
+    def _snapshot(row: _Row) -> tuple[State | None, float | None, Counter[str] | None, int | None]:
+        duration = None
+        if row.first_running is not None:
+            duration = (row.finished_at or time.time()) - row.first_running
+        return row.state, duration, Counter(row.children) if row.children is not None else None, row.total
+
+    def _table(self, title: str, rows: list[tuple[Task, tuple[Any, ...]]], live: bool) -> RenderableType:
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left", expand=False)
+        table.add_column("task", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("result" if not live else "progress", overflow="ellipsis", max_width=40)
+        table.add_column("duration", justify="right", no_wrap=True)
+        table.add_column("message", overflow="fold", max_width=60)
+        shown, hidden = _pick_rows(rows, MAX_ROWS)
+        for task, (state, duration, children, total) in shown:
+            name = state.name if state is not None else "Pending"
+            style = _STATE_STYLES.get(name, "")
+            third = _progress(children, total, state) if live else _result_text(state, children)
+            table.add_row(
+                task.name,
+                f"[{style}]{name}[/{style}]" if style else name,
+                third,
+                f"{duration:.2f}s" if duration is not None else "",
+                _message(state, children),
+            )
+        if hidden:
+            counts = Counter((s.name if s is not None else "Pending") for _t, (s, *_r) in hidden)
+            table.add_row(f"... {len(hidden)} more", ", ".join(f"{n} {k}" for k, n in counts.most_common()), "", "", "")
+        return table
+
+    def _line(self, task: Task, row: _Row) -> str:
+        state = row.state
+        assert state is not None
+        duration = "" if row.first_running is None else f" in {row.finished_at - row.first_running:.2f}s"  # type: ignore[operator]
+        kids = f" ({_counts_text(row.children)})" if row.children else ""
+        style = _STATE_STYLES.get(state.name, "")
+        name = f"[{style}]{state.name}[/{style}]" if style else state.name
+        message = f": {state.message}" if state.message and not state.is_successful() else ""
+        return f"  {task.name} -> {name}{kids}{duration}{message}"
+
+
+def _pick_rows(rows: list[Any], limit: int) -> tuple[list[Any], list[Any]]:
+    """All rows when they fit; else failed and running first, then in flow order."""
+    if len(rows) <= limit:
+        return rows, []
+
+    def rank(item: Any) -> int:
+        state = item[1][0]
+        if state is None:
+            return 3
+        if state.is_failed():
+            return 0
+        if state._running or state.is_retrying():
+            return 1
+        return 2
+
+    order = sorted(range(len(rows)), key=lambda i: (rank(rows[i]), i))
+    keep = set(order[: limit - 1])
+    return [r for i, r in enumerate(rows) if i in keep], [r for i, r in enumerate(rows) if i not in keep]
+
+
+def _progress(children: Counter[str] | None, total: int | None, state: State | None) -> str:
+    if children is None:
+        return ""
+    done = sum(children.values())
+    text = f"{done}/{total}" if total is not None else f"{done} done"
+    failed = sum(n for name, n in children.items() if name in ("Failed", "TriggerFailed", "TimedOut", "Cancelled"))
+    return text + (f" [red]({failed} failed)[/red]" if failed else "")
+
+
+def _result_text(state: State | None, children: Counter[str] | None) -> str:
+    from rich.markup import escape
+
+    if state is None or not state.is_successful() or state.is_skipped() or state.result is None:
+        return ""
+    text = repr(state.result)
+    return escape(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _message(state: State | None, children: Counter[str] | None) -> str:
+    from rich.markup import escape
+
+    if state is None:
+        return ""
+    if state.is_mapped():
+        counts = Counter(s.name for s in state.map_states)  # type: ignore[attr-defined]
+        return escape(f"{len(state.map_states)} runs: {_counts_text(counts)}")  # type: ignore[attr-defined]
+    if children is not None and not state._finished:
+        return escape(_counts_text(children) or (state.message or ""))
+    return escape(state.message or "")
+
+
+def _counts_text(counts: Counter[str] | None) -> str:
+    return ", ".join(f"{n} {name}" for name, n in counts.most_common()) if counts else ""
+
+
+def _stdout_console() -> Console:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        # Pipes and CI logs: a fixed width so tables do not wrap at 80 columns.
+        console = Console(highlight=False, width=max(console.width, 120))
+    return console
+
+
+@contextmanager
+def _logs_through(stream: Any) -> Iterator[None]:
+    """Point Plait's own stderr log handler at ``stream`` (rich's proxy) for the block.
+
+    Inside ``Live``, ``sys.stderr`` is a proxy that prints above the live table; a handler
+    created earlier still holds the real stderr and would tear the table.
+    """
+    handlers = [
+        h
+        for h in logging.getLogger("plait").handlers
+        if type(h) is logging.StreamHandler and h.stream in (sys.__stderr__, getattr(stream, "rich_proxied_file", None))
+    ]
+    previous = [h.stream for h in handlers]
+    for h in handlers:
+        h.setStream(stream)
+    try:
+        yield
+    finally:
+        for h, old in zip(handlers, previous, strict=True):
+            h.setStream(old)

@@ -1,0 +1,353 @@
+"""``plait run``: the command a user types first.
+
+Most cases use click's CliRunner (stdout is not a terminal there, so the view prints a line
+per finished task and the summary table); one test runs the installed ``plait`` script in a
+real subprocess, and one drives the live (terminal) view into a string.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from plait.cli import main
+from plait.cli.loading import load_flow
+from plait.cli.run import parse_parameters, run_with_view
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "numbers.py"
+
+
+def write_flow(tmp_path: Path, body: str, name: str = "flow_file.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, ["run", *args], catch_exceptions=False)
+
+
+FAILING = """
+    from plait import Flow, task
+
+    @task
+    def ok():
+        return 1
+
+    @task
+    def explode(x):
+        raise ValueError("no good: %s" % x)
+
+    @task
+    def after(x):
+        return x
+
+    with Flow("failing") as flow:
+        after(explode(ok()))
+"""
+
+TWO_FLOWS = """
+    from plait import Flow, task
+
+    @task
+    def one():
+        return 1
+
+    with Flow("first") as first:
+        one()
+
+    with Flow("second-flow") as second:
+        one()
+"""
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def test_numbers_example_succeeds_and_shows_every_task_and_the_total():
+    result = invoke(str(EXAMPLE), "--param", "n=5")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for name in ("n", "fetch", "square", "total"):
+        assert f"{name} -> " in out  # one line per finished task when not on a terminal
+    assert "square -> Mapped (5 Success)" in out
+    # the summary table: the total task's result and the flow's outcome
+    total_row = next(line for line in out.splitlines() if line.startswith("│ total"))
+    assert "Success" in total_row and "35" in total_row
+    assert "5 runs: 5 Success" in out
+    assert out.rstrip().splitlines()[-1].startswith("Success: All reference tasks succeeded.")
+
+
+def test_real_subprocess_run_of_the_installed_script():
+    plait = Path(sys.executable).parent / "plait"
+    proc = subprocess.run(
+        [str(plait), "run", "examples/numbers.py", "--param", "n=5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    total_row = next(line for line in proc.stdout.splitlines() if line.startswith("│ total"))
+    assert "35" in total_row
+    assert "Flow run SUCCESS" in proc.stderr  # the engine's log lines go to stderr
+    assert "fetching 5 numbers" in proc.stderr
+
+
+def test_real_subprocess_failing_flow_exits_1(tmp_path):
+    path = write_flow(tmp_path, FAILING)
+    plait = Path(sys.executable).parent / "plait"
+    proc = subprocess.run([str(plait), "run", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "explode -> Failed" in proc.stdout
+    assert "no good: 1" in proc.stdout
+    assert "Traceback" in proc.stderr  # the failed task's traceback is logged, not lost
+
+
+def test_failing_flow_exits_1_and_names_the_failed_and_the_unrun_tasks(tmp_path):
+    path = write_flow(tmp_path, FAILING)
+    result = invoke(str(path))
+    assert result.exit_code == 1
+    assert "explode -> Failed" in result.output
+    assert "ValueError('no good: 1')" in result.output
+    assert "after -> TriggerFailed" in result.output
+    assert result.output.rstrip().splitlines()[-1].startswith("Failed: Some reference tasks failed.")
+
+
+def test_failed_map_child_is_counted_and_fails_the_run(tmp_path):
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, task
+
+        @task
+        def inv(x):
+            return 1 / x
+
+        with Flow("inverses") as flow:
+            inv.map([1, 0, 2, 4])
+        """,
+    )
+    result = invoke(str(path), "--executor", "threads")
+    assert result.exit_code == 1
+    assert "inv -> Mapped (3 Success, 1 Failed)" in result.output
+    assert "4 runs: 3 Success, 1 Failed" in result.output
+
+
+def test_param_values_reach_the_flow_as_json(tmp_path):
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, Parameter, task
+
+        @task
+        def describe(n, names, day):
+            return f"{type(n).__name__}:{n} {type(names).__name__}:{len(names)} {type(day).__name__}:{day}"
+
+        with Flow("params") as flow:
+            describe(Parameter("n"), Parameter("names"), Parameter("day"))
+        """,
+    )
+    result = invoke(str(path), "-p", "n=5", "-p", 'names=["a", "b"]', "-p", "day=2026-01-31")
+    assert result.exit_code == 0, result.output
+    assert "int:5 list:2 str:2026-01-31" in result.output
+
+
+@pytest.mark.parametrize("executor", ["local", "threads", "processes"])
+def test_each_builtin_executor_runs_the_example(executor):
+    result = invoke(str(EXAMPLE), "--param", "n=4", "--executor", executor)
+    assert result.exit_code == 0, result.output
+    total_row = next(line for line in result.output.splitlines() if line.startswith("│ total"))
+    assert "18" in total_row  # 0+1+4+9 + 4*1
+
+
+def test_retried_task_ends_successful(tmp_path):
+    path = write_flow(
+        tmp_path,
+        """
+        import plait
+        from plait import Flow, task
+
+        @task(max_retries=2)
+        def flaky():
+            if plait.context.task_run_count < 2:
+                raise RuntimeError("first attempt fails")
+            return "ok on attempt %d" % plait.context.task_run_count
+
+        with Flow("flaky") as flow:
+            flaky()
+        """,
+    )
+    result = invoke(str(path))
+    assert result.exit_code == 0, result.output
+    assert "'ok on attempt 2'" in result.output
+
+
+def test_live_view_on_a_terminal_ends_with_the_summary(tmp_path):
+    flow = load_flow(str(EXAMPLE))
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120, color_system=None)
+    state = run_with_view(flow, parameters={"n": 3}, console=console)
+    assert state.is_successful()
+    out = buffer.getvalue()
+    assert " -> " not in out  # no per-task lines on a terminal: the live table shows them
+    # the last frame of the live table comes first (erased by control codes), then the summary
+    total_row = [line for line in out.splitlines() if line.startswith("│ total")][-1]
+    assert "8" in total_row  # 0+1+4 + 3*1
+    assert "Success: All reference tasks succeeded." in out
+
+
+def test_picking_a_flow_by_attribute_or_by_name(tmp_path):
+    path = write_flow(tmp_path, TWO_FLOWS)
+    by_attr = invoke(f"{path}:first")
+    by_name = invoke(f"{path}:second-flow")
+    assert by_attr.exit_code == 0 and "Flow run 'first'" in by_attr.output
+    assert by_name.exit_code == 0 and "Flow run 'second-flow'" in by_name.output
+
+
+# --- bad input: a clear message, exit code 2, no traceback -------------------------------------
+
+
+def assert_usage_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+def test_missing_file(tmp_path):
+    assert_usage_error(invoke(str(tmp_path / "nope.py")), "nope.py", "does not exist", "FILE.py:FLOW")
+
+
+def test_file_that_is_not_python(tmp_path):
+    path = tmp_path / "flow.txt"
+    path.write_text("hello")
+    assert_usage_error(invoke(str(path)), "flow.txt", "is not a .py file")
+
+
+def test_missing_flow_name_lists_the_flows_found(tmp_path):
+    path = write_flow(tmp_path, TWO_FLOWS)
+    assert_usage_error(
+        invoke(f"{path}:third"), "No flow 'third'", "first (name 'first')", "second (name 'second-flow')"
+    )
+
+
+def test_several_flows_without_a_name(tmp_path):
+    path = write_flow(tmp_path, TWO_FLOWS)
+    assert_usage_error(invoke(str(path)), "defines several flows", ":NAME")
+
+
+def test_file_without_a_flow(tmp_path):
+    path = write_flow(tmp_path, "x = 1\n")
+    assert_usage_error(invoke(str(path)), "No flow found", "define a Flow at module level")
+
+
+def test_file_that_raises_on_import_shows_its_own_traceback_only(tmp_path):
+    path = write_flow(tmp_path, "import os\n\nraise RuntimeError('config missing')\n")
+    result = invoke(str(path))
+    assert result.exit_code == 2
+    assert "Could not import flow file" in result.output
+    assert "RuntimeError: config missing" in result.output
+    assert 'flow_file.py", line 3' in result.output
+    assert "importlib" not in result.output and "loading.py" not in result.output
+
+
+def test_param_without_equals():
+    assert_usage_error(invoke(str(EXAMPLE), "--param", "n5"), "'n5' is not NAME=VALUE", "--param n=5")
+
+
+def test_param_with_empty_name():
+    assert_usage_error(invoke(str(EXAMPLE), "--param", "=5"), "is not NAME=VALUE")
+
+
+def test_param_given_twice():
+    assert_usage_error(invoke(str(EXAMPLE), "-p", "n=1", "-p", "n=2"), "'n' is given twice")
+
+
+def test_unknown_parameter():
+    assert_usage_error(
+        invoke(str(EXAMPLE), "--param", "m=5"), "Flow 'numbers' has no parameter 'm'", "its parameters are: n"
+    )
+
+
+def test_missing_required_parameter(tmp_path):
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, Parameter, task
+
+        @task
+        def echo(x):
+            return x
+
+        with Flow("needs-day") as flow:
+            echo(Parameter("day", required=True))
+        """,
+    )
+    assert_usage_error(invoke(str(path)), "needs a value for required parameter 'day'")
+
+
+def test_unknown_executor():
+    assert_usage_error(
+        invoke(str(EXAMPLE), "--executor", "warp"), "Unknown executor 'warp'", "local, processes, threads"
+    )
+
+
+def test_flow_with_a_cycle(tmp_path):
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, task
+
+        @task
+        def a():
+            return 1
+
+        @task
+        def b():
+            return 2
+
+        flow = Flow("loop")
+        first, second = a.copy(), b.copy()
+        flow.add_edge(first, second)
+        flow.add_edge(second, first)
+        """,
+    )
+    assert_usage_error(invoke(str(path)), "Flow 'loop' has a cycle")
+
+
+# --- parse_parameters -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("n=5", 5),
+        ("n=2.5", 2.5),
+        ("n=true", True),
+        ("n=null", None),
+        ('n=["a", 1]', ["a", 1]),
+        ('n={"k": 1}', {"k": 1}),
+        ('n="5"', "5"),
+        ("n=bob", "bob"),
+        ("n=2026-01-31", "2026-01-31"),
+        ("n=", ""),
+        ("n=a=b", "a=b"),
+    ],
+)
+def test_parse_parameters_reads_json_else_keeps_the_string(given, expected):
+    assert parse_parameters([given]) == {"n": expected}
+
+
+def test_parse_parameters_rejects_items_without_equals():
+    with pytest.raises(click.BadParameter, match="'n' is not NAME=VALUE"):
+        parse_parameters(["n"])
