@@ -351,3 +351,12 @@ def test_parse_parameters_reads_json_else_keeps_the_string(given, expected):
 def test_parse_parameters_rejects_items_without_equals():
     with pytest.raises(click.BadParameter, match="'n' is not NAME=VALUE"):
         parse_parameters(["n"])
+
+
+def test_orders_example_retries_skips_and_reports():
+    result = invoke(str(REPO / "examples" / "orders.py"))
+    assert result.exit_code == 0, result.output
+    assert "fetch -> Mapped (4 Success)" in result.output  # day 2 failed once, then its retry succeeded
+    assert "revenue -> Mapped (3 Success, 1 Skipped)" in result.output  # day 3 had no orders
+    report_row = next(line for line in result.output.splitlines() if line.startswith("│ report"))
+    assert "155.5" in report_row
