@@ -195,6 +195,9 @@ class RunView:
         self.live_mode = console.is_terminal
         self.tasks: list[Task] = flow.sorted_tasks()
         self.rows: dict[Task, _Row] = {t: _Row() for t in self.tasks}
+        names = Counter(t.name for t in self.tasks)
+        # Tasks that share a name (a task called twice) are told apart by their slug.
+        self.labels = {t: t.name if names[t.name] == 1 or not t.slug else t.slug for t in self.tasks}
         self.flow_state: State | None = None
         self.started = time.time()
         self._lock = threading.Lock()
@@ -212,6 +215,7 @@ class RunView:
             if row is None:  # a task added after the view was built; show it too
                 row = self.rows[task] = _Row()
                 self.tasks.append(task)
+                self.labels[task] = task.name
             if child:
                 if new._finished:
                     if row.children is None:
@@ -246,7 +250,9 @@ class RunView:
             return
         from rich.live import Live
 
-        live = Live(console=self.console, get_renderable=self._live_table, refresh_per_second=8, transient=True)
+        # Each frame reads every row under the lock: redraw less often for big flows.
+        rate = 8 if len(self.tasks) <= 1_000 else 2
+        live = Live(console=self.console, get_renderable=self._live_table, refresh_per_second=rate, transient=True)
         with live:  # noqa: SIM117 - sys.stderr must be read after Live swapped it for its proxy
             with _logs_through(sys.stderr):
                 yield
@@ -295,10 +301,10 @@ class RunView:
         shown, hidden = _pick_rows(rows, MAX_ROWS)
         for task, (state, duration, children, total) in shown:
             name = state.name if state is not None else "Pending"
-            style = _STATE_STYLES.get(name, "")
+            style = _style(state)
             third = _progress(children, total, state) if live else _result_text(state, children)
             table.add_row(
-                task.name,
+                self.labels.get(task, task.name),
                 f"[{style}]{name}[/{style}]" if style else name,
                 third,
                 f"{duration:.2f}s" if duration is not None else "",
@@ -310,14 +316,24 @@ class RunView:
         return table
 
     def _line(self, task: Task, row: _Row) -> str:
+        from rich.markup import escape
+
         state = row.state
         assert state is not None
         duration = "" if row.first_running is None else f" in {row.finished_at - row.first_running:.2f}s"  # type: ignore[operator]
         kids = f" ({_counts_text(row.children)})" if row.children else ""
-        style = _STATE_STYLES.get(state.name, "")
+        style = _style(state)
         name = f"[{style}]{state.name}[/{style}]" if style else state.name
-        message = f": {state.message}" if state.message and not state.is_successful() else ""
-        return f"  {task.name} -> {name}{kids}{duration}{message}"
+        message = f": {escape(state.message)}" if state.message and not state.is_successful() else ""
+        return f"  {self.labels.get(task, task.name)} -> {name}{kids}{duration}{message}"
+
+
+def _style(state: State | None) -> str:
+    if state is None:
+        return _STATE_STYLES["Pending"]
+    if state._finished and state.is_failed():  # a Mapped state with a failed child too
+        return _STATE_STYLES["Failed"]
+    return _STATE_STYLES.get(state.name, "")
 
 
 def _pick_rows(rows: list[Any], limit: int) -> tuple[list[Any], list[Any]]:
