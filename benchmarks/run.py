@@ -360,6 +360,22 @@ def main() -> None:
                 ratio = per_task[key_big] / per_task[key_small] * growth
                 bare = bare_per_task[key_big] / bare_per_task[key_small] * growth
                 print(f"  {kind:<7} {executor:<8} plait {ratio:6.1f}x   bare {bare:6.1f}x")
+    # Python's cyclic garbage collector scans every live object in its full collections, and a
+    # run with many task runs in flight keeps many alive: show the growth without it too.
+    if not args.quick:
+        timed = {}
+        for n in (small, big):
+            flow = fanout_flow(n)
+            _plan(flow)
+            gc.collect()
+            gc.disable()
+            try:
+                timed[n] = best_of(2, lambda flow=flow: run_plait(flow, "threads"))
+            finally:
+                gc.enable()
+            del flow
+        ratio = timed[big] / timed[small]
+        print(f"  fanout  threads  plait {ratio:6.1f}x   with the garbage collector disabled during the runs")
     print()
     cumulative, wall, baseline = import_times(5)
     print("import plait:")

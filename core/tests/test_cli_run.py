@@ -360,3 +360,26 @@ def test_orders_example_retries_skips_and_reports():
     assert "revenue -> Mapped (3 Success, 1 Skipped)" in result.output  # day 3 had no orders
     report_row = next(line for line in result.output.splitlines() if line.startswith("│ report"))
     assert "155.5" in report_row
+
+
+def test_tasks_sharing_a_name_are_told_apart_by_slug(tmp_path):
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, task
+
+        @task
+        def add(x, y):
+            return x + y
+
+        with Flow("twice") as flow:
+            add(add(1, 2), 10)
+        """,
+    )
+    flow = load_flow(str(path))
+    slugs = sorted(t.slug for t in flow.tasks)
+    assert len(set(slugs)) == 2
+    result = invoke(str(path))
+    assert result.exit_code == 0, result.output
+    for slug in slugs:
+        assert f"  {slug} -> Success" in result.output
