@@ -447,6 +447,10 @@ class Flow:
             node = next(e.upstream_task for e in self._edges_in[node] if e.upstream_task in candidates)
         cycle = path[seen[node] :]
         cycle.reverse()  # walked upstream; show it in run order
+        # Start at the task added to the flow first, so the message reads as the user wrote it.
+        order = {t: i for i, t in enumerate(self._tasks)}
+        first = min(range(len(cycle)), key=lambda k: order[cycle[k]])
+        cycle = cycle[first:] + cycle[:first]
         names = [t.name for t in cycle]
         return names + [names[0]]
 

@@ -183,7 +183,7 @@ class Task:
         """Bind this very task (not a copy) into a flow with these inputs."""
         from plait.flow import Flow
 
-        flow = flow or Flow.active()
+        flow = flow if flow is not None else Flow.active()
         if flow is None:
             raise TaskBindError(
                 f"Task {self.name!r} was called outside a flow: call it inside `with Flow(...):` or pass flow=."
@@ -226,7 +226,7 @@ class Task:
         """Make ``task`` run before this one (passing its result as ``key`` when given)."""
         from plait.flow import Flow
 
-        flow = flow or Flow.active()
+        flow = flow if flow is not None else Flow.active()
         if flow is None:
             raise TaskBindError(f"set_upstream on task {self.name!r} needs a flow: pass flow= or use `with Flow(...)`")
         if key is None:
