@@ -541,7 +541,8 @@ class _TaskRuns:
             if i < len(waits):
                 waits[i] -= 1
                 if waits[i] == 0:
-                    self.ready.append((d, i, 1, None))
+                    # to the front: child i goes down the chain of maps before child i + 1 starts
+                    self.ready.appendleft((d, i, 1, None))
         self.child_remaining[t] -= 1
         if self.child_remaining[t] == 0:
             self._finish_mapped(t)
@@ -560,7 +561,12 @@ class _TaskRuns:
     def _release(self, d: int) -> None:
         self.waits[d] -= 1
         if self.waits[d] == 0:
-            self.ready.append((d, _EXPAND if self.plan.is_mapped[d] else None, 1, None))
+            if self.plan.is_mapped[d]:
+                # expand a mapped task at once, so its children can follow their upstream
+                # children depth-first instead of waiting for a whole level to finish
+                self.ready.appendleft((d, _EXPAND, 1, None))
+            else:
+                self.ready.append((d, None, 1, None))
 
     def _schedule_retry(self, t: int, i: int | None, state: Retrying) -> None:
         task = self.plan.tasks[t]
