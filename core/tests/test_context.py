@@ -119,7 +119,7 @@ def test_bad_scheduled_start_time():
 def test_context_outside_a_run():
     assert context.get("flow_name") is None
     assert context.get("task_name", "none") == "none"
-    with pytest.raises(AttributeError, match="plait.context has no key 'flow_name'"):
+    with pytest.raises(AttributeError, match=r"plait\.context has no key 'flow_name'"):
         _ = context.flow_name
 
 

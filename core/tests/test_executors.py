@@ -60,7 +60,7 @@ def test_bad_executor_options():
 def test_submit_outside_start_is_refused():
     with pytest.raises(ExecutorError, match=r"ThreadExecutor.submit\(\) called outside `with executor.start\(\):`"):
         ThreadExecutor().submit(print)
-    with pytest.raises(ExecutorError, match="ProcessExecutor.submit"):
+    with pytest.raises(ExecutorError, match=r"ProcessExecutor\.submit"):
         ProcessExecutor().submit(print)
 
 

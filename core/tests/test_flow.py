@@ -368,9 +368,7 @@ def test_serialize_is_plain_json():
     assert {"upstream": "fetch", "downstream": "square", "key": "x", "mapped": True, "flattened": False} in data[
         "edges"
     ]
-    assert {"upstream": "n", "downstream": "fetch", "key": "n", "mapped": False, "flattened": False} in data[
-        "edges"
-    ]
+    assert {"upstream": "n", "downstream": "fetch", "key": "n", "mapped": False, "flattened": False} in data["edges"]
     assert data["parameters"] == [{"name": "n", "default": 10, "required": False}]
     assert data["reference_tasks"] == [result.slug]
 

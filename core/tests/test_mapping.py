@@ -45,6 +45,11 @@ def upto(n):
 
 
 @task
+def same(x):
+    return x
+
+
+@task
 def inverse(x):
     return 1 / x
 
@@ -248,3 +253,62 @@ def test_finished_task_runs_are_small():
     per_run = (after - before) / 10_000
     print(f"retained per finished task run: {per_run:.0f} bytes")
     assert per_run < 1024, per_run
+
+
+def test_flatten_into_a_plain_task_of_a_non_iterable_fails_that_task():
+    with Flow("m") as flow:
+        out = listed(flatten(five()))
+        after = inc(1)
+    state = flow.run()
+    failed = state.result[out]
+    assert type(failed) is Failed
+    assert "cannot flatten input 'xs'" in failed.message and "int" in failed.message
+    assert state.result[after].result == 2
+
+
+def test_flatten_of_a_failed_upstream_is_left_to_the_trigger(executor):
+    @task
+    def broken():
+        raise ValueError("x")
+
+    with Flow("m") as flow:
+        out = listed(flatten(broken()))
+    assert type(flow.run(executor=executor).result[out]) is TriggerFailed
+
+
+def test_map_over_a_skipped_upstream_skips(executor):
+    @task
+    def nothing_today():
+        raise plait.signals.SKIP("no data")
+
+    with Flow("m") as flow:
+        kids = inc.map(nothing_today())
+        grandkids = inc.map(kids)
+        opted_out = same(nothing_today(), task_args={"skip_on_upstream_skip": False})
+    state = flow.run(executor=executor)
+    assert state.is_successful()
+    assert type(state.result[kids]).__name__ == "Skipped"
+    assert type(state.result[grandkids]).__name__ == "Skipped"
+    assert state.result[opted_out].result is None
+
+
+def test_handler_replacing_a_mapped_tasks_running_state_stops_its_children():
+    ran = []
+
+    @task
+    def record(x):
+        ran.append(x)
+        return x
+
+    def parent_only(task, old, new):
+        if new.is_running() and plait.context.map_index is None:
+            return plait.states.Skipped("not today")
+        return None
+
+    with Flow("m") as flow:
+        kids = record.map([1, 2], task_args={"state_handlers": [parent_only]})
+        after = record.map(kids)
+    state = flow.run()
+    assert ran == []
+    assert state.result[kids].message == "not today"
+    assert state.result[after].is_skipped()

@@ -140,7 +140,7 @@ def test_nout_unpacking(executor):
 
 def test_unpacking_without_nout_explains_the_fix():
     with Flow("nout"), pytest.raises(TypeError, match=r"Task 'pair' is not iterable: give it nout=N"):
-        a, b = pair()
+        _a, _b = pair()
 
 
 def test_getitem_picks_from_the_result(executor):
@@ -188,3 +188,48 @@ def test_function_task_pickles_by_reference():
 
 def test_repr():
     assert repr(plain) == "<Task: plain>"
+
+
+def test_binding_keeps_trigger_on_failure_and_handlers():
+    """Calling a task copies it; the copy must keep every driver-side option."""
+    with Flow("keep") as flow:
+        bound = with_options(1)
+    assert bound is not with_options
+    assert bound.trigger is triggers.all_finished
+    assert bound.on_failure is on_failure
+    assert bound.state_handlers == [handler] and bound.state_handlers is not with_options.state_handlers
+    assert bound.tags == with_options.tags and bound.timeout == with_options.timeout
+    assert flow.serialize()["tasks"][0]["options"]["trigger"] == "all_finished"
+
+
+def test_decorator_on_failure_is_called_after_binding():
+    calls = []
+
+    @task(on_failure=lambda t, s: calls.append(s.name))
+    def fails():
+        raise ValueError("x")
+
+    with Flow("keep") as flow:
+        fails()
+    flow.run()
+    assert calls == ["Failed"]
+
+
+def test_task_args_are_checked_and_normalized_like_options():
+    with Flow("args") as flow:
+        t = plain(1, task_args={"retry_delay": 0, "timeout": 5, "tags": ["a", "b"], "max_retries": 1})
+    assert t.retry_delay == timedelta(0) and t.timeout == timedelta(seconds=5)
+    assert t.tags == frozenset({"a", "b"})
+    assert flow.get_tasks(tags=["a"]) == [t]
+    assert flow.run().result[t].result == 2
+    with Flow("args"):
+        with pytest.raises(ValueError, match=r"Task 'plain': timeout cannot be negative, got -1"):
+            plain(1, task_args={"timeout": -1})
+        with pytest.raises(TypeError, match=r"Task 'plain': retry_delay must be seconds or a timedelta, got '5s'"):
+            plain(1, task_args={"retry_delay": "5s"})
+        with pytest.raises(ValueError, match=r"max_retries must be an integer >= 0, got 'two'"):
+            plain(1, task_args={"max_retries": "two"})
+        with pytest.raises(TypeError, match="trigger must be callable"):
+            plain(1, task_args={"trigger": "always"})
+    with pytest.raises(TypeError, match=r"tags must be a collection of strings, got the string 'io'"):
+        task(tags="io")(lambda: None)

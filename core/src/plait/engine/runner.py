@@ -378,7 +378,13 @@ class _TaskRuns:
             ups = [states[u] for u in plan.ups[t]]
             for key, u, _m, flat in plan.inputs[t]:
                 value = states[u].result
-                kwargs[key] = _flatten_one(value) if flat else value
+                if flat and states[u].is_successful():  # a failed upstream is left to the trigger
+                    try:
+                        value = _flatten_one(value)
+                    except TypeError:
+                        self._end_unrun(t, i, count, _not_iterable(task, key, plan.tasks[u], value, "flatten"))
+                        return
+                kwargs[key] = value
         else:
             deferred = self.deferred[t]
             children = self.children
@@ -396,10 +402,7 @@ class _TaskRuns:
             if ups:
                 pre = _check_upstream(task, ups)
                 if pre is not None:
-                    if notify is not None:
-                        with _TaskScope(task, i, count):
-                            pre = notify(task, old, pre)
-                    self._finish(t, i, pre)
+                    self._end_unrun(t, i, count, pre)
                     return
         if sync:
             self._finish(t, i, run_task(task, kwargs, i, count, old, self.ctx, notify))
@@ -410,6 +413,15 @@ class _TaskRuns:
             future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx)
         self.inflight[future] = (t, i, count)
         future.add_done_callback(self.done.put)
+
+    def _end_unrun(self, t: int, i: int | None, count: int, state: State) -> None:
+        """End a task run that does not start (upstream, trigger or input decided ``state``)."""
+        notify = self.notifiers[t]
+        if notify is not None:
+            task = self.plan.tasks[t]
+            with _TaskScope(task, i, count):
+                state = notify(task, Pending(), state)
+        self._finish(t, i, state)
 
     def _replay(self, t: int, i: int | None, count: int, recorded: Any) -> State:
         """Pass the state changes a worker recorded through the driver's handlers."""
@@ -446,13 +458,13 @@ class _TaskRuns:
             if not (mapped or flat):
                 sources.append((key, 0, up_state.result))
                 continue
+            if up_state.is_skipped() and task.skip_on_upstream_skip:  # Skipped counts as successful
+                blocked = blocked or Skipped(f"Upstream task {plan.tasks[u].name!r} was skipped.")
+                continue
             if not up_state.is_successful():
-                if up_state.is_skipped() and task.skip_on_upstream_skip:
-                    blocked = blocked or Skipped(f"Upstream task {plan.tasks[u].name!r} was skipped.")
-                else:
-                    blocked = blocked or TriggerFailed(
-                        f"Upstream task {plan.tasks[u].name!r} did not succeed, so there is nothing to map over."
-                    )
+                blocked = blocked or TriggerFailed(
+                    f"Upstream task {plan.tasks[u].name!r} did not succeed, so there is nothing to map over."
+                )
                 continue
             value = up_state.result
             try:
@@ -463,12 +475,7 @@ class _TaskRuns:
                     continue
                 items = value if isinstance(value, list) else list(value)
             except TypeError:
-                blocked = blocked or Failed(
-                    f"Task {task.name!r} cannot map over input {key!r}: the result of task "
-                    f"{plan.tasks[u].name!r} is a {type(value).__name__} ({_short_repr(value)}), "
-                    "which is not iterable.",
-                    result=TypeError(f"{type(value).__name__} object is not iterable"),
-                )
+                blocked = blocked or _not_iterable(task, key, plan.tasks[u], value, "flatten" if flat else "map over")
                 continue
             sources.append((key, 1, items))
             n = len(items) if n is None else min(n, len(items))
@@ -485,6 +492,9 @@ class _TaskRuns:
         if notify is not None:
             with _TaskScope(task, None, 1):
                 running = notify(task, Pending(), running)
+            if not running._running:  # a handler replaced Running: no child runs
+                self._finish(t, None, running)
+                return
         states[t] = running
         self.sources[t] = sources
         self.deferred[t] = frozenset(deferred)
@@ -766,6 +776,14 @@ def _check_upstream(task: Task, ups: list[State]) -> State | None:
     if ok:
         return None
     return TriggerFailed(f"Trigger {_callable_name(task.trigger)!r} was not met by the upstream states.")
+
+
+def _not_iterable(task: Task, key: str, upstream: Task, value: Any, action: str) -> Failed:
+    return Failed(
+        f"Task {task.name!r} cannot {action} input {key!r}: the result of task "
+        f"{upstream.name!r} is a {type(value).__name__} ({_short_repr(value)}), which is not iterable.",
+        result=TypeError(f"{type(value).__name__} object is not iterable"),
+    )
 
 
 def _flatten_one(value: Any) -> list[Any]:
