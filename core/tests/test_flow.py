@@ -377,3 +377,15 @@ def test_flow_default_executor_by_name():
     with Flow("f", executor="threads") as flow:
         out = add(1, 2)
     assert flow.run().result[out].result == 3
+
+
+def test_binding_into_an_explicit_empty_flow():
+    target = Flow("explicit")
+    bound = add(1, 2, flow=target)
+    assert bound in target
+    assert target.run().result[bound].result == 3
+
+
+def test_empty_flow_runs():
+    state = Flow("empty").run()
+    assert state.is_successful() and state.result == {}

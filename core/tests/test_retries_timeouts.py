@@ -199,3 +199,33 @@ def test_timeout_on_a_fast_task_returns_its_value_and_errors(executor):
     assert state.result[f].result == "fast"  # context reaches the guarded thread
     assert isinstance(state.result[b].result, KeyError)
     assert type(state.result[b]) is Failed
+
+
+def test_timeout_on_every_attempt_ends_timed_out(executor, release):
+    attempts = []
+
+    @task(timeout=0.05, max_retries=1)
+    def always_blocks():
+        attempts.append(plait.context.task_run_count)
+        release.wait(30)
+
+    with Flow("t") as flow:
+        t = always_blocks()
+    final = flow.run(executor=executor).result[t]
+    assert type(final) is TimedOut
+    assert attempts == [1, 2]
+
+
+def test_timeout_with_log_stdout_logs_the_prints(caplog):
+    caplog.set_level("INFO", logger="plait")
+
+    @task(timeout=30, log_stdout=True)
+    def chatty():
+        print("inside the guarded thread")
+        return 1
+
+    with Flow("t") as flow:
+        chatty()
+    assert flow.run().is_successful()
+    (record,) = [r for r in caplog.records if r.getMessage() == "inside the guarded thread"]
+    assert record.task_name == "chatty"

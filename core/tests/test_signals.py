@@ -126,3 +126,18 @@ def test_fail_signal_is_retried_like_an_error():
         f = flaky()
     assert flow.run().result[f].result == "ok"
     assert len(calls) == 2
+
+
+@task
+def pause():
+    raise signals.PAUSE("waiting for approval")
+
+
+def test_pause_signal_pauses_the_task_and_the_flow(executor):
+    with Flow("s") as flow:
+        p = pause()
+        later = echo(p)
+    state = flow.run(executor=executor)
+    assert state.result[p].name == "Paused" and state.result[p].message == "waiting for approval"
+    assert state.name == "Paused" and "pause" in state.message
+    assert not state.result[later].is_finished()

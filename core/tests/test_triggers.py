@@ -142,3 +142,12 @@ def test_a_trigger_that_raises_fails_the_task_naming_it():
 def test_trigger_must_be_callable():
     with pytest.raises(TypeError, match="trigger must be callable"):
         task(trigger="all_successful")(lambda: None)
+
+
+def test_manual_only_pauses_a_root_task_too(executor):
+    with Flow("t") as flow:
+        gate = after(task_args={"trigger": triggers.manual_only})
+    state = flow.run(executor=executor)
+    assert type(state.result[gate]) is Paused
+    assert type(state) is Paused
+    assert flow.run(executor=executor, context={"resume": True}).result[gate].result == "ran"

@@ -53,6 +53,7 @@ from plait.states import (
     TriggerFailed,
 )
 from plait.tasks import Task
+from plait.triggers import manual_only
 
 if TYPE_CHECKING:
     from plait.flow import Flow
@@ -399,7 +400,8 @@ class _TaskRuns:
         notify = self.notifiers[t]
         if old is None:
             old = Pending()
-            if ups:
+            # a root task passes its trigger, except manual_only, which always waits for a resume
+            if ups or task.trigger is manual_only:
                 pre = _check_upstream(task, ups)
                 if pre is not None:
                     self._end_unrun(t, i, count, pre)
