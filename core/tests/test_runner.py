@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+import plait
 from plait import Flow, task
 from plait.engine.runner import FlowRunner
+from plait.errors import FlowRunError, ParameterError
 from plait.states import Cancelled, Failed, Pending, Running, Skipped, Success
 
 
@@ -263,3 +265,35 @@ def test_flow_can_run_again():
     first, second = flow.run(), flow.run()
     assert first.result[a].result == second.result[a].result == 1
     assert first.result[a] is not second.result[a]
+
+
+def test_handlers_see_the_task_context(any_executor):
+    seen = []
+
+    def handler(task, old, new):
+        seen.append((plait.context.flow_name, plait.context.task_name, plait.context.map_index, new.name))
+
+    with Flow("hc") as flow:
+        plus_one.map([1, 2], task_args={"state_handlers": [handler]})
+    flow.run(executor=any_executor)
+    assert sorted(seen, key=str) == sorted(
+        [
+            ("hc", "plus_one", None, "Running"),
+            ("hc", "plus_one", 0, "Running"),
+            ("hc", "plus_one", 0, "Success"),
+            ("hc", "plus_one", 1, "Running"),
+            ("hc", "plus_one", 1, "Success"),
+            ("hc", "plus_one", None, "Mapped"),
+        ],
+        key=str,
+    )
+    assert seen[0][2] is None and seen[-1] == ("hc", "plus_one", None, "Mapped")
+
+
+def test_parameters_and_context_must_be_dicts():
+    with Flow("types") as flow:
+        one()
+    with pytest.raises(ParameterError, match=r"Flow 'types': parameters must be a dict of name -> value, got int: 5"):
+        flow.run(parameters=5)
+    with pytest.raises(FlowRunError, match=r"Flow 'types': context must be a dict of key -> value, got list"):
+        flow.run(context=["today"])

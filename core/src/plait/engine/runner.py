@@ -28,14 +28,14 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from plait import signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import ParameterError
+from plait.errors import FlowRunError, ParameterError
 from plait.logging import capture_stdout, configure_logging, get_logger
 from plait.states import (
     STATES_BY_NAME,
@@ -100,6 +100,10 @@ class FlowRunner:
         flow = self.flow
         flow.validate()
         params = check_parameters(flow, parameters)
+        if context is not None and not isinstance(context, Mapping):
+            raise FlowRunError(
+                f"Flow {flow.name!r}: context must be a dict of key -> value, got {type(context).__name__}: {context!r}"
+            )
         executor = get_executor(executor)
         configure_logging()
         ctx = flow_context(flow.name, params, context)
@@ -202,6 +206,10 @@ class FlowRunner:
 
 def check_parameters(flow: Flow, given: dict[str, Any] | None) -> dict[str, Any]:
     """The run's parameter values: ``given`` checked against the flow's parameters."""
+    if given is not None and not isinstance(given, Mapping):
+        raise ParameterError(
+            f"Flow {flow.name!r}: parameters must be a dict of name -> value, got {type(given).__name__}: {given!r}"
+        )
     given = dict(given or {})
     declared = {p.name: p for p in flow.parameters()}
     unknown = sorted(set(given) - set(declared))
