@@ -96,10 +96,10 @@ def test_flatten_constant_and_mapped_result(executor):
     assert state.result[whole].result == [0, 0, 1, 0, 1, 2]
 
 
-def test_map_over_a_map(executor):
+def test_map_over_a_map(any_executor):
     with Flow("m") as flow:
         out = double.map(inc.map([1, 2, 3]))
-    state = flow.run(executor=executor)
+    state = flow.run(executor=any_executor)
     assert state.result[out].result == [4, 6, 8]
     assert len(state.result[out].map_states) == 3
 

@@ -229,3 +229,21 @@ def test_timeout_with_log_stdout_logs_the_prints(caplog):
     assert flow.run().is_successful()
     (record,) = [r for r in caplog.records if r.getMessage() == "inside the guarded thread"]
     assert record.task_name == "chatty"
+
+
+_never_set = threading.Event()
+
+
+@task(timeout=0.05)
+def blocks_in_a_worker():
+    _never_set.wait(60)  # abandoned in the worker; a daemon thread ends with the worker
+
+
+def test_timeout_on_processes():
+    from plait.engine.executors import ProcessExecutor
+
+    with Flow("t") as flow:
+        b = blocks_in_a_worker()
+    final = flow.run(executor=ProcessExecutor(1)).result[b]
+    assert type(final) is TimedOut
+    assert "timed out after 0.05s" in final.message
