@@ -389,3 +389,25 @@ def test_binding_into_an_explicit_empty_flow():
 def test_empty_flow_runs():
     state = Flow("empty").run()
     assert state.is_successful() and state.result == {}
+
+
+def test_imperative_input_run_does_not_take_is_found_before_running():
+    ran.clear()
+    flow = Flow("imp")
+    first = _named("first")
+    target = add.copy()
+    flow.set_dependencies(target, keyword_tasks={"x": 1, "nope": first})
+    with pytest.raises(TaskBindError, match=r"Task 'add' in flow 'imp' is given input 'nope' that its run\(x, y=0\)"):
+        flow.run()
+    assert ran == []
+
+
+def test_run_with_var_keyword_takes_any_input():
+    @task
+    def anything(**values):
+        return values
+
+    flow = Flow("imp")
+    target = anything.copy()
+    flow.set_dependencies(target, keyword_tasks={"a": 1, "b": 2})
+    assert flow.run().result[target].result == {"a": 1, "b": 2}
