@@ -297,3 +297,18 @@ def test_parameters_and_context_must_be_dicts():
         flow.run(parameters=5)
     with pytest.raises(FlowRunError, match=r"Flow 'types': context must be a dict of key -> value, got list"):
         flow.run(context=["today"])
+
+
+def veto_running(task, old, new):
+    if isinstance(new, Running):
+        return Skipped("vetoed")
+    return None
+
+
+def test_handler_replacing_running_decides_the_state(any_executor):
+    with Flow("h") as flow:
+        a = one(task_args={"state_handlers": [veto_running]})
+        after = plus_one(a)
+    state = flow.run(executor=any_executor)
+    assert type(state.result[a]) is Skipped and state.result[a].message == "vetoed"
+    assert type(state.result[after]) is Skipped

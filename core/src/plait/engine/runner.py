@@ -445,6 +445,10 @@ class _TaskRuns:
         with _TaskScope(task, i, count):
             for old, new in recorded:
                 final = notify(task, old, new)
+                if new._running and not final._running:
+                    # as in run_task: a handler that replaces Running ends the run there (the
+                    # worker has already run the task; its outcome is discarded)
+                    return final
         return final
 
     # -- mapping ------------------------------------------------------------------------------
