@@ -312,3 +312,21 @@ def test_handler_replacing_running_decides_the_state(any_executor):
     state = flow.run(executor=any_executor)
     assert type(state.result[a]) is Skipped and state.result[a].message == "vetoed"
     assert type(state.result[after]) is Skipped
+
+
+def test_flow_handler_raising_at_start_runs_nothing():
+    ran = []
+
+    @task
+    def record():
+        ran.append(1)
+
+    def refuse_to_start(flow, old, new):
+        if isinstance(new, Running):
+            raise RuntimeError("no start")
+
+    with Flow("fh", state_handlers=[refuse_to_start]) as flow:
+        record()
+    state = flow.run()
+    assert type(state) is Failed and "refuse_to_start" in state.message
+    assert ran == []
