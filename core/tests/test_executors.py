@@ -120,17 +120,25 @@ def test_a_failing_executor_fails_the_task_run():
     assert "could not complete on executor" in final.message and "worker lost" in final.message
 
 
-def test_unpicklable_result_on_processes_fails_clearly():
-    @task
-    def make_lock():
-        return threading.Lock()
+@task
+def make_lock():
+    return threading.Lock()
 
-    # a task defined in a function cannot be found by name in a worker: it is pickled by value
+
+def test_unpicklable_result_or_task_on_processes_fails_clearly():
+    @task
+    def local_task():
+        return 1
+
     with Flow("f") as flow:
-        t = make_lock()
+        result_fails = make_lock()
+        task_fails = local_task()
     state = flow.run(executor=ProcessExecutor(1))
-    assert state.result[t].is_failed()
-    assert "could not complete on executor" in state.result[t].message
+    message = state.result[result_fails].message
+    assert "could not complete on executor <ProcessExecutor" in message and "pickle" in message
+    # a task defined inside a function cannot be found by name in a worker
+    assert "pickle" in state.result[task_fails].message
+    assert state.result[task_fails].is_failed()
 
 
 def test_thread_executor_runs_tasks_concurrently():
