@@ -109,6 +109,7 @@ class Flow:
         self._edges_in: dict[Task, list[Edge]] = {}
         self._edges_out: dict[Task, list[Edge]] = {}
         self._slugs: dict[str, Task] = {}
+        self._slug_counters: dict[str, int] = {}
         self._reference_tasks: set[Task] = set()
         self._version = 0
         self._sorted: tuple[int, list[Task]] | None = None
@@ -165,11 +166,17 @@ class Flow:
         slug = task.slug
         if slug is None or slug in self._slugs:
             base = task.name
-            n = 1
-            slug = base if base not in self._slugs and not isinstance(task, Parameter) else f"{base}-{n}"
-            while slug in self._slugs:
-                n += 1
-                slug = f"{base}-{n}"
+            if base not in self._slugs and not isinstance(task, Parameter):
+                slug = base
+            else:
+                # A counter per name keeps adding many copies of one task linear.
+                n = self._slug_counters.get(base, 0)
+                while True:
+                    n += 1
+                    slug = f"{base}-{n}"
+                    if slug not in self._slugs:
+                        break
+                self._slug_counters[base] = n
             task.slug = slug
         self._slugs[slug] = task
         self._tasks[task] = None
