@@ -17,8 +17,7 @@ assert state.result[total].result == 42
 
 from __future__ import annotations
 
-from plait import context, signals, states, triggers
-from plait import executors
+from plait import context, executors, signals, states, triggers
 from plait.flow import Edge, Flow
 from plait.logging import get_logger
 from plait.tasks import Parameter, Task, flatten, task, unmapped
