@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextvars
 import heapq
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from plait import signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import ParameterError
+from plait.errors import FlowRunError, ParameterError
 from plait.logging import capture_stdout, configure_logging, get_logger
 from plait.states import (
     STATES_BY_NAME,
@@ -55,6 +56,7 @@ from plait.states import (
 from plait.tasks import Task
 
 if TYPE_CHECKING:
+    from plait.engine.extras import TaskExtras
     from plait.flow import Flow
 
 __all__ = ["FlowRunner", "run_task"]
@@ -94,11 +96,21 @@ class FlowRunner:
         parameters: dict[str, Any] | None = None,
         executor: Executor | str | None = None,
         context: dict[str, Any] | None = None,
+        resume: Sequence[Task | str] | None = None,
+        resume_from: State | dict[Task, State] | None = None,
     ) -> State:
-        """Run the flow once and return its final state (``state.result``: ``{task: State}``)."""
+        """Run the flow once and return its final state (``state.result``: ``{task: State}``).
+
+        ``resume_from`` (a previous flow-run state, or its ``{task: State}``) keeps the tasks
+        that succeeded there: they are not run again and their results feed the rest.
+        ``resume`` names tasks (objects, names or slugs) to let through: they run with
+        ``plait.context.resume`` set, so a ``manual_only`` trigger or ``pause_task()`` passes.
+        """
         flow = self.flow
         flow.validate()
         params = check_parameters(flow, parameters)
+        resumed = _resume_set(flow, resume)
+        previous = _previous_states(flow, resume_from)
         executor = get_executor(executor)
         configure_logging()
         ctx = flow_context(flow.name, params, context)
@@ -108,16 +120,21 @@ class FlowRunner:
             state = self._flow_transition(Pending(), Running("Running flow."))
             if not state.is_running():
                 return state
-            run = _TaskRuns(self, _plan(flow), executor, ctx)
+            run = _TaskRuns(self, _plan(flow), executor, ctx, resumed)
+            if previous:
+                run.restore(previous)
             try:
                 with executor.start():
                     run.run()
             except KeyboardInterrupt:
+                _kill_subprocesses()
                 run.cancel("Flow run was interrupted.")
                 final = Cancelled("Flow run was interrupted.", result=run.task_states())
                 logger.warning("Flow run %r was interrupted", flow.name)
                 return self._flow_transition(state, final)
             final = self._final_state(run)
+            if getattr(flow, "terminal_state_handler", None) is not None:
+                final = self._terminal_state(final)
             final = self._flow_transition(state, final)
             log = logger.info if final.is_successful() else logger.error
             log("Flow run %s: %s", final.name.upper(), final.message)
@@ -138,6 +155,25 @@ class FlowRunner:
         if failed:
             return Failed("Some reference tasks failed.", result=states)
         return Success("All reference tasks succeeded.", result=states)
+
+    def _terminal_state(self, final: State) -> State:
+        flow = self.flow
+        handler = flow.terminal_state_handler
+        try:
+            out = handler(flow, final, final.result)
+        except Exception as exc:
+            name = _callable_name(handler)
+            logger.exception("Terminal state handler %r of flow %r raised", name, flow.name)
+            return Failed(
+                f"Exception raised in terminal state handler {name!r} of flow {flow.name!r}: {exc!r}",
+                result=final.result,
+                traceback=traceback.format_exc(),
+            )
+        if out is None:
+            return final
+        if not isinstance(out, State):
+            return _checked_state(out, handler, f"flow {flow.name!r}")
+        return out
 
     def _flow_transition(self, old: State, new: State) -> State:
         flow = self.flow
@@ -232,6 +268,7 @@ class _Plan:
         "finish_waiters",
         "inputs",
         "is_mapped",
+        "mapped_ups",
         "reference",
         "tasks",
         "ups",
@@ -249,6 +286,7 @@ class _Plan:
         self.ups: list[tuple[int, ...]] = []
         self.constants: list[dict[str, Any] | None] = []
         self.is_mapped: list[bool] = []
+        self.mapped_ups: list[tuple[int, ...]] = []
         self.expand_waiters: list[list[int]] = [[] for _ in range(n)]
         self.finish_waiters: list[list[int]] = [[] for _ in range(n)]
         self.waits: list[int] = []
@@ -258,15 +296,16 @@ class _Plan:
             self.ups.append(tuple(dict.fromkeys(index[e.upstream_task] for e in edges)))
             self.constants.append(flow.constants.get(t) or None)
             self.is_mapped.append(any(e.mapped for e in edges))
+        for t in tasks:
+            # Ordering edges marked mapped (apply_map, case inside apply_map): child i waits on
+            # child i of a mapped upstream task instead of on the whole of it.
+            ups = (index[e.upstream_task] for e in flow._edges_in[t] if e.key is None and e.mapped)
+            self.mapped_ups.append(tuple(u for u in dict.fromkeys(ups) if self.is_mapped[u]))
         for d, t in enumerate(tasks):
             edges = flow._edges_in[t]
             for u in self.ups[d]:
                 from_u = [e for e in edges if index[e.upstream_task] == u]
-                streams = (
-                    self.is_mapped[d]
-                    and self.is_mapped[u]
-                    and all(e.key and e.mapped and not e.flattened for e in from_u)
-                )
+                streams = self.is_mapped[d] and self.is_mapped[u] and all(e.mapped and not e.flattened for e in from_u)
                 (self.expand_waiters if streams else self.finish_waiters)[u].append(d)
             self.waits.append(len(self.ups[d]))
         self.reference = sorted(index[t] for t in flow.reference_tasks())
@@ -285,7 +324,14 @@ def _plan(flow: Flow) -> _Plan:
 class _TaskRuns:
     """The task runs of one flow run: readiness counting, submission, completion."""
 
-    def __init__(self, runner: FlowRunner, plan: _Plan, executor: Executor, ctx: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        runner: FlowRunner,
+        plan: _Plan,
+        executor: Executor,
+        ctx: dict[str, Any],
+        resumed: frozenset[Task] = frozenset(),
+    ) -> None:
         n = len(plan.tasks)
         self.runner = runner
         self.plan = plan
@@ -300,6 +346,8 @@ class _TaskRuns:
         self.deferred_down: list[list[int]] = [[] for _ in range(n)]
         self.waits = list(plan.waits)
         self.notifiers = [runner._task_notifier(t) for t in plan.tasks]
+        self.extras = _task_extras(runner.flow, plan.tasks, resumed)
+        self.restored: set[int] = set()
         self.ready: deque[tuple[int, int | None, int, State | None]] = deque()
         self.retries: list[tuple[float, int, int, int | None, int, State]] = []
         self.inflight: dict[Any, tuple[int, int | None, int]] = {}
@@ -308,10 +356,28 @@ class _TaskRuns:
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def restore(self, previous: dict[Task, State]) -> None:
+        """Keep the successful states of a previous run: those tasks do not run again."""
+        plan = self.plan
+        for t, task in enumerate(plan.tasks):
+            state = previous.get(task)
+            if state is None or not state.is_finished() or not state.is_successful():
+                continue
+            ext = self.extras[t]
+            if ext is not None and ext.resumed:
+                continue
+            self.states[t] = state
+            self.restored.add(t)
+            for d in plan.finish_waiters[t]:
+                self.waits[d] -= 1
+            for d in plan.expand_waiters[t]:
+                self.waits[d] -= 1
+
     def run(self) -> None:
         ready = self.ready
+        restored = self.restored
         for t, count in enumerate(self.waits):
-            if count == 0:
+            if count == 0 and t not in restored:
                 ready.append((t, _EXPAND if self.plan.is_mapped[t] else None, 1, None))
         sync = self.executor.synchronous
         while ready or self.inflight or self.retries:
@@ -391,10 +457,13 @@ class _TaskRuns:
                 else:  # child i of a streaming upstream
                     kwargs[key] = children[value][i].result
         notify = self.notifiers[t]
+        extras = self.extras[t]
         if old is None:
             old = Pending()
             if ups:
-                pre = _check_upstream(task, ups)
+                pre = (
+                    _check_upstream(task, ups) if extras is None else _check_upstream_with(extras, task, ups, self.ctx)
+                )
                 if pre is not None:
                     if notify is not None:
                         with _TaskScope(task, i, count):
@@ -402,12 +471,12 @@ class _TaskRuns:
                     self._finish(t, i, pre)
                     return
         if sync:
-            self._finish(t, i, run_task(task, kwargs, i, count, old, self.ctx, notify))
+            self._finish(t, i, run_task(task, kwargs, i, count, old, self.ctx, notify, extras))
             return
         if self.executor.in_process:
-            future = self.executor.submit(run_task, task, kwargs, i, count, old, self.ctx, notify)
+            future = self.executor.submit(run_task, task, kwargs, i, count, old, self.ctx, notify, extras)
         else:
-            future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx)
+            future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, extras)
         self.inflight[future] = (t, i, count)
         future.add_done_callback(self.done.put)
 
@@ -472,6 +541,10 @@ class _TaskRuns:
                 continue
             sources.append((key, 1, items))
             n = len(items) if n is None else min(n, len(items))
+        for u in plan.mapped_ups[t]:
+            if children[u] is not None:
+                deferred.add(u)
+                n = len(children[u]) if n is None else min(n, len(children[u]))
         if blocked is None and n is None:
             n = 0
         notify = self.notifiers[t]
@@ -619,14 +692,23 @@ def run_task(
     old: State,
     flow_ctx: dict[str, Any],
     notify: Notify | None,
+    extras: TaskExtras | None = None,
 ) -> State:
     """Run one task run: ``old -> Running -> Success | Failed | Retrying | ...``.
 
     This is the hot path: it runs once per task run, wherever the executor puts it.
+    ``extras`` (targets, caches, checkpoints, resume) is ``None`` for tasks that use none.
     """
+    if extras is not None:
+        flow_ctx = extras.flow_context(flow_ctx)
     ftoken = _flow_ctx.set(flow_ctx) if _flow_ctx.get() is not flow_ctx else None
-    token = _task_ctx.set(TaskRunInfo(task, map_index, run_count))
+    info = TaskRunInfo(task, map_index, run_count)
+    token = _task_ctx.set(info)
     try:
+        if extras is not None:
+            cached = extras.before(task, kwargs, map_index, flow_ctx)
+            if cached is not None:
+                return notify(task, old, cached) if notify is not None else cached
         running = Running()
         if notify is not None:
             running = notify(task, old, running)
@@ -638,6 +720,8 @@ def run_task(
             else:
                 value = _run_guarded(task, kwargs)
             new: State = Success(_SUCCESS_MESSAGE, value)
+        except signals.LOOP as loop:
+            new = _run_loop(task, kwargs, info, loop)
         except signals.PlaitSignal as sig:
             new = _state_from_signal(sig)
         except signals.ENDRUN as end:
@@ -646,6 +730,8 @@ def run_task(
             new = TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.")  # type: ignore[union-attr]
         except Exception as exc:
             new = Failed(f"Error during execution of task: {exc!r}", exc, traceback.format_exc())
+        if extras is not None:
+            new = extras.after(task, new, kwargs, map_index, flow_ctx)
         if new._failed and run_count <= task.max_retries and not isinstance(new, TriggerFailed):
             new = _retrying(task, new, run_count)
         elif type(new) is Retrying and run_count > task.max_retries:
@@ -668,6 +754,7 @@ def run_task_recorded(
     run_count: int,
     old: State,
     flow_ctx: dict[str, Any],
+    extras: TaskExtras | None = None,
 ) -> list[tuple[State, State]]:
     """``run_task`` for executors outside the driver: returns the state changes it went through."""
     recorded: list[tuple[State, State]] = []
@@ -676,7 +763,7 @@ def run_task_recorded(
         recorded.append((old, new))
         return new
 
-    run_task(task, kwargs, map_index, run_count, old, flow_ctx, record)
+    run_task(task, kwargs, map_index, run_count, old, flow_ctx, record, extras)
     return recorded
 
 
@@ -693,7 +780,7 @@ def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
                 return task.run(**kwargs)
         return task.run(**kwargs)
 
-    if task.timeout is None:
+    if task.timeout is None or getattr(task, "enforces_own_timeout", False):
         return call()
     ctx = contextvars.copy_context()
     box: dict[str, Any] = {}
@@ -714,6 +801,31 @@ def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def _run_loop(task: Task, kwargs: dict[str, Any], info: TaskRunInfo, loop: signals.LOOP) -> State:
+    """Run ``task`` again after it raised ``LOOP``, until it returns or raises something else."""
+    while True:
+        info.loop_count += 1
+        info.loop_result = loop.result
+        try:
+            if task.timeout is None and not task.log_stdout:
+                value = task.run(**kwargs)
+            else:
+                value = _run_guarded(task, kwargs)
+            return Success(_SUCCESS_MESSAGE, value)
+        except signals.LOOP as again:
+            loop = again
+        except signals.PlaitSignal as sig:
+            return _state_from_signal(sig)
+        except signals.ENDRUN as end:
+            return end.state
+        except _Timeout:
+            return TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.")  # type: ignore[union-attr]
+        except Exception as exc:
+            return Failed(
+                f"Error during execution of task (loop {info.loop_count}): {exc!r}", exc, traceback.format_exc()
+            )
 
 
 def _retrying(task: Task, failed: State, run_count: int) -> Retrying:
@@ -760,6 +872,69 @@ def _check_upstream(task: Task, ups: list[State]) -> State | None:
     if ok:
         return None
     return TriggerFailed(f"Trigger {_callable_name(task.trigger)!r} was not met by the upstream states.")
+
+
+def _check_upstream_with(extras: TaskExtras, task: Task, ups: list[State], flow_ctx: dict[str, Any]) -> State | None:
+    """``_check_upstream`` seeing the task's own flow context (e.g. ``resume``)."""
+    ctx = extras.flow_context(flow_ctx)
+    if ctx is flow_ctx:
+        return _check_upstream(task, ups)
+    token = _flow_ctx.set(ctx)
+    try:
+        return _check_upstream(task, ups)
+    finally:
+        _flow_ctx.reset(token)
+
+
+def _task_extras(flow: Flow, tasks: list[Task], resumed: frozenset[Task]) -> list[TaskExtras | None]:
+    """Per task, its opt-in steps for this run; ``None`` for tasks that use none (most)."""
+    from plait.engine.extras import extras_for, uses_extras
+
+    flow_result = getattr(flow, "result", None) is not None
+    if not flow_result and not resumed and not any(uses_extras(t) for t in tasks):
+        return [None] * len(tasks)
+    return [extras_for(t, flow, t in resumed) for t in tasks]
+
+
+def _resume_set(flow: Flow, resume: Sequence[Task | str] | None) -> frozenset[Task]:
+    if not resume:
+        return frozenset()
+    if isinstance(resume, (str, Task)):
+        resume = [resume]
+    out: set[Task] = set()
+    for item in resume:
+        if isinstance(item, Task):
+            if item not in flow:
+                raise FlowRunError(f"Flow {flow.name!r}: cannot resume task {item.name!r}, it is not in the flow")
+            out.add(item)
+            continue
+        found = [t for t in flow if item in (t.slug, t.name)]
+        if not found:
+            raise FlowRunError(
+                f"Flow {flow.name!r} has no task named {item!r} to resume; its tasks are: "
+                f"{', '.join(sorted(str(t.slug) for t in flow))}"
+            )
+        out.update(found)
+    return frozenset(out)
+
+
+def _previous_states(flow: Flow, resume_from: State | dict[Task, State] | None) -> dict[Task, State]:
+    if resume_from is None:
+        return {}
+    states = resume_from.result if isinstance(resume_from, State) else resume_from
+    if not isinstance(states, dict):
+        raise FlowRunError(
+            f"Flow {flow.name!r}: resume_from must be a flow-run state (what flow.run() returned) or its "
+            f"{{task: State}} mapping, got {type(resume_from).__name__}: {resume_from!r}"
+        )
+    return states
+
+
+def _kill_subprocesses() -> None:
+    # Only if ShellTask was ever used in this process: its process groups must not outlive us.
+    shell = sys.modules.get("plait.shell")
+    if shell is not None:
+        shell.kill_running_processes()
 
 
 def _flatten_one(value: Any) -> list[Any]:
