@@ -22,6 +22,7 @@ and of I/O: the graph is compiled once per flow version into integer-indexed lis
 from __future__ import annotations
 
 import contextvars
+import functools
 import heapq
 import queue
 import sys
@@ -347,6 +348,13 @@ class _TaskRuns:
         self.waits = list(plan.waits)
         self.notifiers = [runner._task_notifier(t) for t in plan.tasks]
         self.extras = _task_extras(runner.flow, plan.tasks, resumed)
+        # What runs each task: run_task itself, or (for the few tasks with targets, caches,
+        # checkpoints or resume) run_task wrapped in those steps. Chosen once per run, so
+        # plain tasks pay nothing for them.
+        self.runners: list[Callable[..., State]] = [
+            run_task if e is None else functools.partial(_run_task_with_extras, e) for e in self.extras
+        ]
+        self.resumed = resumed
         self.restored: set[int] = set()
         self.ready: deque[tuple[int, int | None, int, State | None]] = deque()
         self.retries: list[tuple[float, int, int, int | None, int, State]] = []
@@ -457,13 +465,12 @@ class _TaskRuns:
                 else:  # child i of a streaming upstream
                     kwargs[key] = children[value][i].result
         notify = self.notifiers[t]
-        extras = self.extras[t]
         if old is None:
             old = Pending()
             if ups:
-                pre = (
-                    _check_upstream(task, ups) if extras is None else _check_upstream_with(extras, task, ups, self.ctx)
-                )
+                pre = _check_upstream(task, ups)
+                if pre is not None and self.resumed and task in self.resumed:
+                    pre = _check_upstream_resumed(task, ups, self.ctx)
                 if pre is not None:
                     if notify is not None:
                         with _TaskScope(task, i, count):
@@ -471,12 +478,12 @@ class _TaskRuns:
                     self._finish(t, i, pre)
                     return
         if sync:
-            self._finish(t, i, run_task(task, kwargs, i, count, old, self.ctx, notify, extras))
+            self._finish(t, i, self.runners[t](task, kwargs, i, count, old, self.ctx, notify))
             return
         if self.executor.in_process:
-            future = self.executor.submit(run_task, task, kwargs, i, count, old, self.ctx, notify, extras)
+            future = self.executor.submit(self.runners[t], task, kwargs, i, count, old, self.ctx, notify)
         else:
-            future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, extras)
+            future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, self.runners[t])
         self.inflight[future] = (t, i, count)
         future.add_done_callback(self.done.put)
 
@@ -692,23 +699,14 @@ def run_task(
     old: State,
     flow_ctx: dict[str, Any],
     notify: Notify | None,
-    extras: TaskExtras | None = None,
 ) -> State:
     """Run one task run: ``old -> Running -> Success | Failed | Retrying | ...``.
 
     This is the hot path: it runs once per task run, wherever the executor puts it.
-    ``extras`` (targets, caches, checkpoints, resume) is ``None`` for tasks that use none.
     """
-    if extras is not None:
-        flow_ctx = extras.flow_context(flow_ctx)
     ftoken = _flow_ctx.set(flow_ctx) if _flow_ctx.get() is not flow_ctx else None
-    info = TaskRunInfo(task, map_index, run_count)
-    token = _task_ctx.set(info)
+    token = _task_ctx.set(TaskRunInfo(task, map_index, run_count))
     try:
-        if extras is not None:
-            cached = extras.before(task, kwargs, map_index, flow_ctx)
-            if cached is not None:
-                return notify(task, old, cached) if notify is not None else cached
         running = Running()
         if notify is not None:
             running = notify(task, old, running)
@@ -720,18 +718,14 @@ def run_task(
             else:
                 value = _run_guarded(task, kwargs)
             new: State = Success(_SUCCESS_MESSAGE, value)
-        except signals.LOOP as loop:
-            new = _run_loop(task, kwargs, info, loop)
         except signals.PlaitSignal as sig:
-            new = _state_from_signal(sig)
+            new = _run_loop(task, kwargs, sig) if isinstance(sig, signals.LOOP) else _state_from_signal(sig)
         except signals.ENDRUN as end:
             new = end.state
         except _Timeout:
             new = TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.")  # type: ignore[union-attr]
         except Exception as exc:
             new = Failed(f"Error during execution of task: {exc!r}", exc, traceback.format_exc())
-        if extras is not None:
-            new = extras.after(task, new, kwargs, map_index, flow_ctx)
         if new._failed and run_count <= task.max_retries and not isinstance(new, TriggerFailed):
             new = _retrying(task, new, run_count)
         elif type(new) is Retrying and run_count > task.max_retries:
@@ -747,6 +741,41 @@ def run_task(
             _flow_ctx.reset(ftoken)
 
 
+def _run_task_with_extras(
+    extras: TaskExtras,
+    task: Task,
+    kwargs: dict[str, Any],
+    map_index: int | None,
+    run_count: int,
+    old: State,
+    flow_ctx: dict[str, Any],
+    notify: Notify | None,
+) -> State:
+    """``run_task`` with targets, caches, checkpoints or resume (kept off the plain path)."""
+    flow_ctx = extras.flow_context(flow_ctx)
+    ftoken = _flow_ctx.set(flow_ctx) if _flow_ctx.get() is not flow_ctx else None
+    token = _task_ctx.set(TaskRunInfo(task, map_index, run_count))
+    try:
+        cached = extras.before(task, kwargs, map_index, flow_ctx)
+    finally:
+        _task_ctx.reset(token)
+        if ftoken is not None:
+            _flow_ctx.reset(ftoken)
+    if cached is not None:
+        return notify(task, old, cached) if notify is not None else cached
+
+    def persist(task: Task, old: State, new: State) -> State:
+        # The final transition of the run: store a success before anyone sees it.
+        if not new._running:
+            stored = extras.after(task, new, kwargs, map_index, flow_ctx)
+            if stored is not new and stored._failed and run_count <= task.max_retries:
+                stored = _retrying(task, stored, run_count)
+            new = stored
+        return notify(task, old, new) if notify is not None else new
+
+    return run_task(task, kwargs, map_index, run_count, old, flow_ctx, persist)
+
+
 def run_task_recorded(
     task: Task,
     kwargs: dict[str, Any],
@@ -754,7 +783,7 @@ def run_task_recorded(
     run_count: int,
     old: State,
     flow_ctx: dict[str, Any],
-    extras: TaskExtras | None = None,
+    runner: Callable[..., State] = run_task,
 ) -> list[tuple[State, State]]:
     """``run_task`` for executors outside the driver: returns the state changes it went through."""
     recorded: list[tuple[State, State]] = []
@@ -763,7 +792,7 @@ def run_task_recorded(
         recorded.append((old, new))
         return new
 
-    run_task(task, kwargs, map_index, run_count, old, flow_ctx, record, extras)
+    runner(task, kwargs, map_index, run_count, old, flow_ctx, record)
     return recorded
 
 
@@ -803,8 +832,10 @@ def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
     return box["value"]
 
 
-def _run_loop(task: Task, kwargs: dict[str, Any], info: TaskRunInfo, loop: signals.LOOP) -> State:
+def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP) -> State:
     """Run ``task`` again after it raised ``LOOP``, until it returns or raises something else."""
+    info = _task_ctx.get()
+    assert info is not None
     while True:
         info.loop_count += 1
         info.loop_result = loop.result
@@ -874,12 +905,9 @@ def _check_upstream(task: Task, ups: list[State]) -> State | None:
     return TriggerFailed(f"Trigger {_callable_name(task.trigger)!r} was not met by the upstream states.")
 
 
-def _check_upstream_with(extras: TaskExtras, task: Task, ups: list[State], flow_ctx: dict[str, Any]) -> State | None:
-    """``_check_upstream`` seeing the task's own flow context (e.g. ``resume``)."""
-    ctx = extras.flow_context(flow_ctx)
-    if ctx is flow_ctx:
-        return _check_upstream(task, ups)
-    token = _flow_ctx.set(ctx)
+def _check_upstream_resumed(task: Task, ups: list[State], flow_ctx: dict[str, Any]) -> State | None:
+    """``_check_upstream`` for a task the run resumes: its trigger sees ``resume=True``."""
+    token = _flow_ctx.set({**flow_ctx, "resume": True})
     try:
         return _check_upstream(task, ups)
     finally:
