@@ -41,7 +41,8 @@ def main() -> None:
         times.append(time.perf_counter() - start)
         assert state.is_successful()
     best, median = min(times), statistics.median(times)
-    print(f"machine: {platform.machine()} {platform.system()} python {platform.python_version()} plait {plait.__version__}")
+    machine = f"{platform.machine()} {platform.system()}"
+    print(f"machine: {machine} python {platform.python_version()} plait {plait.__version__}")
     print(f"{'map size':>10} {'best us/task':>14} {'median us/task':>16}")
     print(f"{n:>10} {best / n * 1e6:>14.2f} {median / n * 1e6:>16.2f}")
 

@@ -313,6 +313,7 @@ class Flow:
         if missing:
             raise FlowValidationError(f"Flow {self.name!r}: reference tasks not in the flow: {', '.join(missing)}")
         self._reference_tasks = tasks
+        self._changed()  # the runner's cached plan holds the reference tasks
 
     def get_tasks(
         self, name: str | None = None, slug: str | None = None, tags: Iterable[str] | None = None

@@ -193,7 +193,10 @@ class Task:
         new = copy.copy(self)
         new.slug = None
         new._id = next(_instance_counter)
+        # copy.copy goes through __getstate__, which drops what stays in the driver process.
         new.state_handlers = list(self.state_handlers)
+        new.trigger = self.trigger
+        new.on_failure = self.on_failure
         for key, value in task_args.items():
             if not hasattr(new, key) or key.startswith("_"):
                 raise TaskBindError(f"Task {self.name!r} has no option {key!r} to set through task_args")
