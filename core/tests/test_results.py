@@ -22,6 +22,12 @@ from plait.results import (
 )
 from plait.states import Cached, Failed, Success
 
+
+@task
+def square(x):
+    return x * x
+
+
 # --- the Result interface ----------------------------------------------------------------------
 
 
@@ -332,3 +338,15 @@ def test_result_is_abstract_for_backends():
     with pytest.raises(NotImplementedError):
         Result(location="x").write_bytes("x", b"")
     assert isinstance(Success("ok", 1), Success)
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_targets_and_checkpoints_work_on_every_executor(tmp_path, executor):
+    result = LocalResult(dir=tmp_path, location="{task_name}{map_suffix}.pkl")
+
+    with Flow(f"executors-{executor}") as flow:
+        s = square.map([1, 2, 3], task_args={"checkpoint": True, "result": result})
+
+    state = flow.run(executor=executor)
+    assert state.result[s].result == [1, 4, 9]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["square-0.pkl", "square-1.pkl", "square-2.pkl"]

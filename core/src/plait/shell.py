@@ -151,6 +151,7 @@ class ShellTask(Task):
                 TimedOut(f"Task {self.name!r} timed out after {timeout:g}s; its command and process group were killed.")
             )
         if cancelled:
+            _kill_group(proc, 0.0)  # already killed: wait until no process of the group is left
             raise signals.ENDRUN(Cancelled(f"Task {self.name!r} was cancelled; its process group was killed."))
         if code != 0:
             raise signals.FAIL(_failure_message(cmd, code, list(stderr_tail)))
@@ -167,6 +168,8 @@ def kill_running_processes() -> None:
             _running[proc] = True
     for proc in procs:
         _signal_group(proc.pid, signal.SIGKILL)
+    for proc in procs:
+        _wait_group_gone(proc.pid, timeout=5.0)
 
 
 # --- helpers -----------------------------------------------------------------------------------
