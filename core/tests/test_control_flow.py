@@ -418,3 +418,36 @@ def test_reference_tasks_decide_the_flow_state():
 
     flow.set_reference_tasks([bad])
     assert flow.run().is_failed()
+
+
+def test_resume_of_a_mapped_task_reruns_only_the_children_left():
+    calls = []
+
+    @task
+    def review(x):
+        calls.append(("review", x))
+        if x % 2:
+            pause_task(f"item {x} needs a look")
+        return x
+
+    @task
+    def publish(x):
+        calls.append(("publish", x))
+        return x * 10
+
+    with Flow("mapped-resume") as flow:
+        reviewed = review.map([1, 2, 3, 4])
+        published = publish.map(reviewed)
+
+    first = flow.run()
+    assert isinstance(first, Paused)
+    assert [s.name for s in first.result[reviewed].map_states] == ["Paused", "Success", "Paused", "Success"]
+    assert sorted(c for c in calls if c[0] == "publish") == [("publish", 2), ("publish", 4)]
+    calls.clear()
+
+    second = flow.run(resume_from=first, resume=[reviewed])
+
+    assert second.is_successful()
+    assert second.result[published].result == [10, 20, 30, 40]
+    # only the paused children ran again, and only their downstream children
+    assert sorted(calls) == [("publish", 1), ("publish", 3), ("review", 1), ("review", 3)]

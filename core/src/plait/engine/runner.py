@@ -69,6 +69,7 @@ Observer = Callable[[Any, State, State], None]
 Notify = Callable[[Task, State, State], State]
 
 _EXPAND = -1  # map_index marker in the ready queue: split a mapped task into children
+_NEVER = -(1 << 40)  # a child wait count that never reaches zero
 _SUCCESS_MESSAGE = "Task run succeeded."
 
 
@@ -356,6 +357,8 @@ class _TaskRuns:
         ]
         self.resumed = resumed
         self.restored: set[int] = set()
+        self.previous_maps: dict[int, list[State]] = {}  # mapped tasks a resumed run partly keeps
+        self.reused: dict[int, set[int]] = {}
         self.ready: deque[tuple[int, int | None, int, State | None]] = deque()
         self.retries: list[tuple[float, int, int, int | None, int, State]] = []
         self.inflight: dict[Any, tuple[int, int | None, int]] = {}
@@ -369,10 +372,13 @@ class _TaskRuns:
         plan = self.plan
         for t, task in enumerate(plan.tasks):
             state = previous.get(task)
-            if state is None or not state.is_finished() or not state.is_successful():
+            if state is None:
                 continue
-            ext = self.extras[t]
-            if ext is not None and ext.resumed:
+            if isinstance(state, Mapped) and not state.is_successful():
+                # Some children did not succeed: run those again, keep the others.
+                self.previous_maps[t] = state.map_states
+                continue
+            if not state.is_finished() or not state.is_successful():
                 continue
             self.states[t] = state
             self.restored.add(t)
@@ -571,6 +577,12 @@ class _TaskRuns:
         kids: list[State | None] = [None] * n
         children[t] = kids
         self.child_remaining[t] = n
+        reuse = self._reusable_children(t, n, deferred) if self.previous_maps else None
+        if reuse:
+            previous = self.previous_maps[t]
+            for i in reuse:
+                kids[i] = previous[i]
+            self.child_remaining[t] -= len(reuse)
         for u in plan.expand_waiters[t]:
             self._release(u)
         if n == 0:
@@ -586,10 +598,38 @@ class _TaskRuns:
                     s = up_kids[i]
                     if s is None or not s._finished:
                         waits[i] += 1
+            if reuse:
+                for i in reuse:
+                    waits[i] = _NEVER  # kept from the previous run: never started again
             self.child_wait[t] = waits
             self.ready.extend((t, i, 1, None) for i in range(n) if waits[i] == 0)
+        elif reuse:
+            self.ready.extend((t, i, 1, None) for i in range(n) if i not in reuse)
         else:
             self.ready.extend((t, i, 1, None) for i in range(n))
+        if self.child_remaining[t] == 0:
+            self._finish_mapped(t)
+
+    def _reusable_children(self, t: int, n: int, deferred: set[int]) -> set[int] | None:
+        """Children of mapped task ``t`` whose successful states a resumed run keeps.
+
+        Child ``i`` is kept when it succeeded before and its inputs cannot have changed: every
+        upstream task was kept whole, or is a streaming upstream whose child ``i`` was kept.
+        """
+        previous = self.previous_maps.get(t)
+        if previous is None or len(previous) != n:
+            return None
+        allowed = set(range(n))
+        for u in self.plan.ups[t]:
+            if u in self.restored:
+                continue
+            if u in deferred and u in self.reused:
+                allowed &= self.reused[u]
+                continue
+            return None
+        keep = {i for i in allowed if previous[i].is_finished() and previous[i].is_successful()}
+        self.reused[t] = keep
+        return keep
 
     def _finish_mapped(self, t: int) -> None:
         task = self.plan.tasks[t]
