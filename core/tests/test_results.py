@@ -350,3 +350,23 @@ def test_targets_and_checkpoints_work_on_every_executor(tmp_path, executor):
     state = flow.run(executor=executor)
     assert state.result[s].result == [1, 4, 9]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["square-0.pkl", "square-1.pkl", "square-2.pkl"]
+
+
+def test_bad_result_options_are_clear_errors():
+    with pytest.raises(TypeError, match="checkpoint must be True, False or None"):
+        task(lambda: 1, checkpoint="yes")
+    with pytest.raises(TypeError, match="target must be a location template"):
+        task(lambda: 1, target=5)
+    with pytest.raises(TypeError, match="result must be a Result"):
+        task(lambda: 1, result=5)
+    with pytest.raises(TypeError, match="terminal_state_handler"):
+        Flow("f", terminal_state_handler="nope")
+
+
+def test_result_options_are_serialized_only_when_set(tmp_path):
+    with Flow("serialized") as flow:
+        square(2, task_args={"target": "{task_name}.pkl", "cache_for": 60})
+        double_plain = square(3)
+    entries = {t["slug"]: t["options"] for t in flow.serialize()["tasks"]}
+    assert entries["square"]["target"] == "{task_name}.pkl"
+    assert "target" not in entries[double_plain.slug]

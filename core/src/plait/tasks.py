@@ -204,6 +204,10 @@ class Task:
                 from plait.results import resolve_result
 
                 value = resolve_result(value)
+            elif key in ("cache_for", "retry_delay", "timeout"):
+                value = _as_timedelta(value, key, self.name)
+                if key == "retry_delay" and value is None:
+                    value = timedelta(0)
             setattr(new, key, value)
         return new
 
