@@ -451,3 +451,26 @@ def test_resume_of_a_mapped_task_reruns_only_the_children_left():
     assert second.result[published].result == [10, 20, 30, 40]
     # only the paused children ran again, and only their downstream children
     assert sorted(calls) == [("publish", 1), ("publish", 3), ("review", 1), ("review", 3)]
+
+
+def test_resume_from_matches_tasks_of_another_copy_of_the_flow_by_slug():
+    calls = []
+
+    @task
+    def step(x):
+        calls.append(x)
+        return x
+
+    def build():
+        with Flow("rebuilt") as flow:
+            first = step(1)
+            gate = identity(first, task_args={"trigger": triggers.manual_only})
+            step(gate)
+        return flow
+
+    old = build().run()
+    assert isinstance(old, Paused) and calls == [1]
+
+    state = build().run(resume_from={t.slug: s for t, s in old.result.items()}, resume=["identity"])
+    assert state.is_successful()
+    assert calls == [1, 1]  # only the step after the gate ran; the first one was kept

@@ -370,3 +370,18 @@ def test_result_options_are_serialized_only_when_set(tmp_path):
     entries = {t["slug"]: t["options"] for t in flow.serialize()["tasks"]}
     assert entries["square"]["target"] == "{task_name}.pkl"
     assert "target" not in entries[double_plain.slug]
+
+
+def test_write_inside_a_task_fills_the_template_from_the_run_context(tmp_path):
+    result = LocalResult(dir=tmp_path)
+
+    @task
+    def save():
+        return result.write("saved").location
+
+    with Flow("write-in-task") as flow:
+        s = save()
+
+    state = flow.run(context={"flow_run_id": "run-1"})
+    assert state.result[s].result == "write-in-task/run-1/save.pkl"
+    assert result.read("write-in-task/run-1/save.pkl").value == "saved"

@@ -416,7 +416,10 @@ def format_location(template: Location, context: dict[str, Any], owner: str = "R
 def _current_context() -> dict[str, Any]:
     from plait import context
 
-    return context.to_dict()
+    ctx = context.to_dict()
+    index = ctx.get("map_index")
+    ctx.setdefault("map_suffix", "" if index is None else f"-{index}")
+    return ctx
 
 
 class _suppress_os_error:  # noqa: N801

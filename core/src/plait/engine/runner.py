@@ -103,7 +103,7 @@ class FlowRunner:
     ) -> State:
         """Run the flow once and return its final state (``state.result``: ``{task: State}``).
 
-        ``resume_from`` (a previous flow-run state, or its ``{task: State}``) keeps the tasks
+        ``resume_from`` (a previous flow-run state, or its ``{task or slug: State}``) keeps the tasks
         that succeeded there: they are not run again and their results feed the rest.
         ``resume`` names tasks (objects, names or slugs) to let through: they run with
         ``plait.context.resume`` set, so a ``manual_only`` trigger or ``pause_task()`` passes.
@@ -370,8 +370,12 @@ class _TaskRuns:
     def restore(self, previous: dict[Task, State]) -> None:
         """Keep the successful states of a previous run: those tasks do not run again."""
         plan = self.plan
+        # Tasks of another copy of the flow (loaded again, or from another process) match by slug.
+        by_slug = {getattr(k, "slug", k): v for k, v in previous.items()}
         for t, task in enumerate(plan.tasks):
             state = previous.get(task)
+            if state is None:
+                state = by_slug.get(task.slug)
             if state is None:
                 continue
             if isinstance(state, Mapped) and not state.is_successful():
