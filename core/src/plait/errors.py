@@ -37,3 +37,26 @@ class FlowRunError(PlaitError, RuntimeError):
 
 class ExecutorError(PlaitError, ValueError):
     """An executor name or option is not known."""
+
+
+class ResultError(PlaitError, RuntimeError):
+    """A result could not be located, written or read (checkpoints, targets, caches)."""
+
+
+class ResultLocationError(ResultError, KeyError):
+    """A result location template names a key the run context does not have."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownResultTypeError(PlaitError, ValueError):
+    """A result URL has a scheme no installed plugin provides."""
+
+
+class GraphvizNotFoundError(PlaitError, RuntimeError):
+    """``flow.visualize()`` needs Graphviz's ``dot`` program and it is not installed."""
+
+
+class ShellTaskError(PlaitError, ValueError):
+    """A ``ShellTask`` was set up wrongly (no command, unknown shell, ...)."""

@@ -84,6 +84,12 @@ class Flow:
         reference_tasks: the tasks whose states decide the flow run's state (default: the
             terminal tasks, those with no downstream task).
         executor: the default executor of ``run()`` (an ``Executor`` or a registered name).
+        result: where tasks store their results by default (a ``plait.results.Result``, a
+            path or a URL); every task's successful result is checkpointed there unless the
+            task says ``checkpoint=False``.
+        terminal_state_handler: ``fn(flow, state, task_states) -> State | None`` called once
+            with the flow run's final state and ``{task: State}`` before the flow's state
+            handlers see it; a returned state replaces the final one.
     """
 
     def __init__(
@@ -94,6 +100,8 @@ class Flow:
         state_handlers: Iterable[Callable[..., Any]] | None = None,
         reference_tasks: Iterable[Task] | None = None,
         executor: Executor | str | None = None,
+        result: Any = None,
+        terminal_state_handler: Callable[..., Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Flow name must be a non-empty string, got {name!r}")
@@ -103,6 +111,14 @@ class Flow:
             if not callable(handler):
                 raise TypeError(f"Flow {name!r}: state handler {handler!r} is not callable")
         self.executor = executor
+        if result is not None:
+            from plait.results import resolve_result
+
+            result = resolve_result(result)
+        self.result = result
+        if terminal_state_handler is not None and not callable(terminal_state_handler):
+            raise TypeError(f"Flow {name!r}: terminal_state_handler {terminal_state_handler!r} is not callable")
+        self.terminal_state_handler = terminal_state_handler
         self._tasks: dict[Task, None] = {}
         self.edges: set[Edge] = set()
         self.constants: dict[Task, dict[str, Any]] = {}
@@ -304,6 +320,7 @@ class Flow:
         if missing:
             raise FlowValidationError(f"Flow {self.name!r}: reference tasks not in the flow: {', '.join(missing)}")
         self._reference_tasks = tasks
+        self._changed()  # the runner's cached plan holds the reference tasks
 
     def get_tasks(
         self, name: str | None = None, slug: str | None = None, tags: Iterable[str] | None = None
@@ -377,12 +394,21 @@ class Flow:
         parameters: dict[str, Any] | None = None,
         executor: Executor | str | None = None,
         context: dict[str, Any] | None = None,
+        resume: Iterable[Task | str] | Task | str | None = None,
+        resume_from: State | dict[Task, State] | None = None,
     ) -> State:
         """Run the flow now and return the flow-run state.
 
         ``state.result`` maps each task to its task-run state. ``executor`` is an
         ``Executor`` or a registered name (``"local"``, ``"threads"``, ``"processes"``);
         ``context`` sets or overrides context keys (e.g. ``scheduled_start_time``).
+
+        To resume a paused (or failed) run, pass its state as ``resume_from``: tasks that
+        succeeded there keep their results and do not run again. ``resume`` lists the tasks
+        (objects, names or slugs) to let through a ``manual_only`` trigger or ``pause_task()``::
+
+            state = flow.run()                 # stops Paused at "approve"
+            state = flow.run(resume_from=state, resume=["approve"])
         """
         if _active_flows.get():
             raise FlowRunError(
@@ -391,8 +417,16 @@ class Flow:
             )
         from plait.engine.runner import FlowRunner
 
+        extra: dict[str, Any] = {}
+        if resume is not None:
+            extra["resume"] = [resume] if isinstance(resume, (Task, str)) else list(resume)
+        if resume_from is not None:
+            extra["resume_from"] = resume_from
         return FlowRunner(self).run(
-            parameters=parameters, executor=executor if executor is not None else self.executor, context=context
+            parameters=parameters,
+            executor=executor if executor is not None else self.executor,
+            context=context,
+            **extra,
         )
 
     # -- describing ---------------------------------------------------------------------------
@@ -433,6 +467,29 @@ class Flow:
             ],
             "reference_tasks": sorted(t.slug for t in self.reference_tasks()),
         }
+
+    def to_dot(self, flow_state: State | None = None) -> str:
+        """The flow's graph in Graphviz's DOT language (see ``visualize``)."""
+        from plait.visualize import flow_to_dot
+
+        return flow_to_dot(self, flow_state)
+
+    def visualize(
+        self, filename: str | None = None, format: str = "svg", flow_state: State | None = None
+    ) -> bytes | str:
+        """Draw the flow with Graphviz's ``dot``: tasks as boxes, edges labelled with inputs.
+
+        Given ``flow_state`` (what ``flow.run()`` returned) each task is coloured by its state
+        and a mapped task shows how many children it ran. Returns the rendered bytes, or
+        writes them to ``filename`` (``format`` appended when it has no extension) and
+        returns the path. Needs the ``dot`` program (Debian: ``apt-get install graphviz``)::
+
+            state = flow.run()
+            flow.visualize("etl.svg", flow_state=state)
+        """
+        from plait.visualize import render
+
+        return render(self, filename=filename, format=format, flow_state=flow_state)
 
     def __repr__(self) -> str:
         return f"<Flow: {self.name} ({len(self._tasks)} tasks)>"
