@@ -71,6 +71,7 @@ Notify = Callable[[Task, State, State], State]
 _EXPAND = -1  # map_index marker in the ready queue: split a mapped task into children
 _NEVER = -(1 << 40)  # a child wait count that never reaches zero
 _SUCCESS_MESSAGE = "Task run succeeded."
+_IDLE_WAKEUP = 0.25  # seconds the driver waits for a completion before checking for signals
 
 
 class FlowRunner:
@@ -411,9 +412,12 @@ class _TaskRuns:
                 self._wait_for_retry(None)
 
     def _collect(self) -> None:
-        timeout = None
+        # Never block without a timeout: a Ctrl-C that the OS delivers to a worker thread does
+        # not interrupt the main thread's wait, and Python runs its handler only once the main
+        # thread wakes up.
+        timeout = _IDLE_WAKEUP
         if self.retries:
-            timeout = max(0.0, self.retries[0][0] - time.time())
+            timeout = min(timeout, max(0.0, self.retries[0][0] - time.time()))
         try:
             future = self.done.get(timeout=timeout)
         except queue.Empty:
