@@ -26,7 +26,11 @@ from plait.errors import CycleError, FlowRunError, FlowValidationError, Paramete
 from plait.tasks import Constant, FunctionTask, Parameter, Task, as_task, flatten, unmapped
 
 if TYPE_CHECKING:
+    from datetime import date, datetime, timedelta
+
     from plait.engine.executors import Executor
+    from plait.engine.scheduling import BackfillReport
+    from plait.schedules import Schedule
     from plait.states import State
 
 __all__ = ["Edge", "Flow"]
@@ -84,6 +88,8 @@ class Flow:
         reference_tasks: the tasks whose states decide the flow run's state (default: the
             terminal tasks, those with no downstream task).
         executor: the default executor of ``run()`` (an ``Executor`` or a registered name).
+        schedule: a ``plait.schedules.Schedule``; ``run()`` then runs the flow at each of its
+            times (see ``run``), and ``backfill()`` uses its times.
     """
 
     def __init__(
@@ -94,9 +100,13 @@ class Flow:
         state_handlers: Iterable[Callable[..., Any]] | None = None,
         reference_tasks: Iterable[Task] | None = None,
         executor: Executor | str | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Flow name must be a non-empty string, got {name!r}")
+        if schedule is not None and not callable(getattr(schedule, "events", None)):
+            raise TypeError(f"Flow {name!r}: schedule must be a plait.schedules.Schedule, got {schedule!r}")
+        self.schedule = schedule
         self.name = name
         self.state_handlers = list(state_handlers or ())
         for handler in self.state_handlers:
@@ -377,23 +387,65 @@ class Flow:
         parameters: dict[str, Any] | None = None,
         executor: Executor | str | None = None,
         context: dict[str, Any] | None = None,
+        run_on_schedule: bool | None = None,
+        max_runs: int | None = None,
     ) -> State:
         """Run the flow now and return the flow-run state.
 
         ``state.result`` maps each task to its task-run state. ``executor`` is an
         ``Executor`` or a registered name (``"local"``, ``"threads"``, ``"processes"``);
         ``context`` sets or overrides context keys (e.g. ``scheduled_start_time``).
+
+        On a flow with a ``schedule``, ``run()`` instead waits for each scheduled time and runs
+        the flow then, with ``scheduled_start_time`` set and the clock's ``parameter_defaults``
+        under ``parameters``, until SIGINT/SIGTERM (a run in progress finishes first),
+        ``max_runs`` runs or the end of the schedule; it returns the last run's state. Missed
+        times (a run overran them) are logged and skipped. ``run_on_schedule=False`` runs once
+        now. See ``plait.engine.scheduling``.
         """
         if _active_flows.get():
             raise FlowRunError(
                 f"flow.run() was called inside `with Flow(...)` for flow {self.name!r}: "
                 "call it after the with block, once the flow is built"
             )
+        if run_on_schedule or (run_on_schedule is None and self.schedule is not None):
+            from plait.engine.scheduling import ScheduleRunner
+
+            return ScheduleRunner(self, None, parameters, executor, context, max_runs=max_runs).run()
         from plait.engine.runner import FlowRunner
 
         return FlowRunner(self).run(
             parameters=parameters, executor=executor if executor is not None else self.executor, context=context
         )
+
+    def backfill(
+        self,
+        start: datetime | date | str,
+        end: datetime | date | str,
+        parameters: dict[str, Any] | None = None,
+        max_concurrency: int = 1,
+        executor: Executor | str | None = None,
+        interval: timedelta | None = None,
+        timezone: Any = None,
+    ) -> BackfillReport:
+        """Run the flow once per scheduled time in ``[start, end]``; a report of the runs.
+
+        The times come from the flow's schedule, or with ``interval`` (default one day for a
+        flow without a schedule) from ``start`` every ``interval``. Each run has
+        ``scheduled_start_time`` (and ``date``, ``today``...) set to its time and the clock's
+        ``parameter_defaults`` under ``parameters``. A ``date`` as ``end`` covers that whole
+        day; dates are read in ``timezone`` (default: the schedule's zone, else UTC). With
+        ``max_concurrency > 1`` runs overlap on threads, each with its own context.
+
+        ```python
+        report = flow.backfill(date(2026, 1, 1), date(2026, 1, 31), max_concurrency=4)
+        print(report)                  # a table: time, state, duration
+        assert report.is_successful()  # every run succeeded
+        ```
+        """
+        from plait.engine.scheduling import backfill
+
+        return backfill(self, start, end, parameters, max_concurrency, executor, interval, timezone)
 
     # -- describing ---------------------------------------------------------------------------
 

@@ -301,7 +301,9 @@ class DatesClock(Clock):
         if isinstance(dates, datetime) or not isinstance(dates, Iterable):
             raise ScheduleError(f"DatesClock dates must be a list of datetimes, got {type(dates).__name__}: {dates!r}")
         checked = [require_aware(d, "DatesClock date") for d in dates]
-        unique = {utc(d): d for d in checked}
+        unique: dict[datetime, datetime] = {}
+        for d in checked:
+            unique.setdefault(utc(d), d)  # the first of equal instants wins
         self.dates = [unique[k] for k in sorted(unique)]
 
     def events(self, after: datetime) -> Iterator[ClockEvent]:

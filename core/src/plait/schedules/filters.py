@@ -5,7 +5,8 @@ the clock's zone. ``Schedule(filters=[...])`` keeps times every filter accepts,
 ``or_filters`` times at least one accepts, ``not_filters`` times none accepts::
 
     from plait.schedules import CronSchedule, filters
-    CronSchedule("0 * * * *", timezone="Europe/London", filters=[filters.is_weekday, filters.between_times(time(9), time(17))])
+    office_hours = [filters.is_weekday, filters.between_times(time(9), time(17))]
+    CronSchedule("0 * * * *", timezone="Europe/London", filters=office_hours)
 
 Any callable works as a filter; the built-in ones below also serialize to JSON.
 """
