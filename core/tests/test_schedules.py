@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def test_hourly_interval_follows_absolute_time_across_dst(zone, start, expected)
     s = IntervalSchedule(timedelta(hours=1), start_date=start)
     got = s.next(len(expected), after=start - timedelta(seconds=1))
     assert times(got) == expected
-    gaps = {(b.start_time - a.start_time.astimezone(UTC)).total_seconds() for a, b in zip(got, got[1:])}
+    gaps = {(b.start_time - a.start_time.astimezone(UTC)).total_seconds() for a, b in itertools.pairwise(got)}
     assert gaps == {3600.0}
 
 

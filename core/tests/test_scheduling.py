@@ -330,7 +330,7 @@ def test_backfill_uses_the_flow_schedule_and_its_parameter_defaults():
 
 
 def test_backfill_interval_and_time_zone():
-    flow, out = make_flow()
+    flow, _out = make_flow()
     report = flow.backfill("2026-10-25", "2026-10-25", interval=timedelta(hours=6), timezone="Europe/London")
     assert [r.scheduled_start_time.isoformat() for r in report] == [
         "2026-10-25T00:00:00+01:00",
