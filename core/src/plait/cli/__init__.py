@@ -16,6 +16,7 @@ __all__ = ["main"]
 #: command name -> "module:attribute" of its click command
 _COMMANDS: dict[str, str] = {
     "run": "plait.cli.run:run",
+    "backfill": "plait.cli.backfill:backfill",
 }
 
 
