@@ -496,3 +496,12 @@ def test_import_plait_and_plait_schedules_do_not_load_croniter():
         "assert 'croniter' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_filters_that_never_match_raise_instead_of_spinning(monkeypatch):
+    import plait.schedules
+
+    monkeypatch.setattr(plait.schedules, "MAX_FILTERED_IN_A_ROW", 1000)
+    s = Schedule([IntervalClock(timedelta(hours=1))], filters=[filters.is_weekday, filters.is_weekend])
+    with pytest.raises(ScheduleError, match="passed its filters in 1,000 clock times in a row"):
+        s.next(1, after=utc(2026, 1, 1))

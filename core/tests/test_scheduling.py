@@ -185,6 +185,8 @@ def test_flow_run_uses_the_schedule_and_run_on_schedule_false_runs_now():
     once = flow.run(run_on_schedule=False)
     assert once.is_successful()
     flow_without, _ = make_flow()
+    with pytest.raises(FlowRunError, match="only when running on a schedule"):
+        flow_without.run(max_runs=1)
     with pytest.raises(FlowRunError, match="has no schedule"):
         flow_without.run(run_on_schedule=True)
     with pytest.raises(FlowRunError, match="max_runs"):

@@ -412,6 +412,8 @@ class Flow:
             from plait.engine.scheduling import ScheduleRunner
 
             return ScheduleRunner(self, None, parameters, executor, context, max_runs=max_runs).run()
+        if max_runs is not None:
+            raise FlowRunError(f"Flow {self.name!r}: max_runs applies only when running on a schedule")
         from plait.engine.runner import FlowRunner
 
         return FlowRunner(self).run(

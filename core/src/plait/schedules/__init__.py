@@ -47,6 +47,9 @@ __all__ = [
     "filters",
 ]
 
+#: ``Schedule.events`` gives up (``ScheduleError``) when this many clock times in a row fail the filters.
+MAX_FILTERED_IN_A_ROW = 200_000
+
 Filter = Callable[[datetime], bool]
 Adjustment = Callable[[datetime], datetime]
 
@@ -94,10 +97,19 @@ class Schedule:
         merged = heapq.merge(*(c.events(after) for c in self.clocks), key=lambda e: utc(e.start_time))
         last_utc: datetime | None = None
         seen_at_last: list[dict[str, Any]] = []
+        rejected = 0
         for event in merged:
             t = event.start_time
             if not self._keep(t):
+                rejected += 1
+                if rejected >= MAX_FILTERED_IN_A_ROW:
+                    raise ScheduleError(
+                        f"No time of {self!r} passed its filters in {rejected:,} clock times in a row "
+                        f"(up to {t.isoformat()}); check that the filters can all be true at once: "
+                        f"filters={self.filters!r}, or_filters={self.or_filters!r}, not_filters={self.not_filters!r}"
+                    )
                 continue
+            rejected = 0
             for adjust in self.adjustments:
                 t = adjust(t)
             t_utc = utc(t)
