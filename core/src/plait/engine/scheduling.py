@@ -60,16 +60,21 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clock: ``datetime.now(UTC)``; sleeping wakes early when the runner is stopped."""
+    """The real clock: ``datetime.now(UTC)``; sleeping wakes early when the runner is stopped.
 
-    def __init__(self) -> None:
+    Sleeps last at most ``max_sleep`` seconds, after which the runner reads the time again: a
+    wall-clock jump (NTP, a suspended laptop) then delays a run by at most that much.
+    """
+
+    def __init__(self, max_sleep: float = 60.0) -> None:
         self.wake = threading.Event()
+        self.max_sleep = max_sleep
 
     def now(self) -> datetime:
         return datetime.now(UTC)
 
     def sleep(self, seconds: float) -> None:
-        self.wake.wait(seconds)
+        self.wake.wait(min(seconds, self.max_sleep))
 
 
 class _StopWaiting(Exception):
@@ -146,6 +151,10 @@ class ScheduleRunner:
     def run(self) -> State:
         """Run until stopped, ``max_runs`` runs, or the end of the schedule; the last run's state."""
         configure_logging()
+        self._stopping = False
+        wake = getattr(self.clock, "wake", None)
+        if wake is not None:
+            wake.clear()
         installed = self._install_signal_handlers()
         try:
             return self._loop()
