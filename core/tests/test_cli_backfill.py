@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from plait.cli import main
+from plait.cli.durations import parse_duration
 from plait.cli.loading import load_flow
-from plait.cli.params import parse_duration, parse_params
 from plait.cli.schedule_view import run_on_schedule
 
 FLOW_FILE = textwrap.dedent(
@@ -154,19 +154,6 @@ def test_backfill_in_a_real_subprocess(flow_file, tmp_path):
     assert '"region": "us"' in (tmp_path / "out" / "20260201T0000.json").read_text()
     assert "4 of 4 run(s) succeeded." in proc.stdout
     assert "4/4" in proc.stderr  # the progress bar
-
-
-def test_parse_params_decodes_json_values():
-    assert parse_params(["n=10", "name=ada", 'tags=["a"]', "flag=true", "text=a=b", "empty="]) == {
-        "n": 10,
-        "name": "ada",
-        "tags": ["a"],
-        "flag": True,
-        "text": "a=b",
-        "empty": "",
-    }
-    with pytest.raises(click.BadParameter):
-        parse_params(["=3"])
 
 
 def test_parse_duration():

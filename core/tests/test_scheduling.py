@@ -375,3 +375,19 @@ def test_backfill_times_for_a_dry_run():
     flow, _ = make_flow(Schedule([IntervalClock(timedelta(days=7), start_date=datetime(2026, 1, 5, tzinfo=UTC))]))
     events = backfill_times(flow, "2026-01-01", "2026-01-31")
     assert [e.start_time.day for e in events] == [5, 12, 19, 26]
+
+
+def test_the_examples_of_docs_schedules_md_run(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "schedules.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), re.S | re.M)
+    assert len(blocks) >= 8
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "docs_schedules"}
+    for number, code in enumerate(blocks, 1):
+        try:
+            exec(compile(code, f"docs/schedules.md (python block {number})", "exec"), namespace)
+        except Exception as exc:
+            raise AssertionError(f"docs/schedules.md python block {number} failed: {exc!r}\n{code}") from exc

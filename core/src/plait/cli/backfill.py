@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
+from plait.cli.durations import parse_duration
 from plait.cli.loading import load_flow
-from plait.cli.params import parse_duration, parse_params
+from plait.cli.run import parse_parameters
 
 
 @click.command()
@@ -53,7 +54,7 @@ def backfill(
     from plait.logging import configure_logging
 
     flow = load_flow(flow_spec)
-    parameters = parse_params(params)
+    parameters = parse_parameters(params)
     step: timedelta | None = parse_duration(interval) if interval else None
     console = Console()
     try:

@@ -1,38 +1,16 @@
-"""Parsing command-line values shared by the commands: ``--param NAME=VALUE`` and durations."""
+"""Durations on the command line: ``--interval 1d``, ``6h``, ``1h30m``."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
 
 import click
 
-__all__ = ["parse_duration", "parse_params"]
+__all__ = ["parse_duration"]
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.IGNORECASE)
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-
-
-def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
-    """``["n=10", "name=ada", 'tags=["a"]']`` -> ``{"n": 10, "name": "ada", "tags": ["a"]}``.
-
-    A value that is valid JSON is decoded (numbers, ``true``, lists, objects, quoted strings);
-    anything else stays a string. Raises ``click.BadParameter`` for a pair without ``=``.
-    """
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE (e.g. --param n=10)", param_hint="--param")
-        try:
-            value: Any = json.loads(text)
-        except ValueError:
-            value = text
-        params[name.strip()] = value
-    return params
 
 
 def parse_duration(text: str) -> timedelta:
