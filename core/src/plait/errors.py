@@ -60,3 +60,22 @@ class GraphvizNotFoundError(PlaitError, RuntimeError):
 
 class ShellTaskError(PlaitError, ValueError):
     """A ``ShellTask`` was set up wrongly (no command, unknown shell, ...)."""
+
+
+class ScheduleError(PlaitError, ValueError):
+    """A schedule, clock, filter or adjustment was given a bad value (an end before a start, ...)."""
+
+
+class CronExpressionError(ScheduleError):
+    """A cron expression is not valid; ``expression`` holds it."""
+
+    def __init__(self, expression: str, reason: str) -> None:
+        self.expression = expression
+        super().__init__(
+            f"Invalid cron expression {expression!r}: {reason}. "
+            "Use five fields 'minute hour day-of-month month day-of-week', e.g. '0 9 * * mon-fri'"
+        )
+
+
+class NaiveDatetimeError(ScheduleError):
+    """A datetime without a time zone was given where Plait needs to know the zone."""

@@ -26,7 +26,11 @@ from plait.errors import CycleError, FlowRunError, FlowValidationError, Paramete
 from plait.tasks import Constant, FunctionTask, Parameter, Task, as_task, flatten, unmapped
 
 if TYPE_CHECKING:
+    from datetime import date, datetime, timedelta
+
     from plait.engine.executors import Executor
+    from plait.engine.scheduling import BackfillReport
+    from plait.schedules import Schedule
     from plait.states import State
 
 __all__ = ["Edge", "Flow"]
@@ -90,6 +94,8 @@ class Flow:
         terminal_state_handler: ``fn(flow, state, task_states) -> State | None`` called once
             with the flow run's final state and ``{task: State}`` before the flow's state
             handlers see it; a returned state replaces the final one.
+        schedule: a ``plait.schedules.Schedule``; ``run()`` then runs the flow at each of its
+            times (see ``run``), and ``backfill()`` uses its times.
     """
 
     def __init__(
@@ -102,9 +108,13 @@ class Flow:
         executor: Executor | str | None = None,
         result: Any = None,
         terminal_state_handler: Callable[..., Any] | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Flow name must be a non-empty string, got {name!r}")
+        if schedule is not None and not callable(getattr(schedule, "events", None)):
+            raise TypeError(f"Flow {name!r}: schedule must be a plait.schedules.Schedule, got {schedule!r}")
+        self.schedule = schedule
         self.name = name
         self.state_handlers = list(state_handlers or ())
         for handler in self.state_handlers:
@@ -396,6 +406,8 @@ class Flow:
         context: dict[str, Any] | None = None,
         resume: Iterable[Task | str] | Task | str | None = None,
         resume_from: State | dict[Task, State] | None = None,
+        run_on_schedule: bool | None = None,
+        max_runs: int | None = None,
     ) -> State:
         """Run the flow now and return the flow-run state.
 
@@ -409,12 +421,25 @@ class Flow:
 
             state = flow.run()                 # stops Paused at "approve"
             state = flow.run(resume_from=state, resume=["approve"])
+
+        On a flow with a ``schedule``, ``run()`` instead waits for each scheduled time and runs
+        the flow then, with ``scheduled_start_time`` set and the clock's ``parameter_defaults``
+        under ``parameters``, until SIGINT/SIGTERM (a run in progress finishes first),
+        ``max_runs`` runs or the end of the schedule; it returns the last run's state. Missed
+        times (a run overran them) are logged and skipped. ``run_on_schedule=False`` runs once
+        now. See ``plait.engine.scheduling``.
         """
         if _active_flows.get():
             raise FlowRunError(
                 f"flow.run() was called inside `with Flow(...)` for flow {self.name!r}: "
                 "call it after the with block, once the flow is built"
             )
+        if run_on_schedule or (run_on_schedule is None and self.schedule is not None):
+            from plait.engine.scheduling import ScheduleRunner
+
+            return ScheduleRunner(self, None, parameters, executor, context, max_runs=max_runs).run()
+        if max_runs is not None:
+            raise FlowRunError(f"Flow {self.name!r}: max_runs applies only when running on a schedule")
         from plait.engine.runner import FlowRunner
 
         extra: dict[str, Any] = {}
@@ -428,6 +453,35 @@ class Flow:
             context=context,
             **extra,
         )
+
+    def backfill(
+        self,
+        start: datetime | date | str,
+        end: datetime | date | str,
+        parameters: dict[str, Any] | None = None,
+        max_concurrency: int = 1,
+        executor: Executor | str | None = None,
+        interval: timedelta | None = None,
+        timezone: Any = None,
+    ) -> BackfillReport:
+        """Run the flow once per scheduled time in ``[start, end]``; a report of the runs.
+
+        The times come from the flow's schedule, or with ``interval`` (default one day for a
+        flow without a schedule) from ``start`` every ``interval``. Each run has
+        ``scheduled_start_time`` (and ``date``, ``today``...) set to its time and the clock's
+        ``parameter_defaults`` under ``parameters``. A ``date`` as ``end`` covers that whole
+        day; dates are read in ``timezone`` (default: the schedule's zone, else UTC). With
+        ``max_concurrency > 1`` runs overlap on threads, each with its own context.
+
+        ```python
+        report = flow.backfill(date(2026, 1, 1), date(2026, 1, 31), max_concurrency=4)
+        print(report)                  # a table: time, state, duration
+        assert report.is_successful()  # every run succeeded
+        ```
+        """
+        from plait.engine.scheduling import backfill
+
+        return backfill(self, start, end, parameters, max_concurrency, executor, interval, timezone)
 
     # -- describing ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ __all__ = ["main"]
 _COMMANDS: dict[str, str] = {
     "run": "plait.cli.run:run",
     "visualize": "plait.cli.visualize:visualize",
+    "backfill": "plait.cli.backfill:backfill",
 }
 
 
