@@ -305,11 +305,15 @@ class _Plan:
             ups = (index[e.upstream_task] for e in flow._edges_in[t] if e.key is None and e.mapped)
             self.mapped_ups.append(tuple(u for u in dict.fromkeys(ups) if self.is_mapped[u]))
         for d, t in enumerate(tasks):
-            edges = flow._edges_in[t]
-            for u in self.ups[d]:
-                from_u = [e for e in edges if index[e.upstream_task] == u]
-                streams = self.is_mapped[d] and self.is_mapped[u] and all(e.mapped and not e.flattened for e in from_u)
-                (self.expand_waiters if streams else self.finish_waiters)[u].append(d)
+            # Child i of d can follow child i of u only if every edge u -> d maps without
+            # flattening; one pass over d's edges keeps wide fan-ins linear.
+            streams = dict.fromkeys(self.ups[d], self.is_mapped[d])
+            for e in flow._edges_in[t]:
+                u = index[e.upstream_task]
+                if not (e.mapped and not e.flattened and self.is_mapped[u]):
+                    streams[u] = False
+            for u, stream in streams.items():
+                (self.expand_waiters if stream else self.finish_waiters)[u].append(d)
             self.waits.append(len(self.ups[d]))
         self.reference = sorted(index[t] for t in flow.reference_tasks())
 
