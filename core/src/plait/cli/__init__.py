@@ -16,6 +16,8 @@ __all__ = ["main"]
 #: command name -> "module:attribute" of its click command
 _COMMANDS: dict[str, str] = {
     "run": "plait.cli.run:run",
+    "visualize": "plait.cli.visualize:visualize",
+    "backfill": "plait.cli.backfill:backfill",
 }
 
 
