@@ -169,7 +169,9 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer
     admin.put_object(Bucket=bucket, Key=key, Body=b"a,b\n1,2\n")
     iam.create_user(UserName="no-permissions")
     access = iam.create_access_key(UserName="no-permissions")["AccessKey"]
-    request = urllib.request.Request(f"{server.endpoint}/moto-api/reset-auth", data=b"0", method="POST")
+    request = urllib.request.Request(
+        f"{server.endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
     yield AuthServer(server.endpoint, bucket, key, access["AccessKeyId"], access["SecretAccessKey"])

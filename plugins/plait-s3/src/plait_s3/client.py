@@ -223,6 +223,7 @@ def _connect(config: S3Config) -> S3Connection:
         source = f"{config.origin} (secrets {names})"
     else:
         source = _chain_source(session, config)
+        _mask_chain_credentials(session)
     return S3Connection(client, config, source)
 
 
@@ -262,6 +263,23 @@ def _chain_source(session: Any, config: S3Config) -> str:
     if config.profile is not None:
         return f"{method} (profile {config.profile!r})"
     return method
+
+
+def _mask_chain_credentials(session: Any) -> None:
+    """Have Plait's log handlers mask the keys boto3 found (botocore's DEBUG logs show the key id)."""
+    try:
+        from plait.secrets import register_secret
+    except ImportError:  # a core without plait.secrets
+        return
+    try:
+        credentials = session.get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+    except Exception:  # no usable credentials: the first request reports it
+        return
+    if frozen is not None:
+        for value in (frozen.access_key, frozen.secret_key, frozen.token):
+            if value:
+                register_secret(value)
 
 
 def _plugin_section() -> dict[str, Any]:

@@ -125,7 +125,7 @@ def translate(exc: BaseException, action: str, bucket: str | None, key: str | No
             )
         if code in _ACCESS_CODES or status == 403:
             return S3AccessDeniedError(
-                f"Access denied to {where} while {action} ({code or status}): the credentials came from "
+                f"Access denied to {where} while {action} ({_label(code, status)}): the credentials came from "
                 f"{conn.credential_source}; check that they are valid and allow this action on the bucket, "
                 "or set other credentials (profile or access key secrets) in [plugins.s3]",
                 bucket,
@@ -164,6 +164,12 @@ def _bucket_missing(action: str, bucket: str | None, key: str | None) -> S3Bucke
         bucket,
         key,
     )
+
+
+def _label(code: str, status: Any) -> str:
+    if code in ("", "403"):
+        return "403 Forbidden"  # a HEAD request's refusal has no body, so no error code
+    return code
 
 
 def bucket_exists(conn: S3Connection, bucket: str | None) -> bool:

@@ -298,14 +298,12 @@ class S3Delete(_S3Task):
                 )
                 errors = response.get("Errors") or []
                 if errors:
-                    first = errors[0]
-                    raise S3Error(
-                        f"S3Delete {self.name!r}: {len(errors)} of {len(batch)} keys in s3://{bucket} were not "
-                        f"deleted; first: {first.get('Key')!r}: {first.get('Code')}: {first.get('Message')}",
-                        bucket,
-                        first.get("Key"),
-                    )
+                    raise _delete_failure(errors, len(batch))
         except Exception as exc:
+            if isinstance(exc, _KeyFailure):
+                current = exc.key
+            elif current is None and len(targets) == 1:
+                current = targets[0]
             error = self._error(exc, "deleting", bucket, current)
             if isinstance(error, S3KeyNotFoundError):
                 error = S3KeyNotFoundError(
@@ -367,6 +365,24 @@ class S3Copy(_S3Task):
                 error = translate(exc, action, bucket, None, conn)
             raise error from exc
         return f"s3://{bucket}/{key}"
+
+
+def _delete_failure(errors: list[dict[str, Any]], batch: int) -> Exception:
+    """A ``ClientError`` for the first key ``delete_objects`` could not delete, to translate as usual."""
+    from botocore.exceptions import ClientError
+
+    first = errors[0]
+    message = f"{len(errors)} of {batch} keys were not deleted; first: {first.get('Message')}"
+    return _KeyFailure(
+        first.get("Key"), ClientError({"Error": {"Code": first.get("Code"), "Message": message}}, "DeleteObjects")
+    )
+
+
+class _KeyFailure(Exception):
+    def __init__(self, key: str | None, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.key = key
+        self.__cause__ = cause
 
 
 def _checked_name(task_name: str, what: str, value: Any) -> str | None:
