@@ -154,9 +154,11 @@ class S3Connection:
         config: the effective ``S3Config``.
         credential_source: where the credentials came from, for messages: ``"env"``,
             ``"shared-credentials-file (profile 'x')"``, ``"config [plugins.s3] (secrets A, B)"``...
+        pid: the process that made it (a forked child makes its own).
     """
 
     def __init__(self, client: Any, config: S3Config, credential_source: str) -> None:
+        self.pid = os.getpid()
         self.client = client
         self.config = config
         self.credential_source = credential_source

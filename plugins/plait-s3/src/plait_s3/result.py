@@ -100,7 +100,7 @@ class S3Result(Result):
         try:
             conn.client.put_object(Bucket=self.bucket, Key=key, Body=data)
         except Exception as exc:
-            raise self._failure(exc, "writing a result to", key, conn) from exc
+            raise self._failure(exc, "writing a result to", key, conn)
 
     def read_bytes(self, location: str) -> bytes:
         key = self.key(location)
@@ -108,7 +108,7 @@ class S3Result(Result):
         try:
             return conn.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except Exception as exc:
-            raise self._failure(exc, "reading a result from", key, conn) from exc
+            raise self._failure(exc, "reading a result from", key, conn)
 
     def location_exists(self, location: str) -> bool:
         key = self.key(location)
@@ -129,6 +129,8 @@ class S3Result(Result):
 
     def _failure(self, exc: BaseException, action: str, key: str, conn: S3Connection) -> S3ResultError:
         error: S3Error = translate(exc, action, self.bucket, key, conn)
+        if error is not exc:
+            error.__cause__ = exc
         result_error = S3ResultError(str(error), self.bucket, key)
         result_error.__cause__ = error
         return result_error
