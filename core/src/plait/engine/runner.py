@@ -77,6 +77,9 @@ class FlowRunner:
         task_observers: called on every task-run state change, after the task's own state
             handlers (the plugin system passes its hooks here).
         flow_observers: called on every flow-run state change, after the flow's handlers.
+        plugins: also call the installed plugins' ``plait_task_state_changed`` and
+            ``plait_flow_state_changed`` hooks (after the observers given here), isolated: a
+            plugin that raises is logged and never changes the run.
     """
 
     def __init__(
@@ -84,10 +87,18 @@ class FlowRunner:
         flow: Flow,
         task_observers: Sequence[Observer] = (),
         flow_observers: Sequence[Observer] = (),
+        plugins: bool = True,
     ) -> None:
         self.flow = flow
         self.task_observers = tuple(task_observers)
         self.flow_observers = tuple(flow_observers)
+        if plugins:
+            # Looked up once per run: with no plugin observing, these are empty and cost nothing.
+            from plait.hooks.manager import plugin_observers
+
+            task_hooks, flow_hooks = plugin_observers()
+            self.task_observers += task_hooks
+            self.flow_observers += flow_hooks
 
     def run(
         self,
