@@ -37,6 +37,7 @@ from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import ParameterError
 from plait.logging import capture_stdout, configure_logging, get_logger
+from plait.secrets import mask
 from plait.states import (
     STATES_BY_NAME,
     Cancelled,
@@ -656,7 +657,7 @@ def run_task(
         except _Timeout:
             new = TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.")  # type: ignore[union-attr]
         except Exception as exc:
-            new = Failed(f"Error during execution of task: {exc!r}", exc, traceback.format_exc())
+            new = Failed(mask(f"Error during execution of task: {exc!r}"), exc, mask(traceback.format_exc()))
         if new._failed and run_count <= task.max_retries and not isinstance(new, TriggerFailed):
             new = _retrying(task, new, run_count)
         elif type(new) is Retrying and run_count > task.max_retries:

@@ -159,7 +159,8 @@ class PlaitPluginManager(pluggy.PluginManager):
                 continue
             keys = {ep.name, dist_name}
             if (allow is not None and not keys & allow) or keys & deny:
-                why = "not in PLAIT_LOAD_PLUGINS" if allow is not None and not keys & allow else "in PLAIT_DISABLE_PLUGINS"
+                allowed = allow is None or bool(keys & allow)
+                why = "in PLAIT_DISABLE_PLUGINS" if allowed else "not in PLAIT_LOAD_PLUGINS"
                 self.records[ep.name] = PluginRecord(ep.name, dist_name, version, status="disabled", error=why)
                 continue
             try:
@@ -215,8 +216,7 @@ def plugin_problems(pm: PlaitPluginManager, plugin: object, name: str) -> str | 
     unknown = [
         caller.name
         for caller in pm.get_hookcallers(plugin) or ()
-        if not caller.has_spec()
-        and not any(i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin)
+        if not caller.has_spec() and not any(i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin)
     ]
     unmarked = [
         attr
