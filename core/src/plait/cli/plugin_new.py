@@ -107,7 +107,9 @@ def new(
         # The template's pre-generation hook printed why (e.g. a bad name) to stderr.
         raise click.ClickException(f"The plugin was not created: {exc}") from None
     except OutputDirExistsException as exc:
-        raise click.ClickException(f"The plugin was not created: {exc}; choose another --name or --output-dir") from None
+        raise click.ClickException(
+            f"The plugin was not created: {exc}; choose another --name or --output-dir"
+        ) from None
     except CookiecutterException as exc:
         raise click.ClickException(f"The plugin was not created: {exc}") from None
     click.echo(f"Created {created}")

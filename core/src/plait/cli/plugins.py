@@ -39,7 +39,9 @@ def tasks(as_json: bool) -> None:
     """List the task library that plugins offer through plait_register_tasks."""
     from plait.hooks.manager import get_hooks
 
-    rows = [{"task": task_name(t), "plugin": plugin, "doc": first_line(t)} for plugin, t in get_hooks().register_tasks()]
+    rows = [
+        {"task": task_name(t), "plugin": plugin, "doc": first_line(t)} for plugin, t in get_hooks().register_tasks()
+    ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
