@@ -20,7 +20,7 @@ PLUGIN_TEST_DIRS := $(patsubst %/tests,%,$(wildcard $(addsuffix /tests,$(PLUGIN_
 INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") ruff
 LINT_PATHS := $(wildcard core tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick lint format clean venv
+.PHONY: demo test bench bench-quick lint format clean venv graphviz
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
@@ -35,11 +35,24 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/plait run examples/numbers.py --param n=10
 
-test: $(STAMP)
+test: $(STAMP) graphviz
 	$(PY) -m pytest
 	@set -e; for d in $(PLUGIN_TEST_DIRS); do \
 		echo "== $$d"; (cd $$d && $(CURDIR)/$(PY) -m pytest); \
 	done
+
+# flow.visualize() and its tests need Graphviz's `dot`. Installed with apt-get when we are root
+# on Debian/Ubuntu and it is missing; otherwise a hint (the tests that need it then skip).
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing graphviz (for flow.visualize)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; } \
+	      || echo "Could not install graphviz; the visualize tests need it"; \
+	  else \
+	    echo "Graphviz's dot is not installed: apt-get install graphviz (or brew install graphviz)"; \
+	  fi; \
+	}
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

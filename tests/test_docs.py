@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from plait import task, triggers
-
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/concepts.md", "docs/architecture.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -22,16 +20,6 @@ def python_blocks(page: str) -> list[str]:
     return BLOCK.findall((ROOT / page).read_text())
 
 
-def _copy_keeps_trigger() -> bool:
-    """Binding a task copies it; the seed's Task.copy dropped ``trigger`` and ``on_failure``."""
-
-    @task(trigger=triggers.all_finished)
-    def probe():
-        return None
-
-    return probe.copy().trigger is triggers.all_finished
-
-
 @pytest.mark.parametrize("page", PAGES)
 def test_page_examples_run(page, tmp_path, monkeypatch):
     blocks = python_blocks(page)
@@ -39,15 +27,8 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
         assert blocks, f"{page} has no ```python example"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": f"docs_{Path(page).stem}"}
-    skipped = []
     for number, code in enumerate(blocks, 1):
-        if not _copy_keeps_trigger() and ("trigger=" in code or "on_failure=" in code):
-            skipped.append(number)
-            continue
         try:
             exec(compile(code, f"{page} (python block {number})", "exec"), namespace)
         except Exception as exc:
             raise AssertionError(f"{page}, python block {number} failed: {exc!r}\n{code}") from exc
-    if skipped:
-        # Self-healing: these blocks run again as soon as Task.copy keeps the trigger.
-        pytest.xfail(f"{page} blocks {skipped}: Task.copy() drops trigger/on_failure (engine bug)")

@@ -383,3 +383,53 @@ def test_tasks_sharing_a_name_are_told_apart_by_slug(tmp_path):
     assert result.exit_code == 0, result.output
     for slug in slugs:
         assert f"  {slug} -> Success" in result.output
+
+
+# --- --schedule --------------------------------------------------------------------------------
+
+SCHEDULED = """
+    from datetime import datetime, timedelta, timezone
+
+    import plait
+    from plait import Flow, task
+    from plait.schedules import IntervalSchedule
+
+    @task
+    def stamp():
+        return plait.context.scheduled_start_time.isoformat()
+
+    every_second = IntervalSchedule(timedelta(seconds=1), start_date=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    with Flow("ticker", schedule=every_second) as flow:
+        stamp()
+"""
+
+
+def test_schedule_flag_shows_the_next_runs_then_runs_on_the_schedule(tmp_path):
+    path = write_flow(tmp_path, SCHEDULED)
+    result = invoke(str(path), "--schedule", "--max-runs", "1")
+    assert result.exit_code == 0, result.output
+    assert "Next runs of flow 'ticker'" in result.output
+    listed = [word for line in result.output.splitlines() for word in line.split() if word.startswith("2026-")]
+    run_lines = [line for line in result.output.splitlines() if "Success" in line]
+    assert len(run_lines) == 1
+    # the one run happened at the first scheduled time the table showed, not at "now"
+    assert run_lines[0].split()[0] == listed[0]
+
+
+def test_without_schedule_flag_a_scheduled_flow_runs_once_now(tmp_path):
+    path = write_flow(tmp_path, SCHEDULED)
+    result = invoke(str(path))
+    assert result.exit_code == 0, result.output
+    assert "Next runs" not in result.output
+
+
+def test_max_runs_needs_the_schedule_flag(tmp_path):
+    path = write_flow(tmp_path, SCHEDULED)
+    assert_usage_error(invoke(str(path), "--max-runs", "2"), "--max-runs applies only with --schedule")
+
+
+def test_schedule_flag_on_a_flow_without_schedule_is_a_usage_error(tmp_path):
+    path = write_flow(tmp_path, FAILING)
+    result = invoke(str(path), "--schedule")
+    assert result.exit_code == 2, result.output
+    assert "has no schedule" in result.output

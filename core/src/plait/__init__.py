@@ -17,7 +17,8 @@ assert state.result[total].result == 42
 
 from __future__ import annotations
 
-from plait import context, executors, signals, states, triggers
+from plait import cache_validators, context, control_flow, executors, signals, states, triggers
+from plait.control_flow import apply_map, case, ifelse, merge, pause_task, switch
 from plait.flow import Edge, Flow
 from plait.logging import get_logger
 from plait.tasks import Parameter, Task, flatten, task, unmapped
@@ -30,14 +31,22 @@ __all__ = [
     "Parameter",
     "Task",
     "__version__",
+    "apply_map",
+    "cache_validators",
+    "case",
     "context",
+    "control_flow",
     "executors",
     "flatten",
     "get_logger",
     "hookimpl",
     "hookspec",
+    "ifelse",
+    "merge",
+    "pause_task",
     "signals",
     "states",
+    "switch",
     "task",
     "triggers",
     "unmapped",

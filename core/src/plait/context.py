@@ -14,7 +14,10 @@ Flow-level keys: ``flow_name``, ``flow_run_id``, ``scheduled_start_time`` (aware
 ``*_nodash`` forms), ``parameters``, and anything passed as ``flow.run(context={...})``.
 Task-level keys: ``task_name``, ``task_full_name`` (``name[map_index]``), ``task_run_id``,
 ``task_tags``, ``map_index`` (``None`` unless mapped), ``task_run_count`` (1 on the first
-attempt), ``task_slug``. ``logger`` is the run-aware logger.
+attempt), ``task_slug``, ``task_loop_count`` (1, then 2, 3, ... after each ``signals.LOOP``)
+and ``task_loop_result`` (the ``result`` of the last ``LOOP``; ``get("task_loop_result",
+start)`` gives ``start`` before the first loop). ``resume`` is ``True`` in a task run that
+``flow.run(resume=[...])`` lets through. ``logger`` is the run-aware logger.
 
 The context lives in ``contextvars``, so each thread and each asyncio task sees its own run.
 """
@@ -90,6 +93,8 @@ def get(key: str, default: Any = None) -> Any:
     if info is not None:
         getter = _TASK_KEYS.get(key)
         if getter is not None:
+            if key == "task_loop_result" and info.loop_count == 1 and default is not _MISSING:
+                return default  # no LOOP yet: the caller's starting value
             return getter(info)
     return _flow_ctx.get().get(key, default)
 

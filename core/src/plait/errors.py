@@ -61,3 +61,44 @@ class SecretNotFoundError(PlaitError, KeyError):
 
 class PluginError(PlaitError, RuntimeError):
     """A plugin cannot be loaded or used (a bad entry point, hookimpls that do not match)."""
+
+class ResultError(PlaitError, RuntimeError):
+    """A result could not be located, written or read (checkpoints, targets, caches)."""
+
+
+class ResultLocationError(ResultError, KeyError):
+    """A result location template names a key the run context does not have."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownResultTypeError(PlaitError, ValueError):
+    """A result URL has a scheme no installed plugin provides."""
+
+
+class GraphvizNotFoundError(PlaitError, RuntimeError):
+    """``flow.visualize()`` needs Graphviz's ``dot`` program and it is not installed."""
+
+
+class ShellTaskError(PlaitError, ValueError):
+    """A ``ShellTask`` was set up wrongly (no command, unknown shell, ...)."""
+
+
+class ScheduleError(PlaitError, ValueError):
+    """A schedule, clock, filter or adjustment was given a bad value (an end before a start, ...)."""
+
+
+class CronExpressionError(ScheduleError):
+    """A cron expression is not valid; ``expression`` holds it."""
+
+    def __init__(self, expression: str, reason: str) -> None:
+        self.expression = expression
+        super().__init__(
+            f"Invalid cron expression {expression!r}: {reason}. "
+            "Use five fields 'minute hour day-of-month month day-of-week', e.g. '0 9 * * mon-fri'"
+        )
+
+
+class NaiveDatetimeError(ScheduleError):
+    """A datetime without a time zone was given where Plait needs to know the zone."""

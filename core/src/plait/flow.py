@@ -26,7 +26,11 @@ from plait.errors import CycleError, FlowRunError, FlowValidationError, Paramete
 from plait.tasks import Constant, FunctionTask, Parameter, Task, as_task, flatten, unmapped
 
 if TYPE_CHECKING:
+    from datetime import date, datetime, timedelta
+
     from plait.engine.executors import Executor
+    from plait.engine.scheduling import BackfillReport
+    from plait.schedules import Schedule
     from plait.states import State
 
 __all__ = ["Edge", "Flow"]
@@ -84,6 +88,14 @@ class Flow:
         reference_tasks: the tasks whose states decide the flow run's state (default: the
             terminal tasks, those with no downstream task).
         executor: the default executor of ``run()`` (an ``Executor`` or a registered name).
+        result: where tasks store their results by default (a ``plait.results.Result``, a
+            path or a URL); every task's successful result is checkpointed there unless the
+            task says ``checkpoint=False``.
+        terminal_state_handler: ``fn(flow, state, task_states) -> State | None`` called once
+            with the flow run's final state and ``{task: State}`` before the flow's state
+            handlers see it; a returned state replaces the final one.
+        schedule: a ``plait.schedules.Schedule``; ``run()`` then runs the flow at each of its
+            times (see ``run``), and ``backfill()`` uses its times.
     """
 
     def __init__(
@@ -94,15 +106,29 @@ class Flow:
         state_handlers: Iterable[Callable[..., Any]] | None = None,
         reference_tasks: Iterable[Task] | None = None,
         executor: Executor | str | None = None,
+        result: Any = None,
+        terminal_state_handler: Callable[..., Any] | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Flow name must be a non-empty string, got {name!r}")
+        if schedule is not None and not callable(getattr(schedule, "events", None)):
+            raise TypeError(f"Flow {name!r}: schedule must be a plait.schedules.Schedule, got {schedule!r}")
+        self.schedule = schedule
         self.name = name
         self.state_handlers = list(state_handlers or ())
         for handler in self.state_handlers:
             if not callable(handler):
                 raise TypeError(f"Flow {name!r}: state handler {handler!r} is not callable")
         self.executor = executor
+        if result is not None:
+            from plait.results import resolve_result
+
+            result = resolve_result(result)
+        self.result = result
+        if terminal_state_handler is not None and not callable(terminal_state_handler):
+            raise TypeError(f"Flow {name!r}: terminal_state_handler {terminal_state_handler!r} is not callable")
+        self.terminal_state_handler = terminal_state_handler
         self._tasks: dict[Task, None] = {}
         self.edges: set[Edge] = set()
         self.constants: dict[Task, dict[str, Any]] = {}
@@ -304,6 +330,7 @@ class Flow:
         if missing:
             raise FlowValidationError(f"Flow {self.name!r}: reference tasks not in the flow: {', '.join(missing)}")
         self._reference_tasks = tasks
+        self._changed()  # the runner's cached plan holds the reference tasks
 
     def get_tasks(
         self, name: str | None = None, slug: str | None = None, tags: Iterable[str] | None = None
@@ -377,23 +404,84 @@ class Flow:
         parameters: dict[str, Any] | None = None,
         executor: Executor | str | None = None,
         context: dict[str, Any] | None = None,
+        resume: Iterable[Task | str] | Task | str | None = None,
+        resume_from: State | dict[Task, State] | None = None,
+        run_on_schedule: bool | None = None,
+        max_runs: int | None = None,
     ) -> State:
         """Run the flow now and return the flow-run state.
 
         ``state.result`` maps each task to its task-run state. ``executor`` is an
         ``Executor`` or a registered name (``"local"``, ``"threads"``, ``"processes"``);
         ``context`` sets or overrides context keys (e.g. ``scheduled_start_time``).
+
+        To resume a paused (or failed) run, pass its state as ``resume_from``: tasks that
+        succeeded there keep their results and do not run again. ``resume`` lists the tasks
+        (objects, names or slugs) to let through a ``manual_only`` trigger or ``pause_task()``::
+
+            state = flow.run()                 # stops Paused at "approve"
+            state = flow.run(resume_from=state, resume=["approve"])
+
+        On a flow with a ``schedule``, ``run()`` instead waits for each scheduled time and runs
+        the flow then, with ``scheduled_start_time`` set and the clock's ``parameter_defaults``
+        under ``parameters``, until SIGINT/SIGTERM (a run in progress finishes first),
+        ``max_runs`` runs or the end of the schedule; it returns the last run's state. Missed
+        times (a run overran them) are logged and skipped. ``run_on_schedule=False`` runs once
+        now. See ``plait.engine.scheduling``.
         """
         if _active_flows.get():
             raise FlowRunError(
                 f"flow.run() was called inside `with Flow(...)` for flow {self.name!r}: "
                 "call it after the with block, once the flow is built"
             )
+        if run_on_schedule or (run_on_schedule is None and self.schedule is not None):
+            from plait.engine.scheduling import ScheduleRunner
+
+            return ScheduleRunner(self, None, parameters, executor, context, max_runs=max_runs).run()
+        if max_runs is not None:
+            raise FlowRunError(f"Flow {self.name!r}: max_runs applies only when running on a schedule")
         from plait.engine.runner import FlowRunner
 
+        extra: dict[str, Any] = {}
+        if resume is not None:
+            extra["resume"] = [resume] if isinstance(resume, (Task, str)) else list(resume)
+        if resume_from is not None:
+            extra["resume_from"] = resume_from
         return FlowRunner(self).run(
-            parameters=parameters, executor=executor if executor is not None else self.executor, context=context
+            parameters=parameters,
+            executor=executor if executor is not None else self.executor,
+            context=context,
+            **extra,
         )
+
+    def backfill(
+        self,
+        start: datetime | date | str,
+        end: datetime | date | str,
+        parameters: dict[str, Any] | None = None,
+        max_concurrency: int = 1,
+        executor: Executor | str | None = None,
+        interval: timedelta | None = None,
+        timezone: Any = None,
+    ) -> BackfillReport:
+        """Run the flow once per scheduled time in ``[start, end]``; a report of the runs.
+
+        The times come from the flow's schedule, or with ``interval`` (default one day for a
+        flow without a schedule) from ``start`` every ``interval``. Each run has
+        ``scheduled_start_time`` (and ``date``, ``today``...) set to its time and the clock's
+        ``parameter_defaults`` under ``parameters``. A ``date`` as ``end`` covers that whole
+        day; dates are read in ``timezone`` (default: the schedule's zone, else UTC). With
+        ``max_concurrency > 1`` runs overlap on threads, each with its own context.
+
+        ```python
+        report = flow.backfill(date(2026, 1, 1), date(2026, 1, 31), max_concurrency=4)
+        print(report)                  # a table: time, state, duration
+        assert report.is_successful()  # every run succeeded
+        ```
+        """
+        from plait.engine.scheduling import backfill
+
+        return backfill(self, start, end, parameters, max_concurrency, executor, interval, timezone)
 
     # -- describing ---------------------------------------------------------------------------
 
@@ -433,6 +521,29 @@ class Flow:
             ],
             "reference_tasks": sorted(t.slug for t in self.reference_tasks()),
         }
+
+    def to_dot(self, flow_state: State | None = None) -> str:
+        """The flow's graph in Graphviz's DOT language (see ``visualize``)."""
+        from plait.visualize import flow_to_dot
+
+        return flow_to_dot(self, flow_state)
+
+    def visualize(
+        self, filename: str | None = None, format: str = "svg", flow_state: State | None = None
+    ) -> bytes | str:
+        """Draw the flow with Graphviz's ``dot``: tasks as boxes, edges labelled with inputs.
+
+        Given ``flow_state`` (what ``flow.run()`` returned) each task is coloured by its state
+        and a mapped task shows how many children it ran. Returns the rendered bytes, or
+        writes them to ``filename`` (``format`` appended when it has no extension) and
+        returns the path. Needs the ``dot`` program (Debian: ``apt-get install graphviz``)::
+
+            state = flow.run()
+            flow.visualize("etl.svg", flow_state=state)
+        """
+        from plait.visualize import render
+
+        return render(self, filename=filename, format=format, flow_state=flow_state)
 
     def __repr__(self) -> str:
         return f"<Flow: {self.name} ({len(self._tasks)} tasks)>"

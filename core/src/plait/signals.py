@@ -69,6 +69,26 @@ class PAUSE(PlaitSignal):
     state_name = "Paused"
 
 
+class LOOP(PlaitSignal):
+    """Run the task again at once, with ``result`` as ``plait.context.task_loop_result``.
+
+    Each iteration sees ``plait.context.task_loop_count`` (1 on the first run, then 2, 3, ...)
+    and the ``result`` given to the ``LOOP`` that started it. The task run ends when ``run()``
+    returns (``Success``) or raises anything else::
+
+        @task
+        def countdown(start):
+            n = plait.context.get("task_loop_result", start)
+            if n > 0:
+                raise signals.LOOP(f"{n} left", result=n - 1)
+            return "done"
+
+    Raised outside a task run (in a trigger, say) it fails the task.
+    """
+
+    state_name = "Failed"
+
+
 class ENDRUN(Exception):
     """End the task run with the given ``state``, skipping every step that is left."""
 

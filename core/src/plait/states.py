@@ -189,9 +189,41 @@ class Success(Finished):
 
 
 class Cached(Success):
-    """Not run: the result came from a cache or an existing target."""
+    """Not run: the result came from a cache or an existing target.
 
-    __slots__ = ()
+    What the cache validators (``plait.cache_validators``) compare against:
+
+    Args:
+        cached_inputs: the inputs of the run that produced the result.
+        cached_parameters: the flow parameters of that run.
+        cached_result_expiration: when the cached result stops being valid (an aware
+            ``datetime``, or ``None`` for never).
+        result_location: where the result was read from (a target or a cache entry), if anywhere.
+    """
+
+    __slots__ = ("cached_inputs", "cached_parameters", "cached_result_expiration", "result_location")
+
+    def __init__(
+        self,
+        message: str | None = None,
+        result: Any = None,
+        cached_inputs: dict[str, Any] | None = None,
+        cached_parameters: dict[str, Any] | None = None,
+        cached_result_expiration: datetime | None = None,
+        result_location: str | None = None,
+    ) -> None:
+        super().__init__(message, result)
+        self.cached_inputs = cached_inputs
+        self.cached_parameters = cached_parameters
+        self.cached_result_expiration = cached_result_expiration
+        self.result_location = result_location
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        expiration = self.cached_result_expiration
+        data["cached_result_expiration"] = None if expiration is None else expiration.isoformat()
+        data["result_location"] = self.result_location
+        return data
 
 
 class Skipped(Success):

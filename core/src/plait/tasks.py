@@ -79,6 +79,19 @@ class Task:
         on_failure: ``fn(task, state)`` called when the task run ends failed.
         nout: how many values ``run()`` returns, so a bound task can be unpacked.
         log_stdout: send the task's ``print`` output to the run logger.
+        checkpoint: store each successful result in ``result`` (``None``, the default: when
+            the task or its flow has a ``result``; ``False``: never).
+        result: where results go: a ``plait.results.Result``, a path or a URL
+            (``"file:///data/{task_name}.pkl"``, ``"s3://..."`` with its plugin); default: the
+            flow's ``result``.
+        target: a location template (``"{task_name}/{today}.pkl"``): when a result exists
+            there the task does not run (its state is ``Cached``, its result read from it);
+            otherwise the result is written there.
+        cache_for: keep successful results this long (seconds or ``timedelta``) and reuse
+            them instead of running while ``cache_validator`` agrees.
+        cache_validator: ``fn(cached_state, inputs, parameters) -> bool`` from
+            ``plait.cache_validators`` (default ``duration_only``).
+        cache_key: share one cache between tasks (default: one cache per flow and task).
     """
 
     def __init__(
@@ -95,6 +108,12 @@ class Task:
         on_failure: Callable[[Task, State], None] | None = None,
         nout: int | None = None,
         log_stdout: bool = False,
+        checkpoint: bool | None = None,
+        result: Any = None,
+        target: str | Callable[..., str] | None = None,
+        cache_for: timedelta | float | int | None = None,
+        cache_validator: Callable[..., bool] | None = None,
+        cache_key: str | None = None,
     ) -> None:
         self.name = name or type(self).__name__
         self.slug = slug
@@ -119,7 +138,41 @@ class Task:
             raise ValueError(f"Task {self.name!r}: nout must be a positive integer, got {nout!r}")
         self.nout = nout
         self.log_stdout = log_stdout
+        self._set_result_options(checkpoint, result, target, cache_for, cache_validator, cache_key)
         self._id = next(_instance_counter)
+
+    def _set_result_options(
+        self,
+        checkpoint: bool | None,
+        result: Any,
+        target: str | Callable[..., str] | None,
+        cache_for: timedelta | float | int | None,
+        cache_validator: Callable[..., bool] | None,
+        cache_key: str | None,
+    ) -> None:
+        if checkpoint not in (None, True, False):
+            raise TypeError(f"Task {self.name!r}: checkpoint must be True, False or None, got {checkpoint!r}")
+        self.checkpoint = checkpoint
+        if result is not None:
+            from plait.results import resolve_result
+
+            result = resolve_result(result)
+        self.result = result
+        if target is not None and not isinstance(target, str) and not callable(target):
+            raise TypeError(f"Task {self.name!r}: target must be a location template or a function, got {target!r}")
+        self.target = target
+        self.cache_for = _as_timedelta(cache_for, "cache_for", self.name)
+        if cache_validator is not None and not callable(cache_validator):
+            raise TypeError(f"Task {self.name!r}: cache_validator must be callable, got {cache_validator!r}")
+        if self.cache_for is None and (cache_validator is not None or cache_key is not None):
+            raise ValueError(
+                f"Task {self.name!r}: cache_validator and cache_key need cache_for, how long a cached "
+                "result stays valid; pass cache_for=timedelta(...)"
+            )
+        self.cache_validator = cache_validator
+        if cache_key is not None and (not isinstance(cache_key, str) or not cache_key):
+            raise TypeError(f"Task {self.name!r}: cache_key must be a non-empty string, got {cache_key!r}")
+        self.cache_key = cache_key
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -140,10 +193,21 @@ class Task:
         new = copy.copy(self)
         new.slug = None
         new._id = next(_instance_counter)
+        # copy.copy goes through __getstate__, which drops what stays in the driver process.
         new.state_handlers = list(self.state_handlers)
+        new.trigger = self.trigger
+        new.on_failure = self.on_failure
         for key, value in task_args.items():
             if not hasattr(new, key) or key.startswith("_"):
                 raise TaskBindError(f"Task {self.name!r} has no option {key!r} to set through task_args")
+            if key == "result" and value is not None:
+                from plait.results import resolve_result
+
+                value = resolve_result(value)
+            elif key in ("cache_for", "retry_delay", "timeout"):
+                value = _as_timedelta(value, key, self.name)
+                if key == "retry_delay" and value is None:
+                    value = timedelta(0)
             setattr(new, key, value)
         return new
 
@@ -264,7 +328,25 @@ class Task:
             "state_handlers": [_callable_name(h) for h in self.state_handlers],
             "nout": self.nout,
             "log_stdout": self.log_stdout,
+            **self._result_options(),
         }
+
+    def _result_options(self) -> dict[str, Any]:
+        # Only options that are set, so flows that do not use results serialize as before.
+        out: dict[str, Any] = {}
+        if self.checkpoint is not None:
+            out["checkpoint"] = self.checkpoint
+        if self.result is not None:
+            out["result"] = repr(self.result)
+        if self.target is not None:
+            out["target"] = self.target if isinstance(self.target, str) else _callable_name(self.target)
+        if self.cache_for is not None:
+            out["cache_for"] = self.cache_for.total_seconds()
+        if self.cache_validator is not None:
+            out["cache_validator"] = _callable_name(self.cache_validator)
+        if self.cache_key is not None:
+            out["cache_key"] = self.cache_key
+        return out
 
     def __repr__(self) -> str:
         return f"<Task: {self.name}>"
@@ -512,3 +594,12 @@ def _jsonable(value: Any) -> Any:
     except (TypeError, ValueError):
         return repr(value)
     return value
+
+
+def __getattr__(name: str) -> Any:
+    # ShellTask lives in plait.shell, imported only when asked for (it pulls in subprocess work).
+    if name == "ShellTask":
+        from plait.shell import ShellTask
+
+        return ShellTask
+    raise AttributeError(f"module 'plait.tasks' has no attribute {name!r}")

@@ -19,6 +19,8 @@ _COMMANDS: dict[str, str] = {
     "plugins": "plait.cli.plugins:plugins",
     "tasks": "plait.cli.plugins:tasks",
     "plugin": "plait.cli.plugin_new:plugin",
+    "visualize": "plait.cli.visualize:visualize",
+    "backfill": "plait.cli.backfill:backfill",
 }
 
 

@@ -88,21 +88,42 @@ class PlaitUsageError(click.ClickException):
     metavar="NAME",
     help="Executor: local (default), threads, processes, or one a plugin adds.",
 )
-def run(flow_spec: str, params: tuple[str, ...], executor: str | None) -> None:
+@click.option(
+    "--schedule",
+    "on_schedule",
+    is_flag=True,
+    help="Run on the flow's schedule: show the next runs, then run at each time until Ctrl-C.",
+)
+@click.option(
+    "--max-runs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --schedule: stop after this many runs.",
+)
+def run(flow_spec: str, params: tuple[str, ...], executor: str | None, on_schedule: bool, max_runs: int | None) -> None:
     """Run the flow in FILE.py and show its task states as they change.
 
     FILE.py must define one Flow at module level; pick one of several with FILE.py:FLOW
-    (the module attribute or the flow's name). Exit code: 0 when the flow succeeds, 1 when it
-    fails, 2 for bad input (missing file or flow, bad parameter, unknown executor).
+    (the module attribute or the flow's name). Without --schedule the flow runs once now, even
+    if it has a schedule. Exit code: 0 when the (last) run succeeds, 1 when it fails, 2 for bad
+    input (missing file or flow, bad parameter, unknown executor).
 
     \b
     Examples:
       plait run examples/numbers.py --param n=5
       plait run etl.py:nightly -p day=2026-01-31 --executor threads
+      plait run etl.py:nightly --schedule
     """
     parameters = parse_parameters(params)
     flow = load_flow(flow_spec)
-    state = run_with_view(flow, parameters=parameters, executor=executor)
+    if max_runs is not None and not on_schedule:
+        raise click.UsageError("--max-runs applies only with --schedule")
+    if on_schedule:
+        from plait.cli.schedule_view import run_on_schedule
+
+        state = run_on_schedule(flow, parameters=parameters, executor=executor, max_runs=max_runs)
+    else:
+        state = run_with_view(flow, parameters=parameters, executor=executor)
     sys.exit(0 if state.is_successful() else EXIT_FLOW_FAILED)
 
 

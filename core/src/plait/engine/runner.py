@@ -22,8 +22,10 @@ and of I/O: the graph is compiled once per flow version into integer-indexed lis
 from __future__ import annotations
 
 import contextvars
+import functools
 import heapq
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from plait import signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import ParameterError
+from plait.errors import FlowRunError, ParameterError
 from plait.logging import capture_stdout, configure_logging, get_logger
 from plait.secrets import mask
 from plait.states import (
@@ -56,6 +58,7 @@ from plait.states import (
 from plait.tasks import Task
 
 if TYPE_CHECKING:
+    from plait.engine.extras import TaskExtras
     from plait.flow import Flow
 
 __all__ = ["FlowRunner", "run_task"]
@@ -67,7 +70,9 @@ Observer = Callable[[Any, State, State], None]
 Notify = Callable[[Task, State, State], State]
 
 _EXPAND = -1  # map_index marker in the ready queue: split a mapped task into children
+_NEVER = -(1 << 40)  # a child wait count that never reaches zero
 _SUCCESS_MESSAGE = "Task run succeeded."
+_IDLE_WAKEUP = 0.25  # seconds the driver waits for a completion before checking for signals
 
 
 class FlowRunner:
@@ -106,11 +111,21 @@ class FlowRunner:
         parameters: dict[str, Any] | None = None,
         executor: Executor | str | None = None,
         context: dict[str, Any] | None = None,
+        resume: Sequence[Task | str] | None = None,
+        resume_from: State | dict[Task, State] | None = None,
     ) -> State:
-        """Run the flow once and return its final state (``state.result``: ``{task: State}``)."""
+        """Run the flow once and return its final state (``state.result``: ``{task: State}``).
+
+        ``resume_from`` (a previous flow-run state, or its ``{task or slug: State}``) keeps the tasks
+        that succeeded there: they are not run again and their results feed the rest.
+        ``resume`` names tasks (objects, names or slugs) to let through: they run with
+        ``plait.context.resume`` set, so a ``manual_only`` trigger or ``pause_task()`` passes.
+        """
         flow = self.flow
         flow.validate()
         params = check_parameters(flow, parameters)
+        resumed = _resume_set(flow, resume)
+        previous = _previous_states(flow, resume_from)
         executor = get_executor(executor)
         configure_logging()
         ctx = flow_context(flow.name, params, context)
@@ -120,16 +135,21 @@ class FlowRunner:
             state = self._flow_transition(Pending(), Running("Running flow."))
             if not state.is_running():
                 return state
-            run = _TaskRuns(self, _plan(flow), executor, ctx)
+            run = _TaskRuns(self, _plan(flow), executor, ctx, resumed)
+            if previous:
+                run.restore(previous)
             try:
                 with executor.start():
                     run.run()
             except KeyboardInterrupt:
+                _kill_subprocesses()
                 run.cancel("Flow run was interrupted.")
                 final = Cancelled("Flow run was interrupted.", result=run.task_states())
                 logger.warning("Flow run %r was interrupted", flow.name)
                 return self._flow_transition(state, final)
             final = self._final_state(run)
+            if getattr(flow, "terminal_state_handler", None) is not None:
+                final = self._terminal_state(final)
             final = self._flow_transition(state, final)
             log = logger.info if final.is_successful() else logger.error
             log("Flow run %s: %s", final.name.upper(), final.message)
@@ -150,6 +170,25 @@ class FlowRunner:
         if failed:
             return Failed("Some reference tasks failed.", result=states)
         return Success("All reference tasks succeeded.", result=states)
+
+    def _terminal_state(self, final: State) -> State:
+        flow = self.flow
+        handler = flow.terminal_state_handler
+        try:
+            out = handler(flow, final, final.result)
+        except Exception as exc:
+            name = _callable_name(handler)
+            logger.exception("Terminal state handler %r of flow %r raised", name, flow.name)
+            return Failed(
+                f"Exception raised in terminal state handler {name!r} of flow {flow.name!r}: {exc!r}",
+                result=final.result,
+                traceback=traceback.format_exc(),
+            )
+        if out is None:
+            return final
+        if not isinstance(out, State):
+            return _checked_state(out, handler, f"flow {flow.name!r}")
+        return out
 
     def _flow_transition(self, old: State, new: State) -> State:
         flow = self.flow
@@ -244,6 +283,7 @@ class _Plan:
         "finish_waiters",
         "inputs",
         "is_mapped",
+        "mapped_ups",
         "reference",
         "tasks",
         "ups",
@@ -261,6 +301,7 @@ class _Plan:
         self.ups: list[tuple[int, ...]] = []
         self.constants: list[dict[str, Any] | None] = []
         self.is_mapped: list[bool] = []
+        self.mapped_ups: list[tuple[int, ...]] = []
         self.expand_waiters: list[list[int]] = [[] for _ in range(n)]
         self.finish_waiters: list[list[int]] = [[] for _ in range(n)]
         self.waits: list[int] = []
@@ -270,16 +311,21 @@ class _Plan:
             self.ups.append(tuple(dict.fromkeys(index[e.upstream_task] for e in edges)))
             self.constants.append(flow.constants.get(t) or None)
             self.is_mapped.append(any(e.mapped for e in edges))
+        for t in tasks:
+            # Ordering edges marked mapped (apply_map, case inside apply_map): child i waits on
+            # child i of a mapped upstream task instead of on the whole of it.
+            ups = (index[e.upstream_task] for e in flow._edges_in[t] if e.key is None and e.mapped)
+            self.mapped_ups.append(tuple(u for u in dict.fromkeys(ups) if self.is_mapped[u]))
         for d, t in enumerate(tasks):
-            edges = flow._edges_in[t]
-            for u in self.ups[d]:
-                from_u = [e for e in edges if index[e.upstream_task] == u]
-                streams = (
-                    self.is_mapped[d]
-                    and self.is_mapped[u]
-                    and all(e.key and e.mapped and not e.flattened for e in from_u)
-                )
-                (self.expand_waiters if streams else self.finish_waiters)[u].append(d)
+            # Child i of d can follow child i of u only if every edge u -> d maps without
+            # flattening; one pass over d's edges keeps wide fan-ins linear.
+            streams = dict.fromkeys(self.ups[d], self.is_mapped[d])
+            for e in flow._edges_in[t]:
+                u = index[e.upstream_task]
+                if not (e.mapped and not e.flattened and self.is_mapped[u]):
+                    streams[u] = False
+            for u, stream in streams.items():
+                (self.expand_waiters if stream else self.finish_waiters)[u].append(d)
             self.waits.append(len(self.ups[d]))
         self.reference = sorted(index[t] for t in flow.reference_tasks())
 
@@ -297,7 +343,14 @@ def _plan(flow: Flow) -> _Plan:
 class _TaskRuns:
     """The task runs of one flow run: readiness counting, submission, completion."""
 
-    def __init__(self, runner: FlowRunner, plan: _Plan, executor: Executor, ctx: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        runner: FlowRunner,
+        plan: _Plan,
+        executor: Executor,
+        ctx: dict[str, Any],
+        resumed: frozenset[Task] = frozenset(),
+    ) -> None:
         n = len(plan.tasks)
         self.runner = runner
         self.plan = plan
@@ -312,6 +365,17 @@ class _TaskRuns:
         self.deferred_down: list[list[int]] = [[] for _ in range(n)]
         self.waits = list(plan.waits)
         self.notifiers = [runner._task_notifier(t) for t in plan.tasks]
+        self.extras = _task_extras(runner.flow, plan.tasks, resumed)
+        # What runs each task: run_task itself, or (for the few tasks with targets, caches,
+        # checkpoints or resume) run_task wrapped in those steps. Chosen once per run, so
+        # plain tasks pay nothing for them.
+        self.runners: list[Callable[..., State]] = [
+            run_task if e is None else functools.partial(_run_task_with_extras, e) for e in self.extras
+        ]
+        self.resumed = resumed
+        self.restored: set[int] = set()
+        self.previous_maps: dict[int, list[State]] = {}  # mapped tasks a resumed run partly keeps
+        self.reused: dict[int, set[int]] = {}
         self.ready: deque[tuple[int, int | None, int, State | None]] = deque()
         self.retries: list[tuple[float, int, int, int | None, int, State]] = []
         self.inflight: dict[Any, tuple[int, int | None, int]] = {}
@@ -320,10 +384,35 @@ class _TaskRuns:
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def restore(self, previous: dict[Task, State]) -> None:
+        """Keep the successful states of a previous run: those tasks do not run again."""
+        plan = self.plan
+        # Tasks of another copy of the flow (loaded again, or from another process) match by slug.
+        by_slug = {getattr(k, "slug", k): v for k, v in previous.items()}
+        for t, task in enumerate(plan.tasks):
+            state = previous.get(task)
+            if state is None:
+                state = by_slug.get(task.slug)
+            if state is None:
+                continue
+            if isinstance(state, Mapped) and not state.is_successful():
+                # Some children did not succeed: run those again, keep the others.
+                self.previous_maps[t] = state.map_states
+                continue
+            if not state.is_finished() or not state.is_successful():
+                continue
+            self.states[t] = state
+            self.restored.add(t)
+            for d in plan.finish_waiters[t]:
+                self.waits[d] -= 1
+            for d in plan.expand_waiters[t]:
+                self.waits[d] -= 1
+
     def run(self) -> None:
         ready = self.ready
+        restored = self.restored
         for t, count in enumerate(self.waits):
-            if count == 0:
+            if count == 0 and t not in restored:
                 ready.append((t, _EXPAND if self.plan.is_mapped[t] else None, 1, None))
         sync = self.executor.synchronous
         while ready or self.inflight or self.retries:
@@ -339,9 +428,12 @@ class _TaskRuns:
                 self._wait_for_retry(None)
 
     def _collect(self) -> None:
-        timeout = None
+        # Never block without a timeout: a Ctrl-C that the OS delivers to a worker thread does
+        # not interrupt the main thread's wait, and Python runs its handler only once the main
+        # thread wakes up.
+        timeout = _IDLE_WAKEUP
         if self.retries:
-            timeout = max(0.0, self.retries[0][0] - time.time())
+            timeout = min(timeout, max(0.0, self.retries[0][0] - time.time()))
         try:
             future = self.done.get(timeout=timeout)
         except queue.Empty:
@@ -407,6 +499,8 @@ class _TaskRuns:
             old = Pending()
             if ups:
                 pre = _check_upstream(task, ups)
+                if pre is not None and self.resumed and task in self.resumed:
+                    pre = _check_upstream_resumed(task, ups, self.ctx)
                 if pre is not None:
                     if notify is not None:
                         with _TaskScope(task, i, count):
@@ -414,12 +508,12 @@ class _TaskRuns:
                     self._finish(t, i, pre)
                     return
         if sync:
-            self._finish(t, i, run_task(task, kwargs, i, count, old, self.ctx, notify))
+            self._finish(t, i, self.runners[t](task, kwargs, i, count, old, self.ctx, notify))
             return
         if self.executor.in_process:
-            future = self.executor.submit(run_task, task, kwargs, i, count, old, self.ctx, notify)
+            future = self.executor.submit(self.runners[t], task, kwargs, i, count, old, self.ctx, notify)
         else:
-            future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx)
+            future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, self.runners[t])
         self.inflight[future] = (t, i, count)
         future.add_done_callback(self.done.put)
 
@@ -484,6 +578,10 @@ class _TaskRuns:
                 continue
             sources.append((key, 1, items))
             n = len(items) if n is None else min(n, len(items))
+        for u in plan.mapped_ups[t]:
+            if children[u] is not None:
+                deferred.add(u)
+                n = len(children[u]) if n is None else min(n, len(children[u]))
         if blocked is None and n is None:
             n = 0
         notify = self.notifiers[t]
@@ -503,6 +601,12 @@ class _TaskRuns:
         kids: list[State | None] = [None] * n
         children[t] = kids
         self.child_remaining[t] = n
+        reuse = self._reusable_children(t, n, deferred) if self.previous_maps else None
+        if reuse:
+            previous = self.previous_maps[t]
+            for i in reuse:
+                kids[i] = previous[i]
+            self.child_remaining[t] -= len(reuse)
         for u in plan.expand_waiters[t]:
             self._release(u)
         if n == 0:
@@ -518,10 +622,38 @@ class _TaskRuns:
                     s = up_kids[i]
                     if s is None or not s._finished:
                         waits[i] += 1
+            if reuse:
+                for i in reuse:
+                    waits[i] = _NEVER  # kept from the previous run: never started again
             self.child_wait[t] = waits
             self.ready.extend((t, i, 1, None) for i in range(n) if waits[i] == 0)
+        elif reuse:
+            self.ready.extend((t, i, 1, None) for i in range(n) if i not in reuse)
         else:
             self.ready.extend((t, i, 1, None) for i in range(n))
+        if self.child_remaining[t] == 0:
+            self._finish_mapped(t)
+
+    def _reusable_children(self, t: int, n: int, deferred: set[int]) -> set[int] | None:
+        """Children of mapped task ``t`` whose successful states a resumed run keeps.
+
+        Child ``i`` is kept when it succeeded before and its inputs cannot have changed: every
+        upstream task was kept whole, or is a streaming upstream whose child ``i`` was kept.
+        """
+        previous = self.previous_maps.get(t)
+        if previous is None or len(previous) != n:
+            return None
+        allowed = set(range(n))
+        for u in self.plan.ups[t]:
+            if u in self.restored:
+                continue
+            if u in deferred and u in self.reused:
+                allowed &= self.reused[u]
+                continue
+            return None
+        keep = {i for i in allowed if previous[i].is_finished() and previous[i].is_successful()}
+        self.reused[t] = keep
+        return keep
 
     def _finish_mapped(self, t: int) -> None:
         task = self.plan.tasks[t]
@@ -651,7 +783,7 @@ def run_task(
                 value = _run_guarded(task, kwargs)
             new: State = Success(_SUCCESS_MESSAGE, value)
         except signals.PlaitSignal as sig:
-            new = _state_from_signal(sig)
+            new = _run_loop(task, kwargs, sig) if isinstance(sig, signals.LOOP) else _state_from_signal(sig)
         except signals.ENDRUN as end:
             new = end.state
         except _Timeout:
@@ -673,6 +805,41 @@ def run_task(
             _flow_ctx.reset(ftoken)
 
 
+def _run_task_with_extras(
+    extras: TaskExtras,
+    task: Task,
+    kwargs: dict[str, Any],
+    map_index: int | None,
+    run_count: int,
+    old: State,
+    flow_ctx: dict[str, Any],
+    notify: Notify | None,
+) -> State:
+    """``run_task`` with targets, caches, checkpoints or resume (kept off the plain path)."""
+    flow_ctx = extras.flow_context(flow_ctx)
+    ftoken = _flow_ctx.set(flow_ctx) if _flow_ctx.get() is not flow_ctx else None
+    token = _task_ctx.set(TaskRunInfo(task, map_index, run_count))
+    try:
+        cached = extras.before(task, kwargs, map_index, flow_ctx)
+    finally:
+        _task_ctx.reset(token)
+        if ftoken is not None:
+            _flow_ctx.reset(ftoken)
+    if cached is not None:
+        return notify(task, old, cached) if notify is not None else cached
+
+    def persist(task: Task, old: State, new: State) -> State:
+        # The final transition of the run: store a success before anyone sees it.
+        if not new._running:
+            stored = extras.after(task, new, kwargs, map_index, flow_ctx)
+            if stored is not new and stored._failed and run_count <= task.max_retries:
+                stored = _retrying(task, stored, run_count)
+            new = stored
+        return notify(task, old, new) if notify is not None else new
+
+    return run_task(task, kwargs, map_index, run_count, old, flow_ctx, persist)
+
+
 def run_task_recorded(
     task: Task,
     kwargs: dict[str, Any],
@@ -680,6 +847,7 @@ def run_task_recorded(
     run_count: int,
     old: State,
     flow_ctx: dict[str, Any],
+    runner: Callable[..., State] = run_task,
 ) -> list[tuple[State, State]]:
     """``run_task`` for executors outside the driver: returns the state changes it went through."""
     recorded: list[tuple[State, State]] = []
@@ -688,7 +856,7 @@ def run_task_recorded(
         recorded.append((old, new))
         return new
 
-    run_task(task, kwargs, map_index, run_count, old, flow_ctx, record)
+    runner(task, kwargs, map_index, run_count, old, flow_ctx, record)
     return recorded
 
 
@@ -705,7 +873,7 @@ def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
                 return task.run(**kwargs)
         return task.run(**kwargs)
 
-    if task.timeout is None:
+    if task.timeout is None or getattr(task, "enforces_own_timeout", False):
         return call()
     ctx = contextvars.copy_context()
     box: dict[str, Any] = {}
@@ -726,6 +894,33 @@ def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP) -> State:
+    """Run ``task`` again after it raised ``LOOP``, until it returns or raises something else."""
+    info = _task_ctx.get()
+    assert info is not None
+    while True:
+        info.loop_count += 1
+        info.loop_result = loop.result
+        try:
+            if task.timeout is None and not task.log_stdout:
+                value = task.run(**kwargs)
+            else:
+                value = _run_guarded(task, kwargs)
+            return Success(_SUCCESS_MESSAGE, value)
+        except signals.LOOP as again:
+            loop = again
+        except signals.PlaitSignal as sig:
+            return _state_from_signal(sig)
+        except signals.ENDRUN as end:
+            return end.state
+        except _Timeout:
+            return TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.")  # type: ignore[union-attr]
+        except Exception as exc:
+            return Failed(
+                f"Error during execution of task (loop {info.loop_count}): {exc!r}", exc, traceback.format_exc()
+            )
 
 
 def _retrying(task: Task, failed: State, run_count: int) -> Retrying:
@@ -772,6 +967,66 @@ def _check_upstream(task: Task, ups: list[State]) -> State | None:
     if ok:
         return None
     return TriggerFailed(f"Trigger {_callable_name(task.trigger)!r} was not met by the upstream states.")
+
+
+def _check_upstream_resumed(task: Task, ups: list[State], flow_ctx: dict[str, Any]) -> State | None:
+    """``_check_upstream`` for a task the run resumes: its trigger sees ``resume=True``."""
+    token = _flow_ctx.set({**flow_ctx, "resume": True})
+    try:
+        return _check_upstream(task, ups)
+    finally:
+        _flow_ctx.reset(token)
+
+
+def _task_extras(flow: Flow, tasks: list[Task], resumed: frozenset[Task]) -> list[TaskExtras | None]:
+    """Per task, its opt-in steps for this run; ``None`` for tasks that use none (most)."""
+    from plait.engine.extras import extras_for, uses_extras
+
+    flow_result = getattr(flow, "result", None) is not None
+    if not flow_result and not resumed and not any(uses_extras(t) for t in tasks):
+        return [None] * len(tasks)
+    return [extras_for(t, flow, t in resumed) for t in tasks]
+
+
+def _resume_set(flow: Flow, resume: Sequence[Task | str] | None) -> frozenset[Task]:
+    if not resume:
+        return frozenset()
+    if isinstance(resume, (str, Task)):
+        resume = [resume]
+    out: set[Task] = set()
+    for item in resume:
+        if isinstance(item, Task):
+            if item not in flow:
+                raise FlowRunError(f"Flow {flow.name!r}: cannot resume task {item.name!r}, it is not in the flow")
+            out.add(item)
+            continue
+        found = [t for t in flow if item in (t.slug, t.name)]
+        if not found:
+            raise FlowRunError(
+                f"Flow {flow.name!r} has no task named {item!r} to resume; its tasks are: "
+                f"{', '.join(sorted(str(t.slug) for t in flow))}"
+            )
+        out.update(found)
+    return frozenset(out)
+
+
+def _previous_states(flow: Flow, resume_from: State | dict[Task, State] | None) -> dict[Task, State]:
+    if resume_from is None:
+        return {}
+    states = resume_from.result if isinstance(resume_from, State) else resume_from
+    if not isinstance(states, dict):
+        raise FlowRunError(
+            f"Flow {flow.name!r}: resume_from must be a flow-run state (what flow.run() returned) or its "
+            f"{{task: State}} mapping, got {type(resume_from).__name__}: {resume_from!r}"
+        )
+    return states
+
+
+def _kill_subprocesses() -> None:
+    # Only if ShellTask was ever used in this process: its process groups must not outlive us.
+    shell = sys.modules.get("plait.shell")
+    if shell is not None:
+        shell.kill_running_processes()
 
 
 def _flatten_one(value: Any) -> list[Any]:

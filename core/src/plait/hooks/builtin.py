@@ -21,7 +21,6 @@ def plait_register_executors() -> dict[str, Any]:
 
 @hookimpl(trylast=True)
 def plait_register_result_types() -> dict[str, Any]:
-    types: dict[str, Any] = {}
-    # INTEGRATION (results branch): add the local file result here: `from plait.results import LocalResult`
-    # and `types["file"] = LocalResult`.
-    return types
+    from plait.results import LocalResult
+
+    return {"file": LocalResult}

@@ -1,0 +1,279 @@
+"""Schedules: when a flow runs.
+
+A ``Schedule`` merges the times of its clocks, keeps those its filters accept and moves them
+with its adjustments::
+
+    from datetime import time, timedelta
+    from plait.schedules import CronClock, IntervalClock, Schedule, filters
+
+    schedule = Schedule(
+        clocks=[
+            CronClock("0 9 * * *", timezone="Europe/London", parameter_defaults={"region": "eu"}),
+            CronClock("0 9 * * *", timezone="America/New_York", parameter_defaults={"region": "us"}),
+        ],
+        filters=[filters.is_weekday],
+    )
+    for event in schedule.next(3):
+        print(event.start_time, event.parameter_defaults)
+
+Times are always aware datetimes: a clock counts in an explicit zone (``zoneinfo``), and a
+naive datetime is an error. See ``docs/schedules.md`` for the rules on daylight-saving days.
+``croniter`` is imported only when a ``CronClock`` is made.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from plait.errors import ScheduleError
+from plait.schedules import adjustments, filters
+from plait.schedules._zones import get_zone, require_aware, utc
+from plait.schedules.clocks import Clock, ClockEvent, CronClock, DatesClock, IntervalClock
+
+__all__ = [
+    "Clock",
+    "ClockEvent",
+    "CronClock",
+    "CronSchedule",
+    "DatesClock",
+    "IntervalClock",
+    "IntervalSchedule",
+    "Schedule",
+    "adjustments",
+    "filters",
+]
+
+#: ``Schedule.events`` gives up (``ScheduleError``) when this many clock times in a row fail the filters.
+MAX_FILTERED_IN_A_ROW = 200_000
+
+Filter = Callable[[datetime], bool]
+Adjustment = Callable[[datetime], datetime]
+
+
+class Schedule:
+    """Clocks, filters and adjustments: the times a flow runs.
+
+    Args:
+        clocks: one or more clocks; their events merge in time order. Two clocks firing at
+            the same instant with the same ``parameter_defaults`` make one event; with
+            different defaults they make two (two runs with different parameters).
+        filters: keep a time only if every filter accepts it.
+        or_filters: keep a time only if at least one of these accepts it.
+        not_filters: drop a time if any of these accepts it.
+        adjustments: applied in order to the times that pass the filters.
+
+    Filters and adjustments see the start time in its clock's zone.
+    """
+
+    def __init__(
+        self,
+        clocks: Iterable[Clock],
+        filters: Iterable[Filter] | None = None,
+        or_filters: Iterable[Filter] | None = None,
+        not_filters: Iterable[Filter] | None = None,
+        adjustments: Iterable[Adjustment] | None = None,
+    ) -> None:
+        if isinstance(clocks, Clock):
+            clocks = [clocks]
+        self.clocks = list(clocks)
+        if not self.clocks:
+            raise ScheduleError("Schedule needs at least one clock, e.g. Schedule(clocks=[IntervalClock(...)])")
+        for c in self.clocks:
+            if not isinstance(c, Clock):
+                raise ScheduleError(f"Schedule clocks must be Clock objects, got {type(c).__name__}: {c!r}")
+        self.filters = _callables(filters, "filters")
+        self.or_filters = _callables(or_filters, "or_filters")
+        self.not_filters = _callables(not_filters, "not_filters")
+        self.adjustments = _callables(adjustments, "adjustments")
+
+    def events(self, after: datetime | None = None) -> Iterator[ClockEvent]:
+        """Every event strictly after ``after`` (default: now), in order; possibly endless."""
+        after = datetime.now(UTC) if after is None else require_aware(after, "Schedule.next after")
+        after_utc = utc(after)
+        merged = heapq.merge(*(c.events(after) for c in self.clocks), key=lambda e: utc(e.start_time))
+        last_utc: datetime | None = None
+        seen_at_last: list[dict[str, Any]] = []
+        rejected = 0
+        for event in merged:
+            t = event.start_time
+            if not self._keep(t):
+                rejected += 1
+                if rejected >= MAX_FILTERED_IN_A_ROW:
+                    raise ScheduleError(
+                        f"No time of {self!r} passed its filters in {rejected:,} clock times in a row "
+                        f"(up to {t.isoformat()}); check that the filters can all be true at once: "
+                        f"filters={self.filters!r}, or_filters={self.or_filters!r}, not_filters={self.not_filters!r}"
+                    )
+                continue
+            rejected = 0
+            for adjust in self.adjustments:
+                t = adjust(t)
+            t_utc = utc(t)
+            if t_utc <= after_utc:
+                continue
+            if t_utc == last_utc:
+                if event.parameter_defaults in seen_at_last:
+                    continue
+                seen_at_last.append(event.parameter_defaults)
+            else:
+                last_utc, seen_at_last = t_utc, [event.parameter_defaults]
+            yield event if t is event.start_time else ClockEvent(t, event.parameter_defaults, event.clock)
+
+    def next(self, n: int, after: datetime | None = None) -> list[ClockEvent]:
+        """The next ``n`` events strictly after ``after`` (default: now), in order.
+
+        ```python
+        >>> s = IntervalSchedule(timedelta(hours=1), start_date=datetime(2026, 1, 1, tzinfo=UTC))
+        >>> [e.start_time.hour for e in s.next(3, after=datetime(2026, 1, 1, 5, 30, tzinfo=UTC))]
+        [6, 7, 8]
+        ```
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ScheduleError(f"Schedule.next(n): n must be a non-negative integer, got {n!r}")
+        return list(itertools.islice(self.events(after), n))
+
+    def between(self, start: datetime, end: datetime) -> list[ClockEvent]:
+        """Every event with ``start <= start_time <= end``, in order."""
+        require_aware(start, "Schedule.between start")
+        require_aware(end, "Schedule.between end")
+        if utc(end) < utc(start):
+            raise ScheduleError(
+                f"Schedule.between: end {end.isoformat()} is before start {start.isoformat()}; swap them"
+            )
+        end_utc = utc(end)
+        return list(
+            itertools.takewhile(lambda e: utc(e.start_time) <= end_utc, self.events(start - timedelta(microseconds=1)))
+        )
+
+    @property
+    def timezone(self) -> tzinfo:
+        """The zone of the first clock that has one (UTC otherwise): how dates are read for backfills."""
+        for c in self.clocks:
+            zone = getattr(c, "timezone", None)
+            if zone is not None:
+                return zone
+        return UTC
+
+    def serialize(self) -> dict[str, Any]:
+        """The schedule as plain JSON data; ``Schedule.deserialize`` reads it back.
+
+        Only the built-in filters and adjustments serialize; a plain function raises
+        ``ScheduleError`` naming it.
+        """
+        return {
+            "type": "Schedule",
+            "clocks": [c.serialize() for c in self.clocks],
+            "filters": [_serialize_rule(f, "filter") for f in self.filters],
+            "or_filters": [_serialize_rule(f, "filter") for f in self.or_filters],
+            "not_filters": [_serialize_rule(f, "filter") for f in self.not_filters],
+            "adjustments": [_serialize_rule(a, "adjustment") for a in self.adjustments],
+        }
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Schedule:
+        """A schedule from ``serialize()`` data."""
+        return Schedule(
+            clocks=[_deserialize_clock(c) for c in data["clocks"]],
+            filters=[filters.deserialize(f) for f in data.get("filters", [])],
+            or_filters=[filters.deserialize(f) for f in data.get("or_filters", [])],
+            not_filters=[filters.deserialize(f) for f in data.get("not_filters", [])],
+            adjustments=[adjustments.deserialize(a) for a in data.get("adjustments", [])],
+        )
+
+    def _keep(self, t: datetime) -> bool:
+        if self.filters and not all(f(t) for f in self.filters):
+            return False
+        if self.or_filters and not any(f(t) for f in self.or_filters):
+            return False
+        return not (self.not_filters and any(f(t) for f in self.not_filters))
+
+    def __repr__(self) -> str:
+        return f"Schedule(clocks={self.clocks!r})"
+
+
+class IntervalSchedule(Schedule):
+    """A schedule with one ``IntervalClock``: ``IntervalSchedule(timedelta(hours=1), start_date=...)``.
+
+    Takes ``IntervalClock``'s arguments, then ``Schedule``'s ``filters``... as keywords.
+    """
+
+    def __init__(
+        self,
+        interval: timedelta,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        parameter_defaults: dict[str, Any] | None = None,
+        timezone: str | tzinfo | None = None,
+        **schedule_options: Any,
+    ) -> None:
+        clock = IntervalClock(interval, start_date, end_date, parameter_defaults, timezone)
+        super().__init__([clock], **schedule_options)
+
+
+class CronSchedule(Schedule):
+    """A schedule with one ``CronClock``: ``CronSchedule("0 9 * * *", timezone="Europe/London")``.
+
+    Takes ``CronClock``'s arguments, then ``Schedule``'s ``filters``... as keywords.
+    """
+
+    def __init__(
+        self,
+        cron: str,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        parameter_defaults: dict[str, Any] | None = None,
+        timezone: str | tzinfo | None = None,
+        day_or: bool = True,
+        **schedule_options: Any,
+    ) -> None:
+        clock = CronClock(cron, start_date, end_date, parameter_defaults, timezone, day_or)
+        super().__init__([clock], **schedule_options)
+
+
+def _callables(items: Iterable[Any] | None, what: str) -> list[Any]:
+    out = list(items or ())
+    for item in out:
+        if not callable(item):
+            raise ScheduleError(f"Schedule {what} must be callables taking a datetime, got {item!r}")
+    return out
+
+
+def _serialize_rule(rule: Any, kind: str) -> dict[str, Any]:
+    serialize = getattr(rule, "serialize", None)
+    if serialize is None:
+        name = getattr(rule, "__qualname__", repr(rule))
+        raise ScheduleError(
+            f"Cannot serialize {kind} {name!r}: only the built-in {kind}s of plait.schedules serialize to JSON"
+        )
+    return serialize()
+
+
+def _parse_time(text: str | None, zone_key: str | None) -> datetime | None:
+    if text is None:
+        return None
+    dt = datetime.fromisoformat(text)
+    zone = get_zone(zone_key)
+    return dt.astimezone(zone) if zone is not None else dt
+
+
+def _deserialize_clock(data: dict[str, Any]) -> Clock:
+    kind = data.get("type")
+    zone = data.get("timezone")
+    common = {
+        "start_date": _parse_time(data.get("start_date"), zone),
+        "end_date": _parse_time(data.get("end_date"), zone),
+        "parameter_defaults": data.get("parameter_defaults") or None,
+    }
+    if kind == "IntervalClock":
+        return IntervalClock(timedelta(seconds=data["interval"]), timezone=zone, **common)
+    if kind == "CronClock":
+        return CronClock(data["cron"], timezone=zone, day_or=data.get("day_or", True), **common)
+    if kind == "DatesClock":
+        zones = data.get("timezones") or [None] * len(data["dates"])
+        dates = [_parse_time(d, z) for d, z in zip(data["dates"], zones, strict=True)]
+        return DatesClock(dates, parameter_defaults=common["parameter_defaults"])  # type: ignore[arg-type]
+    raise ScheduleError(f"Unknown clock type {kind!r}; known: IntervalClock, CronClock, DatesClock")

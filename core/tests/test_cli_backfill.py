@@ -1,0 +1,197 @@
+"""``plait backfill`` and the ``plait run --schedule`` helper (plait.cli.schedule_view)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from plait.cli import main
+from plait.cli.durations import parse_duration
+from plait.cli.loading import load_flow
+from plait.cli.schedule_view import run_on_schedule
+
+FLOW_FILE = textwrap.dedent(
+    """
+    import json
+    import os
+    import plait
+    from plait import Flow, Parameter, task
+
+    @task
+    def report(region, out_dir):
+        if plait.context.date == "2026-01-13":
+            raise ValueError("no data for the 13th")
+        path = os.path.join(out_dir, plait.context.scheduled_start_time.strftime("%Y%m%dT%H%M") + ".json")
+        with open(path, "w") as f:
+            json.dump({"region": region, "date": plait.context.date}, f)
+
+    with Flow("daily") as flow:
+        report(Parameter("region", default="eu"), Parameter("out_dir"))
+    """
+)
+
+SCHEDULED_FLOW_FILE = textwrap.dedent(
+    """
+    import plait
+    from plait import Flow, Parameter, task
+    from plait.schedules import CronSchedule
+
+    @task
+    def hello(name):
+        return f"hello {name} on {plait.context.date}"
+
+    with Flow("weekdays", schedule=CronSchedule("0 9 * * mon-fri", timezone="Europe/London")) as flow:
+        hello(Parameter("name", default="world"))
+    """
+)
+
+
+@pytest.fixture
+def flow_file(tmp_path: Path) -> Path:
+    path = tmp_path / "daily.py"
+    path.write_text(FLOW_FILE)
+    (tmp_path / "out").mkdir()
+    return path
+
+
+def written(tmp_path: Path) -> list[str]:
+    return sorted(p.stem for p in (tmp_path / "out").iterdir())
+
+
+def test_backfill_runs_each_day_and_prints_a_table(flow_file, tmp_path):
+    out_dir = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        ["backfill", str(flow_file), "--start", "2026-01-01", "--end", "2026-01-05", "-p", f"out_dir={out_dir}"],
+    )
+    assert result.exit_code == 0, result.output
+    assert written(tmp_path) == [f"2026010{d}T0000" for d in range(1, 6)]
+    assert "2026-01-05T00:00:00+00:00 │ Success" in result.output
+    assert "5 of 5 run(s) succeeded." in result.output
+
+
+def test_backfill_exits_1_when_a_run_fails_and_says_why(flow_file, tmp_path):
+    args = ["backfill", str(flow_file), "--start", "2026-01-12", "--end", "2026-01-14", "-p", f"out_dir={tmp_path}/out"]
+    result = CliRunner().invoke(main, [*args, "--concurrency", "2"])
+    assert result.exit_code == 1
+    assert "2026-01-13T00:00:00+00:00 │ Failed" in result.output
+    assert "2 of 3 run(s) succeeded." in result.output
+    assert "no data for the 13th" in result.output
+    assert written(tmp_path) == ["20260112T0000", "20260114T0000"]
+
+
+def test_backfill_dry_run_lists_the_times_and_runs_nothing(flow_file, tmp_path):
+    result = CliRunner().invoke(
+        main,
+        ["backfill", f"{flow_file}:daily", "--start", "2026-01-01", "--end", "2026-01-01", "--interval", "6h"]
+        + ["--dry-run", "--timezone", "America/New_York"],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "2026-01-01T00:00:00-05:00",
+        "2026-01-01T06:00:00-05:00",
+        "2026-01-01T12:00:00-05:00",
+        "2026-01-01T18:00:00-05:00",
+        "4 run(s) of flow 'daily' would run.",
+    ]
+    assert written(tmp_path) == []
+
+
+def test_backfill_uses_the_flow_schedule(tmp_path):
+    path = tmp_path / "weekdays.py"
+    path.write_text(SCHEDULED_FLOW_FILE)
+    result = CliRunner().invoke(
+        main, ["backfill", str(path), "--start", "2026-03-27", "--end", "2026-03-30", "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:2] == ["2026-03-27T09:00:00+00:00", "2026-03-30T09:00:00+01:00"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--start", "2026-02-01", "--end", "2026-01-01"], "is before start"),
+        (["--start", "soon", "--end", "2026-01-01"], "not an ISO date"),
+        (["--start", "2026-01-01", "--end", "2026-01-02", "--interval", "0d"], "longer than zero"),
+        (["--start", "2026-01-01", "--end", "2026-01-02", "-p", "nope"], "is not NAME=VALUE"),
+        (["--start", "2026-01-01", "--end", "2026-01-02", "-p", "bogus=1"], "no parameter 'bogus'"),
+        (["--start", "2026-01-01", "--end", "2026-01-02", "-z", "Nowhere/Else"], "not a known time zone"),
+    ],
+)
+def test_backfill_bad_input_is_a_usage_error(flow_file, args, message):
+    result = CliRunner().invoke(main, ["backfill", str(flow_file), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_backfill_in_a_real_subprocess(flow_file, tmp_path):
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "plait"),
+            "backfill",
+            str(flow_file),
+            "--start",
+            "2026-01-30",
+            "--end",
+            "2026-02-02",
+        ]
+        + ["-p", f"out_dir={tmp_path / 'out'}", "-p", "region=us", "-c", "2"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert written(tmp_path) == ["20260130T0000", "20260131T0000", "20260201T0000", "20260202T0000"]
+    assert '"region": "us"' in (tmp_path / "out" / "20260201T0000.json").read_text()
+    assert "4 of 4 run(s) succeeded." in proc.stdout
+    assert "4/4" in proc.stderr  # the progress bar
+
+
+def test_parse_duration():
+    assert parse_duration("1d") == timedelta(days=1)
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_duration("2w") == timedelta(weeks=2)
+    assert parse_duration("0.5h") == timedelta(minutes=30)
+    for bad in ("", "10", "1y", "h"):
+        with pytest.raises(click.BadParameter):
+            parse_duration(bad)
+
+
+class FakeClock:
+    def __init__(self, now):
+        self.current = now
+
+    def now(self):
+        return self.current
+
+    def sleep(self, seconds):
+        self.current += timedelta(seconds=seconds)
+
+
+def test_run_on_schedule_shows_the_next_runs_then_runs(tmp_path, capsys):
+    path = tmp_path / "weekdays.py"
+    path.write_text(SCHEDULED_FLOW_FILE)
+    flow = load_flow(str(path))
+    clock = FakeClock(datetime(2026, 11, 20, 12, tzinfo=UTC))  # a Friday
+    state = run_on_schedule(flow, {"name": "ada"}, None, max_runs=2, clock=clock)
+    assert state.is_successful()
+    assert "hello ada on 2026-11-24" in [s.result for s in state.result.values()]
+    out = capsys.readouterr()
+    assert "Next runs of flow 'weekdays'" in out.out
+    assert "2026-11-23T09:00:00+00:00" in out.out  # the table of next runs starts on Monday
+    assert "2026-11-24T09:00:00+00:00  Success" in out.out
+    assert "Waiting for 2026-11-23T09:00:00+00:00" in out.err
+
+
+def test_run_on_schedule_needs_a_schedule(flow_file):
+    with pytest.raises(click.UsageError, match="has no schedule"):
+        run_on_schedule(load_flow(str(flow_file)), {}, None)
