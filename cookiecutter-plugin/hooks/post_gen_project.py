@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-MODULE = Path("src") / "{{ cookiecutter.module_name }}"
+MODULE = Path("src") / "{{ cookiecutter.__module_name }}"
 CHOSEN = {
     "tasks": "{{ cookiecutter.include_tasks }}" == "True",
     "state_handler": "{{ cookiecutter.include_state_handler }}" == "True",

@@ -5,7 +5,7 @@ import re
 import sys
 
 NAME = "{{ cookiecutter.plugin_name }}"
-MODULE = "{{ cookiecutter.module_name }}"
+MODULE = "{{ cookiecutter.__module_name }}"
 PATTERN = r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$"
 
 if not re.match(PATTERN, NAME) or keyword.iskeyword(NAME) or not MODULE.isidentifier():

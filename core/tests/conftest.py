@@ -19,10 +19,13 @@ def _fresh_plugin_state(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     manager.reset_hooks()
     config.reset_config()
+    plait_logger = logging.getLogger("plait")
+    level = plait_logger.level
+    plait_logger.setLevel(logging.INFO)  # other commands (backfill) quieten it for the process
     yield
+    plait_logger.setLevel(level)
     manager.reset_hooks()
     config.reset_config()
-    plait_logger = logging.getLogger("plait")
     for handler in [h for h in plait_logger.handlers if isinstance(h, plait_logging.PluginHandler)]:
         plait_logger.removeHandler(handler)
     plait_logging._configured = False

@@ -56,11 +56,14 @@ class SecretNotFoundError(PlaitError, KeyError):
     """A secret is set neither in the environment nor in the config's ``[secrets]`` table."""
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return PlaitError.__str__(self)
+        from plait.secrets import mask
+
+        return mask(str(self.args[0])) if self.args else ""
 
 
 class PluginError(PlaitError, RuntimeError):
     """A plugin cannot be loaded or used (a bad entry point, hookimpls that do not match)."""
+
 
 class ResultError(PlaitError, RuntimeError):
     """A result could not be located, written or read (checkpoints, targets, caches)."""

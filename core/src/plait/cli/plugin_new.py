@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import keyword
+import re
 from pathlib import Path
 
 import click
 
-__all__ = ["plugin", "template_dir"]
+__all__ = ["check_plugin_name", "plugin", "template_dir"]
+
+#: The rule the template's pre_gen_project hook applies too.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 
 
 def template_dir() -> Path:
@@ -82,6 +87,8 @@ def new(
         from cookiecutter.main import cookiecutter
     except ImportError:  # pragma: no cover - cookiecutter is a dependency of plait
         raise click.ClickException("plait plugin new needs cookiecutter: pip install cookiecutter") from None
+    if name is not None:
+        check_plugin_name(name)
     extra: dict[str, object] = {}
     for key, value in (
         ("plugin_name", name),
@@ -114,3 +121,19 @@ def new(
         raise click.ClickException(f"The plugin was not created: {exc}") from None
     click.echo(f"Created {created}")
     click.echo(f'Next: cd {created} && pip install -e ".[test]" && pytest')
+
+
+def check_plugin_name(name: str) -> None:
+    """Reject a name that would not make a valid distribution (``plait-<name>``) and module name."""
+    if not NAME_PATTERN.match(name) or keyword.iskeyword(name):
+        raise click.BadParameter(
+            f"{name!r} is not a valid plugin name: use lowercase letters and digits, starting with a letter, "
+            "with single '-' or '_' between words (e.g. 'slack' or 'my-alerts'). It becomes the distribution "
+            "'plait-<name>' and the module 'plait_<name>'.",
+            param_hint="--name",
+        )
+    if name.startswith("plait"):
+        raise click.BadParameter(
+            f"{name!r} starts with 'plait'; give only the short name (e.g. 'slack' for plait-slack)",
+            param_hint="--name",
+        )

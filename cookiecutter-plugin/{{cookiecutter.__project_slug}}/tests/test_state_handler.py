@@ -11,10 +11,10 @@ def boom():
 def test_a_failed_task_is_reported(plait_run, caplog):
     with plait.Flow("failing") as flow:
         boom()
-    with caplog.at_level(logging.WARNING, logger="{{ cookiecutter.module_name }}"):
+    with caplog.at_level(logging.WARNING, logger="{{ cookiecutter.__module_name }}"):
         run = plait_run(flow)
     assert run.state.is_failed()
     assert ("boom", "Running", "Failed") in run.task_changes()
-    notices = [r.getMessage() for r in caplog.records if r.name == "{{ cookiecutter.module_name }}"]
+    notices = [r.getMessage() for r in caplog.records if r.name == "{{ cookiecutter.__module_name }}"]
     assert len(notices) == 1
     assert "task boom failed" in notices[0]

@@ -2,7 +2,7 @@ from importlib.metadata import entry_points
 
 from plait.testing import assert_plugin_conforms
 
-from {{ cookiecutter.module_name }} import plugin
+from {{ cookiecutter.__module_name }} import plugin
 
 
 def test_plugin_conforms_to_the_hook_specs():
@@ -10,6 +10,6 @@ def test_plugin_conforms_to_the_hook_specs():
 
 
 def test_installed_entry_point_loads_this_plugin():
-    (ep,) = [ep for ep in entry_points(group="plait") if ep.name == "{{ cookiecutter.entry_point }}"]
+    (ep,) = [ep for ep in entry_points(group="plait") if ep.name == "{{ cookiecutter.__entry_point }}"]
     assert ep.load() is plugin
-    assert_plugin_conforms("{{ cookiecutter.entry_point }}")
+    assert_plugin_conforms("{{ cookiecutter.__entry_point }}")

@@ -4,6 +4,6 @@ import pytest
 @pytest.fixture
 def plait_plugin():
     """The plugin under test, for plait.testing's fixtures (plait_hooks, plait_run)."""
-    from {{ cookiecutter.module_name }} import plugin
+    from {{ cookiecutter.__module_name }} import plugin
 
     return plugin

@@ -3,14 +3,14 @@ import logging
 
 from plait.config import Config
 
-from {{ cookiecutter.module_name }}.log_handler import plait_register_log_handlers
+from {{ cookiecutter.__module_name }}.log_handler import plait_register_log_handlers
 
 
 def test_records_are_written_as_json_lines(tmp_path):
     path = tmp_path / "plait.jsonl"
-    config = Config({"plugins": {"{{ cookiecutter.entry_point }}": {"log_file": str(path)}}})
+    config = Config({"plugins": {"{{ cookiecutter.__entry_point }}": {"log_file": str(path)}}})
     (handler,) = plait_register_log_handlers(config)
-    logger = logging.getLogger("plait.test_{{ cookiecutter.module_name }}")
+    logger = logging.getLogger("plait.test_{{ cookiecutter.__module_name }}")
     logger.addHandler(handler)
     try:
         logger.warning("hello %s", "there")

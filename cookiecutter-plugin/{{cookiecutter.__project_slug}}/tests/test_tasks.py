@@ -1,6 +1,6 @@
 import plait
 
-from {{ cookiecutter.module_name }}.tasks import greet
+from {{ cookiecutter.__module_name }}.tasks import greet
 
 
 def test_greet_runs_in_a_flow(plait_run):
@@ -12,4 +12,4 @@ def test_greet_runs_in_a_flow(plait_run):
 
 
 def test_greet_is_in_the_task_library(plait_hooks):
-    assert ("{{ cookiecutter.module_name }}.plugin", greet) in plait_hooks.register_tasks()
+    assert ("{{ cookiecutter.__module_name }}.plugin", greet) in plait_hooks.register_tasks()
