@@ -9,6 +9,8 @@ import pytest
 from plait import logging as plait_logging
 from plait.hooks import manager
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_plugin_state(monkeypatch):
