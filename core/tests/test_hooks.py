@@ -295,8 +295,12 @@ def test_a_plugin_that_fails_to_import_is_a_warning_and_others_still_load(instal
             "def plait_task_state_changed(task, old_state, new_state, context):\n    pass\n",
             "plait_task_state_changed lacks the @plait.hookimpl marker",
         ),
+        (
+            "import plait\n@plait.hookimpl(wrapper=True)\ndef plait_flow_state_changed(flow):\n    yield\n",
+            "plait_flow_state_changed cannot be a wrapper",
+        ),
     ],
-    ids=["wrong-argument", "unknown-hook", "unmarked"],
+    ids=["wrong-argument", "unknown-hook", "unmarked", "wrapper"],
 )
 def test_a_plugin_whose_hookimpls_do_not_match_is_unregistered(install_dist, caplog, source, reason):
     install_dist("plait-mismatch", {"plait_mismatch": source}, {"mismatch": "plait_mismatch"})
@@ -433,3 +437,13 @@ def test_every_hookspec_has_a_test():
     tests = [n for n in globals() if n.startswith("test_plait_")]
     missing = [n for n in names if not any(t.startswith(f"test_{n}_") for t in tests)]
     assert names and not missing, f"hookspecs without a test_<hook>_... test: {missing}"
+
+
+def test_two_distributions_with_one_plugin_name(install_dist):
+    install_dist("plait-first-owner", {"plait_owner_a": OBSERVER}, {"owner": "plait_owner_a"})
+    install_dist("plait-second-owner", {"plait_owner_b": OBSERVER}, {"owner": "plait_owner_b"})
+    records = get_hooks().pm.records
+    loaded = records["owner"]
+    (clash,) = [r for name, r in records.items() if name.startswith("owner (")]
+    assert loaded.status == "loaded"
+    assert clash.status == "failed" and f"already taken by distribution {loaded.distribution}" in clash.error

@@ -156,6 +156,15 @@ class PlaitPluginManager(pluggy.PluginManager):
             dist_name = dist.metadata["Name"] if dist is not None else None
             version = dist.version if dist is not None else None
             if ep.name in self.records:
+                other = self.records[ep.name]
+                if other.distribution != dist_name:
+                    record = PluginRecord(ep.name, dist_name, version)
+                    self._fail(
+                        record,
+                        f"the plugin name {ep.name!r} is already taken by distribution {other.distribution}; "
+                        "rename the entry point",
+                    )
+                    self.records[f"{ep.name} ({dist_name})"] = record
                 continue
             keys = {ep.name, dist_name}
             if (allow is not None and not keys & allow) or keys & deny:
@@ -223,7 +232,14 @@ def plugin_problems(pm: PlaitPluginManager, plugin: object, name: str) -> str | 
         for attr in _plait_attrs(plugin)
         if attr in _SPEC_NAMES and not any(c.name == attr for c in pm.get_hookcallers(plugin) or ())
     ]
+    wrappers = sorted(
+        caller.name
+        for caller in pm.get_hookcallers(plugin) or ()
+        if caller.has_spec() and any((i.wrapper or i.hookwrapper) for i in caller.get_hookimpls() if i.plugin is plugin)
+    )
     problems = []
+    if wrappers:
+        problems.append(f"{', '.join(wrappers)} cannot be a wrapper (drop wrapper=True/hookwrapper=True)")
     if unknown:
         problems.append(
             f"it implements {', '.join(sorted(unknown))}, which "
