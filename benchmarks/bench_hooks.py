@@ -7,7 +7,9 @@ size). It prints one table and asserts nothing. Cases:
                    runner calls nothing per task);
 - trivial plugin:  one plugin whose ``plait_task_state_changed`` does nothing;
 - counting plugin: one plugin whose ``plait_task_state_changed`` counts calls (so the table
-                   also says how many state changes a run makes).
+                   also says how many state changes a run makes);
+- task-run wrapper: one plugin whose ``plait_task_run`` wrapper only yields (its "extra us/change"
+                   column is per state change too, for comparison; it runs once per task run).
 
 The per-state-change figure is (plugin run - no-plugin run) / state changes; the target is
 at most 5 us.
@@ -54,6 +56,11 @@ def plugin(name: str, body) -> types.ModuleType:
     return module
 
 
+def passthrough(task, context):
+    state = yield
+    return state
+
+
 def best_of(flow: Flow, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -98,18 +105,22 @@ def main() -> None:
         rows.append(("trivial plugin", best_of(flow, args.repeat)))
     with using_plugins(plugin("plait_bench_counting", count), strict=False):
         rows.append(("counting plugin", best_of(flow, args.repeat)))
+    wrapper = types.ModuleType("plait_bench_wrapper")
+    wrapper.plait_task_run = plait.hookimpl(wrapper=True)(passthrough)
+    with using_plugins(wrapper, strict=False):
+        rows.append(("task-run wrapper", best_of(flow, args.repeat)))
 
     print(f"Plait {plait.__version__} hooks benchmark on {platform.python_implementation()} {sys.version.split()[0]}")
     print(f"{platform.machine()}, {platform.system()} {platform.release()}; map of {args.n:,} tasks on local,")
     print(f"{tasks:,} task runs, {changes:,} task state changes per run; best of {args.repeat} runs")
     print()
-    header = f"{'case':<16} {'run (ms)':>10} {'us/task':>9} {'extra us/task':>14} {'extra us/change':>16}"
+    header = f"{'case':<17} {'run (ms)':>10} {'us/task':>9} {'extra us/task':>14} {'extra us/change':>16}"
     print(header)
     print("-" * len(header))
     for name, seconds in rows:
         extra = seconds - base
         print(
-            f"{name:<16} {seconds * 1e3:>10.1f} {seconds / tasks * 1e6:>9.2f} "
+            f"{name:<17} {seconds * 1e3:>10.1f} {seconds / tasks * 1e6:>9.2f} "
             f"{extra / tasks * 1e6:>14.2f} {extra / changes * 1e6:>16.2f}"
         )
 

@@ -447,3 +447,109 @@ def test_two_distributions_with_one_plugin_name(install_dist):
     (clash,) = [r for name, r in records.items() if name.startswith("owner (")]
     assert loaded.status == "loaded"
     assert clash.status == "failed" and f"already taken by distribution {loaded.distribution}" in clash.error
+
+
+TIMING = """
+import plait
+
+EVENTS = []
+
+@plait.hookimpl(wrapper=True)
+def plait_task_run(task, context):
+    EVENTS.append(("before", context.task_full_name))
+    state = yield
+    EVENTS.append(("after", context.task_full_name, state.name))
+    return state
+"""
+
+
+@pytest.mark.parametrize("executor", ["local", "threads"])
+def test_plait_task_run_wraps_every_task_run(install_dist, executor):
+    install_dist("plait-timing", {"plait_timing": TIMING}, {"timing": "plait_timing"})
+
+    @task(max_retries=1, retry_delay=0)
+    def flaky(x, attempts=[]):  # noqa: B006 - counts attempts across runs on purpose
+        attempts.append(x)
+        if len(attempts) == 1:
+            raise ValueError("first try fails")
+        return x
+
+    with Flow("wrapped") as flow:
+        double.map(flaky.map([1]))
+    state = flow.run(executor=executor)
+    assert state.is_successful()
+    import plait_timing
+
+    events = plait_timing.EVENTS
+    assert [e for e in events if e[1] == "flaky[0]"] == [
+        ("before", "flaky[0]"),
+        ("after", "flaky[0]", "Retrying"),
+        ("before", "flaky[0]"),
+        ("after", "flaky[0]", "Success"),
+    ]
+    assert ("after", "double[0]", "Success") in events
+
+
+def test_plait_task_run_in_worker_processes(install_dist, tmp_path):
+    out = tmp_path / "events.txt"
+    install_dist(
+        "plait-filewrap",
+        {
+            "plait_filewrap": f"""
+            import os
+            import plait
+
+            @plait.hookimpl(wrapper=True)
+            def plait_task_run(task, context):
+                state = yield
+                with open({str(out)!r}, "a") as f:
+                    f.write(f"{{context.task_full_name}} {{state.name}} {{os.getpid()}}\\n")
+                return state
+            """
+        },
+        {"filewrap": "plait_filewrap"},
+    )
+    with Flow("procs") as flow:
+        double.map([1, 2])
+    state = flow.run(executor="processes")
+    assert state.is_successful()
+    lines = sorted(line.split()[:2] for line in out.read_text().splitlines())
+    assert [x for x in lines if x[0].startswith("double[")] == [["double[0]", "Success"], ["double[1]", "Success"]]
+    import os
+
+    assert all(int(line.split()[2]) != os.getpid() for line in out.read_text().splitlines())
+
+
+def test_plait_task_run_errors_are_isolated_and_plain_impls_rejected(install_dist, caplog):
+    install_dist(
+        "plait-badwrap",
+        {
+            "plait_badwrap": """
+            import plait
+
+            @plait.hookimpl(wrapper=True)
+            def plait_task_run(task):
+                raise RuntimeError("wrapper broke")
+                yield
+            """
+        },
+        {"badwrap": "plait_badwrap"},
+    )
+    install_dist(
+        "plait-plainwrap",
+        {"plait_plainwrap": "import plait\n@plait.hookimpl\ndef plait_task_run(task):\n    pass\n"},
+        {"plainwrap": "plait_plainwrap"},
+    )
+    with Flow("isolated") as flow:
+        double(2)
+    with caplog.at_level(logging.ERROR, logger="plait.plugins"):
+        state = flow.run()
+    assert state.is_successful()
+    assert any("Plugin 'badwrap' raised in plait_task_run" in r.getMessage() for r in caplog.records)
+    plain = get_hooks().pm.records["plainwrap"]
+    assert plain.status == "failed" and "must be a generator marked @plait.hookimpl(wrapper=True)" in plain.error
+
+
+def test_no_task_run_wrapper_means_task_runs_are_not_wrapped():
+    flow, _ = mapped_flow()
+    assert FlowRunner(flow).wrap_task_runs is False

@@ -102,9 +102,11 @@ class FlowRunner:
             # Looked up once per run: with no plugin observing, these are empty and cost nothing.
             from plait.hooks.manager import plugin_observers
 
-            task_hooks, flow_hooks = plugin_observers()
+            task_hooks, flow_hooks, self.wrap_task_runs = plugin_observers()
             self.task_observers += task_hooks
             self.flow_observers += flow_hooks
+        else:
+            self.wrap_task_runs = False
 
     def run(
         self,
@@ -372,6 +374,10 @@ class _TaskRuns:
         self.runners: list[Callable[..., State]] = [
             run_task if e is None else functools.partial(_run_task_with_extras, e) for e in self.extras
         ]
+        if runner.wrap_task_runs:  # a plugin implements plait_task_run: wrap every task run
+            from plait.hooks.manager import run_wrapped
+
+            self.runners = [functools.partial(run_wrapped, r) for r in self.runners]
         self.resumed = resumed
         self.restored: set[int] = set()
         self.previous_maps: dict[int, list[State]] = {}  # mapped tasks a resumed run partly keeps

@@ -232,14 +232,22 @@ def plugin_problems(pm: PlaitPluginManager, plugin: object, name: str) -> str | 
         for attr in _plait_attrs(plugin)
         if attr in _SPEC_NAMES and not any(c.name == attr for c in pm.get_hookcallers(plugin) or ())
     ]
-    wrappers = sorted(
-        caller.name
-        for caller in pm.get_hookcallers(plugin) or ()
-        if caller.has_spec() and any((i.wrapper or i.hookwrapper) for i in caller.get_hookimpls() if i.plugin is plugin)
-    )
+    wrappers, plain = [], []
+    for caller in pm.get_hookcallers(plugin) or ():
+        if not caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            if caller.name in _WRAPPER_HOOKS and not impl.wrapper:
+                plain.append(caller.name)
+            elif caller.name not in _WRAPPER_HOOKS and (impl.wrapper or impl.hookwrapper):
+                wrappers.append(caller.name)
     problems = []
     if wrappers:
-        problems.append(f"{', '.join(wrappers)} cannot be a wrapper (drop wrapper=True/hookwrapper=True)")
+        problems.append(f"{', '.join(sorted(wrappers))} cannot be a wrapper (drop wrapper=True/hookwrapper=True)")
+    if plain:
+        problems.append(f"{', '.join(sorted(plain))} must be a generator marked @plait.hookimpl(wrapper=True)")
     if unknown:
         problems.append(
             f"it implements {', '.join(sorted(unknown))}, which "
@@ -260,6 +268,8 @@ def hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
 
 
 _SPEC_NAMES = frozenset(n for n in dir(specs) if n.startswith(_HOOK_PREFIX))
+#: Hooks whose implementations are wrappers (generators that yield once).
+_WRAPPER_HOOKS = frozenset({"plait_task_run"})
 
 
 def _plait_attrs(plugin: object) -> list[str]:
@@ -357,6 +367,20 @@ class PlaitHooks:
     def flow_observer(self) -> Callable[[Any, Any, Any], None] | None:
         """An ``observer(flow, old, new)`` calling the flow hook's implementations, or ``None``."""
         return self._observer("plait_flow_state_changed", "flow")
+
+    def task_run_wrappers(self) -> tuple[tuple[str, Callable[..., Any], tuple[int, ...]], ...]:
+        """``(plugin_name, function, argument picks)`` of each ``plait_task_run`` wrapper, outermost first."""
+        cached = self._cache.get("plait_task_run")
+        if cached is not None and cached[0] == self.pm.generation:
+            return cached[1]
+        order = ("task", "context")
+        calls = tuple(
+            (impl.plugin_name, impl.function, tuple(order.index(a) for a in impl.argnames))
+            for impl in reversed(self.pm.hook.plait_task_run.get_hookimpls())
+            if impl.wrapper
+        )
+        self._cache["plait_task_run"] = (self.pm.generation, calls)
+        return calls
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -510,12 +534,16 @@ def use_hooks(hooks: PlaitHooks) -> Iterator[PlaitHooks]:
             _hooks = previous
 
 
-def plugin_observers() -> tuple[tuple[Callable[..., None], ...], tuple[Callable[..., None], ...]]:
-    """``(task_observers, flow_observers)`` for one flow run: empty when no plugin observes."""
+def plugin_observers() -> tuple[tuple[Callable[..., None], ...], tuple[Callable[..., None], ...], bool]:
+    """``(task_observers, flow_observers, wrap_task_runs)`` for one flow run.
+
+    The observers are empty and ``wrap_task_runs`` is false when no plugin implements the
+    observer hooks or ``plait_task_run``: then the runner calls nothing per task.
+    """
     hooks = get_hooks()
     task = hooks.task_observer()
     flow = hooks.flow_observer()
-    return ((task,) if task else ()), ((flow,) if flow else ())
+    return ((task,) if task else ()), ((flow,) if flow else ()), bool(hooks.task_run_wrappers())
 
 
 def strict_plugins() -> bool:
@@ -544,3 +572,70 @@ def _short_kwargs(kwargs: dict[str, Any]) -> str:
         text = repr(value)
         parts.append(f"{key}={text if len(text) <= 60 else text[:57] + '...'}")
     return ", ".join(parts)
+
+
+def run_wrapped(runner: Callable[..., Any], task: Any, *args: Any) -> Any:
+    """Run ``runner(task, *args)`` (a task run) inside every ``plait_task_run`` wrapper.
+
+    The runner uses it only when some plugin implements the hook; the wrappers are looked up
+    here, where the task runs, so this works in worker processes too.
+    """
+    from plait import context as ctx_module
+    from plait.context import TaskRunInfo, _flow_ctx, _task_ctx
+
+    hooks = get_hooks()
+    calls = hooks.task_run_wrappers()
+    if not calls:
+        return runner(task, *args)
+    map_index, run_count, flow_ctx = args[1], args[2], args[4]
+    strict = hooks.strict
+    values = (task, ctx_module)
+    started = []
+    ftoken = _flow_ctx.set(flow_ctx) if _flow_ctx.get() is not flow_ctx else None
+    token = _task_ctx.set(TaskRunInfo(task, map_index, run_count))
+    try:
+        for plugin_name, fn, picks in calls:
+            try:
+                gen = fn(*[values[i] for i in picks])
+                next(gen)
+            except Exception:
+                if strict:
+                    raise
+                _log_wrapper_error(plugin_name, task)
+                continue
+            started.append((plugin_name, gen))
+        try:
+            state = runner(task, *args)
+        except BaseException:
+            for _, gen in reversed(started):
+                gen.close()
+            raise
+        for plugin_name, gen in reversed(started):
+            try:
+                gen.send(state)
+            except StopIteration:
+                continue
+            except Exception:
+                if strict:
+                    raise
+                _log_wrapper_error(plugin_name, task)
+                continue
+            gen.close()
+            message = f"Plugin {plugin_name!r}: plait_task_run yielded more than once"
+            if strict:
+                raise RuntimeError(message)
+            logger.error("%s; the rest of it was skipped", message)
+        return state
+    finally:
+        _task_ctx.reset(token)
+        if ftoken is not None:
+            _flow_ctx.reset(ftoken)
+
+
+def _log_wrapper_error(plugin_name: str, task: Any) -> None:
+    logger.error(
+        "Plugin %r raised in plait_task_run for task %r; the run goes on:\n%s",
+        plugin_name,
+        getattr(task, "name", task),
+        traceback.format_exc().rstrip(),
+    )

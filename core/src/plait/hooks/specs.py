@@ -27,7 +27,7 @@ from plait.hooks.markers import hookspec
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
     from types import ModuleType
 
     import click
@@ -45,6 +45,7 @@ __all__ = [
     "plait_register_log_handlers",
     "plait_register_result_types",
     "plait_register_tasks",
+    "plait_task_run",
     "plait_task_state_changed",
 ]
 
@@ -174,4 +175,36 @@ def plait_task_state_changed(task: Task, old_state: State, new_state: State, con
         def plait_task_state_changed(task, new_state, context):
             if new_state.is_failed():
                 send_alert(f"{context.flow_name}: {context.task_full_name} failed: {new_state.message}")
+    """
+
+
+@hookspec
+def plait_task_run(task: Task, context: ModuleType) -> Generator[None, State, State]:
+    """Wrap every task run: code before ``yield`` runs before it, code after runs after it.
+
+    Called around each task run (each try of a retried task, each child of a mapped task),
+    where the run executes: in a worker thread with the ``threads`` executor, in the worker
+    process with ``processes``. Implementations must be generators marked
+    ``@plait.hookimpl(wrapper=True)``; the first registered wrapper is the innermost, as in
+    pluggy. When no plugin implements the hook, task runs are not wrapped at all.
+
+    Args:
+        task: the task about to run.
+        context: the ``plait.context`` module, describing this task run (``context.map_index``,
+            ``context.task_run_count``...).
+
+    Returns:
+        The ``yield`` gives the run's final state (``Success``, ``Failed``, ``Retrying``...);
+        return it. The state cannot be replaced here (state handlers do that), so the value
+        returned is not used. An exception in the wrapper is logged with the plugin's name
+        and never changes the run (``PLAIT_STRICT_PLUGINS=1`` re-raises).
+
+    Example, timing every task run::
+
+        @plait.hookimpl(wrapper=True)
+        def plait_task_run(task, context):
+            start = time.perf_counter()
+            state = yield
+            DURATIONS.labels(task.name).observe(time.perf_counter() - start)
+            return state
     """
