@@ -384,6 +384,14 @@ class Flow:
                 continue
             given = {e.key for e in self._edges_in[t] if e.key is not None}
             given.update(self.constants.get(t, ()))
+            accepted = _accepted_arguments(t)
+            unknown = sorted(given - accepted) if accepted is not None else []
+            if unknown:
+                raise TaskBindError(
+                    f"Task {t.name!r} in flow {self.name!r} is given input "
+                    f"{', '.join(repr(u) for u in unknown)} that its run{t.signature()} does not take; "
+                    f"rename the input or add the parameter to run()"
+                )
             missing = [name for name in _required_arguments(t) if name not in given]
             if missing:
                 raise TaskBindError(
@@ -565,6 +573,10 @@ class Flow:
             node = next(e.upstream_task for e in self._edges_in[node] if e.upstream_task in candidates)
         cycle = path[seen[node] :]
         cycle.reverse()  # walked upstream; show it in run order
+        # Start at the task added to the flow first, so the message reads as the user wrote it.
+        order = {t: i for i, t in enumerate(self._tasks)}
+        first = min(range(len(cycle)), key=lambda k: order[cycle[k]])
+        cycle = cycle[first:] + cycle[:first]
         names = [t.name for t in cycle]
         return names + [names[0]]
 
@@ -586,6 +598,32 @@ def _required_arguments(task: Task) -> list[str]:
     return required
 
 
+_accepted_cache: dict[Any, frozenset[str] | None] = {}
+
+
+def _accepted_arguments(task: Task) -> frozenset[str] | None:
+    """Names ``run()`` takes by keyword, or ``None`` when it takes ``**kwargs``."""
+    key = task.run if isinstance(task, FunctionTask) else type(task)
+    try:
+        return _accepted_cache[key]
+    except (KeyError, TypeError):
+        pass
+    try:
+        params = task.signature().parameters.values()
+    except (TypeError, ValueError):
+        return None
+    accepted: frozenset[str] | None = frozenset(
+        p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    )
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        accepted = None
+    try:
+        _accepted_cache[key] = accepted
+    except TypeError:
+        pass
+    return accepted
+
+
 def _is_iterable(value: Any) -> bool:
     if isinstance(value, (str, bytes)):
         return True
@@ -602,6 +640,3 @@ def _jsonable(value: Any) -> Any:
     except (TypeError, ValueError):
         return repr(value)
     return value
-
-
-del inspect

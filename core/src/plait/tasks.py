@@ -117,26 +117,16 @@ class Task:
     ) -> None:
         self.name = name or type(self).__name__
         self.slug = slug
-        self.tags = frozenset(tags or ())
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"Task {self.name!r}: max_retries must be an integer >= 0, got {max_retries!r}")
-        self.max_retries = max_retries
-        self.retry_delay = _as_timedelta(retry_delay, "retry_delay", self.name) or timedelta(0)
-        self.timeout = _as_timedelta(timeout, "timeout", self.name)
-        if self.timeout is not None and self.timeout <= timedelta(0):
-            raise ValueError(f"Task {self.name!r}: timeout must be positive, got {timeout!r}")
-        if trigger is not None and not callable(trigger):
-            raise TypeError(f"Task {self.name!r}: trigger must be callable, got {trigger!r}")
-        self.trigger = trigger or _triggers.all_successful
+        name = self.name
+        self.tags = _checked_option(name, "tags", tags)
+        self.max_retries = _checked_option(name, "max_retries", max_retries)
+        self.retry_delay = _checked_option(name, "retry_delay", retry_delay)
+        self.timeout = _checked_option(name, "timeout", timeout)
+        self.trigger = _checked_option(name, "trigger", trigger)
         self.skip_on_upstream_skip = skip_on_upstream_skip
-        self.state_handlers: list[StateHandler] = list(state_handlers or ())
-        for handler in self.state_handlers:
-            if not callable(handler):
-                raise TypeError(f"Task {self.name!r}: state handler {handler!r} is not callable")
+        self.state_handlers: list[StateHandler] = _checked_option(name, "state_handlers", state_handlers)
         self.on_failure = on_failure
-        if nout is not None and (not isinstance(nout, int) or nout < 1):
-            raise ValueError(f"Task {self.name!r}: nout must be a positive integer, got {nout!r}")
-        self.nout = nout
+        self.nout = _checked_option(name, "nout", nout)
         self.log_stdout = log_stdout
         self._set_result_options(checkpoint, result, target, cache_for, cache_validator, cache_key)
         self._id = next(_instance_counter)
@@ -190,13 +180,10 @@ class Task:
 
     def copy(self, **task_args: Any) -> Task:
         """A shallow copy with a fresh identity, with ``task_args`` set as attributes."""
-        new = copy.copy(self)
+        new = copy.copy(self)  # Task.__copy__: keeps trigger, on_failure and handlers
         new.slug = None
         new._id = next(_instance_counter)
-        # copy.copy goes through __getstate__, which drops what stays in the driver process.
         new.state_handlers = list(self.state_handlers)
-        new.trigger = self.trigger
-        new.on_failure = self.on_failure
         for key, value in task_args.items():
             if not hasattr(new, key) or key.startswith("_"):
                 raise TaskBindError(f"Task {self.name!r} has no option {key!r} to set through task_args")
@@ -204,10 +191,10 @@ class Task:
                 from plait.results import resolve_result
 
                 value = resolve_result(value)
-            elif key in ("cache_for", "retry_delay", "timeout"):
+            elif key == "cache_for":
                 value = _as_timedelta(value, key, self.name)
-                if key == "retry_delay" and value is None:
-                    value = timedelta(0)
+            elif key in _CHECKED_OPTIONS:
+                value = _checked_option(new.name, key, value)
             setattr(new, key, value)
         return new
 
@@ -247,7 +234,7 @@ class Task:
         """Bind this very task (not a copy) into a flow with these inputs."""
         from plait.flow import Flow
 
-        flow = flow or Flow.active()
+        flow = flow if flow is not None else Flow.active()
         if flow is None:
             raise TaskBindError(
                 f"Task {self.name!r} was called outside a flow: call it inside `with Flow(...):` or pass flow=."
@@ -290,7 +277,7 @@ class Task:
         """Make ``task`` run before this one (passing its result as ``key`` when given)."""
         from plait.flow import Flow
 
-        flow = flow or Flow.active()
+        flow = flow if flow is not None else Flow.active()
         if flow is None:
             raise TaskBindError(f"set_upstream on task {self.name!r} needs a flow: pass flow= or use `with Flow(...)`")
         if key is None:
@@ -350,6 +337,13 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task: {self.name}>"
+
+    def __copy__(self) -> Task:
+        # Not through __getstate__: that one is for pickling and leaves the driver-side
+        # callables (trigger, on_failure, state handlers) behind, which a bound copy must keep.
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
 
     def __getstate__(self) -> dict[str, Any]:
         # State handlers, triggers and on_failure always run in the driver process, so a task
@@ -554,6 +548,43 @@ def as_task(value: Any, flow: Flow) -> Task | None:
 def _holds_task(value: Any) -> bool:
     items = value.values() if isinstance(value, dict) else value
     return any(isinstance(v, Task) or (isinstance(v, (list, tuple, set, dict)) and _holds_task(v)) for v in items)
+
+
+_CHECKED_OPTIONS = frozenset({"tags", "max_retries", "retry_delay", "timeout", "trigger", "state_handlers", "nout"})
+
+
+def _checked_option(name: str, key: str, value: Any) -> Any:
+    """An option's value in its stored form, or a clear error (for ``__init__`` and ``task_args``)."""
+    if key == "tags":
+        if isinstance(value, str):
+            raise TypeError(f"Task {name!r}: tags must be a collection of strings, got the string {value!r}")
+        return frozenset(value or ())
+    if key == "max_retries":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"Task {name!r}: max_retries must be an integer >= 0, got {value!r}")
+        return value
+    if key == "retry_delay":
+        return _as_timedelta(value, "retry_delay", name) or timedelta(0)
+    if key == "timeout":
+        timeout = _as_timedelta(value, "timeout", name)
+        if timeout is not None and timeout <= timedelta(0):
+            raise ValueError(f"Task {name!r}: timeout must be positive, got {value!r}")
+        return timeout
+    if key == "trigger":
+        if value is not None and not callable(value):
+            raise TypeError(f"Task {name!r}: trigger must be callable, got {value!r}")
+        return value or _triggers.all_successful
+    if key == "state_handlers":
+        handlers = list(value or ())
+        for handler in handlers:
+            if not callable(handler):
+                raise TypeError(f"Task {name!r}: state handler {handler!r} is not callable")
+        return handlers
+    if key == "nout":
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"Task {name!r}: nout must be a positive integer, got {value!r}")
+        return value
+    return value
 
 
 def _as_timedelta(value: timedelta | float | int | None, what: str, name: str) -> timedelta | None:

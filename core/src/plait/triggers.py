@@ -3,7 +3,7 @@
 A trigger is any function ``trigger(upstream_states: Sequence[State]) -> bool``. It returns
 ``True`` to run the task, ``False`` to end it as ``TriggerFailed``, or raises a signal
 (``signals.SKIP``, ``signals.PAUSE``) to choose another state. Tasks without upstream tasks
-always pass their trigger.
+always pass their trigger, except ``manual_only``, which pauses them too.
 
 ```python
 from plait import task, triggers

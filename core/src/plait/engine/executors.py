@@ -116,8 +116,10 @@ class ProcessExecutor(Executor):
     """Runs task runs on a pool of worker processes: good for CPU-bound Python tasks.
 
     Tasks and their inputs and results must pickle. State handlers, triggers and
-    ``on_failure`` run in the driver process. On Linux workers are forked, so flows defined in
-    a script (or loaded by ``plait run``) need no importable module.
+    ``on_failure`` run in the driver process, after the worker ran the task: a handler that
+    replaces the ``Running`` state decides the final state, but cannot stop the work. On Linux
+    workers are forked, so flows defined in a script (or loaded by ``plait run``) need no
+    importable module.
 
     Args:
         max_workers: worker processes (default: the number of CPUs).

@@ -30,7 +30,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,7 @@ from plait.states import (
     TriggerFailed,
 )
 from plait.tasks import Task
+from plait.triggers import manual_only
 
 if TYPE_CHECKING:
     from plait.engine.extras import TaskExtras
@@ -126,6 +127,10 @@ class FlowRunner:
         flow = self.flow
         flow.validate()
         params = check_parameters(flow, parameters)
+        if context is not None and not isinstance(context, Mapping):
+            raise FlowRunError(
+                f"Flow {flow.name!r}: context must be a dict of key -> value, got {type(context).__name__}: {context!r}"
+            )
         resumed = _resume_set(flow, resume)
         previous = _previous_states(flow, resume_from)
         executor = get_executor(executor)
@@ -254,6 +259,10 @@ class FlowRunner:
 
 def check_parameters(flow: Flow, given: dict[str, Any] | None) -> dict[str, Any]:
     """The run's parameter values: ``given`` checked against the flow's parameters."""
+    if given is not None and not isinstance(given, Mapping):
+        raise ParameterError(
+            f"Flow {flow.name!r}: parameters must be a dict of name -> value, got {type(given).__name__}: {given!r}"
+        )
     given = dict(given or {})
     declared = {p.name: p for p in flow.parameters()}
     unknown = sorted(set(given) - set(declared))
@@ -488,7 +497,13 @@ class _TaskRuns:
             ups = [states[u] for u in plan.ups[t]]
             for key, u, _m, flat in plan.inputs[t]:
                 value = states[u].result
-                kwargs[key] = _flatten_one(value) if flat else value
+                if flat and states[u].is_successful():  # a failed upstream is left to the trigger
+                    try:
+                        value = _flatten_one(value)
+                    except TypeError:
+                        self._end_unrun(t, i, count, _not_iterable(task, key, plan.tasks[u], value, "flatten"))
+                        return
+                kwargs[key] = value
         else:
             deferred = self.deferred[t]
             children = self.children
@@ -503,15 +518,13 @@ class _TaskRuns:
         notify = self.notifiers[t]
         if old is None:
             old = Pending()
-            if ups:
+            # a root task passes its trigger, except manual_only, which always waits for a resume
+            if ups or task.trigger is manual_only:
                 pre = _check_upstream(task, ups)
                 if pre is not None and self.resumed and task in self.resumed:
                     pre = _check_upstream_resumed(task, ups, self.ctx)
                 if pre is not None:
-                    if notify is not None:
-                        with _TaskScope(task, i, count):
-                            pre = notify(task, old, pre)
-                    self._finish(t, i, pre)
+                    self._end_unrun(t, i, count, pre)
                     return
         if sync:
             self._finish(t, i, self.runners[t](task, kwargs, i, count, old, self.ctx, notify))
@@ -522,6 +535,15 @@ class _TaskRuns:
             future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, self.runners[t])
         self.inflight[future] = (t, i, count)
         future.add_done_callback(self.done.put)
+
+    def _end_unrun(self, t: int, i: int | None, count: int, state: State) -> None:
+        """End a task run that does not start (upstream, trigger or input decided ``state``)."""
+        notify = self.notifiers[t]
+        if notify is not None:
+            task = self.plan.tasks[t]
+            with _TaskScope(task, i, count):
+                state = notify(task, Pending(), state)
+        self._finish(t, i, state)
 
     def _replay(self, t: int, i: int | None, count: int, recorded: Any) -> State:
         """Pass the state changes a worker recorded through the driver's handlers."""
@@ -535,6 +557,10 @@ class _TaskRuns:
         with _TaskScope(task, i, count):
             for old, new in recorded:
                 final = notify(task, old, new)
+                if new._running and not final._running:
+                    # as in run_task: a handler that replaces Running ends the run there (the
+                    # worker has already run the task; its outcome is discarded)
+                    return final
         return final
 
     # -- mapping ------------------------------------------------------------------------------
@@ -558,13 +584,13 @@ class _TaskRuns:
             if not (mapped or flat):
                 sources.append((key, 0, up_state.result))
                 continue
+            if up_state.is_skipped() and task.skip_on_upstream_skip:  # Skipped counts as successful
+                blocked = blocked or Skipped(f"Upstream task {plan.tasks[u].name!r} was skipped.")
+                continue
             if not up_state.is_successful():
-                if up_state.is_skipped() and task.skip_on_upstream_skip:
-                    blocked = blocked or Skipped(f"Upstream task {plan.tasks[u].name!r} was skipped.")
-                else:
-                    blocked = blocked or TriggerFailed(
-                        f"Upstream task {plan.tasks[u].name!r} did not succeed, so there is nothing to map over."
-                    )
+                blocked = blocked or TriggerFailed(
+                    f"Upstream task {plan.tasks[u].name!r} did not succeed, so there is nothing to map over."
+                )
                 continue
             value = up_state.result
             try:
@@ -575,12 +601,7 @@ class _TaskRuns:
                     continue
                 items = value if isinstance(value, list) else list(value)
             except TypeError:
-                blocked = blocked or Failed(
-                    f"Task {task.name!r} cannot map over input {key!r}: the result of task "
-                    f"{plan.tasks[u].name!r} is a {type(value).__name__} ({_short_repr(value)}), "
-                    "which is not iterable.",
-                    result=TypeError(f"{type(value).__name__} object is not iterable"),
-                )
+                blocked = blocked or _not_iterable(task, key, plan.tasks[u], value, "flatten" if flat else "map over")
                 continue
             sources.append((key, 1, items))
             n = len(items) if n is None else min(n, len(items))
@@ -601,6 +622,9 @@ class _TaskRuns:
         if notify is not None:
             with _TaskScope(task, None, 1):
                 running = notify(task, Pending(), running)
+            if not running._running:  # a handler replaced Running: no child runs
+                self._finish(t, None, running)
+                return
         states[t] = running
         self.sources[t] = sources
         self.deferred[t] = frozenset(deferred)
@@ -691,7 +715,8 @@ class _TaskRuns:
             if i < len(waits):
                 waits[i] -= 1
                 if waits[i] == 0:
-                    self.ready.append((d, i, 1, None))
+                    # to the front: child i goes down the chain of maps before child i + 1 starts
+                    self.ready.appendleft((d, i, 1, None))
         self.child_remaining[t] -= 1
         if self.child_remaining[t] == 0:
             self._finish_mapped(t)
@@ -710,7 +735,12 @@ class _TaskRuns:
     def _release(self, d: int) -> None:
         self.waits[d] -= 1
         if self.waits[d] == 0:
-            self.ready.append((d, _EXPAND if self.plan.is_mapped[d] else None, 1, None))
+            if self.plan.is_mapped[d]:
+                # expand a mapped task at once, so its children can follow their upstream
+                # children depth-first instead of waiting for a whole level to finish
+                self.ready.appendleft((d, _EXPAND, 1, None))
+            else:
+                self.ready.append((d, None, 1, None))
 
     def _schedule_retry(self, t: int, i: int | None, state: Retrying) -> None:
         task = self.plan.tasks[t]
@@ -973,6 +1003,14 @@ def _check_upstream(task: Task, ups: list[State]) -> State | None:
     if ok:
         return None
     return TriggerFailed(f"Trigger {_callable_name(task.trigger)!r} was not met by the upstream states.")
+
+
+def _not_iterable(task: Task, key: str, upstream: Task, value: Any, action: str) -> Failed:
+    return Failed(
+        f"Task {task.name!r} cannot {action} input {key!r}: the result of task "
+        f"{upstream.name!r} is a {type(value).__name__} ({_short_repr(value)}), which is not iterable.",
+        result=TypeError(f"{type(value).__name__} object is not iterable"),
+    )
 
 
 def _check_upstream_resumed(task: Task, ups: list[State], flow_ctx: dict[str, Any]) -> State | None:

@@ -1,0 +1,146 @@
+"""plait/context.py: what a running task knows about its run."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+import plait
+from plait import Flow, Parameter, context, task
+
+KEYS = (
+    "flow_name",
+    "flow_run_id",
+    "scheduled_start_time",
+    "date",
+    "today",
+    "yesterday",
+    "tomorrow",
+    "parameters",
+    "task_name",
+    "task_run_id",
+    "task_tags",
+    "map_index",
+    "task_run_count",
+)
+
+
+@task(tags=["io", "daily"])
+def snapshot(n=None, item=None):
+    data = {key: getattr(plait.context, key) for key in KEYS}
+    data["via_get"] = plait.context.get("task_name")
+    data["logger"] = type(plait.context.logger).__name__
+    return data
+
+
+def test_context_keys_inside_tasks(any_executor):
+    with Flow("ctx") as flow:
+        n = Parameter("n", default=3)
+        single = snapshot(n)
+        mapped = snapshot.map(item=[10, 20])
+    state = flow.run(executor=any_executor)
+    assert state.is_successful()
+    one = state.result[single].result
+    kids = state.result[mapped].result
+    assert one["flow_name"] == "ctx"
+    uuid.UUID(one["flow_run_id"])
+    start = one["scheduled_start_time"]
+    assert isinstance(start, datetime) and start.tzinfo is not None
+    day = start.date()
+    assert one["date"] == one["today"] == day.isoformat()
+    assert one["yesterday"] == (day - timedelta(days=1)).isoformat()
+    assert one["tomorrow"] == (day + timedelta(days=1)).isoformat()
+    assert one["parameters"] == {"n": 3}
+    assert one["task_name"] == one["via_get"] == "snapshot"
+    uuid.UUID(one["task_run_id"])
+    assert one["task_tags"] == {"io", "daily"}
+    assert one["map_index"] is None
+    assert one["task_run_count"] == 1
+    assert one["logger"] == "RunLogger"
+    assert [k["map_index"] for k in kids] == [0, 1]
+    assert {k["flow_run_id"] for k in kids} == {one["flow_run_id"]}
+    assert len({one["task_run_id"], kids[0]["task_run_id"], kids[1]["task_run_id"]}) == 3
+
+
+def test_each_flow_run_has_its_own_id():
+    with Flow("ctx") as flow:
+        s = snapshot()
+    first = flow.run().result[s].result["flow_run_id"]
+    second = flow.run().result[s].result["flow_run_id"]
+    assert first != second
+
+
+def test_scheduled_start_time_override_changes_date_keys(any_executor):
+    with Flow("ctx") as flow:
+        s = snapshot()
+    start = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
+    got = flow.run(executor=any_executor, context={"scheduled_start_time": start}).result[s].result
+    assert got["scheduled_start_time"] == start
+    assert got["date"] == got["today"] == "2026-03-01"
+    assert got["yesterday"] == "2026-02-28"
+    assert got["tomorrow"] == "2026-03-02"
+
+
+def test_backfill_loop_over_dates():
+    @task
+    def today():
+        return plait.context.today
+
+    with Flow("backfill") as flow:
+        t = today()
+    days = [date(2026, 1, 30) + timedelta(days=i) for i in range(3)]
+    seen = [
+        flow.run(context={"scheduled_start_time": datetime(d.year, d.month, d.day, tzinfo=UTC)}).result[t].result
+        for d in days
+    ]
+    assert seen == ["2026-01-30", "2026-01-31", "2026-02-01"]
+
+
+def test_context_overrides_and_extra_keys(executor):
+    @task
+    def read():
+        return plait.context.today, plait.context.get("region"), plait.context.get("absent", "dflt")
+
+    with Flow("ctx") as flow:
+        r = read()
+    got = flow.run(executor=executor, context={"today": "2000-01-01", "region": "eu"}).result[r].result
+    assert got == ("2000-01-01", "eu", "dflt")
+
+
+def test_bad_scheduled_start_time():
+    with Flow("ctx") as flow:
+        snapshot()
+    with pytest.raises(TypeError, match="scheduled_start_time must be a datetime, got str"):
+        flow.run(context={"scheduled_start_time": "2026-01-01"})
+
+
+def test_context_outside_a_run():
+    assert context.get("flow_name") is None
+    assert context.get("task_name", "none") == "none"
+    with pytest.raises(AttributeError, match=r"plait\.context has no key 'flow_name'"):
+        _ = context.flow_name
+
+
+def test_context_local_layers_values():
+    with context.local(flow_name="outer", scheduled_start_time=datetime(2026, 5, 5, tzinfo=UTC)):
+        assert context.flow_name == "outer"
+        assert context.yesterday == "2026-05-04"
+        with context.local(flow_name="inner"):
+            assert context.flow_name == "inner"
+            assert context.today == "2026-05-05"
+        assert context.flow_name == "outer"
+    assert context.get("flow_name") is None
+
+
+def test_task_run_count_counts_attempts():
+    @task(max_retries=2)
+    def attempts():
+        if context.task_run_count < 3:
+            raise ValueError("not yet")
+        return context.task_run_count
+
+    with Flow("ctx") as flow:
+        a = attempts()
+    assert flow.run().result[a].result == 3

@@ -1,0 +1,332 @@
+"""plait/engine/runner.py: state handlers, on_failure, observers and the flow run's state."""
+
+from __future__ import annotations
+
+import pytest
+
+import plait
+from plait import Flow, task
+from plait.engine.runner import FlowRunner
+from plait.errors import FlowRunError, ParameterError
+from plait.states import Cancelled, Failed, Pending, Running, Skipped, Success
+
+
+@task
+def one():
+    return 1
+
+
+@task
+def boom():
+    raise ValueError("boom")
+
+
+@task
+def plus_one(x):
+    return x + 1
+
+
+def _recorder(log):
+    def record(obj, old, new):
+        log.append((obj.name, old.name, new.name))
+
+    return record
+
+
+# -- task state handlers ---------------------------------------------------------------
+
+
+def test_task_handler_sees_every_transition(any_executor):
+    log = []
+    with Flow("h") as flow:
+        a = one(task_args={"state_handlers": [_recorder(log)]})
+        plus_one(a, task_args={"state_handlers": [_recorder(log)]})
+    flow.run(executor=any_executor)
+    assert log == [
+        ("one", "Pending", "Running"),
+        ("one", "Running", "Success"),
+        ("plus_one", "Pending", "Running"),
+        ("plus_one", "Running", "Success"),
+    ]
+
+
+def test_task_handler_gets_task_and_states():
+    got = []
+
+    def handler(task, old, new):
+        got.append((task, old, new))
+
+    with Flow("h") as flow:
+        a = one(task_args={"state_handlers": [handler]})
+    state = flow.run()
+    (t1, old1, new1), (t2, old2, new2) = got
+    assert t1 is a and t2 is a
+    assert type(old1) is Pending and type(new1) is Running and old2 is new1
+    assert new2 is state.result[a] and new2.result == 1
+
+
+def test_handler_returned_state_replaces_the_new_one(any_executor):
+    def skip_instead(task, old, new):
+        if isinstance(new, Failed):
+            return Skipped("failure forgiven")
+        return None
+
+    with Flow("h") as flow:
+        b = boom(task_args={"state_handlers": [skip_instead]})
+        after = plus_one(b)
+    state = flow.run(executor=any_executor)
+    assert type(state.result[b]) is Skipped
+    assert state.result[b].message == "failure forgiven"
+    assert type(state.result[after]) is Skipped
+    assert state.is_successful()
+
+
+def test_handlers_chain_in_order():
+    def first(task, old, new):
+        if isinstance(new, Success):
+            return Success("first", result=new.result * 10)
+        return None
+
+    def second(task, old, new):
+        if isinstance(new, Success):
+            return Success("second", result=new.result + 1)
+        return None
+
+    with Flow("h") as flow:
+        a = one(task_args={"state_handlers": [first, second]})
+    assert flow.run().result[a].result == 11
+
+
+def raising_handler(task, old, new):
+    raise RuntimeError("handler bug")
+
+
+def test_raising_task_handler_fails_the_task_naming_the_handler(any_executor, caplog):
+    with Flow("h") as flow:
+        a = one(task_args={"state_handlers": [raising_handler]})
+        after = plus_one(a)
+    state = flow.run(executor=any_executor)
+    final = state.result[a]
+    assert type(final) is Failed
+    assert "raising_handler" in final.message and "'one'" in final.message
+    assert isinstance(final.result, RuntimeError)
+    assert state.result[after].name == "TriggerFailed"
+    assert state.is_failed()
+    assert any("raising_handler" in r.getMessage() for r in caplog.records)
+
+
+def test_raising_handler_on_a_mapped_task_does_not_hang(executor):
+    with Flow("h") as flow:
+        kids = plus_one.map([1, 2], task_args={"state_handlers": [raising_handler]})
+        after = plus_one.map(kids)
+    state = flow.run(executor=executor)
+    assert state.is_failed()
+    assert state.result[kids].is_failed()
+    assert state.result[after].is_failed()
+
+
+def test_handler_returning_a_non_state_fails_the_task():
+    with Flow("h") as flow:
+        a = one(task_args={"state_handlers": [lambda t, o, n: "oops"]})
+    final = flow.run().result[a]
+    assert type(final) is Failed
+    assert "returned str, not a State or None" in final.message
+
+
+def test_state_handler_must_be_callable():
+    with pytest.raises(TypeError, match="state handler 3 is not callable"):
+        task(state_handlers=[3])(lambda: None)
+    with pytest.raises(TypeError, match="Flow 'f': state handler 3 is not callable"):
+        Flow("f", state_handlers=[3])
+
+
+# -- on_failure ---------------------------------------------------------------------------
+
+
+def test_on_failure_called_once_with_the_failed_state(any_executor):
+    calls = []
+
+    def on_failure(task, state):
+        calls.append((task.name, state))
+
+    with Flow("h") as flow:
+        b = boom(task_args={"on_failure": on_failure, "max_retries": 1})
+        one(task_args={"on_failure": on_failure})
+    state = flow.run(executor=any_executor)
+    assert len(calls) == 1
+    name, failed = calls[0]
+    assert name == "boom"
+    assert type(failed) is Failed and isinstance(failed.result, ValueError)
+    assert failed.message == state.result[b].message
+
+
+def test_raising_on_failure_is_reported():
+    def bad_callback(task, state):
+        raise RuntimeError("callback bug")
+
+    with Flow("h") as flow:
+        b = boom(task_args={"on_failure": bad_callback})
+    final = flow.run().result[b]
+    assert type(final) is Failed
+    assert "bad_callback" in final.message
+
+
+# -- flow state handlers --------------------------------------------------------------------
+
+
+def test_flow_handler_sees_every_transition():
+    log = []
+    with Flow("fh", state_handlers=[_recorder(log)]) as flow:
+        one()
+    flow.run()
+    assert log == [("fh", "Pending", "Running"), ("fh", "Running", "Success")]
+
+
+def test_flow_handler_returned_state_replaces():
+    def veto(flow, old, new):
+        if isinstance(new, Success):
+            return Failed("vetoed", result=new.result)
+        return None
+
+    with Flow("fh", state_handlers=[veto]) as flow:
+        a = one()
+    state = flow.run()
+    assert type(state) is Failed and state.message == "vetoed"
+    assert state.result[a].result == 1
+
+
+def test_flow_handler_stops_the_run_before_it_starts():
+    ran = []
+
+    @task
+    def record():
+        ran.append(1)
+
+    def refuse(flow, old, new):
+        if isinstance(new, Running):
+            return Cancelled("not today")
+        return None
+
+    with Flow("fh", state_handlers=[refuse]) as flow:
+        record()
+    state = flow.run()
+    assert type(state) is Cancelled and ran == []
+
+
+def test_raising_flow_handler_fails_the_run_naming_it(executor):
+    def flow_bug(flow, old, new):
+        if isinstance(new, Success):
+            raise RuntimeError("flow handler bug")
+
+    with Flow("fh", state_handlers=[flow_bug]) as flow:
+        one()
+    state = flow.run(executor=executor)
+    assert type(state) is Failed
+    assert "flow_bug" in state.message and "'fh'" in state.message
+
+
+# -- observers and interruption ---------------------------------------------------------------
+
+
+def test_observers_see_task_and_flow_changes(any_executor):
+    task_log, flow_log = [], []
+    with Flow("obs") as flow:
+        plus_one(one())
+    FlowRunner(flow, task_observers=[_recorder(task_log)], flow_observers=[_recorder(flow_log)]).run(
+        executor=any_executor
+    )
+    assert task_log == [
+        ("one", "Pending", "Running"),
+        ("one", "Running", "Success"),
+        ("plus_one", "Pending", "Running"),
+        ("plus_one", "Running", "Success"),
+    ]
+    assert flow_log == [("obs", "Pending", "Running"), ("obs", "Running", "Success")]
+
+
+def test_keyboard_interrupt_cancels_the_run():
+    @task
+    def interrupt():
+        raise KeyboardInterrupt
+
+    with Flow("ki") as flow:
+        a = one()
+        i = interrupt(upstream_tasks=[a])
+        later = plus_one(a, upstream_tasks=[i])
+    state = flow.run()
+    assert type(state) is Cancelled
+    assert state.result[a].result == 1
+    assert type(state.result[later]) is Cancelled
+
+
+def test_flow_can_run_again():
+    with Flow("again") as flow:
+        a = one()
+    first, second = flow.run(), flow.run()
+    assert first.result[a].result == second.result[a].result == 1
+    assert first.result[a] is not second.result[a]
+
+
+def test_handlers_see_the_task_context(any_executor):
+    seen = []
+
+    def handler(task, old, new):
+        seen.append((plait.context.flow_name, plait.context.task_name, plait.context.map_index, new.name))
+
+    with Flow("hc") as flow:
+        plus_one.map([1, 2], task_args={"state_handlers": [handler]})
+    flow.run(executor=any_executor)
+    assert sorted(seen, key=str) == sorted(
+        [
+            ("hc", "plus_one", None, "Running"),
+            ("hc", "plus_one", 0, "Running"),
+            ("hc", "plus_one", 0, "Success"),
+            ("hc", "plus_one", 1, "Running"),
+            ("hc", "plus_one", 1, "Success"),
+            ("hc", "plus_one", None, "Mapped"),
+        ],
+        key=str,
+    )
+    assert seen[0][2] is None and seen[-1] == ("hc", "plus_one", None, "Mapped")
+
+
+def test_parameters_and_context_must_be_dicts():
+    with Flow("types") as flow:
+        one()
+    with pytest.raises(ParameterError, match=r"Flow 'types': parameters must be a dict of name -> value, got int: 5"):
+        flow.run(parameters=5)
+    with pytest.raises(FlowRunError, match=r"Flow 'types': context must be a dict of key -> value, got list"):
+        flow.run(context=["today"])
+
+
+def veto_running(task, old, new):
+    if isinstance(new, Running):
+        return Skipped("vetoed")
+    return None
+
+
+def test_handler_replacing_running_decides_the_state(any_executor):
+    with Flow("h") as flow:
+        a = one(task_args={"state_handlers": [veto_running]})
+        after = plus_one(a)
+    state = flow.run(executor=any_executor)
+    assert type(state.result[a]) is Skipped and state.result[a].message == "vetoed"
+    assert type(state.result[after]) is Skipped
+
+
+def test_flow_handler_raising_at_start_runs_nothing():
+    ran = []
+
+    @task
+    def record():
+        ran.append(1)
+
+    def refuse_to_start(flow, old, new):
+        if isinstance(new, Running):
+            raise RuntimeError("no start")
+
+    with Flow("fh", state_handlers=[refuse_to_start]) as flow:
+        record()
+    state = flow.run()
+    assert type(state) is Failed and "refuse_to_start" in state.message
+    assert ran == []

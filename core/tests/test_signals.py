@@ -1,0 +1,143 @@
+"""plait/signals.py: a task chooses its own state."""
+
+from __future__ import annotations
+
+import plait
+from plait import Flow, signals, task
+from plait.states import Failed, Skipped, Success, TriggerFailed
+
+
+@task
+def fail():
+    raise signals.FAIL("bad input")
+
+
+@task
+def skip():
+    raise signals.SKIP("nothing to do")
+
+
+@task
+def succeed():
+    raise signals.SUCCESS("early exit", result=7)
+
+
+@task
+def end_run():
+    raise signals.ENDRUN(Skipped("ended by hand", result="r"))
+
+
+@task
+def echo(x=None):
+    return ("ran", x)
+
+
+@task(max_retries=2)
+def retry_once():
+    if plait.context.task_run_count == 1:
+        raise signals.RETRY("again please")
+    return plait.context.task_run_count
+
+
+@task
+def retry_without_retries():
+    raise signals.RETRY("again please")
+
+
+def test_fail(any_executor):
+    with Flow("s") as flow:
+        f = fail()
+        after = echo(f)
+    state = flow.run(executor=any_executor)
+    assert type(state.result[f]) is Failed
+    assert state.result[f].message == "bad input"
+    assert isinstance(state.result[f].result, signals.FAIL)
+    assert type(state.result[after]) is TriggerFailed
+    assert state.is_failed()
+
+
+def test_skip_propagates_downstream(any_executor):
+    with Flow("s") as flow:
+        s = skip()
+        after = echo(s)
+        after_after = echo(after)
+    state = flow.run(executor=any_executor)
+    assert type(state.result[s]) is Skipped
+    assert state.result[s].message == "nothing to do"
+    assert type(state.result[after]) is Skipped
+    assert type(state.result[after_after]) is Skipped
+    assert state.is_successful()
+
+
+def test_skip_on_upstream_skip_false_runs_anyway(executor):
+    with Flow("s") as flow:
+        s = skip()
+        after = echo(s, task_args={"skip_on_upstream_skip": False})
+    state = flow.run(executor=executor)
+    assert type(state.result[after]) is Success
+    assert state.result[after].result == ("ran", None)
+
+
+def test_success_signal_sets_result(executor):
+    with Flow("s") as flow:
+        s = succeed()
+        after = echo(s)
+    state = flow.run(executor=executor)
+    assert type(state.result[s]) is Success
+    assert state.result[s].message == "early exit"
+    assert state.result[after].result == ("ran", 7)
+
+
+def test_retry_signal_runs_again(any_executor):
+    with Flow("s") as flow:
+        r = retry_once()
+    state = flow.run(executor=any_executor)
+    assert type(state.result[r]) is Success
+    assert state.result[r].result == 2
+
+
+def test_retry_signal_without_retries_left_fails():
+    with Flow("s") as flow:
+        r = retry_without_retries()
+    final = flow.run().result[r]
+    assert type(final) is Failed
+    assert "no retries are left" in final.message
+
+
+def test_endrun_sets_the_given_state(any_executor):
+    with Flow("s") as flow:
+        e = end_run()
+    final = flow.run(executor=any_executor).result[e]
+    assert type(final) is Skipped
+    assert final.message == "ended by hand" and final.result == "r"
+
+
+def test_fail_signal_is_retried_like_an_error():
+    calls = []
+
+    @task(max_retries=1)
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise signals.FAIL("first time")
+        return "ok"
+
+    with Flow("s") as flow:
+        f = flaky()
+    assert flow.run().result[f].result == "ok"
+    assert len(calls) == 2
+
+
+@task
+def pause():
+    raise signals.PAUSE("waiting for approval")
+
+
+def test_pause_signal_pauses_the_task_and_the_flow(executor):
+    with Flow("s") as flow:
+        p = pause()
+        later = echo(p)
+    state = flow.run(executor=executor)
+    assert state.result[p].name == "Paused" and state.result[p].message == "waiting for approval"
+    assert state.name == "Paused" and "pause" in state.message
+    assert not state.result[later].is_finished()
