@@ -9,7 +9,8 @@ url = Secret("SLACK_WEBHOOK_URL").get()   # $SLACK_WEBHOOK_URL, else [secrets] S
 Every value a ``Secret`` returns is remembered for masking: ``SecretsFilter`` (on Plait's own
 log handlers and on handlers plugins register) replaces it with ``********`` in log messages,
 their arguments, exception text and extra fields, and Plait's own error messages mask it too.
-Add ``SecretsFilter()`` to your own handlers to get the same.
+Add ``SecretsFilter()`` to your own handlers to get the same. Values shorter than 4
+characters are not masked (masking ``"1"`` everywhere would garble every log line).
 """
 
 from __future__ import annotations

@@ -197,6 +197,8 @@ class PlaitPluginManager(pluggy.PluginManager):
                 logger.info("hook %s raised %r", hook_name, outcome.exception)
 
         self._untrace = self.add_hookcall_monitoring(before, after)
+        # Trace lines show even when Plait's logging level is quieter.
+        logger.setLevel(logging.INFO)
 
     @property
     def failed(self) -> list[PluginRecord]:
