@@ -68,3 +68,11 @@ def test_plait_plugin_new_rejects_a_bad_name(tmp_path):
     assert out.exit_code == 2
     assert "Invalid value for --name: 'Bad Name!' is not a valid plugin name" in " ".join(out.output.split())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plait_plugin_new_refuses_to_overwrite(tmp_path):
+    args = ["plugin", "new", "--name", "twice", "--no-input", "-o", str(tmp_path)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1
+    assert "The plugin was not created" in again.output and "choose another --name or --output-dir" in again.output
