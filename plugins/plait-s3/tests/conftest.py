@@ -113,13 +113,18 @@ def aws_env(moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def reset_settings() -> None:
     """Make the plugin read the environment and config again (new clients, new config)."""
-    try:
-        from plait.config import reset_config
-    except ImportError:
-        pass
-    else:
-        reset_config()
+    from plait.config import reset_config
+
+    reset_config()
     plait_s3.clear_clients()
+
+
+@pytest.fixture
+def plait_plugin():
+    """The plugin under test, for plait.testing's fixtures (plait_hooks, plait_run)."""
+    from plait_s3 import plugin
+
+    return plugin
 
 
 @pytest.fixture

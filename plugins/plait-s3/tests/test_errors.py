@@ -26,13 +26,6 @@ from plait_s3 import (
 
 from plait import Flow
 
-try:
-    import plait.secrets  # noqa: F401
-
-    HAVE_SECRETS = True
-except ImportError:  # the core's plugin system (plait.secrets, plait.config) is not there yet
-    HAVE_SECRETS = False
-
 
 def _full_text(exc: BaseException) -> str:
     """Everything a user could see of an exception: message, repr, traceback with its causes."""
@@ -164,7 +157,6 @@ def test_access_denied_names_a_profile_from_the_shared_credentials_file(denied, 
     assert denied.secret not in text and denied.key_id not in text
 
 
-@pytest.mark.skipif(not HAVE_SECRETS, reason="needs plait.secrets from the core's plugin system")
 def test_access_denied_names_the_plait_secrets_from_config(denied, monkeypatch, caplog):
     monkeypatch.setenv("REPORTING_KEY_ID", denied.key_id)
     monkeypatch.setenv("REPORTING_SECRET", denied.secret)
@@ -236,7 +228,6 @@ def test_no_credentials_anywhere_says_where_to_put_them(bucket, monkeypatch):
     assert "AWS_ACCESS_KEY_ID" in message and "[plugins.s3]" in message
 
 
-@pytest.mark.skipif(not HAVE_SECRETS, reason="needs plait.secrets from the core's plugin system")
 def test_a_named_secret_that_is_not_set_is_a_credentials_error(bucket, monkeypatch):
     monkeypatch.setenv("PLAIT__PLUGINS__S3__ACCESS_KEY_ID_SECRET", "NOT_SET_KEY_ID")
     monkeypatch.setenv("PLAIT__PLUGINS__S3__SECRET_ACCESS_KEY_SECRET", "NOT_SET_SECRET")

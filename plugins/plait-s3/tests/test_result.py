@@ -20,22 +20,6 @@ from plait.errors import ResultError
 from plait.results import Result
 from plait.states import Cached
 
-
-def _s3_scheme_registered() -> bool:
-    from plait.results import result_types
-
-    try:
-        return "s3" in result_types()
-    except Exception:
-        return False
-
-
-needs_registry = pytest.mark.skipif(
-    not _s3_scheme_registered(),
-    reason="the core does not look result types up in the plugin registry yet (plait.results.result_types)",
-)
-
-
 # --- the class on its own ------------------------------------------------------------------------
 
 
@@ -265,7 +249,6 @@ def test_a_target_that_cannot_be_checked_fails_the_task_with_the_reason():
 # --- through the plugin registry: result="s3://..." ----------------------------------------------
 
 
-@needs_registry
 def test_a_result_url_checkpoints_with_no_extra_code(bucket, s3):
     @task(result=f"s3://{bucket}/{{flow_name}}/{{task_name}}.pkl", checkpoint=True)
     def extract():
@@ -279,7 +262,6 @@ def test_a_result_url_checkpoints_with_no_extra_code(bucket, s3):
     assert pickle.loads(s3.get_object(Bucket=bucket, Key="by-url/extract.pkl")["Body"].read()) == {"a": 1}
 
 
-@needs_registry
 def test_a_result_url_target_skips_the_work_on_the_second_run(bucket):
     executions = []
 

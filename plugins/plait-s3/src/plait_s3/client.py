@@ -230,12 +230,8 @@ def _connect(config: S3Config) -> S3Connection:
 
 
 def _secret_keys(config: S3Config) -> dict[str, str]:
+    from plait.errors import SecretNotFoundError
     from plait.secrets import Secret
-
-    try:
-        from plait.errors import SecretNotFoundError
-    except ImportError:  # pragma: no cover - a core without plait.secrets fails at the import above
-        SecretNotFoundError = LookupError  # noqa: N806
 
     keys = {}
     for field_name, arg in (
@@ -269,10 +265,8 @@ def _chain_source(session: Any, config: S3Config) -> str:
 
 def _mask_chain_credentials(session: Any) -> None:
     """Have Plait's log handlers mask the keys boto3 found (botocore's DEBUG logs show the key id)."""
-    try:
-        from plait.secrets import register_secret
-    except ImportError:  # a core without plait.secrets
-        return
+    from plait.secrets import register_secret
+
     try:
         credentials = session.get_credentials()
         frozen = credentials.get_frozen_credentials() if credentials is not None else None
@@ -285,19 +279,6 @@ def _mask_chain_credentials(session: Any) -> None:
 
 
 def _plugin_section() -> dict[str, Any]:
-    try:
-        from plait.config import get_config
-    except ImportError:
-        return _env_section()
+    from plait.config import get_config
+
     return dict(get_config().plugin_section("s3"))
-
-
-def _env_section() -> dict[str, Any]:
-    # Until the core has plait.config: PLAIT__PLUGINS__S3__<KEY> variables only.
-    prefix = "PLAIT__PLUGINS__S3__"
-    out: dict[str, Any] = {}
-    for name, raw in os.environ.items():
-        if name.startswith(prefix):
-            key = name[len(prefix) :].lower()
-            out[key] = int(raw) if raw.isdigit() else raw
-    return out

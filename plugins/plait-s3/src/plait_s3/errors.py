@@ -203,8 +203,6 @@ def _find(exc: BaseException, cls: type[BaseException]) -> Any:
 
 
 def _mask(text: str) -> str:
-    try:
-        from plait.secrets import mask
-    except ImportError:  # a core without plait.secrets: nothing is registered for masking
-        return text
+    from plait.secrets import mask
+
     return mask(text)

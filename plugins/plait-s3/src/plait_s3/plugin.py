@@ -7,12 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-try:
-    from plait import hookimpl
-except ImportError:  # a core without the plugin system's export: the same marker, made here
-    import pluggy
-
-    hookimpl = pluggy.HookimplMarker("plait")
+from plait import hookimpl
 
 
 @hookimpl

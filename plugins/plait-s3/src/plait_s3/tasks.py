@@ -76,7 +76,7 @@ class _S3Task(Task):
 
 
 class S3Upload(_S3Task):
-    """Upload bytes, text or a local file to ``s3://bucket/key``; returns the object's URL.
+    """Upload bytes, text or a local file to s3://bucket/key; returns the object's URL.
 
     Files are streamed from disk: anything larger than the multipart threshold
     (``[plugins.s3] multipart_threshold``, boto3's default 8 MiB) goes up in parts, several at
@@ -123,24 +123,23 @@ class S3Upload(_S3Task):
                 f"S3Upload {self.name!r}: give exactly one of data= (bytes or text) or path= (a local file)"
             )
         bucket, key = self._bucket(bucket), self._key(key)
+        if path is not None and not Path(path).is_file():
+            raise S3ConfigError(f"S3Upload {self.name!r}: the file {str(path)!r} does not exist", bucket, key)
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if path is None and not isinstance(data, (bytes, bytearray, memoryview)):
+            raise S3ConfigError(
+                f"S3Upload {self.name!r}: data must be bytes or text, got {type(data).__name__}; "
+                "pass a local file with path=",
+                bucket,
+                key,
+            )
         conn = self._connection()
         extra = self.extra_args or None
         try:
             if path is not None:
-                file = Path(path)
-                if not file.is_file():
-                    raise S3ConfigError(f"S3Upload {self.name!r}: the file {str(path)!r} does not exist", bucket, key)
-                conn.client.upload_file(str(file), bucket, key, ExtraArgs=extra, Config=conn.transfer_config)
+                conn.client.upload_file(os.fspath(path), bucket, key, ExtraArgs=extra, Config=conn.transfer_config)
             else:
-                if isinstance(data, str):
-                    data = data.encode("utf-8")
-                if not isinstance(data, (bytes, bytearray, memoryview)):
-                    raise S3ConfigError(
-                        f"S3Upload {self.name!r}: data must be bytes or text, got {type(data).__name__}; "
-                        "pass a local file with path=",
-                        bucket,
-                        key,
-                    )
                 conn.client.upload_fileobj(io.BytesIO(data), bucket, key, ExtraArgs=extra, Config=conn.transfer_config)
         except Exception as exc:
             raise self._error(exc, "uploading", bucket, key) from exc
@@ -148,7 +147,7 @@ class S3Upload(_S3Task):
 
 
 class S3Download(_S3Task):
-    """Download ``s3://bucket/key``: returns its bytes, or writes it to ``path`` and returns the path.
+    """Download s3://bucket/key: returns its bytes, or writes it to a file and returns the path.
 
     A download to a file goes to a temporary name next to it and is renamed when complete,
     so a reader never sees half a file; large objects come down in parts.
@@ -314,7 +313,7 @@ class S3Delete(_S3Task):
 
 
 class S3Copy(_S3Task):
-    """Copy ``s3://source_bucket/source_key`` to ``s3://bucket/key``; returns the new object's URL.
+    """Copy s3://source_bucket/source_key to s3://bucket/key inside S3; returns the new object's URL.
 
     The copy happens inside S3 (the data does not pass through this machine); objects larger
     than the multipart threshold are copied in parts. ``source_bucket`` defaults to ``bucket``.
