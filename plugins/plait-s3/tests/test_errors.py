@@ -3,6 +3,7 @@ missing credentials, unreachable endpoints and bad settings; credentials never i
 
 from __future__ import annotations
 
+import io
 import logging
 import traceback
 
@@ -277,3 +278,34 @@ def test_bad_settings_are_refused_with_the_fix():
 def test_an_invalid_bucket_name_is_a_config_error():
     with pytest.raises(S3ConfigError, match=r"Invalid S3 request while listing s3://bad bucket name"):
         S3List(bucket="bad bucket name").run()
+
+
+def test_keys_found_by_boto3_are_masked_even_in_botocores_debug_logs(denied):
+    """botocore's DEBUG logs carry the access key id (in the Authorization header); the plugin
+    registers the keys it uses with Plait's masking, so a handler with SecretsFilter (every
+    handler Plait attaches has one) prints ******** instead."""
+    from plait.secrets import MASK, SecretsFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    handler.addFilter(SecretsFilter())
+    root, botocore_logger = logging.getLogger(), logging.getLogger("botocore")
+    old_levels = root.level, botocore_logger.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    botocore_logger.setLevel(logging.DEBUG)
+    try:
+        with Flow("debug-logs") as flow:
+            got = S3Download(bucket=denied.bucket, key=denied.key)()
+        state = flow.run()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_levels[0])
+        botocore_logger.setLevel(old_levels[1])
+
+    assert state.result[got].is_failed()
+    output = stream.getvalue()
+    assert "Authorization" in output and "Credential=" + MASK in output  # botocore did log the header
+    assert "the credentials came from env" in output  # the run logger's failure message
+    assert denied.key_id not in output and denied.secret not in output

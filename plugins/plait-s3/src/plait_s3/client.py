@@ -203,6 +203,18 @@ def clear_clients() -> None:
         _connections.clear()
 
 
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at the fork; the child starts with a fresh one
+    # and no clients (the parent's keep their connection pools).
+    global _lock
+    _lock = threading.Lock()
+    _connections.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _connect(config: S3Config) -> S3Connection:
     import boto3
     from botocore.exceptions import BotoCoreError, ProfileNotFound

@@ -1,7 +1,8 @@
 """S3 tasks: upload, download, list, delete and copy objects.
 
 Each task takes ``bucket`` and ``key`` when it is built, when it is called in a flow, or both
-(values given to the call win), and ``config=`` (an ``S3Config`` or a dict) to choose the
+(values given to the call win; ``run()`` takes what to act on first and ``bucket`` last, so
+``S3Download(bucket="b")("2024/a.csv")`` works), and ``config=`` (an ``S3Config`` or a dict) to choose the
 endpoint, region, profile or credentials; unset settings come from ``[plugins.s3]``::
 
     from plait import Flow, Parameter
@@ -161,7 +162,7 @@ class S3Download(_S3Task):
     """
 
     def run(  # type: ignore[override]
-        self, bucket: str | None = None, key: str | None = None, path: str | os.PathLike[str] | None = None
+        self, key: str | None = None, path: str | os.PathLike[str] | None = None, bucket: str | None = None
     ) -> bytes | str:
         """Fetch the object; into memory unless ``path`` is given."""
         bucket, key = self._bucket(bucket), self._key(key)
@@ -223,7 +224,7 @@ class S3List(_S3Task):
         self.page_size = page_size
 
     def run(  # type: ignore[override]
-        self, bucket: str | None = None, prefix: str | None = None, delimiter: str | None = None
+        self, prefix: str | None = None, delimiter: str | None = None, bucket: str | None = None
     ) -> list[str]:
         """List ``bucket`` under ``prefix`` (both default to the task's own)."""
         bucket = self._bucket(bucket)
@@ -270,7 +271,7 @@ class S3Delete(_S3Task):
         self.missing_ok = missing_ok
 
     def run(  # type: ignore[override]
-        self, bucket: str | None = None, key: str | None = None, keys: Iterable[str] | None = None
+        self, key: str | None = None, keys: Iterable[str] | None = None, bucket: str | None = None
     ) -> list[str]:
         """Delete ``key``, or every key of ``keys`` (in batches of 1,000)."""
         bucket = self._bucket(bucket)
