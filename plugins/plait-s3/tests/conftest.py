@@ -12,10 +12,7 @@ plugin finds the server through ``PLAIT__PLUGINS__S3__ENDPOINT_URL``.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -25,6 +22,7 @@ from pathlib import Path
 
 import plait_s3
 import pytest
+from plait_s3.testing import MotoServerError, start_moto_server, stop_moto_server
 
 REGION = "us-east-1"
 #: The dummy keys every test runs with (moto accepts any keys while authentication is off).
@@ -36,54 +34,23 @@ ENV_SECRET = "plait-env-secret-8f3c2a1b9d"
 class MotoServer:
     endpoint: str
     process: subprocess.Popen
-    log: Path
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_moto(log_dir: Path, name: str, env: dict[str, str] | None = None) -> MotoServer:
-    """Start ``python -m moto.server`` on a free port and wait until it answers HTTP."""
-    last_error = ""
-    for _attempt in range(3):  # another process may take the port between bind and listen
-        port = _free_port()
-        log = log_dir / f"{name}-{port}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-            )
-        endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2):
-                    return MotoServer(endpoint, proc, log)
-            except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.1)  # polling for readiness, not synchronising the test itself
-        proc.kill()
-        proc.wait()
-        last_error = log.read_text(errors="replace")[-2000:]
-    pytest.skip(f"the moto S3 server could not start on 127.0.0.1 (pip install 'moto[server]'): {last_error}")
+def _start_moto(log_dir: Path, env: dict[str, str] | None = None) -> MotoServer:
+    try:
+        process, endpoint = start_moto_server(log_dir, env)
+    except MotoServerError as exc:  # the one reason to skip: the service cannot run here
+        pytest.skip(str(exc))
+    return MotoServer(endpoint, process)
 
 
 def _stop(server: MotoServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    stop_moto_server(server.process)
 
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = _start_moto(tmp_path_factory.mktemp("moto"), "s3")
+    server = _start_moto(tmp_path_factory.mktemp("moto"))
     yield server
     _stop(server)
 
@@ -165,7 +132,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer
     """
     import boto3
 
-    server = _start_moto(tmp_path_factory.mktemp("moto-auth"), "s3-auth")
+    server = _start_moto(tmp_path_factory.mktemp("moto-auth"))
     session = boto3.session.Session(aws_access_key_id="setup", aws_secret_access_key="setup", region_name=REGION)
     admin = session.client("s3", endpoint_url=server.endpoint)
     iam = session.client("iam", endpoint_url=server.endpoint)

@@ -309,3 +309,21 @@ def test_keys_found_by_boto3_are_masked_even_in_botocores_debug_logs(denied):
     assert "Authorization" in output and "Credential=" + MASK in output  # botocore did log the header
     assert "the credentials came from env" in output  # the run logger's failure message
     assert denied.key_id not in output and denied.secret not in output
+
+
+def test_any_other_s3_refusal_keeps_its_code_and_message(bucket, s3):
+    s3.put_object(Bucket=bucket, Key="same.txt", Body=b"x")
+    # S3 refuses to copy an object onto itself without changing anything.
+    with pytest.raises(S3Error) as info:
+        S3Copy(bucket=bucket).run(source_key="same.txt", key="same.txt")
+    assert type(info.value) is S3Error
+    message = str(info.value)
+    assert f"S3 request failed while copying s3://{bucket}/same.txt to s3://{bucket}/same.txt" in message
+    assert "InvalidRequest" in message
+
+
+def test_a_setting_of_the_wrong_type_in_plugins_s3_is_named(bucket, monkeypatch):
+    monkeypatch.setenv("PLAIT__PLUGINS__S3__MULTIPART_THRESHOLD", "big")
+    reset_settings()
+    with pytest.raises(S3ConfigError, match=r"config \[plugins.s3\]: multipart_threshold must be a positive integer"):
+        S3List(bucket=bucket).run()
