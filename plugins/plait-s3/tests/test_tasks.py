@@ -318,3 +318,29 @@ def test_positional_arguments_name_what_to_act_on_first(bucket, s3):
     assert S3List(bucket=bucket).run("docs/") == ["docs/a.txt"]
     assert S3Delete(bucket=bucket).run("docs/a.txt") == ["docs/a.txt"]
     assert S3Upload(bucket=bucket).run(b"B", None, None, "docs/b.txt") == f"s3://{bucket}/docs/b.txt"
+
+
+def test_in_memory_data_over_the_threshold_goes_up_in_parts_too(bucket, s3):
+    data = os.urandom(11 * MiB)
+    S3Upload(bucket=bucket, config=SMALL_PARTS).run(data=data, key="from-memory")
+    head = s3.head_object(Bucket=bucket, Key="from-memory")
+    assert head["ETag"].strip('"').endswith("-3")
+    assert s3.get_object(Bucket=bucket, Key="from-memory")["Body"].read() == data
+
+
+def test_dummy_test_keys_are_not_masked_but_real_length_keys_are(monkeypatch):
+    from conftest import reset_settings
+
+    from plait.secrets import mask
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    reset_settings()
+    get_connection()
+    assert mask("flow testing-daily") == "flow testing-daily"
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALLENGTHKEY123")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "a-forty-character-secret-access-key-0000")
+    reset_settings()
+    get_connection()
+    assert mask("id AKIAREALLENGTHKEY123 / a-forty-character-secret-access-key-0000") == "id ******** / ********"

@@ -37,6 +37,9 @@ from plait_s3.errors import S3ConfigError, S3CredentialsError
 
 __all__ = ["S3Config", "S3Connection", "clear_clients", "get_connection", "plugin_settings"]
 
+#: Keys boto3 finds are masked in logs from this length (AWS access key ids have 16 to 128).
+_MIN_MASKED_KEY = 16
+
 #: S3 refuses parts smaller than 5 MiB (except the last one).
 MIN_PART_SIZE = 5 * 1024 * 1024
 
@@ -286,7 +289,9 @@ def _mask_chain_credentials(session: Any) -> None:
         return
     if frozen is not None:
         for value in (frozen.access_key, frozen.secret_key, frozen.token):
-            if value:
+            # Real AWS keys are 16+ characters; dummy test keys ("test", "testing") are not
+            # secrets, and masking them would garble every log line that holds the word.
+            if value and len(value) >= _MIN_MASKED_KEY:
                 register_secret(value)
 
 

@@ -140,6 +140,9 @@ class S3Upload(_S3Task):
         try:
             if path is not None:
                 conn.client.upload_file(os.fspath(path), bucket, key, ExtraArgs=extra, Config=conn.transfer_config)
+            elif len(data) < conn.transfer_config.multipart_threshold:
+                # One request, without the transfer manager's threads: the common small case.
+                conn.client.put_object(Bucket=bucket, Key=key, Body=bytes(data), **(extra or {}))
             else:
                 conn.client.upload_fileobj(io.BytesIO(data), bucket, key, ExtraArgs=extra, Config=conn.transfer_config)
         except Exception as exc:
