@@ -317,7 +317,7 @@ def test_positional_arguments_name_what_to_act_on_first(bucket, s3):
     assert S3Download(bucket=bucket).run("docs/a.txt") == b"A"
     assert S3List(bucket=bucket).run("docs/") == ["docs/a.txt"]
     assert S3Delete(bucket=bucket).run("docs/a.txt") == ["docs/a.txt"]
-    assert S3Upload(bucket=bucket).run(b"B", None, None, "docs/b.txt") == f"s3://{bucket}/docs/b.txt"
+    assert S3Upload(bucket=bucket).run(b"B", "docs/b.txt") == f"s3://{bucket}/docs/b.txt"
 
 
 def test_in_memory_data_over_the_threshold_goes_up_in_parts_too(bucket, s3):

@@ -21,6 +21,8 @@ multipart_chunksize = 8388608
 
 Clients are shared by every thread of a process (boto3 clients are thread-safe; sessions are
 not, so each is made and used under a lock) and made again in a child process after a fork.
+Credentials are looked up when a client is made: after changing them (or the config) in a
+running process, call ``clear_clients()``.
 Access keys are read through ``plait.secrets.Secret`` (so Plait masks them in logs) and are
 never kept on the settings object, in a ``repr`` or in an error message.
 """

@@ -112,9 +112,9 @@ class S3Upload(_S3Task):
     def run(  # type: ignore[override]
         self,
         data: bytes | str | None = None,
+        key: str | None = None,
         path: str | os.PathLike[str] | None = None,
         bucket: str | None = None,
-        key: str | None = None,
     ) -> str:
         """Upload ``data`` (bytes or text) or the file at ``path`` (exactly one of them)."""
         if isinstance(data, os.PathLike):
