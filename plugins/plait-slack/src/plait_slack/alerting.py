@@ -445,6 +445,8 @@ class Notifier:
     ) -> None:
         """Send the run's summary (if anything is worth saying) and wait up to ``timeout`` for it."""
         tasks = self.runs.pop(run_id)
+        if self.tags is not None and not tasks:
+            flow_matches = False  # with tags, only runs where a tagged task alerted are worth a message
         if self.immediate:
             # single changes went out as they happened; only repeats still need telling
             tasks = [t for t in tasks if t.count > 1]

@@ -140,6 +140,8 @@ def slack_notifier(
         if notifier is None:
             plugin.warn_unconfigured()
             return None
+        if plugin.global_alerts_on():
+            return None  # the plugin's hooks already see every state change
         return notifier(obj, old_state, new_state)
     if obj is not None:
         raise SlackConfigError(

@@ -72,8 +72,8 @@ _NOTIFIER_KEYS = {
 }
 
 _lock = threading.Lock()
-_cached: tuple[Any, Any] | None = None  # (config object, notifier or None)
-_global: Any = None  # the configured notifier, for the task hook's fast path
+_cached: tuple[Any, Any, bool] | None = None  # (config object, notifier or None, global alerts on)
+_global: Any = None  # the configured notifier while global alerting is on: the task hook's fast path
 _warned = False
 
 
@@ -96,25 +96,36 @@ def slack_settings(config: Any = None) -> dict[str, Any]:
 
 def configured_notifier() -> Any:
     """The notifier ``[plugins.slack]`` describes (made once per config), or ``None``."""
+    return _configured()[0]
+
+
+def global_alerts_on() -> bool:
+    """Whether the plugin's hooks are alerting for every flow right now (so a bare
+    ``slack_notifier`` handler must not count the same change twice)."""
+    return _global is not None
+
+
+def _configured() -> tuple[Any, bool]:
     global _cached
     config = _config()
     cached = _cached
     if cached is not None and cached[0] is config:
-        return cached[1]
+        return cached[1], cached[2]
     with _lock:
         if _cached is not None and _cached[0] is config:
-            return _cached[1]
+            return _cached[1], _cached[2]
         notifier = None
         section = _section(config)
-        if section.get("alerts", True) and _has_destination(section):
+        if _has_destination(section):
             from plait_slack.notifier import SlackNotifier
 
             try:
                 notifier = SlackNotifier(**slack_settings(config))
             except Exception as exc:
                 logger.error("plait-slack: [plugins.%s] is not usable, no alerts will be sent: %s", SECTION, exc)
-        _cached = (config, notifier)
-        return notifier
+        enabled = bool(section.get("alerts", True)) and notifier is not None
+        _cached = (config, notifier, enabled)
+        return notifier, enabled
 
 
 def warn_unconfigured() -> None:
@@ -169,7 +180,8 @@ def plait_task_state_changed(task: Any, old_state: Any, new_state: Any) -> None:
 @hookimpl
 def plait_flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
     global _global
-    notifier = configured_notifier()
+    configured, enabled = _configured()
+    notifier = configured if enabled else None
     _global = notifier
     if notifier is not None:
         notifier.flow_changed(flow, old_state, new_state)

@@ -91,7 +91,7 @@ class FakeSlack:
 
     def start(self) -> FakeSlack:
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-slack", daemon=True
@@ -210,6 +210,11 @@ class FakeSlack:
                 "message": {"type": "message", "text": body.get("text", "")},
             }
         return 200, json.dumps(answer).encode(), {"Content-Type": "application/json; charset=utf-8"}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (timeouts in tests) is not an error of the fake
 
 
 def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
