@@ -20,6 +20,10 @@ How an alert travels (the same for ``slack_notifier`` and the global ``[plugins.
    (``queue_size``): when full, new alerts are dropped and counted, never waited for. A delivery
    that fails is logged (naming the plugin, secrets masked) and dropped; nothing it does can
    change a run's state.
+
+plait-slack and plait-http each carry this module (``plait_slack.alerting``,
+``plait_http.alerting``): they are independent distributions and neither depends on the other.
+Keep the two copies the same.
 """
 
 from __future__ import annotations
