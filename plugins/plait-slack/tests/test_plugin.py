@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -45,6 +46,27 @@ webhook_url_secret = "TEST_SLACK_WEBHOOK"
 template = "{{flow}} {{state}}: {{tasks}}"
 {extra}
 """
+
+
+@task
+def fail_one(x: int) -> int:
+    raise ValueError(f"bad item {x}")
+
+
+def test_processes_executor_alerts_once(fake_slack, configure, hooks):
+    configure(webhook_config(fake_slack), TEST_SLACK_WEBHOOK=fake_slack.webhook_url)
+    with Flow("procs") as flow:
+        fail_one.map([1, 2, 3, 4])
+
+    assert flow.run(executor="processes").is_failed()
+
+    [text] = fake_slack.texts()
+    # which child is reported first depends on which worker finished first
+    assert re.fullmatch(
+        r"procs Failed: fail_one: 4 task runs Failed \(first: fail_one\[(\d)\]: "
+        r"Error during execution of task: ValueError\('bad item \d'\)\)",
+        text,
+    )
 
 
 def broken_flow(name: str = "etl", n: int | None = None, tags: list[str] | None = None) -> Flow:
