@@ -111,3 +111,13 @@ def test_bare_webhook_notifier_uses_the_config(webhook_receiver: WebhookReceiver
 
 def test_register_tasks_offers_http_request():
     assert plugin.plait_register_tasks() == [HTTPRequest]
+
+
+def test_configured_url_and_key_are_masked_by_plait(webhook_receiver, configure, hooks):
+    from plait.secrets import MASK, mask
+
+    url = webhook_receiver.url + "/T123/secret-route-456"
+    configure(CONFIG, TEST_ALERT_URL=url, TEST_ALERT_KEY="signing-key-789")
+    assert plugin.configured_notifier() is not None
+    assert mask(f"posting to {url}") == f"posting to {MASK}"
+    assert mask("/T123/secret-route-456 and signing-key-789") == f"{MASK} and {MASK}"

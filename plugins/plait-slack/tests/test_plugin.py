@@ -282,3 +282,30 @@ def test_register_tasks_offers_slack_message():
     from plait_slack import SlackMessage
 
     assert plugin.plait_register_tasks() == [SlackMessage]
+
+
+def test_a_bad_config_is_logged_and_the_run_goes_on(fake_slack, configure, hooks, caplog):
+    configure('[plugins.slack]\nwebhook_url_secret = "W"\nstates = ["Failure"]\n', W=fake_slack.webhook_url)
+
+    assert broken_flow().run().is_failed()
+
+    assert "plait-slack: [plugins.slack] is not usable, no alerts will be sent" in caplog.text
+    assert "only_states has 'Failure'" in caplog.text
+    assert fake_slack.requests == []
+
+
+def test_a_missing_secret_is_logged_and_the_run_goes_on(configure, hooks, caplog, monkeypatch):
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    configure('[plugins.slack]\nwebhook_url_secret = "NOT_SET_ANYWHERE"\n')
+
+    assert broken_flow().run().is_failed()
+
+    assert "Secret 'NOT_SET_ANYWHERE' is not set" in caplog.text
+
+
+def test_configured_secrets_are_masked_by_plait(fake_slack, configure, hooks):
+    from plait.secrets import MASK, mask
+
+    configure(f'[plugins.slack]\ntoken = "xoxb-inline-token-777"\nchannel = "#a"\nbase_url = "{fake_slack.base_url}"\n')
+    assert plugin.configured_notifier() is not None
+    assert mask("token xoxb-inline-token-777 here") == f"token {MASK} here"

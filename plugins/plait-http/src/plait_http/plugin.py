@@ -28,7 +28,7 @@ import logging
 import threading
 from typing import Any
 
-from plait_http.alerting import live_notifiers, register_secrets
+from plait_http.alerting import live_notifiers, mask_text, register_secrets
 from plait_http.errors import HTTPConfigError
 
 try:  # the core's marker, when the plugin system is there
@@ -122,11 +122,25 @@ def plait_register_tasks() -> list[Any]:
 def plait_task_state_changed(task: Any, old_state: Any, new_state: Any) -> None:
     notifier = _global
     if notifier is not None:
-        notifier.task_changed(task, old_state, new_state)
+        try:
+            notifier.task_changed(task, old_state, new_state)
+        except Exception as exc:  # never let an alert change a run, even in strict mode
+            logger.error(
+                "%s: failed recording a state change of task %r: %s", "plait-http", task.name, mask_text(str(exc), ())
+            )
 
 
 @hookimpl
 def plait_flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
+    try:
+        _flow_state_changed(flow, old_state, new_state, context)
+    except Exception as exc:  # never let an alert change a run, even in strict mode
+        logger.error(
+            "%s: failed handling a state change of flow %r: %s", "plait-http", flow.name, mask_text(str(exc), ())
+        )
+
+
+def _flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
     global _global
     configured, enabled = _configured()
     notifier = configured if enabled else None

@@ -30,7 +30,7 @@ import logging
 import threading
 from typing import Any
 
-from plait_slack.alerting import live_notifiers, register_secrets
+from plait_slack.alerting import live_notifiers, mask_text, register_secrets
 from plait_slack.errors import SlackConfigError
 
 try:  # the core's marker, when the plugin system is there
@@ -156,9 +156,9 @@ def plait_register_log_handlers(config: Any) -> list[logging.Handler]:
         return []
     from plait_slack.logs import SlackLogHandler
 
-    settings = slack_settings(config)
-    return [
-        SlackLogHandler(
+    try:
+        settings = slack_settings(config)
+        handler = SlackLogHandler(
             level=str(level).upper(),
             webhook_url=settings.get("webhook_url"),
             token=settings.get("token"),
@@ -167,18 +167,37 @@ def plait_register_log_handlers(config: Any) -> list[logging.Handler]:
             batch_size=int(section.get("log_batch_size", 20)),
             timeout=float(section.get("timeout", 10.0)),
         )
-    ]
+    except Exception as exc:
+        logger.error(
+            "plait-slack: no SlackLogHandler: [plugins.%s] is not usable: %s", SECTION, mask_text(str(exc), ())
+        )
+        return []
+    return [handler]
 
 
 @hookimpl
 def plait_task_state_changed(task: Any, old_state: Any, new_state: Any) -> None:
     notifier = _global
     if notifier is not None:
-        notifier.task_changed(task, old_state, new_state)
+        try:
+            notifier.task_changed(task, old_state, new_state)
+        except Exception as exc:  # never let an alert change a run, even in strict mode
+            logger.error(
+                "%s: failed recording a state change of task %r: %s", "plait-slack", task.name, mask_text(str(exc), ())
+            )
 
 
 @hookimpl
 def plait_flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
+    try:
+        _flow_state_changed(flow, old_state, new_state, context)
+    except Exception as exc:  # never let an alert change a run, even in strict mode
+        logger.error(
+            "%s: failed handling a state change of flow %r: %s", "plait-slack", flow.name, mask_text(str(exc), ())
+        )
+
+
+def _flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
     global _global
     configured, enabled = _configured()
     notifier = configured if enabled else None
