@@ -297,3 +297,34 @@ def _reset_config() -> None:
     except ImportError:
         return
     reset_config()
+
+
+def test_429_is_honoured_and_the_alert_still_goes(fake_slack: FakeSlack):
+    waits: list[float] = []
+    fake_slack.fail_next(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "3"})
+    alert = slack_notifier(webhook_url=fake_slack.webhook_url, template="{flow} {state}", sleep=waits.append)
+
+    assert failing_flow(alert).run().is_failed()
+
+    assert waits == [3.0]
+    assert [r.answered for r in fake_slack.requests] == [429, 200]
+    assert fake_slack.texts() == ["etl Failed"]
+
+
+@pytest.mark.parametrize(
+    ("how", "logged"),
+    [("webhook", "answered HTTP 500"), ("token", "(HTTP 500)")],
+)
+def test_persistent_500_is_logged_and_the_run_is_unchanged(fake_slack: FakeSlack, slack_logs, how, logged):
+    fake_slack.fail_next(500, "oops", count=2)
+    if how == "webhook":
+        alert = slack_notifier(webhook_url=fake_slack.webhook_url, sleep=lambda s: None)
+    else:
+        alert = slack_notifier(token=fake_slack.token, channel="#a", base_url=fake_slack.base_url, sleep=lambda s: None)
+
+    state = failing_flow(alert).run()
+
+    assert state.is_failed() and state.message == "Some reference tasks failed."
+    assert len(fake_slack.requests) == 2
+    assert logged in slack_logs.text
+    assert fake_slack.token not in slack_logs.text and fake_slack.webhook_path not in slack_logs.text

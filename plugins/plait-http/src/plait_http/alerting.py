@@ -21,7 +21,7 @@ How an alert travels (the same for ``webhook_notifier`` and the global ``[plugin
    that fails is logged (naming the plugin, secrets masked) and dropped; nothing it does can
    change a run's state.
 
-plait-slack and plait-http each carry this module (``plait_slack.alerting``,
+plait-slack and plait-http each carry this module (``plait_http.alerting``,
 ``plait_http.alerting``): they are independent distributions and neither depends on the other.
 Keep the two copies the same.
 """
@@ -107,8 +107,8 @@ class AlertEvent:
     suppressed: int = 0
 
     def fields(self) -> dict[str, Any]:
-        """The template fields: ``flow``, ``task``, ``state``, ``old_state``, ``message``,
-        ``run_id``, ``time``, ``url``, ``link`` (``" <url|View run>"`` or ``""``), ``icon``."""
+        """The basic template fields: ``flow``, ``task``, ``state``, ``old_state``, ``message``,
+        ``run_id``, ``time``, ``url``, ``icon`` (a destination adds its own, e.g. Slack's ``link``)."""
         return {
             "flow": self.flow,
             "task": self.task or "-",

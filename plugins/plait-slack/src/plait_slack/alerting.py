@@ -107,8 +107,8 @@ class AlertEvent:
     suppressed: int = 0
 
     def fields(self) -> dict[str, Any]:
-        """The template fields: ``flow``, ``task``, ``state``, ``old_state``, ``message``,
-        ``run_id``, ``time``, ``url``, ``link`` (``" <url|View run>"`` or ``""``), ``icon``."""
+        """The basic template fields: ``flow``, ``task``, ``state``, ``old_state``, ``message``,
+        ``run_id``, ``time``, ``url``, ``icon`` (a destination adds its own, e.g. Slack's ``link``)."""
         return {
             "flow": self.flow,
             "task": self.task or "-",
