@@ -21,7 +21,7 @@ How an alert travels (the same for ``webhook_notifier`` and the global ``[plugin
    that fails is logged (naming the plugin, secrets masked) and dropped; nothing it does can
    change a run's state.
 
-plait-slack and plait-http each carry this module (``plait_http.alerting``,
+plait-slack and plait-http each carry this module (``plait_slack.alerting``,
 ``plait_http.alerting``): they are independent distributions and neither depends on the other.
 Keep the two copies the same.
 """
