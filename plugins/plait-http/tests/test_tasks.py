@@ -176,3 +176,21 @@ def test_no_url_and_bad_placeholder_are_clear_errors():
         HTTPRequest(name="call").run()
     with pytest.raises(HTTPConfigError, match="placeholder 'id'"):
         HTTPRequest("http://127.0.0.1/{id}").run(url_fields={"other": 1})
+
+
+def test_mapped_requests_share_the_session_across_threads(recording_server: RecordingServer):
+    for i in range(20):
+        recording_server.route(f"/items/{i}", json={"item": i})
+    fetch = HTTPRequest(recording_server.url + "/items/{i}", name="fetch")
+
+    @task
+    def fields(n: int) -> list[dict]:
+        return [{"i": i} for i in range(n)]
+
+    with Flow("many") as flow:
+        items = fetch.map(url_fields=fields(20))
+
+    state = flow.run(executor="threads")
+
+    assert state.result[items].result == [{"item": i} for i in range(20)]
+    assert sorted(r.path for r in recording_server.requests) == sorted(f"/items/{i}" for i in range(20))
