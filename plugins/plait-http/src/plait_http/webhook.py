@@ -178,8 +178,8 @@ def webhook_notifier(
     """A webhook alert state handler; use it as it is or call it with options to make one.
 
     As it is (``state_handlers=[webhook_notifier]``) it uses ``[plugins.http.webhook]`` from the
-    config. Called with keyword options it returns a new ``WebhookNotifier``; options not given
-    come from ``[plugins.http.webhook]``.
+    config. Called with keyword options it returns a new ``WebhookNotifier``; without ``url`` the
+    URL, and every option not given, come from ``[plugins.http.webhook]``.
 
     Raises:
         HTTPConfigError: no URL (neither argument nor config), a bad state name.

@@ -123,7 +123,8 @@ def slack_notifier(
 
     As it is (``state_handlers=[slack_notifier]``) it uses the notifier configured in
     ``[plugins.slack]`` and returns ``None``. Called with keyword options it returns a new
-    ``SlackNotifier``; options not given come from ``[plugins.slack]``.
+    ``SlackNotifier``; without ``webhook_url`` or ``token`` the destination, and every option
+    not given, come from ``[plugins.slack]``.
 
     ```python
     alert = slack_notifier(only_states=["Failed"], webhook_url=url, ui_url="https://plait.example.com")
