@@ -309,3 +309,17 @@ def test_configured_secrets_are_masked_by_plait(fake_slack, configure, hooks):
     configure(f'[plugins.slack]\ntoken = "xoxb-inline-token-777"\nchannel = "#a"\nbase_url = "{fake_slack.base_url}"\n')
     assert plugin.configured_notifier() is not None
     assert mask("token xoxb-inline-token-777 here") == f"token {MASK} here"
+
+
+def test_factory_without_destination_takes_it_and_defaults_from_config(fake_slack, configure, hooks):
+    configure(
+        '[plugins.slack]\nwebhook_url_secret = "W"\nalerts = false\ntemplate = "from config: {flow}"\n',
+        W=fake_slack.webhook_url,
+    )
+    alert = slack_notifier(only_states=["Failed"])
+
+    with Flow("factory", state_handlers=[alert]) as flow:
+        fail_one(1)
+
+    flow.run()
+    assert fake_slack.texts() == ["from config: factory"]
