@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import plait_metrics
 import pytest
 
 import plait
-import plait_metrics
 from plait import Flow
 from plait.engine.runner import FlowRunner
 from plait.states import State

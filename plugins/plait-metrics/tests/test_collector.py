@@ -6,11 +6,11 @@ import os
 import tempfile
 
 import pytest
+from plait_metrics import PlaitMetrics
 
 from plait import Flow, task
 from plait.engine.runner import FlowRunner
 from plait.states import Failed, Pending, Retrying, Running, Success
-from plait_metrics import PlaitMetrics
 
 
 @task

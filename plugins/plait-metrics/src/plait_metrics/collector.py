@@ -2,11 +2,11 @@
 
 | metric | type | labels |
 |---|---|---|
-| ``plait_flow_runs_total`` | counter | ``flow``, ``state`` (the final state: ``Success``, ``Failed``, ``Cancelled``, ``Paused``...) |
+| ``plait_flow_runs_total`` | counter | ``flow``, ``state`` (final: ``Success``, ``Failed``, ``Cancelled``...) |
 | ``plait_flow_run_duration_seconds`` | histogram | ``flow`` |
 | ``plait_flow_last_success_timestamp_seconds`` | gauge | ``flow`` |
 | ``plait_flow_last_failure_timestamp_seconds`` | gauge | ``flow`` |
-| ``plait_task_runs_total`` | counter | ``flow``, ``task``, ``state`` (final states, plus ``Retrying`` per failed attempt) |
+| ``plait_task_runs_total`` | counter | ``flow``, ``task``, ``state`` (final, or ``Retrying`` per failed attempt) |
 | ``plait_task_run_duration_seconds`` | histogram | ``flow``, ``task`` (one sample per attempt) |
 | ``plait_tasks_running`` | gauge | ``flow``, ``task`` |
 
