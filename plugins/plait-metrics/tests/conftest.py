@@ -204,6 +204,13 @@ class UdpRecorder:
         self.datagrams += got
         return got
 
+    def receive_lines(self, count: int, deadline: float = 10.0) -> list[bytes]:
+        """Wait for datagrams until they hold ``count`` lines in all; returns the datagrams."""
+        got: list[bytes] = []
+        while sum(d.count(b"\n") + 1 for d in got) < count:
+            got += self.receive(1, deadline)
+        return got
+
     def lines(self, count: int) -> list[str]:
         """The lines of the next ``count`` datagrams."""
         return [line for d in self.receive(count) for line in d.decode().split("\n")]
