@@ -15,6 +15,7 @@ import os
 import threading
 from typing import Any
 
+from plait.errors import PlaitError
 from plait_metrics.collector import PlaitMetrics
 from plait_metrics.exposure import push_flow, serve
 from plait_metrics.settings import MetricsSettings
@@ -167,7 +168,7 @@ def _stop_locked() -> None:
 def plait_flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
     """Start the plugin on the first flow run; at the end of each run, count it and flush."""
     if not _decided:
-        start()
+        _start_from_config()
     metrics = _metrics
     if metrics is None:
         return
@@ -184,6 +185,17 @@ def plait_task_state_changed(task: Any, old_state: Any, new_state: Any, context:
     metrics = _metrics
     if metrics is not None:
         metrics.task_state_changed(context.get("flow_name", ""), task, old_state, new_state)
+
+
+def _start_from_config() -> None:
+    global _decided
+    try:
+        start()
+    except (PlaitError, OSError) as exc:
+        # Said once per process, and the plugin stays off: flows run as if it were not installed.
+        logger.error("plait-metrics: %s. The plugin is off in this process until this is fixed", exc)
+        with _lock:
+            _decided = True
 
 
 def _config_section() -> dict[str, Any]:
