@@ -122,20 +122,9 @@ def start(settings: MetricsSettings | dict[str, Any] | None = None) -> MetricsRu
 
         plait_metrics.start({"port": 9464})
     """
-    global _runtime, _metrics, _decided
     with _lock:
         _stop_locked()
-        if settings is None:
-            settings = MetricsSettings.from_mapping(_config_section())
-        elif not isinstance(settings, MetricsSettings):
-            settings = MetricsSettings.from_mapping(settings)
-        _decided = True
-        if not settings.enabled:
-            return None
-        runtime = MetricsRuntime(settings)
-        runtime.start()
-        _runtime, _metrics = runtime, runtime.metrics
-        return runtime
+        return _start_locked(settings)
 
 
 def stop() -> None:
@@ -152,6 +141,21 @@ def get_runtime() -> MetricsRuntime | None:
 def get_metrics() -> PlaitMetrics | None:
     """The process's ``PlaitMetrics`` (``.registry`` to serve them yourself), or ``None``."""
     return _metrics
+
+
+def _start_locked(settings: MetricsSettings | dict[str, Any] | None) -> MetricsRuntime | None:
+    global _runtime, _metrics, _decided
+    if settings is None:
+        settings = MetricsSettings.from_mapping(_config_section())
+    elif not isinstance(settings, MetricsSettings):
+        settings = MetricsSettings.from_mapping(settings)
+    _decided = True
+    if not settings.enabled:
+        return None
+    runtime = MetricsRuntime(settings)
+    runtime.start()
+    _runtime, _metrics = runtime, runtime.metrics
+    return runtime
 
 
 def _stop_locked() -> None:
@@ -189,12 +193,14 @@ def plait_task_state_changed(task: Any, old_state: Any, new_state: Any, context:
 
 def _start_from_config() -> None:
     global _decided
-    try:
-        start()
-    except (PlaitError, OSError) as exc:
-        # Said once per process, and the plugin stays off: flows run as if it were not installed.
-        logger.error("plait-metrics: %s. The plugin is off in this process until this is fixed", exc)
-        with _lock:
+    with _lock:
+        if _decided:  # another thread's flow run got here first
+            return
+        try:
+            _start_locked(None)
+        except (PlaitError, OSError) as exc:
+            # Said once per process, and the plugin stays off: flows run as if it were not installed.
+            logger.error("plait-metrics: %s. The plugin is off in this process until this is fixed", exc)
             _decided = True
 
 
@@ -220,4 +226,12 @@ def _env_section() -> dict[str, Any]:  # pragma: no cover - see _config_section
     return out
 
 
-atexit.register(stop)
+def _flush_at_exit() -> None:
+    # A short-lived process may end before the next timed StatsD flush. The /metrics server
+    # needs nothing: its thread is a daemon.
+    runtime = _runtime
+    if runtime is not None and runtime.statsd is not None:
+        runtime.statsd.flush()
+
+
+atexit.register(_flush_at_exit)
