@@ -7,6 +7,7 @@ them); the tests that need them skip, with the reason, only when the binaries ar
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -21,10 +22,7 @@ from typing import Any
 import plait_metrics
 import pytest
 
-import plait
-from plait import Flow
-from plait.engine.runner import FlowRunner
-from plait.states import State
+from plait.config import reset_config
 
 START_DEADLINE = 60.0  # seconds a service gets to become ready
 QUERY_DEADLINE = 60.0  # seconds a series gets to appear in Prometheus
@@ -232,29 +230,41 @@ def statsd() -> Iterator[UdpRecorder]:
     recorder.sock.close()
 
 
+@pytest.fixture
+def plait_plugin() -> object:
+    """The plugin under test, for plait.testing's fixtures."""
+    from plait_metrics import plugin
+
+    return plugin
+
+
 @pytest.fixture(autouse=True)
-def _fresh_plugin() -> Iterator[None]:
-    """Every test starts and ends with the plugin off in this process."""
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, plait_hooks: object) -> Iterator[None]:
+    """Every test: only this plugin installed (strict mode), an empty config, the plugin off.
+
+    ``flow.run()`` then calls the plugin's hooks through the real plugin manager, as in a
+    user's process; the settings come from ``set_settings`` or ``plait_metrics.start(...)``.
+    """
+    config = tmp_path / "plait-config.toml"
+    config.write_text("")
+    monkeypatch.setenv("PLAIT_CONFIG", str(config))
+    for name in list(os.environ):
+        if name.startswith("PLAIT__PLUGINS__METRICS__"):
+            monkeypatch.delenv(name)
+    reset_config()
     plait_metrics.stop()
     yield
     plait_metrics.stop()
+    reset_config()
 
 
-def run_with_plugin(flow: Flow, **kwargs: Any) -> State:
-    """Run ``flow`` with the plugin's two hooks as its observers, as the plugin system calls them."""
-    from plait_metrics import plugin
+@pytest.fixture
+def set_settings(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``set_settings(port="0", ...)``: ``[plugins.metrics]`` keys as ``PLAIT__PLUGINS__METRICS__*``."""
 
-    return FlowRunner(
-        flow,
-        task_observers=[lambda t, old, new: plugin.plait_task_state_changed(t, old, new, plait.context)],
-        flow_observers=[lambda f, old, new: plugin.plait_flow_state_changed(f, old, new, plait.context)],
-        **_no_installed_plugins(),
-    ).run(**kwargs)
+    def set_keys(**keys: str) -> None:
+        for key, value in keys.items():
+            monkeypatch.setenv(f"PLAIT__PLUGINS__METRICS__{key.upper()}", value)
+        reset_config()
 
-
-def _no_installed_plugins() -> dict[str, Any]:
-    # Once FlowRunner calls the installed plugins itself, keep them out: the observers above
-    # are this plugin's hooks, and calling them twice would count every change twice.
-    import inspect
-
-    return {"plugins": False} if "plugins" in inspect.signature(FlowRunner).parameters else {}
+    return set_keys

@@ -8,7 +8,7 @@ import threading
 
 import plait_metrics
 import pytest
-from conftest import free_port, http_get, run_with_plugin
+from conftest import free_port, http_get
 from prometheus_client.parser import text_string_to_metric_families
 
 from plait import Flow, task
@@ -55,7 +55,7 @@ def test_metrics_endpoint_serves_the_runs_in_prometheus_text_format():
     assert runtime is not None and runtime.port
     assert runtime.server.server_address[0] == "127.0.0.1"  # not reachable from other hosts by default
 
-    run_with_plugin(etl_flow("scraped"))
+    etl_flow("scraped").run()
     text = http_get(f"http://127.0.0.1:{runtime.port}/metrics").decode()
 
     assert samples(text, "plait_task_runs_total") == {
@@ -89,7 +89,7 @@ def test_a_taken_port_is_logged_and_the_flow_runs(caplog):
         port = taken.getsockname()[1]
         with caplog.at_level(logging.ERROR, logger="plait.plugins.metrics"):
             runtime = plait_metrics.start({"port": port})
-            state = run_with_plugin(etl_flow("no-endpoint"))
+            state = etl_flow("no-endpoint").run()
     assert state.is_successful()
     assert runtime is not None and runtime.server is None
     assert f"plait-metrics: cannot serve /metrics on 127.0.0.1:{port}" in caplog.text
@@ -102,8 +102,8 @@ def test_a_taken_port_is_logged_and_the_flow_runs(caplog):
 
 def test_each_flow_run_pushes_its_own_group(pushgateway):
     plait_metrics.start({"pushgateway": pushgateway.url, "job": "batch", "grouping_key": {"instance": "ci"}})
-    run_with_plugin(etl_flow("pushed-a"))
-    run_with_plugin(etl_flow("pushed-b", fail=True))
+    etl_flow("pushed-a").run()
+    etl_flow("pushed-b", fail=True).run()
 
     text = http_get(f"{pushgateway.url}/metrics").decode()
     flows = {k: v for k, v in samples(text, "plait_flow_runs_total").items() if ("instance", "ci") in k}
@@ -126,12 +126,12 @@ def test_a_failed_run_keeps_the_last_success_time_in_the_gateway(pushgateway):
     # Two processes in a row: the first succeeds, the second fails. Each starts from zero.
     settings = {"pushgateway": pushgateway.url, "grouping_key": {"instance": "keep"}}
     plait_metrics.start(settings)
-    run_with_plugin(etl_flow("nightly"))
+    etl_flow("nightly").run()
     success = plait_metrics.get_metrics().registry.get_sample_value(
         "plait_flow_last_success_timestamp_seconds", {"flow": "nightly"}
     )
     plait_metrics.start(settings)  # a fresh registry, as in a new process
-    run_with_plugin(etl_flow("nightly", fail=True))
+    etl_flow("nightly", fail=True).run()
 
     text = http_get(f"{pushgateway.url}/metrics").decode()
     key = (("flow", "nightly"), ("instance", "keep"), ("job", "plait"))
@@ -146,8 +146,8 @@ def test_a_closed_pushgateway_port_never_fails_the_flow(caplog):
     closed = free_port()  # nothing listens there
     plait_metrics.start({"pushgateway": f"http://127.0.0.1:{closed}", "push_timeout": 5})
     with caplog.at_level(logging.WARNING, logger="plait.plugins.metrics"):
-        ok = run_with_plugin(etl_flow("unpushed"))
-        bad = run_with_plugin(etl_flow("unpushed", fail=True))
+        ok = etl_flow("unpushed").run()
+        bad = etl_flow("unpushed", fail=True).run()
     assert ok.is_successful() and bad.is_failed()
     messages = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.metrics"]
     assert len(messages) == 2
@@ -170,7 +170,7 @@ def test_a_pushgateway_that_never_answers_is_given_up_after_push_timeout(caplog)
         port = silent.getsockname()[1]
         plait_metrics.start({"pushgateway": f"http://127.0.0.1:{port}", "push_timeout": 0.5})
         with caplog.at_level(logging.WARNING, logger="plait.plugins.metrics"):
-            state = run_with_plugin(etl_flow("stalled"))
+            state = etl_flow("stalled").run()
     assert state.is_successful()
     (message,) = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.metrics"]
     assert "could not push the metrics of flow 'stalled'" in message
@@ -185,8 +185,8 @@ def test_prometheus_sees_pushed_and_scraped_runs(prometheus, pushgateway, endpoi
         {"port": endpoint_port, "pushgateway": pushgateway.url, "grouping_key": {"instance": "prom-test"}}
     )
     assert runtime is not None and runtime.port == endpoint_port
-    run_with_plugin(etl_flow("observed"))
-    run_with_plugin(etl_flow("observed", fail=True))
+    etl_flow("observed").run()
+    etl_flow("observed", fail=True).run()
 
     # through the Pushgateway (job "plait", kept by honor_labels)
     prometheus.wait_for(
@@ -229,7 +229,7 @@ def test_the_running_gauge_is_visible_while_a_task_runs(prometheus, endpoint_por
 
     with Flow("long") as flow:
         slow()
-    runner = threading.Thread(target=run_with_plugin, args=(flow,))
+    runner = threading.Thread(target=flow.run)
     runner.start()
     try:
         assert started.wait(30)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import logging
-import os
 
 import plait_metrics
 import pytest
-from conftest import run_with_plugin
 from plait_metrics import plugin
 
 from plait import Flow, task
+from plait.config import reset_config
+from plait.testing import assert_plugin_conforms
 
 
 @task
@@ -26,32 +26,9 @@ def small_flow(name: str = "small") -> Flow:
     return flow
 
 
-@pytest.fixture
-def settings_env(monkeypatch, tmp_path):
-    """Set ``[plugins.metrics]`` keys through ``PLAIT__PLUGINS__METRICS__*``, with no config file."""
-    for name in list(os.environ):
-        if name.startswith("PLAIT__PLUGINS__METRICS__"):
-            monkeypatch.delenv(name)
-    empty = tmp_path / "config.toml"
-    empty.write_text("")
-    monkeypatch.setenv("PLAIT_CONFIG", str(empty))
-    _reset_config()
-
-    def set_keys(**keys: str) -> None:
-        for key, value in keys.items():
-            monkeypatch.setenv(f"PLAIT__PLUGINS__METRICS__{key.upper()}", value)
-        _reset_config()
-
-    yield set_keys
-    _reset_config()
-
-
-def _reset_config() -> None:
-    try:
-        from plait.config import reset_config
-    except ImportError:
-        return
-    reset_config()
+def test_the_plugin_conforms_to_the_hook_specs():
+    assert sorted(assert_plugin_conforms(plugin)) == ["plait_flow_state_changed", "plait_task_state_changed"]
+    assert sorted(assert_plugin_conforms("metrics")) == ["plait_flow_state_changed", "plait_task_state_changed"]
 
 
 def test_the_entry_point_names_the_plugin_module():
@@ -75,15 +52,15 @@ def test_hook_signatures_match_the_specs():
     ]
 
 
-def test_without_settings_the_plugin_stays_off(settings_env):
-    assert run_with_plugin(small_flow()).is_successful()
+def test_without_settings_the_plugin_stays_off(set_settings):
+    assert small_flow().run().is_successful()
     assert plait_metrics.get_metrics() is None
     assert plait_metrics.get_runtime() is None
 
 
-def test_settings_from_environment_variables_turn_it_on(settings_env, statsd):
-    settings_env(statsd=statsd.address, statsd_interval="3600")
-    run_with_plugin(small_flow("from-env"))
+def test_settings_from_environment_variables_turn_it_on(set_settings, statsd):
+    set_settings(statsd=statsd.address, statsd_interval="3600")
+    small_flow("from-env").run()
     runtime = plait_metrics.get_runtime()
     assert runtime is not None and runtime.settings.statsd_address == ("127.0.0.1", statsd.port)
     lines = statsd.lines(1)
@@ -91,11 +68,11 @@ def test_settings_from_environment_variables_turn_it_on(settings_env, statsd):
     assert "plait.task_runs.from-env.step.Success:1|c" in lines
 
 
-def test_a_bad_setting_is_logged_once_and_the_flows_run(settings_env, caplog):
-    settings_env(port="not-a-port")
+def test_a_bad_setting_is_logged_once_and_the_flows_run(set_settings, caplog):
+    set_settings(port="not-a-port")
     with caplog.at_level(logging.ERROR, logger="plait.plugins.metrics"):
-        first = run_with_plugin(small_flow())
-        second = run_with_plugin(small_flow())
+        first = small_flow().run()
+        second = small_flow().run()
     assert first.is_successful() and second.is_successful()
     errors = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.metrics"]
     assert len(errors) == 1
@@ -108,14 +85,50 @@ def test_start_raises_on_bad_settings():
         plait_metrics.start({"statsd": "nowhere"})
 
 
-def test_stop_turns_it_off_and_the_next_run_reads_the_settings_again(settings_env):
-    settings_env(enabled="true")
-    run_with_plugin(small_flow("again"))
+def test_stop_turns_it_off_and_the_next_run_reads_the_settings_again(set_settings):
+    set_settings(enabled="true")
+    small_flow("again").run()
     first = plait_metrics.get_metrics()
     assert first is not None
     plait_metrics.stop()
     assert plait_metrics.get_metrics() is None
-    run_with_plugin(small_flow("again"))
+    small_flow("again").run()
     second = plait_metrics.get_metrics()
     assert second is not None and second is not first
     assert second.registry.get_sample_value("plait_flow_runs_total", {"flow": "again", "state": "Success"}) == 1
+
+
+def test_settings_from_the_config_file(tmp_path, monkeypatch, statsd):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[plugins.metrics]\nstatsd = "{statsd.address}"\nstatsd_prefix = "file"\n')
+    monkeypatch.setenv("PLAIT_CONFIG", str(config))
+    reset_config()
+    small_flow("from-file").run()
+    assert "file.task_runs.from-file.step.Success:1|c" in statsd.lines(1)
+
+
+def test_recorded_changes_and_metrics_agree(plait_run):
+    plait_metrics.start({"enabled": True})
+    run = plait_run(small_flow("recorded"))
+    assert run.task_changes() == [("step", "Pending", "Running"), ("step", "Running", "Success")]
+    metrics = plait_metrics.get_metrics()
+    labels = {"flow": "recorded", "task": "step", "state": "Success"}
+    assert metrics.registry.get_sample_value("plait_task_runs_total", labels) == 1
+
+
+def test_disabled_by_plait_disable_plugins_it_is_never_called(monkeypatch):
+    from plait.hooks.manager import PlaitHooks, PlaitPluginManager, use_hooks
+
+    monkeypatch.setenv("PLAIT_DISABLE_PLUGINS", "metrics")
+    pm = PlaitPluginManager()
+    pm.load_entrypoints()
+    assert pm.records["metrics"].status == "disabled"
+    with use_hooks(PlaitHooks(pm)):
+        plait_metrics.start({"enabled": True})
+        small_flow("denied").run()
+    assert (
+        plait_metrics.get_metrics().registry.get_sample_value(
+            "plait_flow_runs_total", {"flow": "denied", "state": "Success"}
+        )
+        is None
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import plait_metrics
-from conftest import run_with_plugin
 from plait_metrics import PlaitMetrics, StatsdEmitter
 from plait_metrics.statsd import statsd_name
 
@@ -36,7 +35,7 @@ def daily_flow() -> Flow:
 
 def test_a_flow_run_sends_its_counters_gauges_and_timers_at_its_end(statsd):
     plait_metrics.start({"statsd": statsd.address, "statsd_interval": 3600})
-    state = run_with_plugin(daily_flow())
+    state = daily_flow().run()
     assert state.is_failed()
 
     lines = statsd.lines(1)
@@ -65,9 +64,9 @@ def test_a_flow_run_sends_its_counters_gauges_and_timers_at_its_end(statsd):
 
 def test_counters_are_sent_as_increases_since_the_last_flush(statsd):
     plait_metrics.start({"statsd": statsd.address, "statsd_prefix": "ci", "statsd_interval": 3600})
-    run_with_plugin(daily_flow())
+    daily_flow().run()
     statsd.lines(1)
-    run_with_plugin(daily_flow())
+    daily_flow().run()
     second = [line for line in statsd.lines(1) if line.endswith("|c")]
     assert second == [
         "ci.flow_runs.daily_etl.Failed:1|c",
@@ -135,8 +134,8 @@ def test_lines_are_packed_into_datagrams_no_bigger_than_max_packet(statsd):
 def test_a_dead_statsd_port_never_fails_a_flow():
     closed = _closed_udp_port()
     plait_metrics.start({"statsd": f"127.0.0.1:{closed}", "statsd_interval": 3600})
-    assert run_with_plugin(daily_flow()).is_failed()  # the flow's own failure, nothing more
-    assert run_with_plugin(daily_flow()).is_failed()
+    assert daily_flow().run().is_failed()  # the flow's own failure, nothing more
+    assert daily_flow().run().is_failed()
 
 
 def test_names_are_made_safe_for_statsd():
