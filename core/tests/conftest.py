@@ -67,6 +67,7 @@ def _fresh_plugin_state(monkeypatch):
 
     for var in ("PLAIT_LOAD_PLUGINS", "PLAIT_DISABLE_PLUGINS", "PLAIT_TRACE_PLUGINS", "PLAIT_STRICT_PLUGINS"):
         monkeypatch.delenv(var, raising=False)
+    _hide_repository_plugins(monkeypatch)
     manager.reset_hooks()
     config.reset_config()
     plait_logger = logging.getLogger("plait")
@@ -109,3 +110,23 @@ def install_dist(tmp_path, monkeypatch):
 
     for name in created_modules:
         sys.modules.pop(name, None)
+
+
+_REPOSITORY_PLUGINS = {p.name for p in (Path(__file__).resolve().parents[2] / "plugins").glob("*") if p.is_dir()}
+
+
+def _hide_repository_plugins(monkeypatch):
+    """The core's tests see only the plugins they install: not the repository's own plugins,
+    which `make test` installs in the same environment (their observers would be called too)."""
+    import importlib.metadata
+
+    real = importlib.metadata.entry_points
+
+    def entry_points(**params):
+        found = real(**params)
+        if params.get("group") != "plait":
+            return found
+        kept = [ep for ep in found if ep.dist is None or ep.dist.metadata["Name"] not in _REPOSITORY_PLUGINS]
+        return importlib.metadata.EntryPoints(kept)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
