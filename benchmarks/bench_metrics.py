@@ -101,12 +101,14 @@ def runner_factory(with_plugin: bool) -> tuple[Callable[[Flow], FlowRunner], Cal
     if _has_plugin_system():
         from plait.hooks.manager import PlaitHooks, PlaitPluginManager, use_hooks
 
-        if not with_plugin:
-            return (lambda flow: FlowRunner(flow, plugins=False)), nullcontext
+        # Only the core's built-in plugin, plus plait-metrics in the rows that have it: other
+        # installed plugins do not take part.
         pm = PlaitPluginManager()
-        pm.register(metrics_plugin, name="metrics")
+        pm.load_builtins()
+        if with_plugin:
+            pm.add_plugin(metrics_plugin, "metrics")
         hooks = PlaitHooks(pm)
-        return (lambda flow: FlowRunner(flow)), (lambda: use_hooks(hooks))
+        return FlowRunner, (lambda: use_hooks(hooks))
     if not with_plugin:
         return FlowRunner, nullcontext
     context = plait.context
