@@ -216,3 +216,21 @@ def test_the_same_task_object_in_two_flows_counts_under_each_flow():
     run(second, metrics)
     assert value(metrics, "plait_task_runs_total", flow="first", task="shared", state="Success") == 1
     assert value(metrics, "plait_task_runs_total", flow="second", task="shared", state="Success") == 1
+
+
+def test_a_flow_run_that_ends_before_running_counts_without_a_duration():
+    metrics = PlaitMetrics()
+
+    def refuse(flow, old, new):
+        return Failed("not today") if new.is_running() else None
+
+    @task
+    def never():
+        return 1
+
+    with Flow("refused", state_handlers=[refuse]) as flow:
+        never()
+    assert run(flow, metrics).is_failed()
+    assert value(metrics, "plait_flow_runs_total", flow="refused", state="Failed") == 1
+    assert value(metrics, "plait_flow_run_duration_seconds_count", flow="refused") is None
+    assert value(metrics, "plait_flow_last_failure_timestamp_seconds", flow="refused") is not None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 
 import plait_metrics
@@ -248,3 +251,52 @@ def test_the_running_gauge_is_visible_while_a_task_runs(prometheus, endpoint_por
 def test_prometheus_scrapes_both_targets(prometheus, endpoint_port, query):
     plait_metrics.start({"port": endpoint_port})
     prometheus.wait_for(query, {(): 1.0}, labels=[])
+
+
+# --- a real short-lived process --------------------------------------------------------------------
+
+SHORT_LIVED = """
+from plait import Flow, task
+
+@task
+def extract():
+    return [1, 2]
+
+@task
+def load(xs):
+    raise ValueError("down")
+
+with Flow("cron-job") as flow:
+    load(extract())
+
+state = flow.run()
+print("FLOW", state.name)
+"""
+
+
+def test_a_short_lived_flow_run_process_pushes_before_it_exits(pushgateway, tmp_path):
+    # The installed plugin, found through its entry point, configured by environment variables.
+    script = tmp_path / "job.py"
+    script.write_text(SHORT_LIVED)
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    env = {
+        **os.environ,
+        "PLAIT_CONFIG": str(config),
+        "PLAIT_LOAD_PLUGINS": "metrics",
+        "PLAIT__PLUGINS__METRICS__PUSHGATEWAY": pushgateway.url,
+        "PLAIT__PLUGINS__METRICS__GROUPING_KEY": '{ instance = "subprocess" }',
+    }
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "FLOW Failed" in done.stdout
+    assert "plait-metrics" not in done.stderr  # no warning: the push worked
+
+    text = http_get(f"{pushgateway.url}/metrics").decode()
+    key = (("flow", "cron-job"), ("instance", "subprocess"), ("job", "plait"))
+    runs = {k: v for k, v in samples(text, "plait_task_runs_total").items() if k[:3] == key}
+    assert runs == {
+        (*key, ("state", "Success"), ("task", "extract")): 1.0,
+        (*key, ("state", "Failed"), ("task", "load")): 1.0,
+    }
+    assert samples(text, "plait_flow_runs_total")[(*key, ("state", "Failed"))] == 1.0

@@ -128,15 +128,15 @@ class PlaitMetrics:
             counter.inc()
 
     def flow_state_changed(self, flow_name: str, old: Any, new: Any) -> None:
-        """Count one flow-run state change; a run ends when it leaves ``Running``."""
-        if new._running or not old._running:
+        """Count one flow-run state change: a run ends when it leaves ``Running`` or finishes."""
+        if new._running or not (old._running or new._finished):
             return
-        state = type(new).__name__
-        self.flow_runs.labels(flow_name, state).inc()
-        seconds = new.timestamp - old.timestamp
-        self.flow_duration.labels(flow_name).observe(seconds)
-        if self.timers is not None:
-            self.timers.append((flow_name, None, seconds))
+        self.flow_runs.labels(flow_name, type(new).__name__).inc()
+        if old._running:
+            seconds = new.timestamp - old.timestamp
+            self.flow_duration.labels(flow_name).observe(seconds)
+            if self.timers is not None:
+                self.timers.append((flow_name, None, seconds))
         if new._finished and new._successful:
             self.flow_last_success.labels(flow_name).set(new.timestamp)
         elif new._failed:

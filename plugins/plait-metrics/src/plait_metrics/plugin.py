@@ -177,7 +177,7 @@ def plait_flow_state_changed(flow: Any, old_state: Any, new_state: Any, context:
     if metrics is None:
         return
     metrics.flow_state_changed(flow.name, old_state, new_state)
-    if old_state._running and not new_state._running:
+    if not new_state._running and (old_state._running or new_state._finished):
         runtime = _runtime
         if runtime is not None:
             runtime.flow_run_ended(flow.name)
