@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import http.server
 import logging
 import os
 import socket
@@ -300,3 +302,72 @@ def test_a_short_lived_flow_run_process_pushes_before_it_exits(pushgateway, tmp_
         (*key, ("state", "Failed"), ("task", "load")): 1.0,
     }
     assert samples(text, "plait_flow_runs_total")[(*key, ("state", "Failed"))] == 1.0
+
+
+# --- a Pushgateway behind HTTP basic auth ------------------------------------------------------------
+
+
+class _AuthGateway(http.server.BaseHTTPRequestHandler):
+    """Answers 200 to a push with the right basic auth, 401 otherwise; records every request."""
+
+    expected = ""
+    requests: list[tuple[str, str, str | None]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        auth = self.headers.get("Authorization")
+        type(self).requests.append((self.command, self.path, auth))
+        self.send_response(200 if auth == self.expected else 401)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def auth_gateway():
+    _AuthGateway.requests = []
+    _AuthGateway.expected = "Basic " + base64.b64encode(b"ci:s3cret-pass").decode()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_basic_auth_with_the_password_from_a_plait_secret(auth_gateway, monkeypatch, caplog):
+    monkeypatch.setenv("PUSHGATEWAY_PASSWORD", "s3cret-pass")
+    plait_metrics.start(
+        {"pushgateway": auth_gateway, "push_username": "ci", "push_password_secret": "PUSHGATEWAY_PASSWORD"}
+    )
+    with caplog.at_level(logging.WARNING, logger="plait.plugins.metrics"):
+        assert etl_flow("guarded").run().is_successful()
+    assert _AuthGateway.requests == [
+        ("POST", "/metrics/job/plait/flow/guarded", "Basic " + base64.b64encode(b"ci:s3cret-pass").decode())
+    ]
+    assert not [r for r in caplog.records if r.name == "plait.plugins.metrics"]
+
+
+def test_a_refused_push_is_logged_without_the_password(auth_gateway, monkeypatch, caplog):
+    monkeypatch.setenv("PUSHGATEWAY_PASSWORD", "wrong-password")
+    plait_metrics.start(
+        {"pushgateway": auth_gateway, "push_username": "ci", "push_password_secret": "PUSHGATEWAY_PASSWORD"}
+    )
+    with caplog.at_level(logging.WARNING, logger="plait.plugins.metrics"):
+        assert etl_flow("guarded").run().is_successful()
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.metrics"]
+    assert "could not push the metrics of flow 'guarded'" in message and "401" in message
+    assert "wrong-password" not in caplog.text
+
+
+def test_a_missing_password_secret_is_logged_by_name(auth_gateway, monkeypatch, caplog):
+    monkeypatch.delenv("NO_SUCH_PUSH_SECRET", raising=False)
+    plait_metrics.start(
+        {"pushgateway": auth_gateway, "push_username": "ci", "push_password_secret": "NO_SUCH_PUSH_SECRET"}
+    )
+    with caplog.at_level(logging.WARNING, logger="plait.plugins.metrics"):
+        assert etl_flow("guarded").run().is_successful()
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.metrics"]
+    assert "NO_SUCH_PUSH_SECRET" in message
+    assert _AuthGateway.requests == []

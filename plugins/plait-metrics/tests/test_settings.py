@@ -68,6 +68,9 @@ def test_values_are_normalized():
         ({"job": ""}, ["job = ''"]),
         ({"enabled": "yes"}, ["enabled = 'yes'", "true or false"]),
         ({"addr": ""}, ["addr = ''"]),
+        ({"pushgateway": "http://ci:hunter22@gw:9091"}, ["user or password in its URL", "push_password_secret"]),
+        ({"push_username": "ci"}, ["go together"]),
+        ({"push_password_secret": ""}, ["push_password_secret = ''"]),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_the_fix(section, fragments):
@@ -78,3 +81,9 @@ def test_bad_values_name_the_key_the_value_and_the_fix(section, fragments):
     for fragment in fragments:
         assert fragment in message
     assert isinstance(info.value, PlaitError)
+
+
+def test_a_url_with_a_password_is_refused_without_echoing_it():
+    with pytest.raises(MetricsConfigError) as info:
+        MetricsSettings.from_mapping({"pushgateway": "http://ci:hunter22@gw:9091"})
+    assert "hunter22" not in str(info.value)

@@ -39,6 +39,8 @@ def push_flow(
     job: str = "plait",
     grouping_key: dict[str, str] | None = None,
     timeout: float = 2.0,
+    username: str | None = None,
+    password_secret: str | None = None,
 ) -> bool:
     """Push the series of ``flow_name`` to the Pushgateway at ``gateway``; ``True`` if it worked.
 
@@ -46,13 +48,15 @@ def push_flow(
     it replaces the group's metrics that this push carries and keeps the others (so the last
     success time survives a failed run). It gives up after ``timeout`` seconds in all (connecting,
     sending and waiting for the answer together); a failure is logged with the plugin's name and
-    never raised.
+    never raised. With ``username``, the push uses HTTP basic auth with the password read from
+    the Plait secret named ``password_secret`` (``plait.secrets.Secret``: masked in logs).
 
     Example::
 
         push_flow(metrics, "orders", "http://127.0.0.1:9091", grouping_key={"instance": "batch-1"})
     """
     from prometheus_client import pushadd_to_gateway
+    from prometheus_client.exposition import basic_auth_handler, default_handler
 
     key = {"flow": flow_name, **(grouping_key or {})}
     view = metrics.flow_view(flow_name)
@@ -60,7 +64,16 @@ def push_flow(
 
     def push() -> None:
         try:
-            pushadd_to_gateway(gateway, job=job, registry=view, grouping_key=key, timeout=timeout)
+            handler = default_handler
+            if username is not None and password_secret is not None:
+                from plait.secrets import Secret
+
+                password = Secret(password_secret).get()
+
+                def handler(url: str, method: str, timeout: Any, headers: Any, data: bytes) -> Any:
+                    return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+            pushadd_to_gateway(gateway, job=job, registry=view, grouping_key=key, timeout=timeout, handler=handler)
         except BaseException as exc:
             outcome["error"] = exc
 
@@ -86,9 +99,11 @@ def push_flow(
 
 
 def _describe(error: BaseException | str, timeout: float) -> str:
+    from plait.secrets import mask
+
     if isinstance(error, str):
         return error
     text = f"{type(error).__name__}: {error}"
     if "timed out" in text:
         text += f" (push_timeout = {timeout:g} s)"
-    return text
+    return mask(text)

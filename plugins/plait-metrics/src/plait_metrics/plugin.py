@@ -87,7 +87,16 @@ class MetricsRuntime:
             self.statsd.flush()
         s = self.settings
         if s.pushgateway is not None:
-            push_flow(self.metrics, flow_name, s.pushgateway, s.job, s.grouping_key, s.push_timeout)
+            push_flow(
+                self.metrics,
+                flow_name,
+                s.pushgateway,
+                s.job,
+                s.grouping_key,
+                s.push_timeout,
+                s.push_username,
+                s.push_password_secret,
+            )
 
     def stop(self) -> None:
         """Stop the server and the emitter (flushing it once more)."""

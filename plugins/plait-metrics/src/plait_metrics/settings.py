@@ -6,6 +6,8 @@ port = 9464                              # serve /metrics (long-running processe
 addr = "127.0.0.1"                       # the default; "0.0.0.0" to let other hosts scrape
 pushgateway = "http://pushgateway:9091"  # push at the end of every flow run (short-lived ones)
 push_timeout = 2.0                       # seconds; a slow or dead gateway never holds a run longer
+push_username = "ci"                     # HTTP basic auth, if the gateway asks for it...
+push_password_secret = "PUSHGATEWAY_PASSWORD"  # ...with the password in this Plait secret
 job = "plait"                            # the Pushgateway's job label
 grouping_key = { instance = "batch-1" }  # more grouping labels (the flow's name is always one)
 statsd = "127.0.0.1:8125"                # StatsD over UDP
@@ -40,6 +42,8 @@ _KNOWN = {
     "addr",
     "pushgateway",
     "push_timeout",
+    "push_username",
+    "push_password_secret",
     "job",
     "grouping_key",
     "statsd",
@@ -64,6 +68,8 @@ class MetricsSettings:
     addr: str = "127.0.0.1"
     pushgateway: str | None = None
     push_timeout: float = 2.0
+    push_username: str | None = None
+    push_password_secret: str | None = None
     job: str = "plait"
     grouping_key: dict[str, str] = field(default_factory=dict)
     statsd_address: tuple[str, int] | None = None
@@ -100,6 +106,16 @@ class MetricsSettings:
         if gateway is not None:
             gateway = _check_url(gateway)
         timeout = _positive(section, "push_timeout", 2.0)
+        username = section.get("push_username")
+        secret = section.get("push_password_secret")
+        for key, value in (("push_username", username), ("push_password_secret", secret)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise MetricsConfigError(f"[plugins.metrics] {key} = {value!r} must be a non-empty string")
+        if (username is None) != (secret is None):
+            raise MetricsConfigError(
+                "[plugins.metrics] push_username and push_password_secret go together: set both "
+                '(e.g. push_username = "ci", push_password_secret = "PUSHGATEWAY_PASSWORD") or neither'
+            )
         job = section.get("job", "plait")
         if not isinstance(job, str) or not job:
             raise MetricsConfigError(f'[plugins.metrics] job = {job!r} must be a non-empty string, e.g. "plait"')
@@ -142,6 +158,8 @@ class MetricsSettings:
             addr=addr,
             pushgateway=gateway,
             push_timeout=timeout,
+            push_username=username,
+            push_password_secret=secret,
             job=job,
             grouping_key={k: str(v) for k, v in grouping.items()},
             statsd_address=statsd_address,
@@ -175,6 +193,12 @@ def _check_url(value: Any) -> str:
         )
     url = value if "://" in value else f"http://{value}"
     parsed = urlparse(url)
+    if parsed.username is not None or parsed.password is not None:
+        # never echo the URL: it holds a password
+        raise MetricsConfigError(
+            "[plugins.metrics] pushgateway has a user or password in its URL: remove it, and set "
+            'push_username = "..." and push_password_secret = "NAME_OF_A_PLAIT_SECRET" instead'
+        )
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise MetricsConfigError(
             f'[plugins.metrics] pushgateway = {value!r} is not an http(s) URL: use e.g. "http://127.0.0.1:9091"'
