@@ -234,3 +234,12 @@ def test_a_flow_run_that_ends_before_running_counts_without_a_duration():
     assert value(metrics, "plait_flow_runs_total", flow="refused", state="Failed") == 1
     assert value(metrics, "plait_flow_run_duration_seconds_count", flow="refused") is None
     assert value(metrics, "plait_flow_last_failure_timestamp_seconds", flow="refused") is not None
+
+
+def test_a_flow_rebuilt_for_every_run_keeps_one_set_of_series():
+    # A long-running scheduler may load a flow afresh for each run: new Task objects each time.
+    metrics = PlaitMetrics()
+    for _ in range(3):
+        run(orders_flow("reloaded", fail=False), metrics)
+    assert sorted(metrics._series) == [("reloaded", n) for n in ("double", "extract", "flaky", "load")]
+    assert value(metrics, "plait_task_runs_total", flow="reloaded", task="load", state="Success") == 3

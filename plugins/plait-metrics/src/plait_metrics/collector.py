@@ -31,7 +31,10 @@ from prometheus_client.metrics_core import Metric
 from plait.states import Mapped, Retrying
 from plait_metrics.settings import DEFAULT_BUCKETS
 
-__all__ = ["PlaitMetrics"]
+__all__ = ["TIMERS_KEPT", "PlaitMetrics"]
+
+#: At most this many durations wait for the next StatsD flush.
+TIMERS_KEPT = 100_000
 
 
 class PlaitMetrics:
@@ -94,20 +97,22 @@ class PlaitMetrics:
         self.tasks_running = Gauge(
             "plait_tasks_running", "Task runs in the Running state now.", ["flow", "task"], registry=r
         )
-        #: (flow name, task or None, seconds) of every attempt, when a StatsD emitter wants them.
-        self.timers: deque[tuple[str, str | None, float]] | None = deque() if timers else None
-        # (flow name, task) -> _TaskSeries. Keyed by the task object (hashed by identity), so
-        # building the key costs nothing; names are read only when a series is made.
-        self._series: dict[tuple[str, Any], _TaskSeries] = {}
+        #: (flow name, task or None, seconds) of every attempt, when a StatsD emitter wants them;
+        #: bounded, so a huge flow between two flushes drops its oldest durations, not memory.
+        self.timers: deque[tuple[str, str | None, float]] | None = deque(maxlen=TIMERS_KEPT) if timers else None
+        # (flow name, task name) -> _TaskSeries: the same bounded key space as the labels
+        # (new Task objects for every run of a reloaded flow add nothing), and both names are
+        # strings whose hashes Python caches.
+        self._series: dict[tuple[str, str], _TaskSeries] = {}
         self._lock = threading.Lock()
 
     # -- the hooks' work ----------------------------------------------------------------------
 
     def task_state_changed(self, flow_name: str, task: Any, old: Any, new: Any) -> None:
         """Count one task-run state change of ``task`` in the flow named ``flow_name``."""
-        series = self._series.get((flow_name, task))
+        series = self._series.get((flow_name, task.name))
         if series is None:
-            series = self._new_series(flow_name, task)
+            series = self._new_series(flow_name, task.name)
         if new._running:
             series.running.inc()
             return
@@ -164,23 +169,16 @@ class PlaitMetrics:
         view.register(_FlowView(self.registry, flow_name))
         return view
 
-    def forget_flow(self, flow_name: str) -> None:
-        """Drop the cached children of ``flow_name`` (their series stay in the registry)."""
+    def _new_series(self, flow_name: str, task_name: str) -> _TaskSeries:
         with self._lock:
-            for key in [k for k in self._series if k[0] == flow_name]:
-                del self._series[key]
-
-    def _new_series(self, flow_name: str, task: Any) -> _TaskSeries:
-        with self._lock:
-            series = self._series.get((flow_name, task))
+            series = self._series.get((flow_name, task_name))
             if series is None:
-                name = str(getattr(task, "name", task))
                 series = _TaskSeries(
-                    name,
-                    self.task_duration.labels(flow_name, name),
-                    self.tasks_running.labels(flow_name, name),
+                    task_name,
+                    self.task_duration.labels(flow_name, task_name),
+                    self.tasks_running.labels(flow_name, task_name),
                 )
-                self._series[(flow_name, task)] = series
+                self._series[(flow_name, task_name)] = series
             return series
 
 

@@ -25,7 +25,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from plait_metrics.collector import PlaitMetrics
+from plait_metrics.collector import TIMERS_KEPT, PlaitMetrics
 
 __all__ = ["StatsdEmitter", "statsd_name"]
 
@@ -63,7 +63,7 @@ class StatsdEmitter:
         max_packet: int = 1432,
     ) -> None:
         if metrics.timers is None:
-            metrics.timers = deque()
+            metrics.timers = deque(maxlen=TIMERS_KEPT)
         self.metrics = metrics
         self.address = address
         self.prefix = f"{prefix}." if prefix else ""
