@@ -243,3 +243,17 @@ def test_a_flow_rebuilt_for_every_run_keeps_one_set_of_series():
         run(orders_flow("reloaded", fail=False), metrics)
     assert sorted(metrics._series) == [("reloaded", n) for n in ("double", "extract", "flaky", "load")]
     assert value(metrics, "plait_task_runs_total", flow="reloaded", task="load", state="Success") == 3
+
+
+def test_an_interrupted_run_leaves_no_task_counted_as_running():
+    metrics = PlaitMetrics()
+
+    @task
+    def interrupted():
+        raise KeyboardInterrupt  # what Ctrl-C does to a running task
+
+    with Flow("interrupted") as flow:
+        interrupted()
+    assert run(flow, metrics).name == "Cancelled"
+    assert value(metrics, "plait_flow_runs_total", flow="interrupted", state="Cancelled") == 1
+    assert value(metrics, "plait_tasks_running", flow="interrupted", task="interrupted") == 0

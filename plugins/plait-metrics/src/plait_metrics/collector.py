@@ -28,7 +28,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
-from plait.states import Mapped, Retrying
+from plait.states import Cancelled, Mapped, Retrying
 from plait_metrics.settings import DEFAULT_BUCKETS
 
 __all__ = ["TIMERS_KEPT", "PlaitMetrics"]
@@ -146,6 +146,11 @@ class PlaitMetrics:
             self.flow_last_success.labels(flow_name).set(new.timestamp)
         elif new._failed:
             self.flow_last_failure.labels(flow_name).set(new.timestamp)
+        if type(new) is Cancelled:
+            # An interrupted run never reports the end of the task runs it was running.
+            for (name, _task), series in list(self._series.items()):
+                if name == flow_name:
+                    series.running.set(0)
 
     # -- observers for FlowRunner(task_observers=..., flow_observers=...) ------------------------
 
