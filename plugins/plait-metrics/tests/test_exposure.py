@@ -13,7 +13,7 @@ import threading
 
 import plait_metrics
 import pytest
-from conftest import free_port, http_get
+from plait_metrics.testing import free_port, http_get
 from prometheus_client.parser import text_string_to_metric_families
 
 from plait import Flow, task
