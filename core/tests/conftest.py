@@ -60,14 +60,27 @@ def restore_logging():
         sys.stdout = stdout
 
 
+def _installed_plugins() -> str:
+    import importlib.metadata
+
+    return ",".join(sorted({ep.name for ep in importlib.metadata.entry_points(group="plait")}))
+
+
+#: Plugins installed in this environment (``make test`` installs every plugins/* distribution):
+#: the core's tests switch them off, so they see only the plugins they make themselves.
+_INSTALLED_PLUGINS = _installed_plugins()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plugin_state(monkeypatch):
-    """Each test discovers plugins, reads config and sets up logging afresh."""
+    """Each test discovers plugins, reads config and sets up logging afresh, without the
+    plugins installed in the environment."""
     from plait import config
 
     for var in ("PLAIT_LOAD_PLUGINS", "PLAIT_DISABLE_PLUGINS", "PLAIT_TRACE_PLUGINS", "PLAIT_STRICT_PLUGINS"):
         monkeypatch.delenv(var, raising=False)
-    _hide_repository_plugins(monkeypatch)
+    if _INSTALLED_PLUGINS:
+        monkeypatch.setenv("PLAIT_DISABLE_PLUGINS", _INSTALLED_PLUGINS)
     manager.reset_hooks()
     config.reset_config()
     plait_logger = logging.getLogger("plait")
@@ -110,23 +123,3 @@ def install_dist(tmp_path, monkeypatch):
 
     for name in created_modules:
         sys.modules.pop(name, None)
-
-
-_REPOSITORY_PLUGINS = {p.name for p in (Path(__file__).resolve().parents[2] / "plugins").glob("*") if p.is_dir()}
-
-
-def _hide_repository_plugins(monkeypatch):
-    """The core's tests see only the plugins they install: not the repository's own plugins,
-    which `make test` installs in the same environment (their observers would be called too)."""
-    import importlib.metadata
-
-    real = importlib.metadata.entry_points
-
-    def entry_points(**params):
-        found = real(**params)
-        if params.get("group") != "plait":
-            return found
-        kept = [ep for ep in found if ep.dist is None or ep.dist.metadata["Name"] not in _REPOSITORY_PLUGINS]
-        return importlib.metadata.EntryPoints(kept)
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
