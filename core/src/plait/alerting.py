@@ -46,12 +46,15 @@ __all__ = [
     "DEFAULT_STATES",
     "AlertEvent",
     "BackgroundSender",
+    "GlobalNotifier",
     "Notifier",
     "RateLimiter",
     "RunAlerts",
     "StateFilter",
     "TaskCount",
+    "live_notifiers",
     "mask_text",
+    "register_secrets",
 ]
 
 #: What a notifier watches when nobody says: failures (``Failed``, ``TriggerFailed``, ``TimedOut``).
@@ -538,6 +541,191 @@ def live_notifiers(kind: type[Notifier] = Notifier) -> list[Notifier]:
     plugins installed, each finishes only its own.
     """
     return [n for n in list(_live_notifiers) if isinstance(n, kind)]
+
+
+class GlobalNotifier:
+    """The global-notifier plumbing of a notifier plugin: its hookimpls delegate to one of these.
+
+    With its config section set, a notifier plugin alerts for every flow run through the
+    ``plait_task_state_changed`` / ``plait_flow_state_changed`` hooks. This helper does that part:
+
+    - builds the notifier from the config (``factory(config)``) once per config object, again
+      when the config changes (``plait.config.reset_config()``); a section whose notifier cannot
+      be built is logged once (naming the plugin and the section) and sends nothing;
+    - ``task_state_changed`` / ``flow_state_changed`` hand changes to it and never raise: an
+      error is logged naming the plugin, with secrets masked;
+    - at a flow run's end, finishes the runs of the plugin's other live notifiers (those used
+      only as task state handlers, ``live_notifiers(kind)``), then calls ``on_run_end()``;
+    - ``state_handler(obj, old, new)`` is the plugin's bare state handler
+      (``state_handlers=[slack_notifier]``): it uses the configured notifier unless the hooks
+      already alert globally, and warns once when nothing is configured.
+
+    Args:
+        plugin: the distribution's name, shown in log lines (``"plait-slack"``).
+        section_name: the config table, shown in log lines (``"plugins.slack"``).
+        section: ``section(config) -> dict``, the plugin's settings in ``config``.
+        factory: ``factory(config) -> Notifier``, the notifier the settings describe (may raise).
+        kind: the plugin's ``Notifier`` class, or a function returning it (to import it lazily).
+        has_destination: ``has_destination(section) -> bool``; without a destination no notifier
+            is built and nothing is logged.
+        on_run_end: called after each flow run's end (e.g. to flush log handlers).
+        unconfigured: the warning ``state_handler`` logs once when the section has no destination.
+        logger: where errors go (default ``plait.plugins.<plugin without "plait-">``).
+
+    ```python
+    from plait import hookimpl
+    from plait.alerting import GlobalNotifier
+
+    alerts = GlobalNotifier(
+        "plait-pager", "plugins.pager",
+        section=lambda config: config.plugin_section("pager"),
+        factory=lambda config: PagerNotifier(**config.plugin_section("pager")),
+        kind=lambda: PagerNotifier,
+        has_destination=lambda section: bool(section.get("url")),
+    )
+
+    @hookimpl
+    def plait_task_state_changed(task, old_state, new_state):
+        alerts.task_state_changed(task, old_state, new_state)
+
+    @hookimpl
+    def plait_flow_state_changed(flow, old_state, new_state, context):
+        alerts.flow_state_changed(flow, old_state, new_state, context)
+    ```
+
+    A section with ``alerts = false`` still builds the notifier (for the bare state handler)
+    but the hooks send nothing.
+    """
+
+    def __init__(
+        self,
+        plugin: str,
+        section_name: str,
+        *,
+        section: Callable[[Any], dict[str, Any]],
+        factory: Callable[[Any], Notifier],
+        kind: type[Notifier] | Callable[[], type[Notifier]],
+        has_destination: Callable[[dict[str, Any]], bool],
+        on_run_end: Callable[[], None] | None = None,
+        unconfigured: str | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.plugin = plugin
+        self.section_name = section_name
+        self.section = section
+        self.factory = factory
+        self.kind = kind
+        self.has_destination = has_destination
+        self.on_run_end = on_run_end
+        self.unconfigured = unconfigured or (
+            f"{plugin}: its notifier is used as a state handler but [{section_name}] has no destination; "
+            "no alert is sent"
+        )
+        self.logger = logger or logging.getLogger(f"plait.plugins.{plugin.removeprefix('plait-')}")
+        self._lock = threading.Lock()
+        self._cached: tuple[Any, Notifier | None, bool] | None = None  # (config, notifier, alerts on)
+        self._global: Notifier | None = None  # the notifier while global alerting is on: the fast path
+        self._warned = False
+
+    # -- the configured notifier -----------------------------------------------------------------
+
+    def configured(self) -> tuple[Notifier | None, bool]:
+        """``(notifier or None, whether the hooks alert globally)`` for the current config."""
+        from plait.config import get_config
+
+        config = get_config()
+        cached = self._cached
+        if cached is not None and cached[0] is config:
+            return cached[1], cached[2]
+        with self._lock:
+            cached = self._cached
+            if cached is not None and cached[0] is config:
+                return cached[1], cached[2]
+            notifier = None
+            section = self.section(config) if config is not None else {}
+            if self.has_destination(section):
+                try:
+                    notifier = self.factory(config)
+                except Exception as exc:
+                    self.logger.error(
+                        "%s: [%s] is not usable, no alerts will be sent: %s",
+                        self.plugin,
+                        self.section_name,
+                        mask_text(str(exc), ()),
+                    )
+            enabled = bool(section.get("alerts", True)) and notifier is not None
+            self._cached = (config, notifier, enabled)
+            return notifier, enabled
+
+    def notifier(self) -> Notifier | None:
+        """The notifier the config section describes (made once per config), or ``None``."""
+        return self.configured()[0]
+
+    def alerts_on(self) -> bool:
+        """Whether the hooks are alerting for every flow right now (so a bare state handler
+        must not count the same change twice)."""
+        return self._global is not None
+
+    def warn_unconfigured(self) -> None:
+        """Log the ``unconfigured`` warning, once per process."""
+        if not self._warned:
+            self._warned = True
+            self.logger.warning("%s", self.unconfigured)
+
+    # -- what the hookimpls and the bare state handler call ----------------------------------------
+
+    def task_state_changed(self, task: Any, old_state: State, new_state: State) -> None:
+        """For ``plait_task_state_changed``: record the change while global alerting is on."""
+        notifier = self._global
+        if notifier is not None:
+            try:
+                notifier.task_changed(task, old_state, new_state)
+            except Exception as exc:  # never let an alert change a run, even in strict mode
+                self.logger.error(
+                    "%s: failed recording a state change of task %r: %s",
+                    self.plugin,
+                    getattr(task, "name", task),
+                    mask_text(str(exc), ()),
+                )
+
+    def flow_state_changed(self, flow: Any, old_state: State, new_state: State, context: Any) -> None:
+        """For ``plait_flow_state_changed``: (re)read the config, alert, finish runs at the end."""
+        try:
+            self._flow_state_changed(flow, old_state, new_state, context)
+        except Exception as exc:  # never let an alert change a run, even in strict mode
+            self.logger.error(
+                "%s: failed handling a state change of flow %r: %s",
+                self.plugin,
+                getattr(flow, "name", flow),
+                mask_text(str(exc), ()),
+            )
+
+    def state_handler(self, obj: Any, old_state: State, new_state: State) -> None:
+        """The plugin's bare state handler: the configured notifier, unless the hooks alert already."""
+        notifier = self.notifier()
+        if notifier is None:
+            self.warn_unconfigured()
+            return None
+        if self.alerts_on():
+            return None  # the plugin's hooks already see every state change
+        return notifier(obj, old_state, new_state)
+
+    def _flow_state_changed(self, flow: Any, old_state: State, new_state: State, context: Any) -> None:
+        configured, enabled = self.configured()
+        notifier = configured if enabled else None
+        self._global = notifier
+        if notifier is not None:
+            notifier.flow_changed(flow, old_state, new_state)
+        if new_state.is_running():
+            return
+        # the run is over: notifiers used only as task state handlers send their summaries now
+        run_id = context.get("flow_run_id")
+        kind = self.kind if isinstance(self.kind, type) else self.kind()
+        for other in live_notifiers(kind):
+            if other is not notifier:
+                other.finish_run(flow.name, old_state, new_state, run_id, flow_matches=False)
+        if self.on_run_end is not None:
+            self.on_run_end()
 
 
 _live_senders: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()

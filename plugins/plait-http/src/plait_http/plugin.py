@@ -25,11 +25,10 @@ Values may come from the environment too (``PLAIT__PLUGINS__HTTP__WEBHOOK__TIMEO
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from plait import hookimpl
-from plait.alerting import live_notifiers, mask_text, register_secrets
+from plait.alerting import GlobalNotifier, register_secrets
 from plait_http.errors import HTTPConfigError
 
 __all__ = [
@@ -62,11 +61,6 @@ _NOTIFIER_KEYS = {
     "headers": "headers",
 }
 
-_lock = threading.Lock()
-_cached: tuple[Any, Any, bool] | None = None  # (config object, notifier or None, global alerts on)
-_global: Any = None
-_warned = False
-
 
 def webhook_settings(config: Any = None) -> dict[str, Any]:
     """``WebhookNotifier`` keyword arguments from ``[plugins.http.webhook]`` (secrets resolved)."""
@@ -84,22 +78,16 @@ def webhook_settings(config: Any = None) -> dict[str, Any]:
 
 def configured_notifier() -> Any:
     """The notifier ``[plugins.http.webhook]`` describes (made once per config), or ``None``."""
-    return _configured()[0]
+    return alerts.notifier()
 
 
 def global_alerts_on() -> bool:
     """Whether the plugin's hooks are alerting for every flow right now."""
-    return _global is not None
+    return alerts.alerts_on()
 
 
 def warn_unconfigured() -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        logger.warning(
-            "plait-http: webhook_notifier is used as a state handler but [plugins.http.webhook] has no "
-            "url_secret or url; no alert is sent (or use webhook_notifier(url=...))"
-        )
+    alerts.warn_unconfigured()
 
 
 # --- hooks ------------------------------------------------------------------------------------------
@@ -114,80 +102,53 @@ def plait_register_tasks() -> list[Any]:
 
 @hookimpl
 def plait_task_state_changed(task: Any, old_state: Any, new_state: Any) -> None:
-    notifier = _global
-    if notifier is not None:
-        try:
-            notifier.task_changed(task, old_state, new_state)
-        except Exception as exc:  # never let an alert change a run, even in strict mode
-            logger.error(
-                "%s: failed recording a state change of task %r: %s", "plait-http", task.name, mask_text(str(exc), ())
-            )
+    alerts.task_state_changed(task, old_state, new_state)
 
 
 @hookimpl
 def plait_flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
-    try:
-        _flow_state_changed(flow, old_state, new_state, context)
-    except Exception as exc:  # never let an alert change a run, even in strict mode
-        logger.error(
-            "%s: failed handling a state change of flow %r: %s", "plait-http", flow.name, mask_text(str(exc), ())
-        )
-
-
-def _flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
-    global _global
-    configured, enabled = _configured()
-    notifier = configured if enabled else None
-    _global = notifier
-    if notifier is not None:
-        notifier.flow_changed(flow, old_state, new_state)
-    if new_state.is_running():
-        return
-    run_id = context.get("flow_run_id")
-    from plait_http.webhook import WebhookNotifier
-
-    for other in live_notifiers(WebhookNotifier):
-        if other is not notifier:
-            other.finish_run(flow.name, old_state, new_state, run_id, flow_matches=False)
+    alerts.flow_state_changed(flow, old_state, new_state, context)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-def _configured() -> tuple[Any, bool]:
-    global _cached
-    config = _config()
-    cached = _cached
-    if cached is not None and cached[0] is config:
-        return cached[1], cached[2]
-    with _lock:
-        if _cached is not None and _cached[0] is config:
-            return _cached[1], _cached[2]
-        notifier = None
-        section = _section(config)
-        if section.get("url") or section.get("url_secret"):
-            from plait_http.webhook import WebhookNotifier
-
-            try:
-                notifier = WebhookNotifier(**webhook_settings(config))
-            except Exception as exc:
-                logger.error("plait-http: [plugins.http.webhook] is not usable, no alerts will be sent: %s", exc)
-        enabled = bool(section.get("alerts", True)) and notifier is not None
-        _cached = (config, notifier, enabled)
-        return notifier, enabled
-
-
-def _config() -> Any:
-    from plait.config import get_config
-
-    return get_config()
-
-
 def _section(config: Any = None) -> dict[str, Any]:
-    config = _config() if config is None else config
+    if config is None:
+        from plait.config import get_config
+
+        config = get_config()
     if config is None:
         return {}
     webhook = config.plugin_section(SECTION).get("webhook", {})
     if not isinstance(webhook, dict):
         raise HTTPConfigError(f"[plugins.http.webhook] must be a table, got {webhook!r}")
     return webhook
+
+
+def _make_notifier(config: Any) -> Any:
+    from plait_http.webhook import WebhookNotifier
+
+    return WebhookNotifier(**webhook_settings(config))
+
+
+def _notifier_class() -> type:
+    from plait_http.webhook import WebhookNotifier
+
+    return WebhookNotifier
+
+
+#: the global-notifier plumbing the hooks above delegate to (see ``plait.alerting.GlobalNotifier``)
+alerts = GlobalNotifier(
+    "plait-http",
+    "plugins.http.webhook",
+    section=_section,
+    factory=_make_notifier,
+    kind=_notifier_class,
+    has_destination=lambda section: bool(section.get("url") or section.get("url_secret")),
+    unconfigured=(
+        "plait-http: webhook_notifier is used as a state handler but [plugins.http.webhook] has no "
+        "url_secret or url; no alert is sent (or use webhook_notifier(url=...))"
+    ),
+    logger=logger,
+)

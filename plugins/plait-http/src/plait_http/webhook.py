@@ -187,13 +187,7 @@ def webhook_notifier(
     from plait_http import plugin
 
     if obj is not None and new_state is not None:
-        notifier = plugin.configured_notifier()
-        if notifier is None:
-            plugin.warn_unconfigured()
-            return None
-        if plugin.global_alerts_on():
-            return None  # the plugin's hooks already see every state change
-        return notifier(obj, old_state, new_state)
+        return plugin.alerts.state_handler(obj, old_state, new_state)
     if obj is not None:
         raise HTTPConfigError(
             "webhook_notifier takes keyword options (webhook_notifier(url=..., only_states=[Failed])) or is "

@@ -137,13 +137,7 @@ def slack_notifier(
     if obj is not None and new_state is not None:
         from plait_slack import plugin
 
-        notifier = plugin.configured_notifier()
-        if notifier is None:
-            plugin.warn_unconfigured()
-            return None
-        if plugin.global_alerts_on():
-            return None  # the plugin's hooks already see every state change
-        return notifier(obj, old_state, new_state)
+        return plugin.alerts.state_handler(obj, old_state, new_state)
     if obj is not None:
         raise SlackConfigError(
             f"slack_notifier takes keyword options (slack_notifier(only_states=[Failed], ...)) or is used "

@@ -27,11 +27,10 @@ Every value can come from the environment too (``PLAIT__PLUGINS__SLACK__CHANNEL=
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from plait import hookimpl
-from plait.alerting import live_notifiers, mask_text, register_secrets
+from plait.alerting import GlobalNotifier, mask_text, register_secrets
 from plait_slack.errors import SlackConfigError
 
 __all__ = [
@@ -65,11 +64,6 @@ _NOTIFIER_KEYS = {
     "token": "token",
 }
 
-_lock = threading.Lock()
-_cached: tuple[Any, Any, bool] | None = None  # (config object, notifier or None, global alerts on)
-_global: Any = None  # the configured notifier while global alerting is on: the task hook's fast path
-_warned = False
-
 
 def slack_settings(config: Any = None) -> dict[str, Any]:
     """``SlackNotifier`` keyword arguments from ``[plugins.slack]`` (secrets resolved)."""
@@ -90,46 +84,17 @@ def slack_settings(config: Any = None) -> dict[str, Any]:
 
 def configured_notifier() -> Any:
     """The notifier ``[plugins.slack]`` describes (made once per config), or ``None``."""
-    return _configured()[0]
+    return alerts.notifier()
 
 
 def global_alerts_on() -> bool:
     """Whether the plugin's hooks are alerting for every flow right now (so a bare
     ``slack_notifier`` handler must not count the same change twice)."""
-    return _global is not None
-
-
-def _configured() -> tuple[Any, bool]:
-    global _cached
-    config = _config()
-    cached = _cached
-    if cached is not None and cached[0] is config:
-        return cached[1], cached[2]
-    with _lock:
-        if _cached is not None and _cached[0] is config:
-            return _cached[1], _cached[2]
-        notifier = None
-        section = _section(config)
-        if _has_destination(section):
-            from plait_slack.notifier import SlackNotifier
-
-            try:
-                notifier = SlackNotifier(**slack_settings(config))
-            except Exception as exc:
-                logger.error("plait-slack: [plugins.%s] is not usable, no alerts will be sent: %s", SECTION, exc)
-        enabled = bool(section.get("alerts", True)) and notifier is not None
-        _cached = (config, notifier, enabled)
-        return notifier, enabled
+    return alerts.alerts_on()
 
 
 def warn_unconfigured() -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        logger.warning(
-            "plait-slack: slack_notifier is used as a state handler but [plugins.slack] has no "
-            "webhook_url_secret or token_secret; no alert is sent (or use slack_notifier(webhook_url=...))"
-        )
+    alerts.warn_unconfigured()
 
 
 # --- hooks ------------------------------------------------------------------------------------------
@@ -171,58 +136,22 @@ def plait_register_log_handlers(config: Any) -> list[logging.Handler]:
 
 @hookimpl
 def plait_task_state_changed(task: Any, old_state: Any, new_state: Any) -> None:
-    notifier = _global
-    if notifier is not None:
-        try:
-            notifier.task_changed(task, old_state, new_state)
-        except Exception as exc:  # never let an alert change a run, even in strict mode
-            logger.error(
-                "%s: failed recording a state change of task %r: %s", "plait-slack", task.name, mask_text(str(exc), ())
-            )
+    alerts.task_state_changed(task, old_state, new_state)
 
 
 @hookimpl
 def plait_flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
-    try:
-        _flow_state_changed(flow, old_state, new_state, context)
-    except Exception as exc:  # never let an alert change a run, even in strict mode
-        logger.error(
-            "%s: failed handling a state change of flow %r: %s", "plait-slack", flow.name, mask_text(str(exc), ())
-        )
-
-
-def _flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
-    global _global
-    configured, enabled = _configured()
-    notifier = configured if enabled else None
-    _global = notifier
-    if notifier is not None:
-        notifier.flow_changed(flow, old_state, new_state)
-    if new_state.is_running():
-        return
-    # the run is over: notifiers used only as task state handlers send their summaries now
-    run_id = context.get("flow_run_id")
-    from plait_slack.notifier import SlackNotifier
-
-    for other in live_notifiers(SlackNotifier):
-        if other is not notifier:
-            other.finish_run(flow.name, old_state, new_state, run_id, flow_matches=False)
-    from plait_slack.logs import flush_log_handlers
-
-    flush_log_handlers()
+    alerts.flow_state_changed(flow, old_state, new_state, context)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-def _config() -> Any:
-    from plait.config import get_config
-
-    return get_config()
-
-
 def _section(config: Any = None) -> dict[str, Any]:
-    config = _config() if config is None else config
+    if config is None:
+        from plait.config import get_config
+
+        config = get_config()
     if config is None:
         return {}
     section = config.plugin_section(SECTION)
@@ -233,3 +162,38 @@ def _section(config: Any = None) -> dict[str, Any]:
 
 def _has_destination(section: dict[str, Any]) -> bool:
     return any(section.get(k) for k in ("webhook_url", "webhook_url_secret", "token", "token_secret"))
+
+
+def _make_notifier(config: Any) -> Any:
+    from plait_slack.notifier import SlackNotifier
+
+    return SlackNotifier(**slack_settings(config))
+
+
+def _notifier_class() -> type:
+    from plait_slack.notifier import SlackNotifier
+
+    return SlackNotifier
+
+
+def _flush_logs() -> None:
+    from plait_slack.logs import flush_log_handlers
+
+    flush_log_handlers()
+
+
+#: the global-notifier plumbing the hooks above delegate to (see ``plait.alerting.GlobalNotifier``)
+alerts = GlobalNotifier(
+    "plait-slack",
+    f"plugins.{SECTION}",
+    section=_section,
+    factory=_make_notifier,
+    kind=_notifier_class,
+    has_destination=_has_destination,
+    on_run_end=_flush_logs,
+    unconfigured=(
+        "plait-slack: slack_notifier is used as a state handler but [plugins.slack] has no "
+        "webhook_url_secret or token_secret; no alert is sent (or use slack_notifier(webhook_url=...))"
+    ),
+    logger=logger,
+)
