@@ -131,3 +131,165 @@ def test_live_notifiers_of_one_plugin_leave_the_others_alone():
     mine, theirs = Recording(), Other()
     assert mine in live_notifiers(Recording) and theirs in live_notifiers(Other)
     assert mine not in live_notifiers(Other)
+
+
+# --- GlobalNotifier: the plumbing a notifier plugin's hookimpls delegate to ----------------------------
+
+
+class Pager(Recording):
+    """A plugin's notifier class: a real Notifier that records what it would deliver."""
+
+    plugin = "plait-pager"
+    logger_name = "plait.plugins.pager"
+
+
+@pytest.fixture
+def configure(tmp_path, monkeypatch):
+    """``configure(toml_text)``: use this Plait config file from now on."""
+    from plait.config import reset_config
+
+    def apply(text: str) -> None:
+        path = tmp_path / "config.toml"
+        path.write_text(text)
+        monkeypatch.setenv("PLAIT_CONFIG", str(path))
+        reset_config()
+
+    yield apply
+    reset_config()
+
+
+@pytest.fixture
+def pager(request):
+    """A ``GlobalNotifier`` for a ``[plugins.pager]`` section, its hooks installed as a plugin,
+    with the notifiers it built in ``built`` and its end-of-run calls counted in ``ended``."""
+    from plait import hookimpl
+    from plait.alerting import GlobalNotifier
+    from plait.testing import using_plugins
+
+    built: list[Pager] = []
+    ended: list[int] = []
+
+    def factory(config):
+        section = dict(config.plugin_section("pager"))
+        if section.pop("broken", False):
+            raise ValueError("[plugins.pager] has a bad key: pager-key-123456")
+        section.pop("url", None)
+        section.pop("alerts", None)
+        notifier = Pager(**section)
+        built.append(notifier)
+        return notifier
+
+    alerts = GlobalNotifier(
+        "plait-pager",
+        "plugins.pager",
+        section=lambda config: config.plugin_section("pager"),
+        factory=factory,
+        kind=Pager,
+        has_destination=lambda section: bool(section.get("url")),
+        on_run_end=lambda: ended.append(1),
+        unconfigured="plait-pager: [plugins.pager] has no url; no alert is sent",
+    )
+
+    class Plugin:
+        @hookimpl
+        def plait_task_state_changed(self, task, old_state, new_state):
+            alerts.task_state_changed(task, old_state, new_state)
+
+        @hookimpl
+        def plait_flow_state_changed(self, flow, old_state, new_state, context):
+            alerts.flow_state_changed(flow, old_state, new_state, context)
+
+    alerts.built, alerts.ended = built, ended
+    with using_plugins(Plugin(), strict=True):
+        yield alerts
+
+
+def failing_with(*handlers):
+    """A flow whose one task fails, with ``handlers`` as the task's state handlers."""
+
+    @task(name="boom", state_handlers=list(handlers))
+    def failing():
+        raise ValueError("bad item")
+
+    with Flow("handled") as flow:
+        failing()
+    return flow
+
+
+def failing_flow(name="nightly"):
+    with Flow(name) as flow:
+        boom.map([1, 2, 3])
+    return flow
+
+
+def test_global_notifier_alerts_for_every_flow_once_configured(configure, pager):
+    configure('[plugins.pager]\nurl = "https://pager.example.com"\n')
+    assert failing_flow().run().is_failed()
+    (notifier,) = pager.built
+    assert notifier.flush(5)
+    (summary,) = notifier.delivered
+    assert (summary.kind, summary.flow, summary.state) == ("summary", "nightly", "Failed")
+    assert [(t.task, t.count) for t in summary.tasks] == [("boom", 3)]
+    assert pager.ended == [1]
+    # the notifier is made once per config, and again when the config changes
+    assert failing_flow().run().is_failed()
+    assert len(pager.built) == 1 and pager.notifier() is notifier
+    configure('[plugins.pager]\nurl = "https://pager.example.com"\nonly_states = ["Success"]\n')
+    assert pager.notifier() is not notifier and len(pager.built) == 2
+
+
+def test_global_notifier_without_a_destination_sends_nothing(configure, pager, caplog):
+    configure("[plugins.other]\nx = 1\n")
+    assert failing_flow().run().is_failed()
+    assert pager.built == [] and pager.notifier() is None and not pager.alerts_on()
+    assert pager.ended == [1]  # the end-of-run callback runs all the same
+    caplog.set_level("WARNING", logger="plait.plugins.pager")
+    flow = failing_with(pager.state_handler)
+    flow.run()
+    flow.run()
+    assert caplog.text.count("plait-pager: [plugins.pager] has no url; no alert is sent") == 1
+
+
+def test_global_notifier_with_alerts_false_keeps_the_notifier_for_the_bare_handler(configure, pager):
+    configure('[plugins.pager]\nurl = "https://pager.example.com"\nalerts = false\n')
+    flow = failing_with(pager.state_handler)
+    flow.state_handlers.append(pager.state_handler)
+    assert flow.run().is_failed()
+    assert not pager.alerts_on()
+    (notifier,) = pager.built
+    assert notifier.flush(5)
+    (summary,) = notifier.delivered  # from the bare handler, not from the hooks: exactly one
+    assert summary.kind == "summary" and [t.task for t in summary.tasks] == ["boom"]
+
+
+def test_global_notifier_finishes_runs_of_its_task_only_notifiers(configure, pager):
+    configure("")
+    mine = Pager()
+    assert failing_with(mine).run().is_failed()
+    assert mine.flush(5)
+    (summary,) = mine.delivered  # the flow hook told it the run was over
+    assert summary.kind == "summary" and summary.flow == "handled"
+
+
+def test_global_notifier_never_raises_and_logs_naming_the_plugin_with_secrets_masked(configure, pager, caplog):
+    caplog.set_level("ERROR", logger="plait.plugins.pager")
+    register_secret("pager-key-123456")
+    configure('[plugins.pager]\nurl = "https://pager.example.com"\nbroken = true\n')
+    assert failing_flow().run().is_failed()  # strict hooks: any exception would have re-raised
+    assert "plait-pager: [plugins.pager] is not usable, no alerts will be sent" in caplog.text
+    assert "pager-key-123456" not in caplog.text
+
+    class Exploding(Pager):
+        def task_changed(self, task, old_state, new_state):
+            raise RuntimeError("pager-key-123456 rejected")
+
+        def flow_changed(self, flow, old_state, new_state):
+            raise RuntimeError("pager-key-123456 rejected")
+
+    pager.factory = lambda config: Exploding()
+    configure('[plugins.pager]\nurl = "https://pager.example.com"\n')
+    with Flow("exploding") as flow:
+        fine()
+    assert flow.run().is_successful()
+    assert "plait-pager: failed handling a state change of flow 'exploding'" in caplog.text
+    assert "pager-key-123456" not in caplog.text
