@@ -16,7 +16,8 @@ With ``plait`` installed, every pytest session has these fixtures:
   with every state change the hooks saw.
 
 And plain functions, usable without pytest: ``isolated_hooks(*plugins)``,
-``using_plugins(*plugins)``, ``run_flow(flow)``, ``assert_plugin_conforms(plugin)``::
+``using_plugins(*plugins)``, ``run_flow(flow)``, ``assert_plugin_conforms(plugin)``,
+``run_markdown_examples(path)`` (your README's examples as a test)::
 
     from plait.testing import assert_plugin_conforms, run_flow, using_plugins
 
@@ -31,6 +32,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ __all__ = [
     "assert_plugin_conforms",
     "isolated_hooks",
     "run_flow",
+    "run_markdown_examples",
     "using_plugins",
 ]
 
@@ -174,6 +177,67 @@ def assert_plugin_conforms(plugin: object) -> list[str]:
     if record.status != "loaded":
         raise AssertionError(f"Plugin {record.name!r} does not conform to Plait's hook specs: {record.error}")
     return record.hooks
+
+
+_PYTHON_BLOCK = r"^```python\n(.*?)^```"
+
+
+def run_markdown_examples(
+    path: str | Path,
+    namespace: dict[str, Any] | None = None,
+    *,
+    min_blocks: int = 1,
+    restore_environ: bool = True,
+) -> dict[str, Any]:
+    """Run the ```` ```python ```` blocks of the Markdown file ``path``, in order, in one namespace.
+
+    Later blocks see the names earlier ones defined, so a README can build an example up step
+    by step; their ``assert`` lines are the test. Blocks fenced as ```` ```py ```` or
+    ```` ```console ```` are not run. Returns the namespace (to stop servers an example started).
+
+    Args:
+        path: the Markdown file.
+        namespace: the globals the blocks run in (default a fresh one with ``__name__ = "readme"``);
+            pass your own to put fixtures in it, or to clean up after a failure.
+        min_blocks: fail when the file has fewer ``python`` blocks (a renamed fence would
+            otherwise make the test pass while running nothing).
+        restore_environ: put ``os.environ`` back as it was afterwards (examples often set
+            secrets as environment variables) and reset Plait's config.
+
+    Raises:
+        AssertionError: too few blocks, or a block that raised (naming the file, the block's
+            number and showing its code).
+
+    ```py
+    def test_readme_examples_run(tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        run_markdown_examples(Path(__file__).parents[1] / "README.md", min_blocks=3)
+    ```
+    """
+    import os
+    import re
+
+    path = Path(path)
+    blocks = re.findall(_PYTHON_BLOCK, path.read_text(encoding="utf-8"), flags=re.S | re.M)
+    if len(blocks) < min_blocks:
+        raise AssertionError(f"{path} has {len(blocks)} ```python block(s), expected at least {min_blocks}")
+    namespace = {"__name__": "readme"} if namespace is None else namespace
+    namespace.setdefault("__name__", "readme")
+    saved = dict(os.environ) if restore_environ else None
+    try:
+        for number, code in enumerate(blocks, 1):
+            try:
+                exec(compile(code, f"{path.name} (python block {number})", "exec"), namespace)
+            except Exception as exc:
+                raise AssertionError(f"{path.name}, python block {number} failed: {exc!r}\n{code}") from exc
+    finally:
+        if saved is not None:
+            os.environ.clear()
+            os.environ.update(saved)
+            from plait.config import reset_config
+
+            reset_config()
+    return namespace
 
 
 def _plugin_name(plugin: object) -> str:
