@@ -108,3 +108,91 @@ def test_the_plait_plugin_fixture_must_be_overridden(pytester):
     pytester.makepyfile("def test_x(plait_hooks):\n    pass\n")
     result = pytester.runpytest_subprocess()
     result.stdout.fnmatch_lines(["*The plait_plugin fixture is not set*"])
+
+
+# --- run_markdown_examples -----------------------------------------------------------------------------
+
+
+def test_run_markdown_examples_runs_python_blocks_in_one_namespace(tmp_path, monkeypatch):
+    from plait.testing import run_markdown_examples
+
+    page = tmp_path / "README.md"
+    page.write_text(
+        "# Title\n\n```python\nimport os\nx = 2\nos.environ['PLAIT_README_TEST'] = 'set'\n```\n\n"
+        "```py\nraise SystemExit('a fragment: not run')\n```\n\n"
+        "```python\nassert x * 21 == 42\ny = x + 1\n```\n"
+    )
+    monkeypatch.delenv("PLAIT_README_TEST", raising=False)
+    namespace = run_markdown_examples(page, min_blocks=2)
+    assert namespace["y"] == 3 and namespace["__name__"] == "readme"
+    import os
+
+    assert "PLAIT_README_TEST" not in os.environ  # the environment is put back
+
+
+def test_run_markdown_examples_names_the_failing_block_and_too_few_blocks(tmp_path):
+    from plait.testing import run_markdown_examples
+
+    page = tmp_path / "GUIDE.md"
+    page.write_text("```python\nok = 1\n```\n\n```python\nassert ok == 2, 'ok is not 2'\n```\n")
+    namespace: dict = {"__name__": "guide"}
+    with pytest.raises(AssertionError, match=r"GUIDE.md, python block 2 failed: AssertionError\('ok is not 2'\)"):
+        run_markdown_examples(page, namespace)
+    assert namespace["ok"] == 1  # the caller's namespace, for cleaning up after a failure
+    with pytest.raises(AssertionError, match=r"has 2 ```python block\(s\), expected at least 3"):
+        run_markdown_examples(page, min_blocks=3)
+
+
+# --- RecordingServer -------------------------------------------------------------------------------------
+
+
+def _fetch(url, data=None, method=None):
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_recording_server_records_and_answers_routes_queued_answers_and_404(recording_server):
+    server = recording_server
+    server.route("/users/1", json={"id": 1})
+    server.fail_next(503, text="busy", count=2)
+    assert _fetch(server.url + "/users/1?full=1") == (503, b"busy")
+    assert _fetch(server.url + "/users/1", data=b'{"a": 1}', method="POST") == (503, b"busy")
+    assert _fetch(server.url + "/users/1") == (200, b'{"id": 1}')
+    assert _fetch(server.url + "/nowhere") == (404, b"not found")
+    assert [(r.method, r.path.split("?")[0], r.answered) for r in server.requests] == [
+        ("GET", "/users/1", 503),
+        ("POST", "/users/1", 503),
+        ("GET", "/users/1", 200),
+        ("GET", "/nowhere", 404),
+    ]
+    first, second = server.requests[:2]
+    assert first.query == {"full": ["1"]} and first.json is None
+    assert second.json == {"a": 1} and second.stable_headers() == {"content-type": "application/json"}
+
+
+def test_recording_server_holds_answers_until_released_and_subclasses_fake_a_service():
+    import threading
+
+    from plait.testing import Answer, RecordingServer
+
+    class Teapot(RecordingServer):
+        def default_answer(self, request):
+            return Answer(418, b"short and stout", {"Content-Type": "text/plain"})
+
+    with Teapot() as server:
+        server.hold()
+        answers = []
+        client = threading.Thread(target=lambda: answers.append(_fetch(server.url + "/brew")))
+        client.start()
+        (held,) = server.wait_for(1)
+        assert held.path == "/brew" and held.answered == 0 and answers == []  # arrived, not answered
+        server.release()
+        client.join(10)
+    assert answers == [(418, b"short and stout")]

@@ -17,7 +17,8 @@ With ``plait`` installed, every pytest session has these fixtures:
 
 And plain functions, usable without pytest: ``isolated_hooks(*plugins)``,
 ``using_plugins(*plugins)``, ``run_flow(flow)``, ``assert_plugin_conforms(plugin)``,
-``run_markdown_examples(path)`` (your README's examples as a test)::
+``run_markdown_examples(path)`` (your README's examples as a test), and ``RecordingServer``
+(a real HTTP server on 127.0.0.1 that records requests; fixture ``recording_server``)::
 
     from plait.testing import assert_plugin_conforms, run_flow, using_plugins
 
@@ -28,20 +29,28 @@ And plain functions, usable without pytest: ``isolated_hooks(*plugins)``,
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
     from plait.flow import Flow
     from plait.hooks.manager import PlaitHooks
     from plait.states import State
 
 __all__ = [
+    "VOLATILE_HEADERS",
+    "Answer",
+    "RecordedRequest",
     "RecordedRun",
+    "RecordingServer",
     "StateChange",
     "assert_plugin_conforms",
     "isolated_hooks",
@@ -240,6 +249,239 @@ def run_markdown_examples(
     return namespace
 
 
+# --- a recording HTTP server ---------------------------------------------------------------------
+
+#: Request headers that change between runs or machines; ``RecordedRequest.stable_headers`` drops them.
+VOLATILE_HEADERS = frozenset(
+    {"host", "user-agent", "content-length", "connection", "accept-encoding", "accept", "x-plait-delivery"}
+)
+
+
+@dataclass
+class RecordedRequest:
+    """One request a ``RecordingServer`` received (header names lower-cased)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    answered: int = 0  # the status it was answered with
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON (``None`` when empty or not JSON)."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        from urllib.parse import parse_qs, urlsplit
+
+        return parse_qs(urlsplit(self.path).query)
+
+    def stable_headers(self) -> dict[str, str]:
+        """Headers without the volatile ones (host, user-agent, length, delivery id...)."""
+        return {k: v for k, v in self.headers.items() if k not in VOLATILE_HEADERS}
+
+
+@dataclass
+class Answer:
+    """What a ``RecordingServer`` answers: ``status``, ``body``, ``headers``, for ``count`` requests."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] | None = None
+    count: int = 1
+
+    @classmethod
+    def of(
+        cls, status: int = 200, json: Any = None, text: str | None = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        """An answer with a JSON body (``json``) or a text one (``text``), and its Content-Type."""
+        if json is not None:
+            return cls(status, _json_dumps(json).encode(), {"Content-Type": "application/json", **(headers or {})})
+        return cls(status, (text or "").encode(), {"Content-Type": "text/plain; charset=utf-8", **(headers or {})})
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value)
+
+
+class RecordingServer:
+    """A real threaded HTTP server on 127.0.0.1 (a random free port) for tests: it records every
+    request in ``requests`` and answers what the test scripts.
+
+    - ``route(path, status, json=..., text=..., headers=...)``: a fixed answer for a path;
+    - ``fail_next(status, count=...)``: the next ``count`` requests (any path) get that answer;
+    - ``hold()``: answers wait until ``release()`` (test timeouts without sleeping);
+    - ``wait_for(count)``: block until that many requests arrived.
+
+    Anything else is answered by ``default_answer(request)`` (404); subclass it to fake a
+    service (plait-slack's ``FakeSlack`` does). With pytest, the ``recording_server`` fixture is
+    a started one.
+
+    ```python
+    import urllib.request
+    from plait.testing import RecordingServer
+
+    with RecordingServer() as server:
+        server.route("/ping", json={"ok": True})
+        with urllib.request.urlopen(server.url + "/ping") as response:
+            assert response.status == 200
+        assert [(r.method, r.path, r.answered) for r in server.requests] == [("GET", "/ping", 200)]
+    ```
+    """
+
+    #: the server thread's name (shown in thread dumps)
+    thread_name: ClassVar[str] = "recording-server"
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self._routes: dict[str, Answer] = {}
+        self._queue: list[Answer] = []
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._release = threading.Event()
+        self._release.set()
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------
+
+    def start(self) -> Any:
+        """Start serving (in a daemon thread); returns the server."""
+        self._server = _quiet_server(_recording_handler(self))
+        thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.thread_name, daemon=True
+        )
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Release held answers and stop serving."""
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, f"{type(self).__name__} is not started"
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- scripting ------------------------------------------------------------------------------------
+
+    def route(
+        self,
+        path: str,
+        status: int = 200,
+        json: Any = None,
+        text: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer requests to ``path`` (without the query) with ``json`` or ``text``."""
+        self._routes[path] = Answer.of(status, json, text, headers)
+
+    def fail_next(
+        self, status: int, text: str = "", headers: dict[str, str] | None = None, count: int = 1, json: Any = None
+    ) -> None:
+        """Answer the next ``count`` requests (any path) with ``status``."""
+        answer = Answer.of(status, json, text, headers)
+        answer.count = count
+        self.answer_next(answer)
+
+    def answer_next(self, answer: Answer) -> None:
+        """Answer the next ``answer.count`` requests (any path) with ``answer``, after those queued before."""
+        with self._lock:
+            self._queue.append(answer)
+
+    def hold(self) -> None:
+        """Hold every answer until ``release()``."""
+        self._release.clear()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[RecordedRequest]:
+        """Block until ``count`` requests have arrived (at most ``timeout`` s); return them all."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: len(self.requests) >= count, timeout=timeout)
+            return list(self.requests)
+
+    # -- the server side ----------------------------------------------------------------------------
+
+    def answer(self, request: RecordedRequest) -> Answer:
+        """Record ``request`` and choose its answer: queued, then routed, then ``default_answer``."""
+        with self._arrived:
+            self.requests.append(request)
+            self._arrived.notify_all()
+            scripted = self._queue[0] if self._queue else None
+            if scripted is not None:
+                scripted.count -= 1
+                if scripted.count <= 0:
+                    self._queue.pop(0)
+        self._release.wait()
+        if scripted is not None:
+            return scripted
+        return self._routes.get(request.path.split("?", 1)[0]) or self.default_answer(request)
+
+    def default_answer(self, request: RecordedRequest) -> Answer:
+        """The answer to a request nothing was scripted for: 404 (override to fake a service)."""
+        return Answer.of(404, text="not found")
+
+
+def _quiet_server(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    from http.server import ThreadingHTTPServer
+
+    class QuietServer(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a client that gave up (timeouts in tests) is not an error of the server
+
+    return QuietServer(("127.0.0.1", 0), handler)
+
+
+def _recording_handler(server: RecordingServer) -> type[BaseHTTPRequestHandler]:
+    from http.server import BaseHTTPRequestHandler
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            request = RecordedRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            answer = server.answer(request)
+            request.answered = answer.status
+            self.send_response(answer.status)
+            for key, value in (answer.headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(answer.body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+            pass
+
+    return Handler
+
+
 def _plugin_name(plugin: object) -> str:
     return getattr(plugin, "__name__", None) or type(plugin).__name__
 
@@ -274,6 +516,12 @@ if pytest is not None:
         """Isolated hooks with only the core and ``plait_plugin``, in strict mode, for one test."""
         with using_plugins(plait_plugin, strict=True) as hooks:
             yield hooks
+
+    @pytest.fixture
+    def recording_server() -> Iterator[RecordingServer]:
+        """A started ``RecordingServer`` for one test."""
+        with RecordingServer() as server:
+            yield server
 
     @pytest.fixture
     def plait_run(plait_hooks: PlaitHooks) -> Any:
