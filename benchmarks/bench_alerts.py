@@ -16,16 +16,13 @@ Cases, each with only the named plugin registered:
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
-import platform
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import plait
+from _common import best_of, machine
+
 from plait import Flow, task
 from plait.config import reset_config
 from plait.testing import using_plugins
@@ -57,14 +54,8 @@ def build(n: int, mapped) -> Flow:
     return flow
 
 
-def best_of(flow: Flow, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        flow.run(executor="local")
-        times.append(time.perf_counter() - start)
-    return min(times)
+def best_run(flow: Flow, repeat: int) -> float:
+    return best_of(repeat, lambda: flow.run(executor="local"))
 
 
 def configure(text: str) -> None:
@@ -96,28 +87,25 @@ def main() -> None:
         os.environ["BENCH_ALERT_URL"] = receiver.url
         configure("")
         with using_plugins(strict=False):
-            best_of(ok_flow, 1)
-            base = best_of(ok_flow, args.repeat)
-            failing_base = best_of(failing_flow, args.repeat)
+            best_run(ok_flow, 1)
+            base = best_run(ok_flow, args.repeat)
+            failing_base = best_run(failing_flow, args.repeat)
         rows.append(("no plugin", base, base))
         with using_plugins(slack_plugin, strict=False):
-            rows.append(("slack, unconfigured", best_of(ok_flow, args.repeat), base))
+            rows.append(("slack, unconfigured", best_run(ok_flow, args.repeat), base))
         configure('[plugins.slack]\nwebhook_url_secret = "BENCH_SLACK_WEBHOOK"\nrate_limit = 0\n')
         with using_plugins(slack_plugin, strict=False):
-            rows.append(("slack, configured", best_of(ok_flow, args.repeat), base))
-            rows.append(("slack, every task fails", best_of(failing_flow, args.repeat), failing_base))
+            rows.append(("slack, configured", best_run(ok_flow, args.repeat), base))
+            rows.append(("slack, every task fails", best_run(failing_flow, args.repeat), failing_base))
         configure('[plugins.http.webhook]\nurl_secret = "BENCH_ALERT_URL"\nrate_limit = 0\n')
         with using_plugins(http_plugin, strict=False):
-            rows.append(("http, configured", best_of(ok_flow, args.repeat), base))
+            rows.append(("http, configured", best_run(ok_flow, args.repeat), base))
         sent = len(slack.requests)
     reset_config()
 
-    print(
-        f"Plait {plait.__version__} alert plugins benchmark on {platform.python_implementation()} "
-        f"{sys.version.split()[0]}"
-    )
-    print(f"{platform.machine()}, {platform.system()} {platform.release()}; map of {args.n:,} tasks on local,")
-    print(f"{tasks:,} task runs; best of {args.repeat} runs; Slack messages sent in all: {sent}")
+    print(machine())
+    print(f"alert plugins benchmark: map of {args.n:,} tasks on local, {tasks:,} task runs;")
+    print(f"best of {args.repeat} runs; Slack messages sent in all: {sent}")
     print()
     header = f"{'case':<24} {'run (ms)':>10} {'us/task':>9} {'extra us/task':>14}"
     print(header)

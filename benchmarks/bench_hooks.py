@@ -18,11 +18,9 @@ at most 5 us.
 from __future__ import annotations
 
 import argparse
-import gc
-import platform
-import sys
-import time
 import types
+
+from _common import best_of, machine
 
 import plait
 from plait import Flow, task
@@ -61,15 +59,11 @@ def passthrough(task, context):
     return state
 
 
-def best_of(flow: Flow, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        state = flow.run(executor="local")
-        times.append(time.perf_counter() - start)
-        assert state.is_successful()
-    return min(times)
+def best_run(flow: Flow, repeat: int) -> float:
+    def run() -> None:
+        assert flow.run(executor="local").is_successful()
+
+    return best_of(repeat, run)
 
 
 def main() -> None:
@@ -98,21 +92,21 @@ def main() -> None:
 
     rows = []
     with using_plugins(strict=False):
-        best_of(flow, 1)  # warm up: the plan is compiled once per flow
-        base = best_of(flow, args.repeat)
+        best_run(flow, 1)  # warm up: the plan is compiled once per flow
+        base = best_run(flow, args.repeat)
     rows.append(("no plugin", base))
     with using_plugins(plugin("plait_bench_trivial", nothing), strict=False):
-        rows.append(("trivial plugin", best_of(flow, args.repeat)))
+        rows.append(("trivial plugin", best_run(flow, args.repeat)))
     with using_plugins(plugin("plait_bench_counting", count), strict=False):
-        rows.append(("counting plugin", best_of(flow, args.repeat)))
+        rows.append(("counting plugin", best_run(flow, args.repeat)))
     wrapper = types.ModuleType("plait_bench_wrapper")
     wrapper.plait_task_run = plait.hookimpl(wrapper=True)(passthrough)
     with using_plugins(wrapper, strict=False):
-        rows.append(("task-run wrapper", best_of(flow, args.repeat)))
+        rows.append(("task-run wrapper", best_run(flow, args.repeat)))
 
-    print(f"Plait {plait.__version__} hooks benchmark on {platform.python_implementation()} {sys.version.split()[0]}")
-    print(f"{platform.machine()}, {platform.system()} {platform.release()}; map of {args.n:,} tasks on local,")
-    print(f"{tasks:,} task runs, {changes:,} task state changes per run; best of {args.repeat} runs")
+    print(machine())
+    print(f"hooks benchmark: map of {args.n:,} tasks on local, {tasks:,} task runs,")
+    print(f"{changes:,} task state changes per run; best of {args.repeat} runs")
     print()
     header = f"{'case':<17} {'run (ms)':>10} {'us/task':>9} {'extra us/task':>14} {'extra us/change':>16}"
     print(header)

@@ -28,19 +28,15 @@ plugin manager when the core has one (``plait.hooks``), else as ``FlowRunner`` o
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import gc
 import inspect
 import logging
-import os
-import platform
 import socket
 import sys
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from typing import Any
+
+from _common import best_of, machine
 
 import plait
 from plait import Flow, task
@@ -124,35 +120,23 @@ def runner_factory(with_plugin: bool) -> tuple[Callable[[Flow], FlowRunner], Cal
 
 def best_time(flow: Flow, with_plugin: bool, repeat: int) -> float:
     make_runner, around = runner_factory(with_plugin)
-    times = []
     with around():
         make_runner(flow).run(executor="local")  # warm-up: plan compiled, label children made
-        for _ in range(repeat):
-            gc.collect()
-            start = time.perf_counter()
+
+        def run() -> None:
             state = make_runner(flow).run(executor="local")
-            times.append(time.perf_counter() - start)
             assert state.is_successful(), state
-    return min(times)
+
+        return best_of(repeat, run)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def header_line() -> str:
     from importlib.metadata import version
 
-    return (
-        f"machine: {cpu}, {os.cpu_count()} cores | Python {platform.python_version()} | "
-        f"plait {plait.__version__} | plait-metrics {plait_metrics.__version__} | "
-        f"prometheus-client {version('prometheus-client')} | "
-        f"hooks via {'the plugin manager' if _has_plugin_system() else 'FlowRunner observers'} | "
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    return machine(
+        f"plait-metrics {plait_metrics.__version__}",
+        f"prometheus-client {version('prometheus-client')}",
+        f"hooks via {'the plugin manager' if _has_plugin_system() else 'FlowRunner observers'}",
     )
 
 
@@ -173,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             ("plugin on", {"enabled": True}),
             ("plugin on + statsd", {"statsd": statsd, "statsd_interval": 3600}),
         ]
-        print(machine())
+        print(header_line())
         print()
         header = f"{'workload':<14}{'row':<22}{'changes':>9}{'run s':>10}{'us/change':>11}{'added us':>10}"
         print(header)

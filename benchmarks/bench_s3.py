@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
+
+from _common import machine, timed
 
 MiB = 1024 * 1024
 
@@ -38,13 +38,11 @@ def main() -> None:
     from plait_s3 import S3Upload, get_connection
     from plait_s3.testing import moto_s3_server
 
-    import plait
     from plait import Flow, unmapped
     from plait.config import reset_config
 
-    print(f"plait-s3 benchmark: Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
-    versions = f"plait {plait.__version__}, plait-s3 {plait_s3.__version__}, boto3 {boto3.__version__}"
-    print(f"{versions}, moto {moto.__version__}")
+    print(machine(f"plait-s3 {plait_s3.__version__}", f"boto3 {boto3.__version__}", f"moto {moto.__version__}"))
+    print("plait-s3 benchmark")
     with tempfile.TemporaryDirectory() as tmp, moto_s3_server(log_dir=tmp) as endpoint:
         os.environ.update(
             PLAIT__PLUGINS__S3__ENDPOINT_URL=endpoint,
@@ -70,9 +68,7 @@ def main() -> None:
             )
             upload.run(data=b"warm", key="warm")  # the client and its models are made outside the measure
             tracemalloc.start()
-            start = time.perf_counter()
-            upload.run(path=file, key="big.bin")
-            elapsed = time.perf_counter() - start
+            elapsed = timed(lambda upload=upload: upload.run(path=file, key="big.bin"))
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             print(f"{concurrency:>11}  {elapsed:>8.2f}  {peak / MiB:>8.1f}  {peak / file.stat().st_size:>10.0%}")
@@ -87,22 +83,26 @@ def main() -> None:
 
         for key in keys:  # warm the server up: the first requests of a run are slower
             client.put_object(Bucket="bench", Key=f"warm-{key}", Body=body)
-        start = time.perf_counter()
-        for key in keys:
-            client.put_object(Bucket="bench", Key=key, Body=body)
-        report("boto3 put_object loop", time.perf_counter() - start)
+
+        def put_loop() -> None:
+            for key in keys:
+                client.put_object(Bucket="bench", Key=key, Body=body)
+
+        report("boto3 put_object loop", timed(put_loop))
 
         upload = S3Upload(bucket="bench")
-        start = time.perf_counter()
-        for key in keys:
-            upload.run(data=body, key=key)
-        report("S3Upload.run loop", time.perf_counter() - start)
+
+        def upload_loop() -> None:
+            for key in keys:
+                upload.run(data=body, key=key)
+
+        report("S3Upload.run loop", timed(upload_loop))
 
         with Flow("bench-small") as flow:
             S3Upload().map(data=unmapped(body), key=keys, bucket=unmapped("bench"))
-        start = time.perf_counter()
-        state = flow.run(executor="threads")
-        report("flow: S3Upload.map, threads", time.perf_counter() - start)
+        states = []
+        report("flow: S3Upload.map, threads", timed(lambda: states.append(flow.run(executor="threads"))))
+        (state,) = states
         if not state.is_successful():
             sys.exit(f"the flow failed: {state}")
 

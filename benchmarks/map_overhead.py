@@ -9,13 +9,12 @@ them. The ``cache_for`` row shows what the in-memory cache costs a task that opt
 from __future__ import annotations
 
 import logging
-import platform
 import statistics
 import sys
-import time
 from datetime import timedelta
 
-import plait
+from _common import machine, timings
+
 from plait import Flow, task
 
 
@@ -32,21 +31,18 @@ def build(n: int, **task_args) -> Flow:
 
 def measure(flow: Flow, repeats: int) -> list[float]:
     flow.run()  # warm up: plan compiled and cached
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        state = flow.run()
-        times.append(time.perf_counter() - start)
-        assert state.is_successful()
-    return times
+
+    def run() -> None:
+        assert flow.run().is_successful()
+
+    return timings(repeats, run, collect=False)
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 7
     logging.getLogger("plait").setLevel(logging.WARNING)
-    machine = f"{platform.machine()} {platform.system()}"
-    print(f"machine: {machine} python {platform.python_version()} plait {plait.__version__}")
+    print(machine())
     print(f"{'scenario':>12} {'map size':>10} {'best us/task':>14} {'median us/task':>16}")
     for label, options in (("plain", {}), ("cache_for", {"cache_for": timedelta(hours=1)})):
         times = measure(build(n, **options), repeats)

@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import datetime as dt
 import gc
-import os
-import platform
 import queue
 import re
 import statistics
@@ -36,10 +33,10 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import plait
+from _common import best_of, machine
+
 from plait import Flow, task
 from plait.engine.runner import _plan
 
@@ -188,16 +185,6 @@ def bare_threads(graph: list[tuple[Callable[..., Any], tuple[int, ...]]]) -> lis
 # --- measuring -----------------------------------------------------------------------------
 
 
-def best_of(repeat: int, fn: Callable[[], Any]) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def run_plait(flow: Flow, executor: str) -> None:
     state = flow.run(executor=executor)
     if not state.is_successful():
@@ -238,30 +225,9 @@ def import_times(repeat: int) -> tuple[float, float, float]:
                 cumulative.append(int(match.group(2)) / 1000)
 
     def wall(code: str) -> float:
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True)
-            times.append(time.perf_counter() - start)
-        return min(times) * 1000
+        return best_of(repeat, lambda: subprocess.run([sys.executable, "-c", code], check=True), collect=False) * 1000
 
     return statistics.median(cumulative), wall("import plait"), wall("pass")
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"machine: {cpu}, {os.cpu_count()} cores | Python {platform.python_version()} "
-        f"({platform.python_implementation()}) | plait {plait.__version__} | "
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
-    )
 
 
 # --- the run -------------------------------------------------------------------------------

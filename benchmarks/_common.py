@@ -1,0 +1,67 @@
+"""What the benchmark scripts share: the machine/version header line and best-of-N timing.
+
+The scripts run as files (``python benchmarks/run.py``), so their own folder is on
+``sys.path`` and they import this module as ``_common``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` where there is one)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return cpu
+
+
+def machine(*versions: str) -> str:
+    """The header line every benchmark prints first: CPU, cores, Python, plait, ``versions``, date.
+
+    ``machine: <cpu>, <n> cores | Python <version> (<impl>) | plait <version> | <versions...> | <now> UTC``
+    """
+    import plait
+
+    parts = [
+        f"machine: {cpu_model()}, {os.cpu_count()} cores",
+        f"Python {platform.python_version()} ({platform.python_implementation()})",
+        f"plait {plait.__version__}",
+        *versions,
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+    ]
+    return " | ".join(parts)
+
+
+def timings(repeat: int, fn: Callable[[], Any], collect: bool = True) -> list[float]:
+    """Seconds each of ``repeat`` calls of ``fn`` took (after a ``gc.collect()`` unless ``collect=False``)."""
+    times = []
+    for _ in range(repeat):
+        if collect:
+            gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def best_of(repeat: int, fn: Callable[[], Any], collect: bool = True) -> float:
+    """The fastest of ``repeat`` calls of ``fn``, in seconds."""
+    return min(timings(repeat, fn, collect))
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Seconds one call of ``fn`` took."""
+    return timings(1, fn, collect=False)[0]
