@@ -293,3 +293,15 @@ def test_global_notifier_never_raises_and_logs_naming_the_plugin_with_secrets_ma
     assert flow.run().is_successful()
     assert "plait-pager: failed handling a state change of flow 'exploding'" in caplog.text
     assert "pager-key-123456" not in caplog.text
+
+
+def test_notifier_settings_renames_keys_and_resolves_secrets(monkeypatch):
+    from plait.alerting import notifier_settings
+
+    monkeypatch.setenv("PAGER_TOKEN", "pager-token-from-secret")
+    section = {"states": ["Failed"], "token_secret": "PAGER_TOKEN", "log_level": "ERROR"}
+    settings = notifier_settings(section, {"states": "only_states", "token": "token"}, ["token"])
+    assert settings == {"only_states": ["Failed"], "token": "pager-token-from-secret"}
+    assert mask_text("sent with pager-token-from-secret", ()) == "sent with ********"  # registered
+    given = notifier_settings({"token": "given-directly", "token_secret": "PAGER_TOKEN"}, {"token": "token"}, ["token"])
+    assert given == {"token": "given-directly"}

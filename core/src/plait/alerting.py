@@ -54,6 +54,7 @@ __all__ = [
     "TaskCount",
     "live_notifiers",
     "mask_text",
+    "notifier_settings",
     "register_secrets",
 ]
 
@@ -778,6 +779,32 @@ def register_secrets(*values: str | None) -> None:
     for value in values:
         if value:
             register_secret(value)
+
+
+def notifier_settings(section: dict[str, Any], keys: dict[str, str], secret_keys: Iterable[str] = ()) -> dict[str, Any]:
+    """A notifier's keyword arguments from a plugin's config ``section``.
+
+    ``keys`` maps config keys to argument names (``{"states": "only_states", ...}``; other keys
+    are left out). For each name in ``secret_keys`` (``"token"``), a ``<name>_secret`` key names
+    a ``plait.secrets.Secret`` that gives the value when the section does not give it directly;
+    every such value is registered for masking.
+
+    ```python
+    section = {"states": ["Failed"], "url_secret": "ALERT_URL"}
+    notifier_settings(section, {"states": "only_states", "url": "url"}, ["url"])
+    # {"only_states": ["Failed"], "url": <the secret's value>}
+    ```
+    """
+    out = {keys[key]: value for key, value in section.items() if key in keys}
+    secret_keys = tuple(secret_keys)
+    for key in secret_keys:
+        secret_name = section.get(f"{key}_secret")
+        if secret_name and not out.get(key):
+            from plait.secrets import Secret
+
+            out[key] = Secret(secret_name).get()
+    register_secrets(*(out.get(key) for key in secret_keys))
+    return out
 
 
 def _state_classes(

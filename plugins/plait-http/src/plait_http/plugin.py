@@ -28,7 +28,7 @@ import logging
 from typing import Any
 
 from plait import hookimpl
-from plait.alerting import GlobalNotifier, register_secrets
+from plait.alerting import GlobalNotifier, notifier_settings
 from plait_http.errors import HTTPConfigError
 
 __all__ = [
@@ -64,30 +64,12 @@ _NOTIFIER_KEYS = {
 
 def webhook_settings(config: Any = None) -> dict[str, Any]:
     """``WebhookNotifier`` keyword arguments from ``[plugins.http.webhook]`` (secrets resolved)."""
-    section = _section(config)
-    out = {_NOTIFIER_KEYS[k]: v for k, v in section.items() if k in _NOTIFIER_KEYS}
-    for key in ("url", "signing_key"):
-        secret_name = section.get(f"{key}_secret")
-        if secret_name and not out.get(key):
-            from plait.secrets import Secret
-
-            out[key] = Secret(secret_name).get()
-    register_secrets(out.get("url"), out.get("signing_key"))
-    return out
+    return notifier_settings(_section(config), _NOTIFIER_KEYS, ("url", "signing_key"))
 
 
 def configured_notifier() -> Any:
     """The notifier ``[plugins.http.webhook]`` describes (made once per config), or ``None``."""
     return alerts.notifier()
-
-
-def global_alerts_on() -> bool:
-    """Whether the plugin's hooks are alerting for every flow right now."""
-    return alerts.alerts_on()
-
-
-def warn_unconfigured() -> None:
-    alerts.warn_unconfigured()
 
 
 # --- hooks ------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import logging
 from typing import Any
 
 from plait import hookimpl
-from plait.alerting import GlobalNotifier, mask_text, register_secrets
+from plait.alerting import GlobalNotifier, mask_text, notifier_settings
 from plait_slack.errors import SlackConfigError
 
 __all__ = [
@@ -67,34 +67,12 @@ _NOTIFIER_KEYS = {
 
 def slack_settings(config: Any = None) -> dict[str, Any]:
     """``SlackNotifier`` keyword arguments from ``[plugins.slack]`` (secrets resolved)."""
-    section = _section(config)
-    out: dict[str, Any] = {}
-    for key, value in section.items():
-        if key in _NOTIFIER_KEYS:
-            out[_NOTIFIER_KEYS[key]] = value
-    for key in ("webhook_url", "token"):
-        secret_name = section.get(f"{key}_secret")
-        if secret_name and not out.get(key):
-            from plait.secrets import Secret
-
-            out[key] = Secret(secret_name).get()
-    register_secrets(out.get("webhook_url"), out.get("token"))
-    return out
+    return notifier_settings(_section(config), _NOTIFIER_KEYS, ("webhook_url", "token"))
 
 
 def configured_notifier() -> Any:
     """The notifier ``[plugins.slack]`` describes (made once per config), or ``None``."""
     return alerts.notifier()
-
-
-def global_alerts_on() -> bool:
-    """Whether the plugin's hooks are alerting for every flow right now (so a bare
-    ``slack_notifier`` handler must not count the same change twice)."""
-    return alerts.alerts_on()
-
-
-def warn_unconfigured() -> None:
-    alerts.warn_unconfigured()
 
 
 # --- hooks ------------------------------------------------------------------------------------------
