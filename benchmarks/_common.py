@@ -65,3 +65,32 @@ def best_of(repeat: int, fn: Callable[[], Any], collect: bool = True) -> float:
 def timed(fn: Callable[[], Any]) -> float:
     """Seconds one call of ``fn`` took."""
     return timings(1, fn, collect=False)[0]
+
+
+# --- the trivial workloads (every task is a trivial function: the figures are the engine's cost) --
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def one() -> int:
+    return 1
+
+
+def make(n: int) -> list[int]:
+    return list(range(n))
+
+
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+def map_flow(n: int, mapped: Callable[[int], Any] = inc, name: str | None = None) -> Any:
+    """``make(n)`` -> ``mapped`` mapped over it -> ``total``: n + 2 task runs (n + 3 with the map's parent)."""
+    from plait import Flow, task
+
+    t_make, t_mapped, t_total = task(make), task(mapped), task(total)
+    with Flow(name or f"map-{n}") as flow:
+        t_total(t_mapped.map(t_make(n)))
+    return flow

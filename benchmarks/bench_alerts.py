@@ -21,37 +21,19 @@ import os
 import tempfile
 from pathlib import Path
 
-from _common import best_of, machine
+from _common import best_of, inc, machine, map_flow
 
-from plait import Flow, task
+from plait import Flow
 from plait.config import reset_config
 from plait.testing import using_plugins
 
 
-@task
-def numbers(n):
-    return list(range(n))
-
-
-@task
-def inc(x):
-    return x + 1
-
-
-@task
 def fail(x):
     raise ValueError(x)
 
 
-@task
-def total(xs):
-    return sum(xs)
-
-
 def build(n: int, mapped) -> Flow:
-    with Flow("bench-alerts") as flow:
-        total(mapped.map(numbers(n)))
-    return flow
+    return map_flow(n, mapped, name="bench-alerts")
 
 
 def best_run(flow: Flow, repeat: int) -> float:

@@ -20,32 +20,15 @@ from __future__ import annotations
 import argparse
 import types
 
-from _common import best_of, machine
+from _common import best_of, machine, map_flow
 
 import plait
-from plait import Flow, task
+from plait import Flow
 from plait.testing import using_plugins
 
 
-@task
-def numbers(n):
-    return list(range(n))
-
-
-@task
-def inc(x):
-    return x + 1
-
-
-@task
-def total(xs):
-    return sum(xs)
-
-
 def build(n: int) -> Flow:
-    with Flow("bench-hooks") as flow:
-        total(inc.map(numbers(n)))
-    return flow
+    return map_flow(n, name="bench-hooks")
 
 
 def plugin(name: str, body) -> types.ModuleType:

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from _common import best_of, machine
+from _common import best_of, inc, machine, map_flow, one
 
 import plait
 from plait import Flow, task
@@ -47,29 +47,6 @@ try:
     from plait_metrics import plugin as metrics_plugin
 except ImportError:
     sys.exit("plait-metrics is not installed: pip install -e 'plugins/plait-metrics[test]'")
-
-
-def inc(x: int) -> int:
-    return x + 1
-
-
-def one() -> int:
-    return 1
-
-
-def make(n: int) -> list[int]:
-    return list(range(n))
-
-
-def total(xs: list[int]) -> int:
-    return sum(xs)
-
-
-def map_flow(n: int) -> Flow:
-    t_make, t_inc, t_total = task(make), task(inc), task(total)
-    with Flow(f"map-{n}") as flow:
-        t_total(t_inc.map(t_make(n)))
-    return flow
 
 
 def fanout_flow(n: int) -> Flow:

@@ -35,7 +35,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from _common import best_of, machine
+from _common import best_of, inc, machine, make, map_flow, one, total
 
 from plait import Flow, task
 from plait.engine.runner import _plan
@@ -43,24 +43,8 @@ from plait.engine.runner import _plan
 # --- the plain functions (shared by Plait and the bare schedulers) ----------------------------
 
 
-def inc(x: int) -> int:
-    return x + 1
-
-
-def one() -> int:
-    return 1
-
-
 def sink() -> int:
     return 0
-
-
-def make(n: int) -> list[int]:
-    return list(range(n))
-
-
-def total(xs: list[int]) -> int:
-    return sum(xs)
 
 
 # --- Plait flows ---------------------------------------------------------------------------
@@ -92,13 +76,6 @@ def fanout_flow(n: int, fan_in: bool = False) -> Flow:
 
 def fanin_flow(n: int) -> Flow:
     return fanout_flow(n, fan_in=True)
-
-
-def map_flow(n: int) -> Flow:
-    t_make, t_inc, t_total = task(make), task(inc), task(total)
-    with Flow(f"map-{n}") as flow:
-        t_total(t_inc.map(t_make(n)))
-    return flow
 
 
 FLOWS: dict[str, Callable[[int], Flow]] = {
