@@ -144,18 +144,8 @@ class Pager(Recording):
 
 
 @pytest.fixture
-def configure(tmp_path, monkeypatch):
-    """``configure(toml_text)``: use this Plait config file from now on."""
-    from plait.config import reset_config
-
-    def apply(text: str) -> None:
-        path = tmp_path / "config.toml"
-        path.write_text(text)
-        monkeypatch.setenv("PLAIT_CONFIG", str(path))
-        reset_config()
-
-    yield apply
-    reset_config()
+def configure(plait_config):
+    return plait_config
 
 
 @pytest.fixture
@@ -305,3 +295,20 @@ def test_notifier_settings_renames_keys_and_resolves_secrets(monkeypatch):
     assert mask_text("sent with pager-token-from-secret", ()) == "sent with ********"  # registered
     given = notifier_settings({"token": "given-directly", "token_secret": "PAGER_TOKEN"}, {"token": "token"}, ["token"])
     assert given == {"token": "given-directly"}
+
+
+def test_secret_masking_filter_masks_remembered_values_in_a_library_logger(caplog):
+    import logging
+
+    from plait.alerting import SecretMaskingFilter
+
+    masking = SecretMaskingFilter()
+    masking.remember("https://hooks.example.com/T0/B0/very-secret-path", None, "ab")
+    library = masking.install(logging.getLogger("plait-test.library"))
+    assert masking.install(library) is library and library.filters.count(masking) == 1
+    caplog.set_level("DEBUG", logger="plait-test.library")
+    library.debug("POST %s failed", "https://hooks.example.com/T0/B0/very-secret-path")
+    library.debug("nothing secret in %s", "here")
+    assert "very-secret-path" not in caplog.text and "POST ******** failed" in caplog.text
+    assert "nothing secret in here" in caplog.text
+    library.removeFilter(masking)

@@ -196,3 +196,22 @@ def test_recording_server_holds_answers_until_released_and_subclasses_fake_a_ser
         server.release()
         client.join(10)
     assert answers == [(418, b"short and stout")]
+
+
+def test_refused_url_refuses_connections(refused_url):
+    import urllib.error
+    import urllib.request
+
+    assert refused_url.startswith("http://127.0.0.1:")
+    with pytest.raises(urllib.error.URLError, match="refused"):
+        urllib.request.urlopen(refused_url, timeout=10)
+
+
+def test_plait_config_is_read_at_once_with_its_environment(plait_config):
+    from plait.config import get_config
+
+    plait_config('[plugins.pager]\nurl = "https://pager.example.com"\n', PAGER_TOKEN="t0ken")
+    assert get_config().plugin_section("pager") == {"url": "https://pager.example.com"}
+    import os
+
+    assert os.environ["PAGER_TOKEN"] == "t0ken"

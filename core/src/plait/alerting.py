@@ -50,6 +50,7 @@ __all__ = [
     "Notifier",
     "RateLimiter",
     "RunAlerts",
+    "SecretMaskingFilter",
     "StateFilter",
     "TaskCount",
     "live_notifiers",
@@ -779,6 +780,47 @@ def register_secrets(*values: str | None) -> None:
     for value in values:
         if value:
             register_secret(value)
+
+
+class SecretMaskingFilter(logging.Filter):
+    """A logging filter for a library's logger (urllib3, an SDK) that logs URLs or headers:
+    it masks the values given to ``remember`` and every value ``plait.secrets`` knows.
+
+    ```python
+    masking = SecretMaskingFilter()
+    masking.remember(webhook_url, token)
+    masking.install(logging.getLogger("urllib3.connectionpool"))
+    ```
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+
+    def remember(self, *values: str | None) -> None:
+        """Mask these values too (``None``, empty and very short ones are ignored)."""
+        with self._lock:
+            self._values.update(v for v in values if v and len(v) >= 4)
+
+    def install(self, logger: logging.Logger) -> logging.Logger:
+        """Add the filter to ``logger`` (once); returns ``logger``."""
+        if self not in logger.filters:
+            logger.addFilter(self)
+        return logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        with self._lock:
+            known = tuple(self._values)
+        masked = mask_text(message, known)
+        if masked != message:
+            record.msg = masked
+            record.args = None
+        return True
 
 
 def notifier_settings(section: dict[str, Any], keys: dict[str, str], secret_keys: Iterable[str] = ()) -> dict[str, Any]:

@@ -13,7 +13,11 @@ With ``plait`` installed, every pytest session has these fixtures:
   ``plait_plugin`` registered, installed as the process's hooks for the test (so
   ``flow.run()`` calls only your plugin), in strict mode (your hook's exceptions re-raise);
 - ``plait_run``: ``plait_run(flow, **run_kwargs)`` runs a flow and returns a ``RecordedRun``
-  with every state change the hooks saw.
+  with every state change the hooks saw;
+- ``plait_config``: ``plait_config(toml_text, **env)`` makes Plait read that config (and see
+  those environment variables) for the rest of the test;
+- ``recording_server`` (a started ``RecordingServer``) and ``refused_url`` (a URL on
+  127.0.0.1 where nothing listens), for plugins that talk HTTP.
 
 And plain functions, usable without pytest: ``isolated_hooks(*plugins)``,
 ``using_plugins(*plugins)``, ``run_flow(flow)``, ``assert_plugin_conforms(plugin)``,
@@ -516,6 +520,34 @@ if pytest is not None:
         """Isolated hooks with only the core and ``plait_plugin``, in strict mode, for one test."""
         with using_plugins(plait_plugin, strict=True) as hooks:
             yield hooks
+
+    @pytest.fixture
+    def plait_config(tmp_path: Any, monkeypatch: Any) -> Iterator[Any]:
+        """``plait_config(toml_text, **env)``: from here on in the test, Plait reads this config
+        file (``PLAIT_CONFIG``) and sees these environment variables (e.g. secrets); the config
+        is re-read at once and again after the test."""
+        from plait.config import reset_config
+
+        def apply(text: str, **env: str) -> None:
+            path = tmp_path / "plait-config.toml"
+            path.write_text(text)
+            monkeypatch.setenv("PLAIT_CONFIG", str(path))
+            for name, value in env.items():
+                monkeypatch.setenv(name, value)
+            reset_config()
+
+        yield apply
+        reset_config()
+
+    @pytest.fixture
+    def refused_url() -> str:
+        """A URL on 127.0.0.1 where nothing listens (connections are refused)."""
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        return f"http://127.0.0.1:{port}"
 
     @pytest.fixture
     def recording_server() -> Iterator[RecordingServer]:

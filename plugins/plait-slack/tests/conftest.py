@@ -30,15 +30,3 @@ def sleeps() -> list[float]:
 @pytest.fixture
 def no_sleep(sleeps: list[float]):
     return sleeps.append
-
-
-@pytest.fixture
-def refused_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}"

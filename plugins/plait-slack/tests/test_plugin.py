@@ -13,30 +13,19 @@ from plait_slack import plugin, slack_notifier
 from plait_slack.testing import FakeSlack
 
 from plait import Flow, task
-from plait.config import reset_config
 from plait.testing import assert_plugin_conforms, using_plugins
 
 
 @pytest.fixture
-def configure(tmp_path, monkeypatch):
-    """``configure(toml_text, **secrets)``: use this config file and these secret env variables."""
-
-    def apply(text: str, **secrets: str) -> None:
-        path = tmp_path / "config.toml"
-        path.write_text(text)
-        monkeypatch.setenv("PLAIT_CONFIG", str(path))
-        for name, value in secrets.items():
-            monkeypatch.setenv(name, value)
-        reset_config()
-
-    yield apply
-    reset_config()
+def configure(plait_config):
+    """``configure(toml_text, **env)``: use this config file and these (secret) environment variables."""
+    return plait_config
 
 
 @pytest.fixture
-def hooks():
-    with using_plugins(plugin, strict=True) as active:
-        yield active
+def hooks(plait_hooks):
+    """Only the core and this plugin, in strict mode."""
+    return plait_hooks
 
 
 def webhook_config(fake: FakeSlack, extra: str = "") -> str:

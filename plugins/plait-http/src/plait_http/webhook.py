@@ -49,12 +49,11 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from plait.alerting import AlertEvent, Notifier, mask_text, register_secrets
+from plait.alerting import AlertEvent, Notifier, SecretMaskingFilter, mask_text, register_secrets
 from plait.states import State
 from plait_http.errors import HTTPConfigError, WebhookError
 from plait_http.session import RetryPolicy, get_session
@@ -204,38 +203,15 @@ def webhook_notifier(
     return WebhookNotifier(**merged)
 
 
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-
-
-class _MaskSecrets(logging.Filter):
-    """urllib3 logs the request path of every retry at WARNING: mask webhook URLs and keys in it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:
-            return True
-        with _secrets_lock:
-            known = tuple(_secrets)
-        masked = mask_text(message, known)
-        if masked != message:
-            record.msg = masked
-            record.args = None
-        return True
+#: urllib3 logs the request path of every retry at WARNING: it masks webhook URLs and keys there
+_masking = SecretMaskingFilter()
+_remember = _masking.remember
 
 
 def guard_urllib3_logs() -> None:
     """Add the masking filter to urllib3's loggers (once)."""
     for name in ("urllib3.connectionpool", "urllib3.util.retry"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _MaskSecrets) for f in logger.filters):
-            logger.addFilter(_MaskSecrets())
-
-
-def _remember(*values: str | None) -> None:
-    with _secrets_lock:
-        _secrets.update(v for v in values if v and len(v) >= 4)
+        _masking.install(logging.getLogger(name))
 
 
 def _reason(exc: BaseException) -> str:

@@ -19,12 +19,11 @@ flow run. Failures raise ``SlackError``, whose text has the token and URL masked
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from plait.alerting import mask_text, register_secrets
+from plait.alerting import SecretMaskingFilter, mask_text, register_secrets
 from plait_slack.errors import SlackConfigError, SlackError
 
 __all__ = ["SlackPoster", "retry_handlers"]
@@ -187,36 +186,14 @@ def retry_handlers(
 
 
 SDK_LOGGER = "plait.plugins.slack.sdk"
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-
-
-class _MaskSecrets(logging.Filter):
-    """slack-sdk logs request URLs and headers at DEBUG: mask every token and webhook URL we know."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:
-            return True
-        with _secrets_lock:
-            known = tuple(_secrets)
-        record.msg = mask_text(message, known)
-        record.args = None
-        return True
+#: slack-sdk logs request URLs and headers at DEBUG: it masks every token and webhook URL we know
+_masking = SecretMaskingFilter()
+_remember = _masking.remember
 
 
 def sdk_logger() -> logging.Logger:
     """The logger slack-sdk's clients get: ``plait.plugins.slack.sdk``, with secrets masked."""
-    logger = logging.getLogger(SDK_LOGGER)
-    if not any(isinstance(f, _MaskSecrets) for f in logger.filters):
-        logger.addFilter(_MaskSecrets())
-    return logger
-
-
-def _remember(*values: str | None) -> None:
-    with _secrets_lock:
-        _secrets.update(v for v in values if v)
+    return _masking.install(logging.getLogger(SDK_LOGGER))
 
 
 def _retry_after(response: Any) -> float:
