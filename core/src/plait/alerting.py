@@ -44,6 +44,7 @@ from plait.states import STATES_BY_NAME, Failed, State
 
 __all__ = [
     "DEFAULT_STATES",
+    "NOTIFIER_KEYS",
     "AlertEvent",
     "BackgroundSender",
     "GlobalNotifier",
@@ -823,6 +824,23 @@ class SecretMaskingFilter(logging.Filter):
         return True
 
 
+#: The config keys every notifier takes (``Notifier``'s options), for ``notifier_settings``;
+#: ``states`` is short for ``only_states``. A plugin adds its destination's own keys.
+NOTIFIER_KEYS: dict[str, str] = {
+    "states": "only_states",
+    "only_states": "only_states",
+    "ignore_states": "ignore_states",
+    "flows": "flows",
+    "tags": "tags",
+    "ui_url": "ui_url",
+    "timeout": "timeout",
+    "rate_limit": "rate_limit",
+    "rate_period": "rate_period",
+    "immediate": "immediate",
+    "queue_size": "queue_size",
+}
+
+
 def notifier_settings(section: dict[str, Any], keys: dict[str, str], secret_keys: Iterable[str] = ()) -> dict[str, Any]:
     """A notifier's keyword arguments from a plugin's config ``section``.
 
@@ -833,7 +851,7 @@ def notifier_settings(section: dict[str, Any], keys: dict[str, str], secret_keys
 
     ```python
     section = {"states": ["Failed"], "url_secret": "ALERT_URL"}
-    notifier_settings(section, {"states": "only_states", "url": "url"}, ["url"])
+    notifier_settings(section, {**NOTIFIER_KEYS, "url": "url"}, ["url"])
     # {"only_states": ["Failed"], "url": <the secret's value>}
     ```
     """

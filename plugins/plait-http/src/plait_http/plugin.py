@@ -28,7 +28,7 @@ import logging
 from typing import Any
 
 from plait import hookimpl
-from plait.alerting import GlobalNotifier, notifier_settings
+from plait.alerting import NOTIFIER_KEYS, GlobalNotifier, notifier_settings
 from plait_http.errors import HTTPConfigError
 
 __all__ = [
@@ -43,21 +43,11 @@ SECTION = "http"
 logger = logging.getLogger("plait.plugins.http")
 
 _NOTIFIER_KEYS = {
+    **NOTIFIER_KEYS,
     "url": "url",
     "signing_key": "signing_key",
-    "states": "only_states",
-    "only_states": "only_states",
-    "ignore_states": "ignore_states",
-    "flows": "flows",
-    "tags": "tags",
-    "ui_url": "ui_url",
-    "timeout": "timeout",
     "retries": "retries",
     "backoff_factor": "backoff_factor",
-    "rate_limit": "rate_limit",
-    "rate_period": "rate_period",
-    "immediate": "immediate",
-    "queue_size": "queue_size",
     "headers": "headers",
 }
 

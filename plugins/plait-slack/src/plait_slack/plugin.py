@@ -30,7 +30,7 @@ import logging
 from typing import Any
 
 from plait import hookimpl
-from plait.alerting import GlobalNotifier, mask_text, notifier_settings
+from plait.alerting import NOTIFIER_KEYS, GlobalNotifier, mask_text, notifier_settings
 from plait_slack.errors import SlackConfigError
 
 __all__ = [
@@ -46,18 +46,8 @@ SECTION = "slack"
 logger = logging.getLogger("plait.plugins.slack")
 
 _NOTIFIER_KEYS = {
-    "states": "only_states",
-    "only_states": "only_states",
-    "ignore_states": "ignore_states",
-    "flows": "flows",
-    "tags": "tags",
-    "ui_url": "ui_url",
+    **NOTIFIER_KEYS,
     "template": "template",
-    "timeout": "timeout",
-    "rate_limit": "rate_limit",
-    "rate_period": "rate_period",
-    "immediate": "immediate",
-    "queue_size": "queue_size",
     "base_url": "base_url",
     "channel": "channel",
     "webhook_url": "webhook_url",
