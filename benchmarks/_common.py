@@ -6,6 +6,7 @@ The scripts run as files (``python benchmarks/run.py``), so their own folder is 
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import gc
 import os
@@ -94,3 +95,20 @@ def map_flow(n: int, mapped: Callable[[int], Any] = inc, name: str | None = None
     with Flow(name or f"map-{n}") as flow:
         t_total(t_mapped.map(t_make(n)))
     return flow
+
+
+# --- command line and tables ---------------------------------------------------------------------
+
+
+def map_arguments(description: str) -> argparse.Namespace:
+    """``--n`` (mapped children, default 10,000) and ``--repeat`` (runs per case, default 5)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--n", type=int, default=10_000, help="mapped children (default 10,000)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per case; the best is kept (default 5)")
+    return parser.parse_args()
+
+
+def print_header(header: str) -> None:
+    """A table's column titles and a rule under them."""
+    print(header)
+    print("-" * len(header))

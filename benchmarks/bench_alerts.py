@@ -15,13 +15,12 @@ Cases, each with only the named plugin registered:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import tempfile
 from pathlib import Path
 
-from _common import best_of, inc, machine, map_flow
+from _common import best_of, inc, machine, map_arguments, map_flow, print_header
 
 from plait import Flow
 from plait.config import reset_config
@@ -48,10 +47,7 @@ def configure(text: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10_000, help="mapped children (default 10,000)")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per case; the best is kept (default 5)")
-    args = parser.parse_args()
+    args = map_arguments(__doc__.splitlines()[0])
 
     from plait_http import plugin as http_plugin
     from plait_http.testing import WebhookReceiver
@@ -90,8 +86,7 @@ def main() -> None:
     print(f"best of {args.repeat} runs; Slack messages sent in all: {sent}")
     print()
     header = f"{'case':<24} {'run (ms)':>10} {'us/task':>9} {'extra us/task':>14}"
-    print(header)
-    print("-" * len(header))
+    print_header(header)
     for name, seconds, reference in rows:
         print(
             f"{name:<24} {seconds * 1e3:>10.1f} {seconds / tasks * 1e6:>9.2f} "

@@ -17,10 +17,9 @@ at most 5 us.
 
 from __future__ import annotations
 
-import argparse
 import types
 
-from _common import best_of, machine, map_flow
+from _common import best_of, machine, map_arguments, map_flow, print_header
 
 import plait
 from plait import Flow
@@ -50,10 +49,7 @@ def best_run(flow: Flow, repeat: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10_000, help="mapped children (default 10,000)")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per case; the best is kept (default 5)")
-    args = parser.parse_args()
+    args = map_arguments(__doc__.splitlines()[0])
 
     import logging
 
@@ -92,8 +88,7 @@ def main() -> None:
     print(f"{changes:,} task state changes per run; best of {args.repeat} runs")
     print()
     header = f"{'case':<17} {'run (ms)':>10} {'us/task':>9} {'extra us/task':>14} {'extra us/change':>16}"
-    print(header)
-    print("-" * len(header))
+    print_header(header)
     for name, seconds in rows:
         extra = seconds - base
         print(

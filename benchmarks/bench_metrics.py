@@ -36,7 +36,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from _common import best_of, inc, machine, map_flow, one
+from _common import best_of, inc, machine, map_flow, one, print_header
 
 import plait
 from plait import Flow, task
@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         print(header_line())
         print()
         header = f"{'workload':<14}{'row':<22}{'changes':>9}{'run s':>10}{'us/change':>11}{'added us':>10}"
-        print(header)
-        print("-" * len(header))
+        print_header(header)
         for name, build in (("map", map_flow), ("fanout", fanout_flow)):
             flow = build(n)
             _plan(flow)

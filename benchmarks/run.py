@@ -35,7 +35,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from _common import best_of, inc, machine, make, map_flow, one, total
+from _common import best_of, inc, machine, make, map_flow, one, print_header, total
 
 from plait import Flow, task
 from plait.engine.runner import _plan
@@ -260,8 +260,7 @@ def main() -> None:
     print("bare = the same functions on a bare topological-sort loop (local) or ThreadPoolExecutor (threads);")
     print("memory: tracemalloc, local executor only, peak and retained bytes per task run (separate run).")
     print()
-    print(HEADER)
-    print("-" * len(HEADER))
+    print_header(HEADER)
     per_task: dict[tuple[str, int, str], float] = {}
     bare_per_task: dict[tuple[str, int, str], float] = {}
     for kind, n, executors in plan_of(args.quick):
