@@ -65,6 +65,13 @@ CONNECTION_KEYS = frozenset({"url", "url_secret", "password_secret"})
 
 MASK = "***"  # what SQLAlchemy's own hide_password shows
 
+#: Pool sizes for engines whose pool is a ``QueuePool`` (PostgreSQL, SQLite files...), unless
+#: the task or connection sets them. SQLAlchemy's own default keeps 5 idle connections and
+#: closes the others on return, so more than 5 tasks at once (a thread executor running a
+#: mapped task) would open and close a connection per task; 10 covers the usual executors.
+DEFAULT_POOL_SIZE = 10
+DEFAULT_MAX_OVERFLOW = 10
+
 
 @dataclass(frozen=True)
 class ConnectionSpec:
@@ -237,7 +244,13 @@ def get_engine(target: str | URL | ConnectionSpec, **engine_options: Any) -> Eng
         if engine is None:
             from sqlalchemy import create_engine
 
-            engine = create_engine(spec.url, **spec.options)
+            try:
+                engine = create_engine(spec.url, **_with_default_pool_size(spec))
+            except TypeError as exc:  # an option this dialect or pool does not take
+                raise SQLConfigError(
+                    f"Engine options {sorted(spec.options)} do not fit {spec.describe()}: {spec.mask(str(exc))}; "
+                    "drop the option or set poolclass"
+                ) from None
             _engines[key] = engine
             _install_process_hooks()
             _logger().debug("Created a connection pool for %s", spec.masked_url)
@@ -312,6 +325,21 @@ def _forget_inherited_engines() -> None:
     for engine in _engines.values():
         engine.dispose(close=False)
     _engines_pid = pid
+
+
+def _with_default_pool_size(spec: ConnectionSpec) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import QueuePool
+
+    options = dict(spec.options)
+    pool_class = options.get("poolclass")
+    if pool_class is None:
+        url = make_url(spec.url)
+        pool_class = url.get_dialect().get_pool_class(url)
+    if isinstance(pool_class, type) and issubclass(pool_class, QueuePool):
+        options.setdefault("pool_size", DEFAULT_POOL_SIZE)
+        options.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
+    return options
 
 
 def _url_from_settings(name: str, settings: dict[str, Any], owner: str) -> tuple[str, str | None]:

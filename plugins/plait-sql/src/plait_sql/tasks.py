@@ -32,7 +32,6 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from plait.tasks import Task
-
 from plait_sql.connections import (
     ConnectionSpec,
     check_engine_options,
