@@ -253,7 +253,7 @@ def get_engine(target: str | URL | ConnectionSpec, **engine_options: Any) -> Eng
                 ) from None
             _engines[key] = engine
             _install_process_hooks()
-            _logger().debug("Created a connection pool for %s", spec.masked_url)
+            _logger().info("Created a connection pool for %s", spec.masked_url)
         return engine
 
 
