@@ -5,6 +5,7 @@ test on both."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 
@@ -61,26 +62,24 @@ def db_url(request) -> str:
 
 
 @pytest.fixture
-def connections_config(monkeypatch):
-    """Configure ``[plugins.sql.connections.NAME]`` tables through PLAIT__... variables.
+def connections_config(tmp_path, monkeypatch):
+    """Write ``[plugins.sql.connections.NAME]`` tables to a config file named by $PLAIT_CONFIG.
 
     ``connections_config(warehouse={"url": ..., "password_secret": "WH_PW"})``
     """
+    from plait.config import reset_config
 
     def configure(**connections):
+        lines = []
         for name, settings in connections.items():
-            for key, value in settings.items():
-                monkeypatch.setenv(f"PLAIT__PLUGINS__SQL__CONNECTIONS__{name.upper()}__{key.upper()}", str(value))
-        _reset_plait_config()
+            lines.append(f"[plugins.sql.connections.{name}]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+        path = tmp_path / "plait-config.toml"
+        path.write_text("\n".join(lines) + "\n")
+        monkeypatch.setenv("PLAIT_CONFIG", str(path))
+        reset_config()
+        return path
 
     yield configure
     monkeypatch.undo()
-    _reset_plait_config()
-
-
-def _reset_plait_config() -> None:
-    try:
-        from plait.config import reset_config
-    except ImportError:
-        return
     reset_config()

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from plait_sql import SQLConfigError, SQLExecute, SQLExecutionError, SQLQuery, dispose_engines, get_engine
@@ -223,10 +224,30 @@ def test_unknown_connection_lists_the_configured_ones(connections_config, sqlite
     assert "no SQL connection named 'warehous' is configured (configured: reports, warehouse)" in text
     assert "[plugins.sql.connections.warehous]" in text
     assert "PLAIT__PLUGINS__SQL__CONNECTIONS__WAREHOUS__URL" in text
+    assert "plait-config.toml" in text  # where to add it
+
+
+def test_connection_settings_from_environment_variables_and_engine_options(monkeypatch, sqlite_url):
+    from plait.config import reset_config
+
+    monkeypatch.setenv("PLAIT__PLUGINS__SQL__CONNECTIONS__LOCAL__URL", sqlite_url)
+    monkeypatch.setenv("PLAIT__PLUGINS__SQL__CONNECTIONS__LOCAL__POOL_SIZE", "3")
+    monkeypatch.setenv("PLAIT_CONFIG", "")
+    monkeypatch.setenv("HOME", str(Path(sqlite_url.removeprefix("sqlite:///")).parent))  # no ~/.plait here
+    reset_config()
+    try:
+        q = SQLQuery("SELECT 2 AS two", connection="local", fetch="one")
+        assert q.run() == {"two": 2}
+        assert get_engine(q.resolve()).pool.size() == 3
+        # The task's own engine options win over the connection's.
+        q2 = SQLQuery("SELECT 2 AS two", connection="local", engine_options={"pool_size": 4})
+        assert get_engine(q2.resolve()).pool.size() == 4
+    finally:
+        reset_config()
 
 
 def test_connection_table_with_unknown_key_or_no_url(connections_config, sqlite_url):
-    connections_config(bad={"url": sqlite_url, "pool_sise": "3"}, empty={"pool_size": "3"})
+    connections_config(bad={"url": sqlite_url, "pool_sise": 3}, empty={"pool_size": 3})
     with pytest.raises(SQLConfigError, match=r"\[plugins.sql.connections.bad\] has unknown key\(s\) 'pool_sise'"):
         SQLQuery("SELECT 1", connection="bad").run()
     with pytest.raises(SQLConfigError, match="needs exactly one of url"):

@@ -195,6 +195,7 @@ def test_engine_logs_and_pool_logs_do_not_show_the_password(postgres_server, cap
 
 
 def test_passwords_are_registered_with_plait_secret_masking():
-    secrets = pytest.importorskip("plait.secrets", reason="plait.secrets is not in this core yet")
+    from plait import secrets
+
     SQLQuery("SELECT 1", url=f"postgresql+psycopg://u:{PLANTED}-reg@h/db")
     assert secrets.mask(f"text with {PLANTED}-reg inside") == "text with ******** inside"

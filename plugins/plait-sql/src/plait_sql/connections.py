@@ -195,7 +195,7 @@ def connection_settings(name: str, owner: str = "SQL task") -> dict[str, Any]:
     """The ``[plugins.sql.connections.NAME]`` table from Plait's configuration."""
     if not isinstance(name, str) or not name:
         raise SQLConfigError(f"{owner}: connection must be a non-empty name, got {name!r}")
-    connections, where = _configured_connections()
+    connections, where = configured_connections()
     settings = connections.get(name)
     if settings is None:
         known = ", ".join(sorted(connections)) or "none"
@@ -274,6 +274,8 @@ def dispose_engines() -> int:
 
 def mask_secrets(text: str, *passwords: str | None) -> str:
     """``text`` with each password (raw and URL-encoded) and every Plait-registered secret masked."""
+    from plait.secrets import mask
+
     if not isinstance(text, str):
         return text
     for password in passwords:
@@ -281,19 +283,13 @@ def mask_secrets(text: str, *passwords: str | None) -> str:
             continue
         for spelling in sorted({password, quote_plus(password), quote(password, safe="")}, key=len, reverse=True):
             text = text.replace(spelling, MASK)
-    try:
-        from plait.secrets import mask
-    except ImportError:  # a core without plait.secrets
-        return text
     return mask(text)
 
 
 def register_secret(value: str) -> None:
-    """Ask Plait to mask ``value`` in its logs and errors (a no-op on a core without plait.secrets)."""
-    try:
-        from plait.secrets import register_secret as register
-    except ImportError:
-        return
+    """Ask Plait to mask ``value`` in its logs and error messages (``plait.secrets``)."""
+    from plait.secrets import register_secret as register
+
     register(value)
 
 
@@ -363,25 +359,15 @@ def _read_secret(secret_name: Any, connection: str, owner: str) -> str:
             f"{owner}: [plugins.sql.connections.{connection}] names a secret with {secret_name!r}; "
             "give the secret's name as a string"
         )
-    try:
-        from plait.secrets import Secret
-    except ImportError:  # a core without plait.secrets: the environment only
-        value = os.environ.get(secret_name)
-        if value is None:
-            raise SQLConfigError(
-                f"{owner}: secret {secret_name!r} for connection {connection!r} is not set; "
-                f"set the environment variable {secret_name}"
-            ) from None
-        return value
+    from plait.secrets import Secret
+
     return Secret(secret_name).get()
 
 
-def _configured_connections() -> tuple[dict[str, Any], str]:
-    """``[plugins.sql.connections]`` and where it is read from (for messages)."""
-    try:
-        from plait.config import config_path, get_config
-    except ImportError:  # a core without plait.config: PLAIT__PLUGINS__SQL__CONNECTIONS__NAME__KEY only
-        return _connections_from_environment(), "the environment"
+def configured_connections() -> tuple[dict[str, Any], str]:
+    """The ``[plugins.sql.connections]`` tables, and the config file they are read from."""
+    from plait.config import config_path, get_config
+
     config = get_config()
     connections = config.plugin_section("sql").get("connections", {})
     if not isinstance(connections, dict):
@@ -390,17 +376,6 @@ def _configured_connections() -> tuple[dict[str, Any], str]:
             f"(in {config.source or config_path()})"
         )
     return connections, str(config.source or config_path())
-
-
-def _connections_from_environment() -> dict[str, Any]:
-    prefix = "PLAIT__PLUGINS__SQL__CONNECTIONS__"
-    out: dict[str, Any] = {}
-    for var, value in os.environ.items():
-        if var.startswith(prefix):
-            name, _, key = var[len(prefix) :].partition("__")
-            if name and key:
-                out.setdefault(name.lower(), {})[key.lower()] = value
-    return out
 
 
 def _logger():
