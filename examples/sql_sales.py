@@ -16,8 +16,9 @@ Run it on a SQLite file (the default) or on any database SQLAlchemy knows::
   connection pool for the URL.
 """
 
-from plait import Flow, Parameter, task, unmapped
 from plait_sql import SQLBulkInsert, SQLExecute, SQLQuery
+
+from plait import Flow, Parameter, task, unmapped
 
 PRODUCTS = ["tea", "cake", "scone"]
 
