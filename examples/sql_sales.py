@@ -3,7 +3,7 @@
 Run it on a SQLite file (the default) or on any database SQLAlchemy knows::
 
     plait run examples/sql_sales.py
-    PGPASSWORD=... plait run examples/sql_sales.py --param db=postgresql+psycopg://shop@localhost/shop --executor threads
+    PGPASSWORD=... plait run examples/sql_sales.py -p db=postgresql+psycopg://shop@localhost/shop -e threads
 
 (Keep passwords off the command line: libpq reads ``PGPASSWORD``, or name the database in
 ``[plugins.sql.connections.NAME]`` with a ``password_secret``; see plugins/plait-sql/README.md.)
