@@ -99,8 +99,25 @@ class SQLTask(Task):
     def resolve(self, url: str | URL | None = None, connection: str | None = None) -> ConnectionSpec:
         """Where this run connects: call-time ``url``/``connection`` if given, else the task's own."""
         if url is None and connection is None:
+            if self.url is not None:
+                # Resolve the task's own URL once (mapped runs share it), again if it was changed.
+                cached = self.__dict__.get("_own_spec")
+                if cached is not None and cached[0] == self.url and cached[1] == self.engine_options:
+                    return cached[2]
+                spec = resolve_connection(self.url, None, self.engine_options, self._owner())
+                self._own_spec = (self.url, dict(self.engine_options), spec)
+                return spec
             url, connection = self.url, self.connection
         return resolve_connection(url, connection, self.engine_options, self._owner())
+
+    def executable(self, sql: Any, what: str = "statement") -> Any:
+        """``sql`` as an executable statement (text is wrapped in ``text()``, once per task)."""
+        cached = self.__dict__.get("_own_statement")
+        if cached is not None and cached[0] is sql:
+            return cached[1]
+        stmt = _statement(sql, self._owner(), what)
+        self._own_statement = (sql, stmt)
+        return stmt
 
     def guarded(self, spec: ConnectionSpec, action: str, fn: Any, *args: Any) -> Any:
         """``fn(engine, *args)``, with SQLAlchemy's errors replaced by ``SQLExecutionError``.
@@ -198,7 +215,7 @@ class SQLQuery(SQLTask):
     ) -> Any:
         """Run the query (arguments given here override the task's own) and return its rows."""
         owner = self._owner()
-        statement = _statement(query if query is not None else self.query, owner, "query")
+        statement = self.executable(query if query is not None else self.query, "query")
         values = {**(self.params or {}), **(_check_params(params, owner) or {})}
         mode = fetch if fetch is not None else self.fetch
         count = size if size is not None else self.size
@@ -264,7 +281,7 @@ class SQLExecute(SQLTask):
     ) -> int:
         """Execute the statement and return its row count."""
         owner = self._owner()
-        stmt = _statement(statement if statement is not None else self.statement, owner, "statement")
+        stmt = self.executable(statement if statement is not None else self.statement, "statement")
         values = {**(self.params or {}), **(_check_params(params, owner) or {})}
         spec = self.resolve(url, connection)
         count = self.guarded(spec, "statement", _execute_one, stmt, values)
@@ -313,7 +330,7 @@ class SQLExecuteMany(SQLTask):
     ) -> int:
         """Execute the statement for every dict in ``params``; return the total row count."""
         owner = self._owner()
-        stmt = _statement(statement if statement is not None else self.statement, owner, "statement")
+        stmt = self.executable(statement if statement is not None else self.statement, "statement")
         rows = params if params is not None else self.params
         if rows is None:
             raise SQLConfigError(f"{owner} has no params: pass a list of dicts as params= (one per execution)")
