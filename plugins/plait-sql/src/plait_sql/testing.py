@@ -124,7 +124,7 @@ class PostgresServer:
                 "apt-get install postgresql) or `brew install postgresql`"
             )
         self._run_as = _server_user()
-        self.directory = Path(tempfile.mkdtemp(prefix="plait-pg-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="plait-pg-", dir=_base_directory(self._run_as)))
         if self._run_as is not None:
             shutil.chown(self.directory, user=self._run_as, group=_primary_group(self._run_as))
         data = self.directory / "data"
@@ -267,6 +267,15 @@ def _server_user() -> str | None:
             capture_output=True,
         )
     return SYSTEM_USER
+
+
+def _base_directory(run_as: str | None) -> str:
+    """Where the cluster's directory goes: the usual temporary folder, unless the server's user
+    cannot reach it (a root-only $TMPDIR) or the Unix socket's path would be too long."""
+    base = Path(tempfile.gettempdir()).resolve()
+    too_long = len(str(base)) > 60  # the socket path (dir + /.s.PGSQL.NNNNN) must fit in 107 bytes
+    reachable = run_as is None or all(p.stat().st_mode & 0o001 for p in [base, *base.parents])
+    return str(base) if reachable and not too_long else "/tmp"
 
 
 def _primary_group(user: str) -> int:
