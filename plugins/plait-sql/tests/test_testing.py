@@ -45,7 +45,7 @@ def test_start_and_stop_leave_nothing_behind():
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens there any more
     with pytest.raises(PostgresUnavailable, match="not started"):
-        server.url
+        _ = server.url
 
 
 def test_finds_the_server_programs():
