@@ -53,7 +53,10 @@ def test_same_url_same_engine_other_options_other_engine(sqlite_url, tmp_path):
     assert get_engine(sqlite_url, pool_size=2) is get_engine(sqlite_url, pool_size=2)
     assert get_engine(f"sqlite:///{tmp_path / 'other.db'}") is not get_engine(sqlite_url)
     assert get_engine(sqlite_url).pool.size() == 10  # plait-sql's default for QueuePool engines
-    assert dispose_engines() == 3
+    spec = SQLQuery(url=sqlite_url, engine_options={"pool_size": 3}).resolve()
+    assert get_engine(spec) is get_engine(sqlite_url, pool_size=3)
+    assert get_engine(spec, max_overflow=1).pool.size() == 3  # options given here add to the spec's
+    assert dispose_engines() == 5
     assert dispose_engines() == 0
 
 

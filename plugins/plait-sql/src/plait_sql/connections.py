@@ -24,7 +24,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
@@ -231,7 +231,10 @@ def get_engine(target: str | URL | ConnectionSpec, **engine_options: Any) -> Eng
         event.listen(engine, "connect", lambda dbapi_conn, record: print("new connection"))
     """
     if isinstance(target, ConnectionSpec):
-        spec = target if not engine_options else resolve_connection(target.url, engine_options=engine_options)
+        spec = target
+        if engine_options:
+            options = {**target.options, **check_engine_options(engine_options, "get_engine")}
+            spec = replace(target, options=options)
     else:
         spec = resolve_connection(target, engine_options=engine_options)
     key = spec.key

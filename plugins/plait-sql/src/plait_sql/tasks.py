@@ -136,6 +136,13 @@ class SQLTask(Task):
     def _owner(self) -> str:
         return f"{type(self).__name__} {self.name!r}"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The caches are rebuilt where the task runs (a worker process resolves its own).
+        state = super().__getstate__()
+        state.pop("_own_spec", None)
+        state.pop("_own_statement", None)
+        return state
+
     # -- description ---------------------------------------------------------------------------
 
     def options(self) -> dict[str, Any]:
