@@ -199,3 +199,16 @@ def test_passwords_are_registered_with_plait_secret_masking():
 
     SQLQuery("SELECT 1", url=f"postgresql+psycopg://u:{PLANTED}-reg@h/db")
     assert secrets.mask(f"text with {PLANTED}-reg inside") == "text with ******** inside"
+
+
+def test_password_in_connect_args_is_masked_too(postgres_server):
+    bare = make_url(postgres_server.url).set(password=None).render_as_string(hide_password=False)
+    secret = "Args-planted-pw-42"
+    q = SQLQuery("SELECT 1", url=bare, name="args", engine_options={"connect_args": {"password": secret}})
+    with pytest.raises(SQLExecutionError, match="password authentication failed") as info:
+        q.run()
+    spec = q.resolve()
+    for text in (str(info.value), repr(info.value), repr(spec), str(spec), repr(q)):
+        assert secret not in text, text
+    ok = SQLQuery("SELECT 1 AS one", url=bare, engine_options={"connect_args": {"password": postgres_server.password}})
+    assert ok.run(fetch="one") == {"one": 1}

@@ -82,9 +82,11 @@ class ConnectionSpec:
 
     url: str = field(repr=False)  # with the password: never shown
     masked_url: str
-    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
     connection: str | None = None
     password: str | None = field(default=None, repr=False)
+    #: other secrets to mask in messages, e.g. ``connect_args={"password": ...}``
+    other_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,7 +101,7 @@ class ConnectionSpec:
 
     def mask(self, text: str) -> str:
         """``text`` with this URL's password (in every spelling a URL uses) masked."""
-        return mask_secrets(text, self.password)
+        return mask_secrets(text, self.password, *self.other_secrets)
 
     def __str__(self) -> str:
         return self.masked_url
@@ -139,15 +141,20 @@ def resolve_connection(
     parsed = parse_url(url_value, owner)
     if password is not None:
         parsed = parsed.set(password=password)
-    password = parsed.password if parsed.password else None
-    if password is not None:
-        register_secret(str(password))
+    password = str(parsed.password) if parsed.password else None
+    connect_args = options.get("connect_args")
+    other = connect_args.get("password") if isinstance(connect_args, dict) else None
+    other_secrets = (str(other),) if other else ()
+    for secret in (password, *other_secrets):
+        if secret:
+            register_secret(secret)
     return ConnectionSpec(
         url=parsed.render_as_string(hide_password=False),
         masked_url=parsed.render_as_string(hide_password=True),
         options=options,
         connection=connection,
-        password=None if password is None else str(password),
+        password=password,
+        other_secrets=other_secrets,
     )
 
 
