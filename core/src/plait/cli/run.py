@@ -286,6 +286,8 @@ class RunView:
 
     def print_summary(self, state: State) -> None:
         """Print the final table (task, state, result, duration, message) and the flow's outcome."""
+        from rich.markup import escape
+
         final = state.result if isinstance(state.result, dict) else {}
         rows = []
         with self._lock:
@@ -299,7 +301,7 @@ class RunView:
         style = "bold green" if state.is_successful() else "bold red"
         elapsed = time.time() - self.started
         self.console.print(
-            f"[{style}]{state.name}[/{style}]: {state.message or ''} ({elapsed:.2f}s)",
+            f"[{style}]{state.name}[/{style}]: {escape(_masked(state.message or ''))} ({elapsed:.2f}s)",
             highlight=False,
         )
 
@@ -345,7 +347,7 @@ class RunView:
         kids = f" ({_counts_text(row.children)})" if row.children else ""
         style = _style(state)
         name = f"[{style}]{state.name}[/{style}]" if style else state.name
-        message = f": {escape(state.message)}" if state.message and not state.is_successful() else ""
+        message = f": {escape(_masked(state.message))}" if state.message and not state.is_successful() else ""
         return f"  {self.labels.get(task, task.name)} -> {name}{kids}{duration}{message}"
 
 
@@ -391,8 +393,15 @@ def _result_text(state: State | None, children: Counter[str] | None) -> str:
 
     if state is None or not state.is_successful() or state.is_skipped() or state.result is None:
         return ""
-    text = repr(state.result)
+    text = _masked(repr(state.result))  # before cutting: a cut secret no longer matches
     return escape(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _masked(text: str) -> str:
+    """``text`` without secrets (registered values and URL passwords, see ``plait.secrets.mask``)."""
+    from plait.secrets import mask
+
+    return mask(text)
 
 
 def _message(state: State | None, children: Counter[str] | None) -> str:
@@ -404,8 +413,8 @@ def _message(state: State | None, children: Counter[str] | None) -> str:
         counts = Counter(s.name for s in state.map_states)  # type: ignore[attr-defined]
         return escape(f"{len(state.map_states)} runs: {_counts_text(counts)}")  # type: ignore[attr-defined]
     if children is not None and not state._finished:
-        return escape(_counts_text(children) or (state.message or ""))
-    return escape(state.message or "")
+        return escape(_masked(_counts_text(children) or (state.message or "")))
+    return escape(_masked(state.message or ""))
 
 
 def _counts_text(counts: Counter[str] | None) -> str:
