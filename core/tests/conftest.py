@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import logging
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 import plait.logging as plait_logging
 from plait.engine.executors import LocalExecutor, ProcessExecutor, ThreadExecutor
+from plait.hooks import manager
+
+pytest_plugins = ["pytester"]
 
 
 def _make(name: str):
@@ -53,3 +58,54 @@ def restore_logging():
     plait_logging._configured = configured
     if isinstance(sys.stdout, plait_logging._StdoutRouter) and not isinstance(stdout, plait_logging._StdoutRouter):
         sys.stdout = stdout
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugin_state(monkeypatch):
+    """Each test discovers plugins, reads config and sets up logging afresh."""
+    from plait import config
+
+    for var in ("PLAIT_LOAD_PLUGINS", "PLAIT_DISABLE_PLUGINS", "PLAIT_TRACE_PLUGINS", "PLAIT_STRICT_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    manager.reset_hooks()
+    config.reset_config()
+    plait_logger = logging.getLogger("plait")
+    level = plait_logger.level
+    plait_logger.setLevel(logging.INFO)  # other commands (backfill) quieten it for the process
+    yield
+    plait_logger.setLevel(level)
+    manager.reset_hooks()
+    config.reset_config()
+    for handler in [h for h in plait_logger.handlers if isinstance(h, plait_logging.PluginHandler)]:
+        plait_logger.removeHandler(handler)
+    plait_logging._configured = False
+
+
+@pytest.fixture
+def install_dist(tmp_path, monkeypatch):
+    """Make an installed distribution on sys.path: ``install_dist(name, modules, entry_points)``.
+
+    It is a real ``*.dist-info`` folder next to real modules, found by importlib.metadata
+    exactly like a pip-installed one.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    created_modules: list[str] = []
+
+    def install(dist: str, modules: dict[str, str], entry_points: dict[str, str], version: str = "1.0") -> Path:
+        for name, source in modules.items():
+            (site / f"{name}.py").write_text(textwrap.dedent(source))
+            created_modules.append(name)
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        lines = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[plait]\n{lines}")
+        return info
+
+    yield install
+    import sys
+
+    for name in created_modules:
+        sys.modules.pop(name, None)

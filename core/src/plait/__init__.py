@@ -39,6 +39,8 @@ __all__ = [
     "executors",
     "flatten",
     "get_logger",
+    "hookimpl",
+    "hookspec",
     "ifelse",
     "merge",
     "pause_task",
@@ -49,3 +51,12 @@ __all__ = [
     "triggers",
     "unmapped",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The pluggy markers are imported on first use, so `import plait` does not load pluggy.
+    if name in ("hookimpl", "hookspec"):
+        from plait.hooks import markers
+
+        return getattr(markers, name)
+    raise AttributeError(f"module 'plait' has no attribute {name!r}")

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 
 class PlaitError(Exception):
-    """Base class of every error Plait raises on purpose."""
+    """Base class of every error Plait raises on purpose.
+
+    Its text never shows a secret value read through ``plait.secrets`` (they are masked).
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        from plait.secrets import mask
+
+        return mask(text)
 
 
 class FlowValidationError(PlaitError, ValueError):
@@ -37,6 +46,23 @@ class FlowRunError(PlaitError, RuntimeError):
 
 class ExecutorError(PlaitError, ValueError):
     """An executor name or option is not known."""
+
+
+class ConfigError(PlaitError, ValueError):
+    """The configuration file or a ``PLAIT__*`` environment variable is not valid."""
+
+
+class SecretNotFoundError(PlaitError, KeyError):
+    """A secret is set neither in the environment nor in the config's ``[secrets]`` table."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        from plait.secrets import mask
+
+        return mask(str(self.args[0])) if self.args else ""
+
+
+class PluginError(PlaitError, RuntimeError):
+    """A plugin cannot be loaded or used (a bad entry point, hookimpls that do not match)."""
 
 
 class ResultError(PlaitError, RuntimeError):

@@ -27,7 +27,15 @@ from typing import Any
 
 from plait import context as _context
 
-__all__ = ["RunContextFilter", "RunLogger", "capture_stdout", "configure_logging", "get_logger", "run_logger"]
+__all__ = [
+    "JSONFormatter",
+    "RunContextFilter",
+    "RunLogger",
+    "capture_stdout",
+    "configure_logging",
+    "get_logger",
+    "run_logger",
+]
 
 DEFAULT_FORMAT = "[%(asctime)s] %(levelname)s - %(flow_name)s | %(task_full_name)s | %(message)s"
 
@@ -84,7 +92,14 @@ _configure_lock = threading.Lock()
 
 
 def configure_logging(force: bool = False) -> None:
-    """Attach Plait's default handler once per process (see the module docstring)."""
+    """Set up Plait's logging once per process (see the module docstring).
+
+    Attaches the default handler (when neither ``plait`` nor the root logger has one), then
+    the handlers plugins offer through ``plait_register_log_handlers(config)``, each behind a
+    guard that reports a failing handler once with its plugin's name and never lets it
+    raise into a run. Every handler Plait attaches carries ``RunContextFilter`` and
+    ``plait.secrets.SecretsFilter``.
+    """
     global _configured
     if _configured and not force:
         return
@@ -92,16 +107,124 @@ def configure_logging(force: bool = False) -> None:
         if _configured and not force:
             return
         _configured = True
+        from plait.secrets import SecretsFilter
+
         plait_logger = logging.getLogger("plait")
+        for old in [h for h in plait_logger.handlers if isinstance(h, PluginHandler)]:
+            plait_logger.removeHandler(old)
         level = os.environ.get("PLAIT__LOGGING__LEVEL", "INFO").upper()
         if plait_logger.level == logging.NOTSET:
             plait_logger.setLevel(level)
-        if plait_logger.handlers or logging.getLogger().handlers:
+        if not (plait_logger.handlers or logging.getLogger().handlers):
+            handler = logging.StreamHandler()
+            formatter: logging.Formatter = (
+                JSONFormatter()
+                if os.environ.get("PLAIT__LOGGING__FORMAT", "").lower() == "json"
+                else logging.Formatter(DEFAULT_FORMAT)
+            )
+            handler.setFormatter(formatter)
+            handler.addFilter(RunContextFilter())
+            handler.addFilter(SecretsFilter())
+            plait_logger.addHandler(handler)
+        _attach_plugin_handlers(plait_logger)
+
+
+def _attach_plugin_handlers(plait_logger: logging.Logger) -> None:
+    from plait.config import get_config
+    from plait.hooks.manager import get_hooks
+
+    hooks = get_hooks()
+    try:
+        config = get_config()
+    except Exception as exc:
+        plait_logger.warning("Plugin log handlers not attached: the configuration cannot be read: %s", exc)
+        return
+    for plugin_name, handler in hooks.register_log_handlers(config):
+        plait_logger.addHandler(PluginHandler(plugin_name, handler, strict=hooks.strict))
+
+
+class PluginHandler(logging.Handler):
+    """Wraps a plugin's log handler: adds the run context, masks secrets, isolates failures.
+
+    A wrapped handler that raises is reported once (a warning naming the plugin, written to
+    ``sys.stderr`` so it cannot loop back into the failing handler) and its records are then
+    dropped; the run is never affected. With ``strict`` the error re-raises.
+    """
+
+    def __init__(self, plugin_name: str, handler: logging.Handler, strict: bool = False) -> None:
+        super().__init__(handler.level)
+        from plait.secrets import SecretsFilter
+
+        self.plugin_name = plugin_name
+        self.handler = handler
+        self.strict = strict
+        self.failures = 0
+        self.addFilter(RunContextFilter())
+        self.addFilter(SecretsFilter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failures and not self.strict:
+            self.failures += 1
             return
+        try:
+            self.handler.handle(record)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self.failures += 1
+            sys.stderr.write(
+                f"WARNING: log handler {self.handler!r} of Plait plugin {self.plugin_name!r} raised "
+                f"{type(exc).__name__}: {exc}; its records are dropped from now on\n"
+            )
+
+    def close(self) -> None:
+        self.handler.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<PluginHandler {self.plugin_name!r}: {self.handler!r}>"
+
+
+class JSONFormatter(logging.Formatter):
+    """Formats each record as one JSON object per line, for machines.
+
+    Keys: ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, ``flow_name``,
+    ``flow_run_id``, ``task_name``, ``task_full_name``, ``map_index``, ``exception`` (when
+    there is one), and any ``extra`` fields (values that are not JSON become their ``repr``)::
+
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(DEFAULT_FORMAT))
-        handler.addFilter(RunContextFilter())
-        plait_logger.addHandler(handler)
+        handler.setFormatter(plait.logging.JSONFormatter())
+        handler.addFilter(plait.logging.RunContextFilter())
+
+    ``PLAIT__LOGGING__FORMAT=json`` makes Plait's default handler use it.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = _context_fields() if not hasattr(record, "flow_name") else {}
+        for key in _CONTEXT_FIELDS:
+            data[key] = getattr(record, key, fields.get(key))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and key not in data:
+                data[key] = value
+        return json.dumps(data, default=repr, ensure_ascii=False)
+
+
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 # --- log_stdout: route a task's prints to its logger ---------------------------------------

@@ -346,11 +346,12 @@ class LocalResult(Result):
 def result_types() -> dict[str, type[Result]]:
     """Result classes by URL scheme (``{"file": LocalResult, "s3": ...}``).
 
-    INTEGRATION POINT: when the plugin system lands, this returns the core's ``{"file":
-    LocalResult}`` merged with every ``plait_register_result_types()`` implementation
-    (plait.hooks). Until then only the built-in scheme is known.
+    They come from the plugin registry: the core's built-in plugin offers ``file``, and
+    installed plugins add theirs through ``plait_register_result_types()``.
     """
-    return {"file": LocalResult}
+    from plait.hooks.manager import get_hooks
+
+    return get_hooks().register_result_types()
 
 
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")

@@ -16,21 +16,41 @@ __all__ = ["main"]
 #: command name -> "module:attribute" of its click command
 _COMMANDS: dict[str, str] = {
     "run": "plait.cli.run:run",
+    "plugins": "plait.cli.plugins:plugins",
+    "tasks": "plait.cli.plugins:tasks",
+    "plugin": "plait.cli.plugin_new:plugin",
     "visualize": "plait.cli.visualize:visualize",
     "backfill": "plait.cli.backfill:backfill",
 }
 
 
 class _LazyGroup(click.Group):
+    """Imports each built-in command when needed; asks plugins for theirs
+    (``plait_register_commands``) only when a name is not built in or commands are listed."""
+
+    _plugins_added = False
+
     def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
         return sorted({*super().list_commands(ctx), *_COMMANDS})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
-        if command is not None or name not in _COMMANDS:
+        if command is not None:
             return command
-        module, attr = _COMMANDS[name].split(":")
-        return getattr(importlib.import_module(module), attr)
+        if name in _COMMANDS:
+            module, attr = _COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        self._add_plugin_commands()
+        return super().get_command(ctx, name)
+
+    def _add_plugin_commands(self) -> None:
+        if self._plugins_added:
+            return
+        self._plugins_added = True
+        from plait.hooks.manager import get_hooks
+
+        get_hooks().register_commands(self)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

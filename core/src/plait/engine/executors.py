@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from plait.errors import ExecutorError
 
-__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "ThreadExecutor", "get_executor"]
+__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "ThreadExecutor", "available_executors", "get_executor"]
 
 
 class Executor:
@@ -168,16 +168,12 @@ class ProcessExecutor(Executor):
         return f"<ProcessExecutor max_workers={self.max_workers}>"
 
 
-_BUILTIN: dict[str, type[Executor]] = {
-    "local": LocalExecutor,
-    "threads": ThreadExecutor,
-    "processes": ProcessExecutor,
-}
-
-
 def available_executors() -> dict[str, type[Executor]]:
-    """Executor classes by name: the built-in ones."""
-    return dict(_BUILTIN)
+    """Executor classes by name, from the plugin registry (the core's built-in plugin offers
+    ``local``, ``threads`` and ``processes``; installed plugins may add more)."""
+    from plait.hooks.manager import get_hooks
+
+    return get_hooks().register_executors()
 
 
 def get_executor(executor: Executor | str | None, **options: Any) -> Executor:

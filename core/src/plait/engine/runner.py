@@ -39,6 +39,7 @@ from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import FlowRunError, ParameterError
 from plait.logging import capture_stdout, configure_logging, get_logger
+from plait.secrets import mask
 from plait.states import (
     STATES_BY_NAME,
     Cancelled,
@@ -84,6 +85,9 @@ class FlowRunner:
         task_observers: called on every task-run state change, after the task's own state
             handlers (the plugin system passes its hooks here).
         flow_observers: called on every flow-run state change, after the flow's handlers.
+        plugins: also call the installed plugins' ``plait_task_state_changed`` and
+            ``plait_flow_state_changed`` hooks (after the observers given here), isolated: a
+            plugin that raises is logged and never changes the run.
     """
 
     def __init__(
@@ -91,10 +95,20 @@ class FlowRunner:
         flow: Flow,
         task_observers: Sequence[Observer] = (),
         flow_observers: Sequence[Observer] = (),
+        plugins: bool = True,
     ) -> None:
         self.flow = flow
         self.task_observers = tuple(task_observers)
         self.flow_observers = tuple(flow_observers)
+        if plugins:
+            # Looked up once per run: with no plugin observing, these are empty and cost nothing.
+            from plait.hooks.manager import plugin_observers
+
+            task_hooks, flow_hooks, self.wrap_task_runs = plugin_observers()
+            self.task_observers += task_hooks
+            self.flow_observers += flow_hooks
+        else:
+            self.wrap_task_runs = False
 
     def run(
         self,
@@ -370,6 +384,10 @@ class _TaskRuns:
         self.runners: list[Callable[..., State]] = [
             run_task if e is None else functools.partial(_run_task_with_extras, e) for e in self.extras
         ]
+        if runner.wrap_task_runs:  # a plugin implements plait_task_run: wrap every task run
+            from plait.hooks.manager import run_wrapped
+
+            self.runners = [functools.partial(run_wrapped, r) for r in self.runners]
         self.resumed = resumed
         self.restored: set[int] = set()
         self.previous_maps: dict[int, list[State]] = {}  # mapped tasks a resumed run partly keeps
@@ -814,7 +832,7 @@ def run_task(
         except _Timeout:
             new = TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.")  # type: ignore[union-attr]
         except Exception as exc:
-            new = Failed(f"Error during execution of task: {exc!r}", exc, traceback.format_exc())
+            new = Failed(mask(f"Error during execution of task: {exc!r}"), exc, mask(traceback.format_exc()))
         if new._failed and run_count <= task.max_retries and not isinstance(new, TriggerFailed):
             new = _retrying(task, new, run_count)
         elif type(new) is Retrying and run_count > task.max_retries:

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from plait.cli import main
+
+
+def test_plait_plugins_lists_loaded_and_failed(install_dist):
+    install_dist("plait-broken", {"plait_broken": "raise ImportError('needs libfoo')\n"}, {"broken": "plait_broken"})
+    install_dist(
+        "plait-good",
+        {"plait_good": "import plait\n@plait.hookimpl\ndef plait_task_state_changed(task):\n    pass\n"},
+        {"good": "plait_good"},
+        version="2.3.4",
+    )
+    out = CliRunner().invoke(main, ["plugins", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {row["name"]: row for row in json.loads(out.output)}
+    assert rows["good"] == {
+        "name": "good",
+        "distribution": "plait-good",
+        "version": "2.3.4",
+        "status": "loaded",
+        "hooks": ["plait_task_state_changed"],
+        "error": None,
+        "builtin": False,
+    }
+    assert rows["broken"]["status"] == "failed" and "needs libfoo" in rows["broken"]["error"]
+    assert rows["plait.builtin"]["hooks"] == ["plait_register_executors", "plait_register_result_types"]
+    table = CliRunner().invoke(main, ["plugins"], terminal_width=200).output
+    assert "plait-good" in table and "2.3.4" in table and "needs libfoo" in table
+
+
+def test_plait_tasks_with_no_library():
+    out = CliRunner().invoke(main, ["tasks"])
+    assert out.exit_code == 0
+    assert "No plugin offers tasks" in out.output
+
+
+def test_plait_plugin_new_no_input(tmp_path):
+    out = CliRunner().invoke(
+        main,
+        ["plugin", "new", "--name", "weather", "--description", "Weather tasks", "--no-tasks", "--no-input"]
+        + ["--author", "Ada", "-o", str(tmp_path)],
+    )
+    assert out.exit_code == 0, out.output
+    root = tmp_path / "plait-weather"
+    assert (root / "src" / "plait_weather" / "plugin.py").is_file()
+    assert not (root / "src" / "plait_weather" / "tasks.py").exists()
+    pyproject = (root / "pyproject.toml").read_text()
+    assert 'name = "plait-weather"' in pyproject and '"weather" = "plait_weather.plugin"' in pyproject
+    assert 'description = "Weather tasks"' in pyproject and 'name = "Ada"' in pyproject
+
+
+def test_plait_plugin_new_interactive(tmp_path):
+    # Answers: name, description, author, email, tasks?, state handler?, log handler?
+    answers = "clock\nTime tasks\nBob\nbob@example.com\nyes\nno\nyes\n"
+    out = CliRunner().invoke(main, ["plugin", "new", "-o", str(tmp_path)], input=answers)
+    assert out.exit_code == 0, out.output
+    module = tmp_path / "plait-clock" / "src" / "plait_clock"
+    assert sorted(p.name for p in module.iterdir()) == ["__init__.py", "log_handler.py", "plugin.py", "tasks.py"]
+
+
+def test_plait_plugin_new_rejects_a_bad_name(tmp_path):
+    out = CliRunner().invoke(main, ["plugin", "new", "--name", "Bad Name!", "--no-input", "-o", str(tmp_path)])
+    assert out.exit_code == 2
+    assert "Invalid value for --name: 'Bad Name!' is not a valid plugin name" in " ".join(out.output.split())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plait_plugin_new_refuses_to_overwrite(tmp_path):
+    args = ["plugin", "new", "--name", "twice", "--no-input", "-o", str(tmp_path)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1
+    assert "The plugin was not created" in again.output and "choose another --name or --output-dir" in again.output
