@@ -89,7 +89,7 @@ def scheduler_rss(client) -> int:
 
 def cluster() -> distributed.LocalCluster:
     return distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
     )
 
 

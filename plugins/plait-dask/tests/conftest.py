@@ -19,7 +19,7 @@ def cluster():
         threads_per_worker=2,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",
         resources={"GPU": 2},
     ) as cluster:
         yield cluster
@@ -42,3 +42,11 @@ def restore_logging():
     plait_logger.handlers[:] = handlers
     plait_logger.setLevel(level)
     plait_logging._configured = configured
+
+
+@pytest.fixture
+def plait_plugin():
+    """The plugin under test, for ``plait.testing``'s fixtures."""
+    from plait_dask import plugin
+
+    return plugin

@@ -45,7 +45,7 @@ def test_a_temporary_cluster_from_a_dotted_class_path_with_adaptive_scaling():
         m = inc.map([1, 2, 3])
     executor = DaskExecutor(
         cluster_class="distributed.LocalCluster",
-        cluster_kwargs={"n_workers": 1, "threads_per_worker": 1, "host": "127.0.0.1", "dashboard_address": None},
+        cluster_kwargs={"n_workers": 1, "threads_per_worker": 1, "host": "127.0.0.1", "dashboard_address": ":0"},
         adapt_kwargs={"minimum": 1, "maximum": 2},
     )
     state = flow.run(executor=executor)

@@ -61,11 +61,13 @@ class DaskExecutor(Executor, ResultSource):
     """Runs task runs on a ``dask.distributed`` cluster.
 
     Args:
-        address: the scheduler of an existing cluster (``"tcp://10.0.0.5:8786"``). Without
-            one, a temporary cluster is started for the run and closed at its end.
+        address: the scheduler of an existing cluster (``"tcp://10.0.0.5:8786"``); default:
+            ``address`` in the ``[plugins.dask]`` section of Plait's configuration
+            (``PLAIT__PLUGINS__DASK__ADDRESS``). Without one, a temporary cluster is started for
+            the run and closed at its end.
         cluster_class: the class of that temporary cluster, or its dotted path
             (``"dask_jobqueue.SLURMCluster"``); default ``distributed.LocalCluster``, bound to
-            127.0.0.1 with worker processes and no dashboard unless ``cluster_kwargs`` say so.
+            127.0.0.1 with worker processes and its web server on a free port, unless ``cluster_kwargs`` say otherwise.
         cluster_kwargs: keyword arguments of ``cluster_class`` (``{"n_workers": 4}``).
         adapt_kwargs: turn on adaptive scaling: ``cluster.adapt(**adapt_kwargs)``
             (``{"minimum": 1, "maximum": 10}``).
@@ -126,6 +128,8 @@ class DaskExecutor(Executor, ResultSource):
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
             raise DaskExecutorError(f"DaskExecutor: batch_size must be a positive integer, got {batch_size!r}")
+        if address is None and cluster_class is None:
+            address = _configured_address()
         self.address = address.strip() if address else None
         self.cluster_class = cluster_class
         self.cluster_kwargs = dict(cluster_kwargs or {})
@@ -212,9 +216,9 @@ class DaskExecutor(Executor, ResultSource):
             cls = _import_class(cls)
         kwargs = dict(self.cluster_kwargs)
         if cls is distributed.LocalCluster:
-            # Bound to the loopback only, and no dashboard port to collide with, unless asked.
+            # Bound to the loopback only, on a free port for its web server (8787 may be taken), unless asked.
             kwargs.setdefault("host", "127.0.0.1")
-            kwargs.setdefault("dashboard_address", None)
+            kwargs.setdefault("dashboard_address", ":0")
             kwargs.setdefault("processes", True)
         try:
             cluster = cls(**kwargs)
@@ -338,8 +342,6 @@ class _Run:
                 self._send(calls[start : start + size], dict(res_key) or None, Ref)
 
     def _send(self, calls: list[Any], resources: dict[str, float] | None, ref_type: type) -> None:
-        import cloudpickle
-
         from plait_dask.worker import batch_records, run_batch
 
         deps: dict[str, Any] = {}
@@ -351,7 +353,7 @@ class _Run:
         key = f"{self.prefix}-{label}-{next(self.counter)}"
         batch = _Batch(key, [c[3] for c in calls])
         self.batches[key] = batch
-        payload = cloudpickle.dumps([(fn, args, kwargs) for fn, args, kwargs, _f in calls])
+        payload = _dumps([(fn, args, kwargs) for fn, args, kwargs, _f in calls])
         client = self.client
         batch.future = client.submit(run_batch, payload, deps, key=key, pure=False, resources=resources)
         records = client.submit(batch_records, batch.future, key=f"{key}-states", pure=False)
@@ -470,12 +472,55 @@ def _refused(address: str) -> str | None:
 
 def _register_flow_modules() -> None:
     # Flows that ``plait run`` loads live in a private module the workers cannot import:
-    # pickle their functions by value.
+    # pickle what they define by value.
     import cloudpickle
 
     for name, module in list(sys.modules.items()):
-        if name.startswith("plait_flow_") and module is not None:
+        if _by_value(name) and name != "__main__" and module is not None:
             cloudpickle.register_pickle_by_value(module)
+
+
+def _by_value(module: str | None) -> bool:
+    return module is not None and (module == "__main__" or module.startswith("plait_flow_"))
+
+
+def _dumps(obj: Any) -> bytes:
+    """cloudpickle ``obj``; ``@task`` functions of a script or a ``plait run`` file go by value.
+
+    A ``@task`` normally pickles as a reference to its module attribute, which a worker
+    imports; the module of a script (``__main__``) or of a flow file loaded by ``plait run``
+    does not exist on the workers, so those tasks carry their function instead.
+    """
+    import io
+
+    import cloudpickle
+
+    from plait.tasks import FunctionTask, Task
+
+    class _Pickler(cloudpickle.Pickler):
+        def reducer_override(self, value: Any) -> Any:
+            if isinstance(value, FunctionTask) and _by_value(getattr(value.run, "__module__", None)):
+                # The base Task state: the function itself (cloudpickle sends it by value),
+                # without the driver-side handlers and trigger.
+                return object.__new__, (type(value),), Task.__getstate__(value)
+            return super().reducer_override(value)
+
+    buffer = io.BytesIO()
+    _Pickler(buffer).dump(obj)
+    return buffer.getvalue()
+
+
+def _configured_address() -> str | None:
+    """``[plugins.dask] address`` of Plait's configuration (or ``PLAIT__PLUGINS__DASK__ADDRESS``)."""
+    from plait.config import get_config
+
+    address = get_config().plugin_section("dask").get("address")
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise DaskExecutorError(
+            f"Plait's configuration sets [plugins.dask] address = {address!r}: write a scheduler address "
+            "like 'tcp://10.0.0.5:8786', or remove it to run on a temporary local cluster"
+        )
+    return address or None
 
 
 def _import_class(path: str) -> type:

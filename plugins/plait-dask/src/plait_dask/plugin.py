@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plait_dask._hookimpl import hookimpl
+from plait import hookimpl
 
 
 @hookimpl
