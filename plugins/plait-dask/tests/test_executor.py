@@ -288,3 +288,28 @@ def test_a_cluster_class_that_cannot_be_imported_names_it():
 def test_submit_outside_start_is_a_clear_error():
     with pytest.raises(DaskExecutorError, match=r"outside `with executor\.start"):
         DaskExecutor().submit(print, 1)
+
+
+@pytest.mark.slow
+def test_a_100_000_item_map_completes(address):
+    with Flow("big") as flow:
+        m = inc.map(numbers(100_000))
+        t = total(m)
+    state = flow.run(executor=DaskExecutor(address))
+    assert state.is_successful()
+    assert state.result[t].result == sum(range(1, 100_001))
+    assert len(state.result[m].map_states) == 100_000
+
+
+def test_importing_plait_and_discovering_the_plugin_does_not_import_dask():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, plait, plait_dask\n"
+        "from plait.engine.executors import available_executors\n"
+        "assert 'dask' in available_executors()\n"
+        "heavy = sorted(m for m in ('dask', 'distributed') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

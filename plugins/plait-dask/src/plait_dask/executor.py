@@ -381,11 +381,15 @@ class _Run:
             f._set(payload, None)
 
     def fetch(self, refs: list[Any]) -> list[Any]:
+        from plait_dask.worker import batch_values
+
         wanted = [b for b in dict.fromkeys(self.batches[r.key] for r in refs) if b.values is None]
         if wanted:
-            outputs = self.client.gather([b.future for b in wanted])
-            for b, out in zip(wanted, outputs, strict=True):
-                b.values = out.values
+            # Only the values travel: the driver has the records already.
+            client = self.client
+            futures = [client.submit(batch_values, b.future, key=f"{b.key}-values", pure=False) for b in wanted]
+            for b, values in zip(wanted, client.gather(futures), strict=True):
+                b.values = values
         return [self.batches[r.key].values[r.index] for r in refs]  # type: ignore[index]
 
     def gather_all(self) -> None:

@@ -14,7 +14,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from plait.states import State
 
-__all__ = ["BatchOutput", "PlaitWorkerSetup", "Ref", "batch_records", "run_batch"]
+__all__ = ["BatchOutput", "PlaitWorkerSetup", "Ref", "batch_records", "batch_values", "run_batch"]
 
 
 class Ref:
@@ -80,6 +80,11 @@ def run_batch(payload: bytes, deps: dict[str, BatchOutput]) -> BatchOutput:
 def batch_records(output: BatchOutput) -> list[tuple[bool, Any, bool]]:
     """The part of a batch's output the driver needs: the records, without the results."""
     return output.records
+
+
+def batch_values(output: BatchOutput) -> list[Any]:
+    """The results of a batch, when the driver wants them (without the records it has)."""
+    return output.values
 
 
 class PlaitWorkerSetup(WorkerPlugin):
