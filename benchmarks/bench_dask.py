@@ -5,7 +5,8 @@ Two workloads, each through ``DaskExecutor`` and through plain Dask (``client.ma
 ``client.submit``, then ``client.gather``), in the same run and on the same cluster:
 
 - ``map``: ``inc.map(range(N))``, every result back in the driver at the end;
-- ``fan-out``: one task, then N tasks that each take its result.
+- ``fan-out``: one task, then N tasks that each take its result;
+- ``map bs=1``: the map with ``batch_size=1`` (each task run its own Dask task), once.
 
 ``--big`` adds a 100,000-item map, each side on a fresh cluster, with the scheduler's
 resident memory before and after. Prints the machine, the versions and the figures (total
@@ -111,7 +112,16 @@ def main() -> None:
             plains[name](client, 100)
             plait_s = best(lambda flow=flow: run_plait(flow, c.scheduler_address))
             dask_s = best(lambda name=name: plains[name](client, n))
-            print(f"{name:>10} {n:>8} {plait_s:>9.2f} {dask_s:>9.2f} {plait_s / dask_s:>7.2f}")
+            print(f"{name:>10} {n:>8} {plait_s:>9.2f} {dask_s:>9.2f} {plait_s / dask_s:>7.2f}", flush=True)
+            if name == "map":
+                map_dask_s = dask_s
+        # The same map without batching (one Dask task per task run, plus one for its states):
+        # what batching buys. One repeat: it is slow.
+        single = DaskExecutor(c.scheduler_address, batch_size=1)
+        start = time.perf_counter()
+        assert flows["map"].run(executor=single).is_successful()
+        single_s = time.perf_counter() - start
+        print(f"{'map bs=1':>10} {n:>8} {single_s:>9.2f} {map_dask_s:>9.2f} {single_s / map_dask_s:>7.2f}")
     if "--big" in sys.argv:
         big = 100_000
         print(f"\n{'100k map':>10} {'seconds':>9} {'scheduler RSS before MB':>24} {'after MB':>9}")
@@ -125,7 +135,7 @@ def main() -> None:
                     plain_map(client, big)
                 seconds = time.perf_counter() - start
                 after = scheduler_rss(client)
-            print(f"{label:>10} {seconds:>9.2f} {before / 1e6:>24.0f} {after / 1e6:>9.0f}")
+            print(f"{label:>10} {seconds:>9.2f} {before / 1e6:>24.0f} {after / 1e6:>9.0f}", flush=True)
 
 
 if __name__ == "__main__":
