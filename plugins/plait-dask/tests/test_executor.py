@@ -313,3 +313,21 @@ def test_importing_plait_and_discovering_the_plugin_does_not_import_dask():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@task
+def a_lock():
+    import threading
+
+    return threading.Lock()
+
+
+def test_a_result_that_cannot_travel_back_fails_on_reading_and_says_why(address):
+    with Flow("lock") as flow:
+        lock = a_lock()
+        n = inc(1)
+    state = flow.run(executor=DaskExecutor(address, batch_size=1))
+    assert state.is_successful()  # the task ran; only its result cannot leave the worker
+    assert state.result[n].result == 2
+    with pytest.raises(DaskExecutorError, match="could not be brought back from the Dask cluster"):
+        _ = state.result[lock].result

@@ -139,6 +139,7 @@ class DaskExecutor(Executor, ResultSource):
         self.client: Any = None
         self.cluster: Any = None
         self._run: _Run | None = None
+        self._lost: dict[str, BaseException] = {}  # batches whose results could not be fetched
 
     # -- the executor interface ----------------------------------------------------------------
 
@@ -192,8 +193,15 @@ class DaskExecutor(Executor, ResultSource):
 
     def fetch(self, refs: list[Any]) -> list[Any]:
         """The results behind ``refs``, fetched from the cluster in one go (``ResultSource``)."""
+        for ref in refs:
+            lost = self._lost.get(ref.key)
+            if lost is not None:
+                raise DaskExecutorError(
+                    f"DaskExecutor: the result of this task run could not be brought back from the Dask "
+                    f"cluster ({lost!r}); return a value that pickles, or use it in a downstream task"
+                )
         run = self._run
-        if run is None:
+        if run is None or any(ref.key not in run.batches for ref in refs):
             raise DaskExecutorError(
                 "DaskExecutor: this result was left on a Dask cluster that is closed now; "
                 "read results during the run or from the state flow.run() returned"
@@ -395,8 +403,25 @@ class _Run:
     def gather_all(self) -> None:
         """Fetch every result still on the cluster: they must outlive the client."""
         remote = [s for b in self.batches.values() for s in b.remote]
-        if remote:
+        if not remote:
+            return
+        try:
             gather_results(remote)
+        except Exception:
+            # Some batch's results cannot travel (a value that does not pickle...): keep the
+            # others, and let reading a lost one say why.
+            for b in self.batches.values():
+                if b.values is not None or not b.remote:
+                    continue
+                try:
+                    gather_results(b.remote)
+                except Exception as exc:
+                    self.executor._lost[b.key] = exc
+                    logger.error(
+                        "DaskExecutor: the results of %d task run(s) could not be brought back from the cluster: %r",
+                        len(b.remote),
+                        exc,
+                    )
 
     def close(self) -> None:
         for batch in self.batches.values():
