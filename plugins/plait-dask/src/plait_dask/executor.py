@@ -27,6 +27,7 @@ import importlib
 import itertools
 import logging
 import math
+import queue
 import sys
 import threading
 import uuid
@@ -325,6 +326,11 @@ class _Run:
             self.threads = max(2, sum(client.nthreads().values()))
         except Exception:
             self.threads = 2
+        # Finished batches are queued by Dask's callback thread and their records fetched by
+        # one collector thread, many batches per round trip.
+        self.arrived: queue.SimpleQueue = queue.SimpleQueue()
+        self.collector = threading.Thread(target=self._collect, name="plait-dask-collector", daemon=True)
+        self.collector.start()
 
     def add(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _TaskRunFuture:
         future = _TaskRunFuture()
@@ -365,15 +371,50 @@ class _Run:
         client = self.client
         batch.future = client.submit(run_batch, payload, deps, key=key, pure=False, resources=resources)
         records = client.submit(batch_records, batch.future, key=f"{key}-states", pure=False)
-        records.add_done_callback(lambda f, batch=batch: self._done(batch, f))
+        records.add_done_callback(lambda f, batch=batch: self.arrived.put((batch, f)))
 
-    def _done(self, batch: _Batch, records_future: Any) -> None:
-        # On Dask's callback thread: complete each task run's future with its state changes.
-        from plait_dask.worker import Ref
+    def _collect(self) -> None:
+        arrived = self.arrived
+        while True:
+            items = [arrived.get()]
+            while True:
+                try:
+                    items.append(arrived.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is None for item in items)
+            items = [item for item in items if item is not None]
+            finished = [(b, f) for b, f in items if f.status == "finished"]
+            if finished:
+                try:
+                    for (batch, _f), records in zip(
+                        finished, self.client.gather([f for _, f in finished]), strict=True
+                    ):
+                        self._done(batch, records, None)
+                except BaseException:
+                    for batch, f in finished:  # one at a time, to tell which one failed
+                        self._done_one(batch, f)
+            for batch, f in items:
+                if f.status != "finished":
+                    self._done_one(batch, f)
+            if stop:
+                return
 
+    def _done_one(self, batch: _Batch, records_future: Any) -> None:
+        if batch.futures and batch.futures[0]._done:
+            return
         try:
             records = records_future.result()
         except BaseException as exc:
+            self._done(batch, None, exc)
+        else:
+            self._done(batch, records, None)
+
+    def _done(self, batch: _Batch, records: Any, exc: BaseException | None) -> None:
+        # Complete each task run's future with its state changes.
+        from plait_dask.worker import Ref
+
+        if exc is not None:
             for f in batch.futures:
                 f._set(None, exc)
             return
@@ -424,6 +465,8 @@ class _Run:
                     )
 
     def close(self) -> None:
+        self.arrived.put(None)
+        self.collector.join(timeout=10)
         for batch in self.batches.values():
             batch.future = None
         self.batches.clear()
