@@ -60,13 +60,27 @@ def restore_logging():
         sys.stdout = stdout
 
 
+def _installed_plugins() -> str:
+    import importlib.metadata
+
+    return ",".join(sorted({ep.name for ep in importlib.metadata.entry_points(group="plait")}))
+
+
+#: Plugins installed in this environment (``make test`` installs every plugins/* distribution):
+#: the core's tests switch them off, so they see only the plugins they make themselves.
+_INSTALLED_PLUGINS = _installed_plugins()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plugin_state(monkeypatch):
-    """Each test discovers plugins, reads config and sets up logging afresh."""
+    """Each test discovers plugins, reads config and sets up logging afresh, without the
+    plugins installed in the environment."""
     from plait import config
 
     for var in ("PLAIT_LOAD_PLUGINS", "PLAIT_DISABLE_PLUGINS", "PLAIT_TRACE_PLUGINS", "PLAIT_STRICT_PLUGINS"):
         monkeypatch.delenv(var, raising=False)
+    if _INSTALLED_PLUGINS:
+        monkeypatch.setenv("PLAIT_DISABLE_PLUGINS", _INSTALLED_PLUGINS)
     manager.reset_hooks()
     config.reset_config()
     plait_logger = logging.getLogger("plait")

@@ -1,0 +1,621 @@
+"""The destination-independent half of alerting: which state changes alert, per-run summaries,
+the rate limit and the background sender.
+
+How an alert travels (the same for ``webhook_notifier`` and the global ``[plugins.http.webhook]`` hook):
+
+1. A state change arrives (a state handler call or a ``plait_*_state_changed`` hook call). If
+   its state is not one the notifier watches (``only_states`` minus ``ignore_states``) nothing
+   else happens: the check is one ``isinstance``.
+2. A task state change that matches is *recorded* in the flow run's ``RunAlerts`` (a count per
+   ``(task, state)`` and the first few examples, under a lock; nothing is sent from the task's
+   thread). With ``immediate=True`` the first change of each ``(task, state)`` in a run is also
+   queued for sending at once; later ones are only counted.
+3. When the flow run reaches its final state, one summary alert is built from everything
+   recorded for the run (and the flow's own state, when it matches) and queued; then the
+   sender is flushed for at most ``timeout`` seconds, so a flow run ends with its alert sent
+   (or given up) and is never held longer than that.
+4. The rate limit (``rate_limit`` alerts per ``rate_period`` seconds per notifier) drops what
+   exceeds it; the next alert that passes says how many were dropped.
+5. The ``BackgroundSender`` thread delivers queued alerts one by one. Its queue is bounded
+   (``queue_size``): when full, new alerts are dropped and counted, never waited for. A delivery
+   that fails is logged (naming the plugin, secrets masked) and dropped; nothing it does can
+   change a run's state.
+
+plait-slack and plait-http each carry this module (``plait_slack.alerting``,
+``plait_http.alerting``): they are independent distributions and neither depends on the other.
+Keep the two copies the same.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from plait.states import STATES_BY_NAME, Failed, State
+
+__all__ = [
+    "DEFAULT_STATES",
+    "AlertEvent",
+    "BackgroundSender",
+    "Notifier",
+    "RateLimiter",
+    "RunAlerts",
+    "StateFilter",
+    "TaskCount",
+    "mask_text",
+]
+
+#: What a notifier watches when nobody says: failures (``Failed``, ``TriggerFailed``, ``TimedOut``).
+#: ``Retrying`` is a kind of ``Scheduled``, not of ``Failed``: a task that will run again does not alert.
+DEFAULT_STATES: tuple[type[State], ...] = (Failed,)
+
+#: Examples kept per ``(task, state)`` in a run's summary.
+MAX_EXAMPLES = 5
+#: Distinct ``(task, state)`` keys kept per run; more are counted in ``RunAlerts.overflow``.
+MAX_KEYS = 50
+
+
+class StateFilter:
+    """Decides whether a state alerts: an instance of one of ``only`` and of none of ``ignore``.
+
+    States are given as classes or their names (``"Failed"``, ``"TimedOut"``); a name Plait does
+    not know raises ``error_class`` naming it and listing the known ones.
+    """
+
+    __slots__ = ("ignore", "only")
+
+    def __init__(
+        self,
+        only: Iterable[type[State] | str] | None,
+        ignore: Iterable[type[State] | str] | None,
+        owner: str,
+        error_class: type[Exception],
+    ) -> None:
+        self.only = _state_classes(DEFAULT_STATES if only is None else only, owner, "only_states", error_class)
+        self.ignore = _state_classes(ignore or (), owner, "ignore_states", error_class)
+
+    def matches(self, state: State) -> bool:
+        return isinstance(state, self.only) and not (self.ignore and isinstance(state, self.ignore))
+
+
+@dataclass
+class AlertEvent:
+    """One alert, destination-independent: what a template or a webhook document is made from.
+
+    ``kind`` is ``"task"``, ``"flow"`` or ``"summary"`` (a flow run's end, with ``tasks`` listing
+    the task state changes recorded during the run).
+    """
+
+    kind: str
+    flow: str
+    state: str
+    old_state: str | None = None
+    task: str | None = None
+    message: str | None = None
+    run_id: str | None = None
+    time: str = ""
+    url: str | None = None
+    tasks: list[TaskCount] = field(default_factory=list)
+    suppressed: int = 0
+
+    def fields(self) -> dict[str, Any]:
+        """The basic template fields: ``flow``, ``task``, ``state``, ``old_state``, ``message``,
+        ``run_id``, ``time``, ``url``, ``icon`` (a destination adds its own, e.g. Slack's ``link``)."""
+        return {
+            "flow": self.flow,
+            "task": self.task or "-",
+            "state": self.state,
+            "old_state": self.old_state or "-",
+            "message": self.message or "",
+            "run_id": self.run_id or "-",
+            "time": self.time,
+            "url": self.url or "",
+            "icon": ":white_check_mark:" if self.state in _GOOD_STATES else ":rotating_light:",
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: the document the HTTP webhook posts."""
+        return {
+            "event": f"{self.kind}_state_changed" if self.kind != "summary" else "flow_run_summary",
+            "flow": self.flow,
+            "flow_run_id": self.run_id,
+            "task": self.task,
+            "state": self.state,
+            "old_state": self.old_state,
+            "message": self.message,
+            "time": self.time,
+            "url": self.url,
+            "tasks": [t.to_dict() for t in self.tasks],
+            "suppressed_alerts": self.suppressed,
+        }
+
+
+_GOOD_STATES = frozenset({"Success", "Cached", "Skipped", "Mapped", "Running"})
+
+
+@dataclass
+class TaskCount:
+    """How many runs of one task reached one state during a flow run, with the first examples."""
+
+    task: str
+    state: str
+    count: int = 0
+    examples: list[tuple[str, str]] = field(default_factory=list)  # (task full name, message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "state": self.state,
+            "count": self.count,
+            "examples": [{"task_run": name, "message": msg} for name, msg in self.examples],
+        }
+
+
+class RunAlerts:
+    """Task state changes recorded during flow runs, keyed by flow run id (thread-safe).
+
+    At most ``max_runs`` runs are remembered (the oldest is forgotten first), so runs whose end
+    is never seen cannot grow memory without bound.
+    """
+
+    max_runs = 100
+
+    def __init__(self) -> None:
+        self._runs: dict[str, dict[tuple[str, str], TaskCount]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, run_id: str, task: str, full_name: str, state: State) -> bool:
+        """Count one task state change; ``True`` when it is the first of its ``(task, state)`` in the run."""
+        key = (task, state.name)
+        with self._lock:
+            counts = self._runs.get(run_id)
+            if counts is None:
+                if len(self._runs) >= self.max_runs:
+                    self._runs.pop(next(iter(self._runs)))
+                counts = self._runs[run_id] = {}
+            entry = counts.get(key)
+            first = entry is None
+            if first:
+                if len(counts) >= MAX_KEYS:
+                    key = ("(other tasks)", state.name)
+                    entry = counts.get(key)
+                if entry is None:
+                    entry = counts[key] = TaskCount(key[0], key[1])
+            entry.count += 1
+            if len(entry.examples) < MAX_EXAMPLES:
+                entry.examples.append((full_name, _short(state.message)))
+            return first
+
+    def pop(self, run_id: str | None) -> list[TaskCount]:
+        """Everything recorded for ``run_id``, forgotten afterwards."""
+        if run_id is None:
+            return []
+        with self._lock:
+            counts = self._runs.pop(run_id, None)
+        return list(counts.values()) if counts else []
+
+
+class RateLimiter:
+    """At most ``limit`` alerts per ``period`` seconds (a sliding window); ``clock`` is injectable.
+
+    ``allow()`` says whether one more alert may go now; ``take_suppressed()`` returns how many
+    were refused since the last call (and resets it), so the next alert can say so.
+    """
+
+    def __init__(self, limit: int, period: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.period = period
+        self.clock = clock
+        self._sent: list[float] = []
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        if self.limit <= 0:
+            return True
+        with self._lock:
+            now = self.clock()
+            cutoff = now - self.period
+            self._sent = [t for t in self._sent if t > cutoff]
+            if len(self._sent) >= self.limit:
+                self._suppressed += 1
+                return False
+            self._sent.append(now)
+            return True
+
+    def take_suppressed(self) -> int:
+        with self._lock:
+            count, self._suppressed = self._suppressed, 0
+            return count
+
+
+class BackgroundSender:
+    """A daemon thread that calls ``deliver(item)`` for each submitted item, in order.
+
+    Args:
+        deliver: sends one item; an exception is logged (via ``on_error``) and the item dropped.
+        name: the thread's name (shown in thread dumps).
+        queue_size: at most this many items wait; ``submit`` drops (and counts) beyond it.
+        on_error: ``on_error(exc)`` for a failed delivery (it must not raise).
+
+    The thread starts at the first ``submit`` (and again in a forked child). ``flush(timeout)``
+    waits until everything submitted so far has been delivered or dropped, at most ``timeout``
+    seconds. At interpreter exit every live sender is flushed for at most its ``exit_timeout``.
+    """
+
+    def __init__(
+        self,
+        deliver: Callable[[Any], None],
+        name: str,
+        queue_size: int = 100,
+        on_error: Callable[[BaseException], None] | None = None,
+        exit_timeout: float = 5.0,
+    ) -> None:
+        self.deliver = deliver
+        self.name = name
+        self.queue_size = queue_size
+        self.on_error = on_error
+        self.exit_timeout = exit_timeout
+        self.dropped = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._cond = threading.Condition()
+        self._submitted = 0
+        self._done = 0
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        _live_senders.add(self)
+
+    def submit(self, item: Any) -> bool:
+        """Queue ``item`` for delivery; ``False`` (and ``dropped`` += 1) when the queue is full."""
+        self._ensure_thread()
+        with self._cond:
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                self.dropped += 1
+                return False
+            self._submitted += 1
+        return True
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until every item submitted so far is handled; ``False`` if ``timeout`` passed first."""
+        with self._cond:
+            target = self._submitted
+            return self._cond.wait_for(lambda: self._done >= target, timeout=timeout)
+
+    def pending(self) -> int:
+        with self._cond:
+            return self._submitted - self._done
+
+    def _ensure_thread(self) -> None:
+        import os
+
+        pid = os.getpid()
+        if self._thread is not None and self._pid == pid and self._thread.is_alive():
+            return
+        with self._cond:
+            if self._thread is not None and self._pid == pid and self._thread.is_alive():
+                return
+            if self._pid != pid:  # a forked child: the parent's queue and counters are not ours
+                self._queue = queue.Queue(maxsize=self.queue_size)
+                self._submitted = self._done = 0
+            self._pid = pid
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                self.deliver(item)
+            except BaseException as exc:  # a delivery must never kill the sender
+                if self.on_error is not None:
+                    try:
+                        self.on_error(exc)
+                    except Exception:
+                        pass
+            finally:
+                with self._cond:
+                    self._done += 1
+                    self._cond.notify_all()
+
+
+class Notifier:
+    """Base of the alert notifiers: a state handler (``notifier(obj, old_state, new_state)``) that
+    never changes a state, plus the flow-run bookkeeping described in the module docstring.
+
+    Subclasses set ``plugin`` (shown in log lines) and implement ``deliver(event)`` (send one
+    alert, raise on failure) and ``secrets()`` (values to mask in error text).
+
+    Args:
+        only_states: states that alert (classes or names; default ``[Failed]``).
+        ignore_states: states that never alert, even when they are kinds of ``only_states``.
+        flows: alert only for flows with these names (default: every flow).
+        tags: alert only for tasks with at least one of these tags (default: every task).
+        ui_url: where runs can be seen; alerts link to it (see ``run_url``).
+        timeout: seconds one delivery may take, and the most a flow run's end waits for its alerts.
+        rate_limit: at most this many alerts per ``rate_period`` seconds (0: no limit).
+        rate_period: the rate limit's window, in seconds.
+        immediate: also send the first task state change of each ``(task, state)`` of a run at
+            once, instead of only the summary at the run's end.
+        queue_size: alerts that may wait for the background sender; more are dropped.
+        clock: ``time.monotonic``-like clock for the rate limit (tests inject one).
+    """
+
+    plugin = "plait-alerts"
+    logger_name = "plait.plugins.alerts"
+    error_class: type[Exception] = ValueError
+
+    def __init__(
+        self,
+        only_states: Iterable[type[State] | str] | None = None,
+        ignore_states: Iterable[type[State] | str] | None = None,
+        flows: Iterable[str] | None = None,
+        tags: Iterable[str] | None = None,
+        ui_url: str | None = None,
+        timeout: float = 10.0,
+        rate_limit: int = 20,
+        rate_period: float = 60.0,
+        immediate: bool = False,
+        queue_size: int = 100,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.states = StateFilter(only_states, ignore_states, f"{type(self).__name__}", self.error_class)
+        self.flows = frozenset([flows] if isinstance(flows, str) else flows) if flows else None
+        self.tags = frozenset([tags] if isinstance(tags, str) else tags) if tags else None
+        self.ui_url = ui_url
+        self.timeout = float(timeout)
+        self.immediate = immediate
+        self.runs = RunAlerts()
+        self.limiter = RateLimiter(int(rate_limit), float(rate_period), clock)
+        self.sender = BackgroundSender(
+            self._deliver_logged, f"{self.plugin}-sender", queue_size, exit_timeout=self.timeout
+        )
+        self.logger = logging.getLogger(self.logger_name)
+        _live_notifiers.add(self)
+
+    # -- the state handler ------------------------------------------------------------------------
+
+    def __call__(self, obj: Any, old_state: State, new_state: State) -> None:
+        """Use the notifier as a task or flow state handler; it always returns ``None``."""
+        try:
+            from plait.flow import Flow
+
+            if isinstance(obj, Flow):
+                self.flow_changed(obj, old_state, new_state)
+            else:
+                self.task_changed(obj, old_state, new_state)
+        except Exception as exc:  # an alert must never change a run
+            self._log_error(exc, "handling a state change")
+        return None
+
+    def task_changed(self, task: Any, old_state: State, new_state: State) -> None:
+        """Record (and with ``immediate`` send) a task state change; call within the task run's context."""
+        if not self.states.matches(new_state):
+            return
+        if self.tags is not None and not self.tags.intersection(getattr(task, "tags", ()) or ()):
+            return
+        from plait import context
+
+        flow = context.get("flow_name") or "-"
+        if self.flows is not None and flow not in self.flows:
+            return
+        run_id = context.get("flow_run_id")
+        full_name = context.get("task_full_name") or task.name
+        first = self.runs.record(run_id, task.name, full_name, new_state) if run_id else True
+        if first and (self.immediate or not run_id):
+            event = AlertEvent(
+                "task",
+                flow,
+                new_state.name,
+                old_state.name,
+                full_name,
+                new_state.message,
+                run_id,
+                now_iso(new_state.timestamp),
+                run_url(self.ui_url, run_id, flow),
+            )
+            self.enqueue(event)
+
+    def flow_changed(self, flow: Any, old_state: State, new_state: State) -> None:
+        """Handle a flow state change: at the run's end, queue its summary and flush."""
+        from plait import context
+
+        run_id = context.get("flow_run_id")
+        if self.flows is not None and flow.name not in self.flows:
+            self.runs.pop(run_id)
+            return
+        if new_state.is_running():
+            if self.states.matches(new_state):
+                self.enqueue(self._event("flow", flow.name, old_state, new_state, run_id, []))
+            return
+        self.finish_run(flow.name, old_state, new_state, run_id, flow_matches=self.states.matches(new_state))
+
+    def finish_run(
+        self,
+        flow_name: str,
+        old_state: State,
+        new_state: State,
+        run_id: str | None,
+        flow_matches: bool,
+    ) -> None:
+        """Send the run's summary (if anything is worth saying) and wait up to ``timeout`` for it."""
+        tasks = self.runs.pop(run_id)
+        if self.tags is not None and not tasks:
+            flow_matches = False  # with tags, only runs where a tagged task alerted are worth a message
+        if self.immediate:
+            # single changes went out as they happened; only repeats still need telling
+            tasks = [t for t in tasks if t.count > 1]
+        if flow_matches or tasks:
+            self.enqueue(self._event("summary", flow_name, old_state, new_state, run_id, tasks))
+        if self.sender.pending() and not self.sender.flush(self.timeout):
+            self.logger.warning(
+                "%s: alerts for flow %r were not sent within %gs; they go on in the background",
+                self.plugin,
+                flow_name,
+                self.timeout,
+            )
+
+    def enqueue(self, event: AlertEvent) -> bool:
+        """Queue ``event`` for the background sender, subject to the rate limit."""
+        if not self.limiter.allow():
+            return False
+        event.suppressed = self.limiter.take_suppressed()
+        if not self.sender.submit(event):
+            self.logger.warning(
+                "%s: the alert queue is full (%d waiting); an alert for flow %r was dropped",
+                self.plugin,
+                self.sender.queue_size,
+                event.flow,
+            )
+            return False
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until queued alerts are sent (at most ``timeout``, default the notifier's)."""
+        return self.sender.flush(self.timeout if timeout is None else timeout)
+
+    # -- for subclasses -----------------------------------------------------------------------------
+
+    def deliver(self, event: AlertEvent) -> None:
+        raise NotImplementedError
+
+    def secrets(self) -> Sequence[str | None]:
+        return ()
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _event(
+        self,
+        kind: str,
+        flow_name: str,
+        old_state: State,
+        new_state: State,
+        run_id: str | None,
+        tasks: list[TaskCount],
+    ) -> AlertEvent:
+        return AlertEvent(
+            kind,
+            flow_name,
+            new_state.name,
+            old_state.name,
+            ", ".join(t.task for t in tasks) or None,
+            new_state.message,
+            run_id,
+            now_iso(new_state.timestamp),
+            run_url(self.ui_url, run_id, flow_name),
+            tasks,
+        )
+
+    def _deliver_logged(self, event: AlertEvent) -> None:
+        try:
+            self.deliver(event)
+        except Exception as exc:
+            self._log_error(exc, f"sending an alert for flow {event.flow!r}")
+
+    def _log_error(self, exc: BaseException, doing: str) -> None:
+        text = mask_text(f"{type(exc).__name__}: {exc}", self.secrets())
+        self.logger.error("%s: failed %s: %s", self.plugin, doing, text)
+
+
+_live_notifiers: weakref.WeakSet[Notifier] = weakref.WeakSet()
+
+
+def live_notifiers() -> list[Notifier]:
+    """Every notifier alive in this process (the plugin's flow hook finishes their runs)."""
+    return list(_live_notifiers)
+
+
+_live_senders: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for sender in list(_live_senders):
+        if sender.pending():
+            sender.flush(sender.exit_timeout)
+
+
+def now_iso(timestamp: float | None = None) -> str:
+    """``timestamp`` (default now) as an ISO-8601 UTC string with seconds."""
+    moment = datetime.now(UTC) if timestamp is None else datetime.fromtimestamp(timestamp, tz=UTC)
+    return moment.isoformat(timespec="seconds")
+
+
+def run_url(ui_url: str | None, run_id: str | None, flow: str) -> str | None:
+    """The link to a flow run: ``ui_url`` formatted with ``{run_id}``/``{flow}``, or with
+    ``/flow-run/<run id>`` appended when it has no placeholder."""
+    if not ui_url or not run_id:
+        return None
+    if "{" in ui_url:
+        return ui_url.format(run_id=run_id, flow=flow)
+    return f"{ui_url.rstrip('/')}/flow-run/{run_id}"
+
+
+def summary_text(tasks: Sequence[TaskCount]) -> str:
+    """``"fetch: 500 task runs Failed (first: fetch[0]: ValueError('boom')); load: 1 ..."``."""
+    parts = []
+    for entry in tasks:
+        runs = "task run" if entry.count == 1 else "task runs"
+        first = f" (first: {entry.examples[0][0]}: {entry.examples[0][1]})" if entry.examples else ""
+        parts.append(f"{entry.task}: {entry.count} {runs} {entry.state}{first}")
+    return "; ".join(parts)
+
+
+def mask_text(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with each of ``secrets`` and every value ``plait.secrets`` knows replaced by ``********``."""
+    text = str(text)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "********")
+    try:
+        from plait.secrets import mask
+    except ImportError:  # a core without plait.secrets: our own values are masked above
+        return text
+    return mask(text)
+
+
+def register_secrets(*values: str | None) -> None:
+    """Tell the core's secret masking about ``values`` (when the core has it)."""
+    try:
+        from plait.secrets import register_secret
+    except ImportError:
+        return
+    for value in values:
+        if value:
+            register_secret(value)
+
+
+def _state_classes(
+    given: Iterable[type[State] | str] | type[State] | str,
+    owner: str,
+    option: str,
+    error_class: type[Exception],
+) -> tuple[type[State], ...]:
+    if isinstance(given, (str, type)):
+        given = [given]
+    out = []
+    for item in given:
+        if isinstance(item, str) and item in STATES_BY_NAME:
+            out.append(STATES_BY_NAME[item])
+        elif isinstance(item, type) and issubclass(item, State):
+            out.append(item)
+        else:
+            raise error_class(
+                f"{owner}: {option} has {item!r}, which is not a Plait state; use state classes from "
+                f"plait.states or their names: {', '.join(sorted(STATES_BY_NAME))}"
+            )
+    return tuple(out)
+
+
+def _short(message: str | None, limit: int = 200) -> str:
+    text = (message or "").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
