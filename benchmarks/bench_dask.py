@@ -8,8 +8,9 @@ Two workloads, each through ``DaskExecutor`` and through plain Dask (``client.ma
 - ``fan-out``: one task, then N tasks that each take its result;
 - ``map bs=1``: the map with ``batch_size=1`` (each task run its own Dask task), once.
 
-``--big`` adds a 100,000-item map, each side on a fresh cluster, with the scheduler's
-resident memory before and after. Prints the machine, the versions and the figures (total
+``--big`` adds a 100,000-item map, each side on a fresh cluster, with the resident memory of
+the scheduler's process before and after (a LocalCluster's scheduler lives in this process,
+so Plait's figure includes the driver's own states too). Prints the machine, the versions and the figures (total
 seconds, best of 3, and the ratio Plait / plain Dask); asserts nothing about time.
 """
 
