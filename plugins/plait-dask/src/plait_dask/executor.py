@@ -192,6 +192,11 @@ class DaskExecutor(Executor, ResultSource):
         if self._run is not None:
             self._run.flush()
 
+    def wait(self, futures: Any) -> Any:
+        """Send what is buffered, then block until ``futures`` are done; return their results."""
+        self.flush()
+        return super().wait(futures)
+
     def fetch(self, refs: list[Any]) -> list[Any]:
         """The results behind ``refs``, fetched from the cluster in one go (``ResultSource``)."""
         for ref in refs:
