@@ -20,7 +20,7 @@ PLUGIN_TEST_DIRS := $(patsubst %/tests,%,$(wildcard $(addsuffix /tests,$(PLUGIN_
 INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") ruff
 LINT_PATHS := $(wildcard core tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick lint format clean venv graphviz
+.PHONY: demo test bench bench-quick lint format clean venv graphviz services-prometheus services-postgres
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
@@ -35,7 +35,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/plait run examples/numbers.py --param n=10
 
-test: $(STAMP) graphviz
+test: $(STAMP) graphviz services-prometheus services-postgres
 	$(PY) -m pytest
 	@set -e; for d in $(PLUGIN_TEST_DIRS); do \
 		echo "== $$d"; (cd $$d && $(CURDIR)/$(PY) -m pytest); \
@@ -51,6 +51,36 @@ graphviz:
 	      || echo "Could not install graphviz; the visualize tests need it"; \
 	  else \
 	    echo "Graphviz's dot is not installed: apt-get install graphviz (or brew install graphviz)"; \
+	  fi; \
+	}
+
+# plait-metrics' tests run a real Prometheus and Pushgateway (Debian's packages). Installed with
+# apt-get when we are root on Debian/Ubuntu and they are missing; otherwise a hint (those tests
+# then skip, saying why).
+services-prometheus:
+	@{ command -v prometheus && command -v prometheus-pushgateway; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing prometheus and prometheus-pushgateway (for plait-metrics' tests)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        prometheus prometheus-pushgateway >/dev/null; } \
+	      || echo "Could not install prometheus; plait-metrics' Prometheus tests need it"; \
+	  else \
+	    echo "Prometheus is not installed: apt-get install prometheus prometheus-pushgateway"; \
+	  fi; \
+	}
+
+# plait-sql's tests start a throwaway PostgreSQL server (initdb + pg_ctl in a temporary
+# directory): they need the server programs, from Debian's `postgresql` when we are root and
+# they are missing (found on PATH or in /usr/lib/postgresql/*/bin); otherwise a hint.
+services-postgres:
+	@{ command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; } \
+	  || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing postgresql (for plait-sql's tests)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
+	      || echo "Could not install postgresql; plait-sql's PostgreSQL tests need it"; \
+	  else \
+	    echo "PostgreSQL's server is not installed: apt-get install postgresql (or brew install postgresql)"; \
 	  fi; \
 	}
 

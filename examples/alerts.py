@@ -1,9 +1,12 @@
 """The alerts flow: fetch pages, some of which fail; the run fails and alerts once.
 
-Nothing in it mentions Slack or webhooks: with plait-slack and plait-http installed and
-configured, every failing run alerts. For example::
+Nothing in it mentions Slack, webhooks or metrics: with plait-slack, plait-http and
+plait-metrics installed and configured, every failing run alerts and is counted. For example::
 
     # alerts.toml
+    [plugins.metrics]
+    pushgateway = "http://127.0.0.1:9091"
+
     [plugins.slack]
     webhook_url_secret = "SLACK_WEBHOOK_URL"
 
@@ -14,7 +17,8 @@ configured, every failing run alerts. For example::
     $ PLAIT_CONFIG=alerts.toml SLACK_WEBHOOK_URL=... ALERT_WEBHOOK_URL=... ALERT_WEBHOOK_KEY=... \\
         plait run examples/alerts.py --param pages=50
 
-One Slack message and one webhook document per run, however many pages fail.
+One Slack message and one webhook document per run, however many pages fail, and the run's
+counters and durations in the Pushgateway.
 """
 
 from plait import Flow, Parameter, task

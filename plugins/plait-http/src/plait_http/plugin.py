@@ -28,15 +28,9 @@ import logging
 import threading
 from typing import Any
 
-from plait_http.alerting import live_notifiers, mask_text, register_secrets
+from plait import hookimpl
+from plait.alerting import live_notifiers, mask_text, register_secrets
 from plait_http.errors import HTTPConfigError
-
-try:  # the core's marker, when the plugin system is there
-    from plait import hookimpl
-except ImportError:  # pragma: no cover - an older core
-    import pluggy
-
-    hookimpl = pluggy.HookimplMarker("plait")
 
 __all__ = [
     "configured_notifier",
@@ -150,7 +144,9 @@ def _flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any)
     if new_state.is_running():
         return
     run_id = context.get("flow_run_id")
-    for other in live_notifiers():
+    from plait_http.webhook import WebhookNotifier
+
+    for other in live_notifiers(WebhookNotifier):
         if other is not notifier:
             other.finish_run(flow.name, old_state, new_state, run_id, flow_matches=False)
 
@@ -182,10 +178,8 @@ def _configured() -> tuple[Any, bool]:
 
 
 def _config() -> Any:
-    try:
-        from plait.config import get_config
-    except ImportError:  # pragma: no cover - an older core without plait.config
-        return None
+    from plait.config import get_config
+
     return get_config()
 
 

@@ -38,7 +38,7 @@ exact body bytes with the key. Verify it on the receiving side with ``verify_sig
     expected = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
     ok = hmac.compare_digest(expected, request.headers["X-Plait-Signature-256"])
 
-When alerts are sent, de-duplicated and rate-limited is described in ``plait_http.alerting``:
+When alerts are sent, de-duplicated and rate-limited is described in ``plait.alerting``:
 by default one document per flow run, at its end. A delivery that fails (after retries of
 connection errors and 5xx answers) is logged under ``plait.plugins.http`` and never changes a run.
 """
@@ -54,8 +54,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from plait.alerting import AlertEvent, Notifier, mask_text, register_secrets
 from plait.states import State
-from plait_http.alerting import AlertEvent, Notifier, mask_text, register_secrets
 from plait_http.errors import HTTPConfigError, WebhookError
 from plait_http.session import RetryPolicy, get_session
 

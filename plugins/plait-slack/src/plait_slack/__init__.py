@@ -9,7 +9,7 @@ from plait_slack import SlackLogHandler, SlackMessage, slack_notifier
 - ``SlackMessage``: a task that posts a message.
 - ``SlackLogHandler``: log records at or above a level, batched.
 
-See the README for configuration, and ``plait_slack.alerting`` for de-duplication, rate
+See the README for configuration, and ``plait.alerting`` for de-duplication, rate
 limits and how sending stays off the task's path.
 """
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from plait_slack.alerting import mask_text, register_secrets
+from plait.alerting import mask_text, register_secrets
 from plait_slack.errors import SlackConfigError, SlackError
 
 __all__ = ["SlackPoster", "retry_handlers"]

@@ -25,7 +25,7 @@ import logging
 import threading
 import weakref
 
-from plait_slack.alerting import BackgroundSender, mask_text
+from plait.alerting import BackgroundSender, mask_text
 from plait_slack.client import SlackPoster
 
 __all__ = ["SlackLogHandler", "flush_log_handlers"]

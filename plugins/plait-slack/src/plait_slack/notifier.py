@@ -25,7 +25,7 @@ with Flow("etl", state_handlers=[alert]) as flow:
 Template fields: ``{flow}``, ``{task}``, ``{state}``, ``{old_state}``, ``{message}``, ``{run_id}``,
 ``{time}`` (ISO-8601 UTC), ``{url}`` (the run's page, when ``ui_url`` is set), ``{link}``
 (``"\\n<url|View run>"`` or ``""``), ``{tasks}`` (the run's summary of task failures, or ``""``),
-``{icon}``. When alerts are sent, and how storms are avoided, is in ``plait_slack.alerting``.
+``{icon}``. When alerts are sent, and how storms are avoided, is in ``plait.alerting``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from plait.alerting import AlertEvent, Notifier, summary_text
 from plait.states import State
-from plait_slack.alerting import AlertEvent, Notifier, summary_text
 from plait_slack.client import SlackPoster
 from plait_slack.errors import SlackConfigError
 
@@ -45,7 +45,7 @@ DEFAULT_TEMPLATE = "{icon} *{flow}*{task_part} is *{state}* at {time} (run `{run
 
 
 class SlackNotifier(Notifier):
-    """A notifier that posts alerts to Slack (see ``slack_notifier`` and ``plait_slack.alerting``).
+    """A notifier that posts alerts to Slack (see ``slack_notifier`` and ``plait.alerting``).
 
     Args:
         webhook_url / token / channel / base_url: where to post (see ``SlackPoster``).

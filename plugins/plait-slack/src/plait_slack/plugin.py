@@ -30,15 +30,9 @@ import logging
 import threading
 from typing import Any
 
-from plait_slack.alerting import live_notifiers, mask_text, register_secrets
+from plait import hookimpl
+from plait.alerting import live_notifiers, mask_text, register_secrets
 from plait_slack.errors import SlackConfigError
-
-try:  # the core's marker, when the plugin system is there
-    from plait import hookimpl
-except ImportError:  # pragma: no cover - an older core
-    import pluggy
-
-    hookimpl = pluggy.HookimplMarker("plait")
 
 __all__ = [
     "configured_notifier",
@@ -208,7 +202,9 @@ def _flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any)
         return
     # the run is over: notifiers used only as task state handlers send their summaries now
     run_id = context.get("flow_run_id")
-    for other in live_notifiers():
+    from plait_slack.notifier import SlackNotifier
+
+    for other in live_notifiers(SlackNotifier):
         if other is not notifier:
             other.finish_run(flow.name, old_state, new_state, run_id, flow_matches=False)
     from plait_slack.logs import flush_log_handlers
@@ -220,10 +216,8 @@ def _flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any)
 
 
 def _config() -> Any:
-    try:
-        from plait.config import get_config
-    except ImportError:  # pragma: no cover - an older core without plait.config
-        return None
+    from plait.config import get_config
+
     return get_config()
 
 

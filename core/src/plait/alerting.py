@@ -1,7 +1,10 @@
 """The destination-independent half of alerting: which state changes alert, per-run summaries,
 the rate limit and the background sender.
 
-How an alert travels (the same for ``webhook_notifier`` and the global ``[plugins.http.webhook]`` hook):
+Notifier plugins (plait-slack, plait-http) build on it: each supplies a ``Notifier`` subclass
+whose ``deliver(event)`` sends one alert to its destination; everything else is shared.
+
+How an alert travels (the same for a per-object notifier and a plugin's global hook):
 
 1. A state change arrives (a state handler call or a ``plait_*_state_changed`` hook call). If
    its state is not one the notifier watches (``only_states`` minus ``ignore_states``) nothing
@@ -21,9 +24,6 @@ How an alert travels (the same for ``webhook_notifier`` and the global ``[plugin
    that fails is logged (naming the plugin, secrets masked) and dropped; nothing it does can
    change a run's state.
 
-plait-slack and plait-http each carry this module (``plait_slack.alerting``,
-``plait_http.alerting``): they are independent distributions and neither depends on the other.
-Keep the two copies the same.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from plait.secrets import MASK, mask, register_secret
 from plait.states import STATES_BY_NAME, Failed, State
 
 __all__ = [
@@ -529,9 +530,14 @@ class Notifier:
 _live_notifiers: weakref.WeakSet[Notifier] = weakref.WeakSet()
 
 
-def live_notifiers() -> list[Notifier]:
-    """Every notifier alive in this process (the plugin's flow hook finishes their runs)."""
-    return list(_live_notifiers)
+def live_notifiers(kind: type[Notifier] = Notifier) -> list[Notifier]:
+    """The notifiers of class ``kind`` alive in this process.
+
+    A plugin's flow hook finishes the runs of its own notifiers (those used only as task state
+    handlers learn there that a run ended), so it passes its own class: with several alert
+    plugins installed, each finishes only its own.
+    """
+    return [n for n in list(_live_notifiers) if isinstance(n, kind)]
 
 
 _live_senders: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()
@@ -575,20 +581,12 @@ def mask_text(text: str, secrets: Iterable[str | None]) -> str:
     text = str(text)
     for secret in secrets:
         if secret and len(secret) >= 4:
-            text = text.replace(secret, "********")
-    try:
-        from plait.secrets import mask
-    except ImportError:  # a core without plait.secrets: our own values are masked above
-        return text
+            text = text.replace(secret, MASK)
     return mask(text)
 
 
 def register_secrets(*values: str | None) -> None:
-    """Tell the core's secret masking about ``values`` (when the core has it)."""
-    try:
-        from plait.secrets import register_secret
-    except ImportError:
-        return
+    """Tell the core's secret masking about ``values``."""
     for value in values:
         if value:
             register_secret(value)

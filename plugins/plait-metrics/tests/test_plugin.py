@@ -1,0 +1,134 @@
+"""plait_metrics/plugin.py: the entry point, the hooks, and settings from Plait's configuration."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import logging
+
+import plait_metrics
+import pytest
+from plait_metrics import plugin
+
+from plait import Flow, task
+from plait.config import reset_config
+from plait.testing import assert_plugin_conforms
+
+
+@task
+def step():
+    return 1
+
+
+def small_flow(name: str = "small") -> Flow:
+    with Flow(name) as flow:
+        step()
+    return flow
+
+
+def test_the_plugin_conforms_to_the_hook_specs():
+    assert sorted(assert_plugin_conforms(plugin)) == ["plait_flow_state_changed", "plait_task_state_changed"]
+    assert sorted(assert_plugin_conforms("metrics")) == ["plait_flow_state_changed", "plait_task_state_changed"]
+
+
+def test_the_entry_point_names_the_plugin_module():
+    (entry,) = [e for e in importlib.metadata.entry_points(group="plait") if e.name == "metrics"]
+    assert entry.value == "plait_metrics.plugin"
+    assert entry.load() is plugin
+
+
+def test_hook_signatures_match_the_specs():
+    assert list(inspect.signature(plugin.plait_task_state_changed).parameters) == [
+        "task",
+        "old_state",
+        "new_state",
+        "context",
+    ]
+    assert list(inspect.signature(plugin.plait_flow_state_changed).parameters) == [
+        "flow",
+        "old_state",
+        "new_state",
+        "context",
+    ]
+
+
+def test_without_settings_the_plugin_stays_off(set_settings):
+    assert small_flow().run().is_successful()
+    assert plait_metrics.get_metrics() is None
+    assert plait_metrics.get_runtime() is None
+
+
+def test_settings_from_environment_variables_turn_it_on(set_settings, statsd):
+    set_settings(statsd=statsd.address, statsd_interval="3600")
+    small_flow("from-env").run()
+    runtime = plait_metrics.get_runtime()
+    assert runtime is not None and runtime.settings.statsd_address == ("127.0.0.1", statsd.port)
+    lines = statsd.lines(1)
+    assert "plait.flow_runs.from-env.Success:1|c" in lines
+    assert "plait.task_runs.from-env.step.Success:1|c" in lines
+
+
+def test_a_bad_setting_is_logged_once_and_the_flows_run(set_settings, caplog):
+    set_settings(port="not-a-port")
+    with caplog.at_level(logging.ERROR, logger="plait.plugins.metrics"):
+        first = small_flow().run()
+        second = small_flow().run()
+    assert first.is_successful() and second.is_successful()
+    errors = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.metrics"]
+    assert len(errors) == 1
+    assert errors[0].startswith("plait-metrics: [plugins.metrics] port = 'not-a-port' is not a TCP port")
+    assert plait_metrics.get_metrics() is None
+
+
+def test_start_raises_on_bad_settings():
+    with pytest.raises(plait_metrics.MetricsConfigError, match="statsd = 'nowhere'"):
+        plait_metrics.start({"statsd": "nowhere"})
+
+
+def test_stop_turns_it_off_and_the_next_run_reads_the_settings_again(set_settings):
+    set_settings(enabled="true")
+    small_flow("again").run()
+    first = plait_metrics.get_metrics()
+    assert first is not None
+    plait_metrics.stop()
+    assert plait_metrics.get_metrics() is None
+    small_flow("again").run()
+    second = plait_metrics.get_metrics()
+    assert second is not None and second is not first
+    assert second.registry.get_sample_value("plait_flow_runs_total", {"flow": "again", "state": "Success"}) == 1
+
+
+def test_settings_from_the_config_file(tmp_path, monkeypatch, statsd):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[plugins.metrics]\nstatsd = "{statsd.address}"\nstatsd_prefix = "file"\n')
+    monkeypatch.setenv("PLAIT_CONFIG", str(config))
+    reset_config()
+    small_flow("from-file").run()
+    assert "file.task_runs.from-file.step.Success:1|c" in statsd.lines(1)
+
+
+def test_recorded_changes_and_metrics_agree(plait_run):
+    plait_metrics.start({"enabled": True})
+    run = plait_run(small_flow("recorded"))
+    assert run.task_changes() == [("step", "Pending", "Running"), ("step", "Running", "Success")]
+    metrics = plait_metrics.get_metrics()
+    labels = {"flow": "recorded", "task": "step", "state": "Success"}
+    assert metrics.registry.get_sample_value("plait_task_runs_total", labels) == 1
+
+
+def test_disabled_by_plait_disable_plugins_it_is_never_called(monkeypatch):
+    from plait.hooks.manager import PlaitHooks, PlaitPluginManager, use_hooks
+
+    monkeypatch.setenv("PLAIT_DISABLE_PLUGINS", "metrics")
+    pm = PlaitPluginManager()
+    pm.load_entrypoints()
+    assert pm.records["metrics"].status == "disabled"
+    with use_hooks(PlaitHooks(pm)):
+        plait_metrics.start({"enabled": True})
+        small_flow("denied").run()
+    assert (
+        plait_metrics.get_metrics().registry.get_sample_value(
+            "plait_flow_runs_total", {"flow": "denied", "state": "Success"}
+        )
+        is None
+    )
