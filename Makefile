@@ -20,7 +20,7 @@ PLUGIN_TEST_DIRS := $(patsubst %/tests,%,$(wildcard $(addsuffix /tests,$(PLUGIN_
 INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") ruff
 LINT_PATHS := $(wildcard core tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick lint format clean venv graphviz services-prometheus
+.PHONY: demo test bench bench-quick lint format clean venv services graphviz services-prometheus services-postgres
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
@@ -35,39 +35,37 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/plait run examples/numbers.py --param n=10
 
-test: $(STAMP) graphviz services-prometheus
+test: $(STAMP) services
 	$(PY) -m pytest
 	@set -e; for d in $(PLUGIN_TEST_DIRS); do \
 		echo "== $$d"; (cd $$d && $(CURDIR)/$(PY) -m pytest); \
 	done
 
-# flow.visualize() and its tests need Graphviz's `dot`. Installed with apt-get when we are root
-# on Debian/Ubuntu and it is missing; otherwise a hint (the tests that need it then skip).
-graphviz:
-	@command -v dot >/dev/null 2>&1 || { \
+# Debian packages some tests use: graphviz (`dot`, for flow.visualize), postgresql (initdb and
+# pg_ctl, for plait-sql's throwaway server), prometheus and prometheus-pushgateway (for
+# plait-metrics). What is missing is installed in one apt-get call when we are root on
+# Debian/Ubuntu. Elsewhere those tests skip and say why; under CI (CI set) a missing package
+# fails the run instead, so CI never passes by skipping them.
+services:
+	@missing=""; \
+	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	{ command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; } \
+	  || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing graphviz (for flow.visualize)"; \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; } \
-	      || echo "Could not install graphviz; the visualize tests need it"; \
-	  else \
-	    echo "Graphviz's dot is not installed: apt-get install graphviz (or brew install graphviz)"; \
-	  fi; \
-	}
-
-# plait-metrics' tests run a real Prometheus and Pushgateway (Debian's packages). Installed with
-# apt-get when we are root on Debian/Ubuntu and they are missing; otherwise a hint (those tests
-# then skip, saying why).
-services-prometheus:
-	@{ command -v prometheus && command -v prometheus-pushgateway; } >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing prometheus and prometheus-pushgateway (for plait-metrics' tests)"; \
+	    echo "Installing Debian packages for the tests:$$missing"; \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	        prometheus prometheus-pushgateway >/dev/null; } \
-	      || echo "Could not install prometheus; plait-metrics' Prometheus tests need it"; \
+	        $$missing >/dev/null; } || { echo "Could not install:$$missing"; [ -z "$$CI" ] || exit 1; }; \
 	  else \
-	    echo "Prometheus is not installed: apt-get install prometheus prometheus-pushgateway"; \
+	    echo "Not installed:$$missing (apt-get install$$missing); the tests that need them skip"; \
+	    [ -z "$$CI" ] || exit 1; \
 	  fi; \
-	}
+	fi
+
+# older names of the target above
+graphviz services-prometheus services-postgres: services
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -433,3 +433,47 @@ def test_schedule_flag_on_a_flow_without_schedule_is_a_usage_error(tmp_path):
     result = invoke(str(path), "--schedule")
     assert result.exit_code == 2, result.output
     assert "has no schedule" in result.output
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+
+def test_a_password_in_a_url_parameter_never_reaches_the_output(tmp_path):
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, Parameter, task
+
+        @task
+        def connect(url):
+            raise ConnectionError("cannot reach " + url)
+
+        with Flow("db") as flow:
+            connect(Parameter("db"))
+        """,
+    )
+    result = invoke(str(path), "--param", "db=postgresql://bob:hunter2-secret@127.0.0.1:1/sales")
+    assert result.exit_code == 1
+    assert "hunter2" not in result.output
+    assert "postgresql://bob:********@127.0.0.1:1/sales" in result.output
+
+
+def test_registered_secrets_are_masked_in_results_before_they_are_cut(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLAIT_TEST_TOKEN", "tok-0123456789-abcdefghij-very-long-secret")
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, task
+        from plait.secrets import Secret
+
+        @task
+        def token():
+            return "token=" + Secret("PLAIT_TEST_TOKEN").get()
+
+        with Flow("tokens") as flow:
+            token()
+        """,
+    )
+    result = invoke(str(path))
+    assert result.exit_code == 0, result.output
+    assert "tok-0123" not in result.output and "********" in result.output

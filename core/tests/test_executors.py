@@ -32,12 +32,13 @@ def test_get_executor_by_name_instance_or_none():
     mine = ThreadExecutor(2)
     assert get_executor(mine) is mine
     assert get_executor("threads", max_workers=3).max_workers == 3
-    assert set(available_executors()) == {"local", "threads", "processes"}
+    assert set(available_executors()) >= {"local", "threads", "processes"}  # plugins may add more
 
 
 def test_unknown_executor_name_lists_known_ones():
-    with pytest.raises(ExecutorError, match=r"Unknown executor 'dask'; known executors: local, processes, threads"):
-        get_executor("dask")
+    known = r"known executors: (.*, )?local, processes, threads"  # and those of installed plugins
+    with pytest.raises(ExecutorError, match=rf"Unknown executor 'warp'; {known}"):
+        get_executor("warp")
     with Flow("f") as flow:
         where()
     with pytest.raises(ExecutorError, match="Unknown executor 'gpu'"):

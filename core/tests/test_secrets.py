@@ -125,3 +125,33 @@ def test_flow_run_logs_never_show_the_secret(tmp_path):
         assert "token is ********" in logs or "token is ********" in logs.replace("\\", "")
         assert "failed with ********" in logs
         assert VALUE not in logs
+
+
+def test_url_passwords_are_masked_without_being_registered():
+    from plait.secrets import mask
+
+    assert mask("connect postgresql://bob:hunter2@db:5432/sales") == "connect postgresql://bob:********@db:5432/sales"
+    assert mask("redis://:only-pass@cache:6379/0") == "redis://:********@cache:6379/0"
+    # no password, or not a URL: unchanged
+    for text in ("s3://bucket/key", "postgresql://bob@db/sales", "mailto:a@b", "http://host/path@v2"):
+        assert mask(text) == text
+
+
+def test_a_failing_task_never_logs_a_url_password(caplog):
+    from plait import Flow, Parameter, task
+
+    @task
+    def connect(url):
+        raise ConnectionError("cannot reach " + url)
+
+    with Flow("db") as flow:
+        connect(Parameter("db"))
+    state = flow.run(parameters={"db": "postgresql://bob:hunter2-pw@127.0.0.1:1/sales"})
+    assert state.is_failed()
+    (task_state,) = [s for t, s in state.result.items() if t.name == "connect"]
+    assert "hunter2" not in task_state.message and "hunter2" not in (task_state.traceback or "")
+    from plait.secrets import SecretsFilter
+
+    for record in caplog.records:
+        SecretsFilter().filter(record)
+        assert "hunter2" not in record.getMessage() and "hunter2" not in (record.exc_text or "")

@@ -10,13 +10,15 @@ Every value a ``Secret`` returns is remembered for masking: ``SecretsFilter`` (o
 log handlers and on handlers plugins register) replaces it with ``********`` in log messages,
 their arguments, exception text and extra fields, and Plait's own error messages mask it too.
 Add ``SecretsFilter()`` to your own handlers to get the same. Values shorter than 4
-characters are not masked (masking ``"1"`` everywhere would garble every log line).
+characters are not masked (masking ``"1"`` everywhere would garble every log line). The
+password of any URL (``postgresql://bob:PASSWORD@db/sales``) is masked too, registered or not.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from typing import Any
 
@@ -87,28 +89,43 @@ def register_secret(value: str) -> None:
 
 
 def mask(text: str) -> str:
-    """``text`` with every registered secret value replaced by ``********``."""
-    if not _values or not isinstance(text, str):
+    """``text`` with every registered secret value, and the password of every URL, as ``********``.
+
+    ``postgresql://bob:pw@db/sales`` becomes ``postgresql://bob:********@db/sales`` even when
+    nobody registered ``pw``: connection URLs travel as parameters, results and exception
+    text, and their passwords are secrets wherever they show up.
+    """
+    if not isinstance(text, str):
         return text
     for value in _values:
         if value in text:
             text = text.replace(value, MASK)
+    if "://" in text and "@" in text:
+        text = _URL_PASSWORD.sub(_mask_url_password, text)
     return text
+
+
+# scheme://user:password@ -- the password ends at the last "@" before the host part.
+_URL_PASSWORD = re.compile(r"\b([a-zA-Z][\w+.-]*://[^:/@\s'\"]*:)([^/\s'\"]*)(@)")
+
+
+def _mask_url_password(match: re.Match[str]) -> str:
+    if not match.group(2).strip("*"):  # already masked (ours, or SQLAlchemy's "***")
+        return match.group(0)
+    return match.group(1) + MASK + match.group(3)
 
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 class SecretsFilter(logging.Filter):
-    """A handler filter that masks registered secrets in a record.
+    """A handler filter that masks registered secrets and URL passwords in a record.
 
     It renders the message with its arguments, formats the exception and stack text, and
     masks those and any string ``extra`` field, so no formatter downstream sees a secret.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _values:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: let the handler report it as usual

@@ -39,7 +39,12 @@ __all__ = [
     "Success",
     "TimedOut",
     "TriggerFailed",
+    "gather_results",
+    "remote_state",
+    "result_ref",
 ]
+
+_UNREAD: Any = object()  # a Mapped state's result list, not built yet
 
 
 class State:
@@ -240,12 +245,24 @@ class Mapped(Success):
     when every child is, and failed when any child failed.
     """
 
-    __slots__ = ("map_states",)
+    __slots__ = ("_results", "map_states")
 
     def __init__(self, message: str | None = None, map_states: list[State] | None = None) -> None:
-        super().__init__(message, None)
+        super().__init__(message, _UNREAD)
         self.map_states: list[State] = map_states if map_states is not None else []
-        self.result = [s.result for s in self.map_states]
+
+    @property
+    def result(self) -> list[Any]:  # type: ignore[override]
+        # Built on first read, so children whose results live on a cluster are fetched only
+        # when somebody wants them, and then in one go (see ``gather_results``).
+        results = self._results
+        if results is _UNREAD:
+            results = self._results = gather_results(self.map_states)
+        return results
+
+    @result.setter
+    def result(self, value: Any) -> None:
+        self._results = value
 
     def is_successful(self) -> bool:
         return all(s.is_successful() for s in self.map_states)
@@ -318,3 +335,136 @@ STATES_BY_NAME: dict[str, type[State]] = {
         Cancelled,
     )
 }
+
+
+# --- results kept elsewhere ------------------------------------------------------------------
+#
+# An executor that runs task runs on other machines (a cluster) can leave a successful run's
+# result where it was computed: it hands the runner a *remote state*, a copy of the state whose
+# ``result`` is fetched from the executor the first time somebody reads it. The runner passes
+# ``result_ref(state)`` (the executor's handle, not the value) to downstream task runs on that
+# executor, which resolves it where the downstream run happens. See docs/architecture.md.
+
+
+class ResultSource:
+    """Where remote states fetch their results from (implemented by an executor).
+
+    ``fetch(refs)`` returns the values behind ``refs`` (handles this source gave to
+    ``remote_state``), in the same order; it is called with many refs at once when it can be.
+    """
+
+    def fetch(self, refs: list[Any]) -> list[Any]:
+        raise NotImplementedError
+
+
+_RESULT_SLOT = State.__dict__["result"]  # the plain slot under the remote states' property
+_remote_classes: dict[type[State], type[State]] = {}
+
+
+def remote_state(state: State, source: ResultSource, ref: Any) -> State:
+    """A copy of ``state`` whose ``result`` is the value behind ``ref`` in ``source``, fetched on first read.
+
+    The copy is an instance of a subclass of ``type(state)`` with the same name, so
+    ``isinstance`` checks, ``state.name`` and ``repr`` are unchanged; it pickles as a plain
+    state holding the (fetched) result.
+
+    ```python
+    state = remote_state(Success("done"), my_executor, ("batch-17", 3))
+    state.result  # my_executor.fetch([("batch-17", 3)])[0], fetched once
+    ```
+    """
+    cls = _remote_classes.get(type(state))
+    if cls is None:
+        cls = _remote_classes[type(state)] = _make_remote_class(type(state))
+    copy = cls.__new__(cls)
+    for name in _slot_names(type(state)):
+        if name != "result" and hasattr(state, name):
+            setattr(copy, name, getattr(state, name))
+    _RESULT_SLOT.__set__(copy, None)
+    copy._source = source  # type: ignore[attr-defined]
+    copy._ref = ref  # type: ignore[attr-defined]
+    return copy
+
+
+def is_remote(state: State) -> bool:
+    """Whether ``state``'s result is held by an executor and not fetched yet."""
+    return type(state) in _remote_types and state._source is not None  # type: ignore[attr-defined]
+
+
+def result_ref(state: State) -> Any:
+    """What to hand an executor that keeps results, in place of ``state.result``.
+
+    The executor's own handle for a remote state; for a ``Mapped`` state the list of its
+    children's refs; otherwise the result itself. Never fetches anything.
+    """
+    if type(state) in _remote_types:
+        ref = state._ref  # type: ignore[attr-defined]
+        return ref if ref is not None else state.result
+    if isinstance(state, Mapped) and state._results is _UNREAD:
+        return [result_ref(s) for s in state.map_states]
+    return state.result
+
+
+def gather_results(states: list[State]) -> list[Any]:
+    """``[s.result for s in states]``, fetching the remote ones with one ``fetch`` per source."""
+    pending: dict[int, tuple[ResultSource, list[State]]] = {}
+    for s in states:
+        if type(s) in _remote_types and s._source is not None:  # type: ignore[attr-defined]
+            source = s._source  # type: ignore[attr-defined]
+            pending.setdefault(id(source), (source, []))[1].append(s)
+    for source, remote in pending.values():
+        values = source.fetch([s._ref for s in remote])  # type: ignore[attr-defined]
+        for s, value in zip(remote, values, strict=True):
+            _RESULT_SLOT.__set__(s, value)
+            s._source = None  # type: ignore[attr-defined]
+    return [s.result for s in states]
+
+
+_remote_types: set[type[State]] = set()
+
+
+def _slot_names(cls: type) -> list[str]:
+    names: list[str] = []
+    for klass in cls.__mro__:
+        names.extend(n for n in getattr(klass, "__slots__", ()) if n not in names)
+    return names
+
+
+def _make_remote_class(base: type[State]) -> type[State]:
+    def get(self: State) -> Any:
+        source = self._source  # type: ignore[attr-defined]
+        if source is not None:
+            value = source.fetch([self._ref])[0]  # type: ignore[attr-defined]
+            _RESULT_SLOT.__set__(self, value)
+            self._source = None  # type: ignore[attr-defined]
+            return value
+        return _RESULT_SLOT.__get__(self)
+
+    def set_(self: State, value: Any) -> None:
+        _RESULT_SLOT.__set__(self, value)
+        self._source = None  # type: ignore[attr-defined]
+        self._ref = None  # type: ignore[attr-defined]
+
+    def reduce(self: State) -> tuple[Any, ...]:
+        return _plain_state, (base, {n: getattr(self, n) for n in _slot_names(base) if n != "_results"})
+
+    cls = type(
+        base.__name__,
+        (base,),
+        {
+            "__slots__": ("_ref", "_source"),
+            "__module__": base.__module__,
+            "__qualname__": base.__qualname__,
+            "result": property(get, set_, doc="The result, fetched from the executor on first read."),
+            "__reduce__": reduce,
+        },
+    )
+    _remote_types.add(cls)
+    return cls
+
+
+def _plain_state(cls: type[State], slots: dict[str, Any]) -> State:
+    state = cls.__new__(cls)
+    for name, value in slots.items():
+        setattr(state, name, value)
+    return state

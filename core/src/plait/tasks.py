@@ -602,9 +602,9 @@ def _lookup(module: str | None, qualname: str, import_: bool = False) -> Any:
 
     if not module or "<locals>" in qualname:
         return None
-    mod = sys.modules.get(module)
-    if mod is None and import_:
-        mod = importlib.import_module(module)
+    # import_module, not sys.modules: another thread may be importing the module right now
+    # (two task runs unpickled at once on a worker), and only import_module waits for it.
+    mod = importlib.import_module(module) if import_ else sys.modules.get(module)
     obj: Any = mod
     for part in qualname.split("."):
         obj = getattr(obj, part, None)

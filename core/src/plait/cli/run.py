@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from plait.states import State
     from plait.tasks import Task
 
-__all__ = ["RunView", "parse_parameters", "run", "run_with_view"]
+__all__ = ["RunView", "executor_with_options", "parse_parameters", "run", "run_with_view"]
 
 #: Exit code when the flow ran and did not succeed (the code for bad input is click's 2).
 EXIT_FLOW_FAILED = 1
@@ -89,6 +89,22 @@ class PlaitUsageError(click.ClickException):
     help="Executor: local (default), threads, processes, or one a plugin adds.",
 )
 @click.option(
+    "--executor-option",
+    "-E",
+    "executor_options",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An option of the executor, passed to its constructor (repeatable): -E max_workers=4. "
+    "VALUE is parsed as JSON when it is valid JSON.",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="URL",
+    help="The scheduler of the cluster to run on, for executors that connect to one "
+    "(--executor dask --address tcp://10.0.0.5:8786); the same as -E address=URL.",
+)
+@click.option(
     "--schedule",
     "on_schedule",
     is_flag=True,
@@ -100,7 +116,15 @@ class PlaitUsageError(click.ClickException):
     default=None,
     help="With --schedule: stop after this many runs.",
 )
-def run(flow_spec: str, params: tuple[str, ...], executor: str | None, on_schedule: bool, max_runs: int | None) -> None:
+def run(
+    flow_spec: str,
+    params: tuple[str, ...],
+    executor: str | None,
+    executor_options: tuple[str, ...],
+    address: str | None,
+    on_schedule: bool,
+    max_runs: int | None,
+) -> None:
     """Run the flow in FILE.py and show its task states as they change.
 
     FILE.py must define one Flow at module level; pick one of several with FILE.py:FLOW
@@ -113,21 +137,53 @@ def run(flow_spec: str, params: tuple[str, ...], executor: str | None, on_schedu
       plait run examples/numbers.py --param n=5
       plait run etl.py:nightly -p day=2026-01-31 --executor threads
       plait run etl.py:nightly --schedule
+      plait run etl.py --executor dask --address tcp://10.0.0.5:8786
     """
     parameters = parse_parameters(params)
+    options = parse_parameters(executor_options, option="--executor-option")
+    if address is not None:
+        if "address" in options:
+            raise click.UsageError("give the address once: --address or --executor-option address=..., not both")
+        options["address"] = address
     flow = load_flow(flow_spec)
+    run_executor: Executor | str | None = executor
+    if options:
+        run_executor = executor_with_options(executor if executor is not None else flow.executor, options)
     if max_runs is not None and not on_schedule:
         raise click.UsageError("--max-runs applies only with --schedule")
     if on_schedule:
         from plait.cli.schedule_view import run_on_schedule
 
-        state = run_on_schedule(flow, parameters=parameters, executor=executor, max_runs=max_runs)
+        state = run_on_schedule(flow, parameters=parameters, executor=run_executor, max_runs=max_runs)
     else:
-        state = run_with_view(flow, parameters=parameters, executor=executor)
+        state = run_with_view(flow, parameters=parameters, executor=run_executor)
     sys.exit(0 if state.is_successful() else EXIT_FLOW_FAILED)
 
 
-def parse_parameters(params: Iterable[str]) -> dict[str, Any]:
+def executor_with_options(name: Executor | str | None, options: dict[str, Any]) -> Executor:
+    """The executor named ``name`` built with ``options`` (``--executor-option``, ``--address``).
+
+    Raises a usage error (exit code 2) when there is no executor name to build, or the
+    executor does not take those options.
+    """
+    from plait.engine.executors import get_executor
+    from plait.errors import PlaitError
+
+    given = ", ".join(sorted(options))
+    if name is None:
+        raise PlaitUsageError(f"executor options ({given}) need an executor: add --executor NAME (e.g. dask)")
+    if not isinstance(name, str):
+        raise PlaitUsageError(
+            f"the flow's executor is the object {name!r}, which takes no options here ({given}); "
+            "name one with --executor NAME"
+        )
+    try:
+        return get_executor(name, **options)
+    except PlaitError as exc:
+        raise PlaitUsageError(str(exc)) from None
+
+
+def parse_parameters(params: Iterable[str], option: str = "--param") -> dict[str, Any]:
     """``["n=5", "names=[\\"a\\"]", "day=2026-01-31"]`` -> ``{"n": 5, "names": ["a"], "day": "2026-01-31"}``.
 
     Each value is parsed as JSON when it is valid JSON, otherwise kept as the string given
@@ -140,9 +196,9 @@ def parse_parameters(params: Iterable[str]) -> dict[str, Any]:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE; write e.g. --param n=5", param_hint="'--param'")
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE; write e.g. {option} n=5", param_hint=f"'{option}'")
         if name in out:
-            raise click.BadParameter(f"parameter {name!r} is given twice", param_hint="'--param'")
+            raise click.BadParameter(f"{name!r} is given twice", param_hint=f"'{option}'")
         try:
             out[name] = json.loads(text)
         except ValueError:
@@ -286,6 +342,8 @@ class RunView:
 
     def print_summary(self, state: State) -> None:
         """Print the final table (task, state, result, duration, message) and the flow's outcome."""
+        from rich.markup import escape
+
         final = state.result if isinstance(state.result, dict) else {}
         rows = []
         with self._lock:
@@ -299,7 +357,7 @@ class RunView:
         style = "bold green" if state.is_successful() else "bold red"
         elapsed = time.time() - self.started
         self.console.print(
-            f"[{style}]{state.name}[/{style}]: {state.message or ''} ({elapsed:.2f}s)",
+            f"[{style}]{state.name}[/{style}]: {escape(_masked(state.message or ''))} ({elapsed:.2f}s)",
             highlight=False,
         )
 
@@ -345,7 +403,7 @@ class RunView:
         kids = f" ({_counts_text(row.children)})" if row.children else ""
         style = _style(state)
         name = f"[{style}]{state.name}[/{style}]" if style else state.name
-        message = f": {escape(state.message)}" if state.message and not state.is_successful() else ""
+        message = f": {escape(_masked(state.message))}" if state.message and not state.is_successful() else ""
         return f"  {self.labels.get(task, task.name)} -> {name}{kids}{duration}{message}"
 
 
@@ -391,8 +449,15 @@ def _result_text(state: State | None, children: Counter[str] | None) -> str:
 
     if state is None or not state.is_successful() or state.is_skipped() or state.result is None:
         return ""
-    text = repr(state.result)
+    text = _masked(repr(state.result))  # before cutting: a cut secret no longer matches
     return escape(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _masked(text: str) -> str:
+    """``text`` without secrets (registered values and URL passwords, see ``plait.secrets.mask``)."""
+    from plait.secrets import mask
+
+    return mask(text)
 
 
 def _message(state: State | None, children: Counter[str] | None) -> str:
@@ -404,8 +469,8 @@ def _message(state: State | None, children: Counter[str] | None) -> str:
         counts = Counter(s.name for s in state.map_states)  # type: ignore[attr-defined]
         return escape(f"{len(state.map_states)} runs: {_counts_text(counts)}")  # type: ignore[attr-defined]
     if children is not None and not state._finished:
-        return escape(_counts_text(children) or (state.message or ""))
-    return escape(state.message or "")
+        return escape(_masked(_counts_text(children) or (state.message or "")))
+    return escape(_masked(state.message or ""))
 
 
 def _counts_text(counts: Counter[str] | None) -> str:

@@ -9,10 +9,16 @@ Every executor implements one small interface:
 - ``wait(futures)``: block until the futures are done and return their results, in the same
   shape (one future, or a list of them).
 
-Two class attributes tell the runner how to drive the executor: ``synchronous`` (``submit``
-runs the function before returning; the runner then calls it directly) and ``in_process``
+Three class attributes tell the runner how to drive the executor: ``synchronous`` (``submit``
+runs the function before returning; the runner then calls it directly), ``in_process``
 (task runs share the driver's memory, so state handlers can run next to the task; otherwise
-the worker records each state change and the driver replays them through the handlers).
+the worker records each state change and the driver replays them through the handlers) and
+``keeps_results`` (an out-of-process executor whose futures return states with remote results,
+``plait.states.remote_state``; the runner then passes ``plait.states.result_ref(state)`` to
+downstream task runs instead of the value, and the executor resolves it on its workers).
+
+Two optional methods: ``flush()``, called by the runner before it waits for completions (an
+executor may buffer ``submit`` calls and send them in batches), and the base ``wait``.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class Executor:
     synchronous: ClassVar[bool] = False
     #: Task runs execute in the driver process.
     in_process: ClassVar[bool] = True
+    #: Results stay on the executor's workers: futures return remote states, inputs are refs.
+    keeps_results: ClassVar[bool] = False
 
     @contextmanager
     def start(self) -> Iterator[Executor]:
@@ -48,6 +56,9 @@ class Executor:
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Start ``fn(*args, **kwargs)``; return a future."""
         raise NotImplementedError
+
+    def flush(self) -> None:
+        """Send buffered submissions: the runner calls this before it waits for completions."""
 
     def wait(self, futures: Any) -> Any:
         """Block until ``futures`` (one, or a list) are done; return their results."""

@@ -54,6 +54,7 @@ from plait.states import (
     Success,
     TimedOut,
     TriggerFailed,
+    result_ref,
 )
 from plait.tasks import Task
 from plait.triggers import manual_only
@@ -396,6 +397,9 @@ class _TaskRuns:
         self.inflight: dict[Any, tuple[int, int | None, int]] = {}
         self.done: queue.SimpleQueue = queue.SimpleQueue()
         self._seq = 0
+        # An executor that keeps results on its workers gets handles (``result_ref``) for the
+        # inputs of a task run instead of the values, which stay where they were computed.
+        self.refs = executor.keeps_results
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -446,6 +450,7 @@ class _TaskRuns:
         # Never block without a timeout: a Ctrl-C that the OS delivers to a worker thread does
         # not interrupt the main thread's wait, and Python runs its handler only once the main
         # thread wakes up.
+        self.executor.flush()  # an executor that batches submissions sends them now
         timeout = _IDLE_WAKEUP
         if self.retries:
             timeout = min(timeout, max(0.0, self.retries[0][0] - time.time()))
@@ -496,7 +501,7 @@ class _TaskRuns:
         if i is None:
             ups = [states[u] for u in plan.ups[t]]
             for key, u, _m, flat in plan.inputs[t]:
-                value = states[u].result
+                value = result_ref(states[u]) if self.refs and not flat else states[u].result
                 if flat and states[u].is_successful():  # a failed upstream is left to the trigger
                     try:
                         value = _flatten_one(value)
@@ -513,6 +518,8 @@ class _TaskRuns:
                     kwargs[key] = value
                 elif kind == 1:  # list materialized at expansion
                     kwargs[key] = value[i]
+                elif self.refs:  # child i of a streaming upstream, left on the executor's workers
+                    kwargs[key] = result_ref(children[value][i])
                 else:  # child i of a streaming upstream
                     kwargs[key] = children[value][i].result
         notify = self.notifiers[t]
@@ -582,7 +589,7 @@ class _TaskRuns:
                 continue
             up_state = states[u]
             if not (mapped or flat):
-                sources.append((key, 0, up_state.result))
+                sources.append((key, 0, result_ref(up_state) if self.refs else up_state.result))
                 continue
             if up_state.is_skipped() and task.skip_on_upstream_skip:  # Skipped counts as successful
                 blocked = blocked or Skipped(f"Upstream task {plan.tasks[u].name!r} was skipped.")

@@ -1,0 +1,143 @@
+"""Plait's DaskExecutor against plain dask.distributed, on the same 2-worker LocalCluster.
+
+Run: ``.venv/bin/python benchmarks/bench_dask.py [N] [--big]`` (needs plugins/plait-dask installed).
+Two workloads, each through ``DaskExecutor`` and through plain Dask (``client.map`` /
+``client.submit``, then ``client.gather``), in the same run and on the same cluster:
+
+- ``map``: ``inc.map(range(N))``, every result back in the driver at the end;
+- ``fan-out``: one task, then N tasks that each take its result;
+- ``map bs=1``: the map with ``batch_size=1`` (each task run its own Dask task), once.
+
+``--big`` adds a 100,000-item map, each side on a fresh cluster, with the resident memory of
+the scheduler's process before and after (a LocalCluster's scheduler lives in this process,
+so Plait's figure includes the driver's own states too). Prints the machine, the versions and the figures (total
+seconds, best of 3, and the ratio Plait / plain Dask); asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+
+import dask
+import distributed
+from plait_dask import DaskExecutor
+
+import plait
+from plait import Flow, task
+
+REPEATS = 3
+
+
+def inc(x):
+    return x + 1
+
+
+def source():
+    return 1
+
+
+inc_task = task(inc, name="inc")
+source_task = task(source, name="source")
+
+
+def map_flow(n: int) -> Flow:
+    with Flow("bench-map") as flow:
+        inc_task.map(list(range(n)))
+    return flow
+
+
+def fan_out_flow(n: int) -> Flow:
+    with Flow("bench-fan-out") as flow:
+        s = source_task()
+        for _ in range(n):
+            inc_task(s)
+    return flow
+
+
+def plain_map(client, n: int) -> list:
+    return client.gather(client.map(inc, range(n), pure=False))
+
+
+def plain_fan_out(client, n: int) -> list:
+    s = client.submit(source, pure=False)
+    return client.gather([client.submit(inc, s, pure=False) for _ in range(n)])
+
+
+def best(fn, repeats: int = REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def run_plait(flow: Flow, address: str) -> None:
+    state = flow.run(executor=DaskExecutor(address))
+    assert state.is_successful(), state
+
+
+def scheduler_rss(client) -> int:
+    def rss(dask_scheduler=None):
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+    return client.run_on_scheduler(rss)
+
+
+def cluster() -> distributed.LocalCluster:
+    return distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+    )
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    n = int(args[0]) if args else 10_000
+    logging.getLogger("plait").setLevel(logging.WARNING)
+    print(
+        f"machine: {platform.machine()} {platform.system()} python {platform.python_version()} "
+        f"plait {plait.__version__} dask {dask.__version__} distributed {distributed.__version__}"
+    )
+    print("cluster: LocalCluster, 2 worker processes x 1 thread, 127.0.0.1")
+    print(f"{'workload':>10} {'size':>8} {'plait s':>9} {'dask s':>9} {'ratio':>7}")
+    with cluster() as c, distributed.Client(c) as client:
+        flows = {"map": map_flow(n), "fan-out": fan_out_flow(n)}
+        plains = {"map": plain_map, "fan-out": plain_fan_out}
+        for name, flow in flows.items():
+            run_plait(flow, c.scheduler_address)  # warm up: workers import plait, the plan is compiled
+            plains[name](client, 100)
+            plait_s = best(lambda flow=flow: run_plait(flow, c.scheduler_address))
+            dask_s = best(lambda name=name: plains[name](client, n))
+            print(f"{name:>10} {n:>8} {plait_s:>9.2f} {dask_s:>9.2f} {plait_s / dask_s:>7.2f}", flush=True)
+            if name == "map":
+                map_dask_s = dask_s
+        # The same map without batching (one Dask task per task run, plus one for its states):
+        # what batching buys. One repeat: it is slow.
+        single = DaskExecutor(c.scheduler_address, batch_size=1)
+        start = time.perf_counter()
+        assert flows["map"].run(executor=single).is_successful()
+        single_s = time.perf_counter() - start
+        print(f"{'map bs=1':>10} {n:>8} {single_s:>9.2f} {map_dask_s:>9.2f} {single_s / map_dask_s:>7.2f}")
+    if "--big" in sys.argv:
+        big = 100_000
+        print(f"\n{'100k map':>10} {'seconds':>9} {'scheduler RSS before MB':>24} {'after MB':>9}")
+        for label in ("plait", "dask"):
+            with cluster() as c, distributed.Client(c) as client:
+                before = scheduler_rss(client)
+                start = time.perf_counter()
+                if label == "plait":
+                    run_plait(map_flow(big), c.scheduler_address)
+                else:
+                    plain_map(client, big)
+                seconds = time.perf_counter() - start
+                after = scheduler_rss(client)
+            print(f"{label:>10} {seconds:>9.2f} {before / 1e6:>24.0f} {after / 1e6:>9.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""plait-sql on SQLite and PostgreSQL: what a task and a flow add to a query, connections
+opened by a mapped flow, and bulk inserts.
+
+Run it with ``.venv/bin/python benchmarks/bench_sql.py`` (``--quick`` for a smaller run; needs
+``plugins/plait-sql[test]`` installed, as ``make test`` does, and PostgreSQL's server programs
+for the PostgreSQL rows: ``make services-postgres``). It prints tables and asserts nothing.
+PostgreSQL is a throwaway local cluster (fsync off), so read its times as relative.
+
+- queries: N times ``SELECT :n + 1``: a plain SQLAlchemy loop (one ``engine.connect()`` per
+  query, rows as dicts), ``SQLQuery.run`` in a loop, and a flow mapping ``SQLQuery`` over N
+  params (local executor, then threads with 8 workers). ``connections`` counts the DBAPI
+  connections the pool opened (its ``connect`` event) during that row.
+- bulk insert: R rows of three columns, by ``SQLBulkInsert`` at several batch sizes, against
+  one plain ``conn.execute(insert(table), rows)`` in one transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run (a few seconds)")
+    args = parser.parse_args()
+    n_queries, n_rows = (300, 5_000) if args.quick else (2_000, 50_000)
+
+    import plait_sql
+    import psycopg
+    import sqlalchemy
+    from plait_sql.testing import PostgresServer, PostgresUnavailable
+
+    import plait
+
+    print(
+        f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+    print(
+        f"plait {plait.__version__}, plait-sql {plait_sql.__version__}, SQLAlchemy {sqlalchemy.__version__}, "
+        f"psycopg {psycopg.__version__}"
+    )
+    print(f"queries: N = {n_queries}; bulk insert: R = {n_rows} rows\n")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        targets = [("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}")]
+        server = PostgresServer()
+        try:
+            server.start()
+            targets.append(("postgresql", server.url))
+        except PostgresUnavailable as exc:
+            print(f"(no PostgreSQL rows: {exc})\n")
+        try:
+            rows = []
+            for label, url in targets:
+                rows += bench_queries(label, url, n_queries)
+            table(["database", "how", "total s", "us/query", "connections"], rows)
+            print()
+            rows = []
+            for label, url in targets:
+                rows += bench_insert(label, url, n_rows)
+            table(["database", "how", "total s", "rows/s"], rows)
+        finally:
+            plait_sql.dispose_engines()
+            server.stop()
+
+
+def bench_queries(label: str, url: str, n: int) -> list[list[str]]:
+    from plait_sql import SQLQuery, dispose_engines, get_engine
+    from sqlalchemy import event, text
+
+    from plait import Flow
+    from plait.executors import ThreadExecutor
+
+    dispose_engines()
+    engine = get_engine(url)
+    opened: list[int] = []
+    lock = threading.Lock()
+
+    def on_connect(dbapi_connection, record):
+        with lock:
+            opened.append(1)
+
+    event.listen(engine, "connect", on_connect)
+    sql = "SELECT :n + 1 AS m"
+    stmt = text(sql)
+    q = SQLQuery(sql, url=url, fetch="one")
+    for i in range(50):  # warm: the pool's first connection, the statement caches (SQLAlchemy's, psycopg's)
+        q.run(params={"n": i})
+        with engine.connect() as conn:
+            conn.execute(stmt, {"n": i})
+    out = []
+
+    def measure(how: str, fn) -> None:
+        opened.clear()
+        start = time.perf_counter()
+        fn()
+        took = time.perf_counter() - start
+        out.append([label, how, f"{took:.3f}", f"{took / n * 1e6:.0f}", str(len(opened))])
+
+    def plain() -> None:
+        for i in range(n):
+            with engine.connect() as conn:
+                dict(conn.execute(stmt, {"n": i}).mappings().fetchone())
+
+    def task_loop() -> None:
+        for i in range(n):
+            q.run(params={"n": i})
+
+    with Flow("bench-sql") as flow:
+        q.map(params=[{"n": i} for i in range(n)])
+
+    measure("plain SQLAlchemy loop", plain)
+    measure("SQLQuery.run loop", task_loop)
+    measure("flow, mapped, local", lambda: flow.run())
+    measure("flow, mapped, threads(8)", lambda: flow.run(executor=ThreadExecutor(max_workers=8)))
+    return out
+
+
+def bench_insert(label: str, url: str, n: int) -> list[list[str]]:
+    from plait_sql import SQLBulkInsert, SQLExecute, dispose_engines, get_engine
+    from sqlalchemy import column, insert
+    from sqlalchemy import table as table_clause
+
+    dispose_engines()
+    SQLExecute("DROP TABLE IF EXISTS bench_rows", url=url).run()
+    SQLExecute("CREATE TABLE bench_rows (id INTEGER, kind VARCHAR(10), amount INTEGER)", url=url).run()
+    data = [{"id": i, "kind": "k" + str(i % 5), "amount": i % 100} for i in range(n)]
+    out = []
+
+    def measure(how: str, fn) -> None:
+        SQLExecute("DELETE FROM bench_rows", url=url).run()
+        start = time.perf_counter()
+        fn()
+        took = time.perf_counter() - start
+        out.append([label, how, f"{took:.3f}", f"{n / took:,.0f}"])
+
+    target = table_clause("bench_rows", column("id"), column("kind"), column("amount"))
+
+    def plain() -> None:
+        with get_engine(url).begin() as conn:
+            conn.execute(insert(target), data)
+
+    measure("plain insert, one executemany", plain)
+    for size in (100, 1_000, 10_000):
+        load = SQLBulkInsert(table="bench_rows", url=url, batch_size=size)
+        measure(f"SQLBulkInsert batch_size={size}", lambda load=load: load.run(rows=data))
+    return out
+
+
+def table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

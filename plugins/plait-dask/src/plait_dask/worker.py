@@ -1,0 +1,140 @@
+"""What runs on the Dask workers: batches of task runs, and the worker set-up.
+
+Kept apart from the executor so the functions Dask ships by reference are small and
+importable on every worker (``plait_dask.worker.run_batch``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import cloudpickle
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from plait.states import State
+
+__all__ = ["BatchOutput", "PlaitWorkerSetup", "Ref", "batch_records", "batch_values", "run_batch"]
+
+
+class Ref:
+    """A handle to one task run's result on the cluster: item ``index`` of batch ``key``'s values."""
+
+    __slots__ = ("index", "key")
+
+    def __init__(self, key: str, index: int) -> None:
+        self.key = key
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Ref, (self.key, self.index)
+
+    def __repr__(self) -> str:
+        return f"<Ref {self.key}[{self.index}]>"
+
+
+class BatchOutput:
+    """What a batch leaves on its worker: per task run, its record and its result.
+
+    ``records[j]`` is ``(ok, payload, kept)``: ``ok`` false means the call raised and
+    ``payload`` is the exception; otherwise ``payload`` is what the call returned (for
+    ``run_task_recorded``, the state changes) and ``kept`` says whether the final state's
+    result was taken out into ``values[j]``.
+    """
+
+    __slots__ = ("records", "values")
+
+    def __init__(self, records: list[tuple[bool, Any, bool]], values: list[Any]) -> None:
+        self.records = records
+        self.values = values
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return BatchOutput, (self.records, self.values)
+
+
+def run_batch(payload: bytes, deps: dict[str, BatchOutput]) -> BatchOutput:
+    """Run a batch of calls ``(fn, args, kwargs)`` pickled together in ``payload``.
+
+    Pickled as one object, the calls share one copy of what they have in common (the flow
+    context, the task). ``Ref`` handles among their arguments are replaced by the values in
+    ``deps`` (the outputs of earlier batches, which Dask brought to this worker). A
+    successful run's result is taken out of its final state and kept in the output's
+    ``values``, so only the states travel back to the driver.
+    """
+    calls = cloudpickle.loads(payload)
+    records: list[tuple[bool, Any, bool]] = []
+    values: list[Any] = []
+    for fn, args, kwargs in calls:
+        try:
+            out = fn(*_resolve(args, deps), **_resolve(kwargs, deps))
+        except Exception as exc:
+            records.append((False, exc, False))
+            values.append(None)
+            continue
+        kept, value = _take_result(out)
+        records.append((True, out, kept))
+        values.append(value)
+    return BatchOutput(records, values)
+
+
+def batch_records(output: BatchOutput) -> list[tuple[bool, Any, bool]]:
+    """The part of a batch's output the driver needs: the records, without the results."""
+    return output.records
+
+
+def batch_values(output: BatchOutput) -> list[Any]:
+    """The results of a batch, when the driver wants them (without the records it has)."""
+    return output.values
+
+
+class PlaitWorkerSetup(WorkerPlugin):
+    """A Dask worker plugin: sets the ``plait`` logger's level on each worker (current and future).
+
+    Records at that level and above are forwarded to the driver (``Client.forward_logging``)
+    and handled there by the driver's ``plait`` loggers, with the task's name on them.
+    """
+
+    name = "plait-worker-setup"
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def setup(self, worker: Any) -> None:
+        logging.getLogger("plait").setLevel(self.level)
+
+
+def _take_result(out: Any) -> tuple[bool, Any]:
+    # The state changes of run_task_recorded: [(old, new), ...]; only a success's result is
+    # kept back (a failure's exception travels with its state, for the logs and handlers).
+    if not (isinstance(out, list) and out and isinstance(out[-1], tuple) and len(out[-1]) == 2):
+        return False, None
+    _old, new = out[-1]
+    if not (isinstance(new, State) and new._successful) or new.result is None:
+        return False, None
+    value = new.result
+    new.result = None  # the state object is this run's own: nothing else holds it
+    return True, value
+
+
+def _resolve(obj: Any, deps: dict[str, BatchOutput], depth: int = 3) -> Any:
+    """``obj`` with every ``Ref`` (in it, or in its lists, tuples and dict values) replaced."""
+    if type(obj) is Ref:
+        return deps[obj.key].values[obj.index]
+    if depth == 0 or not deps:
+        return obj
+    if isinstance(obj, dict):
+        return {k: _resolve(v, deps, depth - 1) for k, v in obj.items()} if _has_ref(obj.values(), depth) else obj
+    if type(obj) in (list, tuple):
+        return type(obj)(_resolve(v, deps, depth - 1) for v in obj) if _has_ref(obj, depth) else obj
+    return obj
+
+
+def _has_ref(items: Any, depth: int) -> bool:
+    for v in items:
+        if type(v) is Ref:
+            return True
+        if depth > 1 and isinstance(v, (dict, list, tuple)):
+            inner = v.values() if isinstance(v, dict) else v
+            if _has_ref(inner, depth - 1):
+                return True
+    return False

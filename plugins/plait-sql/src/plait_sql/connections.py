@@ -1,0 +1,394 @@
+"""Where SQL tasks connect: URLs, named connections, and one connection pool per URL per process.
+
+A task names its database with a SQLAlchemy URL or with the name of a connection in Plait's
+configuration::
+
+    # ~/.plait/config.toml (or $PLAIT_CONFIG)
+    [plugins.sql.connections.warehouse]
+    url = "postgresql+psycopg://loader@db.internal:5432/warehouse"
+    password_secret = "WAREHOUSE_PASSWORD"   # optional: a plait.secrets.Secret that holds the password
+    pool_size = 5                            # optional: SQLAlchemy engine options
+
+Every URL (with the same engine options) gets one SQLAlchemy ``Engine``, and so one pool,
+per process, created the first time a task uses it and shared by every task and mapped
+child after that; the pools are disposed when the process exits. ``get_engine()`` gives you
+the shared engine (e.g. to listen to its events), ``dispose_engines()`` closes them all.
+
+Passwords never reach logs or error messages: every password a task sees is registered with
+``plait.secrets`` for masking, and URLs are shown as SQLAlchemy renders them with
+``hide_password=True`` (``postgresql+psycopg://loader:***@db.internal:5432/warehouse``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
+
+from plait_sql.errors import SQLConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Engine
+
+__all__ = [
+    "ENGINE_OPTIONS",
+    "ConnectionSpec",
+    "dispose_engines",
+    "get_engine",
+    "mask_secrets",
+    "resolve_connection",
+]
+
+#: Options a task's ``engine_options`` or a named connection may pass to ``create_engine``.
+ENGINE_OPTIONS = frozenset(
+    {
+        "pool_size",
+        "max_overflow",
+        "pool_timeout",
+        "pool_recycle",
+        "pool_pre_ping",
+        "pool_use_lifo",
+        "poolclass",
+        "connect_args",
+        "isolation_level",
+        "echo",
+        "echo_pool",
+        "hide_parameters",
+        "execution_options",
+    }
+)
+#: Keys of a ``[plugins.sql.connections.NAME]`` table besides the engine options.
+CONNECTION_KEYS = frozenset({"url", "url_secret", "password_secret"})
+
+MASK = "***"  # what SQLAlchemy's own hide_password shows
+
+#: Pool sizes for engines whose pool is a ``QueuePool`` (PostgreSQL, SQLite files...), unless
+#: the task or connection sets them. SQLAlchemy's own default keeps 5 idle connections and
+#: closes the others on return, so more than 5 tasks at once (a thread executor running a
+#: mapped task) would open and close a connection per task; 10 covers the usual executors.
+DEFAULT_POOL_SIZE = 10
+DEFAULT_MAX_OVERFLOW = 10
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """A resolved database target: the full URL, the engine options and where they came from.
+
+    ``str()``/``repr()`` show the URL with its password masked.
+    """
+
+    url: str = field(repr=False)  # with the password: never shown
+    masked_url: str
+    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    connection: str | None = None
+    password: str | None = field(default=None, repr=False)
+    #: other secrets to mask in messages, e.g. ``connect_args={"password": ...}``
+    other_secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies the shared engine: the URL and the engine options."""
+        return (self.url, repr(sorted(self.options.items())))
+
+    def describe(self) -> str:
+        """``connection 'warehouse' (url)`` or just the masked URL, for messages."""
+        if self.connection:
+            return f"connection {self.connection!r} ({self.masked_url})"
+        return self.masked_url
+
+    def mask(self, text: str) -> str:
+        """``text`` with this URL's password (in every spelling a URL uses) masked."""
+        return mask_secrets(text, self.password, *self.other_secrets)
+
+    def __str__(self) -> str:
+        return self.masked_url
+
+
+def resolve_connection(
+    url: str | URL | None = None,
+    connection: str | None = None,
+    engine_options: dict[str, Any] | None = None,
+    owner: str = "SQL task",
+) -> ConnectionSpec:
+    """Turn a URL or a connection name (exactly one of them) into a ``ConnectionSpec``.
+
+    Raises:
+        SQLConfigError: neither or both given, an unknown connection name, a URL SQLAlchemy
+            cannot parse, or an engine option SQLAlchemy does not take here.
+    """
+    if url is not None and connection is not None:
+        raise SQLConfigError(
+            f"{owner} was given both url= and connection={connection!r}; pass only one of them "
+            "(a connection's URL comes from [plugins.sql.connections.NAME] in Plait's config)"
+        )
+    options = check_engine_options(engine_options, owner)
+    if connection is not None:
+        settings = connection_settings(connection, owner)
+        url_value, password = _url_from_settings(connection, settings, owner)
+        conn_options = {k: v for k, v in settings.items() if k not in CONNECTION_KEYS}
+        options = {**conn_options, **options}  # the task's own options win
+    elif url is not None:
+        url_value, password = url, None
+    else:
+        raise SQLConfigError(
+            f"{owner} has no database: pass url='dialect+driver://user:password@host/db' "
+            "(e.g. 'sqlite:///data.db') or connection='NAME' for a [plugins.sql.connections.NAME] "
+            "table in Plait's config, when you create the task or when you call it"
+        )
+    parsed = parse_url(url_value, owner)
+    if password is not None:
+        parsed = parsed.set(password=password)
+    password = str(parsed.password) if parsed.password else None
+    connect_args = options.get("connect_args")
+    other = connect_args.get("password") if isinstance(connect_args, dict) else None
+    other_secrets = (str(other),) if other else ()
+    for secret in (password, *other_secrets):
+        if secret:
+            register_secret(secret)
+    return ConnectionSpec(
+        url=parsed.render_as_string(hide_password=False),
+        masked_url=parsed.render_as_string(hide_password=True),
+        options=options,
+        connection=connection,
+        password=password,
+        other_secrets=other_secrets,
+    )
+
+
+def parse_url(url: str | URL, owner: str = "SQL task") -> URL:
+    """``url`` as a SQLAlchemy ``URL``; a clear error (that does not repeat the URL) if it is not one."""
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if isinstance(url, URL):
+        return url
+    if not isinstance(url, str) or not url.strip():
+        raise SQLConfigError(
+            f"{owner}: url must be a SQLAlchemy URL string such as 'sqlite:///data.db' or "
+            f"'postgresql+psycopg://user:password@host:5432/db', got a {type(url).__name__}"
+        )
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        pass
+    # Not quoted: the string may hold a password.
+    scheme = url.split("://", 1)[0] if "://" in url else "(none)"
+    raise SQLConfigError(
+        f"{owner}: the url (scheme {scheme!r}; not shown, it may hold a password) is not a valid "
+        "SQLAlchemy URL; write it as 'dialect+driver://user:password@host:port/database' and "
+        "percent-encode special characters in the password (urllib.parse.quote_plus)"
+    )
+
+
+def check_engine_options(options: dict[str, Any] | None, owner: str) -> dict[str, Any]:
+    """A copy of ``options``, after checking every key is one of ``ENGINE_OPTIONS``."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise SQLConfigError(f"{owner}: engine_options must be a dict, got {options!r}")
+    unknown = sorted(set(options) - ENGINE_OPTIONS)
+    if unknown:
+        raise SQLConfigError(
+            f"{owner}: unknown engine option(s) {', '.join(map(repr, unknown))}; "
+            f"use {', '.join(sorted(ENGINE_OPTIONS))}"
+        )
+    return dict(options)
+
+
+def connection_settings(name: str, owner: str = "SQL task") -> dict[str, Any]:
+    """The ``[plugins.sql.connections.NAME]`` table from Plait's configuration."""
+    if not isinstance(name, str) or not name:
+        raise SQLConfigError(f"{owner}: connection must be a non-empty name, got {name!r}")
+    connections, where = configured_connections()
+    settings = connections.get(name)
+    if settings is None:
+        known = ", ".join(sorted(connections)) or "none"
+        raise SQLConfigError(
+            f"{owner}: no SQL connection named {name!r} is configured (configured: {known}); add "
+            f'[plugins.sql.connections.{name}] with url = "..." to {where}, or set '
+            f"PLAIT__PLUGINS__SQL__CONNECTIONS__{name.upper()}__URL"
+        )
+    if not isinstance(settings, dict):
+        raise SQLConfigError(
+            f'{owner}: [plugins.sql.connections.{name}] must be a table with url = "...", got a '
+            f"{type(settings).__name__} (in {where})"
+        )
+    unknown = sorted(set(settings) - CONNECTION_KEYS - ENGINE_OPTIONS)
+    if unknown:
+        raise SQLConfigError(
+            f"{owner}: [plugins.sql.connections.{name}] has unknown key(s) {', '.join(map(repr, unknown))} "
+            f"(in {where}); use {', '.join(sorted(CONNECTION_KEYS | ENGINE_OPTIONS))}"
+        )
+    return dict(settings)
+
+
+def get_engine(target: str | URL | ConnectionSpec, **engine_options: Any) -> Engine:
+    """The process's shared engine (and pool) for ``target``, created on first use.
+
+    ``target`` is a URL or a ``ConnectionSpec``; the same URL with the same options always
+    gives the same engine in a process. Example::
+
+        from sqlalchemy import event
+        from plait_sql import get_engine
+
+        engine = get_engine("sqlite:///data.db")
+        event.listen(engine, "connect", lambda dbapi_conn, record: print("new connection"))
+    """
+    if isinstance(target, ConnectionSpec):
+        spec = target
+        if engine_options:
+            options = {**target.options, **check_engine_options(engine_options, "get_engine")}
+            spec = replace(target, options=options)
+    else:
+        spec = resolve_connection(target, engine_options=engine_options)
+    key = spec.key
+    engine = _engines.get(key)
+    if engine is not None and _engines_pid == os.getpid():
+        return engine
+    with _engines_lock:
+        _forget_inherited_engines()
+        engine = _engines.get(key)
+        if engine is None:
+            from sqlalchemy import create_engine
+
+            try:
+                engine = create_engine(spec.url, **_with_default_pool_size(spec))
+            except TypeError as exc:  # an option this dialect or pool does not take
+                raise SQLConfigError(
+                    f"Engine options {sorted(spec.options)} do not fit {spec.describe()}: {spec.mask(str(exc))}; "
+                    "drop the option or set poolclass"
+                ) from None
+            _engines[key] = engine
+            _install_process_hooks()
+            _logger().info("Created a connection pool for %s", spec.masked_url)
+        return engine
+
+
+def dispose_engines() -> int:
+    """Close every pooled connection of every shared engine and forget the engines.
+
+    Runs by itself when the process exits; call it to release connections earlier (tests,
+    long-lived services). Returns how many engines were disposed.
+    """
+    with _engines_lock:
+        _forget_inherited_engines()
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.dispose()
+    return len(engines)
+
+
+def mask_secrets(text: str, *passwords: str | None) -> str:
+    """``text`` with each password (raw and URL-encoded) and every Plait-registered secret masked."""
+    from plait.secrets import mask
+
+    if not isinstance(text, str):
+        return text
+    for password in passwords:
+        if not password:
+            continue
+        for spelling in sorted({password, quote_plus(password), quote(password, safe="")}, key=len, reverse=True):
+            text = text.replace(spelling, MASK)
+    return mask(text)
+
+
+def register_secret(value: str) -> None:
+    """Ask Plait to mask ``value`` in its logs and error messages (``plait.secrets``)."""
+    from plait.secrets import register_secret as register
+
+    register(value)
+
+
+# --- the shared engines ------------------------------------------------------------------------
+
+_engines: dict[tuple[str, str], Engine] = {}
+_engines_lock = threading.Lock()
+_engines_pid = os.getpid()
+_hooks_installed = False
+
+
+def _install_process_hooks() -> None:
+    global _hooks_installed
+    if not _hooks_installed:
+        _hooks_installed = True
+        atexit.register(dispose_engines)
+
+
+def _forget_inherited_engines() -> None:
+    """In a forked child, drop the parent's pools without touching the parent's connections.
+
+    Called with the lock held. ``dispose(close=False)`` replaces each pool with a new one and
+    leaves the inherited sockets alone, as SQLAlchemy advises for ``os.fork``.
+    """
+    global _engines_pid
+    pid = os.getpid()
+    if _engines_pid == pid:
+        return
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines_pid = pid
+
+
+def _with_default_pool_size(spec: ConnectionSpec) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import QueuePool
+
+    options = dict(spec.options)
+    pool_class = options.get("poolclass")
+    if pool_class is None:
+        url = make_url(spec.url)
+        pool_class = url.get_dialect().get_pool_class(url)
+    if isinstance(pool_class, type) and issubclass(pool_class, QueuePool):
+        options.setdefault("pool_size", DEFAULT_POOL_SIZE)
+        options.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
+    return options
+
+
+def _url_from_settings(name: str, settings: dict[str, Any], owner: str) -> tuple[str, str | None]:
+    url = settings.get("url")
+    url_secret = settings.get("url_secret")
+    if (url is None) == (url_secret is None):
+        raise SQLConfigError(
+            f'{owner}: [plugins.sql.connections.{name}] needs exactly one of url = "..." or '
+            'url_secret = "SECRET_NAME" (a plait secret that holds the whole URL)'
+        )
+    if url_secret is not None:
+        url = _read_secret(url_secret, name, owner)
+    password_secret = settings.get("password_secret")
+    password = _read_secret(password_secret, name, owner) if password_secret is not None else None
+    return url, password
+
+
+def _read_secret(secret_name: Any, connection: str, owner: str) -> str:
+    if not isinstance(secret_name, str) or not secret_name:
+        raise SQLConfigError(
+            f"{owner}: [plugins.sql.connections.{connection}] names a secret with {secret_name!r}; "
+            "give the secret's name as a string"
+        )
+    from plait.secrets import Secret
+
+    return Secret(secret_name).get()
+
+
+def configured_connections() -> tuple[dict[str, Any], str]:
+    """The ``[plugins.sql.connections]`` tables, and the config file they are read from."""
+    from plait.config import config_path, get_config
+
+    config = get_config()
+    connections = config.plugin_section("sql").get("connections", {})
+    if not isinstance(connections, dict):
+        raise SQLConfigError(
+            f"[plugins.sql.connections] must be a table of connections, got {connections!r} "
+            f"(in {config.source or config_path()})"
+        )
+    return connections, str(config.source or config_path())
+
+
+def _logger():
+    from plait import get_logger
+
+    return get_logger("sql")
