@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import gc
+import os
 import queue
 import re
 import statistics
@@ -245,10 +246,49 @@ HEADER = (
 )
 
 
+def loaded_plugins() -> str:
+    from plait.hooks.manager import get_hooks
+
+    records = get_hooks().pm.records.values()
+    names = [r.distribution for r in records if r.status == "loaded" and not r.builtin]
+    return ", ".join(sorted(names)) or "none (the engine alone; --with-plugins loads the installed ones)"
+
+
+def print_plugin_cost(n: int) -> None:
+    """The same map with every installed plugin loaded, against none: what plugins add per task."""
+    from plait.hooks.manager import reset_hooks
+
+    flow = map_flow(n)
+    runs = n + 2
+    alone = best_of(5, lambda: run_plait(flow, "local"))
+    saved = os.environ.pop("PLAIT_LOAD_PLUGINS", None)
+    reset_hooks()
+    try:
+        installed = loaded_plugins()
+        loaded = best_of(5, lambda: run_plait(flow, "local"))
+    finally:
+        if saved is not None:
+            os.environ["PLAIT_LOAD_PLUGINS"] = saved
+        reset_hooks()
+    print()
+    print(f"installed plugins, unconfigured: map {n:,} on local")
+    print(f"  none loaded {alone / runs * 1e6:8.2f} us/task")
+    print(f"  all loaded  {loaded / runs * 1e6:8.2f} us/task   (+{(loaded - alone) / runs * 1e6:.2f}; {installed})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about 20 seconds)")
+    parser.add_argument(
+        "--with-plugins",
+        action="store_true",
+        help="measure with the installed plugins loaded (default: none, so the figures are the engine's)",
+    )
     args = parser.parse_args()
+    # The tables measure the engine. Installed plugins that observe state changes add their own
+    # cost to every run (shown in its own row below, and by each plugin's benchmark).
+    if not args.with_plugins:
+        os.environ["PLAIT_LOAD_PLUGINS"] = ""
     # Log lines would measure the terminal, not the engine.
     import logging
 
@@ -259,6 +299,7 @@ def main() -> None:
     print("times: best of N runs (N = 7 up to 1,000 tasks, 5 at 10,000, 3 at 100,000, 2 on processes);")
     print("bare = the same functions on a bare topological-sort loop (local) or ThreadPoolExecutor (threads);")
     print("memory: tracemalloc, local executor only, peak and retained bytes per task run (separate run).")
+    print(f"plugins: {loaded_plugins()}")
     print()
     print_header(HEADER)
     per_task: dict[tuple[str, int, str], float] = {}
@@ -291,6 +332,8 @@ def main() -> None:
             )
             build_text = ""  # shown once per workload
         del flow, graph
+    if not args.with_plugins:
+        print_plugin_cost(10_000 if not args.quick else 1_000)
     print()
     big, small = (100_000, 10_000) if not args.quick else (10_000, 1_000)
     print(f"linear growth: time for {big:,} tasks / time for {small:,} tasks (target <= 12x; bare for reference)")
