@@ -77,3 +77,25 @@ def test_plait_plugin_new_refuses_to_overwrite(tmp_path):
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 1
     assert "The plugin was not created" in again.output and "choose another --name or --output-dir" in again.output
+
+
+def test_trace_plugins_shows_hook_calls_from_the_command_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    flow_file = tmp_path / "tiny.py"
+    flow_file.write_text(
+        "from plait import Flow, task\n@task\ndef one():\n    return 1\nwith Flow('tiny') as flow:\n    one()\n"
+    )
+    plait = str(Path(sys.executable).with_name("plait"))
+    command = [plait, "run", str(flow_file), "--executor", "threads"]
+    env = {**os.environ, "PLAIT_TRACE_PLUGINS": "1"}
+    traced = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert traced.returncode == 0, traced.stderr
+    # the built-in plugin registers the executors, so this hook always has an implementation
+    assert "hook plait_register_executors() -> plait.builtin" in traced.stderr
+    env.pop("PLAIT_TRACE_PLUGINS")
+    quiet = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert quiet.returncode == 0 and "hook plait_register_executors()" not in quiet.stderr

@@ -391,3 +391,27 @@ def test_the_examples_of_docs_schedules_md_run(tmp_path, monkeypatch):
             exec(compile(code, f"docs/schedules.md (python block {number})", "exec"), namespace)
         except Exception as exc:
             raise AssertionError(f"docs/schedules.md python block {number} failed: {exc!r}\n{code}") from exc
+
+
+def test_a_flow_serializes_its_schedule_and_the_schedule_reads_back():
+    import json
+    from datetime import datetime, timedelta
+
+    from plait import Flow, task
+    from plait.schedules import IntervalSchedule, Schedule
+
+    @task
+    def noop():
+        return None
+
+    schedule = IntervalSchedule(timedelta(hours=6), start_date=datetime(2026, 1, 1, tzinfo=UTC))
+    with Flow("every-6h", schedule=schedule) as flow:
+        noop()
+    data = json.loads(json.dumps(flow.serialize()))
+    again = Schedule.deserialize(data["schedule"])
+    assert [e.start_time for e in again.next(3, after=datetime(2026, 1, 1, tzinfo=UTC))] == [
+        e.start_time for e in schedule.next(3, after=datetime(2026, 1, 1, tzinfo=UTC))
+    ]
+    with Flow("unscheduled") as plain:
+        noop()
+    assert plain.serialize()["schedule"] is None

@@ -494,7 +494,7 @@ class Flow:
     # -- describing ---------------------------------------------------------------------------
 
     def serialize(self) -> dict[str, Any]:
-        """The flow as plain JSON data: tasks with options, edges, parameters and constants."""
+        """The flow as plain JSON data: tasks with options, edges, parameters, constants and its schedule."""
         tasks = []
         for t in self.sorted_tasks():
             entry = {
@@ -528,6 +528,7 @@ class Flow:
                 for p in sorted(self.parameters(), key=lambda p: p.name)
             ],
             "reference_tasks": sorted(t.slug for t in self.reference_tasks()),
+            "schedule": None if self.schedule is None else self.schedule.serialize(),
         }
 
     def to_dot(self, flow_state: State | None = None) -> str:

@@ -57,3 +57,13 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="plait", prog_name="plait")
 def main() -> None:
     """Plait: run and manage workflows."""
+    import os
+
+    if os.environ.get("PLAIT_TRACE_PLUGINS"):
+        from plait.hooks.manager import _flag
+
+        if _flag("PLAIT_TRACE_PLUGINS"):
+            # Trace lines are log records; outside a flow run nothing would show them otherwise.
+            from plait.logging import configure_logging
+
+            configure_logging()
