@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("plait.hooks", reason="needs the plugin system (plait.hooks, plait.config, plait.testing)")
-
 from plait_http import HTTPRequest, plugin, webhook_notifier
 from plait_http.testing import WebhookReceiver
 
 from plait import Flow, task
 from plait.testing import assert_plugin_conforms
-
-
-@pytest.fixture
-def configure(plait_config):
-    """``configure(toml_text, **env)``: use this config file and these (secret) environment variables."""
-    return plait_config
-
-
-@pytest.fixture
-def hooks(plait_hooks):
-    """Only the core and this plugin, in strict mode."""
-    return plait_hooks
-
 
 CONFIG = """
 [plugins.http.webhook]
@@ -54,8 +37,10 @@ def test_plugin_conforms_to_the_hook_specs():
     assert "plait_register_tasks" in assert_plugin_conforms("http")
 
 
-def test_every_flow_posts_one_signed_document(webhook_receiver: WebhookReceiver, configure, hooks, caplog):
-    configure(CONFIG, TEST_ALERT_URL=webhook_receiver.url + "/alerts/secret-route", TEST_ALERT_KEY="test-signing-key")
+def test_every_flow_posts_one_signed_document(webhook_receiver: WebhookReceiver, plait_config, plait_hooks, caplog):
+    plait_config(
+        CONFIG, TEST_ALERT_URL=webhook_receiver.url + "/alerts/secret-route", TEST_ALERT_KEY="test-signing-key"
+    )
 
     assert broken_flow(n=200).run(executor="threads").is_failed()
 
@@ -66,9 +51,11 @@ def test_every_flow_posts_one_signed_document(webhook_receiver: WebhookReceiver,
     assert "secret-route" not in caplog.text
 
 
-def test_environment_overrides_and_flow_filter(webhook_receiver: WebhookReceiver, configure, hooks, monkeypatch):
+def test_environment_overrides_and_flow_filter(
+    webhook_receiver: WebhookReceiver, plait_config, plait_hooks, monkeypatch
+):
     monkeypatch.setenv("PLAIT__PLUGINS__HTTP__WEBHOOK__FLOWS", '["wanted"]')
-    configure(CONFIG, TEST_ALERT_URL=webhook_receiver.url, TEST_ALERT_KEY="k" * 8)
+    plait_config(CONFIG, TEST_ALERT_URL=webhook_receiver.url, TEST_ALERT_KEY="k" * 8)
 
     broken_flow("other").run()
     broken_flow("wanted").run()
@@ -76,8 +63,8 @@ def test_environment_overrides_and_flow_filter(webhook_receiver: WebhookReceiver
     assert [d["flow"] for d in webhook_receiver.documents] == ["wanted"]
 
 
-def test_endpoint_down_leaves_the_run_alone_in_strict_mode(refused_url, configure, hooks, caplog):
-    configure(CONFIG + "retries = 0\n", TEST_ALERT_URL=refused_url + "/planted/route/123", TEST_ALERT_KEY="x" * 8)
+def test_endpoint_down_leaves_the_run_alone_in_strict_mode(refused_url, plait_config, plait_hooks, caplog):
+    plait_config(CONFIG + "retries = 0\n", TEST_ALERT_URL=refused_url + "/planted/route/123", TEST_ALERT_KEY="x" * 8)
 
     state = broken_flow().run()
 
@@ -86,8 +73,8 @@ def test_endpoint_down_leaves_the_run_alone_in_strict_mode(refused_url, configur
     assert "/planted/route/123" not in caplog.text
 
 
-def test_bare_webhook_notifier_uses_the_config(webhook_receiver: WebhookReceiver, configure, hooks):
-    configure(CONFIG + "alerts = false\n", TEST_ALERT_URL=webhook_receiver.url, TEST_ALERT_KEY="test-signing-key")
+def test_bare_webhook_notifier_uses_the_config(webhook_receiver: WebhookReceiver, plait_config, plait_hooks):
+    plait_config(CONFIG + "alerts = false\n", TEST_ALERT_URL=webhook_receiver.url, TEST_ALERT_KEY="test-signing-key")
 
     @task(state_handlers=[webhook_notifier])
     def boom() -> int:
@@ -104,11 +91,11 @@ def test_register_tasks_offers_http_request():
     assert plugin.plait_register_tasks() == [HTTPRequest]
 
 
-def test_configured_url_and_key_are_masked_by_plait(webhook_receiver, configure, hooks):
+def test_configured_url_and_key_are_masked_by_plait(webhook_receiver, plait_config, plait_hooks):
     from plait.secrets import MASK, mask
 
     url = webhook_receiver.url + "/T123/secret-route-456"
-    configure(CONFIG, TEST_ALERT_URL=url, TEST_ALERT_KEY="signing-key-789")
+    plait_config(CONFIG, TEST_ALERT_URL=url, TEST_ALERT_KEY="signing-key-789")
     assert plugin.configured_notifier() is not None
     assert mask(f"posting to {url}") == f"posting to {MASK}"
     assert mask("/T123/secret-route-456 and signing-key-789") == f"{MASK} and {MASK}"

@@ -5,27 +5,11 @@ from __future__ import annotations
 import logging
 import re
 
-import pytest
-
-pytest.importorskip("plait.hooks", reason="needs the plugin system (plait.hooks, plait.config, plait.testing)")
-
 from plait_slack import plugin, slack_notifier
 from plait_slack.testing import FakeSlack
 
 from plait import Flow, task
 from plait.testing import assert_plugin_conforms, using_plugins
-
-
-@pytest.fixture
-def configure(plait_config):
-    """``configure(toml_text, **env)``: use this config file and these (secret) environment variables."""
-    return plait_config
-
-
-@pytest.fixture
-def hooks(plait_hooks):
-    """Only the core and this plugin, in strict mode."""
-    return plait_hooks
 
 
 def webhook_config(fake: FakeSlack, extra: str = "") -> str:
@@ -42,8 +26,8 @@ def fail_one(x: int) -> int:
     raise ValueError(f"bad item {x}")
 
 
-def test_processes_executor_alerts_once(fake_slack, configure, hooks):
-    configure(webhook_config(fake_slack), TEST_SLACK_WEBHOOK=fake_slack.webhook_url)
+def test_processes_executor_alerts_once(fake_slack, plait_config, plait_hooks):
+    plait_config(webhook_config(fake_slack), TEST_SLACK_WEBHOOK=fake_slack.webhook_url)
     with Flow("procs") as flow:
         fail_one.map([1, 2, 3, 4])
 
@@ -84,9 +68,9 @@ def test_installed_entry_point_is_the_plugin():
     assert "plait_task_state_changed" in assert_plugin_conforms("slack")
 
 
-def test_every_flow_alerts_once_without_code_changes(fake_slack, configure, hooks, caplog):
+def test_every_flow_alerts_once_without_code_changes(fake_slack, plait_config, plait_hooks, caplog):
     caplog.set_level(logging.DEBUG)
-    configure(webhook_config(fake_slack), TEST_SLACK_WEBHOOK=fake_slack.webhook_url)
+    plait_config(webhook_config(fake_slack), TEST_SLACK_WEBHOOK=fake_slack.webhook_url)
 
     state = broken_flow().run()
 
@@ -100,8 +84,8 @@ def test_every_flow_alerts_once_without_code_changes(fake_slack, configure, hook
     assert fake_slack.webhook_path not in caplog.text
 
 
-def test_500_mapped_failures_give_one_alert_per_run(fake_slack, configure, hooks):
-    configure(webhook_config(fake_slack), TEST_SLACK_WEBHOOK=fake_slack.webhook_url)
+def test_500_mapped_failures_give_one_alert_per_run(fake_slack, plait_config, plait_hooks):
+    plait_config(webhook_config(fake_slack), TEST_SLACK_WEBHOOK=fake_slack.webhook_url)
 
     broken_flow(n=500).run(executor="threads")
     broken_flow(n=500).run()
@@ -111,10 +95,10 @@ def test_500_mapped_failures_give_one_alert_per_run(fake_slack, configure, hooks
     assert all(t.startswith("etl Failed: boom: 500 task runs Failed") for t in texts)
 
 
-def test_token_and_channel_from_config_and_environment(fake_slack, configure, hooks, monkeypatch, caplog):
+def test_token_and_channel_from_config_and_environment(fake_slack, plait_config, plait_hooks, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("PLAIT__PLUGINS__SLACK__CHANNEL", "#ops")
-    configure(
+    plait_config(
         f"""
 [plugins.slack]
 token_secret = "TEST_SLACK_TOKEN"
@@ -133,8 +117,8 @@ template = "{{flow}} {{state}}"
     assert fake_slack.token not in caplog.text
 
 
-def test_retries_do_not_alert(fake_slack, configure, hooks):
-    configure(webhook_config(fake_slack), TEST_SLACK_WEBHOOK=fake_slack.webhook_url)
+def test_retries_do_not_alert(fake_slack, plait_config, plait_hooks):
+    plait_config(webhook_config(fake_slack), TEST_SLACK_WEBHOOK=fake_slack.webhook_url)
     attempts = []
 
     @task(max_retries=1, retry_delay=0)
@@ -151,8 +135,8 @@ def test_retries_do_not_alert(fake_slack, configure, hooks):
     assert fake_slack.requests == []
 
 
-def test_flows_and_tags_select_what_alerts(fake_slack, configure, hooks):
-    configure(
+def test_flows_and_tags_select_what_alerts(fake_slack, plait_config, plait_hooks):
+    plait_config(
         webhook_config(fake_slack, 'flows = ["etl"]\ntags = ["critical"]'),
         TEST_SLACK_WEBHOOK=fake_slack.webhook_url,
     )
@@ -165,9 +149,9 @@ def test_flows_and_tags_select_what_alerts(fake_slack, configure, hooks):
     assert len(fake_slack.texts()) == 1
 
 
-def test_endpoint_down_leaves_the_run_alone_even_in_strict_mode(refused_url, configure, hooks, caplog):
+def test_endpoint_down_leaves_the_run_alone_even_in_strict_mode(refused_url, plait_config, plait_hooks, caplog):
     url = f"{refused_url}/services/T/B/planted-webhook-secret"
-    configure('[plugins.slack]\nwebhook_url_secret = "TEST_SLACK_WEBHOOK"\ntimeout = 2\n', TEST_SLACK_WEBHOOK=url)
+    plait_config('[plugins.slack]\nwebhook_url_secret = "TEST_SLACK_WEBHOOK"\ntimeout = 2\n', TEST_SLACK_WEBHOOK=url)
 
     state = broken_flow().run()
 
@@ -177,8 +161,8 @@ def test_endpoint_down_leaves_the_run_alone_even_in_strict_mode(refused_url, con
     assert "planted-webhook-secret" not in caplog.text
 
 
-def test_task_only_notifier_sends_its_summary_when_the_run_ends(fake_slack, configure, hooks):
-    configure("")
+def test_task_only_notifier_sends_its_summary_when_the_run_ends(fake_slack, plait_config, plait_hooks):
+    plait_config("")
     alert = slack_notifier(webhook_url=fake_slack.webhook_url, template="{flow} {state}: {tasks}")
 
     @task(state_handlers=[alert])
@@ -194,8 +178,8 @@ def test_task_only_notifier_sends_its_summary_when_the_run_ends(fake_slack, conf
     ]
 
 
-def test_immediate_notifier_sends_the_first_then_a_summary_of_repeats(fake_slack, configure, hooks):
-    configure("")
+def test_immediate_notifier_sends_the_first_then_a_summary_of_repeats(fake_slack, plait_config, plait_hooks):
+    plait_config("")
     alert = slack_notifier(webhook_url=fake_slack.webhook_url, immediate=True, template="{task} {state} {tasks}")
 
     @task(state_handlers=[alert])
@@ -212,8 +196,8 @@ def test_immediate_notifier_sends_the_first_then_a_summary_of_repeats(fake_slack
     ]
 
 
-def test_bare_slack_notifier_uses_the_config(fake_slack, configure, hooks):
-    configure(
+def test_bare_slack_notifier_uses_the_config(fake_slack, plait_config, plait_hooks):
+    plait_config(
         '[plugins.slack]\nwebhook_url_secret = "W"\nalerts = false\ntemplate = "{flow}: {tasks}"\n',
         W=fake_slack.webhook_url,
     )
@@ -231,8 +215,8 @@ def test_bare_slack_notifier_uses_the_config(fake_slack, configure, hooks):
     assert fake_slack.texts()[0].startswith("bare: boom: 1 task run Failed")
 
 
-def test_bare_slack_notifier_without_config_warns_and_does_nothing(configure, hooks, caplog):
-    configure("")
+def test_bare_slack_notifier_without_config_warns_and_does_nothing(plait_config, plait_hooks, caplog):
+    plait_config("")
 
     @task(state_handlers=[slack_notifier])
     def boom() -> int:
@@ -244,8 +228,8 @@ def test_bare_slack_notifier_without_config_warns_and_does_nothing(configure, ho
     assert flow.run().is_failed()
 
 
-def test_log_handler_from_config_posts_after_the_run(fake_slack, configure):
-    configure(
+def test_log_handler_from_config_posts_after_the_run(fake_slack, plait_config):
+    plait_config(
         '[plugins.slack]\nwebhook_url_secret = "W"\nalerts = false\nlog_level = "ERROR"\n',
         W=fake_slack.webhook_url,
     )
@@ -273,8 +257,8 @@ def test_register_tasks_offers_slack_message():
     assert plugin.plait_register_tasks() == [SlackMessage]
 
 
-def test_a_bad_config_is_logged_and_the_run_goes_on(fake_slack, configure, hooks, caplog):
-    configure('[plugins.slack]\nwebhook_url_secret = "W"\nstates = ["Failure"]\n', W=fake_slack.webhook_url)
+def test_a_bad_config_is_logged_and_the_run_goes_on(fake_slack, plait_config, plait_hooks, caplog):
+    plait_config('[plugins.slack]\nwebhook_url_secret = "W"\nstates = ["Failure"]\n', W=fake_slack.webhook_url)
 
     assert broken_flow().run().is_failed()
 
@@ -283,25 +267,27 @@ def test_a_bad_config_is_logged_and_the_run_goes_on(fake_slack, configure, hooks
     assert fake_slack.requests == []
 
 
-def test_a_missing_secret_is_logged_and_the_run_goes_on(configure, hooks, caplog, monkeypatch):
+def test_a_missing_secret_is_logged_and_the_run_goes_on(plait_config, plait_hooks, caplog, monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    configure('[plugins.slack]\nwebhook_url_secret = "NOT_SET_ANYWHERE"\n')
+    plait_config('[plugins.slack]\nwebhook_url_secret = "NOT_SET_ANYWHERE"\n')
 
     assert broken_flow().run().is_failed()
 
     assert "Secret 'NOT_SET_ANYWHERE' is not set" in caplog.text
 
 
-def test_configured_secrets_are_masked_by_plait(fake_slack, configure, hooks):
+def test_configured_secrets_are_masked_by_plait(fake_slack, plait_config, plait_hooks):
     from plait.secrets import MASK, mask
 
-    configure(f'[plugins.slack]\ntoken = "xoxb-inline-token-777"\nchannel = "#a"\nbase_url = "{fake_slack.base_url}"\n')
+    plait_config(
+        f'[plugins.slack]\ntoken = "xoxb-inline-token-777"\nchannel = "#a"\nbase_url = "{fake_slack.base_url}"\n'
+    )
     assert plugin.configured_notifier() is not None
     assert mask("token xoxb-inline-token-777 here") == f"token {MASK} here"
 
 
-def test_factory_without_destination_takes_it_and_defaults_from_config(fake_slack, configure, hooks):
-    configure(
+def test_factory_without_destination_takes_it_and_defaults_from_config(fake_slack, plait_config, plait_hooks):
+    plait_config(
         '[plugins.slack]\nwebhook_url_secret = "W"\nalerts = false\ntemplate = "from config: {flow}"\n',
         W=fake_slack.webhook_url,
     )

@@ -240,8 +240,6 @@ def _reason(exc: BaseException) -> str:
 
 
 def _mask(text: str) -> str:
-    try:
-        from plait.secrets import mask
-    except ImportError:
-        return text
+    from plait.secrets import mask
+
     return mask(text)

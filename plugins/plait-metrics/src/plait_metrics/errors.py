@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-try:  # the core's class for bad settings, once the plugin system is installed
-    from plait.errors import ConfigError as _Base
-except ImportError:  # pragma: no cover - older plait without plait.config
-    from plait.errors import PlaitError as _Base
+from plait.errors import ConfigError
 
 __all__ = ["MetricsConfigError"]
 
 
-class MetricsConfigError(_Base):  # type: ignore[misc, valid-type]
+class MetricsConfigError(ConfigError):
     """``[plugins.metrics]`` has a bad value; the message names the key, the value and the fix."""

@@ -11,22 +11,15 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 from typing import Any
 
+from plait import hookimpl
 from plait.errors import PlaitError
 from plait_metrics.collector import PlaitMetrics
 from plait_metrics.exposure import push_flow, serve
 from plait_metrics.settings import MetricsSettings
 from plait_metrics.statsd import StatsdEmitter
-
-try:
-    from plait import hookimpl
-except ImportError:  # pragma: no cover - a plait without the plugin system's export
-    import pluggy
-
-    hookimpl = pluggy.HookimplMarker("plait")
 
 __all__ = [
     "MetricsRuntime",
@@ -214,25 +207,9 @@ def _start_from_config() -> None:
 
 
 def _config_section() -> dict[str, Any]:
-    try:
-        from plait.config import get_config
-    except ImportError:  # pragma: no cover - a plait without plait.config: the variables only
-        return _env_section()
+    from plait.config import get_config
+
     return dict(get_config().plugin_section("metrics"))
-
-
-def _env_section() -> dict[str, Any]:  # pragma: no cover - see _config_section
-    import tomllib
-
-    prefix = "PLAIT__PLUGINS__METRICS__"
-    out: dict[str, Any] = {}
-    for name, raw in os.environ.items():
-        if name.startswith(prefix):
-            try:
-                out[name[len(prefix) :].lower()] = tomllib.loads(f"v = {raw}")["v"]
-            except tomllib.TOMLDecodeError:
-                out[name[len(prefix) :].lower()] = raw
-    return out
 
 
 def _flush_at_exit() -> None:
