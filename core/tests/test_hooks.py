@@ -151,7 +151,9 @@ def test_plait_register_storage_adds_a_storage_kind(install_dist, tmp_path):
     kinds = available_storage()
     assert kinds["file"] is FileStorage and kinds["module"] is ModuleStorage
     flow_file = tmp_path / "etl.py"
-    flow_file.write_text("from plait import Flow, task\n@task\ndef one():\n    return 1\nwith Flow('etl') as f:\n    one()\n")
+    flow_file.write_text(
+        "from plait import Flow, task\n@task\ndef one():\n    return 1\nwith Flow('etl') as f:\n    one()\n"
+    )
     storage = storage_for(flow_file, "etl", "mem://bucket/etl")
     assert type(storage).__name__ == "MemoryStorage"
     assert storage.reference() == {"type": "mem", "key": "mem://bucket/etl", "flow": "etl"}

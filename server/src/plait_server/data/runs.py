@@ -167,8 +167,11 @@ class FlowRuns:
             if idempotency_key is None:
                 conn.execute(run_t.insert(), row)
             else:
-                done = conn.execute(store.insert_ignoring_conflicts(run_t, ["flow_group_id", "idempotency_key"]), row)
-                if done.rowcount == 0:
+                inserted = conn.execute(
+                    store.insert_ignoring_conflicts(run_t, ["flow_group_id", "idempotency_key"]).returning(run_t.c.id),
+                    row,
+                ).first()
+                if inserted is None:
                     existing = conn.execute(
                         select(run_t.c.id).where(
                             run_t.c.flow_group_id == flow.flow_group_id, run_t.c.idempotency_key == idempotency_key
@@ -511,11 +514,13 @@ class TaskRuns:
                     conn.execute(task_run_t.insert(), new_rows)
                 else:
                     # Another writer may have created one of them since we looked: start over.
-                    done = conn.execute(
-                        store.insert_ignoring_conflicts(task_run_t, ["flow_run_id", "task_slug", "map_index"]),
+                    inserted = conn.execute(
+                        store.insert_ignoring_conflicts(
+                            task_run_t, ["flow_run_id", "task_slug", "map_index"]
+                        ).returning(task_run_t.c.id),
                         new_rows,
-                    )
-                    if done.rowcount != len(new_rows):
+                    ).all()
+                    if len(inserted) != len(new_rows):
                         raise RetryTransaction()
             _compare_and_set(conn, task_run_t, changed)
             if history:
@@ -678,7 +683,7 @@ def _compare_and_set(conn: Connection, table: Any, changed: dict[str, tuple[int,
         for run_id, (expected, row) in changed.items()
     ]
     done = conn.execute(statement, params)
-    if done.rowcount != len(params):
+    if conn.dialect.supports_sane_multi_rowcount and done.rowcount != len(params):
         # Another transaction changed a run between our read and our write; on SQLite the write
         # lock rules that out, on PostgreSQL the row locks do. Start over rather than guess.
         raise RetryTransaction()
