@@ -188,7 +188,7 @@ def test_ten_thousand_log_lines_come_back_in_order(server):
 
 def test_scopes_and_revocation(server):
     client = server.client()
-    read_id, read_key = client.create_api_key(unique("reader"), "read")
+    _read_id, read_key = client.create_api_key(unique("reader"), "read")
     run_id, run_key = client.create_api_key(unique("agent"), "run")
     flow = register(server, unique("scopes"))
     reader, agent = server.client(read_key), server.client(run_key)
