@@ -51,7 +51,7 @@ def test_generated_requests_never_get_a_5xx_or_a_traceback(server):
             response = case.call(session=session, headers=headers)
             sent += 1
             if response.status_code >= 500 or "Traceback" in response.text or "INTERNAL_SERVER_ERROR" in response.text:
-                failures.append((operation.label, response.status_code, response.text[:300]))
+                failures.append((case.operation.label, response.status_code, response.text[:300]))
 
         send()
     assert not failures, failures[:5]
