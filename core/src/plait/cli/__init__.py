@@ -23,6 +23,9 @@ _COMMANDS: dict[str, str] = {
     "backfill": "plait.cli.backfill:backfill",
     "register": "plait.cli.register:register",
     "flow-run": "plait.cli.flow_run:flow_run",
+    "agent": "plait.cli.agent:agent",
+    "execute": "plait.cli.execute:execute",
+    "concurrency-limit": "plait.cli.concurrency:concurrency_limit",
 }
 
 

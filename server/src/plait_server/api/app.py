@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from plait_server.data.store import Store
+    from plait_server.services import Services
     from plait_server.settings import ServerSettings
 
 __all__ = ["create_app"]
@@ -53,8 +54,12 @@ class BodyTooLarge(Exception):
     pass
 
 
-def create_app(store: Store, settings: ServerSettings) -> Starlette:
-    """The Starlette app serving ``store`` with ``settings`` (limits, CORS)."""
+def create_app(store: Store, settings: ServerSettings, services: Services | None = None) -> Starlette:
+    """The Starlette app serving ``store`` with ``settings`` (limits, CORS).
+
+    ``services`` (the scheduler and watchdogs) run while the app does: started at start-up,
+    stopped at shutdown.
+    """
     schema = build_schema(Limits(settings.max_query_depth, settings.max_query_aliases, settings.max_query_tokens))
     max_body = settings.max_body_bytes
     from plait_server import __version__
@@ -113,8 +118,14 @@ def create_app(store: Store, settings: ServerSettings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        store.dispose()
+        if services is not None:
+            services.start()
+        try:
+            yield
+        finally:
+            if services is not None:
+                await anyio.to_thread.run_sync(services.stop)
+            store.dispose()
 
     middleware = []
     if settings.cors_origins:
