@@ -1,8 +1,8 @@
 # Plait's commands. The README's two are `make demo` and `make test`; both bootstrap .venv
 # on a fresh machine (Python >= 3.11 on PATH as python3, or PYTHON=/path/to/python).
 #
-#   make demo    create .venv, install everything, run examples/numbers.py with `plait run`
-#   make test    create .venv, install everything with test dependencies, run the whole suite
+#   make demo    create .venv, install the core only (what the demo needs), run examples/numbers.py
+#   make test    create .venv, install every distribution with its test extra and ruff, run every suite
 #   make bench   print the benchmark tables (about 2 minutes; bench-quick: about 15 seconds)
 #   make lint    ruff check and format check (make format fixes)
 #   make clean   remove .venv and caches
@@ -12,12 +12,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 # Every plugin folder with a pyproject.toml is installed (editable, with its test extra) and
 # its tests run from its own folder, so a new plugin needs no change here.
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 PLUGIN_TEST_DIRS := $(patsubst %/tests,%,$(wildcard $(addsuffix /tests,$(PLUGIN_DIRS))))
 INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") ruff
+# `make demo` needs the core alone (no plugins, no test tools): a fresh machine is ready in seconds.
+DEMO_INSTALL := -e core
 LINT_PATHS := $(wildcard core tests benchmarks examples plugins cookiecutter-plugin)
 
 .PHONY: demo test bench bench-quick lint format clean venv services graphviz services-prometheus services-postgres
@@ -28,11 +31,16 @@ $(PY):
 
 $(STAMP): $(PY) core/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) Makefile
 	$(PY) -m pip install -q --disable-pip-version-check $(INSTALL)
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# The full install includes the demo's; after `make test`, `make demo` installs nothing.
+$(DEMO_STAMP): $(PY) core/pyproject.toml Makefile
+	$(PY) -m pip install -q --disable-pip-version-check $(DEMO_INSTALL)
+	touch $(DEMO_STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/plait run examples/numbers.py --param n=10
 
 test: $(STAMP) services
