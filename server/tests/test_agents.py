@@ -3,8 +3,8 @@ restart from failed, changed code, concurrency limits, a killed agent.
 
 Everything is real: ``plait server start`` (SQLite, heartbeats shortened to 0.5 s), ``plait
 agent start`` subprocesses, and the ``plait execute flow-run`` processes they start. Tests
-wait for conditions with deadlines; none sleeps to synchronise. The ``no_leftovers`` fixture
-fails a test that leaves a flow-run process behind.
+wait for conditions with deadlines; none sleeps to synchronise. The ``agents`` fixture fails a
+test that leaves a flow-run process behind.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def orch(tmp_path_factory):
 
 @pytest.fixture
 def agents(orch, tmp_path):
-    """``agents(name=..., **settings)`` starts an agent; all are stopped after the test."""
+    """``agents(name=..., **settings)`` starts an agent; all are stopped after the test, and the
+    test fails if one of their flow-run processes is left behind."""
     started: list[AgentProcess] = []
 
     def make(name: str | None = None, **settings) -> AgentProcess:
@@ -49,17 +50,11 @@ def agents(orch, tmp_path):
     yield make
     for agent in started:
         agent.stop()
-
-
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    """Fail a test that leaves a flow-run process behind (and kill it)."""
-    before = set(run_processes())
-    yield
+    names = {agent.name for agent in started}
     try:
-        wait_until(lambda: not (set(run_processes()) - before), timeout=30, what="flow-run processes to exit")
+        wait_until(lambda: not run_processes(agents=names), timeout=30, what="flow-run processes to exit")
     except AssertionError:
-        left = set(run_processes()) - before
+        left = run_processes(agents=names)
         for pid in left:
             kill_group(pid)
         pytest.fail(f"flow-run processes left behind: {sorted(left)}")

@@ -41,7 +41,8 @@ def claim_one(server, flow, label: str):
     return claimed[0], agent
 
 
-def test_a_run_scoped_key_reads_and_reports_its_own_run_only(server):
+def test_a_run_scoped_key_reads_and_reports_its_own_run_only(fresh_server):
+    server = fresh_server.start()
     label = unique("lbl")
     flow = register(server, unique("scoped"), labels=[label])
     claimed, _ = claim_one(server, flow, label)
@@ -101,7 +102,8 @@ def test_a_read_key_cannot_claim_and_bad_orchestration_input_is_a_clear_error(se
         assert caught.value.code == code and words in str(caught.value), caught.value
 
 
-def test_agents_heartbeats_claims_and_limits_through_the_api(server):
+def test_agents_heartbeats_claims_and_limits_through_the_api(fresh_server):
+    server = fresh_server.start()
     client = server.client()
     label = unique("gpu")
     flow = register(server, unique("api"), labels=[label])

@@ -17,6 +17,7 @@ N = 10_000
 
 def test_a_run_survives_a_server_outage_and_every_state_is_delivered(tmp_path):
     name = f"outage_{uuid.uuid4().hex[:6]}"
+    agent_name = f"patient-{uuid.uuid4().hex[:6]}"
     passed, resume, own = tmp_path / "passed", tmp_path / "server-stopped", tmp_path / "own-states.json"
     path = tmp_path / f"{name}.py"
     path.write_text(
@@ -78,7 +79,7 @@ def test_a_run_survives_a_server_outage_and_every_state_is_delivered(tmp_path):
         agent = AgentProcess(
             server,
             tmp_path,
-            name="patient",
+            name=agent_name,
             extra_env={"PLAIT__EXECUTION__QUEUE_SIZE": "1000", "PLAIT__EXECUTION__SPOOL_DIR": str(tmp_path / "spool")},
         ).start()
         wait_until(passed.exists, timeout=180, what="the run to pass task 3000")
@@ -105,6 +106,6 @@ def test_a_run_survives_a_server_outage_and_every_state_is_delivered(tmp_path):
     finally:
         if agent is not None:
             agent.stop()
-        for pid in run_processes():
+        for pid in run_processes(agents={agent_name}):
             kill_group(pid)
         server.stop()

@@ -190,21 +190,31 @@ class AgentProcess:
         self.process = None
 
 
-def run_processes(flow_run_ids: set[str] | None = None) -> dict[int, str]:
-    """``{pid: flow run id}`` of the ``plait execute flow-run`` processes alive on this machine
-    (of these runs), from ``/proc``: what a test kills, and checks is gone at its end."""
+def run_processes(flow_run_ids: set[str] | None = None, agents: set[str] | None = None) -> dict[int, str]:
+    """``{pid: flow run id}`` of the ``plait execute flow-run`` processes alive on this machine, of
+    these runs and/or started by the agents named ``agents`` (from ``/proc``): what a test kills,
+    and checks is gone at its end. Give one of the filters: other test sessions may be running
+    flow runs of their own on the same machine."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
+            words = [a.decode(errors="replace") for a in argv if a]
+            ours = len(words) >= 3 and words[-3:-1] == ["execute", "flow-run"] and "plait" in " ".join(words[:-3])
+            if not ours or (flow_run_ids is not None and words[-1] not in flow_run_ids):
+                continue
+            if agents is not None:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                names = {
+                    e.partition(b"=")[2].decode(errors="replace") for e in environ if e.startswith(b"PLAIT_AGENT_NAME=")
+                }
+                if not names & agents:
+                    continue
         except OSError:
             continue
-        words = [a.decode(errors="replace") for a in argv if a]
-        ours = len(words) >= 3 and words[-3:-1] == ["execute", "flow-run"] and "plait" in " ".join(words[:-3])
-        if ours and (flow_run_ids is None or words[-1] in flow_run_ids):
-            found[int(entry.name)] = words[-1]
+        found[int(entry.name)] = words[-1]
     return found
 
 
