@@ -10,6 +10,8 @@ installed can ask for:
 - ``busybox_image`` (session): ``localhost/plait-test/busybox:latest``, an image built here
   ``FROM scratch`` with the machine's static busybox (``busybox-static``): ``sh``, ``echo``,
   ``sleep``... and nothing to pull.
+- ``docker_registry`` (session): a ``LocalRegistry``, Debian's ``docker-registry`` on
+  127.0.0.1 with a user and a password, that the service pushes to and pulls from.
 - ``plait_image`` (session): ``localhost/plait-test/plait:latest``, Debian with Python 3 and
   the Plait under test in ``/opt/plait`` (``plait`` on ``PATH``), for tests that run flows in
   containers. Its Debian root filesystem is made once with ``debootstrap`` and cached, and the
@@ -48,6 +50,7 @@ from plait_docker.podman import PodmanService, PodmanUnavailable, busybox_path
 __all__ = [
     "BUSYBOX_IMAGE",
     "PLAIT_IMAGE",
+    "LocalRegistry",
     "build_busybox_image",
     "build_plait_image",
     "busybox_image",
@@ -55,6 +58,7 @@ __all__ = [
     "debian_rootfs",
     "docker_env",
     "docker_host",
+    "docker_registry",
     "plait_image",
     "podman_service",
 ]
@@ -70,7 +74,10 @@ DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 @pytest.fixture(scope="session")
 def podman_service() -> Iterator[PodmanService]:
     """A running Podman service for the whole session (see the module docstring)."""
-    service = PodmanService()
+    # The port of the session's registry (``docker_registry``), reached over plain HTTP.
+    registry_port = _free_port()
+    service = PodmanService(insecure_registries=[f"127.0.0.1:{registry_port}"])
+    service.registry_port = registry_port  # type: ignore[attr-defined]
     try:
         service.start()
     except (PodmanUnavailable, OSError, subprocess.SubprocessError) as exc:
@@ -117,6 +124,97 @@ def plait_image(podman_service: PodmanService) -> str:
     except PodmanUnavailable as exc:
         _unavailable(str(exc))
         raise
+
+
+@pytest.fixture(scope="session")
+def docker_registry(podman_service: PodmanService) -> Iterator[LocalRegistry]:
+    """A running image registry on 127.0.0.1 (Debian's ``docker-registry``) with a user and a
+    password; the session's Podman service pushes to and pulls from it over plain HTTP."""
+    registry = LocalRegistry(port=podman_service.registry_port)  # type: ignore[attr-defined]
+    try:
+        registry.start()
+    except (PodmanUnavailable, OSError, subprocess.SubprocessError, ImportError) as exc:
+        registry.stop()
+        _unavailable(f"the registry could not start: {exc}")
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+class LocalRegistry:
+    """``docker-registry serve`` (the CNCF distribution registry) on 127.0.0.1:``port``, with
+    htpasswd authentication and its storage in a temporary folder.
+
+    Attributes:
+        address: ``127.0.0.1:PORT``, the registry part of image names pushed there.
+        username, password: the one account it accepts.
+    """
+
+    def __init__(self, port: int | None = None, username: str = "plait", password: str | None = None) -> None:
+        import secrets
+
+        self.port = port or _free_port()
+        self.username = username
+        self.password = password or f"pw-{secrets.token_hex(10)}"
+        self.directory: Path | None = None
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> LocalRegistry:
+        import socket
+        import time
+
+        program = shutil.which("docker-registry")
+        if program is None:
+            raise PodmanUnavailable(
+                "docker-registry is not installed; apt-get install docker-registry (`make services`)"
+            )
+        import bcrypt
+
+        self.directory = Path(tempfile.mkdtemp(prefix="plait-registry-"))
+        hashed = bcrypt.hashpw(self.password.encode(), bcrypt.gensalt(rounds=5)).decode()
+        (self.directory / "htpasswd").write_text(f"{self.username}:{hashed}\n")
+        (self.directory / "config.yml").write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.directory}/data\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            f"auth:\n  htpasswd:\n    realm: plait-tests\n    path: {self.directory}/htpasswd\n"
+        )
+        self.process = subprocess.Popen(
+            [program, "serve", str(self.directory / "config.yml")],
+            stdin=subprocess.DEVNULL,
+            stdout=(self.directory / "registry.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = (self.directory / "registry.log").read_text(errors="replace")[-2000:]
+                    raise PodmanUnavailable(f"docker-registry did not start on port {self.port}:\n{log}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
 
 
 def build_busybox_image(service: PodmanService, tag: str = BUSYBOX_IMAGE) -> str:
@@ -279,6 +377,14 @@ def _plait_wheels(target: Path) -> None:
     )
     if proc.returncode != 0:
         raise PodmanUnavailable(f"pip wheel of Plait failed: {proc.stderr[-3000:]}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @contextmanager
