@@ -50,6 +50,8 @@ class PodmanService:
         cgroup_manager: ``cgroupfs`` (default) or ``systemd``.
         ulimits: the ``default_ulimits`` of every container, ``{name: (soft, hard)}``.
         insecure_registries: registries reached over plain HTTP (``"127.0.0.1:5000"``).
+        storage_driver: ``overlay`` (default; needs the kernel's overlay filesystem) or ``vfs``
+            (slower, works anywhere).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class PodmanService:
         cgroup_manager: str = "cgroupfs",
         ulimits: dict[str, tuple[int, int]] | None = None,
         insecure_registries: list[str] | tuple[str, ...] = (),
+        storage_driver: str = "overlay",
     ) -> None:
         self._given_directory = directory
         self.directory: Path | None = None
@@ -66,6 +69,7 @@ class PodmanService:
         self.cgroup_manager = cgroup_manager
         self.ulimits = dict(DEFAULT_ULIMITS if ulimits is None else ulimits)
         self.insecure_registries = list(insecure_registries)
+        self.storage_driver = storage_driver
         self.process: subprocess.Popen | None = None
 
     @property
@@ -193,7 +197,9 @@ class PodmanService:
             "[network]\n"
             f'network_config_dir = "{d}/networks"\n'
         )
-        (d / "storage.conf").write_text(f'[storage]\ngraphroot = "{d}/storage"\nrunroot = "{d}/run"\n')
+        (d / "storage.conf").write_text(
+            f'[storage]\ndriver = "{self.storage_driver}"\ngraphroot = "{d}/storage"\nrunroot = "{d}/run"\n'
+        )
         registries = "".join(
             f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n' for registry in self.insecure_registries
         )
