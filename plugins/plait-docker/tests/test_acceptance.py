@@ -120,3 +120,41 @@ def test_ctrl_c_on_plait_run_leaves_no_container_behind(docker_host, podman_serv
     assert "Cancelled" in output or "interrupted" in output.lower(), output
     listed = podman_service.cli("ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}").stdout.strip()
     assert listed == "", f"containers left behind:\n{listed}\n{output}"
+
+
+SECRET_FLOW = textwrap.dedent(
+    """
+    from plait import Flow
+    from plait.secrets import Secret
+    from plait_docker import DockerRun
+
+    leak = DockerRun(
+        image={image!r},
+        command=["sh", "-c", 'echo "token=$API_TOKEN"; echo "stderr token=$API_TOKEN" >&2; exit 1'],
+        env={{"API_TOKEN": Secret("API_TOKEN")}},
+        network_mode="none",
+    )
+
+    with Flow("leaky") as flow:
+        leak()
+    """
+)
+
+
+def test_a_secret_env_value_never_appears_in_plait_run_output(docker_host, busybox_image, tmp_path):
+    """What a user sees on the terminal: the live log, the failure, the summary table."""
+    value = "tok-7Yq2-secret-Zz91"
+    script = tmp_path / "flow.py"
+    script.write_text(SECRET_FLOW.format(image=busybox_image))
+    proc = subprocess.run(
+        [PLAIT, "run", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DOCKER_HOST": docker_host, "API_TOKEN": value},
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "exited with code 1" in output, output
+    assert "token=********" in output
+    assert value not in output

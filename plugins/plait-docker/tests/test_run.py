@@ -321,3 +321,16 @@ def test_the_engine_unreachable_is_a_clear_error(tmp_path, monkeypatch):
 def _engine(docker_env):
     """Every test here talks to the session's Podman service."""
     return docker_env
+
+
+def test_containers_run_from_worker_processes(busybox_image):
+    """The processes executor pickles the task; each forked worker makes its own client."""
+    from plait_docker import get_client
+
+    get_client().ping()  # the parent has a client (and its sockets) before the fork
+    task = DockerRun(image=busybox_image, network_mode="none")
+    with Flow("processes") as flow:
+        out = task.map(command=[["echo", "a"], ["echo", "b"], ["echo", "c"]])
+    state = flow.run(executor="processes")
+    assert state.is_successful(), state.result[out]
+    assert state.result[out].result == ["a", "b", "c"]
