@@ -61,8 +61,8 @@ fuzz: $(STAMP) services
 # pg_ctl, for plait-sql's throwaway server), prometheus and prometheus-pushgateway (for
 # plait-metrics), podman, runc, busybox-static, debootstrap and docker-registry (for
 # plait-docker: a Podman service of the tests' own, images built from a static busybox and a
-# Debian root filesystem, a local registry to push to). What is missing is installed in one apt-get call when we are root on
-# Debian/Ubuntu. Elsewhere those tests skip and say why; under CI (CI set) a missing package
+# Debian root filesystem, a local registry to push to). What is missing is installed in one
+# apt-get call when we are root on Debian/Ubuntu. Elsewhere those tests skip and say why; under CI (CI set) a missing package
 # fails the run instead, so CI never passes by skipping them.
 services:
 	@missing=""; \
