@@ -104,6 +104,6 @@ def test_plait_runs_a_flow_inside_the_python_image(docker_env, plait_image, tmp_
 def test_the_plait_image_is_cached(podman_service, plait_image):
     from plait_docker.testing import cache_dir
 
-    archives = list(cache_dir().glob("plait-image-*.tar"))
+    archives = list(cache_dir().glob("plait-deps-*.tar"))
     assert len(archives) == 1, archives
     assert list(cache_dir().glob("debian-bookworm-python-*.tar"))

@@ -14,8 +14,9 @@ installed can ask for:
   127.0.0.1 with a user and a password, that the service pushes to and pulls from.
 - ``plait_image`` (session): ``localhost/plait-test/plait:latest``, Debian with Python 3 and
   the Plait under test in ``/opt/plait`` (``plait`` on ``PATH``), for tests that run flows in
-  containers. Its Debian root filesystem is made once with ``debootstrap`` and cached, and the
-  finished image is cached too, keyed by Plait's source: see ``build_plait_image``.
+  containers. Its Debian root filesystem (made once with ``debootstrap``) and the layer with
+  Plait's dependencies are cached; each session adds the Plait under test on top (seconds):
+  see ``build_plait_image``.
 
 No registry is needed: every image is built from files on this machine (``debootstrap`` reads
 Debian's package mirror once). When Podman cannot run, the tests that need it are skipped with
@@ -240,46 +241,61 @@ def build_busybox_image(service: PodmanService, tag: str = BUSYBOX_IMAGE) -> str
 
 
 def build_plait_image(service: PodmanService, tag: str = PLAIT_IMAGE, cache: Path | None = None) -> str:
-    """Build (or load from the cache) ``tag``: Debian ``bookworm``, Python 3 and Plait in ``/opt/plait``.
+    """Build ``tag``: Debian ``bookworm``, Python 3, and the Plait under test in ``/opt/plait``.
 
-    Two things are cached in ``cache`` (default ``cache_dir()``), so that only the first
-    session on a machine pays for them:
+    Built in three layers, the first two cached in ``cache`` (default ``cache_dir()``), so that
+    a session pays only for the last one (seconds) unless Plait's dependencies changed:
 
-    1. Debian's root filesystem with ``python3`` (``debootstrap --variant=minbase``, about a
-       minute and 60 MB of downloads), as a tar archive;
-    2. the finished image (``podman save``), keyed by a hash of Plait's source: when the
-       source changes, only the Plait layer is built again (wheels made with ``pip wheel``,
-       installed in the image with ``pip install --no-index``; no network inside the build).
+    1. Debian's root filesystem with ``python3`` (``debootstrap --variant=minbase``: a few
+       minutes and about 60 MB from Debian's mirror, once per machine), as a tar archive;
+    2. a virtual environment in ``/opt/plait`` with Plait's dependencies (wheels made here with
+       ``pip wheel``, installed with ``pip install --no-index``: no network inside the build),
+       saved with ``podman save`` and keyed by the core's ``pyproject.toml``;
+    3. Plait itself, a wheel of the source tree under test (``pip install --no-deps``).
     """
     cache = cache or cache_dir()
-    key = _plait_source_hash()
-    archive = cache / f"plait-image-{key}.tar"
-    with _locked(cache / "plait-image.lock"):
-        if archive.is_file():
-            service.cli("load", "--input", str(archive))
-            return tag
-        rootfs = debian_rootfs(cache)
-        service.cli("import", "--change", "CMD /bin/bash", str(rootfs), DEBIAN_IMAGE)
-        with tempfile.TemporaryDirectory(prefix="plait-image-") as context:
-            wheels = Path(context) / "wheels"
-            _plait_wheels(wheels)
-            (Path(context) / "Dockerfile").write_text(
-                f"FROM {DEBIAN_IMAGE}\n"
-                "COPY wheels /tmp/wheels\n"
-                "RUN python3 -m venv /opt/plait \\\n"
-                " && /opt/plait/bin/pip install --quiet --no-index --no-cache-dir --find-links /tmp/wheels plait \\\n"
-                " && rm -rf /tmp/wheels\n"
-                "ENV PATH=/opt/plait/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
-                "WORKDIR /root\n"
-                'CMD ["plait", "--help"]\n'
-            )
-            service.cli("build", "--network", "none", "--tag", tag, context, timeout=900)
-        partial = archive.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
-        service.cli("save", "--output", str(partial), tag)
-        for old in cache.glob("plait-image-*.tar"):
-            old.unlink(missing_ok=True)
-        partial.rename(archive)
+    project = _core_project()
+    deps = _core_dependencies(project)
+    key = hashlib.sha256(repr((DEBIAN_SUITE, DEBIAN_PACKAGES, deps, sys.version_info[:2])).encode()).hexdigest()[:16]
+    deps_image = f"localhost/plait-test/plait-deps:{key}"
+    archive = cache / f"plait-deps-{key}.tar"
+    with tempfile.TemporaryDirectory(prefix="plait-image-") as context:
+        wheels = Path(context) / "wheels"
+        _pip_wheel(wheels, str(project))  # Plait and its dependencies
+        (plait_wheel,) = wheels.glob("plait-*.whl")
+        with _locked(cache / "plait-image.lock"):
+            if archive.is_file():
+                service.cli("load", "--input", str(archive))
+            else:
+                rootfs = debian_rootfs(cache)
+                service.cli("import", "--change", "CMD /bin/bash", str(rootfs), DEBIAN_IMAGE)
+                (Path(context) / "Dockerfile.deps").write_text(
+                    f"FROM {DEBIAN_IMAGE}\n"
+                    "COPY wheels /tmp/wheels\n"
+                    "RUN python3 -m venv /opt/plait \\\n"
+                    " && /opt/plait/bin/pip install --quiet --no-index --no-cache-dir --find-links /tmp/wheels "
+                    + " ".join(f"'{dep}'" for dep in deps)
+                    + " \\\n && rm -rf /tmp/wheels\n"
+                    "ENV PATH=/opt/plait/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+                    "WORKDIR /root\n"
+                )
+                service.cli("build", "--network", "none", "--file", "Dockerfile.deps", "--tag", deps_image, context)
+                partial = archive.with_suffix(".partial")
+                partial.unlink(missing_ok=True)
+                service.cli("save", "--output", str(partial), deps_image)
+                for old in cache.glob("plait-deps-*.tar"):
+                    old.unlink(missing_ok=True)
+                partial.rename(archive)
+        (Path(context) / "plait").mkdir()
+        shutil.copy2(plait_wheel, Path(context) / "plait" / plait_wheel.name)
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {deps_image}\n"
+            "COPY plait /tmp/plait\n"
+            "RUN /opt/plait/bin/pip install --quiet --no-index --no-deps --no-cache-dir /tmp/plait/*.whl"
+            " && rm -rf /tmp/plait\n"
+            'CMD ["plait", "--help"]\n'
+        )
+        service.cli("build", "--network", "none", "--tag", tag, context)
     return tag
 
 
@@ -345,38 +361,24 @@ def _core_project() -> Path:
     return project
 
 
-def _plait_source_hash() -> str:
-    project = _core_project()
-    digest = hashlib.sha256()
-    digest.update(repr((DEBIAN_SUITE, DEBIAN_PACKAGES, sys.version_info[:2])).encode())
-    files = [project / "pyproject.toml", *sorted((project / "src").rglob("*.py"))]
-    for path in files:
-        digest.update(str(path.relative_to(project)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+def _core_dependencies(project: Path) -> list[str]:
+    import tomllib
+
+    return sorted(tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"])
 
 
-def _plait_wheels(target: Path) -> None:
-    """Wheels of Plait from its source tree and of everything it depends on."""
+def _pip_wheel(target: Path, *requirements: str) -> None:
+    """Wheels of ``requirements`` and of everything they depend on, in ``target``."""
     target.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-w",
-            str(target),
-            str(_core_project()),
-        ],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "-w", str(target)]
+        + list(requirements),
         capture_output=True,
         text=True,
         timeout=600,
     )
     if proc.returncode != 0:
-        raise PodmanUnavailable(f"pip wheel of Plait failed: {proc.stderr[-3000:]}")
+        raise PodmanUnavailable(f"pip wheel {' '.join(requirements)} failed: {proc.stderr[-3000:]}")
 
 
 def _free_port() -> int:
