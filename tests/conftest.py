@@ -63,7 +63,7 @@ def plait_venv(tmp_path_factory) -> Venv:
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     venv = Venv(path)
     try:
-        venv.pip_install(ROOT / "core", "pytest>=8", *sorted(DISTS.iterdir()))
+        venv.pip_install(f"{ROOT / 'core'}[scaffold]", "pytest>=8", *sorted(DISTS.iterdir()))
     except subprocess.CalledProcessError as exc:
         raise AssertionError(f"pip install into the test venv failed:\n{exc.stdout}\n{exc.stderr}") from None
     return venv

@@ -21,6 +21,7 @@ ALWAYS = {
     "pyproject.toml",
     "src/plait_{m}/__init__.py",
     "src/plait_{m}/plugin.py",
+    "src/plait_{m}/py.typed",
     "tests/conftest.py",
     "tests/test_plugin.py",
 }
@@ -106,3 +107,76 @@ def test_plait_plugin_new_from_the_installed_wheel(plait_venv, tmp_path):
     out = plait_venv.run(plait_venv.plait, "plugin", "new", "--name", "wheel-check", "--no-input", cwd=tmp_path)
     assert "Created" in out.stdout
     assert (tmp_path / "plait-wheel-check" / "src" / "plait_wheel_check" / "plugin.py").is_file()
+
+
+def _workflow_steps(root: Path) -> list[dict]:
+    import yaml  # cookiecutter's own dependency
+
+    workflow = yaml.safe_load((root / ".github" / "workflows" / "ci.yml").read_text())
+    return workflow["jobs"]["test"]["steps"]
+
+
+@pytest.mark.slow
+def test_the_generated_ci_workflow_passes_in_a_fresh_venv_with_plait_from_this_repository(tmp_path):
+    """Bake the template, make a fresh venv (no plait in it) and run the generated workflow's steps
+    there, as GitHub's runner would: its checkout of Plait's repository is this repository."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = render(tmp_path, "ci-check", True, True, True)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLAIT", "PYTEST_", "VIRTUAL_ENV"))}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    steps = _workflow_steps(root)
+    ran = []
+    for step in steps:
+        uses = step.get("uses", "")
+        if uses.startswith("actions/checkout"):
+            target = step.get("with", {}).get("path")
+            if target:  # Plait's repository, checked out next to the plugin
+                assert "PLAIT_REPOSITORY" in step["with"]["repository"]
+                shutil.copytree(ROOT, root / target, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__"))
+            continue
+        if uses.startswith("actions/setup-python"):
+            continue  # the fresh venv's python is first on PATH
+        assert "run" in step, step
+        out = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=root, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, f"step {step.get('name') or step['run']!r} failed:\n{out.stdout}\n{out.stderr}"
+        ran.append(step["run"].strip())
+    assert ran[-1] == "python -m pytest"
+    assert "7 passed" in out.stdout, out.stdout
+    names = [s.get("name", "") for s in steps]
+    assert sum("until plait is on PyPI" in n for n in names) == 2
+
+
+@pytest.mark.slow
+def test_the_documented_install_works_in_a_fresh_venv(tmp_path):
+    """The generated README's path: the core from a built wheel, then `pip install -e ".[test]"`."""
+    import os
+    import subprocess
+    import sys
+
+    root = render(tmp_path, "readme-check", False, True, False)
+    readme = (root / "README.md").read_text()
+    assert "pip install /path/to/plait/core" in readme and 'pip install -e ".[test]"' in readme
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT / "core")], check=True)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLAIT", "PYTEST_", "VIRTUAL_ENV"))}
+    (wheel,) = wheels.glob("plait-*.whl")
+    for args in (
+        [python, "-m", "pip", "install", "-q", str(wheel)],
+        [python, "-m", "pip", "install", "-q", "-e", ".[test]"],
+    ):
+        out = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+    out = subprocess.run(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "3 passed" in out.stdout, out.stdout + out.stderr

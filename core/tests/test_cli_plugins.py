@@ -28,7 +28,11 @@ def test_plait_plugins_lists_loaded_and_failed(install_dist):
         "builtin": False,
     }
     assert rows["broken"]["status"] == "failed" and "needs libfoo" in rows["broken"]["error"]
-    assert rows["plait.builtin"]["hooks"] == ["plait_register_executors", "plait_register_result_types"]
+    assert rows["plait.builtin"]["hooks"] == [
+        "plait_register_executors",
+        "plait_register_result_types",
+        "plait_register_storage",
+    ]
     table = CliRunner().invoke(main, ["plugins"], terminal_width=200).output
     assert "plait-good" in table and "2.3.4" in table and "needs libfoo" in table
 
@@ -61,7 +65,59 @@ def test_plait_plugin_new_interactive(tmp_path):
     out = CliRunner().invoke(main, ["plugin", "new", "-o", str(tmp_path)], input=answers)
     assert out.exit_code == 0, out.output
     module = tmp_path / "plait-clock" / "src" / "plait_clock"
-    assert sorted(p.name for p in module.iterdir()) == ["__init__.py", "log_handler.py", "plugin.py", "tasks.py"]
+    assert sorted(p.name for p in module.iterdir()) == [
+        "__init__.py",
+        "log_handler.py",
+        "plugin.py",
+        "py.typed",
+        "tasks.py",
+    ]
+
+
+def test_plait_plugin_new_checks_the_name_at_its_prompt(tmp_path):
+    # A bad name is refused as it is typed and asked again, before any other question.
+    answers = "Bad Name\nplait-x\nclock\nTime tasks\nBob\nbob@example.com\nno\nno\nno\n"
+    out = CliRunner().invoke(main, ["plugin", "new", "-o", str(tmp_path)], input=answers)
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("Error:")]
+    assert len(errors) == 2
+    assert "'Bad Name' is not a valid plugin name" in lines[errors[0]]
+    assert "starts with 'plait'" in lines[errors[1]]
+    description = next(i for i, line in enumerate(lines) if "One line saying what the plugin does" in line)
+    assert errors[-1] < description
+    assert "Traceback" not in out.output
+    assert (tmp_path / "plait-clock" / "src" / "plait_clock" / "plugin.py").is_file()
+
+
+def test_every_prompt_of_plait_plugin_new_has_a_human_label(tmp_path):
+    import json
+
+    from plait.cli.plugin_new import PROMPTS, template_dir
+
+    template = json.loads((template_dir() / "cookiecutter.json").read_text())
+    asked = {key for key, _option, _label in PROMPTS}
+    questions = {key for key in template if not key.startswith("_")}
+    # everything the template asks is asked by the command, or has a label of its own
+    for key in questions:
+        assert key in asked or key in template["__prompts__"], key
+        assert key in template["__prompts__"], f"{key} has no label in cookiecutter.json"
+    for _key, _option, label in PROMPTS:
+        assert label[0].isupper() and "_" not in label.split("(")[0], label
+
+
+def test_plait_plugin_new_without_cookiecutter_says_how_to_get_it(tmp_path, monkeypatch):
+    import sys
+
+    # cookiecutter is the "scaffold" extra: an environment without it cannot import it
+    for name in [m for m in sys.modules if m == "cookiecutter" or m.startswith("cookiecutter.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "cookiecutter", None)
+    out = CliRunner().invoke(main, ["plugin", "new", "--name", "x", "--no-input", "-o", str(tmp_path)])
+    assert out.exit_code == 1
+    assert 'pip install "plait[scaffold]"' in out.output
+    assert "Traceback" not in out.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_plait_plugin_new_rejects_a_bad_name(tmp_path):

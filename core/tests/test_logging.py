@@ -195,8 +195,29 @@ def test_json_formatter_carries_the_run_context():
 def test_json_formatter_includes_exception_and_extra_fields():
     record = logging.LogRecord("plait", logging.ERROR, __file__, 1, "failed %s", ("x",), None)
     record.attempt = 3
+    try:
+        raise ValueError("bad row 7")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
     data = json.loads(JSONFormatter().format(record))
     assert data["message"] == "failed x" and data["attempt"] == 3 and data["task_name"] == "-"
+    assert data["exception"].startswith("Traceback (most recent call last):")
+    assert data["exception"].rstrip().endswith("ValueError: bad row 7")
+    assert "bad row 7" not in data["message"]
+
+
+def test_the_json_formatter_is_python_json_logger_and_costs_import_plait_nothing():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, plait, plait.logging; assert 'pythonjsonlogger' not in sys.modules; "
+        "from plait.logging import JSONFormatter; from pythonjsonlogger.json import JsonFormatter; "
+        "assert issubclass(JSONFormatter, JsonFormatter)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_a_failing_plugin_log_handler_is_named_and_the_run_is_unaffected(install_dist, capsys):

@@ -28,7 +28,7 @@ from typing import Any
 from plait import context as _context
 
 __all__ = [
-    "JSONFormatter",
+    "JSONFormatter",  # noqa: F822 - made on first use, see __getattr__
     "RunContextFilter",
     "RunLogger",
     "capture_stdout",
@@ -119,7 +119,7 @@ def configure_logging(force: bool = False) -> None:
         if not (plait_logger.handlers or logging.getLogger().handlers):
             handler = logging.StreamHandler()
             formatter: logging.Formatter = (
-                JSONFormatter()
+                _json_formatter_class()()
                 if os.environ.get("PLAIT__LOGGING__FORMAT", "").lower() == "json"
                 else logging.Formatter(DEFAULT_FORMAT)
             )
@@ -169,8 +169,8 @@ class PluginHandler(logging.Handler):
             return
         try:
             self.handler.handle(record)
-        except Exception as exc:
-            if self.strict:
+        except BaseException as exc:  # SystemExit too: a plugin's handler never stops a run
+            if self.strict or isinstance(exc, KeyboardInterrupt):
                 raise
             self.failures += 1
             sys.stderr.write(
@@ -186,46 +186,56 @@ class PluginHandler(logging.Handler):
         return f"<PluginHandler {self.plugin_name!r}: {self.handler!r}>"
 
 
-class JSONFormatter(logging.Formatter):
-    """Formats each record as one JSON object per line, for machines.
-
-    Keys: ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, ``flow_name``,
-    ``flow_run_id``, ``task_name``, ``task_full_name``, ``map_index``, ``exception`` (when
-    there is one), and any ``extra`` fields (values that are not JSON become their ``repr``)::
-
-        handler = logging.StreamHandler()
-        handler.setFormatter(plait.logging.JSONFormatter())
-        handler.addFilter(plait.logging.RunContextFilter())
-
-    ``PLAIT__LOGGING__FORMAT=json`` makes Plait's default handler use it.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        import json
-        from datetime import UTC, datetime
-
-        data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        fields = _context_fields() if not hasattr(record, "flow_name") else {}
-        for key in _CONTEXT_FIELDS:
-            data[key] = getattr(record, key, fields.get(key))
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
-        if record.exc_text:
-            data["exception"] = record.exc_text
-        if record.stack_info:
-            data["stack"] = self.formatStack(record.stack_info)
-        for key, value in vars(record).items():
-            if key not in _RECORD_ATTRS and key not in data:
-                data[key] = value
-        return json.dumps(data, default=repr, ensure_ascii=False)
+def __getattr__(name: str) -> Any:
+    # JSONFormatter subclasses python-json-logger's formatter, imported only when it is used,
+    # so `import plait` stays light.
+    if name == "JSONFormatter":
+        cls = _json_formatter_class()
+        globals()["JSONFormatter"] = cls
+        return cls
+    raise AttributeError(f"module 'plait.logging' has no attribute {name!r}")
 
 
-_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+def _json_formatter_class() -> type[logging.Formatter]:
+    from datetime import UTC, datetime
+
+    from pythonjsonlogger.json import JsonFormatter
+
+    class JSONFormatter(JsonFormatter):
+        """Formats each record as one JSON object per line, for machines (python-json-logger).
+
+        Keys: ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, ``flow_name``,
+        ``flow_run_id``, ``task_name``, ``task_full_name``, ``map_index``, ``exception`` (the
+        formatted traceback, when the record has one), ``stack`` (with ``stack_info``), and any
+        ``extra`` fields::
+
+            handler = logging.StreamHandler()
+            handler.setFormatter(plait.logging.JSONFormatter())
+            handler.addFilter(plait.logging.RunContextFilter())
+
+        ``PLAIT__LOGGING__FORMAT=json`` (or ``[logging] format = "json"``) makes Plait's default
+        handler use it. Keyword arguments go to ``pythonjsonlogger.json.JsonFormatter``
+        (``static_fields``, ``rename_fields``, ``json_indent``...).
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if not args and "fmt" not in kwargs:
+                args = (["levelname", "name", "message", *_CONTEXT_FIELDS],)
+            kwargs.setdefault(
+                "rename_fields",
+                {"levelname": "level", "name": "logger", "exc_info": "exception", "stack_info": "stack"},
+            )
+            kwargs.setdefault("json_ensure_ascii", False)
+            super().__init__(*args, **kwargs)
+
+        def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+            log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+            super().add_fields(log_data, record, message_dict)
+            if not hasattr(record, "flow_name"):  # a record from outside Plait's run loggers
+                log_data.update(_context_fields())
+
+    JSONFormatter.__module__ = __name__
+    return JSONFormatter
 
 
 # --- log_stdout: route a task's prints to its logger ---------------------------------------

@@ -21,6 +21,8 @@ _COMMANDS: dict[str, str] = {
     "plugin": "plait.cli.plugin_new:plugin",
     "visualize": "plait.cli.visualize:visualize",
     "backfill": "plait.cli.backfill:backfill",
+    "register": "plait.cli.register:register",
+    "flow-run": "plait.cli.flow_run:flow_run",
 }
 
 

@@ -1272,6 +1272,10 @@ def _kill_subprocesses() -> None:
     shell = sys.modules.get("plait.shell")
     if shell is not None:
         shell.kill_running_processes()
+    # Work that tasks registered with plait.cancellation.on_cancel (containers, remote jobs).
+    cancellation = sys.modules.get("plait.cancellation")
+    if cancellation is not None:
+        cancellation.cancel_running()
 
 
 def _flatten_one(value: Any) -> list[Any]:

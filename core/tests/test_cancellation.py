@@ -1,0 +1,84 @@
+"""plait.cancellation: cancellers registered by running tasks are called when a run is interrupted."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from plait.cancellation import cancel_running, on_cancel
+
+
+def test_a_canceller_is_registered_only_inside_its_block():
+    calls = []
+    with on_cancel(lambda: calls.append("inside")):
+        pass
+    assert cancel_running() == 0
+    with on_cancel(lambda: calls.append("a")), on_cancel(lambda: calls.append("b")):
+        assert cancel_running() == 2
+        assert cancel_running() == 0  # each runs once at most
+    assert sorted(calls) == ["a", "b"]
+
+
+def test_a_failing_canceller_is_logged_with_its_name_and_the_others_still_run(caplog):
+    calls = []
+
+    def broken():
+        raise RuntimeError("engine unreachable")
+
+    with (
+        on_cancel(broken, name="container abc"),
+        on_cancel(lambda: calls.append("ok")),
+        caplog.at_level(logging.ERROR, logger="plait.cancellation"),
+    ):
+        assert cancel_running() == 2
+    assert calls == ["ok"]
+    assert "Cancelling container abc failed" in caplog.text and "engine unreachable" in caplog.text
+
+
+INTERRUPTED = textwrap.dedent(
+    """
+    import sys, threading
+    from plait import Flow, task
+    from plait.cancellation import on_cancel
+
+    stopped = threading.Event()
+
+    @task
+    def wait_for_outside_work():
+        with on_cancel(stopped.set, name="outside work"):
+            print("WAITING", flush=True)
+            if not stopped.wait(120):
+                print("NEVER CANCELLED", flush=True)
+                return
+        print("WORK STOPPED", flush=True)
+
+    with Flow("interrupted") as flow:
+        wait_for_outside_work()
+    state = flow.run(executor=sys.argv[1])
+    print("STATE", state.name, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("executor", ["local", "threads"])
+def test_an_interrupted_run_calls_the_cancellers_of_running_tasks(tmp_path, executor):
+    """On threads the task's wait is not interrupted by Ctrl-C: only its canceller ends it."""
+    script = tmp_path / "flow.py"
+    script.write_text(INTERRUPTED)
+    proc = subprocess.Popen([sys.executable, str(script), executor], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"WAITING\n"
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert b"STATE Cancelled" in out, err.decode()
+    assert b"NEVER CANCELLED" not in out
+    if executor == "threads":
+        assert b"WORK STOPPED" in out, err.decode()
