@@ -56,6 +56,18 @@ class PlaitSignal(Exception):
     def _state_class_name(self) -> str:
         return self.state_name
 
+    def __eq__(self, other: object) -> bool:
+        # by value, so a state holding a signal still equals itself after a trip to a worker
+        if type(self) is not type(other):
+            return NotImplemented
+        assert isinstance(other, PlaitSignal)
+        if self.message != other.message:
+            return False
+        mine, theirs = self.result, other.result
+        return (mine is self and theirs is other) or (mine is not self and theirs is not other and mine == theirs)
+
+    __hash__ = Exception.__hash__
+
 
 class FAIL(PlaitSignal):
     """End the task run as ``Failed`` (retried if the task has retries left)."""

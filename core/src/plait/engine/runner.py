@@ -72,8 +72,10 @@ logger = get_logger("engine")
 
 #: ``observer(task, old_state, new_state)`` for task runs, ``observer(flow, old, new)`` for flows.
 Observer = Callable[[Any, State, State], None]
-#: ``notify(task, old, new, interim=False)``: ``interim`` marks a change only the task's own
-#: state handlers see (the ``Failed`` before a ``Retrying``), not observers or ``on_failure``.
+#: ``notify(task, old, new, interim=False, handlers_old=None)``: ``interim`` marks a change only
+#: the task's own state handlers see (the ``Failed`` before a ``Retrying``), not observers or
+#: ``on_failure``; ``handlers_old`` is the old state the handlers get when it differs from the
+#: observers' one (``Failed -> Retrying`` for handlers, ``Running -> Retrying`` for observers).
 Notify = Callable[..., State]
 
 _EXPAND = -1  # map_index marker in the ready queue: split a mapped task into children
@@ -252,10 +254,12 @@ class FlowRunner:
             return None
         observers = self.task_observers
 
-        def notify(task: Task, old: State, new: State, interim: bool = False) -> State:
+        def notify(
+            task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
+        ) -> State:
             for handler in task.state_handlers:
                 try:
-                    out = handler(task, old, new)
+                    out = handler(task, handlers_old or old, new)
                 except signals.PlaitSignal as sig:  # a handler picks the state with a signal (Prefect 1)
                     new = _state_from_signal(sig)
                     break
@@ -921,8 +925,8 @@ def run_task(
                     # handlers see the failure, then the retry (Prefect 1's order)
                     failed = notify(task, running, new, True)
                     if not (failed._failed and failed._finished):
-                        return failed
-                    running, new = failed, failed
+                        return notify(task, running, failed)
+                    return notify(task, running, _retrying(task, failed, run_count, info), False, failed)
                 new = _retrying(task, new, run_count, info)
         elif type(new) is Retrying:
             new.run_count = run_count  # type: ignore[attr-defined]  # RETRY: always retried, counted
@@ -967,9 +971,9 @@ def _run_task_with_extras(
     if cached is not None:
         return notify(task, old, cached) if notify is not None else cached
 
-    def persist(task: Task, old: State, new: State, interim: bool = False) -> State:
-        if interim:
-            return notify(task, old, new, True) if notify is not None else new
+    def persist(task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None) -> State:
+        if interim or handlers_old is not None:  # the failure before a retry, and the retry
+            return notify(task, old, new, interim, handlers_old) if notify is not None else new
         # The final transition of the run: store a success before anyone sees it.
         if not new._running:
             stored = extras.after(task, new, kwargs, map_index, flow_ctx)
@@ -993,8 +997,8 @@ def run_task_recorded(
     """``run_task`` for executors outside the driver: returns the state changes it went through."""
     recorded: list[tuple[Any, ...]] = []
 
-    def record(task: Task, old: State, new: State, interim: bool = False) -> State:
-        recorded.append((old, new, True) if interim else (old, new))
+    def record(task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None) -> State:
+        recorded.append((old, new, interim, handlers_old) if interim or handlers_old is not None else (old, new))
         return new
 
     runner(task, kwargs, map_index, run_count, old, flow_ctx, record)
