@@ -112,7 +112,14 @@ class Task:
             template filled from the inputs and the run context (``"fetch-{url}"``,
             ``"load-{today}"``), or a function of them (``lambda **kw: f"load-{kw['day']}"``).
             Read it in a run as ``plait.context.task_run_name``.
+
+    A subclass may set ``secret_inputs`` (a class attribute): names of ``run()`` arguments that
+    hold secrets. ``flow.serialize()`` withholds the constants given to them (``"****"``), in
+    addition to inputs whose names look like credentials (``plait.secrets.is_secret_key``).
     """
+
+    #: ``run()`` arguments whose constants ``flow.serialize()`` withholds (``"****"``).
+    secret_inputs: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -495,6 +502,14 @@ class Parameter(Task):
             required (as in Prefect 1); ``default=None`` makes ``None`` its default.
         required: a run without this parameter is refused before anything runs, naming it
             (default: ``True`` when no default is given).
+        secret: the value is a secret (a password, a token): it is registered for masking
+            (``plait.secrets``) when the run starts, so logs, state messages, alerts and
+            ``plait run`` show ``********`` instead; ``flow.serialize()`` marks the parameter
+            ``"secret": true`` and shows its default as ``"****"``.
+
+    ```python
+    password = Parameter("password", secret=True, required=True)
+    ```
     """
 
     def __init__(
@@ -503,6 +518,7 @@ class Parameter(Task):
         default: Any = NO_DEFAULT,
         required: bool | None = None,
         tags: Iterable[str] | None = None,
+        secret: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Parameter name must be a non-empty string, got {name!r}")
@@ -511,6 +527,11 @@ class Parameter(Task):
             required = default is NO_DEFAULT
         self.default = None if default is NO_DEFAULT else default
         self.required = bool(required)
+        self.secret = bool(secret)
+        if self.secret:
+            from plait.secrets import register_secret_value
+
+            register_secret_value(self.default)
 
     def run(self) -> Any:
         from plait import context
@@ -527,7 +548,18 @@ class Parameter(Task):
         raise TaskBindError(f"Parameter {self.name!r} takes no inputs; use it as an argument to other tasks")
 
     def options(self) -> dict[str, Any]:
-        return {"default": _jsonable(self.default), "required": self.required, "tags": sorted(self.tags)}
+        options = {"default": self.serialized_default(), "required": self.required, "tags": sorted(self.tags)}
+        if self.secret:
+            options["secret"] = True
+        return options
+
+    def serialized_default(self) -> Any:
+        """The default as plain JSON; ``"****"`` for a secret parameter that has one."""
+        from plait.secrets import WITHHELD, redact
+
+        if self.secret and self.default is not None:
+            return WITHHELD
+        return redact(self.default)
 
     def __repr__(self) -> str:
         return f"<Parameter: {self.name}>"
