@@ -618,7 +618,7 @@ class _TaskRuns:
         if isinstance(recorded, State):  # the executor itself failed
             return recorded
         if _secret_values:  # made where the driver's secrets may be unknown: mask them here
-            for _old, new in recorded:
+            for _old, new, *_interim in recorded:
                 remask(new)
         notify = self.notifiers[t]
         final = recorded[-1][1]
