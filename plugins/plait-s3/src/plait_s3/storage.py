@@ -92,9 +92,8 @@ class S3Storage(Storage):
         for name in ("bucket", "key", "flow"):
             if not isinstance(reference.get(name), str) or not reference[name]:
                 raise StorageError(f"S3 storage reference {reference!r:.200} has no {name!r}")
-        return cls(
-            reference["bucket"], reference["key"], reference["flow"], reference.get("sha256"), reference.get("version_id")
-        )
+        bucket, key, flow = reference["bucket"], reference["key"], reference["flow"]
+        return cls(bucket, key, flow, reference.get("sha256"), reference.get("version_id"))
 
     @classmethod
     def from_location(cls, location: str, flow_file: Path, flow_name: str) -> S3Storage:
@@ -131,9 +130,8 @@ class S3Storage(Storage):
         try:
             body = conn.client.get_object(Bucket=self.bucket, Key=self.key, **extra)["Body"].read()
         except Exception as exc:
-            raise StorageError(
-                f"Cannot load flow {self.flow!r}: {translate(exc, 'downloading the flow file from', self.bucket, self.key, conn)}"
-            ) from exc
+            error = translate(exc, "downloading the flow file from", self.bucket, self.key, conn)
+            raise StorageError(f"Cannot load flow {self.flow!r}: {error}") from exc
         digest = hashlib.sha256(body).hexdigest()
         if self.sha256 and digest != self.sha256:
             raise StorageError(
