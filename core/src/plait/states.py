@@ -25,6 +25,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from plait.secrets import _values as _secret_values
+from plait.secrets import mask
+
 __all__ = [
     "Cached",
     "Cancelled",
@@ -72,6 +75,11 @@ class State:
     _running = False
 
     def __init__(self, message: str | None = None, result: Any = None) -> None:
+        # Every state message is made here, so this is where secrets are masked (registered
+        # values and URL passwords, see plait.secrets): a handler's, a trigger's or a loop's
+        # exception text included. The test costs two loads when nothing is registered.
+        if message.__class__ is str and (_secret_values or "://" in message):
+            message = mask(message)
         self.message = message
         self.result = result
         self.timestamp = time.time()
@@ -307,6 +315,8 @@ class Failed(Finished):
 
     def __init__(self, message: str | None = None, result: Any = None, traceback: str | None = None) -> None:
         super().__init__(message, result)
+        if traceback.__class__ is str and (_secret_values or "://" in traceback):
+            traceback = mask(traceback)
         self.traceback = traceback
 
     def to_dict(self) -> dict[str, Any]:
@@ -332,6 +342,18 @@ class Cancelled(Finished):
 
     __slots__ = ()
     _failed = True
+
+
+def remask(state: State) -> State:
+    """Mask ``state``'s message and traceback again, with the secrets known now; returns ``state``.
+
+    For states made where some secrets were not known (a worker process, a Dask worker): the
+    driver masks them again when they arrive.
+    """
+    state.message = mask(state.message)
+    if isinstance(state, Failed):
+        state.traceback = mask(state.traceback)
+    return state
 
 
 #: State classes by name, for signals and deserialization.
