@@ -147,9 +147,11 @@ class Agents:
         now = now or utcnow()
         store = self.store
 
-        from plait_server.data.runs import _apply, _compare_and_set, _history_row, _judge
+        from plait_server.data.driver import Driver
+        from plait_server.data.runs import _HISTORY_INSERT, _apply, _compare_and_set, _history_row, _judge
 
         def write(conn: Connection) -> list[tuple[str, str]]:
+            db = Driver(conn)
             query = (
                 select(run_t.c.id, run_t.c.state, run_t.c.state_type, run_t.c.version, run_t.c.labels)
                 .add_columns(run_t.c.run_count, run_t.c.start_time, run_t.c.end_time)
@@ -188,11 +190,11 @@ class Agents:
                     continue
                 _apply(row, state, "SUBMITTED", now, now)
                 changed[c.id] = (c.version, row)
-                history.append(_history_row(c.id, None, row, state, now))
+                history.append(_history_row(db, c.id, None, row, state, now))
             if not changed:
                 return []
-            _compare_and_set(conn, run_t, changed)
-            conn.execute(state_t.insert(), history)
+            _compare_and_set(db, "flow_run", changed)
+            db.insert_many("run_state", _HISTORY_INSERT, history)
             conn.execute(update(run_t).where(run_t.c.id.in_(list(changed))).values(agent_id=agent.id, heartbeat=None))
             return [(run_id, store.keys.create_run_token(conn, run_id, agent.name)) for run_id in changed]
 
@@ -271,4 +273,3 @@ class Agents:
         return dict(rows)
 
 
-state_t = models.RunState.__table__

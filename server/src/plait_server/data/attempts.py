@@ -360,15 +360,17 @@ def write_flow_run_state(
 ) -> int | None:
     """Move one flow run (``row``, read and locked by the caller) to ``new``; its new version,
     or ``None`` when a rule refuses (the caller decides what that means)."""
-    from plait_server.data.runs import _apply, _compare_and_set, _history_row, _judge
+    from plait_server.data.driver import Driver
+    from plait_server.data.runs import _HISTORY_INSERT, _apply, _compare_and_set, _history_row, _judge
 
+    db = Driver(conn)
     current = dict(row._mapping)
     new_type = state_type(new.type)
     if _judge(rules.FLOW_RUN, current, row.version, new, new_type, None, restart, conn) is not None:
         return None
     _apply(current, new, new_type, now, now)
-    _compare_and_set(conn, run_t, {row.id: (row.version, current)})
-    conn.execute(state_t.insert(), [_history_row(row.id, None, current, new, now)])
+    _compare_and_set(db, "flow_run", {row.id: (row.version, current)})
+    db.insert_many("run_state", _HISTORY_INSERT, [_history_row(db, row.id, None, current, new, now)])
     return current["version"]
 
 
@@ -385,8 +387,10 @@ def write_task_run_states(
     A transition a rule refuses is skipped (these are the server's own writes on behalf of a
     process that is gone; the rules still have the last word).
     """
-    from plait_server.data.runs import _apply, _compare_and_set, _history_row, _judge
+    from plait_server.data.driver import Driver
+    from plait_server.data.runs import _HISTORY_INSERT, _apply, _compare_and_set, _history_row, _judge
 
+    db = Driver(conn)
     changed: dict[str, tuple[int, dict[str, Any]]] = {}
     history = []
     for tr, new in updates:
@@ -398,8 +402,8 @@ def write_task_run_states(
             continue
         _apply(current, new, new_type, now, now)
         changed[tr.id] = (tr.version, current)
-        history.append(_history_row(flow_run_id, tr.id, current, new, now))
+        history.append(_history_row(db, flow_run_id, tr.id, current, new, now))
     if changed:
-        _compare_and_set(conn, task_run_t, changed)
-        conn.execute(state_t.insert(), history)
+        _compare_and_set(db, "task_run", changed)
+        db.insert_many("run_state", _HISTORY_INSERT, history)
     return len(changed)
