@@ -108,6 +108,18 @@ def test_a_label_concurrency_limit_holds_runs_back_at_claim_time(store):
     assert len(runs) == 5
 
 
+def test_runs_held_back_by_a_label_limit_do_not_hide_the_runs_behind_them(store):
+    flow = register(store, "starved")
+    past = datetime.now(UTC) - timedelta(minutes=10)
+    for i in range(300):  # many runs of a limited label, due first
+        store.runs.create(flow_id=flow.id, labels=["gpu"], scheduled_start_time=past, idempotency_key=f"g{i}")
+    plain = store.runs.create(flow_id=flow.id, scheduled_start_time=datetime.now(UTC) - timedelta(seconds=1))[0]
+    store.concurrency.set("gpu", 1, kind="label")
+    agent = store.agents.register("busy", labels=["gpu"])
+    claimed = {c.flow_run.id for c in store.agents.claim(agent.id, 5)}
+    assert len(claimed) == 2 and plain.id in claimed
+
+
 def test_a_run_scoped_key_works_while_its_run_is_under_way_and_is_revoked_after(store):
     flow = register(store, "token")
     run = due_runs(store, flow, 1)[0]

@@ -197,6 +197,10 @@ def execute_flow_run(
             return Client(retries=retries, backoff=0.5)
 
     client = client or client_factory()
+    if client._api_key:
+        from plait.secrets import register_secret
+
+        register_secret(client._api_key)  # the run's key is in this process's environment: never log it
     run = client.run_to_execute(flow_run_id)
     version = run.version
     if run.state_type in _FINISHED:

@@ -46,6 +46,8 @@ limit_t = models.ConcurrencyLimit.__table__
 
 #: The most runs one claim may take.
 MAX_CLAIM = 100
+#: The most due runs one claim reads looking for runs no concurrency limit holds back.
+MAX_SCAN = 2000
 
 
 class Agents:
@@ -162,24 +164,33 @@ class Agents:
                     self._labels_within(agent.labels),
                 )
                 .order_by(run_t.c.scheduled_start_time, run_t.c.id)
-                .limit(limit * 4)  # some may be held back by a concurrency limit
             )
             if not store.sqlite:
                 query = query.with_for_update(skip_locked=True, of=run_t)
-            candidates = conn.execute(query).all()
-            if not candidates:
-                return []
-            room = self._label_room(conn, {label for c in candidates for label in (c.labels or [])})
-            chosen = []
-            for c in candidates:
-                limited = [label for label in c.labels or [] if label in room]
-                if any(room[label] <= 0 for label in limited):
-                    continue
-                for label in limited:
-                    room[label] -= 1
-                chosen.append(c)
-                if len(chosen) == limit:
+            chosen: list[Any] = []
+            room: dict[str, int] = {}
+            seen: set[str] = set()
+            page = max(limit * 4, 100)
+            # Runs held back by a label's concurrency limit must not hide the runs behind them:
+            # read on, a page at a time, up to MAX_SCAN candidates.
+            for offset in range(0, MAX_SCAN, page):
+                candidates = conn.execute(query.limit(page).offset(offset)).all()
+                fresh = {label for c in candidates for label in (c.labels or [])} - seen
+                room.update(self._label_room(conn, fresh))
+                seen |= fresh
+                for c in candidates:
+                    limited = [label for label in c.labels or [] if label in room]
+                    if any(room[label] <= 0 for label in limited):
+                        continue
+                    for label in limited:
+                        room[label] -= 1
+                    chosen.append(c)
+                    if len(chosen) == limit:
+                        break
+                if len(chosen) == limit or len(candidates) < page:
                     break
+            if not chosen:
+                return []
             changed: dict[str, tuple[int, dict[str, Any]]] = {}
             history = []
             state = StateWrite("Submitted", message=f"Claimed by agent {agent.name!r}.", timestamp=now)
@@ -271,5 +282,3 @@ class Agents:
                 .group_by(run_t.c.agent_id)
             ).all()
         return dict(rows)
-
-

@@ -62,6 +62,7 @@ _BY_NAME = {
     "Queued": SCHEDULED,
     "Submitted": SUBMITTED,
     "Running": RUNNING,
+    "Looped": RUNNING,  # one pass of a LOOP task is done; the task run goes on
     "Cancelling": CANCELLING,
     "Success": SUCCESS,
     "Cached": SUCCESS,
