@@ -26,6 +26,7 @@ def test_plait_plugins_lists_loaded_and_failed(install_dist):
         "hooks": ["plait_task_state_changed"],
         "error": None,
         "builtin": False,
+        "config": None,
     }
     assert rows["broken"]["status"] == "failed" and "needs libfoo" in rows["broken"]["error"]
     assert rows["plait.builtin"]["hooks"] == ["plait_register_executors", "plait_register_result_types"]
@@ -66,6 +67,7 @@ def test_plait_plugin_new_interactive(tmp_path):
         "log_handler.py",
         "plugin.py",
         "py.typed",
+        "settings.py",
         "tasks.py",
     ]
 

@@ -57,6 +57,7 @@ __all__ = [
     "live_notifiers",
     "mask_text",
     "notifier_settings",
+    "notifier_settings_declared",
     "register_secrets",
 ]
 
@@ -839,6 +840,40 @@ NOTIFIER_KEYS: dict[str, str] = {
     "immediate": "immediate",
     "queue_size": "queue_size",
 }
+
+
+def notifier_settings_declared() -> list[Any]:
+    """The declarations (``plait.settings.Setting``) of ``NOTIFIER_KEYS``, for a notifier plugin's
+    ``plait_register_settings``; each plugin adds its destination's keys."""
+    from plait.settings import Setting
+
+    def known_states(names: list[str]) -> str | None:
+        unknown = [n for n in names if n not in STATES_BY_NAME]
+        if unknown:
+            return (
+                f"has {', '.join(map(repr, unknown))}, not a Plait state (states: {', '.join(sorted(STATES_BY_NAME))})"
+            )
+        return None
+
+    def not_negative(value: float) -> str | None:
+        return None if value >= 0 else "must not be negative"
+
+    def positive(value: float) -> str | None:
+        return None if value > 0 else "must be more than 0"
+
+    return [
+        Setting("states", list[str], ["Failed"], help="states that alert", check=known_states),
+        Setting("only_states", list[str], help="the same as states", check=known_states),
+        Setting("ignore_states", list[str], [], help="states that never alert, e.g. TimedOut", check=known_states),
+        Setting("flows", list[str], [], help="only these flows (default: all)"),
+        Setting("tags", list[str], [], help="only tasks with one of these tags (default: all)"),
+        Setting("ui_url", str, help="alerts link to <ui_url>/flow-run/<run id>"),
+        Setting("timeout", float, 10.0, help="seconds per delivery; also the most a run's end waits", check=positive),
+        Setting("rate_limit", int, 20, help="alerts per rate_period (0: no limit)", check=not_negative),
+        Setting("rate_period", float, 60.0, help="the rate limit's window, seconds", check=positive),
+        Setting("immediate", bool, False, help="also send each task's first failure at once"),
+        Setting("queue_size", int, 100, help="alerts that may wait to be sent", check=positive),
+    ]
 
 
 def notifier_settings(section: dict[str, Any], keys: dict[str, str], secret_keys: Iterable[str] = ()) -> dict[str, Any]:

@@ -48,11 +48,13 @@ def backfill(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from plait.cli.config import stop_on_config_errors
     from plait.engine.scheduling import backfill as run_backfill
     from plait.engine.scheduling import backfill_times
     from plait.errors import PlaitError
     from plait.logging import configure_logging
 
+    stop_on_config_errors()
     flow = load_flow(flow_spec)
     parameters = parse_parameters(params)
     step: timedelta | None = parse_duration(interval) if interval else None

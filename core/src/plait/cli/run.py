@@ -139,8 +139,11 @@ def run(
       plait run etl.py:nightly --schedule
       plait run etl.py --executor dask --address tcp://10.0.0.5:8786
     """
+    from plait.cli.config import stop_on_config_errors
+
     parameters = parse_parameters(params)
     options = parse_parameters(executor_options, option="--executor-option")
+    stop_on_config_errors()
     if address is not None:
         if "address" in options:
             raise click.UsageError("give the address once: --address or --executor-option address=..., not both")
@@ -478,13 +481,9 @@ def _counts_text(counts: Counter[str] | None) -> str:
 
 
 def _stdout_console() -> Console:
-    from rich.console import Console
+    from plait.cli.output import stdout_console
 
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        # Pipes and CI logs: a fixed width so tables do not wrap at 80 columns.
-        console = Console(highlight=False, width=max(console.width, 120))
-    return console
+    return stdout_console()
 
 
 @contextmanager

@@ -78,6 +78,8 @@ class PluginRecord:
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
     builtin: bool = False
+    #: the ``plait.settings.Settings`` the plugin declared (``plait_register_settings``)
+    settings: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +140,7 @@ class PlaitPluginManager(pluggy.PluginManager):
         if problem is not None:
             return self._fail(record, problem)
         record.hooks = hook_names(self, plugin)
+        record.settings = _declared_settings(self, plugin, name)
         return record
 
     def load_builtins(self) -> None:
@@ -264,6 +267,35 @@ def plugin_problems(pm: PlaitPluginManager, plugin: object, name: str) -> str | 
     return None
 
 
+def _declared_settings(pm: pluggy.PluginManager, plugin: object, name: str) -> list[Any]:
+    """Call the plugin's ``plait_register_settings`` (if any) and declare what it returns."""
+    impls = [i for i in pm.hook.plait_register_settings.get_hookimpls() if i.plugin is plugin]
+    if not impls:
+        return []
+    from plait import settings as declared
+
+    try:
+        value = impls[0].function()
+    except Exception:
+        logger.error(
+            "Plugin %r raised in plait_register_settings; its settings are not checked:\n%s",
+            name,
+            traceback.format_exc().rstrip(),
+        )
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value] if value is not None else []
+    out = []
+    for item in items:
+        if not isinstance(item, declared.Settings):
+            logger.warning(
+                "Plugin %r: plait_register_settings returned %r, not a plait.settings.Settings; ignored", name, item
+            )
+            continue
+        declared.declare(item, owner=name)
+        out.append(item)
+    return out
+
+
 def hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     """The names of the hooks ``plugin`` implements (sorted)."""
     return sorted(c.name for c in pm.get_hookcallers(plugin) or ())
@@ -293,6 +325,8 @@ class PlaitHooks:
         self.pm = pm
         self._strict = strict
         self._cache: dict[str, tuple[int, Any]] = {}
+        self._statuses: tuple[Any, int, int, dict[str, Any]] | None = None
+        self._reported: Any = None
 
     @property
     def strict(self) -> bool:
@@ -348,6 +382,94 @@ class PlaitHooks:
         """Let every plugin add its commands to ``cli``."""
         self._collect("plait_register_commands", {"cli": cli})
 
+    # -- configuration ------------------------------------------------------------------------
+
+    def plugin_status(self, name: str) -> Any:
+        """The ``plait.settings.PluginStatus`` of plugin ``name`` under the current configuration,
+        or ``None`` when the plugin declares no settings."""
+        return self.statuses().get(name)
+
+    def statuses(self) -> dict[str, Any]:
+        """``{plugin name: PluginStatus}`` for every loaded plugin that declares settings
+        (computed once per configuration)."""
+        from plait import settings as declared
+        from plait.config import get_config
+
+        config = get_config()
+        cached = self._statuses
+        if (
+            cached is not None
+            and cached[0] is config
+            and cached[1] == declared.generation
+            and cached[2] == self.pm.generation
+        ):
+            return cached[3]
+        out = {}
+        for name, record in self.pm.records.items():
+            if record.status == "loaded" and record.settings:
+                out[name] = declared.plugin_status(config, record.settings[0])
+        self._statuses = (config, declared.generation, self.pm.generation, out)
+        return out
+
+    def observes(self, plugin_name: str) -> bool:
+        """Whether the observer hooks of ``plugin_name`` run now: always for a plugin that declares
+        no settings; else as its ``observe_when`` says (default: while it is configured)."""
+        record = self.pm.records.get(plugin_name)
+        if record is None or not record.settings:
+            return True
+        status = self.statuses().get(plugin_name)
+        if status is None:
+            return True
+        spec = record.settings[0]
+        if spec.observe_when is not None:
+            try:
+                return bool(spec.observe_when(status))
+            except Exception:
+                if self.strict:
+                    raise
+                logger.error(
+                    "Plugin %r raised in its observe_when; its observers are off:\n%s",
+                    plugin_name,
+                    traceback.format_exc().rstrip(),
+                )
+                return False
+        return status.configured
+
+    def config_problems(self) -> list[Any]:
+        """Every problem of the current configuration (``plait.settings.check_config``)."""
+        from plait import settings as declared
+        from plait.config import get_config
+
+        self.statuses()  # declarations are made as plugins load
+        return declared.check_config(get_config(), installed=self.pm.records)
+
+    def report_config_problems(self) -> None:
+        """Log each configuration problem once per configuration (at the first flow run): errors
+        at ERROR, warnings at WARNING, on the ``plait.config`` logger."""
+        from plait.config import get_config
+
+        config = get_config()
+        if self._reported is config:
+            return
+        self._reported = config
+        log = logging.getLogger("plait.config")
+        off = {
+            record.settings[0].path: name
+            for name, status in self.statuses().items()
+            if status.state == "misconfigured" and (record := self.pm.records.get(name)) is not None
+        }
+        for problem in self.config_problems():
+            level = logging.ERROR if problem.severity == "error" else logging.WARNING
+            owner = next(
+                (n for path, n in off.items() if problem.path == path or problem.path.startswith(path + ".")), None
+            )
+            if owner is not None and problem.severity == "error":
+                log.log(
+                    level, "Plugin %r is misconfigured and stays off until this is fixed: %s", owner, problem.message
+                )
+            else:
+                log.log(level, "Plait configuration: %s", problem.message)
+
     # -- observer hooks -----------------------------------------------------------------------
 
     def task_state_changed(self, task: Any, old_state: Any, new_state: Any, context: Any = None) -> None:
@@ -372,22 +494,35 @@ class PlaitHooks:
 
     def task_run_wrappers(self) -> tuple[tuple[str, Callable[..., Any], tuple[int, ...]], ...]:
         """``(plugin_name, function, argument picks)`` of each ``plait_task_run`` wrapper, outermost first."""
+        impls = [i for i in self.pm.hook.plait_task_run.get_hookimpls() if i.wrapper]
+        # A plugin that declares settings is switched on and off by the configuration.
+        gated = any(self._declares(i.plugin_name) for i in impls)
+        key: Any = self.pm.generation
+        if gated:
+            from plait import settings as declared
+            from plait.config import get_config
+
+            key = (self.pm.generation, id(get_config()), declared.generation)
         cached = self._cache.get("plait_task_run")
-        if cached is not None and cached[0] == self.pm.generation:
+        if cached is not None and cached[0] == key:
             return cached[1]
         order = ("task", "context")
         calls = tuple(
             (impl.plugin_name, impl.function, tuple(order.index(a) for a in impl.argnames))
-            for impl in reversed(self.pm.hook.plait_task_run.get_hookimpls())
-            if impl.wrapper
+            for impl in reversed(impls)
+            if self.observes(impl.plugin_name)
         )
-        self._cache["plait_task_run"] = (self.pm.generation, calls)
+        self._cache["plait_task_run"] = (key, calls)
         return calls
+
+    def _declares(self, plugin_name: str) -> bool:
+        record = self.pm.records.get(plugin_name)
+        return record is not None and bool(record.settings)
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _observer(self, hook_name: str, first: str) -> Callable[[Any, Any, Any], None] | None:
-        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        impls = [i for i in getattr(self.pm.hook, hook_name).get_hookimpls() if self.observes(i.plugin_name)]
         if not impls:
             return None
         from plait import context as ctx_module
@@ -543,6 +678,7 @@ def plugin_observers() -> tuple[tuple[Callable[..., None], ...], tuple[Callable[
     observer hooks or ``plait_task_run``: then the runner calls nothing per task.
     """
     hooks = get_hooks()
+    hooks.report_config_problems()
     task = hooks.task_observer()
     flow = hooks.flow_observer()
     return ((task,) if task else ()), ((flow,) if flow else ()), bool(hooks.task_run_wrappers())
