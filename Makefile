@@ -4,6 +4,7 @@
 #   make demo    create .venv, install the core only (what the demo needs), run examples/numbers.py
 #   make test    create .venv, install every distribution with its test extra and ruff, run every suite
 #   make bench   print the benchmark tables (about 2 minutes; bench-quick: about 15 seconds)
+#   make fuzz    the long schemathesis run against a real plait-server (10,000 requests)
 #   make lint    ruff check and format check (make format fixes)
 #   make clean   remove .venv and caches
 
@@ -18,18 +19,20 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # its tests run from its own folder, so a new plugin needs no change here.
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 PLUGIN_TEST_DIRS := $(patsubst %/tests,%,$(wildcard $(addsuffix /tests,$(PLUGIN_DIRS))))
-INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") ruff
+# The orchestration server (server/, distribution plait-server) installs and tests the same way.
+SERVER_DIR := server
+INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") -e "$(SERVER_DIR)[test]" ruff
 # `make demo` needs the core alone (no plugins, no test tools): a fresh machine is ready in seconds.
 DEMO_INSTALL := -e core
-LINT_PATHS := $(wildcard core tests benchmarks examples plugins cookiecutter-plugin)
+LINT_PATHS := $(wildcard core server tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick lint format clean venv services graphviz services-prometheus services-postgres
+.PHONY: demo test bench bench-quick lint format clean venv services graphviz services-prometheus services-postgres fuzz
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) core/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) Makefile
+$(STAMP): $(PY) core/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) $(SERVER_DIR)/pyproject.toml Makefile
 	$(PY) -m pip install -q --disable-pip-version-check $(INSTALL)
 	touch $(STAMP) $(DEMO_STAMP)
 
@@ -45,9 +48,14 @@ demo: $(DEMO_STAMP)
 
 test: $(STAMP) services
 	$(PY) -m pytest
-	@set -e; for d in $(PLUGIN_TEST_DIRS); do \
+	@set -e; for d in $(PLUGIN_TEST_DIRS) $(SERVER_DIR); do \
 		echo "== $$d"; (cd $$d && $(CURDIR)/$(PY) -m pytest); \
 	done
+
+# schemathesis against a real server: 10,000 generated requests, zero 5xx and no tracebacks
+# (`make test` runs the same test with 2,000).
+fuzz: $(STAMP) services
+	cd $(SERVER_DIR) && PLAIT_FUZZ_REQUESTS=10000 $(CURDIR)/$(PY) -m pytest -q tests/test_fuzz.py -p no:cacheprovider
 
 # Debian packages some tests use: graphviz (`dot`, for flow.visualize), postgresql (initdb and
 # pg_ctl, for plait-sql's throwaway server), prometheus and prometheus-pushgateway (for

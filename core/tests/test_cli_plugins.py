@@ -29,7 +29,11 @@ def test_plait_plugins_lists_loaded_and_failed(install_dist):
         "config": None,
     }
     assert rows["broken"]["status"] == "failed" and "needs libfoo" in rows["broken"]["error"]
-    assert rows["plait.builtin"]["hooks"] == ["plait_register_executors", "plait_register_result_types"]
+    assert rows["plait.builtin"]["hooks"] == [
+        "plait_register_executors",
+        "plait_register_result_types",
+        "plait_register_storage",
+    ]
     table = CliRunner().invoke(main, ["plugins"], terminal_width=200).output
     assert "plait-good" in table and "2.3.4" in table and "needs libfoo" in table
 

@@ -106,6 +106,60 @@ def test_plait_register_result_types_adds_a_url_scheme(install_dist):
     assert type(resolve_result("mem://anything")).__name__ == "MemoryResult"
 
 
+def test_plait_register_storage_adds_a_storage_kind(install_dist, tmp_path):
+    install_dist(
+        "plait-memstore",
+        {
+            "plait_memstore": """
+            import plait
+            from plait.storage import Storage
+
+            FLOWS = {}
+
+            class MemoryStorage(Storage):
+                type = "mem"
+
+                def __init__(self, key, flow):
+                    self.key, self.flow = key, flow
+
+                def reference(self):
+                    return {"type": "mem", "key": self.key, "flow": self.flow}
+
+                def load_flow(self):
+                    return FLOWS[self.key]
+
+                @classmethod
+                def from_reference(cls, reference):
+                    return cls(reference["key"], reference["flow"])
+
+                @classmethod
+                def from_location(cls, location, flow_file, flow_name):
+                    from plait.cli.loading import load_flow
+
+                    FLOWS[location] = load_flow(f"{flow_file}:{flow_name}")
+                    return cls(location, flow_name)
+
+            @plait.hookimpl
+            def plait_register_storage():
+                return {"mem": MemoryStorage}
+            """
+        },
+        {"memstore": "plait_memstore"},
+    )
+    from plait.storage import FileStorage, ModuleStorage, available_storage, storage_for, storage_from_reference
+
+    kinds = available_storage()
+    assert kinds["file"] is FileStorage and kinds["module"] is ModuleStorage
+    flow_file = tmp_path / "etl.py"
+    flow_file.write_text(
+        "from plait import Flow, task\n@task\ndef one():\n    return 1\nwith Flow('etl') as f:\n    one()\n"
+    )
+    storage = storage_for(flow_file, "etl", "mem://bucket/etl")
+    assert type(storage).__name__ == "MemoryStorage"
+    assert storage.reference() == {"type": "mem", "key": "mem://bucket/etl", "flow": "etl"}
+    assert storage_from_reference(storage.reference()).load_flow().name == "etl"
+
+
 def test_plait_register_tasks_feeds_plait_tasks(install_dist):
     install_dist(
         "plait-library",

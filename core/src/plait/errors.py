@@ -105,3 +105,25 @@ class CronExpressionError(ScheduleError):
 
 class NaiveDatetimeError(ScheduleError):
     """A datetime without a time zone was given where Plait needs to know the zone."""
+
+
+class ServerError(PlaitError, RuntimeError):
+    """A Plait server refused a request; ``code`` says why (stable, for code to branch on).
+
+    Codes: ``NOT_FOUND``, ``VERSION_CONFLICT``, ``INVALID_TRANSITION``, ``UNAUTHENTICATED``,
+    ``FORBIDDEN``, ``BAD_INPUT``, ``INTERNAL_SERVER_ERROR``; ``details`` has the rest of the
+    error's extensions (``rule`` for a refused transition, the current ``state`` and ``version``).
+    """
+
+    def __init__(self, message: str, code: str = "BAD_INPUT", details: dict | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details or {}
+
+
+class ServerUnavailableError(PlaitError, ConnectionError):
+    """The Plait server could not be reached (after retries), or is not configured."""
+
+
+class StorageError(PlaitError, ValueError):
+    """A flow's storage reference cannot be made or used (unknown kind, missing file...)."""

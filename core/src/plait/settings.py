@@ -306,8 +306,8 @@ def owner(path: str) -> str | None:
 
 
 def core_settings() -> list[Settings]:
-    """The core's own sections: ``[logging]`` and ``[secrets]``."""
-    return [LOGGING, SECRETS]
+    """The core's own sections: ``[logging]``, ``[secrets]``, and the client's part of ``[server]``."""
+    return [LOGGING, SECRETS, SERVER_CLIENT]
 
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -323,6 +323,17 @@ SECRETS = Settings(
     "secrets",
     help="values for plait.secrets.Secret(NAME), by name (the environment variable NAME wins)",
     extra_keys=str,
+)
+
+#: What the core's client (``plait.client``, ``plait register``) reads from ``[server]``. The
+#: server's own keys (database, host, port...) belong to plait-server, which declares the whole
+#: section when it is installed (its declaration then replaces this one).
+SERVER_CLIENT = Settings(
+    "server",
+    Setting("url", str, help="where clients (plait register, agents) find the server"),
+    Setting("api_key", str, secret=True, help="the clients' API key"),
+    help="the Plait server, as its clients see it",
+    extra_keys=True,
 )
 
 for _core in core_settings():

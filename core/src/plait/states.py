@@ -5,8 +5,9 @@ A run moves through states; each state is a small immutable-by-convention object
 
     State
     ├── Pending ── Scheduled ── Retrying
-    │         └── Paused
-    ├── Running
+    │         ├── Paused
+    │         └── Submitted
+    ├── Running ── Cancelling
     └── Finished
         ├── Success ── Cached, Mapped, Skipped
         ├── Failed ── TriggerFailed, TimedOut
@@ -26,6 +27,7 @@ from typing import Any
 __all__ = [
     "Cached",
     "Cancelled",
+    "Cancelling",
     "Failed",
     "Finished",
     "Mapped",
@@ -36,6 +38,7 @@ __all__ = [
     "Scheduled",
     "Skipped",
     "State",
+    "Submitted",
     "Success",
     "TimedOut",
     "TriggerFailed",
@@ -177,6 +180,21 @@ class Running(State):
 
     __slots__ = ()
     _running = True
+
+
+# --- states of runs handed to a Plait server (plait-server's state machine) ---------------------
+
+
+class Submitted(Pending):
+    """Claimed by an agent, which is starting the flow run's process (a Plait server's state)."""
+
+    __slots__ = ()
+
+
+class Cancelling(Running):
+    """Asked to stop: the run ends ``Cancelled`` at its next task boundary (a Plait server's state)."""
+
+    __slots__ = ()
 
 
 class Finished(State):
@@ -324,6 +342,8 @@ STATES_BY_NAME: dict[str, type[State]] = {
         Scheduled,
         Retrying,
         Running,
+        Submitted,
+        Cancelling,
         Finished,
         Success,
         Cached,

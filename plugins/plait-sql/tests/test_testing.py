@@ -7,8 +7,9 @@ import socket
 
 import pytest
 from plait_sql import SQLQuery, dispose_engines
-from plait_sql import testing as pg_testing
 from plait_sql.testing import PostgresServer, PostgresUnavailable, find_postgres_program
+
+from plait import testing as plait_testing
 
 
 def test_server_listens_on_localhost_only_and_checks_passwords(postgres_server):
@@ -56,6 +57,6 @@ def test_finds_the_server_programs():
 
 def test_missing_programs_say_what_to_install(monkeypatch):
     # The programs are installed here, so their absence is simulated.
-    monkeypatch.setattr(pg_testing, "find_postgres_program", lambda name: None)
+    monkeypatch.setattr(plait_testing, "find_postgres_program", lambda name: None)
     with pytest.raises(PostgresUnavailable, match=r"make services-postgres.*apt-get install postgresql"):
         PostgresServer().start()

@@ -22,6 +22,8 @@ _COMMANDS: dict[str, str] = {
     "visualize": "plait.cli.visualize:visualize",
     "backfill": "plait.cli.backfill:backfill",
     "config": "plait.cli.config:config",
+    "register": "plait.cli.register:register",
+    "flow-run": "plait.cli.flow_run:flow_run",
 }
 
 

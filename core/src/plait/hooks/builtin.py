@@ -1,5 +1,5 @@
-"""The core's built-in plugin: Plait's own executors and result types, offered through the
-same hooks as any installed plugin's, so there is one way to find them."""
+"""The core's built-in plugin: Plait's own executors, result types and storage kinds, offered
+through the same hooks as any installed plugin's, so there is one way to find them."""
 
 from __future__ import annotations
 
@@ -24,3 +24,10 @@ def plait_register_result_types() -> dict[str, Any]:
     from plait.results import LocalResult
 
     return {"file": LocalResult}
+
+
+@hookimpl(trylast=True)
+def plait_register_storage() -> dict[str, Any]:
+    from plait.storage import FileStorage, ModuleStorage
+
+    return {FileStorage.type: FileStorage, ModuleStorage.type: ModuleStorage}

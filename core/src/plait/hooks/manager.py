@@ -343,6 +343,10 @@ class PlaitHooks:
         """``{scheme: ResultClass}`` from every plugin, the core's included."""
         return dict(self._merged("plait_register_result_types", "result type"))
 
+    def register_storage(self) -> dict[str, type]:
+        """``{type: StorageClass}`` from every plugin, the core's ``file`` and ``module`` included."""
+        return dict(self._merged("plait_register_storage", "storage kind"))
+
     def register_tasks(self) -> list[tuple[str, Any]]:
         """``[(plugin_name, task), ...]`` for every task every plugin offers."""
         cached = self._cache.get("tasks")

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from plait.flow import Flow
     from plait.settings import Settings
     from plait.states import State
+    from plait.storage import Storage
     from plait.tasks import Task
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "plait_register_log_handlers",
     "plait_register_result_types",
     "plait_register_settings",
+    "plait_register_storage",
     "plait_register_tasks",
     "plait_task_run",
     "plait_task_state_changed",
@@ -95,6 +97,22 @@ def plait_register_executors() -> dict[str, type[Executor]]:
         ``{name: ExecutorClass}``, e.g. ``{"dask": DaskExecutor}``; each class subclasses
         ``plait.executors.Executor``. When two plugins offer the same name the first in
         call order wins and a warning names both.
+    """
+
+
+@hookspec
+def plait_register_storage() -> dict[str, type[Storage]]:
+    """Offer storage kinds: where registered flows' code lives, by the kind's name.
+
+    Called once per process, the first time a storage kind is looked up: by ``plait register
+    FILE --storage LOCATION`` (a ``LOCATION`` such as ``s3://bucket/flows`` picks the kind
+    named like its URL scheme) and where an agent loads a registered flow from the storage
+    reference the server keeps. The core's ``file`` and ``module`` come through this hook too.
+
+    Returns:
+        ``{type: StorageClass}``, e.g. ``{"s3": S3Storage}``; each class subclasses
+        ``plait.storage.Storage`` and has ``type`` set to its key. When two plugins offer the
+        same kind the first in call order wins and a warning names both.
     """
 
 

@@ -1,0 +1,575 @@
+"""``plait.client.Client``: talk to a Plait server from where your code runs.
+
+A small GraphQL client on ``requests``, with one typed method per operation the commands, the
+agents and the UI tests need. It reads ``[server] url`` and ``api_key`` from Plait's config (or
+``PLAIT__SERVER__URL`` / ``PLAIT__SERVER__API_KEY``) unless given them::
+
+    from plait.client import Client
+
+    client = Client()                                  # from the config
+    flow = client.register_flow(flow, project="etl")   # a RegisteredFlow
+    run = client.create_flow_run(flow_id=flow.id, parameters={"n": 5}, idempotency_key="2024-06-01")
+    client.flow_run(run.id).state                      # 'Scheduled'
+
+Connection errors and ``503 Service Unavailable`` are retried with exponential back-off
+(``retries`` times); a ``4xx`` answer or a GraphQL error is never retried: it raises
+``plait.errors.ServerError`` with the server's stable ``code``. This module does not import
+the server; the server's dependencies stay the server's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from plait.errors import ServerError, ServerUnavailableError
+
+if TYPE_CHECKING:
+    import requests
+
+    from plait.flow import Flow
+    from plait.states import State
+
+__all__ = [
+    "DEFAULT_URL",
+    "Client",
+    "FlowRunInfo",
+    "FlowRunState",
+    "LogLine",
+    "RegisteredFlow",
+    "StateWriteOutcome",
+    "TaskRunInfo",
+    "TaskRunState",
+    "state_payload",
+]
+
+logger = logging.getLogger("plait.client")
+
+DEFAULT_URL = "http://127.0.0.1:4200"
+#: How many log records ``write_run_logs`` sends per request (the server's limit).
+LOG_BATCH = 1000
+
+
+# --- what the methods return ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisteredFlow:
+    """A registered flow version. ``changed`` is False when registration found it unchanged."""
+
+    id: str
+    flow_group_id: str
+    name: str
+    project: str
+    version: int
+    fingerprint: str
+    archived: bool
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class FlowRunInfo:
+    """A flow run as the server has it. ``version`` is the state's: name it in the next write."""
+
+    id: str
+    name: str
+    flow_id: str
+    flow_group_id: str
+    state: str
+    state_type: str
+    state_message: str | None
+    version: int
+    parameters: dict[str, Any]
+    labels: list[str]
+    idempotency_key: str | None
+    scheduled_start_time: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    created: datetime
+    flow_name: str | None = None
+    created_now: bool | None = None  # from create_flow_run: False when the key already had a run
+
+
+@dataclass(frozen=True)
+class TaskRunInfo:
+    id: str
+    flow_run_id: str
+    task_slug: str
+    map_index: int
+    state: str
+    state_type: str
+    state_message: str | None
+    version: int
+    run_count: int
+    result_location: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+
+
+@dataclass(frozen=True)
+class LogLine:
+    id: str
+    flow_run_id: str
+    task_slug: str | None
+    map_index: int | None
+    level: int
+    logger: str
+    timestamp: datetime
+    message: str
+
+
+@dataclass(frozen=True)
+class FlowRunState:
+    """One flow-run state to write: the run, the version you read, the state (``state_payload``)."""
+
+    flow_run_id: str
+    version: int
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskRunState:
+    """One task-run state to write; ``version`` 0 creates the task run."""
+
+    flow_run_id: str
+    task_slug: str
+    version: int
+    state: dict[str, Any]
+    map_index: int = -1
+
+
+@dataclass(frozen=True)
+class StateWriteOutcome:
+    """What the server did with one item of a batched write."""
+
+    index: int
+    ok: bool
+    id: str | None
+    version: int | None
+    state: str | None
+    code: str | None = None
+    message: str | None = None
+    rule: str | None = None
+    task_slug: str | None = None
+    map_index: int | None = None
+
+
+# --- the client ----------------------------------------------------------------------------------
+
+
+class Client:
+    """A Plait server's API.
+
+    Args:
+        url: the server's base URL (default: ``[server] url``, else ``http://127.0.0.1:4200``).
+        api_key: the API key (default: ``[server] api_key``).
+        timeout: seconds to wait for one answer.
+        retries: how many times a connection error or a 503 is retried (with back-off).
+        backoff: the first wait between tries in seconds; it doubles each time, up to 10 s.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 5,
+        backoff: float = 0.25,
+        session: requests.Session | None = None,
+    ) -> None:
+        if url is None or api_key is None:
+            from plait.config import get_config
+
+            section = get_config().section("server")
+            url = url or section.get("url") or DEFAULT_URL
+            api_key = api_key or section.get("api_key")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ServerUnavailableError(f"Server URL {url!r} must start with http:// or https:// ([server] url)")
+        self.url = url.rstrip("/")
+        self._api_key = api_key
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        if session is None:
+            import requests
+
+            session = requests.Session()
+        self._session = session
+
+    def __repr__(self) -> str:
+        return f"<Client {self.url}>"  # never the key
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport -----------------------------------------------------------------------------
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run a GraphQL document; its ``data``, or ``ServerError`` for the first error."""
+        if not self._api_key:
+            raise ServerError(
+                "No API key for the Plait server: set [server] api_key in your Plait config (plait server start "
+                "writes one on first start) or PLAIT__SERVER__API_KEY",
+                "UNAUTHENTICATED",
+            )
+        import requests
+
+        body = {"query": query, "variables": variables or {}}
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._session.post(f"{self.url}/graphql", json=body, headers=headers, timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt == self.retries:
+                    raise ServerUnavailableError(
+                        f"Cannot reach the Plait server at {self.url} ({type(exc).__name__}) after "
+                        f"{self.retries + 1} tries; is it running (plait server start)?"
+                    ) from None
+                problem = type(exc).__name__
+            else:
+                if response.status_code != 503:
+                    return _answer(response)
+                if attempt == self.retries:
+                    raise ServerUnavailableError(f"The Plait server at {self.url} is unavailable (503)")
+                problem = "503"
+            logger.info("Plait server at %s: %s; retrying in %.2fs", self.url, problem, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")
+
+    def health(self) -> dict[str, Any]:
+        """``/health``'s answer (no key needed); ``ServerUnavailableError`` if it does not answer."""
+        import requests
+
+        try:
+            response = self._session.get(f"{self.url}/health", timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ServerUnavailableError(f"Cannot reach the Plait server at {self.url}: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise ServerUnavailableError(f"The Plait server at {self.url} is unhealthy ({response.status_code})")
+        return response.json()
+
+    # -- flows ----------------------------------------------------------------------------------
+
+    def register_flow(
+        self,
+        flow: Flow | None = None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        storage: dict[str, Any] | None = None,
+        project: str = "default",
+        labels: list[str] | None = None,
+    ) -> RegisteredFlow:
+        """Register a flow (its metadata and a storage reference, never code or constant values).
+
+        Pass the ``flow`` (metadata is built with ``plait.registration.flow_metadata``) or
+        ready ``metadata``. ``storage`` is a reference such as ``FileStorage(...).reference()``;
+        without one the flow is recorded with ``{"type": "none"}`` (not runnable by agents).
+        """
+        from plait import __version__
+        from plait.registration import flow_metadata
+
+        if metadata is None:
+            if flow is None:
+                raise ValueError("register_flow needs a flow or its metadata")
+            metadata = flow_metadata(flow)
+        data = self.graphql(
+            "mutation($input: RegisterFlowInput!) { register_flow(input: $input) { changed flow { "
+            + _FLOW_FIELDS
+            + " } } }",
+            {
+                "input": {
+                    "metadata": metadata,
+                    "storage": storage or {"type": "none"},
+                    "project": project,
+                    "labels": labels,
+                    "core_version": __version__,
+                }
+            },
+        )["register_flow"]
+        return _flow(data["flow"], changed=data["changed"])
+
+    def flow(self, flow_id: str) -> RegisteredFlow:
+        return _flow(
+            self.graphql("query($id: ID!) { flow(id: $id) { " + _FLOW_FIELDS + " } }", {"id": flow_id})["flow"]
+        )
+
+    def flows(self, *, name: str | None = None, project: str | None = None, limit: int = 100) -> list[RegisteredFlow]:
+        data = self.graphql(
+            "query($f: FlowFilterInput, $limit: Int!) { flows(filter: $f, limit: $limit) { items { "
+            + _FLOW_FIELDS
+            + " } } }",
+            {"f": {"name": name, "project": project}, "limit": limit},
+        )
+        return [_flow(f) for f in data["flows"]["items"]]
+
+    def archive_flow(self, flow_id: str) -> RegisteredFlow:
+        data = self.graphql(
+            "mutation($id: ID!) { archive_flow(flow_id: $id) { " + _FLOW_FIELDS + " } }", {"id": flow_id}
+        )
+        return _flow(data["archive_flow"])
+
+    def set_schedule_active(self, flow_group_id: str, active: bool) -> bool:
+        data = self.graphql(
+            "mutation($id: ID!, $on: Boolean!) { set_schedule_active(flow_group_id: $id, active: $on) "
+            "{ schedule_active } }",
+            {"id": flow_group_id, "on": active},
+        )
+        return data["set_schedule_active"]["schedule_active"]
+
+    # -- flow runs ------------------------------------------------------------------------------
+
+    def create_flow_run(
+        self,
+        *,
+        flow_id: str | None = None,
+        flow_group_id: str | None = None,
+        flow_name: str | None = None,
+        project: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        labels: list[str] | None = None,
+        scheduled_start_time: datetime | None = None,
+        idempotency_key: str | None = None,
+        name: str | None = None,
+    ) -> FlowRunInfo:
+        """Create a flow run (``Scheduled``); with an ``idempotency_key``, at most one per key and flow.
+
+        ``created_now`` on the result is False when a run with that key already existed.
+        """
+        data = self.graphql(
+            "mutation($input: CreateFlowRunInput!) { create_flow_run(input: $input) { created flow_run { "
+            + _RUN_FIELDS
+            + " } } }",
+            {
+                "input": {
+                    "flow_id": flow_id,
+                    "flow_group_id": flow_group_id,
+                    "flow_name": flow_name,
+                    "project": project,
+                    "parameters": parameters,
+                    "context": context,
+                    "labels": labels,
+                    "scheduled_start_time": _iso(scheduled_start_time),
+                    "idempotency_key": idempotency_key,
+                    "name": name,
+                }
+            },
+        )["create_flow_run"]
+        return _run(data["flow_run"], created_now=data["created"])
+
+    def flow_run(self, flow_run_id: str) -> FlowRunInfo:
+        return _run(
+            self.graphql("query($id: ID!) { flow_run(id: $id) { " + _RUN_FIELDS + " } }", {"id": flow_run_id})[
+                "flow_run"
+            ]
+        )
+
+    def flow_runs(
+        self,
+        *,
+        flow_name: str | None = None,
+        flow_id: str | None = None,
+        states: list[str] | None = None,
+        labels: list[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[FlowRunInfo], int]:
+        """Flow runs, newest first: ``(runs, total matching)``."""
+        data = self.graphql(
+            "query($f: FlowRunFilterInput, $limit: Int!, $offset: Int!) { flow_runs(filter: $f, limit: $limit, "
+            "offset: $offset) { total items { " + _RUN_FIELDS + " } } }",
+            {
+                "f": {"flow_name": flow_name, "flow_id": flow_id, "states": states, "labels": labels},
+                "limit": limit,
+                "offset": offset,
+            },
+        )["flow_runs"]
+        return [_run(r) for r in data["items"]], data["total"]
+
+    def task_runs(self, flow_run_id: str, *, limit: int = 1000, offset: int = 0) -> tuple[list[TaskRunInfo], int]:
+        """A flow run's task runs (by task slug, children in order): ``(task runs, total)``."""
+        data = self.graphql(
+            "query($id: ID!, $limit: Int!, $offset: Int!) { task_runs(filter: {flow_run_id: $id}, limit: $limit, "
+            "offset: $offset) { total items { " + _TASK_RUN_FIELDS + " } } }",
+            {"id": flow_run_id, "limit": limit, "offset": offset},
+        )["task_runs"]
+        return [_task_run(t) for t in data["items"]], data["total"]
+
+    def set_flow_run_states(self, states: list[FlowRunState]) -> list[StateWriteOutcome]:
+        """Write flow-run states in one call; one outcome per item, in order (refusals included)."""
+        data = self.graphql(
+            "mutation($s: [FlowRunStateInput!]!) { set_flow_run_states(states: $s) { " + _OUTCOME_FIELDS + " } }",
+            {"s": [{"flow_run_id": s.flow_run_id, "version": s.version, "state": s.state} for s in states]},
+        )
+        return [_outcome(o) for o in data["set_flow_run_states"]]
+
+    def set_task_run_states(self, states: list[TaskRunState]) -> list[StateWriteOutcome]:
+        """Write task-run states in one call (version 0 creates a task run); one outcome per item."""
+        data = self.graphql(
+            "mutation($s: [TaskRunStateInput!]!) { set_task_run_states(states: $s) { " + _OUTCOME_FIELDS + " } }",
+            {
+                "s": [
+                    {
+                        "flow_run_id": s.flow_run_id,
+                        "task_slug": s.task_slug,
+                        "map_index": s.map_index,
+                        "version": s.version,
+                        "state": s.state,
+                    }
+                    for s in states
+                ]
+            },
+        )
+        return [_outcome(o) for o in data["set_task_run_states"]]
+
+    def cancel_flow_run(self, flow_run_id: str) -> FlowRunInfo:
+        """Cancel a run: ``Cancelled`` if it had not started, else ``Cancelling``."""
+        return _run(
+            self.graphql(
+                "mutation($id: ID!) { cancel_flow_run(flow_run_id: $id) { " + _RUN_FIELDS + " } }", {"id": flow_run_id}
+            )["cancel_flow_run"]
+        )
+
+    # -- logs -----------------------------------------------------------------------------------
+
+    def write_run_logs(self, records: list[dict[str, Any]]) -> int:
+        """Store log records (dicts with ``flow_run_id``, ``message``, ``level``, ``logger``,
+        ``timestamp``, ``task_slug``, ``map_index``), in batches of 1,000; returns how many."""
+        stored = 0
+        for start in range(0, len(records), LOG_BATCH):
+            batch = [dict(r, timestamp=_iso(r.get("timestamp"))) for r in records[start : start + LOG_BATCH]]
+            data = self.graphql("mutation($l: [LogInput!]!) { write_run_logs(logs: $l) { count } }", {"l": batch})
+            stored += data["write_run_logs"]["count"]
+        return stored
+
+    def logs(
+        self, flow_run_id: str, *, after: str | None = None, limit: int = 1000, min_level: int | None = None
+    ) -> tuple[list[LogLine], str | None, bool]:
+        """One page of a run's logs in order: ``(lines, cursor, has_more)``; pass ``cursor`` as ``after``."""
+        data = self.graphql(
+            "query($id: ID!, $after: String, $limit: Int!, $min: Int) { logs(flow_run_id: $id, after: $after, "
+            "limit: $limit, min_level: $min) { cursor has_more items { id flow_run_id task_slug map_index level "
+            "logger timestamp message } } }",
+            {"id": flow_run_id, "after": after, "limit": limit, "min": min_level},
+        )["logs"]
+        lines = [LogLine(**{**x, "timestamp": _dt(x["timestamp"])}) for x in data["items"]]
+        return lines, data["cursor"], data["has_more"]
+
+    # -- API keys -------------------------------------------------------------------------------
+
+    def create_api_key(self, name: str, scope: str = "run") -> tuple[str, str]:
+        """Create a key: ``(key id, secret)``; the secret is shown only now."""
+        data = self.graphql(
+            "mutation($n: String!, $s: String!) { create_api_key(name: $n, scope: $s) { key api_key { id } } }",
+            {"n": name, "s": scope},
+        )["create_api_key"]
+        return data["api_key"]["id"], data["key"]
+
+    def revoke_api_key(self, key_id: str) -> None:
+        self.graphql("mutation($id: ID!) { revoke_api_key(id: $id) { id } }", {"id": key_id})
+
+
+# --- states on the wire ----------------------------------------------------------------------------
+
+
+def state_payload(state: State, *, result_location: str | None = None) -> dict[str, Any]:
+    """A state as the server takes it: its name, message, time, and its result's *location*.
+
+    Never the result's value: a state's ``result`` stays where the task put it; only a location
+    (``Cached.result_location``, or ``result_location`` given here) is sent.
+    """
+    location = result_location or getattr(state, "result_location", None)
+    payload: dict[str, Any] = {
+        "type": state.name,
+        "message": None if state.message is None else str(state.message)[:20_000],
+        "timestamp": _iso(state.datetime),
+    }
+    if location:
+        payload["result_location"] = str(location)
+    start_time = getattr(state, "start_time", None)
+    if start_time is not None:
+        payload["start_time"] = _iso(start_time)
+    run_count = getattr(state, "run_count", None)
+    if run_count is not None:
+        payload["run_count"] = run_count
+    return payload
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+_FLOW_FIELDS = "id flow_group_id name project version fingerprint archived"
+_RUN_FIELDS = (
+    "id name flow_id flow_group_id state state_type state_message version parameters labels idempotency_key "
+    "scheduled_start_time start_time end_time created flow { name }"
+)
+_TASK_RUN_FIELDS = (
+    "id flow_run_id task_slug map_index state state_type state_message version run_count result_location "
+    "start_time end_time"
+)
+_OUTCOME_FIELDS = "index ok id version state task_slug map_index error { code message rule }"
+
+
+def _answer(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise ServerError(
+            f"The Plait server answered {response.status_code} with a body that is not JSON", "BAD_INPUT"
+        ) from None
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if errors:
+        first = errors[0]
+        extensions = dict(first.get("extensions") or {})
+        code = extensions.pop("code", "BAD_INPUT")
+        raise ServerError(first.get("message", "the server refused the request"), code, extensions)
+    if response.status_code >= 400 or not isinstance(body, dict) or body.get("data") is None:
+        raise ServerError(f"The Plait server answered {response.status_code}", "BAD_INPUT")
+    return body["data"]
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone; use an aware datetime (e.g. datetime.now(UTC))")
+    return value.isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _flow(data: dict[str, Any], changed: bool = False) -> RegisteredFlow:
+    return RegisteredFlow(changed=changed, **data)
+
+
+def _run(data: dict[str, Any], created_now: bool | None = None) -> FlowRunInfo:
+    data = dict(data)
+    flow = data.pop("flow", None) or {}
+    for key in ("scheduled_start_time", "start_time", "end_time", "created"):
+        data[key] = _dt(data[key])
+    return FlowRunInfo(flow_name=flow.get("name"), created_now=created_now, **data)
+
+
+def _task_run(data: dict[str, Any]) -> TaskRunInfo:
+    data = dict(data)
+    for key in ("start_time", "end_time"):
+        data[key] = _dt(data[key])
+    return TaskRunInfo(**data)
+
+
+def _outcome(data: dict[str, Any]) -> StateWriteOutcome:
+    error = data.pop("error") or {}
+    return StateWriteOutcome(code=error.get("code"), message=error.get("message"), rule=error.get("rule"), **data)

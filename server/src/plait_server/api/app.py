@@ -1,0 +1,187 @@
+"""The HTTP application: ``/graphql`` (POST, API key required) and ``/health`` (open).
+
+The GraphQL endpoint is ours rather than strawberry's stock view, so that every response has
+the same shape and a stable code:
+
+- the API key is checked before anything else (``401`` and ``UNAUTHENTICATED`` without one);
+- the body is read up to ``max_body_bytes`` (``413`` past it), must be JSON with a ``query``
+  (``400`` and ``BAD_INPUT`` otherwise);
+- the document is parsed and validated with bounded size, depth and aliases, then executed on
+  a worker thread (the data layer is synchronous, and the event loop stays free for ``/health``
+  and other requests);
+- every GraphQL error gets an ``extensions.code``: the data layer's codes (``NOT_FOUND``,
+  ``VERSION_CONFLICT``, ``INVALID_TRANSITION``, ``BAD_INPUT``), ``FORBIDDEN`` from the
+  permission classes, ``BAD_INPUT`` for documents that do not validate; anything unexpected is
+  logged on the server with a reference and answered ``INTERNAL_SERVER_ERROR`` with that
+  reference, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+from graphql import GraphQLError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from plait_server.api.context import Context
+from plait_server.api.schema import Limits, build_schema
+from plait_server.errors import ApiError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from plait_server.data.store import Store
+    from plait_server.settings import ServerSettings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("plait_server.api")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def create_app(store: Store, settings: ServerSettings) -> Starlette:
+    """The Starlette app serving ``store`` with ``settings`` (limits, CORS)."""
+    schema = build_schema(Limits(settings.max_query_depth, settings.max_query_aliases, settings.max_query_tokens))
+    max_body = settings.max_body_bytes
+    from plait_server import __version__
+
+    def execute(secret: str | None, payload: Any) -> tuple[int, dict[str, Any]]:
+        key = store.keys.authenticate(secret) if secret else None
+        if key is None:
+            why = "No API key: send Authorization: Bearer <key>" if not secret else "Unknown or revoked API key"
+            return 401, _error(why, "UNAUTHENTICATED")
+        if not isinstance(payload, dict):
+            return 400, _error("The body must be a JSON object with a query (batches are not supported)", "BAD_INPUT")
+        query, variables, operation = payload.get("query"), payload.get("variables"), payload.get("operationName")
+        if not isinstance(query, str) or not query.strip():
+            return 400, _error('The body must have a "query": a GraphQL document', "BAD_INPUT")
+        if variables is not None and not isinstance(variables, dict):
+            return 400, _error('"variables" must be a JSON object', "BAD_INPUT")
+        if operation is not None and not isinstance(operation, str):
+            return 400, _error('"operationName" must be a string', "BAD_INPUT")
+        result = schema.execute_sync(
+            query, variable_values=variables, context_value=Context(store, key), operation_name=operation
+        )
+        body: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            body["errors"] = [_format_error(e) for e in result.errors]
+        return 200, body
+
+    async def graphql(request: Request) -> Response:
+        if request.method != "POST":
+            return JSONResponse(
+                _error("Send GraphQL requests with POST and a JSON body", "BAD_INPUT"),
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
+        secret = _bearer(request.headers.get("authorization"))
+        try:
+            raw = await _read_body(request, max_body)
+        except BodyTooLarge:
+            return JSONResponse(
+                _error(f"The request body is larger than the server accepts ({max_body} bytes)", "BAD_INPUT"),
+                status_code=413,
+            )
+        try:
+            payload = json.loads(raw) if raw else None
+        except (ValueError, RecursionError):
+            return JSONResponse(_error("The request body is not valid JSON", "BAD_INPUT"), status_code=400)
+        status, body = await anyio.to_thread.run_sync(partial(execute, secret, payload))
+        return JSONResponse(body, status_code=status)
+
+    async def health(request: Request) -> Response:
+        try:
+            await anyio.to_thread.run_sync(_ping, store)
+        except Exception as exc:
+            logger.warning("health check: the database does not answer: %s", exc)
+            return JSONResponse({"status": "unavailable", "database": "not answering"}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__, "database": store.engine.dialect.name})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        store.dispose()
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["POST", "GET"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    return Starlette(
+        routes=[Route("/graphql", graphql, methods=["GET", "POST"]), Route("/health", health, methods=["GET"])],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    kind, _, value = header.partition(" ")
+    return value.strip() or None if kind.lower() == "bearer" else None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+
+
+def _format_error(error: GraphQLError) -> dict[str, Any]:
+    original = error.original_error
+    out: dict[str, Any] = {"message": error.message}
+    if error.path is not None:
+        out["path"] = error.path
+    if error.locations:
+        out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    if isinstance(original, ApiError):
+        out["message"] = original.message
+        out["extensions"] = {**original.extensions, "code": original.code}
+    elif original is None or isinstance(original, GraphQLError):
+        extensions = dict(error.extensions or {})
+        extensions.setdefault("code", "BAD_INPUT")  # the document or its variables did not validate
+        out["extensions"] = extensions
+    else:
+        reference = secrets.token_hex(4)
+        logger.error("Unexpected error (reference %s) in %s", reference, error.path, exc_info=original)
+        out["message"] = f"Internal server error (reference {reference} in the server's log)"
+        out["extensions"] = {"code": "INTERNAL_SERVER_ERROR", "reference": reference}
+    return out
+
+
+def _ping(store: Store) -> None:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

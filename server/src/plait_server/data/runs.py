@@ -1,0 +1,798 @@
+"""Flow runs and task runs: idempotent creation, state writes judged by the rules, queries.
+
+Every state write names the version of the state it read. The write happens in one
+transaction: the runs are read (and locked, on PostgreSQL), each item is checked (found? the
+version current? the transition allowed by ``rules.POLICY``?), and the accepted changes are
+applied with ``UPDATE ... WHERE id = :id AND version = :expected`` (compare-and-set) and
+recorded in the state history. A batch reports per item; one refused item does not stop the
+others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import JSONB
+
+from plait_server.data import rules
+from plait_server.data.common import MAX_LIMIT, check_labels, check_limit, check_text, check_time, cut, new_id
+from plait_server.data.records import (
+    FlowRunRecord,
+    Page,
+    StateRecord,
+    StateWrite,
+    StateWriteResult,
+    TaskRunRecord,
+)
+from plait_server.data.states import CANCELLING, FINISHED, RUNNING, SCHEDULED, WAITING, state_type
+from plait_server.data.store import RetryTransaction
+from plait_server.db import models
+from plait_server.db.models import utcnow
+from plait_server.errors import ApiError, BadInput, InvalidTransition, NotFound, VersionConflict
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from plait_server.data.store import Store
+
+__all__ = ["FlowRunFilter", "FlowRuns", "TaskRunFilter", "TaskRuns"]
+
+flow_t = models.Flow.__table__
+run_t = models.FlowRun.__table__
+task_run_t = models.TaskRun.__table__
+state_t = models.RunState.__table__
+
+_RUN_ORDERS = {
+    "CREATED": run_t.c.created,
+    "SCHEDULED_START_TIME": run_t.c.scheduled_start_time,
+    "START_TIME": run_t.c.start_time,
+    "END_TIME": run_t.c.end_time,
+    "UPDATED": run_t.c.updated,
+    "NAME": run_t.c.name,
+    "STATE": run_t.c.state,
+}
+_TASK_RUN_ORDERS = {
+    "TASK_SLUG": task_run_t.c.task_slug,
+    "CREATED": task_run_t.c.created,
+    "START_TIME": task_run_t.c.start_time,
+    "UPDATED": task_run_t.c.updated,
+    "STATE": task_run_t.c.state,
+}
+
+
+@dataclass
+class FlowRunFilter:
+    """Which flow runs a query returns; every field given narrows the result."""
+
+    ids: list[str] | None = None
+    flow_id: str | None = None
+    flow_group_id: str | None = None
+    flow_name: str | None = None
+    states: list[str] | None = None
+    state_types: list[str] | None = None
+    #: Runs that have all of these labels.
+    labels: list[str] | None = None
+    scheduled_after: datetime | None = None
+    scheduled_before: datetime | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass
+class TaskRunFilter:
+    flow_run_id: str | None = None
+    ids: list[str] | None = None
+    task_slug: str | None = None
+    map_index: int | None = None
+    states: list[str] | None = None
+    state_types: list[str] | None = None
+
+
+@dataclass(slots=True)
+class TaskRunStateItem:
+    """One task-run state write: the task run by key (flow run, task slug, map index), the
+    version read (0 for a task run not created yet) and the new state."""
+
+    flow_run_id: str
+    task_slug: str
+    version: int
+    state: StateWrite
+    map_index: int = -1
+
+
+class FlowRuns:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- creation -------------------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        flow_id: str | None = None,
+        flow_group_id: str | None = None,
+        flow_name: str | None = None,
+        project: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        labels: list[str] | None = None,
+        scheduled_start_time: datetime | None = None,
+        idempotency_key: str | None = None,
+        name: str | None = None,
+        auto_scheduled: bool = False,
+    ) -> tuple[FlowRunRecord, bool]:
+        """Create a flow run in ``Scheduled``, or return the run that has this idempotency key.
+
+        Returns ``(run, created)``. The key is unique per flow group, enforced by the database
+        (``INSERT ... ON CONFLICT DO NOTHING``), so concurrent calls with one key create one run.
+        """
+        flow = self.store.flows.find(flow_id, flow_group_id, flow_name, project)
+        if flow.archived:
+            raise BadInput(f"Flow {flow.name!r} version {flow.version} is archived; run its newest version")
+        parameters = _check_parameters(flow.name, flow.parameters, parameters)
+        if context is not None and not isinstance(context, dict):
+            raise BadInput("context must be an object", field="context")
+        labels = check_labels(labels) if labels is not None else list(flow.labels)
+        idempotency_key = check_text(idempotency_key, "idempotency_key", 200, required=False)
+        when = check_time(scheduled_start_time, "scheduled_start_time") or utcnow()
+        run_id = new_id()
+        name = check_text(name, "name", 200, required=False) or f"{flow.name}-{when:%Y%m%d-%H%M%S}-{run_id[:6]}"
+        now = utcnow()
+        row = {
+            "id": run_id,
+            "flow_id": flow.id,
+            "flow_group_id": flow.flow_group_id,
+            "name": name,
+            "parameters": parameters,
+            "context": context or {},
+            "labels": labels,
+            "idempotency_key": idempotency_key,
+            "auto_scheduled": auto_scheduled,
+            "scheduled_start_time": when,
+            "state": "Scheduled",
+            "state_type": SCHEDULED,
+            "state_message": None,
+            "state_timestamp": now,
+            "version": 1,
+            "run_count": 0,
+            "created": now,
+            "updated": now,
+        }
+        store = self.store
+
+        def write(conn: Connection) -> tuple[str, bool]:
+            if idempotency_key is None:
+                conn.execute(run_t.insert(), row)
+            else:
+                inserted = conn.execute(
+                    store.insert_ignoring_conflicts(run_t, ["flow_group_id", "idempotency_key"]).returning(run_t.c.id),
+                    row,
+                ).first()
+                if inserted is None:
+                    existing = conn.execute(
+                        select(run_t.c.id).where(
+                            run_t.c.flow_group_id == flow.flow_group_id, run_t.c.idempotency_key == idempotency_key
+                        )
+                    ).scalar_one()
+                    return existing, False
+            conn.execute(
+                state_t.insert(),
+                {
+                    "flow_run_id": run_id,
+                    "task_run_id": None,
+                    "state": "Scheduled",
+                    "state_type": SCHEDULED,
+                    "message": None,
+                    "result_location": None,
+                    "start_time": when,
+                    "timestamp": now,
+                    "version": 1,
+                },
+            )
+            return run_id, True
+
+        found_id, created = store.write(write)
+        if created:
+            store.changed("flow_run", [found_id])
+        return self.get(found_id), created
+
+    # -- state writes ---------------------------------------------------------------------------
+
+    def set_states(self, items: list[tuple[str, int, StateWrite]], *, restart: bool = False) -> list[StateWriteResult]:
+        """Write flow-run states: ``[(flow_run_id, version_read, state), ...]``, one result per item.
+
+        Items for one run apply in order (the second names the version the first produced).
+        """
+        if len(items) > MAX_LIMIT:
+            raise BadInput(f"At most {MAX_LIMIT} states per call; got {len(items)}")
+        checked: list[tuple[int, str, int, StateWrite, str] | StateWriteResult] = []
+        for i, (run_id, version, state) in enumerate(items):
+            try:
+                checked.append((i, run_id, version, state, _check_state(state)))
+            except ApiError as exc:
+                checked.append(_refused(i, exc, id=run_id, flow_run_id=run_id))
+        store = self.store
+
+        def write(conn: Connection) -> list[StateWriteResult]:
+            ids = sorted({c[1] for c in checked if not isinstance(c, StateWriteResult)})
+            current = {
+                r.id: r
+                for r in conn.execute(
+                    store.lock(
+                        select(
+                            run_t.c.id,
+                            run_t.c.state,
+                            run_t.c.state_type,
+                            run_t.c.version,
+                            run_t.c.run_count,
+                            run_t.c.start_time,
+                            run_t.c.end_time,
+                        )
+                        .where(run_t.c.id.in_(ids))
+                        .order_by(run_t.c.id)
+                    )
+                )
+            }
+            live: dict[str, dict[str, Any]] = {k: dict(v._mapping) for k, v in current.items()}
+            results: list[StateWriteResult] = []
+            history: list[dict[str, Any]] = []
+            changed: dict[str, tuple[int, dict[str, Any]]] = {}  # id -> (version read in the db, row)
+            now = utcnow()
+            for c in checked:
+                if isinstance(c, StateWriteResult):
+                    results.append(c)
+                    continue
+                i, run_id, version, state, new_type = c
+                row = live.get(run_id)
+                if row is None:
+                    results.append(
+                        _refused(i, NotFound(f"No flow run with id {run_id!r}"), id=run_id, flow_run_id=run_id)
+                    )
+                    continue
+                refusal = _judge(rules.FLOW_RUN, row, version, state, new_type, None, restart, conn)
+                if refusal is not None:
+                    results.append(_refused(i, refusal, row, id=run_id, flow_run_id=run_id))
+                    continue
+                stamp = state.timestamp or now
+                _apply(row, state, new_type, stamp, now)
+                changed.setdefault(run_id, (current[run_id].version, row))
+                history.append(_history_row(run_id, None, row, state, stamp))
+                results.append(
+                    StateWriteResult(
+                        i,
+                        True,
+                        id=run_id,
+                        flow_run_id=run_id,
+                        version=row["version"],
+                        state=row["state"],
+                        state_type=row["state_type"],
+                    )
+                )
+            _compare_and_set(conn, run_t, changed)
+            if history:
+                conn.execute(state_t.insert(), history)
+            return results
+
+        results = store.write(write)
+        done = [r.id for r in results if r.ok and r.id]
+        if done:
+            store.changed("flow_run", done)
+        return sorted(results, key=lambda r: r.index)
+
+    def cancel(self, flow_run_id: str) -> FlowRunRecord:
+        """Cancel a run: one that has not started ends ``Cancelled`` at once; one under way goes
+        ``Cancelling`` (its process stops at the next task boundary and ends ``Cancelled``)."""
+        for _ in range(10):
+            run = self.get(flow_run_id)
+            if run.state_type in FINISHED:
+                raise InvalidTransition(
+                    f"Flow run {flow_run_id!r} has already finished ({run.state}); there is nothing to cancel",
+                    rule="FinishedIsFinal",
+                    state=run.state,
+                    version=run.version,
+                )
+            if run.state_type == CANCELLING:
+                return run
+            target = "Cancelled" if run.state_type in WAITING else "Cancelling"
+            (result,) = self.set_states([(run.id, run.version, StateWrite(target, message="Cancelled by a user."))])
+            if result.ok:
+                return self.get(flow_run_id)
+            if result.code != VersionConflict.code:
+                raise InvalidTransition(result.message or "refused", rule=result.rule, state=result.state)
+        raise VersionConflict(f"Flow run {flow_run_id!r} kept changing; try again")
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, flow_run_id: str) -> FlowRunRecord:
+        with self.store.read() as conn:
+            row = conn.execute(select(run_t).where(run_t.c.id == flow_run_id)).first()
+        if row is None:
+            raise NotFound(f"No flow run with id {flow_run_id!r}", id=flow_run_id)
+        return FlowRunRecord(**row._mapping)
+
+    def list(
+        self,
+        where: FlowRunFilter | None = None,
+        order_by: str = "CREATED",
+        descending: bool = True,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Page[FlowRunRecord]:
+        limit, offset = check_limit(limit, offset)
+        where = where or FlowRunFilter()
+        conditions: list[Any] = []
+        if where.ids is not None:
+            conditions.append(run_t.c.id.in_(where.ids[:MAX_LIMIT]))
+        if where.flow_id:
+            conditions.append(run_t.c.flow_id == where.flow_id)
+        if where.flow_group_id:
+            conditions.append(run_t.c.flow_group_id == where.flow_group_id)
+        if where.flow_name:
+            conditions.append(run_t.c.flow_id.in_(select(flow_t.c.id).where(flow_t.c.name == where.flow_name)))
+        if where.states:
+            conditions.append(run_t.c.state.in_(where.states))
+        if where.state_types:
+            conditions.append(run_t.c.state_type.in_(where.state_types))
+        for i, label in enumerate(check_labels(where.labels, "labels")):
+            conditions.append(self._has_label(label, i))
+        for column, op, value in (
+            (run_t.c.scheduled_start_time, ">=", where.scheduled_after),
+            (run_t.c.scheduled_start_time, "<", where.scheduled_before),
+            (run_t.c.created, ">=", where.created_after),
+            (run_t.c.created, "<", where.created_before),
+        ):
+            if check_time(value, "time filter") is not None:
+                conditions.append(column >= value if op == ">=" else column < value)
+        column = _RUN_ORDERS.get(order_by)
+        if column is None:
+            raise BadInput(f"Cannot order flow runs by {order_by!r}; use one of {', '.join(_RUN_ORDERS)}")
+        query = select(run_t).where(and_(*conditions))
+        with self.store.read() as conn:
+            total = conn.execute(select(func.count()).select_from(run_t).where(and_(*conditions))).scalar_one()
+            rows = conn.execute(
+                query.order_by(column.desc() if descending else column.asc(), run_t.c.id).limit(limit).offset(offset)
+            ).all()
+        return Page([FlowRunRecord(**r._mapping) for r in rows], total, limit, offset)
+
+    def history(self, flow_run_id: str, after: int | None = None, limit: int | None = None) -> list[StateRecord]:
+        """The flow run's states, oldest first."""
+        return _history(self.store, state_t.c.flow_run_id == flow_run_id, state_t.c.task_run_id.is_(None), after, limit)
+
+    def _has_label(self, label: str, i: int) -> Any:
+        if self.store.sqlite:
+            return text(
+                f"EXISTS (SELECT 1 FROM json_each(flow_run.labels) WHERE json_each.value = :label_{i})"
+            ).bindparams(bindparam(f"label_{i}", label))
+        return run_t.c.labels.cast(JSONB).contains([label])
+
+
+class TaskRuns:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def set_states(self, items: list[TaskRunStateItem], *, restart: bool = False) -> list[StateWriteResult]:
+        """Write task-run states, creating task runs on their first state (``version`` 0).
+
+        Task runs are named by (flow run, task slug, map index); map index -1 is the task
+        itself (or a mapped task's parent), 0.. its children. Items for one task run apply in
+        order. The result of each item carries the task run's id and new version.
+        """
+        if len(items) > MAX_LIMIT:
+            raise BadInput(f"At most {MAX_LIMIT} states per call; got {len(items)}")
+        checked: list[tuple[int, TaskRunStateItem, str] | StateWriteResult] = []
+        for i, item in enumerate(items):
+            try:
+                check_text(item.task_slug, "task_slug", 300)
+                if item.map_index < -1:
+                    raise BadInput(f"map_index must be -1 (not mapped) or 0 and up, got {item.map_index}")
+                if item.version < 0:
+                    raise BadInput(f"version must be 0 (a new task run) or more, got {item.version}")
+                checked.append((i, item, _check_state(item.state)))
+            except ApiError as exc:
+                checked.append(
+                    _refused(i, exc, flow_run_id=item.flow_run_id, task_slug=item.task_slug, map_index=item.map_index)
+                )
+        store = self.store
+
+        def write(conn: Connection) -> list[StateWriteResult]:
+            good = [c for c in checked if not isinstance(c, StateWriteResult)]
+            run_ids = sorted({c[1].flow_run_id for c in good})
+            flow_runs = dict(
+                conn.execute(
+                    store.lock(
+                        select(run_t.c.id, run_t.c.state_type).where(run_t.c.id.in_(run_ids)).order_by(run_t.c.id),
+                        shared=True,
+                    )
+                ).all()
+            )
+            keys = sorted({(c[1].flow_run_id, c[1].task_slug, c[1].map_index) for c in good})
+            current: dict[tuple[str, str, int], Any] = {}
+            for chunk in _chunks(keys, 300):
+                for r in conn.execute(
+                    store.lock(
+                        select(
+                            task_run_t.c.id,
+                            task_run_t.c.flow_run_id,
+                            task_run_t.c.task_slug,
+                            task_run_t.c.map_index,
+                            task_run_t.c.state,
+                            task_run_t.c.state_type,
+                            task_run_t.c.version,
+                            task_run_t.c.run_count,
+                            task_run_t.c.start_time,
+                            task_run_t.c.end_time,
+                            task_run_t.c.result_location,
+                        )
+                        .where(
+                            tuple_(task_run_t.c.flow_run_id, task_run_t.c.task_slug, task_run_t.c.map_index).in_(chunk)
+                        )
+                        .order_by(task_run_t.c.id)
+                    )
+                ):
+                    current[(r.flow_run_id, r.task_slug, r.map_index)] = r
+            live: dict[tuple[str, str, int], dict[str, Any]] = {k: dict(v._mapping) for k, v in current.items()}
+            results: list[StateWriteResult] = []
+            history: list[dict[str, Any]] = []
+            created: dict[tuple[str, str, int], dict[str, Any]] = {}
+            changed: dict[str, tuple[int, dict[str, Any]]] = {}
+            now = utcnow()
+            for c in checked:
+                if isinstance(c, StateWriteResult):
+                    results.append(c)
+                    continue
+                i, item, new_type = c
+                key = (item.flow_run_id, item.task_slug, item.map_index)
+                where = {"flow_run_id": item.flow_run_id, "task_slug": item.task_slug, "map_index": item.map_index}
+                flow_run_type = flow_runs.get(item.flow_run_id)
+                if flow_run_type is None:
+                    results.append(_refused(i, NotFound(f"No flow run with id {item.flow_run_id!r}"), **where))
+                    continue
+                row = live.get(key)
+                stamp = item.state.timestamp or now
+                if row is None:
+                    if item.version != 0:
+                        results.append(
+                            _refused(
+                                i,
+                                NotFound(
+                                    f"No task run {item.task_slug!r} (map index {item.map_index}) in flow run "
+                                    f"{item.flow_run_id!r}; write its first state with version 0"
+                                ),
+                                **where,
+                            )
+                        )
+                        continue
+                    t = rules.Transition(
+                        rules.TASK_RUN, None, None, item.state.type, new_type, flow_run_type, restart, conn
+                    )
+                    refused = rules.check(t)
+                    if refused is not None:
+                        results.append(_refused(i, _invalid(rules.TASK_RUN, refused), **where))
+                        continue
+                    row = {
+                        **where,
+                        "id": new_id(),
+                        "state": None,
+                        "state_type": None,
+                        "version": 0,
+                        "run_count": 0,
+                        "start_time": None,
+                        "end_time": None,
+                        "result_location": None,
+                    }
+                    _apply(row, item.state, new_type, stamp, now)
+                    live[key] = row
+                    created[key] = row
+                else:
+                    refusal = _judge(
+                        rules.TASK_RUN, row, item.version, item.state, new_type, flow_run_type, restart, conn
+                    )
+                    if refusal is not None:
+                        results.append(_refused(i, refusal, row, id=row["id"], **where))
+                        continue
+                    _apply(row, item.state, new_type, stamp, now)
+                    if key not in created:
+                        changed.setdefault(row["id"], (current[key].version, row))
+                history.append(_history_row(item.flow_run_id, row["id"], row, item.state, stamp))
+                results.append(
+                    StateWriteResult(
+                        i,
+                        True,
+                        id=row["id"],
+                        version=row["version"],
+                        state=row["state"],
+                        state_type=row["state_type"],
+                        **where,
+                    )
+                )
+            if created:
+                new_rows = [_task_run_insert(r, now) for r in created.values()]
+                if store.sqlite:
+                    conn.execute(task_run_t.insert(), new_rows)
+                else:
+                    # Another writer may have created one of them since we looked: start over.
+                    inserted = conn.execute(
+                        store.insert_ignoring_conflicts(
+                            task_run_t, ["flow_run_id", "task_slug", "map_index"]
+                        ).returning(task_run_t.c.id),
+                        new_rows,
+                    ).all()
+                    if len(inserted) != len(new_rows):
+                        raise RetryTransaction()
+            _compare_and_set(conn, task_run_t, changed)
+            if history:
+                conn.execute(state_t.insert(), history)
+            return results
+
+        results = store.write(write)
+        done = [r.id for r in results if r.ok and r.id]
+        if done:
+            store.changed("task_run", done)
+        return sorted(results, key=lambda r: r.index)
+
+    def get(self, task_run_id: str) -> TaskRunRecord:
+        with self.store.read() as conn:
+            row = conn.execute(select(task_run_t).where(task_run_t.c.id == task_run_id)).first()
+        if row is None:
+            raise NotFound(f"No task run with id {task_run_id!r}", id=task_run_id)
+        return _task_run_record(row)
+
+    def list(
+        self,
+        where: TaskRunFilter | None = None,
+        order_by: str = "TASK_SLUG",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Page[TaskRunRecord]:
+        limit, offset = check_limit(limit, offset)
+        where = where or TaskRunFilter()
+        conditions: list[Any] = []
+        if where.flow_run_id:
+            conditions.append(task_run_t.c.flow_run_id == where.flow_run_id)
+        if where.ids is not None:
+            conditions.append(task_run_t.c.id.in_(where.ids[:MAX_LIMIT]))
+        if where.task_slug:
+            conditions.append(task_run_t.c.task_slug == where.task_slug)
+        if where.map_index is not None:
+            conditions.append(task_run_t.c.map_index == where.map_index)
+        if where.states:
+            conditions.append(task_run_t.c.state.in_(where.states))
+        if where.state_types:
+            conditions.append(task_run_t.c.state_type.in_(where.state_types))
+        if not conditions:
+            raise BadInput("Filter task runs by flow run (flow_run_id) or by ids")
+        column = _TASK_RUN_ORDERS.get(order_by)
+        if column is None:
+            raise BadInput(f"Cannot order task runs by {order_by!r}; use one of {', '.join(_TASK_RUN_ORDERS)}")
+        order = [column.desc() if descending else column.asc(), task_run_t.c.map_index, task_run_t.c.id]
+        with self.store.read() as conn:
+            total = conn.execute(select(func.count()).select_from(task_run_t).where(and_(*conditions))).scalar_one()
+            rows = conn.execute(
+                select(task_run_t).where(and_(*conditions)).order_by(*order).limit(limit).offset(offset)
+            ).all()
+        return Page([_task_run_record(r) for r in rows], total, limit, offset)
+
+    def counts(self, flow_run_id: str) -> dict[str, int]:
+        """``{state: count}`` of a flow run's task runs."""
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(task_run_t.c.state, func.count())
+                .where(task_run_t.c.flow_run_id == flow_run_id)
+                .group_by(task_run_t.c.state)
+            ).all()
+        return {state: n for state, n in rows}
+
+    def history(self, task_run_id: str, after: int | None = None, limit: int | None = None) -> list[StateRecord]:
+        """The task run's states, oldest first."""
+        return _history(self.store, state_t.c.task_run_id == task_run_id, None, after, limit)
+
+
+# --- the write path ----------------------------------------------------------------------------
+
+
+def _check_state(state: StateWrite) -> str:
+    new_type = state_type(state.type)
+    if state.result_location is not None and (
+        not isinstance(state.result_location, str) or len(state.result_location) > 2000
+    ):
+        raise BadInput("state.result_location must be a location (a URI) of at most 2000 characters")
+    check_time(state.start_time, "state.start_time")
+    check_time(state.timestamp, "state.timestamp")
+    if state.run_count is not None and not 0 <= state.run_count < 1_000_000:
+        raise BadInput(f"state.run_count must be between 0 and 999999, got {state.run_count}")
+    return new_type
+
+
+def _judge(
+    run: str,
+    row: dict[str, Any],
+    version: int,
+    state: StateWrite,
+    new_type: str,
+    flow_run_type: str | None,
+    restart: bool,
+    conn: Connection,
+) -> ApiError | None:
+    if version != row["version"]:
+        return VersionConflict(
+            f"The {run} is at version {row['version']} ({row['state']}), not {version}: someone changed it "
+            "since you read it; read it again and decide",
+            state=row["state"],
+            version=row["version"],
+        )
+    t = rules.Transition(run, row["state"], row["state_type"], state.type, new_type, flow_run_type, restart, conn)
+    refused = rules.check(t)
+    return None if refused is None else _invalid(run, refused)
+
+
+def _invalid(run: str, refused: tuple[rules.Rule, str]) -> InvalidTransition:
+    rule, reason = refused
+    return InvalidTransition(f"Refused by rule {rule.name}: {reason}", rule=rule.name)
+
+
+def _apply(row: dict[str, Any], state: StateWrite, new_type: str, stamp: datetime, now: datetime) -> None:
+    """Move ``row`` (a run's current values) to ``state``, in memory."""
+    if new_type == RUNNING and row["state_type"] != RUNNING:
+        row["run_count"] = state.run_count if state.run_count is not None else row["run_count"] + 1
+        if row["start_time"] is None:
+            row["start_time"] = stamp
+    elif state.run_count is not None:
+        row["run_count"] = state.run_count
+    if new_type in FINISHED:
+        row["end_time"] = stamp
+    elif row["state_type"] in FINISHED:
+        row["end_time"] = None  # a restart
+    if "result_location" in row and state.result_location is not None:
+        row["result_location"] = state.result_location
+    row["state"] = state.type
+    row["state_type"] = new_type
+    row["state_message"] = cut(state.message)
+    row["state_timestamp"] = stamp
+    row["version"] += 1
+    row["updated"] = now
+
+
+def _compare_and_set(conn: Connection, table: Any, changed: dict[str, tuple[int, dict[str, Any]]]) -> None:
+    """Apply the final values of the changed runs with ``WHERE id = :id AND version = :expected``."""
+    if not changed:
+        return
+    columns = [
+        "state",
+        "state_type",
+        "state_message",
+        "state_timestamp",
+        "version",
+        "run_count",
+        "start_time",
+        "end_time",
+        "updated",
+    ]
+    if table is task_run_t:
+        columns.append("result_location")
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_expected"))
+        .values({c: bindparam(f"b_{c}") for c in columns})
+    )
+    params = [
+        {"b_id": run_id, "b_expected": expected, **{f"b_{c}": row[c] for c in columns}}
+        for run_id, (expected, row) in changed.items()
+    ]
+    done = conn.execute(statement, params)
+    if conn.dialect.supports_sane_multi_rowcount and done.rowcount != len(params):
+        # Another transaction changed a run between our read and our write; on SQLite the write
+        # lock rules that out, on PostgreSQL the row locks do. Start over rather than guess.
+        raise RetryTransaction()
+
+
+def _history_row(
+    flow_run_id: str, task_run_id: str | None, row: dict[str, Any], state: StateWrite, stamp: datetime
+) -> dict[str, Any]:
+    return {
+        "flow_run_id": flow_run_id,
+        "task_run_id": task_run_id,
+        "state": state.type,
+        "state_type": row["state_type"],
+        "message": row["state_message"],
+        "result_location": state.result_location,
+        "start_time": state.start_time,
+        "timestamp": stamp,
+        "version": row["version"],
+    }
+
+
+def _task_run_insert(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "flow_run_id": row["flow_run_id"],
+        "task_slug": row["task_slug"],
+        "map_index": row["map_index"],
+        "state": row["state"],
+        "state_type": row["state_type"],
+        "state_message": row["state_message"],
+        "state_timestamp": row["state_timestamp"],
+        "version": row["version"],
+        "run_count": row["run_count"],
+        "result_location": row["result_location"],
+        "start_time": row["start_time"],
+        "end_time": row["end_time"],
+        "created": now,
+        "updated": now,
+    }
+
+
+def _refused(index: int, exc: ApiError, row: dict[str, Any] | None = None, **where: Any) -> StateWriteResult:
+    return StateWriteResult(
+        index,
+        False,
+        version=row["version"] if row else exc.extensions.get("version"),
+        state=row["state"] if row else exc.extensions.get("state"),
+        state_type=row["state_type"] if row else None,
+        code=exc.code,
+        message=exc.message,
+        rule=exc.extensions.get("rule"),
+        **where,
+    )
+
+
+def _check_parameters(flow_name: str, declared: list[dict[str, Any]], given: Any) -> dict[str, Any]:
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise BadInput("parameters must be an object of name: value", field="parameters")
+    names = {p["name"]: p for p in declared if isinstance(p, dict) and "name" in p}
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise BadInput(
+            f"Flow {flow_name!r} has no parameter {', '.join(map(repr, unknown))}; its parameters: "
+            f"{', '.join(sorted(names)) or 'none'}",
+            field="parameters",
+        )
+    secret = sorted(n for n in given if names[n].get("secret"))
+    if secret:
+        raise BadInput(
+            f"Parameter {', '.join(map(repr, secret))} of flow {flow_name!r} is secret: the server never stores "
+            "secret values. Give it to the run where it executes (plait.secrets.Secret, the agent's environment).",
+            field="parameters",
+        )
+    missing = sorted(n for n, p in names.items() if p.get("required") and n not in given)
+    if missing:
+        raise BadInput(f"Flow {flow_name!r} needs parameter {', '.join(map(repr, missing))}", field="parameters")
+    return given
+
+
+def _history(store: Store, condition: Any, extra: Any, after: int | None, limit: int | None) -> list[StateRecord]:
+    limit, _ = check_limit(limit, 0, default=MAX_LIMIT)
+    query = select(state_t).where(condition)
+    if extra is not None:
+        query = query.where(extra)
+    if after is not None:
+        query = query.where(state_t.c.id > after)
+    with store.read() as conn:
+        rows = conn.execute(query.order_by(state_t.c.id).limit(limit)).all()
+    return [StateRecord(**r._mapping) for r in rows]
+
+
+def _task_run_record(row: Any) -> TaskRunRecord:
+    m = dict(row._mapping)
+    m.pop("heartbeat", None)
+    return TaskRunRecord(**m)
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def delete_unstarted_auto_scheduled(conn: Connection, flow_group_id: str) -> int:
+    """Delete the scheduler's runs of a flow group that have not started (a paused schedule)."""
+    doomed = select(run_t.c.id).where(
+        run_t.c.flow_group_id == flow_group_id,
+        run_t.c.auto_scheduled.is_(True),
+        run_t.c.state_type == SCHEDULED,
+    )
+    conn.execute(delete(state_t).where(state_t.c.flow_run_id.in_(doomed)))
+    return conn.execute(delete(run_t).where(run_t.c.id.in_(doomed))).rowcount

@@ -1,0 +1,1 @@
+"""The database: models (``models``), engines (``engine``) and migrations (``migrate``)."""

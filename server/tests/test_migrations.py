@@ -1,0 +1,52 @@
+"""Migrations up and down on SQLite and PostgreSQL, through `plait server database ...`."""
+
+from __future__ import annotations
+
+import subprocess
+
+from conftest import PLAIT, ServerProcess
+from sqlalchemy import create_engine, inspect, text
+
+TABLES = {"project", "flow_group", "flow", "task", "flow_run", "task_run", "run_state", "log", "api_key"}
+
+
+def plait(*args, env=None):
+    return subprocess.run([*PLAIT, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_upgrade_current_and_downgrade_on_both_databases(db_url):
+    result = plait("server", "database", "current", "--database", db_url)
+    assert result.returncode == 0 and "empty" in result.stdout
+    result = plait("server", "database", "upgrade", "--database", db_url)
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    engine = create_engine(db_url)
+    assert set(inspect(engine).get_table_names()) >= TABLES
+    engine.dispose()
+    result = plait("server", "database", "downgrade", "base", "--database", db_url)
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(db_url)
+    assert not TABLES & set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert plait("server", "database", "upgrade", "--database", db_url).returncode == 0
+
+
+def test_start_refuses_a_database_from_a_newer_server(db_url, tmp_path):
+    assert plait("server", "database", "upgrade", "--database", db_url).returncode == 0
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    engine.dispose()
+    server = ServerProcess(db_url, tmp_path)
+    (tmp_path / "config.toml").write_text("")
+    result = plait("server", "start", "--database", db_url, "--port", "1", env=server.env())
+    assert result.returncode == 2
+    assert "newer than this plait-server" in result.stderr and "Traceback" not in result.stderr
+    result = plait("server", "database", "upgrade", "--database", db_url)
+    assert result.returncode == 2 and "newer" in result.stderr
+
+
+def test_a_bad_database_url_is_a_clear_error(tmp_path):
+    for url, words in (("mysql://x/y", "not supported"), ("sqlite://", "SQLite *file*"), ("nonsense", "not valid")):
+        result = plait("server", "database", "current", "--database", url)
+        assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr

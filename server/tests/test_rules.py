@@ -1,0 +1,77 @@
+"""The transition rules, one by one, and the policy as a whole."""
+
+import pytest
+from plait_server.data import rules
+from plait_server.data.rules import Transition
+from plait_server.data.states import state_type
+
+
+def flow(old, new, restart=False):
+    return Transition(rules.FLOW_RUN, old, state_type(old) if old else None, new, state_type(new), None, restart)
+
+
+def task(old, new, flow_run="Running", restart=False):
+    return Transition(
+        rules.TASK_RUN, old, state_type(old) if old else None, new, state_type(new), state_type(flow_run), restart
+    )
+
+
+def refused_by(t):
+    found = rules.check(t)
+    return None if found is None else found[0].name
+
+
+@pytest.mark.parametrize(
+    ("transition", "rule"),
+    [
+        (flow("Scheduled", "Submitted"), None),
+        (flow("Submitted", "Running"), None),
+        (flow("Running", "Success"), None),
+        (flow("Running", "Cancelling"), None),
+        (flow("Cancelling", "Cancelled"), None),
+        (flow("Cancelling", "Success"), None),
+        (flow("Running", "Scheduled"), None),  # rescheduled (a lost process)
+        (flow("Success", "Running"), "FinishedIsFinal"),
+        (flow("Failed", "Scheduled"), "FinishedIsFinal"),
+        (flow("Failed", "Scheduled", restart=True), None),
+        (flow("Failed", "Running", restart=True), "FinishedIsFinal"),
+        (flow("Running", "Scheduled", restart=True), "RestartOnlyFinishedRuns"),
+        (flow("Cancelling", "Running"), "NoReturnFromCancelling"),
+        (flow("Cancelling", "Scheduled"), "NoReturnFromCancelling"),
+        (flow("Submitted", "Submitted"), "ClaimOnlyWaitingRuns"),
+        (flow("Running", "Submitted"), "ClaimOnlyWaitingRuns"),
+        (flow("Pending", "Submitted"), None),
+        (task(None, "Pending"), None),
+        (task(None, "Running"), None),
+        (task(None, "Running", flow_run="Scheduled"), "TaskRunsStartInRunningFlowRuns"),
+        (task("Pending", "Running", flow_run="Cancelling"), "TaskRunsStartInRunningFlowRuns"),
+        (task("Running", "Success", flow_run="Cancelling"), None),
+        (task("Running", "Success", flow_run="Success"), "TaskRunsFrozenInFinishedFlowRuns"),
+        (task("Running", "Retrying"), None),
+        (task("Retrying", "Running"), None),
+        (task("Success", "Running"), "FinishedIsFinal"),
+        (task("Looped", "Running"), None)
+        if "Looped" in __import__("plait.states").states.STATES_BY_NAME
+        else (task("Running", "Running"), None),
+    ],
+)
+def test_each_rule(transition, rule):
+    assert refused_by(transition) == rule
+
+
+def test_every_rule_explains_itself_and_the_table_lists_them():
+    table = rules.policy_table()
+    assert [row["rule"] for row in table] == [r.name for r in rules.POLICY]
+    for row in table:
+        assert len(row["why"]) > 40, row
+
+
+def test_state_types_come_from_the_core_states():
+    assert state_type("TimedOut") == "FAILED"
+    assert state_type("Cancelling") == "CANCELLING"
+    assert state_type("Submitted") == "SUBMITTED"
+    from plait_server.errors import BadInput
+
+    for bad in ("State", "Finished", "Exploded"):
+        with pytest.raises(BadInput):
+            state_type(bad)
