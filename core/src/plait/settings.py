@@ -41,7 +41,6 @@ of free-form keys), ``Any``, a nested ``Settings`` (a sub-table with its own key
 
 from __future__ import annotations
 
-import difflib
 import math
 import threading
 import typing
@@ -659,6 +658,8 @@ def _bad_value(setting: Setting, path: str, value: Any, reason: str) -> str:
 
 
 def _unknown_key(section: str, key: str, known: list[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     listing = f" (its keys: {', '.join(sorted(known))})" if known else ""
@@ -667,6 +668,8 @@ def _unknown_key(section: str, key: str, known: list[str]) -> str:
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """The closest of ``candidates`` to ``word``, if one is close enough."""
+    import difflib
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return close[0] if close else None
 

@@ -23,7 +23,6 @@ among the failed ones. Environment variables:
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import threading
@@ -145,19 +144,26 @@ class PlaitPluginManager(pluggy.PluginManager):
 
     def load_builtins(self) -> None:
         """Register the core's own plugin (executors, result types)."""
+        from plait import __version__
         from plait.hooks import builtin
 
-        self.add_plugin(builtin, BUILTIN_NAME, "plait", _version("plait"), builtin=True)
+        self.add_plugin(builtin, BUILTIN_NAME, "plait", __version__, builtin=True)
 
     def load_entrypoints(self, environ: dict[str, str] | None = None) -> None:
-        """Load every installed plugin of the entry-point group ``plait``, tolerantly."""
+        """Load every installed plugin of the entry-point group ``plait``, tolerantly.
+
+        The installed entry points come from ``plait.hooks.discovery`` (a cache of the last
+        scan of this environment, checked against where distributions live and against the
+        modules it names still being there).
+        """
+        from plait.hooks import discovery
+
         env = os.environ if environ is None else environ
         allow = _names(env["PLAIT_LOAD_PLUGINS"]) if "PLAIT_LOAD_PLUGINS" in env else None
         deny = _names(env.get("PLAIT_DISABLE_PLUGINS", ""))
-        for ep in importlib.metadata.entry_points(group=PROJECT):
-            dist = ep.dist
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            version = dist.version if dist is not None else None
+        entry_points = discovery.installed_entry_points(PROJECT)
+        for ep in entry_points:
+            dist_name, version = ep.distribution, ep.version
             if ep.name in self.records:
                 other = self.records[ep.name]
                 if other.distribution != dist_name:
@@ -169,14 +175,13 @@ class PlaitPluginManager(pluggy.PluginManager):
                     )
                     self.records[f"{ep.name} ({dist_name})"] = record
                 continue
-            keys = {ep.name, dist_name}
-            if (allow is not None and not keys & allow) or keys & deny:
-                allowed = allow is None or bool(keys & allow)
+            if not _wanted(ep, allow, deny):
+                allowed = allow is None or bool({ep.name, dist_name} & allow)
                 why = "in PLAIT_DISABLE_PLUGINS" if allowed else "not in PLAIT_LOAD_PLUGINS"
                 self.records[ep.name] = PluginRecord(ep.name, dist_name, version, status="disabled", error=why)
                 continue
             try:
-                plugin = ep.load()
+                plugin = discovery.load_entry_point(ep)
                 if isinstance(plugin, type):
                     plugin = plugin()
             except Exception as exc:
@@ -682,7 +687,8 @@ def plugin_observers() -> tuple[tuple[Callable[..., None], ...], tuple[Callable[
     observer hooks or ``plait_task_run``: then the runner calls nothing per task.
     """
     hooks = get_hooks()
-    hooks.report_config_problems()
+    if len(hooks.pm.records) > 1:  # only the built-in plugin: nothing to report on
+        hooks.report_config_problems()
     task = hooks.task_observer()
     flow = hooks.flow_observer()
     return ((task,) if task else ()), ((flow,) if flow else ()), bool(hooks.task_run_wrappers())
@@ -697,11 +703,18 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _wanted(ep: Any, allow: set[str] | None, deny: set[str]) -> bool:
+    keys = {ep.name, ep.distribution}
+    return (allow is None or bool(keys & allow)) and not keys & deny
+
+
 def _names(value: str) -> set[str]:
     return {n.strip() for n in value.split(",") if n.strip()}
 
 
 def _version(dist: str) -> str | None:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
