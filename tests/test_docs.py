@@ -13,7 +13,7 @@ import pytest
 from plait.testing import run_markdown_examples
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["README.md", "docs/concepts.md", "docs/architecture.md"]
+PAGES = ["README.md", "docs/concepts.md", "docs/architecture.md", "docs/reliability.md"]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -85,6 +85,7 @@ def test_the_template_depends_on_the_same_range():
 def test_the_core_requires_only_what_running_flows_needs():
     project = pyproject(ROOT / "core")["project"]
     names = {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
-    # requests is plait.client's (talking to a Plait server), imported only by it and its commands
+    # requests: plait.client, the server's API client, runs where the flows run (agents,
+    # `plait register`); it is imported only by the client and its commands.
     assert names <= {"click", "rich", "pluggy", "croniter", "python-json-logger", "requests"}, names
     assert "cookiecutter>=2.5" in project["optional-dependencies"]["scaffold"]

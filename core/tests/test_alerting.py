@@ -312,3 +312,42 @@ def test_secret_masking_filter_masks_remembered_values_in_a_library_logger(caplo
     assert "very-secret-path" not in caplog.text and "POST ******** failed" in caplog.text
     assert "nothing secret in here" in caplog.text
     library.removeFilter(masking)
+
+
+def test_notifier_settings_name_a_wrong_secret_key_but_never_its_value(monkeypatch, tmp_path):
+    from plait.alerting import notifier_settings
+    from plait.errors import ConfigError
+
+    monkeypatch.setenv("PLAIT_CONFIG", str(tmp_path / "empty.toml"))
+    (tmp_path / "empty.toml").write_text("")
+    section = {"token_secret": "pager-token-pasted-by-mistake"}
+    with pytest.raises(ConfigError) as info:
+        notifier_settings(section, {"token": "token"}, ["token"], where="[plugins.pager]")
+    assert "[plugins.pager] token_secret names no secret that is set" in str(info.value)
+    assert "pager-token-pasted-by-mistake" not in str(info.value)
+    with pytest.raises(ValueError, match="token_secret must be the name of a secret"):
+        notifier_settings({"token_secret": 42}, {"token": "token"}, ["token"], error=ValueError)
+
+
+def test_an_event_is_masked_just_before_delivery():
+    notifier = Recording()
+    late = "l4te-S3cret-in-an-event"
+    with Flow("late") as flow:
+        boom(late)
+    run_with(notifier, flow)  # the state messages were made before the secret was known
+    register_secret(late)
+    # a hand-made event with the secret, delivered now
+    from plait.alerting import AlertEvent, TaskCount
+
+    event = AlertEvent(
+        "summary",
+        "late",
+        "Failed",
+        message=f"saw {late}",
+        tasks=[TaskCount("boom", "Failed", 1, [("boom", f"bad item {late}")])],
+    )
+    notifier.enqueue(event)
+    assert notifier.flush(5)
+    delivered = notifier.delivered[-1]
+    assert late not in repr(delivered) and delivered.message == "saw ********"
+    assert event.message == f"saw {late}"  # the caller's event is left as it was

@@ -477,3 +477,60 @@ def test_registered_secrets_are_masked_in_results_before_they_are_cut(tmp_path, 
     result = invoke(str(path))
     assert result.exit_code == 0, result.output
     assert "tok-0123" not in result.output and "********" in result.output
+
+
+# --- secret parameters are never shown (issue 11) ----------------------------------------------
+
+SECRET_PARAM_FLOW = """
+    import plait
+    from plait import Flow, Parameter, task
+
+    @task(log_stdout=True)  # print() goes to the run's logger, masked like any log line
+    def connect(password, user):
+        plait.context.logger.warning("connecting as %s with %s", user, password)
+        print("printed:", password)
+        raise ConnectionError(f"login refused for {user}:{password}")
+
+    @task
+    def echo(password):
+        return {"used": password}
+
+    with Flow("secret-param") as flow:
+        password = Parameter("password", secret=True, required=True)
+        connect(password, Parameter("user", default="loader"))
+        echo(password)
+"""
+
+
+@pytest.mark.parametrize("executor", ["local", "threads", "processes"])
+def test_a_secret_parameter_given_with_param_is_never_shown(tmp_path, executor):
+    path = write_flow(tmp_path, SECRET_PARAM_FLOW)
+    value = f"cli-param-S3cret-{executor}"
+    plait = Path(sys.executable).parent / "plait"
+    proc = subprocess.run(
+        [str(plait), "run", str(path), "-p", f"password={value}", "--executor", executor],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PLAIT_LOAD_PLUGINS": "", "COLUMNS": "200"},
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert "login refused for loader:********" in output  # the failure is shown, masked
+    assert "printed: ********" in output and "connecting as loader with ********" in output
+    assert value not in output
+
+
+@pytest.mark.parametrize("executor", ["local", "threads", "processes"])
+def test_a_secret_parameter_is_masked_in_every_state_of_the_run(tmp_path, executor):
+    flow = load_flow(str(write_flow(tmp_path, SECRET_PARAM_FLOW)))
+    value = f"api-param-S3cret-{executor}"
+    state = flow.run(parameters={"password": value}, executor=executor)
+    assert state.is_failed()
+    texts = [s.message or "" for s in state.result.values()]
+    texts += [getattr(s, "traceback", None) or "" for s in state.result.values()]
+    assert any("login refused for loader:********" in t for t in texts)
+    assert not any(value in t for t in texts)
+    # the value itself still reaches the tasks
+    echo = next(s for t, s in state.result.items() if t.name == "echo")
+    assert echo.result == {"used": value}

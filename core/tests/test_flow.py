@@ -411,3 +411,82 @@ def test_run_with_var_keyword_takes_any_input():
     target = anything.copy()
     flow.set_dependencies(target, keyword_tasks={"a": 1, "b": 2})
     assert flow.run().result[target].result == {"a": 1, "b": 2}
+
+
+# -- nothing secret in flow.serialize() (issue 11) -------------------------------------------------
+
+
+@task
+def call_api(url, headers=None, auth=None, json=None, api_key=None, note=None):
+    return url
+
+
+class Vault(Task):
+    """A plugin-style task that declares one of its inputs secret."""
+
+    secret_inputs = ("passphrase_file_contents",)
+
+    def run(self, passphrase_file_contents=None, region=None):
+        return region
+
+
+def test_serialize_withholds_credential_inputs_and_masks_urls_and_registered_secrets():
+    from plait.secrets import register_secret
+
+    register_secret("registered-S3cret-in-a-note")
+    with Flow("leaky-constants") as flow:
+        call_api(
+            "https://api.example.com/v1?api_key=query-key-123&page=2",
+            headers={"Authorization": "Bearer header-token-456", "Accept": "application/json"},
+            auth=("alice", "basic-pw-789"),
+            json={"user": "alice", "password": "body-pw-000", "nested": {"client_secret": "cs-111"}},
+            api_key="kwarg-key-222",
+            note="see registered-S3cret-in-a-note and postgresql://bob:url-pw-333@db/sales",
+        )
+        Vault()(passphrase_file_contents="declared-secret-444", region="eu-west-1")
+        call_api(
+            "https://h", headers=[("X-Api-Key", "header-list-555"), ("Accept", "text/csv")], task_args={"slug": "b"}
+        )
+    data = flow.serialize()
+    text = json.dumps(data)
+    for planted in (
+        "query-key-123",
+        "header-token-456",
+        "basic-pw-789",
+        "body-pw-000",
+        "cs-111",
+        "kwarg-key-222",
+        "registered-S3cret-in-a-note",
+        "url-pw-333",
+        "declared-secret-444",
+        "header-list-555",
+    ):
+        assert planted not in text, planted
+    by_slug = {t["slug"]: t for t in data["tasks"]}
+    consts = by_slug["call_api"]["constants"]
+    # what is not secret stays, so the serialized flow still describes the flow
+    assert consts["headers"] == {"Authorization": "****", "Accept": "application/json"}
+    assert consts["auth"] == "****" and consts["api_key"] == "****"
+    assert consts["json"] == {"user": "alice", "password": "****", "nested": {"client_secret": "****"}}
+    assert consts["url"] == "https://api.example.com/v1?api_key=********&page=2"
+    assert consts["note"] == "see ******** and postgresql://bob:********@db/sales"
+    assert by_slug["Vault"]["constants"] == {"passphrase_file_contents": "****", "region": "eu-west-1"}
+    assert by_slug["b"]["constants"]["headers"] == [["X-Api-Key", "****"], ["Accept", "text/csv"]]
+
+
+def test_secret_parameter_is_marked_and_its_default_withheld_in_serialize():
+    with Flow("params") as flow:
+        password = Parameter("password", default="default-pw-S3cret", secret=True)
+        token = Parameter("token", secret=True, required=True)
+        n = Parameter("n", default=10)
+        add(n, call_api(password, api_key=token))
+    assert password.secret is True and token.secret is True and n.secret is False
+    data = flow.serialize()
+    assert data["parameters"] == [
+        {"name": "n", "default": 10, "required": False},
+        {"name": "password", "default": "****", "required": False, "secret": True},
+        {"name": "token", "default": None, "required": True, "secret": True},
+    ]
+    by_slug = {t["slug"]: t for t in data["tasks"]}
+    assert by_slug["password"]["options"] == {"default": "****", "required": False, "tags": [], "secret": True}
+    assert "default-pw-S3cret" not in json.dumps(data)

@@ -155,3 +155,194 @@ def test_a_failing_task_never_logs_a_url_password(caplog):
     for record in caplog.records:
         SecretsFilter().filter(record)
         assert "hunter2" not in record.getMessage() and "hunter2" not in (record.exc_text or "")
+
+
+# --- every state message is masked where it is made (issue 11) ---------------------------------
+#
+# Exceptions raised by state handlers, triggers and LOOP iterations (not only by the task's own
+# body) reach state.message, tracebacks and flow.visualize tooltips; a secret in them is masked
+# on every executor. The tasks live at module level so the process pool can run them.
+
+HANDLER_SECRET = "h4ndler-S3cret-7a1c"
+
+
+def _raise_with_secret(*args):
+    raise RuntimeError(f"could not log in with {HANDLER_SECRET}")
+
+
+@task
+def _noop():
+    return 1
+
+
+@task
+def _loops_then_fails():
+    import plait
+    from plait import signals
+
+    if plait.context.task_loop_count < 3:
+        raise signals.LOOP(result=plait.context.task_loop_count)
+    raise ValueError(f"loop {plait.context.task_loop_count} failed with {HANDLER_SECRET}")
+
+
+@task
+def _fails_plainly():
+    raise ValueError("no secret here")
+
+
+@task
+def _fails_with_signal():
+    from plait import signals
+
+    raise signals.FAIL(f"refused by the server for {HANDLER_SECRET}")
+
+
+def _texts(state):
+    """Every text a user may be shown about a flow run: messages, tracebacks, DOT tooltips."""
+    out = [state.message or "", getattr(state, "traceback", None) or ""]
+    for task_state in state.result.values() if isinstance(state.result, dict) else ():
+        out += [task_state.message or "", getattr(task_state, "traceback", None) or ""]
+        out += [repr(task_state), str(task_state.to_dict())]
+    return "\n".join(out)
+
+
+@pytest.fixture
+def handler_secret(monkeypatch):
+    monkeypatch.setenv("PLAIT_TEST_HANDLER_SECRET", HANDLER_SECRET)
+    assert Secret("PLAIT_TEST_HANDLER_SECRET").get() == HANDLER_SECRET
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: _noop(task_args={"state_handlers": [_raise_with_secret]}), id="task-state-handler"),
+        pytest.param(lambda: _noop(task_args={"trigger": _raise_with_secret}, upstream_tasks=[_noop()]), id="trigger"),
+        pytest.param(lambda: _loops_then_fails(), id="loop-iteration"),
+        pytest.param(lambda: _fails_with_signal(), id="fail-signal"),
+        pytest.param(lambda: _fails_plainly(task_args={"on_failure": _raise_with_secret}), id="on-failure"),
+    ],
+)
+def test_secrets_in_handler_trigger_and_loop_errors_are_masked(handler_secret, any_executor, make):
+    from plait.visualize import flow_to_dot
+
+    with Flow("leaky-handlers") as flow:
+        make()
+    state = flow.run(executor=any_executor)
+    assert state.is_failed()
+    texts = _texts(state)
+    assert MASK in texts
+    assert HANDLER_SECRET not in texts
+    assert HANDLER_SECRET not in flow_to_dot(flow, state)
+
+
+def test_secrets_in_flow_handler_errors_are_masked(handler_secret):
+    flow = Flow("leaky-flow-handlers", state_handlers=[_raise_with_secret])
+    flow.add_task(_noop)
+    state = flow.run()
+    assert state.is_failed() and MASK in state.message
+    assert HANDLER_SECRET not in state.message + state.traceback
+
+    def terminal(flow, state, task_states):
+        raise RuntimeError(f"terminal handler saw {HANDLER_SECRET}")
+
+    flow = Flow("leaky-terminal-handler", terminal_state_handler=terminal)
+    flow.add_task(_noop)
+    state = flow.run()
+    assert state.is_failed() and MASK in state.message
+    assert HANDLER_SECRET not in state.message + state.traceback
+
+
+def test_state_messages_made_anywhere_are_masked(handler_secret):
+    from plait.states import Failed, Success
+
+    assert Success(f"token {HANDLER_SECRET}").message == f"token {MASK}"
+    failed = Failed("db postgresql://bob:pw-9x8y@db/sales", traceback=f"line 1\nValueError: {HANDLER_SECRET}")
+    assert failed.message == f"db postgresql://bob:{MASK}@db/sales"
+    assert HANDLER_SECRET not in failed.traceback
+    # not text: left as it is
+    assert Success(None).message is None and Failed(traceback=None).traceback is None
+
+
+# --- "*_secret" settings: the key is named, the value never shown (issue 11) -------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        ("xoxb-1234-pasted-token-abcd", "may be the secret itself"),
+        ("PLAIT_TEST_NAME_NOT_SET", "set the environment variable it names"),
+        (123456789, "must be the name of a secret"),
+        ("", "must be the name of a secret"),
+    ],
+)
+def test_a_wrong_secret_setting_names_the_key_never_the_value(value, hint, tmp_path, monkeypatch):
+    from plait.errors import ConfigError
+    from plait.secrets import read_secret_setting
+
+    monkeypatch.setenv("PLAIT_CONFIG", str(tmp_path / "empty.toml"))
+    (tmp_path / "empty.toml").write_text("")
+    monkeypatch.delenv("PLAIT_TEST_NAME_NOT_SET", raising=False)
+    with pytest.raises(ConfigError) as info:
+        read_secret_setting("[plugins.pager]", "token_secret", value)
+    message = str(info.value)
+    assert message.startswith("[plugins.pager] token_secret ") and hint in message
+    if value:
+        assert str(value) not in message
+
+
+def test_a_secret_pasted_into_a_secret_setting_is_masked_from_then_on(tmp_path, monkeypatch):
+    from plait.errors import ConfigError
+    from plait.secrets import read_secret_setting
+
+    monkeypatch.setenv("PLAIT_CONFIG", str(tmp_path / "empty.toml"))
+    (tmp_path / "empty.toml").write_text("")
+    with pytest.raises(ConfigError):
+        read_secret_setting("[x]", "url_secret", "https://hooks.example.com/T0/B0/pasted-Path-42")
+    assert mask("posting to https://hooks.example.com/T0/B0/pasted-Path-42") == f"posting to {MASK}"
+    monkeypatch.setenv("PLAIT_TEST_GOOD_NAME", "the-value-behind-the-name")
+    assert read_secret_setting("[x]", "url_secret", "PLAIT_TEST_GOOD_NAME") == "the-value-behind-the-name"
+
+
+def test_setting_repr_hides_secret_settings_only():
+    from plait.secrets import setting_repr
+
+    assert setting_repr("token_secret", "xoxb-abc") == "<a str value, not shown>"
+    assert setting_repr("password", 1234) == "<a int value, not shown>"
+    assert setting_repr("api_key", "") == "<an empty string>"
+    assert setting_repr("states", ["Failed"]) == "['Failed']"
+    assert setting_repr("url", "postgresql://bob:pw-1@db/x") == "'postgresql://bob:********@db/x'"
+
+
+def test_redact_withholds_credential_keys_and_masks_strings():
+    from plait.secrets import WITHHELD, is_secret_key, redact
+
+    for name in (
+        "password",
+        "DB_PASSWORD",
+        "Authorization",
+        "auth",
+        "X-Api-Key",
+        "api_key",
+        "access_token",
+        "client_secret",
+        "private_key",
+        "Cookie",
+        "credentials",
+        "pwd",
+    ):
+        assert is_secret_key(name), name
+    for name in ("url", "headers", "region", "key", "bucket", "user", "params"):
+        assert not is_secret_key(name), name
+    assert redact(("alice", "pw"), key="auth") == WITHHELD
+    assert redact(None, key="password") is None and redact("", key="token") == ""
+    assert redact({"a": {"token": "t-1", "n": 1}}) == {"a": {"token": WITHHELD, "n": 1}}
+    assert redact({1, 2}) == "{1, 2}"  # not JSON: its repr
+
+
+def test_a_secret_parameter_value_registers_every_string_inside_it():
+    from plait.secrets import register_secret_value
+
+    register_secret_value({"user": "loader-x", "password": "nested-pw-1234", "port": 54329})
+    assert mask("nested-pw-1234 54329") == f"{MASK} {MASK}"
+    register_secret_value(True)  # nothing to hide
+    assert mask("True") == "True"

@@ -35,7 +35,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +55,9 @@ __all__ = [
     "StateFilter",
     "TaskCount",
     "live_notifiers",
+    "mask_data",
     "mask_text",
+    "masked_event",
     "notifier_settings",
     "notifier_settings_declared",
     "register_secrets",
@@ -525,7 +527,9 @@ class Notifier:
 
     def _deliver_logged(self, event: AlertEvent) -> None:
         try:
-            self.deliver(event)
+            # Just before it leaves: every text of the alert, masked again (a secret registered
+            # after the state was made, a plugin's own values, a hand-made event).
+            self.deliver(masked_event(event, self.secrets()))
         except Exception as exc:
             self._log_error(exc, f"sending an alert for flow {event.flow!r}")
 
@@ -777,6 +781,38 @@ def mask_text(text: str, secrets: Iterable[str | None]) -> str:
     return mask(text)
 
 
+def mask_data(data: Any, secrets: Iterable[str | None] = ()) -> Any:
+    """``data`` (JSON-like) with every string masked as by ``mask_text`` (``plait.secrets.mask_data``).
+
+    A document is masked before it is serialized (a secret with a quote or a non-ASCII
+    character in it would not match once escaped into JSON text)."""
+    from plait.secrets import mask_data as _mask_data
+
+    return _mask_data(data, secrets)
+
+
+def masked_event(event: AlertEvent, secrets: Iterable[str | None] = ()) -> AlertEvent:
+    """A copy of ``event`` whose texts (message, task names, the summary's examples) are masked."""
+    secrets = tuple(secrets)
+    tasks = [
+        TaskCount(
+            mask_text(t.task, secrets),
+            t.state,
+            t.count,
+            [(mask_text(name, secrets), mask_text(message, secrets)) for name, message in t.examples],
+        )
+        for t in event.tasks
+    ]
+    return replace(
+        event,
+        flow=mask_text(event.flow, secrets),
+        task=None if event.task is None else mask_text(event.task, secrets),
+        message=None if event.message is None else mask_text(event.message, secrets),
+        url=None if event.url is None else mask_text(event.url, secrets),
+        tasks=tasks,
+    )
+
+
 def register_secrets(*values: str | None) -> None:
     """Tell the core's secret masking about ``values``."""
     for value in values:
@@ -876,13 +912,21 @@ def notifier_settings_declared() -> list[Any]:
     ]
 
 
-def notifier_settings(section: dict[str, Any], keys: dict[str, str], secret_keys: Iterable[str] = ()) -> dict[str, Any]:
+def notifier_settings(
+    section: dict[str, Any],
+    keys: dict[str, str],
+    secret_keys: Iterable[str] = (),
+    where: str = "the plugin's config section",
+    error: type[Exception] | None = None,
+) -> dict[str, Any]:
     """A notifier's keyword arguments from a plugin's config ``section``.
 
     ``keys`` maps config keys to argument names (``{"states": "only_states", ...}``; other keys
     are left out). For each name in ``secret_keys`` (``"token"``), a ``<name>_secret`` key names
     a ``plait.secrets.Secret`` that gives the value when the section does not give it directly;
-    every such value is registered for masking.
+    every such value is registered for masking. A ``*_secret`` key that names no secret is an
+    error (``error``, default ``plait.errors.ConfigError``) that names ``where`` and the key,
+    never its value (``plait.secrets.read_secret_setting``).
 
     ```python
     section = {"states": ["Failed"], "url_secret": "ALERT_URL"}
@@ -893,11 +937,11 @@ def notifier_settings(section: dict[str, Any], keys: dict[str, str], secret_keys
     out = {keys[key]: value for key, value in section.items() if key in keys}
     secret_keys = tuple(secret_keys)
     for key in secret_keys:
-        secret_name = section.get(f"{key}_secret")
-        if secret_name and not out.get(key):
-            from plait.secrets import Secret
+        secret_key = f"{key}_secret"
+        if secret_key in section and not out.get(key):
+            from plait.secrets import read_secret_setting
 
-            out[key] = Secret(secret_name).get()
+            out[key] = read_secret_setting(where, secret_key, section[secret_key], error)
     register_secrets(*(out.get(key) for key in secret_keys))
     return out
 

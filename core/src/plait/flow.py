@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextvars
 import inspect
 import itertools
-import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -494,7 +493,18 @@ class Flow:
     # -- describing ---------------------------------------------------------------------------
 
     def serialize(self) -> dict[str, Any]:
-        """The flow as plain JSON data: tasks with options, edges, parameters, constants and its schedule."""
+        """The flow as plain JSON data: tasks with options, edges, parameters, constants and its schedule.
+
+        Nothing secret is in it (see docs/reliability.md, "Secrets"): a constant given to a
+        task input whose name looks like a credential (``password``, ``token``,
+        ``Authorization``, ``auth``, ``api_key``...; ``plait.secrets.is_secret_key``) or that
+        the task declares secret (``Task.secret_inputs``) is ``"****"``, in nested dicts and
+        header lists too; registered secrets, URL passwords and URL query credentials are
+        masked in every string; a secret parameter is marked ``"secret": true`` and its
+        default is ``"****"``.
+        """
+        from plait.secrets import mask_data, redact
+
         tasks = []
         for t in self.sorted_tasks():
             entry = {
@@ -507,7 +517,8 @@ class Flow:
                 entry["function"] = f"{t.run.__module__}.{t.run.__qualname__}"
             consts = self.constants.get(t)
             if consts:
-                entry["constants"] = {k: _jsonable(v) for k, v in consts.items()}
+                secret_inputs = getattr(t, "secret_inputs", ())
+                entry["constants"] = {k: redact(v, k, secret_inputs) for k, v in consts.items()}
             tasks.append(entry)
         edges = [
             {
@@ -519,17 +530,17 @@ class Flow:
             }
             for e in sorted(self.edges, key=lambda e: (e.upstream_task.slug, e.downstream_task.slug, e.key or ""))
         ]
-        return {
-            "name": self.name,
-            "tasks": tasks,
-            "edges": edges,
-            "parameters": [
-                {"name": p.name, "default": _jsonable(p.default), "required": p.required}
-                for p in sorted(self.parameters(), key=lambda p: p.name)
-            ],
-            "reference_tasks": sorted(t.slug for t in self.reference_tasks()),
-            "schedule": None if self.schedule is None else self.schedule.serialize(),
-        }
+        # a last pass over every string: registered secrets and URL passwords, wherever they are
+        return mask_data(
+            {
+                "name": self.name,
+                "tasks": tasks,
+                "edges": edges,
+                "parameters": [_serialized_parameter(p) for p in sorted(self.parameters(), key=lambda p: p.name)],
+                "reference_tasks": sorted(t.slug for t in self.reference_tasks()),
+                "schedule": None if self.schedule is None else self.schedule.serialize(),
+            }
+        )
 
     def to_dot(self, flow_state: State | None = None) -> str:
         """The flow's graph in Graphviz's DOT language (see ``visualize``)."""
@@ -635,9 +646,8 @@ def _is_iterable(value: Any) -> bool:
     return True
 
 
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
+def _serialized_parameter(p: Parameter) -> dict[str, Any]:
+    entry = {"name": p.name, "default": p.serialized_default(), "required": p.required}
+    if p.secret:
+        entry["secret"] = True
+    return entry

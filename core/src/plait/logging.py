@@ -177,8 +177,8 @@ class PluginHandler(logging.Handler):
             return
         try:
             self.handler.handle(record)
-        except Exception as exc:
-            if self.strict:
+        except BaseException as exc:  # SystemExit too: a plugin's handler never stops a run
+            if self.strict or isinstance(exc, KeyboardInterrupt):
                 raise
             self.failures += 1
             sys.stderr.write(

@@ -21,8 +21,12 @@ successful, a ``TimedOut`` task has failed.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from plait.secrets import _values as _secret_values
+from plait.secrets import mask
 
 __all__ = [
     "Cached",
@@ -43,6 +47,7 @@ __all__ = [
     "TimedOut",
     "TriggerFailed",
     "gather_results",
+    "read_only",
     "remote_state",
     "result_ref",
 ]
@@ -70,6 +75,11 @@ class State:
     _running = False
 
     def __init__(self, message: str | None = None, result: Any = None) -> None:
+        # Every state message is made here, so this is where secrets are masked (registered
+        # values and URL passwords, see plait.secrets): a handler's, a trigger's or a loop's
+        # exception text included. The test costs two loads when nothing is registered.
+        if message.__class__ is str and (_secret_values or "://" in message):
+            message = mask(message)
         self.message = message
         self.result = result
         self.timestamp = time.time()
@@ -305,6 +315,8 @@ class Failed(Finished):
 
     def __init__(self, message: str | None = None, result: Any = None, traceback: str | None = None) -> None:
         super().__init__(message, result)
+        if traceback.__class__ is str and (_secret_values or "://" in traceback):
+            traceback = mask(traceback)
         self.traceback = traceback
 
     def to_dict(self) -> dict[str, Any]:
@@ -330,6 +342,18 @@ class Cancelled(Finished):
 
     __slots__ = ()
     _failed = True
+
+
+def remask(state: State) -> State:
+    """Mask ``state``'s message and traceback again, with the secrets known now; returns ``state``.
+
+    For states made where some secrets were not known (a worker process, a Dask worker): the
+    driver masks them again when they arrive.
+    """
+    state.message = mask(state.message)
+    if isinstance(state, Failed):
+        state.traceback = mask(state.traceback)
+    return state
 
 
 #: State classes by name, for signals and deserialization.
@@ -488,3 +512,148 @@ def _plain_state(cls: type[State], slots: dict[str, Any]) -> State:
     for name, value in slots.items():
         setattr(state, name, value)
     return state
+
+
+# --- read-only views, for code that must not change a run's states (plugins) ----------------
+#
+# Plugin hooks get ``read_only(state)``: an object of a subclass of the state's class (same
+# name, same ``isinstance`` answers, same methods) that reads everything from the state it
+# views and refuses every assignment. A plugin that tries to change a state fails with an
+# AttributeError, which the plugin system reports with the plugin's name; the run's own
+# state is untouched. Making one costs one small object; what it shows is read on demand.
+
+
+class ReadOnlyStateError(AttributeError):
+    """Raised when code that was given a read-only view of a state tries to change it."""
+
+
+def read_only(state: State) -> State:
+    """A read-only view of ``state``: same class name and answers, every assignment refused.
+
+    Containers it holds are viewed read-only too: a flow-run state's ``{task: State}``
+    mapping, a ``Mapped`` state's ``map_states`` and the states in them. A result that is a
+    plain ``list``, ``dict``, ``set`` or ``bytearray`` is returned as a shallow copy; other
+    result objects are the task's own (a plugin must not change them).
+
+    ```python
+    view = read_only(state)
+    view.message              # the state's message
+    view.result = None        # ReadOnlyStateError
+    ```
+    """
+    view_cls = _read_only_classes.get(type(state))
+    if view_cls is None:
+        cls = type(state)
+        if cls in _read_only_types:
+            return state
+        view_cls = _read_only_classes[cls] = _make_read_only_class(cls)
+    view = view_cls.__new__(view_cls)
+    _set_origin(view, "_origin", state)
+    return view
+
+
+class _ReadOnlyStates(Mapping):
+    """A read-only ``{task: State}`` mapping whose states are read-only views."""
+
+    __slots__ = ("_states",)
+
+    def __init__(self, states: Mapping[Any, State]) -> None:
+        self._states = states
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._states[key]
+        return read_only(value) if isinstance(value, State) else value
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+
+class _ReadOnlyStateList(Sequence):
+    """A read-only list of states (a ``Mapped`` state's children) whose items are read-only views."""
+
+    __slots__ = ("_states",)
+
+    def __init__(self, states: Sequence[State]) -> None:
+        self._states = states
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [read_only(s) for s in self._states[index]]
+        return read_only(self._states[index])
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+_read_only_classes: dict[type[State], type[State]] = {}
+_read_only_types: set[type[State]] = set()
+_COPIED_RESULTS = (list, dict, set, bytearray)
+
+
+_set_origin = object.__setattr__  # views refuse assignment; this sets their one slot
+
+
+def _view_value(name: str, value: Any) -> Any:
+    if name == "map_states" and isinstance(value, list):
+        return _ReadOnlyStateList(value)
+    if name == "result":
+        if type(value) is dict and value and isinstance(next(iter(value.values())), State):
+            return _ReadOnlyStates(value)
+        if type(value) in _COPIED_RESULTS:
+            return value.copy()
+    return value
+
+
+def _make_read_only_class(base: type[State]) -> type[State]:
+    def make_property(name: str) -> property:
+        def get(self: State) -> Any:
+            return _view_value(name, getattr(self._origin, name))
+
+        return property(get, doc=f"The viewed state's {name!r} (read-only).")
+
+    def setattr_(self: State, name: str, value: Any) -> None:
+        raise ReadOnlyStateError(
+            f"cannot set {name!r}: this {base.__name__} state is a read-only view (plugins and "
+            "observers may read states, never change them; return a new state from a state handler instead)"
+        )
+
+    def delattr_(self: State, name: str) -> None:
+        setattr_(self, name, None)
+
+    def getattr_(self: State, name: str) -> Any:
+        # Attributes that are not slots of the state (a remote state's, private ones): the origin's.
+        if name == "_origin":  # not set (a view made without read_only())
+            raise AttributeError(name)
+        return getattr(self._origin, name)
+
+    def reduce(self: State) -> tuple[Any, ...]:
+        # Pickled or copied, a view becomes a plain (changeable) copy of the state it views.
+        origin = self._origin
+        return _plain_state, (base, {n: getattr(origin, n) for n in _slot_names(base) if n != "_results"})
+
+    namespace: dict[str, Any] = {
+        "__slots__": ("_origin",),
+        "__module__": base.__module__,
+        "__qualname__": base.__qualname__,
+        "__setattr__": setattr_,
+        "__delattr__": delattr_,
+        "__getattr__": getattr_,
+        "__reduce__": reduce,
+    }
+    for name in _slot_names(base):
+        if not name.startswith("_"):
+            namespace[name] = make_property(name)
+    # Mapped.result is a property, not a slot
+    namespace["result"] = make_property("result")
+    cls = type(base.__name__, (base,), namespace)
+    _read_only_types.add(cls)
+    return cls

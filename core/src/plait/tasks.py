@@ -92,7 +92,14 @@ class Task:
         cache_validator: ``fn(cached_state, inputs, parameters) -> bool`` from
             ``plait.cache_validators`` (default ``duration_only``).
         cache_key: share one cache between tasks (default: one cache per flow and task).
+
+    A subclass may set ``secret_inputs`` (a class attribute): names of ``run()`` arguments that
+    hold secrets. ``flow.serialize()`` withholds the constants given to them (``"****"``), in
+    addition to inputs whose names look like credentials (``plait.secrets.is_secret_key``).
     """
+
+    #: ``run()`` arguments whose constants ``flow.serialize()`` withholds (``"****"``).
+    secret_inputs: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -447,16 +454,34 @@ class Parameter(Task):
         name: the parameter's name, unique within a flow.
         default: the value when the run does not give one.
         required: a run without this parameter is refused before anything runs.
+        secret: the value is a secret (a password, a token): it is registered for masking
+            (``plait.secrets``) when the run starts, so logs, state messages, alerts and
+            ``plait run`` show ``********`` instead; ``flow.serialize()`` marks the parameter
+            ``"secret": true`` and shows its default as ``"****"``.
+
+    ```python
+    password = Parameter("password", secret=True, required=True)
+    ```
     """
 
     def __init__(
-        self, name: str, default: Any = None, required: bool = False, tags: Iterable[str] | None = None
+        self,
+        name: str,
+        default: Any = None,
+        required: bool = False,
+        tags: Iterable[str] | None = None,
+        secret: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Parameter name must be a non-empty string, got {name!r}")
         super().__init__(name=name, slug=name, tags=tags)
         self.default = default
         self.required = required
+        self.secret = bool(secret)
+        if self.secret:
+            from plait.secrets import register_secret_value
+
+            register_secret_value(default)
 
     def run(self) -> Any:
         from plait import context
@@ -473,7 +498,18 @@ class Parameter(Task):
         raise TaskBindError(f"Parameter {self.name!r} takes no inputs; use it as an argument to other tasks")
 
     def options(self) -> dict[str, Any]:
-        return {"default": _jsonable(self.default), "required": self.required, "tags": sorted(self.tags)}
+        options = {"default": self.serialized_default(), "required": self.required, "tags": sorted(self.tags)}
+        if self.secret:
+            options["secret"] = True
+        return options
+
+    def serialized_default(self) -> Any:
+        """The default as plain JSON; ``"****"`` for a secret parameter that has one."""
+        from plait.secrets import WITHHELD, redact
+
+        if self.secret and self.default is not None:
+            return WITHHELD
+        return redact(self.default)
 
     def __repr__(self) -> str:
         return f"<Parameter: {self.name}>"

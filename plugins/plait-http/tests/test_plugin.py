@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from plait_http import HTTPRequest, plugin, webhook_notifier
+import logging
+
+import pytest
+from plait_http import HTTPConfigError, HTTPRequest, plugin, webhook_notifier
 from plait_http.testing import WebhookReceiver
 
 from plait import Flow, task
+from plait.secrets import MASK, Secret, register_secret
 from plait.testing import assert_plugin_conforms
 
 CONFIG = """
@@ -100,3 +104,101 @@ def test_configured_url_and_key_are_masked_by_plait(webhook_receiver, plait_conf
     assert plugin.configured_notifier() is not None
     assert mask(f"posting to {url}") == f"posting to {MASK}"
     assert mask("/T123/secret-route-456 and signing-key-789") == f"{MASK} and {MASK}"
+
+
+# --- secrets in handler, trigger and loop errors never reach the webhook (issue 11) -------------
+
+LEAK = "w3bhook-Leak-S3cret-5d2a"
+
+
+def _raises(*args):
+    raise RuntimeError(f"the vault refused {LEAK}")
+
+
+@task
+def _fine() -> int:
+    return 1
+
+
+@task
+def _loop_fails() -> int:
+    import plait
+    from plait import signals
+
+    if plait.context.task_loop_count < 2:
+        raise signals.LOOP()
+    raise ValueError(f"loop failed with {LEAK}")
+
+
+@pytest.mark.parametrize("executor", ["local", "threads", "processes"])
+@pytest.mark.parametrize("where", ["state-handler", "trigger", "loop"])
+def test_secrets_in_handler_trigger_and_loop_errors_never_reach_the_webhook(
+    webhook_receiver: WebhookReceiver, plait_config, plait_hooks, executor, where
+):
+    plait_config(
+        CONFIG + "immediate = true\n",
+        TEST_ALERT_URL=webhook_receiver.url + "/alerts/secret-route",
+        TEST_ALERT_KEY="test-signing-key",
+        TEST_WEBHOOK_LEAK=LEAK,
+    )
+    assert Secret("TEST_WEBHOOK_LEAK").get() == LEAK
+    with Flow("leaky") as flow:
+        if where == "state-handler":
+            _fine(task_args={"state_handlers": [_raises]})
+        elif where == "trigger":
+            _fine(task_args={"trigger": _raises}, upstream_tasks=[_fine()])
+        else:
+            _loop_fails()
+
+    assert flow.run(executor=executor).is_failed()
+
+    bodies = [r.body.decode() for r in webhook_receiver.requests]
+    assert bodies and all(LEAK not in body for body in bodies)
+    assert any(MASK in body for body in bodies)
+    assert webhook_receiver.signatures_ok == [True] * len(bodies)
+
+
+def test_a_secret_registered_after_the_failure_is_masked_in_the_json(
+    webhook_receiver: WebhookReceiver, plait_config, plait_hooks
+):
+    plait_config(CONFIG, TEST_ALERT_URL=webhook_receiver.url + "/alerts/secret-route", TEST_ALERT_KEY="k3y-0123")
+    late = 'l4te "quoted" S3cret-é'  # escaped in JSON text: masked before serializing
+
+    @task
+    def boom() -> int:
+        raise ValueError(f"rejected {late}")
+
+    def learn_the_secret(flow, old_state, new_state):
+        if new_state.is_finished():
+            register_secret(late)
+
+    with Flow("late", state_handlers=[learn_the_secret]) as flow:
+        boom()
+    flow.run()
+
+    [request] = webhook_receiver.requests
+    assert late not in str(request.json) and "S3cret" not in request.body.decode()
+    assert MASK in request.json["tasks"][0]["examples"][0]["message"]
+
+
+@pytest.mark.parametrize("key", ["url_secret", "signing_key_secret"])
+def test_a_secret_pasted_into_a_secret_setting_is_named_never_shown(
+    webhook_receiver: WebhookReceiver, plait_config, plait_hooks, caplog, key
+):
+    pasted = webhook_receiver.url + "/alerts/pasted-route" if key == "url_secret" else "pasted signing key!"
+    other = "signing_key_secret" if key == "url_secret" else "url_secret"
+    plait_config(
+        f'[plugins.http.webhook]\n{key} = "{pasted}"\n{other} = "TEST_ALERT_OTHER"\n',
+        TEST_ALERT_OTHER=webhook_receiver.url + "/x" if other == "url_secret" else "k3y-0123",
+    )
+    caplog.set_level(logging.DEBUG)
+
+    assert broken_flow().run().is_failed()
+
+    logged = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.http"]
+    assert any(f"[plugins.http.webhook] {key} names no secret that is set" in m for m in logged), logged
+    assert pasted not in caplog.text
+    with pytest.raises(HTTPConfigError) as info:
+        webhook_notifier(only_states=["Failed"])
+    assert key in str(info.value) and pasted not in str(info.value)
+    assert webhook_receiver.requests == []

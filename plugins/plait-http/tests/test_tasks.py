@@ -194,3 +194,26 @@ def test_mapped_requests_share_the_session_across_threads(recording_server: Reco
 
     assert state.result[items].result == [{"item": i} for i in range(20)]
     assert sorted(r.path for r in recording_server.requests) == sorted(f"/items/{i}" for i in range(20))
+
+
+def test_credentials_given_in_a_flow_are_not_in_the_serialized_flow():
+    import json
+
+    with Flow("api") as flow:
+        HTTPRequest(name="call")(
+            url="https://api.example.com/v1/items?access_token=query-tok-111&page=1",
+            headers={"Authorization": "Bearer header-tok-222", "Accept": "application/json"},
+            auth=("alice", "basic-pw-333"),
+            json={"username": "alice", "password": "body-pw-444"},
+        )
+    data = flow.serialize()
+    text = json.dumps(data)
+    for planted in ("query-tok-111", "header-tok-222", "basic-pw-333", "body-pw-444"):
+        assert planted not in text
+    (entry,) = data["tasks"]
+    assert entry["constants"] == {
+        "url": "https://api.example.com/v1/items?access_token=********&page=1",
+        "headers": {"Authorization": "****", "Accept": "application/json"},
+        "auth": "****",
+        "json": {"username": "alice", "password": "****"},
+    }

@@ -361,13 +361,15 @@ def test_a_refused_push_is_logged_without_the_password(auth_gateway, monkeypatch
     assert "wrong-password" not in caplog.text
 
 
-def test_a_missing_password_secret_is_logged_by_name(auth_gateway, monkeypatch, caplog):
+@pytest.mark.parametrize("value", ["NO_SUCH_PUSH_SECRET", "the-Password-itself!"])
+def test_a_missing_password_secret_is_logged_by_key_never_by_value(auth_gateway, monkeypatch, caplog, value):
+    """The setting holds a secret's name; when it names nothing, the log says which setting is
+    wrong but not its value, which may be the password pasted by mistake."""
     monkeypatch.delenv("NO_SUCH_PUSH_SECRET", raising=False)
-    plait_metrics.start(
-        {"pushgateway": auth_gateway, "push_username": "ci", "push_password_secret": "NO_SUCH_PUSH_SECRET"}
-    )
+    plait_metrics.start({"pushgateway": auth_gateway, "push_username": "ci", "push_password_secret": value})
     with caplog.at_level(logging.WARNING, logger="plait.plugins.metrics"):
         assert etl_flow("guarded").run().is_successful()
     (message,) = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.metrics"]
-    assert "NO_SUCH_PUSH_SECRET" in message
+    assert "push_password_secret names no secret that is set" in message
+    assert value not in caplog.text
     assert _AuthGateway.requests == []

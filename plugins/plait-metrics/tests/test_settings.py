@@ -70,7 +70,7 @@ def test_values_are_normalized():
         ({"addr": ""}, ["addr = ''"]),
         ({"pushgateway": "http://ci:hunter22@gw:9091"}, ["user or password in its URL", "push_password_secret"]),
         ({"push_username": "ci"}, ["go together"]),
-        ({"push_password_secret": ""}, ["push_password_secret = ''"]),
+        ({"push_password_secret": ""}, ["push_password_secret = <an empty string>"]),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_the_fix(section, fragments):
@@ -87,3 +87,12 @@ def test_a_url_with_a_password_is_refused_without_echoing_it():
     with pytest.raises(MetricsConfigError) as info:
         MetricsSettings.from_mapping({"pushgateway": "http://ci:hunter22@gw:9091"})
     assert "hunter22" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", [123456789, ["hunter22-pw"], {"pw": "hunter22-pw"}])
+def test_a_wrong_push_password_secret_is_named_never_shown(value):
+    with pytest.raises(MetricsConfigError) as info:
+        MetricsSettings.from_mapping({"push_username": "ci", "push_password_secret": value})
+    message = str(info.value)
+    assert "push_password_secret" in message and "not shown" in message
+    assert "123456789" not in message and "hunter22" not in message

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import reset_settings
-from plait_s3 import S3Config, S3List, S3Upload, get_connection
+from plait_s3 import S3Config, S3ConfigError, S3CredentialsError, S3List, S3Upload, get_connection
 from plait_s3.client import plugin_settings
 
 
@@ -94,3 +94,21 @@ def test_importing_the_plugin_and_building_tasks_does_not_import_boto3():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("field", ["access_key_id_secret", "secret_access_key_secret"])
+def test_a_key_pasted_into_a_secret_setting_is_named_never_shown(field, monkeypatch):
+    """``*_secret`` settings hold the names of secrets; a key pasted there by mistake is not echoed."""
+    pasted = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    monkeypatch.setenv("PLAIT_S3_TEST_ID", "AKIAPLAITTESTKEYID00")
+    monkeypatch.setenv("PLAIT_S3_TEST_KEY", "plait-test-secret-access-key-000")
+    names = {"access_key_id_secret": "PLAIT_S3_TEST_ID", "secret_access_key_secret": "PLAIT_S3_TEST_KEY"}
+    names[field] = pasted
+    with pytest.raises(S3CredentialsError) as info:
+        get_connection(S3Config(**names))
+    message = str(info.value)
+    assert field in message and "not shown" in message
+    assert pasted not in message
+    with pytest.raises(S3ConfigError) as info:
+        S3Config(**{**names, field: 12345678})
+    assert field in str(info.value) and "12345678" not in str(info.value)

@@ -234,10 +234,9 @@ def test_a_named_secret_that_is_not_set_is_a_credentials_error(bucket, monkeypat
     monkeypatch.setenv("PLAIT__PLUGINS__S3__ACCESS_KEY_ID_SECRET", "NOT_SET_KEY_ID")
     monkeypatch.setenv("PLAIT__PLUGINS__S3__SECRET_ACCESS_KEY_SECRET", "NOT_SET_SECRET")
     reset_settings()
-    with pytest.raises(
-        S3CredentialsError, match=r"access_key_id_secret names a secret that is not set.*NOT_SET_KEY_ID"
-    ):
+    with pytest.raises(S3CredentialsError, match=r"access_key_id_secret names no secret that is set") as info:
         S3List(bucket=bucket).run()
+    assert "NOT_SET_KEY_ID" not in str(info.value)  # the setting is named, never its value
 
 
 def test_an_unreachable_endpoint_is_named(bucket, monkeypatch):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import re
 
-from plait_slack import plugin, slack_notifier
+import pytest
+from plait_slack import SlackConfigError, plugin, slack_notifier
 from plait_slack.testing import FakeSlack
 
 from plait import Flow, task
+from plait.secrets import MASK, Secret, register_secret
 from plait.testing import assert_plugin_conforms, using_plugins
 
 
@@ -274,7 +276,7 @@ def test_a_missing_secret_is_logged_and_the_run_goes_on(plait_config, plait_hook
 
     assert broken_flow().run().is_failed()
 
-    assert "Secret 'NOT_SET_ANYWHERE' is not set" in caplog.text
+    assert "[plugins.slack] webhook_url_secret names no secret that is set" in caplog.text
 
 
 def test_configured_secrets_are_masked_by_plait(fake_slack, plait_config, plait_hooks):
@@ -299,3 +301,95 @@ def test_factory_without_destination_takes_it_and_defaults_from_config(fake_slac
 
     flow.run()
     assert fake_slack.texts() == ["from config: factory"]
+
+
+# --- secrets in handler, trigger and loop errors never reach Slack (issue 11) -------------------
+
+LEAK = "sl4ck-Leak-S3cret-0e1f"
+
+
+def _handler_raises(*args):
+    raise RuntimeError(f"the vault refused {LEAK}")
+
+
+@task
+def _fine() -> int:
+    return 1
+
+
+@task
+def _loop_fails() -> int:
+    import plait
+    from plait import signals
+
+    if plait.context.task_loop_count < 2:
+        raise signals.LOOP()
+    raise ValueError(f"loop failed with {LEAK}")
+
+
+@pytest.mark.parametrize("executor", ["local", "threads", "processes"])
+@pytest.mark.parametrize("where", ["state-handler", "trigger", "loop"])
+def test_secrets_in_handler_trigger_and_loop_errors_never_reach_slack(
+    fake_slack, plait_config, plait_hooks, executor, where
+):
+    plait_config(
+        '[plugins.slack]\nwebhook_url_secret = "TEST_SLACK_WEBHOOK"\nimmediate = true\n'
+        'template = "{message} / {tasks}"\n',
+        TEST_SLACK_WEBHOOK=fake_slack.webhook_url,
+        TEST_SLACK_LEAK=LEAK,
+    )
+    assert Secret("TEST_SLACK_LEAK").get() == LEAK
+    with Flow("leaky") as flow:
+        if where == "state-handler":
+            _fine(task_args={"state_handlers": [_handler_raises]})
+        elif where == "trigger":
+            _fine(task_args={"trigger": _handler_raises}, upstream_tasks=[_fine()])
+        else:
+            _loop_fails()
+
+    assert flow.run(executor=executor).is_failed()
+
+    texts = fake_slack.texts()
+    assert texts and all(LEAK not in text for text in texts)
+    assert any(MASK in text for text in texts)
+
+
+def test_a_secret_registered_after_the_failure_is_masked_before_sending(fake_slack, plait_config, plait_hooks):
+    """The notifier masks again just before sending: here the secret becomes known only after
+    the task's state (with the raw value in its message) was made."""
+    plait_config(webhook_config(fake_slack), TEST_SLACK_WEBHOOK=fake_slack.webhook_url)
+    late = "l4te-Registered-S3cret-77"
+
+    @task
+    def boom() -> int:
+        raise ValueError(f"rejected {late}")
+
+    def learn_the_secret(flow, old_state, new_state):
+        if new_state.is_finished():
+            register_secret(late)
+
+    with Flow("late", state_handlers=[learn_the_secret]) as flow:
+        boom()
+    state = flow.run()
+    assert late in next(iter(state.result.values())).message  # made before the secret was known
+
+    [text] = fake_slack.texts()
+    assert late not in text and f"rejected {MASK}" in text
+
+
+@pytest.mark.parametrize("key", ["webhook_url_secret", "token_secret"])
+def test_a_secret_pasted_into_a_secret_setting_is_named_never_shown(fake_slack, plait_config, plait_hooks, caplog, key):
+    """``*_secret`` settings hold the names of secrets: the pasted secret is not echoed anywhere."""
+    pasted = fake_slack.webhook_url if key == "webhook_url_secret" else "xoxb-1234-pasted-token-abcd"
+    plait_config(f'[plugins.slack]\n{key} = "{pasted}"\nchannel = "#alerts"\n')
+    caplog.set_level(logging.DEBUG)
+
+    assert broken_flow().run().is_failed()  # the run is not affected
+
+    logged = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.slack"]
+    assert any(f"[plugins.slack] {key} names no secret that is set" in m for m in logged), logged
+    assert pasted not in caplog.text
+    with pytest.raises(SlackConfigError) as info:
+        slack_notifier(only_states=["Failed"])
+    assert key in str(info.value) and pasted not in str(info.value)
+    assert fake_slack.requests == []

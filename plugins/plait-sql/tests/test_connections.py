@@ -268,3 +268,15 @@ def test_connection_table_with_unknown_key_or_no_url(connections_config, sqlite_
         SQLQuery("SELECT 1", connection="bad").run()
     with pytest.raises(SQLConfigError, match="needs exactly one of url"):
         SQLQuery("SELECT 1", connection="empty").run()
+
+
+@pytest.mark.parametrize("key", ["url_secret", "password_secret"])
+@pytest.mark.parametrize("value", ["pg-Pass-pasted-here!", "postgresql://u:pg-Pass-pasted-here@db/x", 12345678])
+def test_a_wrong_secret_setting_names_the_key_never_the_value(connections_config, sqlite_url, key, value):
+    settings = {"url": sqlite_url} if key == "password_secret" else {}
+    connections_config(warehouse={**settings, key: value})
+    with pytest.raises(SQLConfigError) as info:
+        SQLQuery("SELECT 1", connection="warehouse").run()
+    message = str(info.value)
+    assert f"[plugins.sql.connections.warehouse] {key}" in message
+    assert "pg-Pass-pasted-here" not in message and "12345678" not in message

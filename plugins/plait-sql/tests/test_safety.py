@@ -131,6 +131,28 @@ def test_repr_and_serialized_flow_mask_the_password():
     assert "postgresql+psycopg://loader:***@db.example:5432/warehouse" in repr(flow.serialize())
 
 
+def test_call_time_urls_and_params_are_masked_in_the_serialized_flow():
+    """Constants given when the task is called in the flow: nothing secret in flow.serialize()."""
+    import json
+
+    planted = "call-time-Pw-4e5f"  # never registered: the URL rule alone must hide it
+    url = f"postgresql+psycopg://loader:{planted}@db.example:5432/warehouse"
+    libpq = f"postgresql+psycopg://db.example/warehouse?user=loader&password={planted}-q"
+    with Flow("f") as flow:
+        SQLQuery("SELECT 1", name="by_url")(url=url)
+        SQLQuery("SELECT 1", name="by_query")(url=libpq)
+        SQLExecute("UPDATE users SET pw = :password", name="rotate")(
+            url="sqlite:///x.db", params={"password": f"{planted}-param", "user": "loader"}
+        )
+    data = flow.serialize()
+    text = json.dumps(data)
+    assert planted not in text
+    by_name = {t["name"]: t for t in data["tasks"]}
+    assert by_name["by_url"]["constants"]["url"] == "postgresql+psycopg://loader:********@db.example:5432/warehouse"
+    assert by_name["by_query"]["constants"]["url"].endswith("user=loader&password=********")
+    assert by_name["rotate"]["constants"]["params"] == {"password": "****", "user": "loader"}
+
+
 def test_password_with_url_special_characters_is_masked_in_every_spelling():
     from urllib.parse import quote_plus
 

@@ -39,7 +39,8 @@ from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import FlowRunError, ParameterError
 from plait.logging import capture_stdout, configure_logging, get_logger
-from plait.secrets import mask
+from plait.secrets import _values as _secret_values
+from plait.secrets import mask, register_secret_value
 from plait.states import (
     STATES_BY_NAME,
     Cancelled,
@@ -54,6 +55,7 @@ from plait.states import (
     Success,
     TimedOut,
     TriggerFailed,
+    remask,
     result_ref,
 )
 from plait.tasks import Task
@@ -259,7 +261,10 @@ class FlowRunner:
 
 
 def check_parameters(flow: Flow, given: dict[str, Any] | None) -> dict[str, Any]:
-    """The run's parameter values: ``given`` checked against the flow's parameters."""
+    """The run's parameter values: ``given`` checked against the flow's parameters.
+
+    The values of secret parameters (``Parameter(..., secret=True)``) are registered for masking.
+    """
     if given is not None and not isinstance(given, Mapping):
         raise ParameterError(
             f"Flow {flow.name!r}: parameters must be a dict of name -> value, got {type(given).__name__}: {given!r}"
@@ -280,6 +285,9 @@ def check_parameters(flow: Flow, given: dict[str, Any] | None) -> dict[str, Any]
         )
     values = {name: p.default for name, p in declared.items()}
     values.update(given)
+    for name, p in declared.items():
+        if p.secret:  # from here on masked in logs, state messages, alerts and `plait run`
+            register_secret_value(values[name])
     return values
 
 
@@ -556,6 +564,9 @@ class _TaskRuns:
         """Pass the state changes a worker recorded through the driver's handlers."""
         if isinstance(recorded, State):  # the executor itself failed
             return recorded
+        if _secret_values:  # made where the driver's secrets may be unknown: mask them here
+            for _old, new in recorded:
+                remask(new)
         notify = self.notifiers[t]
         final = recorded[-1][1]
         if notify is None:

@@ -19,6 +19,13 @@ among the failed ones. Environment variables:
 - ``PLAIT_TRACE_PLUGINS=1``: log every hook call (logger ``plait.plugins``).
 - ``PLAIT_STRICT_PLUGINS=1``: an exception in an observer hook or a plugin's log handler is
   re-raised instead of logged (for plugin authors' tests).
+- ``PLAIT_SLOW_HOOK_SECONDS=1``: a hook call that takes longer is reported (once per plugin
+  and hook) with the plugin's name.
+
+Plugin code never stops Plait: an exception of any kind but ``KeyboardInterrupt`` (``SystemExit``
+included) raised while a plugin is imported or inside one of its hooks is logged with the
+plugin's name and the run goes on. Observer hooks and ``plait_task_run`` wrappers get read-only
+views of the states (``plait.states.read_only``), so a plugin cannot change a run's outcome.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +44,7 @@ import pluggy
 
 from plait.hooks import specs
 from plait.hooks.markers import PROJECT
+from plait.states import read_only
 
 if TYPE_CHECKING:
     import click
@@ -184,7 +193,9 @@ class PlaitPluginManager(pluggy.PluginManager):
                 plugin = discovery.load_entry_point(ep)
                 if isinstance(plugin, type):
                     plugin = plugin()
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit too: a plugin never stops Plait
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
                 record = PluginRecord(ep.name, dist_name, version)
                 self.records[ep.name] = record
                 self._fail(record, f"import of {ep.value!r} failed: {type(exc).__name__}: {exc}")
@@ -538,6 +549,7 @@ class PlaitHooks:
 
         strict = self.strict
         trace = self.pm._untrace is not None
+        slow = slow_hook_seconds()
         order = (first, "old_state", "new_state", "context")
         calls = []
         # pluggy calls the last of get_hookimpls() first; keep that order.
@@ -552,18 +564,28 @@ class PlaitHooks:
             calls.append((impl.plugin_name, impl.function, picks))
         calls_t = tuple(calls)
 
+        last_view: tuple[Any, Any] = (None, None)
+
         def observer(obj: Any, old: Any, new: Any) -> None:
+            nonlocal last_view
+            # Plugins see read-only views: a hook cannot change the run's states. The new
+            # state of one change is usually the old state of the next: reuse its view.
+            seen = last_view
+            old_view = seen[1] if seen[0] is old else read_only(old)
+            new_view = read_only(new)
+            last_view = (new, new_view)
             for plugin_name, fn, picks in calls_t:
                 if trace:
                     logger.info("hook %s(%s=%r, %r -> %r) -> %s", hook_name, first, obj, old, new, plugin_name)
+                start = time.perf_counter()
                 try:
                     if picks is None:
-                        fn(obj, old, new, ctx_module)
+                        fn(obj, old_view, new_view, ctx_module)
                     else:
-                        values = (obj, old, new, ctx_module)
+                        values = (obj, old_view, new_view, ctx_module)
                         fn(*[values[i] for i in picks])
-                except Exception:
-                    if strict:
+                except BaseException as exc:  # SystemExit too; Ctrl-C still stops the run
+                    if strict or isinstance(exc, KeyboardInterrupt):
                         raise
                     logger.error(
                         "Plugin %r raised in %s for %s %r (%s -> %s); the run goes on:\n%s",
@@ -575,6 +597,9 @@ class PlaitHooks:
                         type(new).__name__,
                         traceback.format_exc().rstrip(),
                     )
+                elapsed = time.perf_counter() - start
+                if elapsed > slow:
+                    report_slow_hook(plugin_name, hook_name, elapsed, slow)
 
         return observer
 
@@ -587,10 +612,11 @@ class PlaitHooks:
                 continue
             if self.pm._untrace is not None:
                 logger.info("hook %s(%s) -> %s", hook_name, _short_kwargs(kwargs), impl.plugin_name)
+            start = time.perf_counter()
             try:
                 value = impl.function(*[kwargs[a] for a in impl.argnames])
-            except Exception:
-                if self.strict:
+            except BaseException as exc:  # SystemExit too; Ctrl-C still stops Plait
+                if self.strict or isinstance(exc, KeyboardInterrupt):
                     raise
                 logger.error(
                     "Plugin %r raised in %s; its contribution is skipped:\n%s",
@@ -599,6 +625,11 @@ class PlaitHooks:
                     traceback.format_exc().rstrip(),
                 )
                 continue
+            finally:
+                elapsed = time.perf_counter() - start
+                slow = slow_hook_seconds()
+                if elapsed > slow:
+                    report_slow_hook(impl.plugin_name, hook_name, elapsed, slow)
             out.append((impl.plugin_name, value))
         return out
 
@@ -694,6 +725,46 @@ def plugin_observers() -> tuple[tuple[Callable[..., None], ...], tuple[Callable[
     return ((task,) if task else ()), ((flow,) if flow else ()), bool(hooks.task_run_wrappers())
 
 
+#: Seconds a plugin's hook may take before it is reported (``PLAIT_SLOW_HOOK_SECONDS``).
+DEFAULT_SLOW_HOOK_SECONDS = 1.0
+_slow_reported: set[tuple[str, str]] = set()
+
+
+def slow_hook_seconds() -> float:
+    """The threshold above which a hook call is reported as slow: ``PLAIT_SLOW_HOOK_SECONDS`` (default 1)."""
+    text = os.environ.get("PLAIT_SLOW_HOOK_SECONDS", "").strip()
+    if not text:
+        return DEFAULT_SLOW_HOOK_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        logger.warning(
+            "PLAIT_SLOW_HOOK_SECONDS=%r is not a positive number of seconds; using %g",
+            text,
+            DEFAULT_SLOW_HOOK_SECONDS,
+        )
+        return DEFAULT_SLOW_HOOK_SECONDS
+    return value
+
+
+def report_slow_hook(plugin_name: str, hook_name: str, elapsed: float, threshold: float) -> None:
+    """Warn, once per plugin and hook in this process, that a hook call took ``elapsed`` seconds."""
+    key = (plugin_name, hook_name)
+    if key in _slow_reported:
+        return
+    _slow_reported.add(key)
+    logger.warning(
+        "Plugin %r took %.2fs in %s (more than %gs): hooks run on every task run's path, so a slow "
+        "hook slows the whole run. Reported once; set PLAIT_SLOW_HOOK_SECONDS to change the threshold.",
+        plugin_name,
+        elapsed,
+        hook_name,
+        threshold,
+    )
+
+
 def strict_plugins() -> bool:
     """``PLAIT_STRICT_PLUGINS=1``: plugin errors in observers and log handlers re-raise."""
     return _flag("PLAIT_STRICT_PLUGINS")
@@ -744,20 +815,25 @@ def run_wrapped(runner: Callable[..., Any], task: Any, *args: Any) -> Any:
         return runner(task, *args)
     map_index, run_count, flow_ctx = args[1], args[2], args[4]
     strict = hooks.strict
+    slow = slow_hook_seconds()
+    spent: dict[str, float] = {}
     values = (task, ctx_module)
     started = []
     ftoken = _flow_ctx.set(flow_ctx) if _flow_ctx.get() is not flow_ctx else None
     token = _task_ctx.set(TaskRunInfo(task, map_index, run_count))
     try:
         for plugin_name, fn, picks in calls:
+            start = time.perf_counter()
             try:
                 gen = fn(*[values[i] for i in picks])
                 next(gen)
-            except Exception:
-                if strict:
+            except BaseException as exc:  # SystemExit too; Ctrl-C still stops the run
+                if strict or isinstance(exc, KeyboardInterrupt):
                     raise
                 _log_wrapper_error(plugin_name, task)
                 continue
+            finally:
+                spent[plugin_name] = time.perf_counter() - start
             started.append((plugin_name, gen))
         try:
             state = runner(task, *args)
@@ -765,16 +841,22 @@ def run_wrapped(runner: Callable[..., Any], task: Any, *args: Any) -> Any:
             for _, gen in reversed(started):
                 gen.close()
             raise
+        view = read_only(state)  # a wrapper sees the outcome, and cannot change it
         for plugin_name, gen in reversed(started):
+            start = time.perf_counter()
             try:
-                gen.send(state)
+                gen.send(view)
             except StopIteration:
                 continue
-            except Exception:
-                if strict:
+            except BaseException as exc:
+                if strict or isinstance(exc, KeyboardInterrupt):
                     raise
                 _log_wrapper_error(plugin_name, task)
                 continue
+            finally:
+                elapsed = spent[plugin_name] + time.perf_counter() - start
+                if elapsed > slow:
+                    report_slow_hook(plugin_name, "plait_task_run", elapsed, slow)
             gen.close()
             message = f"Plugin {plugin_name!r}: plait_task_run yielded more than once"
             if strict:

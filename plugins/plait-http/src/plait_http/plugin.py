@@ -56,7 +56,9 @@ _NOTIFIER_KEYS = {
 
 def webhook_settings(config: Any = None) -> dict[str, Any]:
     """``WebhookNotifier`` keyword arguments from ``[plugins.http.webhook]`` (secrets resolved)."""
-    return notifier_settings(_section(config), _NOTIFIER_KEYS, ("url", "signing_key"))
+    return notifier_settings(
+        _section(config), _NOTIFIER_KEYS, ("url", "signing_key"), where="[plugins.http.webhook]", error=HTTPConfigError
+    )
 
 
 def configured_notifier() -> Any:
@@ -134,7 +136,7 @@ def _section(config: Any = None) -> dict[str, Any]:
         return {}
     webhook = config.plugin_section(SECTION).get("webhook", {})
     if not isinstance(webhook, dict):
-        raise HTTPConfigError(f"[plugins.http.webhook] must be a table, got {webhook!r}")
+        raise HTTPConfigError(f"[plugins.http.webhook] must be a table, got a {type(webhook).__name__}")
     return webhook
 
 

@@ -60,6 +60,10 @@ class HTTPRequest(Task):
     Every request option can also be given to ``run()`` (calling the task in a flow), which wins.
     """
 
+    #: ``flow.serialize()`` withholds ``auth`` given when the task is called in a flow (the
+    #: credential-looking keys of ``headers``, ``params``, ``json`` and ``data`` are withheld too).
+    secret_inputs = ("auth",)
+
     def __init__(
         self,
         url: str | None = None,

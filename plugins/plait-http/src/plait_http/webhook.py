@@ -53,7 +53,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from plait.alerting import AlertEvent, Notifier, SecretMaskingFilter, mask_text, register_secrets
+from plait.alerting import AlertEvent, Notifier, SecretMaskingFilter, mask_data, mask_text, register_secrets
 from plait.states import State
 from plait_http.errors import HTTPConfigError, WebhookError
 from plait_http.session import RetryPolicy, get_session
@@ -133,9 +133,14 @@ class WebhookNotifier(Notifier):
         self.post(event.to_dict())
 
     def post(self, document: dict[str, Any]) -> None:
-        """POST ``document`` now (in the caller's thread); raises ``WebhookError`` on failure."""
+        """POST ``document`` now (in the caller's thread); raises ``WebhookError`` on failure.
+
+        Every string in ``document`` is masked first (``plait.alerting.mask_data``).
+        """
         import requests
 
+        # masked as data, before it becomes JSON text (escaping could hide a secret from a text search)
+        document = mask_data(document, self.secrets())
         body = json.dumps(document, separators=(",", ":"), sort_keys=True, default=str).encode()
         headers = {
             **self.headers,

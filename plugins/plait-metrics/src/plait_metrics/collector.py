@@ -119,14 +119,15 @@ class PlaitMetrics:
         if old._running:
             series.running.dec()
             cls = type(new)
-            if cls is not _MAPPED:  # a mapped parent's time is its children's, counted already
+            if not isinstance(new, _MAPPED):  # a mapped parent's time is its children's, counted already
                 seconds = new.timestamp - old.timestamp
                 series.duration.observe(seconds)
                 if self.timers is not None:
                     self.timers.append((flow_name, series.task_name, seconds))
         else:
             cls = type(new)
-        if new._finished or cls is _RETRYING:
+        # isinstance, not type(): plugins get read-only views, subclasses of the states' classes
+        if new._finished or isinstance(new, _RETRYING):
             counter = series.runs.get(cls)
             if counter is None:
                 counter = series.runs[cls] = self.task_runs.labels(flow_name, series.task_name, cls.__name__)
@@ -146,7 +147,7 @@ class PlaitMetrics:
             self.flow_last_success.labels(flow_name).set(new.timestamp)
         elif new._failed:
             self.flow_last_failure.labels(flow_name).set(new.timestamp)
-        if type(new) is Cancelled:
+        if isinstance(new, Cancelled):
             # An interrupted run never reports the end of the task runs it was running.
             for (name, _task), series in list(self._series.items()):
                 if name == flow_name:

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from plait_metrics.collector import PlaitMetrics
+from plait_metrics.errors import MetricsConfigError
 
 __all__ = ["push_flow", "serve"]
 
@@ -66,9 +67,11 @@ def push_flow(
         try:
             handler = default_handler
             if username is not None and password_secret is not None:
-                from plait.secrets import Secret
+                from plait.secrets import read_secret_setting
 
-                password = Secret(password_secret).get()
+                password = read_secret_setting(
+                    "[plugins.metrics]", "push_password_secret", password_secret, MetricsConfigError
+                )
 
                 def handler(url: str, method: str, timeout: Any, headers: Any, data: bytes) -> Any:
                     return basic_auth_handler(url, method, timeout, headers, data, username, password)

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait.secrets import setting_repr
 from plait_metrics.errors import MetricsConfigError
 
 __all__ = ["DEFAULT_BUCKETS", "MetricsSettings"]
@@ -109,7 +110,10 @@ class MetricsSettings:
         secret = section.get("push_password_secret")
         for key, value in (("push_username", username), ("push_password_secret", secret)):
             if value is not None and (not isinstance(value, str) or not value):
-                raise MetricsConfigError(f"[plugins.metrics] {key} = {value!r} must be a non-empty string")
+                # never the value of a *_secret key: it may be the password, pasted by mistake
+                raise MetricsConfigError(
+                    f"[plugins.metrics] {key} = {setting_repr(key, value)} must be a non-empty string"
+                )
         if (username is None) != (secret is None):
             raise MetricsConfigError(
                 "[plugins.metrics] push_username and push_password_secret go together: set both "

@@ -84,7 +84,11 @@ class S3Config:
         for name in ("profile", "region", "endpoint_url", *_SECRET_FIELDS):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
-                raise S3ConfigError(f"{self.origin}: {name} must be a non-empty string, got {value!r}")
+                from plait.secrets import setting_repr
+
+                raise S3ConfigError(
+                    f"{self.origin}: {name} must be a non-empty string, got {setting_repr(name, value)}"
+                )
         for name in ("multipart_threshold", "multipart_chunksize", "max_concurrency"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -247,8 +251,7 @@ def _connect(config: S3Config) -> S3Connection:
 
 
 def _secret_keys(config: S3Config) -> dict[str, str]:
-    from plait.errors import SecretNotFoundError
-    from plait.secrets import Secret
+    from plait.secrets import read_secret_setting
 
     keys = {}
     for field_name, arg in (
@@ -259,10 +262,8 @@ def _secret_keys(config: S3Config) -> dict[str, str]:
         name = getattr(config, field_name)
         if name is None:
             continue
-        try:
-            keys[arg] = Secret(name).get()
-        except SecretNotFoundError as exc:
-            raise S3CredentialsError(f"{config.origin}: {field_name} names a secret that is not set: {exc}") from None
+        # the error names the field, never its value: it may be the key itself, pasted by mistake
+        keys[arg] = read_secret_setting(config.origin + ":", field_name, name, S3CredentialsError)
     return keys
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from plait.alerting import SecretMaskingFilter, mask_text, register_secrets
+from plait.alerting import SecretMaskingFilter, mask_data, mask_text, register_secrets
 from plait_slack.errors import SlackConfigError, SlackError
 
 __all__ = ["SlackPoster", "retry_handlers"]
@@ -86,10 +86,17 @@ class SlackPoster:
     def post(self, text: str, channel: str | None = None, blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Post ``text`` (Slack mrkdwn); returns Slack's answer (``{"ok": True, ...}``).
 
+        Secrets are masked in ``text`` and ``blocks`` first (see ``plait.secrets``).
+
         Raises:
             SlackError: Slack answered with an error (``invalid_auth``, ``channel_not_found``,
                 HTTP 4xx/5xx after retries) or could not be reached (refused, timed out).
         """
+        # Nothing secret leaves for Slack: registered secrets, URL passwords and our own token
+        # and webhook URL are masked in the text and the blocks, whoever made them.
+        text = self._masked(text)
+        if blocks:
+            blocks = mask_data(blocks, (self.webhook_url, self.token))
         try:
             if self.webhook_url:
                 return self._post_webhook(text, blocks)

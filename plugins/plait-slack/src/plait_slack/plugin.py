@@ -59,7 +59,9 @@ _NOTIFIER_KEYS = {
 
 def slack_settings(config: Any = None) -> dict[str, Any]:
     """``SlackNotifier`` keyword arguments from ``[plugins.slack]`` (secrets resolved)."""
-    return notifier_settings(_section(config), _NOTIFIER_KEYS, ("webhook_url", "token"))
+    return notifier_settings(
+        _section(config), _NOTIFIER_KEYS, ("webhook_url", "token"), where=f"[plugins.{SECTION}]", error=SlackConfigError
+    )
 
 
 def configured_notifier() -> Any:
@@ -162,7 +164,7 @@ def _section(config: Any = None) -> dict[str, Any]:
         return {}
     section = config.plugin_section(SECTION)
     if not isinstance(section, dict):
-        raise SlackConfigError(f"[plugins.{SECTION}] must be a table, got {section!r}")
+        raise SlackConfigError(f"[plugins.{SECTION}] must be a table, got a {type(section).__name__}")
     return section
 
 

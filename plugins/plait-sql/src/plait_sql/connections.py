@@ -357,21 +357,17 @@ def _url_from_settings(name: str, settings: dict[str, Any], owner: str) -> tuple
             'url_secret = "SECRET_NAME" (a plait secret that holds the whole URL)'
         )
     if url_secret is not None:
-        url = _read_secret(url_secret, name, owner)
+        url = _read_secret(url_secret, "url_secret", name, owner)
     password_secret = settings.get("password_secret")
-    password = _read_secret(password_secret, name, owner) if password_secret is not None else None
+    password = _read_secret(password_secret, "password_secret", name, owner) if password_secret is not None else None
     return url, password
 
 
-def _read_secret(secret_name: Any, connection: str, owner: str) -> str:
-    if not isinstance(secret_name, str) or not secret_name:
-        raise SQLConfigError(
-            f"{owner}: [plugins.sql.connections.{connection}] names a secret with {secret_name!r}; "
-            "give the secret's name as a string"
-        )
-    from plait.secrets import Secret
+def _read_secret(secret_name: Any, key: str, connection: str, owner: str) -> str:
+    # the error names the key, never its value: it may be the secret itself, pasted by mistake
+    from plait.secrets import read_secret_setting
 
-    return Secret(secret_name).get()
+    return read_secret_setting(f"{owner}: [plugins.sql.connections.{connection}]", key, secret_name, SQLConfigError)
 
 
 def configured_connections() -> tuple[dict[str, Any], str]:
