@@ -35,6 +35,7 @@ __all__ = [
     "RunLogger",
     "capture_stdout",
     "configure_logging",
+    "excerpt",
     "get_logger",
     "run_logger",
 ]
@@ -51,7 +52,8 @@ def _context_fields() -> dict[str, Any]:
         "flow_name": flow.get("flow_name", "-"),
         "flow_run_id": flow.get("flow_run_id"),
         "task_name": info.task.name if info is not None else "-",
-        "task_full_name": info.full_name if info is not None else "-",
+        # a run named with task_run_name shows that name (Prefect 1's task run names)
+        "task_full_name": (flow.get("task_run_name") or info.full_name) if info is not None else "-",
         "map_index": info.map_index if info is not None else None,
     }
 
@@ -301,3 +303,25 @@ def capture_stdout() -> Iterator[None]:
     finally:
         _capture.reset(token)
         line_logger.flush()
+
+
+#: The longest message text Plait's log lines and ``plait run``'s tables show; states keep all of it.
+LOG_TEXT_LIMIT = 4000
+
+
+def excerpt(text: str, limit: int = LOG_TEXT_LIMIT) -> str:
+    """``text``, or its beginning and end with a note of what was left out when it is longer than ``limit``.
+
+    Logs and tables show excerpts of long texts (an exception message of megabytes would
+    take minutes to print and drown everything else); the state keeps the full text.
+
+    ```python
+    excerpt("x" * 10_000, 100)  # 'xxx...xxx\n[... 9,9xx characters left out ...]\nxxx...'
+    ```
+    """
+    if not isinstance(text, str) or len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n[... {cut:,} characters left out; the state has the full text ...]\n{text[-tail:]}"
