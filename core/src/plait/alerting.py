@@ -512,13 +512,19 @@ class Notifier:
         run_id: str | None,
         tasks: list[TaskCount],
     ) -> AlertEvent:
+        tasks = root_causes_first(tasks)
+        message = new_state.message
+        cause = root_cause(tasks) if kind == "summary" else None
+        if cause is not None:
+            # Lead with what went wrong, not with "Some reference tasks failed."
+            message = f"Root cause: {cause}"
         return AlertEvent(
             kind,
             flow_name,
             new_state.name,
             old_state.name,
             ", ".join(t.task for t in tasks) or None,
-            new_state.message,
+            message,
             run_id,
             now_iso(new_state.timestamp),
             run_url(self.ui_url, run_id, flow_name),
@@ -969,5 +975,37 @@ def _state_classes(
 
 
 def _short(message: str | None, limit: int = 200) -> str:
+    """``message`` on one line, at most ``limit`` characters, cut at a word boundary (never
+    mid-word when a space is in the last half) with an ellipsis."""
     text = (message or "").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def root_causes_first(tasks: Sequence[TaskCount]) -> list[TaskCount]:
+    """``tasks`` with the failures that caused others first (a ``Failed`` or ``TimedOut``,
+    in the order they happened), then the rest (``TriggerFailed`` downstream, ...)."""
+
+    def rank(entry: TaskCount) -> int:
+        cls = STATES_BY_NAME.get(entry.state)
+        if cls is None or not issubclass(cls, Failed):
+            return 2
+        return 1 if entry.state == "TriggerFailed" else 0
+
+    return sorted(tasks, key=rank)
+
+
+def root_cause(tasks: Sequence[TaskCount]) -> str | None:
+    """``"fetch[3] Failed: ValueError('no rows')"``: the first failure that was not caused by an
+    upstream one, or ``None``."""
+    for entry in root_causes_first(tasks):
+        cls = STATES_BY_NAME.get(entry.state)
+        if cls is not None and issubclass(cls, Failed) and entry.state != "TriggerFailed":
+            run, message = entry.examples[0] if entry.examples else (entry.task, "")
+            return f"{run} {entry.state}: {message}" if message else f"{run} {entry.state}"
+    return None
