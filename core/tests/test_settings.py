@@ -314,3 +314,12 @@ def test_flow_run_raises_on_a_bad_logging_level(monkeypatch):
         one()
     with pytest.raises(ConfigError, match=r"logging\.level = 'verbose' is not one of DEBUG"):
         flow.run()
+
+
+def test_plait_config_says_when_an_installed_plugin_declares_no_settings(install_dist, plait_config):
+    install_dist("plait-quiet", {"plait_quiet": "import plait\n"}, {"quiet": "plait_quiet"})
+    plait_config("[plugins.quiet]\nanything = 1\n")
+    out = CliRunner().invoke(main, ["config"])
+    assert out.exit_code == 0, out.output
+    assert "[plugins.quiet]  # plugin quiet declares no settings: its keys are not checked" in out.output
+    assert "anything = 1" in out.output

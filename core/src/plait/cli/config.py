@@ -116,9 +116,20 @@ def _sections(cfg: Any, hooks: Any, statuses: dict[str, Any]) -> list[tuple[str,
         if plugin is not None and plugin in statuses:
             note = f"plugin {plugin}: {statuses[plugin]}"
         elif spec is None:
-            note = "not declared by Plait or an installed plugin"
+            installed = path.startswith("plugins.") and _installed(hooks, path.split(".", 1)[1])
+            note = (
+                f"plugin {installed} declares no settings: its keys are not checked"
+                if installed
+                else "not declared by Plait or an installed plugin"
+            )
         out.extend(_rows(path, raw if isinstance(raw, dict) else {}, spec, note, in_secrets=path == "secrets"))
     return out
+
+
+def _installed(hooks: Any, name: str) -> str | None:
+    from plait.config import _normal
+
+    return next((n for n in hooks.pm.records if _normal(n) == _normal(name)), None)
 
 
 def _declared_path(path: str) -> str:
