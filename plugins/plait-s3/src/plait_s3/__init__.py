@@ -10,7 +10,8 @@ with Flow("copy-reports") as flow:
 ```
 
 Tasks: ``S3Upload``, ``S3Download``, ``S3List``, ``S3Delete``, ``S3Copy``; results:
-``S3Result`` (and any ``s3://`` URL); settings: ``S3Config`` and ``[plugins.s3]``; errors:
+``S3Result`` (and any ``s3://`` URL); flow storage for ``plait register --storage s3://...``:
+``S3Storage``; settings: ``S3Config`` and ``[plugins.s3]``; errors:
 ``S3Error`` and its subclasses. boto3 is imported only when something talks to S3.
 """
 
@@ -33,6 +34,7 @@ _LAZY = {
     "S3KeyNotFoundError": "plait_s3.errors",
     "S3ResultError": "plait_s3.errors",
     "S3Result": "plait_s3.result",
+    "S3Storage": "plait_s3.storage",
     "S3Copy": "plait_s3.tasks",
     "S3Delete": "plait_s3.tasks",
     "S3Download": "plait_s3.tasks",
@@ -70,6 +72,7 @@ __all__ = [
     "S3List",
     "S3Result",
     "S3ResultError",
+    "S3Storage",
     "S3Upload",
     "__version__",
     "clear_clients",
