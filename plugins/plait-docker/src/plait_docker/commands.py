@@ -55,8 +55,9 @@ def containers_command(flow_run: str | None) -> None:
         task = labels.get("plait.task", "?")
         if labels.get("plait.map-index"):
             task += f"[{labels['plait.map-index']}]"
+        status = c.get("Status") or c.get("State", "?")
         click.echo(
-            f"{c['Names'][0].lstrip('/')}  {c.get('Status') or c.get('State', '?')}  flow {labels.get('plait.flow', '?')}  "
+            f"{c['Names'][0].lstrip('/')}  {status}  flow {labels.get('plait.flow', '?')}  "
             f"run {labels.get('plait.flow-run-id', '?')}  task {task}  image {c.get('Image', '?')}"
         )
 
