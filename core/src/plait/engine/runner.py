@@ -24,11 +24,13 @@ from __future__ import annotations
 import contextvars
 import functools
 import heapq
+import itertools
 import queue
 import sys
 import threading
 import time
 import traceback
+import types
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -38,7 +40,7 @@ from plait import signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import FlowRunError, ParameterError
-from plait.logging import capture_stdout, configure_logging, get_logger
+from plait.logging import LOG_TEXT_LIMIT, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
 from plait.states import (
@@ -84,6 +86,14 @@ _EXPAND = -1  # map_index marker in the ready queue: split a mapped task into ch
 _NEVER = -(1 << 40)  # a child wait count that never reaches zero
 _SUCCESS_MESSAGE = "Task run succeeded."
 _IDLE_WAKEUP = 0.25  # seconds the driver waits for a completion before checking for signals
+# Iterators a task may return that can be read only once: materialized into a list when the
+# task run ends, so every downstream task gets all the items (finite ones only: not
+# itertools.count/cycle/repeat).
+_ONE_SHOT = frozenset(
+    {types.GeneratorType, map, filter, zip, enumerate, reversed, type(iter([])), type(iter(())), type(iter({}))}
+    | {itertools.chain, itertools.islice, itertools.starmap, itertools.takewhile, itertools.dropwhile}
+    | {itertools.accumulate, itertools.compress, itertools.filterfalse, itertools.zip_longest, itertools.pairwise}
+)
 _NO_CHILD_UPS: dict[int, list[Any]] = {}  # shared, never written to
 
 
@@ -237,9 +247,11 @@ class FlowRunner:
             except Exception as exc:
                 name = _callable_name(handler)
                 logger.exception("State handler %r of flow %r raised", name, flow.name)
+                # A handler's error never loses the run's work: a finished run keeps its
+                # {task: State} (the exception is in the message and the traceback).
                 new = Failed(
                     f"Exception raised in state handler {name!r} of flow {flow.name!r}: {exc!r}",
-                    result=exc,
+                    result=new.result if isinstance(new.result, dict) else exc,
                     traceback=traceback.format_exc(),
                 )
                 break
@@ -918,6 +930,8 @@ def run_task(
                 value = task.run(**kwargs)
             else:
                 value = _run_guarded(task, kwargs)
+            if type(value) in _ONE_SHOT:
+                value = list(value)  # a generator feeds every downstream task, not just the first
             new: State = Success(_SUCCESS_MESSAGE, value)
         except signals.PlaitSignal as sig:
             if isinstance(sig, signals.LOOP):
@@ -1076,6 +1090,8 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
                 value = task.run(**kwargs)
             else:
                 value = _run_guarded(task, kwargs)
+            if type(value) in _ONE_SHOT:
+                value = list(value)
             return Success(_SUCCESS_MESSAGE, value)
         except signals.LOOP as again:
             loop = again
@@ -1304,12 +1320,14 @@ def _flatten_one(value: Any) -> list[Any]:
 
 
 def _log_failure(task: Task, i: int | None, state: State) -> None:
+    # Excerpts: an exception message of megabytes would take minutes to log; the state keeps it all.
     name = task.name if i is None else f"{task.name}[{i}]"
     tb = getattr(state, "traceback", None)
+    message = excerpt(state.message or "")
     if tb:
-        logger.error("Task %r failed: %s\n%s", name, state.message, tb.rstrip())
+        logger.error("Task %r failed: %s\n%s", name, message, excerpt(tb.rstrip(), 4 * LOG_TEXT_LIMIT))
     else:
-        logger.error("Task %r: %s %s", name, state.name, state.message or "")
+        logger.error("Task %r: %s %s", name, state.name, message)
 
 
 def _is_paused(state: State) -> bool:
