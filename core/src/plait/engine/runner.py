@@ -369,40 +369,74 @@ class _Plan:
         n = len(tasks)
         self.version = flow._version
         self.tasks = tasks
+        # One pass in run order (upstream tasks come first, so whether they are mapped is
+        # known), touching each edge a constant number of times: linear in tasks + edges.
         self.inputs: list[tuple[tuple[str | None, int, bool, bool], ...]] = []
         self.ups: list[tuple[int, ...]] = []
-        self.constants: list[dict[str, Any] | None] = []
         self.is_mapped: list[bool] = []
         self.mapped_ups: list[tuple[int, ...]] = []
         self.mapped_over: list[tuple[int, ...]] = []
         self.expand_waiters: list[list[int]] = [[] for _ in range(n)]
         self.finish_waiters: list[list[int]] = [[] for _ in range(n)]
         self.waits: list[int] = []
-        for t in tasks:
-            edges = flow._edges_in[t]
-            self.inputs.append(tuple((e.key, index[e.upstream_task], e.mapped, e.flattened) for e in edges if e.key))
-            self.ups.append(tuple(dict.fromkeys(index[e.upstream_task] for e in edges)))
-            self.constants.append(flow.constants.get(t) or None)
-            self.is_mapped.append(any(e.mapped for e in edges))
-        for t in tasks:
+        inputs, ups_of, is_mapped, mapped_ups = self.inputs, self.ups, self.is_mapped, self.mapped_ups
+        mapped_over = self.mapped_over
+        waits, expand_waiters, finish_waiters = self.waits, self.expand_waiters, self.finish_waiters
+        self.constants: list[dict[str, Any] | None] = []
+        constants, edges_in, flow_constants = self.constants, flow._edges_in, flow.constants
+        for d, t in enumerate(tasks):
+            constants.append(flow_constants.get(t) or None)
+            edges = edges_in[t]
+            if not edges:
+                inputs.append(())
+                ups_of.append(())
+                is_mapped.append(False)
+                mapped_ups.append(())
+                mapped_over.append(())
+                waits.append(0)
+                continue
+            if len(edges) == 1:
+                e = edges[0]
+                u = index[e.upstream_task]
+                mapped = e.mapped
+                inputs.append(((e.key, u, mapped, e.flattened),) if e.key else ())
+                ups_of.append((u,))
+                is_mapped.append(mapped)
+                # Child i of d can follow child i of u only if the edge maps without flattening.
+                stream = mapped and not e.flattened and is_mapped[u]
+                ordering = e.key is None and mapped
+                mapped_ups.append((u,) if ordering and is_mapped[u] else ())
+                mapped_over.append((u,) if ordering and not is_mapped[u] else ())
+                (expand_waiters if stream else finish_waiters)[u].append(d)
+                waits.append(1)
+                continue
+            keyed = []
+            mapped = False
+            for e in edges:
+                if e.key:
+                    keyed.append((e.key, index[e.upstream_task], e.mapped, e.flattened))
+                if e.mapped:
+                    mapped = True
+            inputs.append(tuple(keyed))
+            ups = tuple(dict.fromkeys(index[e.upstream_task] for e in edges))
+            ups_of.append(ups)
+            is_mapped.append(mapped)
             # Ordering edges marked mapped (apply_map, case inside apply_map): child i waits on
             # child i of a mapped upstream task instead of on the whole of it.
-            ups = list(dict.fromkeys(index[e.upstream_task] for e in flow._edges_in[t] if e.key is None and e.mapped))
-            self.mapped_ups.append(tuple(u for u in ups if self.is_mapped[u]))
+            ordering = [index[e.upstream_task] for e in edges if e.key is None and e.mapped]
+            mapped_ups.append(tuple(u for u in dict.fromkeys(ordering) if is_mapped[u]))
             # task.map(..., upstream_tasks=[u]) with a plain u: one child per item of u's result
             # (Prefect 1), though the items are not passed in
-            self.mapped_over.append(tuple(u for u in ups if not self.is_mapped[u]))
-        for d, t in enumerate(tasks):
+            mapped_over.append(tuple(u for u in dict.fromkeys(ordering) if not is_mapped[u]))
             # Child i of d can follow child i of u only if every edge u -> d maps without
-            # flattening; one pass over d's edges keeps wide fan-ins linear.
-            streams = dict.fromkeys(self.ups[d], self.is_mapped[d])
-            for e in flow._edges_in[t]:
-                u = index[e.upstream_task]
-                if not (e.mapped and not e.flattened and self.is_mapped[u]):
-                    streams[u] = False
+            # flattening.
+            streams = dict.fromkeys(ups, mapped)
+            for e in edges:
+                if not (e.mapped and not e.flattened):
+                    streams[index[e.upstream_task]] = False
             for u, stream in streams.items():
-                (self.expand_waiters if stream else self.finish_waiters)[u].append(d)
-            self.waits.append(len(self.ups[d]))
+                (expand_waiters if stream and is_mapped[u] else finish_waiters)[u].append(d)
+            waits.append(len(ups))
         self.reference = sorted(index[t] for t in flow.reference_tasks())
 
 
