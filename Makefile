@@ -55,10 +55,11 @@ test: $(STAMP) services
 		echo "== $$d"; (cd $$d && $(CURDIR)/$(PY) -m pytest); \
 	done
 
-# schemathesis against a real server: 10,000 generated requests, zero 5xx and no tracebacks
-# (`make test` runs the same test with 2,000).
+# schemathesis against a real server: 10,000 generated requests on SQLite and 10,000 on
+# PostgreSQL, zero 5xx and no tracebacks (`make test` runs the same test with 2,000 on SQLite).
 fuzz: $(STAMP) services
-	cd $(SERVER_DIR) && PLAIT_FUZZ_REQUESTS=10000 $(CURDIR)/$(PY) -m pytest -q tests/test_fuzz.py -p no:cacheprovider
+	cd $(SERVER_DIR) && PLAIT_FUZZ_REQUESTS=10000 PLAIT_FUZZ_BACKENDS=sqlite,postgres \
+		$(CURDIR)/$(PY) -m pytest -q -s tests/test_fuzz.py -p no:cacheprovider
 
 # Orchestration's long fault and soak runs (`make test` runs shorter versions of both).
 chaos: $(STAMP) services

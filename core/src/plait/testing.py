@@ -204,9 +204,6 @@ def assert_plugin_conforms(plugin: object) -> list[str]:
     return record.hooks
 
 
-_PYTHON_BLOCK = r"^```python\n(.*?)^```"
-
-
 def run_markdown_examples(
     path: str | Path,
     namespace: dict[str, Any] | None = None,
@@ -219,6 +216,9 @@ def run_markdown_examples(
     Later blocks see the names earlier ones defined, so a README can build an example up step
     by step; their ``assert`` lines are the test. Blocks fenced as ```` ```py ```` or
     ```` ```console ```` are not run. Returns the namespace (to stop servers an example started).
+    The blocks are found and run by Sybil (``sybil.parsers.markdown``), so a traceback points
+    at the line of the Markdown file, and Sybil's ``<!-- invisible-code-block: python -->`` and
+    ``<!-- skip: next -->`` directives work too.
 
     Args:
         path: the Markdown file.
@@ -231,7 +231,7 @@ def run_markdown_examples(
 
     Raises:
         AssertionError: too few blocks, or a block that raised (naming the file, the block's
-            number and showing its code).
+            number and line, and showing its code).
 
     ```py
     def test_readme_examples_run(tmp_path, monkeypatch):
@@ -240,21 +240,31 @@ def run_markdown_examples(
     ```
     """
     import os
-    import re
+
+    try:
+        from sybil import Document
+        from sybil.parsers.markdown import PythonCodeBlockParser
+    except ImportError:  # pragma: no cover - sybil is in plait's "test" extra
+        raise ImportError("run_markdown_examples needs Sybil: pip install sybil (plait[test] has it)") from None
 
     path = Path(path)
-    blocks = re.findall(_PYTHON_BLOCK, path.read_text(encoding="utf-8"), flags=re.S | re.M)
-    if len(blocks) < min_blocks:
-        raise AssertionError(f"{path} has {len(blocks)} ```python block(s), expected at least {min_blocks}")
+    document = Document.parse(str(path), PythonCodeBlockParser())
+    count = sum(1 for _ in document)
+    if count < min_blocks:
+        raise AssertionError(f"{path} has {count} ```python block(s), expected at least {min_blocks}")
     namespace = {"__name__": "readme"} if namespace is None else namespace
     namespace.setdefault("__name__", "readme")
+    document.namespace = namespace  # the examples run in the caller's namespace
     saved = dict(os.environ) if restore_environ else None
     try:
-        for number, code in enumerate(blocks, 1):
+        for number, example in enumerate(document, 1):
             try:
-                exec(compile(code, f"{path.name} (python block {number})", "exec"), namespace)
+                example.evaluate()
             except Exception as exc:
-                raise AssertionError(f"{path.name}, python block {number} failed: {exc!r}\n{code}") from exc
+                code = str(example.parsed)
+                raise AssertionError(
+                    f"{path.name}, python block {number} (line {example.line}) failed: {exc!r}\n{code}"
+                ) from exc
     finally:
         if saved is not None:
             os.environ.clear()
@@ -498,6 +508,18 @@ def _recording_handler(server: RecordingServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now (the system picks it).
+
+    Prefer binding port 0 yourself when the server lets you (no other process can take the
+    port in between); this is for servers that must be told a port (a subprocess, a config).
+    """
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def _plugin_name(plugin: object) -> str:
     return getattr(plugin, "__name__", None) or type(plugin).__name__
 
@@ -554,12 +576,7 @@ if pytest is not None:
     @pytest.fixture
     def refused_url() -> str:
         """A URL on 127.0.0.1 where nothing listens (connections are refused)."""
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{free_port()}"
 
     @pytest.fixture
     def recording_server() -> Iterator[RecordingServer]:
@@ -682,7 +699,7 @@ class PostgresServer:
         )
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between our check and the bind
-            self.port = _free_port()
+            self.port = free_port()
             options = (
                 f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
@@ -820,12 +837,6 @@ def _primary_group(user: str) -> int:
     import pwd
 
     return pwd.getpwnam(user).pw_gid
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _version_key(path: str) -> tuple[int, ...]:

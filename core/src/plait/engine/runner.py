@@ -25,6 +25,7 @@ import contextvars
 import functools
 import heapq
 import itertools
+import logging
 import queue
 import sys
 import threading
@@ -39,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 from plait import signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import FlowRunError, ParameterError
-from plait.logging import LOG_TEXT_LIMIT, capture_stdout, configure_logging, excerpt, get_logger
+from plait.errors import FlowRunError, ParameterError, portable_exception
+from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
 from plait.states import (
@@ -194,7 +195,8 @@ class FlowRunner:
             if getattr(flow, "terminal_state_handler", None) is not None:
                 final = self._terminal_state(final)
             final = self._flow_transition(state, final)
-            log = logger.info if final.is_successful() else logger.error
+            # A pause waits for a person: not an error.
+            log = logger.info if final.is_successful() or isinstance(final, Paused) else logger.error
             log("Flow run %s: %s", final.name.upper(), final.message)
             return final
         finally:
@@ -566,13 +568,10 @@ class _TaskRuns:
             try:
                 state = future.result()
             except Exception as exc:
-                state = Failed(
-                    f"Task run could not complete on executor {self.executor!r}: {exc!r}",
-                    result=exc,
-                    traceback=traceback.format_exc(),
-                )
-            if not self.executor.in_process:
-                state = self._replay(t, i, count, state)
+                state = self._lost(t, i, count, exc, "could not complete on")
+            else:
+                if not self.executor.in_process:
+                    state = self._replay(t, i, count, state)
             self._finish(t, i, state)
             try:
                 future = self.done.get_nowait()
@@ -643,10 +642,14 @@ class _TaskRuns:
         if sync:
             self._finish(t, i, self.runners[t](task, kwargs, i, count, old, self.ctx, notify))
             return
-        if self.executor.in_process:
-            future = self.executor.submit(self.runners[t], task, kwargs, i, count, old, self.ctx, notify)
-        else:
-            future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, self.runners[t])
+        try:
+            if self.executor.in_process:
+                future = self.executor.submit(self.runners[t], task, kwargs, i, count, old, self.ctx, notify)
+            else:
+                future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, self.runners[t])
+        except Exception as exc:  # it does not pickle, the executor refused it...: this run fails
+            self._finish(t, i, self._lost(t, i, count, exc, "could not be sent to"))
+            return
         self.inflight[future] = (t, i, count)
         future.add_done_callback(self.done.put)
 
@@ -659,10 +662,30 @@ class _TaskRuns:
                 state = notify(task, Pending(), state)
         self._finish(t, i, state)
 
+    def _lost(self, t: int, i: int | None, count: int, exc: BaseException, what: str) -> State:
+        """The ``Failed`` state of a task run the executor could not run (or send, or bring back).
+
+        It passes through the task's handlers, the observers and plugin hooks like any state:
+        an alert names the task that failed, not only the ones downstream of it.
+        """
+        from plait.errors import PlaitError
+
+        detail = str(exc) if isinstance(exc, PlaitError) else repr(exc)
+        task = self.plan.tasks[t]
+        name = task.name if i is None else f"{task.name}[{i}]"
+        state: State = Failed(
+            f"Task run {name!r} {what} executor {self.executor!r}: {detail}",
+            result=exc,
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        notify = self.notifiers[t]
+        if notify is not None:
+            with _TaskScope(task, i, count):
+                state = notify(task, Pending(), state)
+        return state
+
     def _replay(self, t: int, i: int | None, count: int, recorded: Any) -> State:
         """Pass the state changes a worker recorded through the driver's handlers."""
-        if isinstance(recorded, State):  # the executor itself failed
-            return recorded
         if _secret_values:  # made where the driver's secrets may be unknown: mask them here
             for _old, new, *_interim in recorded:
                 remask(new)
@@ -1061,7 +1084,17 @@ def run_task_recorded(
         return new
 
     runner(task, kwargs, map_index, run_count, old, flow_ctx, record)
+    for change in recorded:
+        # An exception the driver could not unpickle would lose the whole answer: send such
+        # exceptions as their type and text instead.
+        new = change[1]
+        if isinstance(new.result, BaseException) and type(new.result) not in _PORTABLE_EXCEPTIONS:
+            new.result = portable_exception(new.result)
     return recorded
+
+
+# Exceptions known to pickle and unpickle as themselves: not worth a check.
+_PORTABLE_EXCEPTIONS = frozenset({ValueError, TypeError, KeyError, RuntimeError, ZeroDivisionError, IndexError})
 
 
 class _Timeout(TimeoutError):
@@ -1354,14 +1387,33 @@ def _flatten_one(value: Any) -> list[Any]:
 
 
 def _log_failure(task: Task, i: int | None, state: State) -> None:
+    """Log a failed task run: one line of message, the traceback as the record's exception
+    (``exc_info``/``exc_text``, so formatters put it where they put tracebacks: the JSON
+    formatter's ``exception`` field), and the task's name on the record."""
     # Excerpts: an exception message of megabytes would take minutes to log; the state keeps it all.
+    base = logger.logger
+    if not base.isEnabledFor(logging.ERROR):
+        return
     name = task.name if i is None else f"{task.name}[{i}]"
     tb = getattr(state, "traceback", None)
     message = excerpt(state.message or "")
+    exc = state.result if isinstance(state.result, BaseException) else None
     if tb:
-        logger.error("Task %r failed: %s\n%s", name, message, excerpt(tb.rstrip(), 4 * LOG_TEXT_LIMIT))
+        text, args = "Task %r failed: %s", (name, message)
     else:
-        logger.error("Task %r: %s %s", name, state.name, message)
+        text, args = "Task %r: %s %s", (name, state.name, message)
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    fn, lno, func, _stack = base.findCaller()
+    record = base.makeRecord(base.name, logging.ERROR, fn, lno, text, args, exc_info, func)
+    if tb:
+        # The text the task run recorded (its frames, possibly from a worker process): the
+        # formatter uses it instead of formatting exc_info again.
+        record.exc_text = excerpt(tb.rstrip(), 4 * LOG_TEXT_LIMIT)
+    record.__dict__.update(_context_fields())
+    record.task_name = task.name
+    record.task_full_name = name
+    record.map_index = i
+    base.handle(record)
 
 
 def _is_paused(state: State) -> bool:
