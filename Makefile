@@ -5,6 +5,7 @@
 #   make test    create .venv, install every distribution with its test extra and ruff, run every suite
 #   make bench   print the benchmark tables (about 2 minutes; bench-quick: about 15 seconds)
 #   make bench-server  plait-server through its API on SQLite and PostgreSQL (a few minutes)
+#   make bench-orchestration  runs through agents, the reporter's cost, the scheduler (a few minutes)
 #   make fuzz    the long schemathesis run against a real plait-server (10,000 requests)
 #   make chaos   kill -9 200 flow-run processes at random moments (make test kills 50)
 #   make soak    3 scheduler replicas, 500 flows on 1 s schedules, 5 minutes on PostgreSQL
@@ -29,7 +30,7 @@ INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") -e "$(SER
 DEMO_INSTALL := -e core
 LINT_PATHS := $(wildcard core server tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick bench-server lint format clean venv services graphviz services-prometheus services-postgres fuzz chaos soak
+.PHONY: demo test bench bench-quick bench-server bench-orchestration lint format clean venv services graphviz services-prometheus services-postgres fuzz chaos soak
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
@@ -111,6 +112,11 @@ bench-quick: $(STAMP)
 # `plait server start` process (benchmarks/bench_server.py; --quick for a smaller run).
 bench-server: $(STAMP) services
 	$(PY) benchmarks/bench_server.py
+
+# A 10,000-item map through an agent (SQLite, PostgreSQL), the reporter's cost, scheduled start
+# to Running, the scheduler's passes over 10,000 flows (benchmarks/bench_orchestration.py).
+bench-orchestration: $(STAMP) services
+	$(PY) benchmarks/bench_orchestration.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)

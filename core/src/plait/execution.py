@@ -556,27 +556,41 @@ class Reporter:
         self._slot_clients = threading.local()
         self.delivered_states = 0
         self.delivered_logs = 0
+        #: Give it to ``FlowRunner(task_observers=[...])``.
+        self.task_observer = self._observer()
 
     # -- what the engine calls (hot path: queue only) ----------------------------------------------
 
-    def task_observer(self, task: Task, old: State, new: State) -> None:
+    def _observer(self) -> Any:
+        """The task observer: the hot path, once per task-run state change. It only appends
+        ``(task, task run info, state)`` to a deque (thread-safe without a lock); the sender
+        works out the rest. Stop checks and concurrency slots happen on ``-> Running`` only."""
         from plait.context import _task_ctx
 
-        info = _task_ctx.get()
-        index = -1 if info is None or info.map_index is None else info.map_index
-        if new._running:
-            if self.control.event.is_set():
-                raise FlowRunInterrupted(self.control.reason or "the flow run was stopped")
-            if task.slug in self._limited and index >= self._first_index[task.slug]:
-                self._acquire_slots(task, index)
-        self._queue.put(("t", task.slug, index, new))
+        get_info = _task_ctx.get
+        append = self._queue.items.append
+        stop = self.control.event
+        limited = self._limited
+
+        def task_observer(task: Task, old: State, new: State) -> None:
+            info = get_info()
+            if new._running:
+                if stop.is_set():
+                    raise FlowRunInterrupted(self.control.reason or "the flow run was stopped")
+                if limited and task.slug in limited:
+                    index = -1 if info is None or info.map_index is None else info.map_index
+                    if index >= self._first_index[task.slug]:
+                        self._acquire_slots(task, index)
+            append(("t", task, info, new))
+
+        return task_observer
 
     def log_handler(self) -> logging.Handler:
         """A handler for the ``plait`` logger that queues the run's log records."""
         return _ReportHandler(self)
 
     def put_log(self, record: dict[str, Any]) -> None:
-        self._queue.put(("l", record))
+        self._queue.items.append(("l", record))
 
     # -- concurrency slots ---------------------------------------------------------------------------
 
@@ -661,7 +675,7 @@ class Reporter:
                     if cancelled
                     else Failed("The flow run ended while this task run was running.")
                 )
-                self._queue.put(("t", slug, index, state))
+                self._queue.items.append(("t", slug, index, state))
 
     def close(self, timeout: float) -> bool:
         """Deliver everything; ``False`` when the server could not take it within ``timeout``."""
@@ -681,6 +695,7 @@ class Reporter:
         while not (self._closing and not len(self._queue)) and not self._abandoned:
             self._wake.wait(self.settings.report_interval)
             self._wake.clear()
+            self._queue.spill_excess()
             while not self._abandoned:
                 with self._idle:
                     items = self._queue.take(_BATCH)
@@ -712,8 +727,7 @@ class Reporter:
             if item[0] == "l":
                 logs.append(item[1])
                 continue
-            _, slug, index, state = item
-            payload = state if isinstance(state, dict) else state_payload(state)
+            slug, index, payload = _task_item(item, state_payload)
             key = (slug, index)
             version = versions.get(key, 0)
             if key in self._restart:
@@ -804,6 +818,7 @@ class Reporter:
                         exc,
                         len(self._queue),
                     )
+                self._queue.spill_excess()  # the run goes on: keep memory bounded meanwhile
                 self._wake.wait(delay)
                 self._wake.clear()
                 delay = min(delay * 2, 2.0)
@@ -859,16 +874,18 @@ class _ReportHandler(logging.Handler):
 
 
 class _ReportQueue:
-    """A FIFO of reports: in memory up to ``bound`` items, then in a spool file, in order.
+    """A FIFO of reports: ``items`` in memory, older ones in a spool file when memory is full.
 
-    Once the memory is full, every new report goes to the file until the sender has read the
-    file back to its end, so the order of reports is the order they were put.
+    Producers only ``items.append(...)`` (a deque's append is thread-safe). The sender keeps
+    memory bounded with ``spill_excess()``: the *oldest* items beyond ``bound`` go to the end
+    of the spool file, so the file always holds older reports than memory, and ``take`` reads
+    the file first: the order of reports is the order they were put.
     """
 
     def __init__(self, bound: int, spool_path: Path) -> None:
         self.bound = bound
         self.spool_path = spool_path
-        self._items: deque[Any] = deque()
+        self.items: deque[Any] = deque()
         self._lock = threading.Lock()
         self._spooled = 0
         self._file: Any = None
@@ -876,49 +893,54 @@ class _ReportQueue:
         self.spilled = 0  # reports that went through the file (for tests and logs)
 
     def __len__(self) -> int:
-        return len(self._items) + self._spooled
-
-    def put(self, item: Any) -> None:
-        with self._lock:
-            if not self._spooled and len(self._items) < self.bound:
-                self._items.append(item)
-                return
-            self._spill(item)
+        return len(self.items) + self._spooled
 
     def take(self, n: int) -> list[Any]:
         with self._lock:
-            items = self._items
-            out = [items.popleft() for _ in range(min(n, len(items)))]
-            if len(out) < n and self._spooled:
-                out.extend(self._read(n - len(out)))
+            out = self._read(n) if self._spooled else []
+            items = self.items
+            if len(out) < n and not self._spooled:
+                out.extend(items.popleft() for _ in range(min(n - len(out), len(items))))
             return out
+
+    def spill_excess(self) -> None:
+        """Move the oldest items beyond ``bound`` from memory to the end of the spool file."""
+        if len(self.items) <= self.bound:
+            return
+        from plait.client import state_payload
+
+        with self._lock:
+            items = self.items
+            excess = len(items) - self.bound
+            if excess <= 0:
+                return
+            if self._file is None:
+                if self.spilled == 0:
+                    logger.warning(
+                        "More than %d reports wait for the server; the rest go to %s until it takes them",
+                        self.bound,
+                        self.spool_path,
+                    )
+                self.spool_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(self.spool_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                self._file = os.fdopen(fd, "w+", encoding="utf-8")
+                self._read_at = 0
+            lines = []
+            for _ in range(excess):
+                item = items.popleft()
+                if item[0] == "t":
+                    item = ["t", *_task_item(item, state_payload)]
+                lines.append(json.dumps(item, separators=(",", ":")))
+            self._file.seek(0, os.SEEK_END)
+            self._file.write("\n".join(lines) + "\n")
+            self._spooled += excess
+            self.spilled += excess
 
     def discard(self) -> None:
         with self._lock:
-            self._items.clear()
+            self.items.clear()
             self._spooled = 0
             self._close_file(remove=True)
-
-    def _spill(self, item: Any) -> None:
-        from plait.client import state_payload
-
-        if self._file is None:
-            if self.spilled == 0:
-                logger.warning(
-                    "More than %d reports wait for the server; the rest go to %s until it takes them",
-                    self.bound,
-                    self.spool_path,
-                )
-            self.spool_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.spool_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            self._file = os.fdopen(fd, "w+", encoding="utf-8")
-            self._read_at = 0
-        if item[0] == "t" and not isinstance(item[3], dict):
-            item = ("t", item[1], item[2], state_payload(item[3]))
-        self._file.seek(0, os.SEEK_END)
-        self._file.write(json.dumps(item, separators=(",", ":")) + "\n")
-        self._spooled += 1
-        self.spilled += 1
 
     def _read(self, n: int) -> list[Any]:
         file = self._file
@@ -946,3 +968,16 @@ class _ReportQueue:
                     os.unlink(self.spool_path)
                 except FileNotFoundError:
                     pass
+
+
+def _task_item(item: Any, state_payload: Any) -> tuple[str, int, dict[str, Any]]:
+    """``(task slug, map index, state payload)`` of a queued task-run report, whatever its form:
+    ``("t", task, task run info, state)`` from the observer, ``("t", slug, index, state)`` from
+    the reporter itself, ``["t", slug, index, payload]`` from the spool file."""
+    _, who, where, state = item
+    if isinstance(who, str):
+        slug, index = who, where
+    else:
+        slug = who.slug
+        index = -1 if where is None or where.map_index is None else where.map_index
+    return slug, index, state if isinstance(state, dict) else state_payload(state)
