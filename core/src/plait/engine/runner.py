@@ -21,14 +21,12 @@ and of I/O: the graph is compiled once per flow version into integer-indexed lis
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import heapq
 import itertools
 import logging
 import queue
 import sys
-import threading
 import time
 import traceback
 import types
