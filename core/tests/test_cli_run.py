@@ -534,3 +534,22 @@ def test_a_secret_parameter_is_masked_in_every_state_of_the_run(tmp_path, execut
     # the value itself still reaches the tasks
     echo = next(s for t, s in state.result.items() if t.name == "echo")
     assert echo.result == {"used": value}
+
+
+def test_view_shows_task_run_names(tmp_path):
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, task
+
+        @task(task_run_name="load-{table}")
+        def load(table):
+            return table
+
+        with Flow("named") as flow:
+            load("users")
+        """,
+    )
+    result = invoke(str(path))
+    assert result.exit_code == 0, result.output
+    assert "load (load-users) -> Success" in result.output
