@@ -555,7 +555,7 @@ def test_rrule_clock_follows_the_wall_clock_and_serializes():
     assert times(s.next(4, after=datetime(2026, 1, 1, tzinfo=LONDON))) == expected
     again = Schedule.deserialize(s.serialize())
     assert times(again.next(4, after=datetime(2026, 1, 1, tzinfo=LONDON))) == expected
-    with pytest.raises(ScheduleError, match="needs a dateutil.rrule.rrule"):
+    with pytest.raises(ScheduleError, match=r"needs a dateutil\.rrule\.rrule"):
         RRuleClock("FREQ=DAILY")
 
 

@@ -292,9 +292,8 @@ def _deserialize_clock(data: dict[str, Any]) -> Clock:
     if kind == "IntervalClock":
         return IntervalClock(timedelta(seconds=data["interval"]), timezone=zone, **common)
     if kind == "CronClock":
-        return CronClock(
-            data["cron"], timezone=zone, day_or=data.get("day_or", True), fall_back=data.get("fall_back", "once"), **common
-        )
+        fall_back = data.get("fall_back", "once")
+        return CronClock(data["cron"], timezone=zone, day_or=data.get("day_or", True), fall_back=fall_back, **common)
     if kind == "RRuleClock":
         from dateutil.rrule import rrulestr
 

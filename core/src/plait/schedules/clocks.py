@@ -369,9 +369,7 @@ class RRuleClock(Clock):
         dtstart = rrule._dtstart
         zone = get_zone(timezone, "RRuleClock timezone")
         if zone is None:
-            zone = (
-                require_aware(dtstart, "RRuleClock dtstart").tzinfo if dtstart.tzinfo is not None else None
-            ) or UTC
+            zone = (require_aware(dtstart, "RRuleClock dtstart").tzinfo if dtstart.tzinfo is not None else None) or UTC
         self.timezone: tzinfo = zone
         # the rule runs on naive wall-clock times; each is then placed in the zone
         self.rrule = rrule.replace(dtstart=dtstart.astimezone(zone).replace(tzinfo=None)) if dtstart.tzinfo else rrule
