@@ -59,8 +59,10 @@ fuzz: $(STAMP) services
 
 # Debian packages some tests use: graphviz (`dot`, for flow.visualize), postgresql (initdb and
 # pg_ctl, for plait-sql's throwaway server), prometheus and prometheus-pushgateway (for
-# plait-metrics). What is missing is installed in one apt-get call when we are root on
-# Debian/Ubuntu. Elsewhere those tests skip and say why; under CI (CI set) a missing package
+# plait-metrics), podman, runc, busybox-static, debootstrap and docker-registry (for
+# plait-docker: a Podman service of the tests' own, images built from a static busybox and a
+# Debian root filesystem, a local registry to push to). What is missing is installed in one
+# apt-get call when we are root on Debian/Ubuntu. Elsewhere those tests skip and say why; under CI (CI set) a missing package
 # fails the run instead, so CI never passes by skipping them.
 services:
 	@missing=""; \
@@ -69,6 +71,11 @@ services:
 	  || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
+	command -v podman >/dev/null 2>&1 || missing="$$missing podman"; \
+	command -v runc >/dev/null 2>&1 || missing="$$missing runc"; \
+	{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing="$$missing busybox-static"; \
+	{ command -v debootstrap || [ -x /usr/sbin/debootstrap ]; } >/dev/null 2>&1 || missing="$$missing debootstrap"; \
+	[ -x /usr/bin/docker-registry ] || missing="$$missing docker-registry"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing Debian packages for the tests:$$missing"; \
