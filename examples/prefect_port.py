@@ -8,13 +8,13 @@ London time. Only the imports (and the Slack helper's arguments) differ from the
 from datetime import timedelta
 
 import pendulum
+from plait_s3 import S3Result
+from plait_slack import slack_notifier
 
 import plait
 from plait import Flow, Parameter, signals, task, unmapped
 from plait.schedules import CronSchedule
 from plait.secrets import Secret
-from plait_s3 import S3Result
-from plait_slack import slack_notifier
 
 # Prefect 1: slack_notifier(only_states=[Failed], webhook_secret="SLACK_WEBHOOK_URL")
 alert = slack_notifier(only_states=["Failed"], webhook_url=Secret("SLACK_WEBHOOK_URL").get())
