@@ -4,6 +4,7 @@
 #   make demo    create .venv, install the core only (what the demo needs), run examples/numbers.py
 #   make test    create .venv, install every distribution with its test extra and ruff, run every suite
 #   make bench   print the benchmark tables (about 2 minutes; bench-quick: about 15 seconds)
+#   make bench-server  plait-server through its API on SQLite and PostgreSQL (a few minutes)
 #   make fuzz    the long schemathesis run against a real plait-server (10,000 requests)
 #   make lint    ruff check and format check (make format fixes)
 #   make clean   remove .venv and caches
@@ -26,7 +27,7 @@ INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") -e "$(SER
 DEMO_INSTALL := -e core
 LINT_PATHS := $(wildcard core server tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick lint format clean venv services graphviz services-prometheus services-postgres fuzz
+.PHONY: demo test bench bench-quick bench-server lint format clean venv services graphviz services-prometheus services-postgres fuzz
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
@@ -95,6 +96,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/run.py --quick
+
+# State writes, run creation, a 10,000-item map's states and start-up, through a real
+# `plait server start` process (benchmarks/bench_server.py; --quick for a smaller run).
+bench-server: $(STAMP) services
+	$(PY) benchmarks/bench_server.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
