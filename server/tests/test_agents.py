@@ -246,7 +246,7 @@ def test_restart_from_failed_reuses_stored_results_and_runs_only_the_rest(orch, 
     assert sorted(effects.read_text().split()) == ["extract", "transform-1", "transform-2", "transform-3"]
     broken.unlink()
     restarted = client.restart_flow_run(run.id)
-    assert restarted.state == "Scheduled"
+    assert restarted.state in ("Scheduled", "Submitted", "Running")  # the agent may have claimed it already
     assert wait_finished(client, run.id).state == "Success"
     # Only the failed child and what depends on it ran again.
     assert sorted(effects.read_text().split()) == [
