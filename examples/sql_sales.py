@@ -63,7 +63,9 @@ with Flow("sql-sales") as flow:
     loaded = load(rows=extract(Parameter("n", default=1000)), url=db, upstream_tasks=[cleared])
     summary = per_region(url=db, params={"min_amount": Parameter("min_amount", default=1)}, upstream_tasks=[loaded])
     # Mapping runs once per item of each argument: the URL is the same for all, so unmapped.
-    counts = product_count.map(params=[{"product": p} for p in PRODUCTS], url=unmapped(db), upstream_tasks=[loaded])
+    counts = product_count.map(
+        params=[{"product": p} for p in PRODUCTS], url=unmapped(db), upstream_tasks=[unmapped(loaded)]
+    )
     report = show(summary, counts)
 
 

@@ -140,7 +140,8 @@ def test_set_dependencies_with_upstream_keyword_and_mapped(executor):
     items = Constant([1, 2, 3], name="items")
     gate = Constant(None, name="gate")
     double = Double()
-    flow.set_dependencies(double, upstream_tasks=[gate], keyword_tasks={"x": items}, mapped=True)
+    # mapped=True maps over upstream_tasks too (Prefect 1); unmapped() waits for the whole task
+    flow.set_dependencies(double, upstream_tasks=[unmapped(gate)], keyword_tasks={"x": items}, mapped=True)
     summed = total.copy()
     flow.set_dependencies(summed, keyword_tasks={"xs": double})
     assert flow.upstream_tasks(double) == {gate, items}
@@ -276,9 +277,13 @@ def test_task_called_outside_a_flow():
         add(1)
 
 
-def test_upstream_tasks_must_be_tasks():
-    with Flow("f"), pytest.raises(TaskBindError, match="upstream_tasks must be tasks"):
-        add(1, upstream_tasks=[3])
+def test_upstream_tasks_values_become_constants_and_flows_are_refused():
+    with Flow("f") as flow:
+        out = add(1, upstream_tasks=[3])  # Prefect 1: a plain value is a Constant task
+    (up,) = flow.upstream_tasks(out)
+    assert isinstance(up, Constant) and up.value == 3
+    with Flow("g"), pytest.raises(TaskBindError, match="upstream_tasks must be tasks or values"):
+        add(1, upstream_tasks=[flow])
 
 
 def test_input_given_twice_is_refused():

@@ -51,11 +51,13 @@ def test_every_attempt_passes_through_retrying(any_executor):
     with Flow("r") as flow:
         third_time_lucky(task_args={"state_handlers": [handler]})
     flow.run(executor=any_executor)
-    assert seen == [
+    assert seen == [  # handlers see each failure, then its retry (Prefect 1's sequence)
         ("Pending", "Running", None),
-        ("Running", "Retrying", 1),
+        ("Running", "Failed", None),
+        ("Failed", "Retrying", 1),
         ("Retrying", "Running", None),
-        ("Running", "Retrying", 2),
+        ("Running", "Failed", None),
+        ("Failed", "Retrying", 2),
         ("Retrying", "Running", None),
         ("Running", "Success", None),
     ]

@@ -41,7 +41,9 @@ def retry_once():
 
 @task
 def retry_without_retries():
-    raise signals.RETRY("again please")
+    if plait.context.task_run_count < 3:
+        raise signals.RETRY("again please")
+    return plait.context.task_run_count
 
 
 def test_fail(any_executor):
@@ -96,12 +98,13 @@ def test_retry_signal_runs_again(any_executor):
     assert state.result[r].result == 2
 
 
-def test_retry_signal_without_retries_left_fails():
+def test_retry_signal_retries_even_without_retries_left():
+    # Prefect 1's rule: RETRY is the task's own decision, not limited by max_retries
     with Flow("s") as flow:
         r = retry_without_retries()
     final = flow.run().result[r]
-    assert type(final) is Failed
-    assert "no retries are left" in final.message
+    assert type(final) is Success
+    assert final.result == 3
 
 
 def test_endrun_sets_the_given_state(any_executor):

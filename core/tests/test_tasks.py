@@ -9,7 +9,7 @@ import pytest
 
 from plait import Flow, Task, task, triggers
 from plait.errors import TaskBindError
-from plait.states import Failed
+from plait.states import Failed, Success
 from plait.tasks import FunctionTask
 
 
@@ -99,13 +99,13 @@ def test_task_subclass(any_executor):
     assert state.result[b].result == 19
 
 
-def test_subclass_without_run_fails_when_run():
+def test_base_task_run_does_nothing_and_returns_none():
+    # Prefect 1's rule: a plain Task() is a placeholder or an ordering point
     with Flow("sub") as flow:
         t = Task(name="empty")
         flow.add_task(t)
     final = flow.run().result[t]
-    assert type(final) is Failed and isinstance(final.result, NotImplementedError)
-    assert "'empty'" in final.message
+    assert type(final) is Success and final.result is None
 
 
 def test_run_with_star_args_or_reserved_names_is_refused():

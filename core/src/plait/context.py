@@ -20,11 +20,18 @@ start)`` gives ``start`` before the first loop). ``resume`` is ``True`` in a tas
 ``flow.run(resume=[...])`` lets through. ``logger`` is the run-aware logger.
 
 The context lives in ``contextvars``, so each thread and each asyncio task sees its own run.
+
+As in Prefect 1, ``plait.context`` is also callable: ``with plait.context(key=value):`` (or
+``plait.context({"key": value})``) sets keys for the block, and a flow run started inside the
+block sees them (``flow.run(context=...)`` wins over them). ``plait.context["key"]`` and
+``"key" in plait.context`` work too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
+import types
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -109,14 +116,20 @@ def to_dict() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def local(**values: Any) -> Iterator[None]:
+def local(*dicts: dict[str, Any], **values: Any) -> Iterator[None]:
     """Set context keys for the ``with`` block (the values are layered over the current ones).
 
     ```python
     with plait.context.local(today="2026-01-31"):
         my_task.run()
+    with plait.context(today="2026-01-31"):   # the same, Prefect 1's spelling
+        flow.run()                            # the run's tasks see today == "2026-01-31"
     ```
     """
+    for extra in reversed(dicts):
+        if not isinstance(extra, dict):
+            raise TypeError(f"plait.context() takes dicts and keywords, got {type(extra).__name__}: {extra!r}")
+        values = {**extra, **values}
     merged = {**_flow_ctx.get(), **values}
     if "scheduled_start_time" in values:
         merged.update(date_keys(values["scheduled_start_time"], overrides=values))
@@ -172,3 +185,22 @@ def __getattr__(name: str) -> Any:
     if value is _MISSING:
         raise AttributeError(f"plait.context has no key {name!r} (is a flow running?)")
     return value
+
+
+class _ContextModule(types.ModuleType):
+    """``plait.context`` itself: a module that can also be called and indexed (Prefect 1's context)."""
+
+    def __call__(self, *dicts: dict[str, Any], **values: Any) -> contextlib.AbstractContextManager[None]:
+        return local(*dicts, **values)
+
+    def __getitem__(self, key: str) -> Any:
+        value = get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and get(key, _MISSING) is not _MISSING
+
+
+sys.modules[__name__].__class__ = _ContextModule

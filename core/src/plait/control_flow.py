@@ -60,7 +60,8 @@ class Merge(Task):
     def run(self, **task_results: Any) -> Any:
         for key in sorted(task_results, key=lambda k: int(k.rpartition("_")[2])):
             value = task_results[key]
-            if value is not None:
+            # a skipped input holds the SKIP signal that skipped it (as in Prefect 1): not a result
+            if value is not None and not isinstance(value, signals.SKIP):
                 return value
         return None
 

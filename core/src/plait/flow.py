@@ -254,16 +254,29 @@ class Flow:
 
         ``upstream_tasks`` run first without passing data; ``keyword_tasks`` maps ``run()``
         argument names to tasks or values (``unmapped(...)``/``flatten(...)`` allowed);
-        ``mapped`` maps over every keyword input not wrapped in ``unmapped``.
+        ``mapped`` maps over every keyword input not wrapped in ``unmapped``, and over the
+        ``upstream_tasks`` too (one child per item of their results, child ``i`` after child
+        ``i`` of a mapped one), as in Prefect 1; ``unmapped(t)`` there waits for the whole of ``t``.
+        A value that is not a task in ``upstream_tasks`` becomes a ``Constant`` task.
         """
         self.add_task(task)
         for up in upstream_tasks or ():
-            up_task = as_task(up.value if isinstance(up, unmapped) else up, self)
+            up_mapped = mapped and not isinstance(up, unmapped)
+            value = up.value if isinstance(up, unmapped) else up
+            up_task = as_task(value, self)
             if up_task is None:
-                raise TaskBindError(
-                    f"Task {task.name!r}: upstream_tasks must be tasks, got {type(up).__name__}: {up!r}"
-                )
-            self.add_edge(up_task, task)
+                if isinstance(value, (flatten, Flow)):
+                    raise TaskBindError(
+                        f"Task {task.name!r}: upstream_tasks must be tasks or values, "
+                        f"got {type(value).__name__}: {value!r}"
+                    )
+                if up_mapped and not _is_iterable(value):
+                    raise TaskBindError(
+                        f"Task {task.name!r} cannot map over upstream task value {value!r}: "
+                        f"a {type(value).__name__} is not iterable (wrap it in unmapped() to wait for it whole)"
+                    )
+                up_task = self.add_task(Constant(value, name=f"{task.name}.upstream"))
+            self.add_edge(up_task, task, mapped=up_mapped)
         for down in downstream_tasks or ():
             self.add_edge(task, down)
         for key, value in (keyword_tasks or {}).items():
@@ -415,6 +428,7 @@ class Flow:
         resume_from: State | dict[Task, State] | None = None,
         run_on_schedule: bool | None = None,
         max_runs: int | None = None,
+        task_states: State | dict[Task, State] | None = None,
     ) -> State:
         """Run the flow now and return the flow-run state.
 
@@ -422,8 +436,9 @@ class Flow:
         ``Executor`` or a registered name (``"local"``, ``"threads"``, ``"processes"``);
         ``context`` sets or overrides context keys (e.g. ``scheduled_start_time``).
 
-        To resume a paused (or failed) run, pass its state as ``resume_from``: tasks that
-        succeeded there keep their results and do not run again. ``resume`` lists the tasks
+        To resume a paused (or failed) run, pass its state as ``resume_from`` (or, under
+        Prefect 1's name, ``task_states``): tasks that succeeded there keep their results and do
+        not run again, even when a task upstream of them runs. ``resume`` lists the tasks
         (objects, names or slugs) to let through a ``manual_only`` trigger or ``pause_task()``::
 
             state = flow.run()                 # stops Paused at "approve"
@@ -454,6 +469,8 @@ class Flow:
             extra["resume"] = [resume] if isinstance(resume, (Task, str)) else list(resume)
         if resume_from is not None:
             extra["resume_from"] = resume_from
+        if task_states is not None:  # Prefect 1's name for resume_from
+            extra["task_states"] = task_states
         return FlowRunner(self).run(
             parameters=parameters,
             executor=executor if executor is not None else self.executor,

@@ -49,7 +49,8 @@ def _context_fields() -> dict[str, Any]:
         "flow_name": flow.get("flow_name", "-"),
         "flow_run_id": flow.get("flow_run_id"),
         "task_name": info.task.name if info is not None else "-",
-        "task_full_name": info.full_name if info is not None else "-",
+        # a run named with task_run_name shows that name (Prefect 1's task run names)
+        "task_full_name": (flow.get("task_run_name") or info.full_name) if info is not None else "-",
         "map_index": info.map_index if info is not None else None,
     }
 

@@ -21,16 +21,52 @@ if TYPE_CHECKING:
     from plait.states import State
 
 
+_NO_RESULT: Any = object()
+
+
 class PlaitSignal(Exception):
-    """Base of every signal: carries a message and, optionally, a result."""
+    """Base of every signal: carries a message and a result.
+
+    As in Prefect 1, the state a signal makes holds ``result`` when one is given and the
+    signal itself otherwise (so a ``Skipped`` or ``Failed`` state says which signal made it).
+    Other keyword arguments go to the state's constructor (``RETRY(start_time=...)``).
+    ``signal.state`` is that state.
+    """
 
     #: name of the state class (in plait.states) the signal turns into
     state_name = "State"
 
-    def __init__(self, message: str | None = None, *, result: Any = None) -> None:
+    def __init__(self, message: str | None = None, *, result: Any = _NO_RESULT, **state_options: Any) -> None:
         super().__init__(message)
         self.message = message
-        self.result = result
+        self.result = self if result is _NO_RESULT else result
+        self.state_options = state_options
+        self._state: State | None = None
+
+    @property
+    def state(self) -> State:
+        """The state this signal stands for (built once, on first read)."""
+        if self._state is None:
+            from plait.states import STATES_BY_NAME
+
+            cls = STATES_BY_NAME[self._state_class_name()]
+            self._state = cls(message=self.message, result=self.result, **self.state_options)
+        return self._state
+
+    def _state_class_name(self) -> str:
+        return self.state_name
+
+    def __eq__(self, other: object) -> bool:
+        # by value, so a state holding a signal still equals itself after a trip to a worker
+        if type(self) is not type(other):
+            return NotImplemented
+        assert isinstance(other, PlaitSignal)
+        if self.message != other.message:
+            return False
+        mine, theirs = self.result, other.result
+        return (mine is self and theirs is other) or (mine is not self and theirs is not other and mine == theirs)
+
+    __hash__ = Exception.__hash__
 
 
 class FAIL(PlaitSignal):
@@ -58,7 +94,11 @@ class SKIP(PlaitSignal):
 
 
 class RETRY(PlaitSignal):
-    """Ask for another attempt now (counts against ``max_retries`` like a failure)."""
+    """Ask for another attempt now (or at ``start_time=``), whatever ``max_retries`` says.
+
+    As in Prefect 1 a ``RETRY`` always retries: it is the task's own decision, not a failure,
+    so it is not limited by ``max_retries`` (the attempt still counts in ``task_run_count``).
+    """
 
     state_name = "Retrying"
 
@@ -83,10 +123,14 @@ class LOOP(PlaitSignal):
                 raise signals.LOOP(f"{n} left", result=n - 1)
             return "done"
 
-    Raised outside a task run (in a trigger, say) it fails the task.
+    Raised outside a task run (in a trigger, say) it fails the task. ``LOOP(...).state`` is
+    the ``Looped`` state that state handlers see between iterations.
     """
 
     state_name = "Failed"
+
+    def _state_class_name(self) -> str:
+        return "Looped"
 
 
 class ENDRUN(Exception):

@@ -4,18 +4,22 @@ A run moves through states; each state is a small immutable-by-convention object
 ``message``, a ``result`` and a ``timestamp``. The hierarchy decides what a state means::
 
     State
-    ├── Pending ── Scheduled ── Retrying
+    ├── Pending ── Scheduled ── Retrying, Resume
     │         ├── Paused
     │         └── Submitted
     ├── Running ── Cancelling
     └── Finished
         ├── Success ── Cached, Mapped, Skipped
         ├── Failed ── TriggerFailed, TimedOut
+        ├── Looped
         └── Cancelled
 
 Ask a state what it means with ``is_successful()``, ``is_failed()``, ``is_finished()``,
 ``is_skipped()`` (and friends) rather than comparing classes: a ``Skipped`` task is
 successful, a ``TimedOut`` task has failed.
+
+States compare by value, as Prefect 1's do: two states are equal when they are of the same
+class with the same ``message`` and ``result`` (the ``timestamp`` is not compared).
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ __all__ = [
     "Cancelling",
     "Failed",
     "Finished",
+    "Looped",
     "Mapped",
     "Paused",
     "Pending",
+    "Resume",
     "Retrying",
     "Running",
     "Scheduled",
@@ -121,6 +127,22 @@ class State:
     def is_paused(self) -> bool:
         return isinstance(self, Paused)
 
+    def is_looped(self) -> bool:
+        return isinstance(self, Looped)
+
+    def __eq__(self, other: object) -> bool:
+        # By value (Prefect 1's rule): same class, message and result; never by timestamp.
+        if not isinstance(other, State):
+            return NotImplemented
+        if _kind(type(self)) is not _kind(type(other)) or self.message != other.message:
+            return False
+        return _same_value(self._comparable_result(), other._comparable_result())
+
+    __hash__ = object.__hash__  # states stay usable as dict keys and in sets, by identity
+
+    def _comparable_result(self) -> Any:
+        return self.result
+
     @property
     def name(self) -> str:
         """The state's class name, e.g. ``"Success"``."""
@@ -170,9 +192,14 @@ class Scheduled(Pending):
 
 
 class Retrying(Scheduled):
-    """Failed with retries left; will run again at ``start_time``. ``run_count`` attempts so far."""
+    """Failed with retries left; will run again at ``start_time``. ``run_count`` attempts so far.
 
-    __slots__ = ("run_count",)
+    A task that failed in the middle of a ``signals.LOOP`` keeps its place: ``loop_count`` and
+    ``loop_result`` are the iteration it had reached and that iteration's payload, and the
+    retry starts from there (so the work of earlier iterations is not repeated).
+    """
+
+    __slots__ = ("loop_count", "loop_result", "run_count")
 
     def __init__(
         self,
@@ -180,9 +207,21 @@ class Retrying(Scheduled):
         result: Any = None,
         start_time: datetime | None = None,
         run_count: int = 1,
+        loop_count: int | None = None,
+        loop_result: Any = None,
     ) -> None:
         super().__init__(message, result, start_time)
         self.run_count = run_count
+        self.loop_count = loop_count
+        self.loop_result = loop_result
+
+
+class Resume(Scheduled):
+    """Let a paused task through: given in ``flow.run(task_states={task: Resume()})``, the task
+    runs with ``plait.context.resume`` set, so a ``manual_only`` trigger or ``pause_task()`` passes.
+    """
+
+    __slots__ = ()
 
 
 class Running(State):
@@ -269,8 +308,8 @@ class Skipped(Success):
 class Mapped(Success):
     """A mapped task: one child state per item in ``map_states``.
 
-    ``result`` is the list of the children's results. A ``Mapped`` state is successful only
-    when every child is, and failed when any child failed.
+    ``result`` is the list of the children's results (``None`` for a skipped child). A
+    ``Mapped`` state is successful only when every child is, and failed when any child failed.
     """
 
     __slots__ = ("_results", "map_states")
@@ -300,6 +339,9 @@ class Mapped(Success):
 
     def is_skipped(self) -> bool:
         return bool(self.map_states) and all(s.is_skipped() for s in self.map_states)
+
+    def _comparable_result(self) -> Any:
+        return self.map_states
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
@@ -337,11 +379,39 @@ class TimedOut(Failed):
     __slots__ = ()
 
 
+class Looped(Finished):
+    """One iteration of a looping task ended (``signals.LOOP``); the next one starts at once.
+
+    State handlers see it between iterations; ``loop_count`` is the iteration that ended and
+    ``result`` the payload it passed on (``plait.context.task_loop_result`` of the next one).
+    """
+
+    __slots__ = ("loop_count",)
+
+    def __init__(self, message: str | None = None, result: Any = None, loop_count: int | None = None) -> None:
+        super().__init__(message, result)
+        self.loop_count = loop_count
+
+
 class Cancelled(Finished):
     """Stopped from outside (Ctrl-C, a cancelled flow run)."""
 
     __slots__ = ()
     _failed = True
+
+
+def _kind(cls: type) -> type:
+    # a remote state (see remote_state) is of the same kind as the plain state it copies
+    return cls.__bases__[0] if cls in _remote_types else cls
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. arrays, whose == is elementwise: unequal unless the same object
+        return False
 
 
 def remask(state: State) -> State:
@@ -365,10 +435,12 @@ STATES_BY_NAME: dict[str, type[State]] = {
         Paused,
         Scheduled,
         Retrying,
+        Resume,
         Running,
         Submitted,
         Cancelling,
         Finished,
+        Looped,
         Success,
         Cached,
         Skipped,
@@ -450,7 +522,10 @@ def result_ref(state: State) -> Any:
 
 
 def gather_results(states: list[State]) -> list[Any]:
-    """``[s.result for s in states]``, fetching the remote ones with one ``fetch`` per source."""
+    """``[s.result for s in states]``, fetching the remote ones with one ``fetch`` per source.
+
+    A skipped child gives ``None`` (its state's ``result`` is the ``SKIP`` signal that skipped it).
+    """
     pending: dict[int, tuple[ResultSource, list[State]]] = {}
     for s in states:
         if type(s) in _remote_types and s._source is not None:  # type: ignore[attr-defined]
@@ -461,7 +536,8 @@ def gather_results(states: list[State]) -> list[Any]:
         for s, value in zip(remote, values, strict=True):
             _RESULT_SLOT.__set__(s, value)
             s._source = None  # type: ignore[attr-defined]
-    return [s.result for s in states]
+    # a skipped child holds the SKIP signal as its result; as data it is "no value"
+    return [None if s._skipped else s.result for s in states]
 
 
 _remote_types: set[type[State]] = set()

@@ -44,6 +44,20 @@ StateHandler = Callable[[Any, "State", "State"], "State | None"]
 #: Arguments of ``__call__``/``map`` that are never passed to ``run()``.
 _RESERVED = frozenset({"upstream_tasks", "mapped", "task_args", "flow"})
 
+
+class _NoDefault:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "NO_DEFAULT"
+
+
+#: ``Parameter``'s default when none is given: the parameter is then required.
+NO_DEFAULT: Any = _NoDefault()
+
 _instance_counter = itertools.count()
 
 
@@ -92,6 +106,12 @@ class Task:
         cache_validator: ``fn(cached_state, inputs, parameters) -> bool`` from
             ``plait.cache_validators`` (default ``duration_only``).
         cache_key: share one cache between tasks (default: one cache per flow and task).
+        retry_on: an exception class (or a tuple of them): a failure is retried only when its
+            exception is one of these (default: every failure, up to ``max_retries``).
+        task_run_name: the name of each run, for logs, ``plait run``'s view and the server: a
+            template filled from the inputs and the run context (``"fetch-{url}"``,
+            ``"load-{today}"``), or a function of them (``lambda **kw: f"load-{kw['day']}"``).
+            Read it in a run as ``plait.context.task_run_name``.
 
     A subclass may set ``secret_inputs`` (a class attribute): names of ``run()`` arguments that
     hold secrets. ``flow.serialize()`` withholds the constants given to them (``"****"``), in
@@ -121,6 +141,8 @@ class Task:
         cache_for: timedelta | float | int | None = None,
         cache_validator: Callable[..., bool] | None = None,
         cache_key: str | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        task_run_name: str | Callable[..., str] | None = None,
     ) -> None:
         self.name = name or type(self).__name__
         self.slug = slug
@@ -136,6 +158,8 @@ class Task:
         self.nout = _checked_option(name, "nout", nout)
         self.log_stdout = log_stdout
         self._set_result_options(checkpoint, result, target, cache_for, cache_validator, cache_key)
+        self.retry_on = _checked_option(name, "retry_on", retry_on)
+        self.task_run_name = _checked_option(name, "task_run_name", task_run_name)
         self._id = next(_instance_counter)
 
     def _set_result_options(
@@ -180,8 +204,12 @@ class Task:
     # -- what subclasses implement ---------------------------------------------------------
 
     def run(self) -> Any:
-        """The work of the task. Its parameters are the task's inputs."""
-        raise NotImplementedError(f"Task {self.name!r} ({type(self).__name__}) does not implement run()")
+        """The work of the task. Its parameters are the task's inputs.
+
+        The base class does nothing and returns ``None`` (as Prefect 1's does), so a plain
+        ``Task()`` is a placeholder or an ordering point.
+        """
+        return None
 
     # -- building flows --------------------------------------------------------------------
 
@@ -298,6 +326,13 @@ class Task:
         """Make this task run before ``task``."""
         task.set_upstream(self, flow=flow, key=key, mapped=mapped)
 
+    def pipe(self, task: Task, **kwargs: Any) -> Task:
+        """Pass this task's result to ``task`` as its first input: ``fetch(url).pipe(parse, strict=True)``.
+
+        The same as ``task(self, **kwargs)``, for reading chains left to right.
+        """
+        return task(self, **kwargs)
+
     def __getitem__(self, key: Any) -> Task:
         """A task that picks ``result[key]`` from this task's result."""
         name = f"{self.name}[{key!r}]"
@@ -323,7 +358,18 @@ class Task:
             "nout": self.nout,
             "log_stdout": self.log_stdout,
             **self._result_options(),
+            **self._prefect_options(),
         }
+
+    def _prefect_options(self) -> dict[str, Any]:
+        # Only when set, so flows that do not use them serialize as before.
+        out: dict[str, Any] = {}
+        if self.retry_on is not None:
+            out["retry_on"] = [f"{c.__module__}.{c.__qualname__}" for c in self.retry_on]
+        if self.task_run_name is not None:
+            name = self.task_run_name
+            out["task_run_name"] = name if isinstance(name, str) else _callable_name(name)
+        return out
 
     def _result_options(self) -> dict[str, Any]:
         # Only options that are set, so flows that do not use results serialize as before.
@@ -452,8 +498,10 @@ class Parameter(Task):
 
     Args:
         name: the parameter's name, unique within a flow.
-        default: the value when the run does not give one.
-        required: a run without this parameter is refused before anything runs.
+        default: the value when the run does not give one. A parameter without a default is
+            required (as in Prefect 1); ``default=None`` makes ``None`` its default.
+        required: a run without this parameter is refused before anything runs, naming it
+            (default: ``True`` when no default is given).
         secret: the value is a secret (a password, a token): it is registered for masking
             (``plait.secrets``) when the run starts, so logs, state messages, alerts and
             ``plait run`` show ``********`` instead; ``flow.serialize()`` marks the parameter
@@ -467,21 +515,23 @@ class Parameter(Task):
     def __init__(
         self,
         name: str,
-        default: Any = None,
-        required: bool = False,
+        default: Any = NO_DEFAULT,
+        required: bool | None = None,
         tags: Iterable[str] | None = None,
         secret: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Parameter name must be a non-empty string, got {name!r}")
         super().__init__(name=name, slug=name, tags=tags)
-        self.default = default
-        self.required = required
+        if required is None:
+            required = default is NO_DEFAULT
+        self.default = None if default is NO_DEFAULT else default
+        self.required = bool(required)
         self.secret = bool(secret)
         if self.secret:
             from plait.secrets import register_secret_value
 
-            register_secret_value(default)
+            register_secret_value(self.default)
 
     def run(self) -> Any:
         from plait import context
@@ -586,7 +636,9 @@ def _holds_task(value: Any) -> bool:
     return any(isinstance(v, Task) or (isinstance(v, (list, tuple, set, dict)) and _holds_task(v)) for v in items)
 
 
-_CHECKED_OPTIONS = frozenset({"tags", "max_retries", "retry_delay", "timeout", "trigger", "state_handlers", "nout"})
+_CHECKED_OPTIONS = frozenset(
+    {"tags", "max_retries", "retry_delay", "timeout", "trigger", "state_handlers", "nout", "retry_on", "task_run_name"}
+)
 
 
 def _checked_option(name: str, key: str, value: Any) -> Any:
@@ -616,6 +668,18 @@ def _checked_option(name: str, key: str, value: Any) -> Any:
             if not callable(handler):
                 raise TypeError(f"Task {name!r}: state handler {handler!r} is not callable")
         return handlers
+    if key == "retry_on":
+        if value is None:
+            return None
+        classes = tuple(value) if isinstance(value, (list, tuple, set, frozenset)) else (value,)
+        for cls in classes:
+            if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+                raise TypeError(f"Task {name!r}: retry_on must be an exception class or a tuple of them, got {cls!r}")
+        return classes
+    if key == "task_run_name":
+        if value is not None and not isinstance(value, str) and not callable(value):
+            raise TypeError(f"Task {name!r}: task_run_name must be a template string or a function, got {value!r}")
+        return value
     if key == "nout":
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValueError(f"Task {name!r}: nout must be a positive integer, got {value!r}")

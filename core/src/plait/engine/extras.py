@@ -1,4 +1,4 @@
-"""Opt-in steps of a task run: targets, caches, checkpoints and resuming.
+"""Opt-in steps of a task run: targets, caches, checkpoints, resuming and run names.
 
 The runner builds one ``TaskExtras`` per task per flow run, and only for tasks that use one
 of these features; every other task gets ``None`` and its run pays nothing for them.
@@ -45,7 +45,13 @@ def clear_memory_cache() -> None:
 
 def uses_extras(task: Task) -> bool:
     """Whether ``task`` opted into any step handled here (cheap, per task per run)."""
-    return bool(task.checkpoint or task.result is not None or task.target is not None or task.cache_for is not None)
+    return bool(
+        task.checkpoint
+        or task.result is not None
+        or task.target is not None
+        or task.cache_for is not None
+        or getattr(task, "task_run_name", None) is not None
+    )
 
 
 def extras_for(task: Task, flow: Flow, resumed: bool) -> TaskExtras | None:
@@ -54,7 +60,8 @@ def extras_for(task: Task, flow: Flow, resumed: bool) -> TaskExtras | None:
     checkpoint = task.checkpoint
     if checkpoint is None:
         checkpoint = result is not None and not _plumbing(task)
-    if not (checkpoint or task.target is not None or task.cache_for is not None or resumed):
+    run_name = getattr(task, "task_run_name", None)
+    if not (checkpoint or task.target is not None or task.cache_for is not None or resumed or run_name is not None):
         return None
     if result is None and (checkpoint or task.target is not None):
         result = LocalResult()
@@ -64,7 +71,7 @@ def extras_for(task: Task, flow: Flow, resumed: bool) -> TaskExtras | None:
 class TaskExtras:
     """The opt-in steps of one task in one flow run (see the module docstring)."""
 
-    __slots__ = ("cache_for", "cache_key", "checkpoint", "result", "resumed", "target", "validator")
+    __slots__ = ("cache_for", "cache_key", "checkpoint", "result", "resumed", "run_name", "target", "validator")
 
     def __init__(self, task: Task, flow: Flow, result: Result | None, checkpoint: bool, resumed: bool) -> None:
         self.result = result
@@ -74,12 +81,32 @@ class TaskExtras:
         self.validator = task.cache_validator or cache_validators.duration_only
         self.cache_key = task.cache_key or f"{flow.name}/{task.slug}"
         self.resumed = resumed
+        self.run_name = getattr(task, "task_run_name", None)
 
     def flow_context(self, flow_ctx: dict[str, Any]) -> dict[str, Any]:
         """The flow context the task run sees: with ``resume=True`` when it is being resumed."""
         if self.resumed:
             return {**flow_ctx, "resume": True}
         return flow_ctx
+
+    def task_run_name(self, task: Task, kwargs: dict[str, Any]) -> str | State:
+        """This run's name from ``task_run_name`` (call inside the task's context), or ``Failed``."""
+        from plait import context
+
+        template = self.run_name
+        values = {**(context.get("parameters") or {}), **context.to_dict(), **kwargs}
+        try:
+            name = template.format(**values) if isinstance(template, str) else template(**values)
+        except KeyError as exc:
+            return Failed(
+                f"Task {task.name!r}: task_run_name {template!r} uses {exc.args[0]!r}, which is neither an "
+                f"input nor a context key; inputs: {', '.join(sorted(kwargs)) or '(none)'}",
+                exc,
+                traceback.format_exc(),
+            )
+        except Exception as exc:
+            return Failed(f"Task {task.name!r}: task_run_name {template!r} raised {exc!r}", exc, traceback.format_exc())
+        return str(name)
 
     # -- before the run -----------------------------------------------------------------------
 

@@ -45,9 +45,11 @@ from plait.states import (
     STATES_BY_NAME,
     Cancelled,
     Failed,
+    Looped,
     Mapped,
     Paused,
     Pending,
+    Resume,
     Retrying,
     Running,
     Skipped,
@@ -59,7 +61,8 @@ from plait.states import (
     result_ref,
 )
 from plait.tasks import Task
-from plait.triggers import manual_only
+from plait.triggers import BUILT_IN as _BUILT_IN_TRIGGERS
+from plait.triggers import UpstreamStates, manual_only
 
 if TYPE_CHECKING:
     from plait.engine.extras import TaskExtras
@@ -71,12 +74,17 @@ logger = get_logger("engine")
 
 #: ``observer(task, old_state, new_state)`` for task runs, ``observer(flow, old, new)`` for flows.
 Observer = Callable[[Any, State, State], None]
-Notify = Callable[[Task, State, State], State]
+#: ``notify(task, old, new, interim=False, handlers_old=None)``: ``interim`` marks a change only
+#: the task's own state handlers see (the ``Failed`` before a ``Retrying``), not observers or
+#: ``on_failure``; ``handlers_old`` is the old state the handlers get when it differs from the
+#: observers' one (``Failed -> Retrying`` for handlers, ``Running -> Retrying`` for observers).
+Notify = Callable[..., State]
 
 _EXPAND = -1  # map_index marker in the ready queue: split a mapped task into children
 _NEVER = -(1 << 40)  # a child wait count that never reaches zero
 _SUCCESS_MESSAGE = "Task run succeeded."
 _IDLE_WAKEUP = 0.25  # seconds the driver waits for a completion before checking for signals
+_NO_CHILD_UPS: dict[int, list[Any]] = {}  # shared, never written to
 
 
 class FlowRunner:
@@ -119,24 +127,39 @@ class FlowRunner:
         context: dict[str, Any] | None = None,
         resume: Sequence[Task | str] | None = None,
         resume_from: State | dict[Task, State] | None = None,
+        task_states: State | dict[Task, State] | None = None,
     ) -> State:
         """Run the flow once and return its final state (``state.result``: ``{task: State}``).
 
         ``resume_from`` (a previous flow-run state, or its ``{task or slug: State}``) keeps the tasks
         that succeeded there: they are not run again and their results feed the rest.
+        ``task_states`` is the same argument under Prefect 1's name; a ``Resume()`` state there
+        lets that task through as ``resume`` does.
         ``resume`` names tasks (objects, names or slugs) to let through: they run with
         ``plait.context.resume`` set, so a ``manual_only`` trigger or ``pause_task()`` passes.
+        ``executor`` defaults to the flow's own (``Flow(executor=...)``), then ``local``.
         """
         flow = self.flow
         flow.validate()
-        params = check_parameters(flow, parameters)
         if context is not None and not isinstance(context, Mapping):
             raise FlowRunError(
                 f"Flow {flow.name!r}: context must be a dict of key -> value, got {type(context).__name__}: {context!r}"
             )
+        if task_states is not None:
+            if resume_from is not None:
+                raise FlowRunError(f"Flow {flow.name!r}: pass resume_from or task_states (its other name), not both")
+            resume_from = task_states
+        context = _outer_context(context)
+        if context and isinstance(context.get("parameters"), Mapping):
+            # parameters given in the context are defaults under parameters= (Prefect 1's rule)
+            parameters = {**context["parameters"], **(parameters or {})}
+            context = {k: v for k, v in context.items() if k != "parameters"}
+        params = check_parameters(flow, parameters)
         resumed = _resume_set(flow, resume)
         previous = _previous_states(flow, resume_from)
-        executor = get_executor(executor)
+        if previous:
+            resumed |= _resume_states(flow, previous)
+        executor = get_executor(executor if executor is not None else getattr(flow, "executor", None))
         configure_logging()
         ctx = flow_context(flow.name, params, context)
         token = _flow_ctx.set(ctx)
@@ -205,6 +228,12 @@ class FlowRunner:
         for handler in flow.state_handlers:
             try:
                 out = handler(flow, old, new)
+            except signals.PlaitSignal as sig:  # a handler may pick the state with a signal
+                new = _state_from_signal(sig)
+                break
+            except signals.ENDRUN as end:
+                new = end.state
+                break
             except Exception as exc:
                 name = _callable_name(handler)
                 logger.exception("State handler %r of flow %r raised", name, flow.name)
@@ -227,10 +256,18 @@ class FlowRunner:
             return None
         observers = self.task_observers
 
-        def notify(task: Task, old: State, new: State) -> State:
+        def notify(
+            task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
+        ) -> State:
             for handler in task.state_handlers:
                 try:
-                    out = handler(task, old, new)
+                    out = handler(task, handlers_old or old, new)
+                except signals.PlaitSignal as sig:  # a handler picks the state with a signal (Prefect 1)
+                    new = _state_from_signal(sig)
+                    break
+                except signals.ENDRUN as end:
+                    new = end.state
+                    break
                 except Exception as exc:
                     name = _callable_name(handler)
                     logger.exception("State handler %r of task %r raised", name, task.name)
@@ -242,6 +279,8 @@ class FlowRunner:
                     break
                 if out is not None:
                     new = out if isinstance(out, State) else _checked_state(out, handler, f"task {task.name!r}")
+            if interim:
+                return new
             for observer in observers:
                 observer(task, old, new)
             if task.on_failure is not None and new._failed and new._finished:
@@ -303,6 +342,7 @@ class _Plan:
         "finish_waiters",
         "inputs",
         "is_mapped",
+        "mapped_over",
         "mapped_ups",
         "reference",
         "tasks",
@@ -322,6 +362,7 @@ class _Plan:
         self.constants: list[dict[str, Any] | None] = []
         self.is_mapped: list[bool] = []
         self.mapped_ups: list[tuple[int, ...]] = []
+        self.mapped_over: list[tuple[int, ...]] = []
         self.expand_waiters: list[list[int]] = [[] for _ in range(n)]
         self.finish_waiters: list[list[int]] = [[] for _ in range(n)]
         self.waits: list[int] = []
@@ -334,8 +375,11 @@ class _Plan:
         for t in tasks:
             # Ordering edges marked mapped (apply_map, case inside apply_map): child i waits on
             # child i of a mapped upstream task instead of on the whole of it.
-            ups = (index[e.upstream_task] for e in flow._edges_in[t] if e.key is None and e.mapped)
-            self.mapped_ups.append(tuple(u for u in dict.fromkeys(ups) if self.is_mapped[u]))
+            ups = list(dict.fromkeys(index[e.upstream_task] for e in flow._edges_in[t] if e.key is None and e.mapped))
+            self.mapped_ups.append(tuple(u for u in ups if self.is_mapped[u]))
+            # task.map(..., upstream_tasks=[u]) with a plain u: one child per item of u's result
+            # (Prefect 1), though the items are not passed in
+            self.mapped_over.append(tuple(u for u in ups if not self.is_mapped[u]))
         for d, t in enumerate(tasks):
             # Child i of d can follow child i of u only if every edge u -> d maps without
             # flattening; one pass over d's edges keeps wide fan-ins linear.
@@ -381,7 +425,10 @@ class _TaskRuns:
         self.child_remaining = [0] * n
         self.child_wait: list[list[int] | None] = [None] * n
         self.sources: list[Any] = [None] * n
-        self.deferred: list[frozenset[int]] = [frozenset()] * n
+        # per mapped task: {upstream index: list of per-child states} for the upstream tasks
+        # whose state a child sees one by one (child i of a mapped upstream, item i of a
+        # flattened one)
+        self.deferred: list[dict[int, list[Any]]] = [_NO_CHILD_UPS] * n
         self.deferred_down: list[list[int]] = [[] for _ in range(n)]
         self.waits = list(plan.waits)
         self.notifiers = [runner._task_notifier(t) for t in plan.tasks]
@@ -430,6 +477,7 @@ class _TaskRuns:
                 continue
             self.states[t] = state
             self.restored.add(t)
+            self.waits[t] = _NEVER  # kept: never run again, even when a task upstream of it runs
             for d in plan.finish_waiters[t]:
                 self.waits[d] -= 1
             for d in plan.expand_waiters[t]:
@@ -520,7 +568,7 @@ class _TaskRuns:
         else:
             deferred = self.deferred[t]
             children = self.children
-            ups = [children[u][i] if u in deferred else states[u] for u in plan.ups[t]]
+            ups = [deferred[u][i] if u in deferred else states[u] for u in plan.ups[t]]
             for key, kind, value in self.sources[t]:
                 if kind == 0:  # whole value
                     kwargs[key] = value
@@ -535,12 +583,17 @@ class _TaskRuns:
             old = Pending()
             # a root task passes its trigger, except manual_only, which always waits for a resume
             if ups or task.trigger is manual_only:
+                if task.trigger not in _BUILT_IN_TRIGGERS:  # may be written Prefect 1's way
+                    ups = UpstreamStates(ups, functools.partial(_edges_by_upstream, self.runner.flow, plan, t))
                 pre = _check_upstream(task, ups)
                 if pre is not None and self.resumed and task in self.resumed:
                     pre = _check_upstream_resumed(task, ups, self.ctx)
                 if pre is not None:
-                    self._end_unrun(t, i, count, pre)
-                    return
+                    if pre is _RUNS_AFTER_SKIP:
+                        _unskip_inputs(kwargs, plan.inputs[t], ups if i is None else None, states)
+                    else:
+                        self._end_unrun(t, i, count, pre)
+                        return
         if sync:
             self._finish(t, i, self.runners[t](task, kwargs, i, count, old, self.ctx, notify))
             return
@@ -565,7 +618,7 @@ class _TaskRuns:
         if isinstance(recorded, State):  # the executor itself failed
             return recorded
         if _secret_values:  # made where the driver's secrets may be unknown: mask them here
-            for _old, new in recorded:
+            for _old, new, *_interim in recorded:
                 remask(new)
         notify = self.notifiers[t]
         final = recorded[-1][1]
@@ -573,8 +626,8 @@ class _TaskRuns:
             return final
         task = self.plan.tasks[t]
         with _TaskScope(task, i, count):
-            for old, new in recorded:
-                final = notify(task, old, new)
+            for old, new, *interim in recorded:
+                final = notify(task, old, new, *interim)
                 if new._running and not final._running:
                     # as in run_task: a handler that replaces Running ends the run there (the
                     # worker has already run the task; its outcome is discarded)
@@ -590,6 +643,7 @@ class _TaskRuns:
         states, children = self.states, self.children
         sources: list[tuple[str, int, Any]] = []
         deferred: set[int] = set()
+        elements: dict[int, list[State]] = {}
         n: int | None = None
         blocked: State | None = None
         for key, u, mapped, flat in plan.inputs[t]:
@@ -599,6 +653,13 @@ class _TaskRuns:
                 n = len(children[u]) if n is None else min(n, len(children[u]))
                 continue
             up_state = states[u]
+            if mapped and flat and isinstance(up_state, Mapped):
+                # flatten a mapped task child by child: a child that did not succeed is one
+                # element whose own state the child downstream sees (so it fails or skips alone)
+                items, elements[u] = _flatten_children(up_state.map_states)
+                sources.append((key, 1, items))
+                n = len(items) if n is None else min(n, len(items))
+                continue
             if not (mapped or flat):
                 sources.append((key, 0, result_ref(up_state) if self.refs else up_state.result))
                 continue
@@ -627,6 +688,22 @@ class _TaskRuns:
             if children[u] is not None:
                 deferred.add(u)
                 n = len(children[u]) if n is None else min(n, len(children[u]))
+        for u in plan.mapped_over[t]:
+            up_state = states[u]
+            if up_state.is_skipped() and task.skip_on_upstream_skip:
+                blocked = blocked or Skipped(f"Upstream task {plan.tasks[u].name!r} was skipped.")
+            elif not up_state.is_successful():
+                blocked = blocked or TriggerFailed(
+                    f"Upstream task {plan.tasks[u].name!r} did not succeed, so there is nothing to map over."
+                )
+            else:
+                try:
+                    size = len(up_state.result)
+                except TypeError:
+                    value = up_state.result
+                    blocked = blocked or _not_iterable(task, "upstream_tasks", plan.tasks[u], value, "map over")
+                    continue
+                n = size if n is None else min(n, size)
         if blocked is None and n is None:
             n = 0
         notify = self.notifiers[t]
@@ -645,7 +722,8 @@ class _TaskRuns:
                 return
         states[t] = running
         self.sources[t] = sources
-        self.deferred[t] = frozenset(deferred)
+        if deferred or elements:
+            self.deferred[t] = {**{u: children[u] for u in deferred}, **elements}
         kids: list[State | None] = [None] * n
         children[t] = kids
         self.child_remaining[t] = n
@@ -823,8 +901,13 @@ def run_task(
     This is the hot path: it runs once per task run, wherever the executor puts it.
     """
     ftoken = _flow_ctx.set(flow_ctx) if _flow_ctx.get() is not flow_ctx else None
-    token = _task_ctx.set(TaskRunInfo(task, map_index, run_count))
+    info = TaskRunInfo(task, map_index, run_count)
+    token = _task_ctx.set(info)
     try:
+        if run_count > 1 and getattr(old, "loop_count", None):
+            # a retry of a task that failed inside a LOOP goes on from the iteration it reached
+            info.loop_count = old.loop_count  # type: ignore[union-attr]
+            info.loop_result = old.loop_result  # type: ignore[union-attr]
         running = Running()
         if notify is not None:
             running = notify(task, old, running)
@@ -837,19 +920,27 @@ def run_task(
                 value = _run_guarded(task, kwargs)
             new: State = Success(_SUCCESS_MESSAGE, value)
         except signals.PlaitSignal as sig:
-            new = _run_loop(task, kwargs, sig) if isinstance(sig, signals.LOOP) else _state_from_signal(sig)
+            if isinstance(sig, signals.LOOP):
+                new = _run_loop(task, kwargs, sig, notify, running)
+            else:
+                new = _state_from_signal(sig)
         except signals.ENDRUN as end:
             new = end.state
-        except _Timeout:
-            new = TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.")  # type: ignore[union-attr]
+        except _Timeout as exc:
+            new = TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.", exc)  # type: ignore[union-attr]
         except Exception as exc:
             new = Failed(mask(f"Error during execution of task: {exc!r}"), exc, mask(traceback.format_exc()))
         if new._failed and run_count <= task.max_retries and not isinstance(new, TriggerFailed):
-            new = _retrying(task, new, run_count)
-        elif type(new) is Retrying and run_count > task.max_retries:
-            new = Failed(
-                f"Retry requested but no retries are left ({task.max_retries} allowed). {new.message or ''}".strip()
-            )
+            if _retries_on(task, new):
+                if notify is not None:
+                    # handlers see the failure, then the retry (Prefect 1's order)
+                    failed = notify(task, running, new, True)
+                    if not (failed._failed and failed._finished):
+                        return notify(task, running, failed)
+                    return notify(task, running, _retrying(task, failed, run_count, info), False, failed)
+                new = _retrying(task, new, run_count, info)
+        elif type(new) is Retrying:
+            new.run_count = run_count  # type: ignore[attr-defined]  # RETRY: always retried, counted
         if notify is not None:
             new = notify(task, running, new)
         return new
@@ -869,12 +960,21 @@ def _run_task_with_extras(
     flow_ctx: dict[str, Any],
     notify: Notify | None,
 ) -> State:
-    """``run_task`` with targets, caches, checkpoints or resume (kept off the plain path)."""
+    """``run_task`` with targets, caches, checkpoints, resume or a run name (kept off the plain path)."""
     flow_ctx = extras.flow_context(flow_ctx)
     ftoken = _flow_ctx.set(flow_ctx) if _flow_ctx.get() is not flow_ctx else None
     token = _task_ctx.set(TaskRunInfo(task, map_index, run_count))
     try:
-        cached = extras.before(task, kwargs, map_index, flow_ctx)
+        cached = None
+        if extras.run_name is not None:
+            # the run's own name: in its context (logs, observers, the live view) as task_run_name
+            name = extras.task_run_name(task, kwargs)
+            if isinstance(name, State):
+                cached = name
+            else:
+                flow_ctx = {**flow_ctx, "task_run_name": name}  # run_task sets it
+        if cached is None:
+            cached = extras.before(task, kwargs, map_index, flow_ctx)
     finally:
         _task_ctx.reset(token)
         if ftoken is not None:
@@ -882,7 +982,9 @@ def _run_task_with_extras(
     if cached is not None:
         return notify(task, old, cached) if notify is not None else cached
 
-    def persist(task: Task, old: State, new: State) -> State:
+    def persist(task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None) -> State:
+        if interim or handlers_old is not None:  # the failure before a retry, and the retry
+            return notify(task, old, new, interim, handlers_old) if notify is not None else new
         # The final transition of the run: store a success before anyone sees it.
         if not new._running:
             stored = extras.after(task, new, kwargs, map_index, flow_ctx)
@@ -904,18 +1006,18 @@ def run_task_recorded(
     runner: Callable[..., State] = run_task,
 ) -> list[tuple[State, State]]:
     """``run_task`` for executors outside the driver: returns the state changes it went through."""
-    recorded: list[tuple[State, State]] = []
+    recorded: list[tuple[Any, ...]] = []
 
-    def record(task: Task, old: State, new: State) -> State:
-        recorded.append((old, new))
+    def record(task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None) -> State:
+        recorded.append((old, new, interim, handlers_old) if interim or handlers_old is not None else (old, new))
         return new
 
     runner(task, kwargs, map_index, run_count, old, flow_ctx, record)
     return recorded
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(TimeoutError):
+    """A task run took longer than its ``timeout`` (a ``TimeoutError``: the ``TimedOut`` state's result)."""
 
 
 def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
@@ -950,11 +1052,23 @@ def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
     return box["value"]
 
 
-def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP) -> State:
-    """Run ``task`` again after it raised ``LOOP``, until it returns or raises something else."""
+def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: Notify | None, running: State) -> State:
+    """Run ``task`` again after it raised ``LOOP``, until it returns or raises something else.
+
+    State handlers see each iteration end ``Looped``, then the next one start (``Pending ->
+    Running``), as in Prefect 1; a handler that replaces ``Looped`` ends the loop there.
+    """
     info = _task_ctx.get()
     assert info is not None
     while True:
+        if notify is not None:
+            message = loop.message or f"Task is looping ({info.loop_count})"
+            looped = notify(task, running, Looped(message, loop.result, loop_count=info.loop_count))
+            if not isinstance(looped, Looped):
+                return looped
+            running = notify(task, Pending(f"Looping task (on loop index {info.loop_count})"), Running())
+            if not running._running:
+                return running
         info.loop_count += 1
         info.loop_result = loop.result
         try:
@@ -969,33 +1083,43 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP) -> State:
             return _state_from_signal(sig)
         except signals.ENDRUN as end:
             return end.state
-        except _Timeout:
-            return TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.")  # type: ignore[union-attr]
+        except _Timeout as exc:
+            return TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.", exc)  # type: ignore[union-attr]
         except Exception as exc:
             return Failed(
                 f"Error during execution of task (loop {info.loop_count}): {exc!r}", exc, traceback.format_exc()
             )
 
 
-def _retrying(task: Task, failed: State, run_count: int) -> Retrying:
+def _retrying(task: Task, failed: State, run_count: int, info: TaskRunInfo | None = None) -> Retrying:
     delay = task.retry_delay
     start = datetime.now(UTC) + delay
+    looping = info is not None and info.loop_count > 1
     return Retrying(
         f"Attempt {run_count} of {task.max_retries + 1} failed ({failed.message}); "
         f"retrying in {delay.total_seconds():g}s.",
         result=failed.result,
         start_time=start,
         run_count=run_count,
+        loop_count=info.loop_count if looping else None,  # type: ignore[union-attr]
+        loop_result=info.loop_result if looping else None,  # type: ignore[union-attr]
     )
+
+
+def _retries_on(task: Task, failed: State) -> bool:
+    """Whether ``failed`` is a failure ``task`` retries (``retry_on``: only those exceptions)."""
+    retry_on = getattr(task, "retry_on", None)
+    return retry_on is None or isinstance(failed.result, retry_on)
 
 
 def _state_from_signal(sig: signals.PlaitSignal) -> State:
     cls = STATES_BY_NAME[sig.state_name]
     message = sig.message or f"{type(sig).__name__} signal raised."
     if issubclass(cls, Failed):
-        return cls(message, sig, traceback.format_exc())
+        return cls(message, sig.result, traceback.format_exc())
     if cls is Retrying:
-        return Retrying(message, result=sig.result, start_time=datetime.now(UTC))
+        start = sig.state_options.get("start_time") or datetime.now(UTC)
+        return Retrying(message, result=sig.result, start_time=start)
     return cls(message, sig.result)
 
 
@@ -1004,10 +1128,12 @@ def _check_upstream(task: Task, ups: list[State]) -> State | None:
     for state in ups:
         if not state._finished:
             return Pending(f"Upstream task is {state.name}.")
-    if task.skip_on_upstream_skip:
-        for state in ups:
-            if state.is_skipped():
+    skipped = False
+    for state in ups:
+        if state.is_skipped():
+            if task.skip_on_upstream_skip:
                 return Skipped("Upstream task was skipped.")
+            skipped = True
     try:
         ok = task.trigger(ups)
     except signals.PlaitSignal as sig:
@@ -1019,8 +1145,80 @@ def _check_upstream(task: Task, ups: list[State]) -> State | None:
             traceback.format_exc(),
         )
     if ok:
-        return None
-    return TriggerFailed(f"Trigger {_callable_name(task.trigger)!r} was not met by the upstream states.")
+        return _RUNS_AFTER_SKIP if skipped else None
+    message = f"Trigger {_callable_name(task.trigger)!r} was not met by the upstream states."
+    return TriggerFailed(message, signals.TRIGGERFAIL(message))
+
+
+class _RunsAfterSkip:
+    """``_check_upstream``'s answer for a task that runs although an upstream task was skipped."""
+
+
+_RUNS_AFTER_SKIP: Any = _RunsAfterSkip()
+
+
+def _unskip_inputs(
+    kwargs: dict[str, Any], inputs: tuple[tuple[str | None, int, bool, bool], ...], ups: Any, states: list[Any]
+) -> None:
+    """A skipped upstream passes ``None`` as data, not the ``SKIP`` signal its state holds."""
+    if ups is None:  # a mapped child: its inputs were picked per child; skipped items are rare
+        for key, value in kwargs.items():
+            if isinstance(value, signals.SKIP):
+                kwargs[key] = None
+        return
+    for key, u, _m, _f in inputs:
+        if states[u].is_skipped():
+            kwargs[key] = None
+
+
+def _flatten_children(children: list[State]) -> tuple[list[Any], list[State]]:
+    """The items of a mapped task's children, flattened, and for each item the state it came from."""
+    items: list[Any] = []
+    origins: list[State] = []
+    for child in children:
+        value = child.result
+        if child.is_successful() and not child.is_skipped():
+            part = value if isinstance(value, (list, tuple)) else [value]
+            items.extend(part)
+            origins.extend([child] * len(part))
+        else:
+            items.append(value)
+            origins.append(child)
+    return items, origins
+
+
+def _edges_by_upstream(flow: Flow, plan: _Plan, t: int) -> list[Any]:
+    """For an ``UpstreamStates``: one edge into task ``t`` per upstream task, in ``plan.ups`` order."""
+    first: dict[Task, Any] = {}
+    for edge in flow._edges_in[plan.tasks[t]]:
+        first.setdefault(edge.upstream_task, edge)
+    return [first[plan.tasks[u]] for u in plan.ups[t]]
+
+
+def _outer_context(context: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The caller's ``context=`` over what ``with plait.context(...)`` set around the run.
+
+    Inside another run (a flow run started by a task) that run's own keys are not inherited.
+    """
+    outer = _flow_ctx.get()
+    if outer:
+        if "flow_run_id" in outer:
+            outer = {k: v for k, v in outer.items() if k not in _RUN_KEYS}
+        if outer:
+            return {**outer, **(context or {})}
+    return dict(context) if context is not None else None
+
+
+_RUN_KEYS = frozenset(
+    {"flow_name", "flow_run_id", "scheduled_start_time", "parameters", "resume"}
+    | {f"{d}{s}" for d in ("date", "today", "yesterday", "tomorrow") for s in ("", "_nodash")}
+)
+
+
+def _resume_states(flow: Flow, previous: dict[Any, State]) -> frozenset[Task]:
+    """Tasks given a ``Resume`` state in ``task_states``: they run as if listed in ``resume``."""
+    names = [k for k, v in previous.items() if isinstance(v, Resume)]
+    return _resume_set(flow, names) if names else frozenset()
 
 
 def _not_iterable(task: Task, key: str, upstream: Task, value: Any, action: str) -> Failed:
