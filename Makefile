@@ -4,6 +4,7 @@
 #   make demo    create .venv, install the core only (what the demo needs), run examples/numbers.py
 #   make test    create .venv, install every distribution with its test extra and ruff, run every suite
 #   make bench   print the benchmark tables (about 2 minutes; bench-quick: about 15 seconds)
+#   make bench-server  plait-server through its API on SQLite and PostgreSQL (a few minutes)
 #   make fuzz    the long schemathesis run against a real plait-server (10,000 requests)
 #   make lint    ruff check and format check (make format fixes)
 #   make clean   remove .venv and caches
@@ -26,7 +27,7 @@ INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") -e "$(SER
 DEMO_INSTALL := -e core
 LINT_PATHS := $(wildcard core server tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick lint format clean venv services graphviz services-prometheus services-postgres fuzz
+.PHONY: demo test bench bench-quick bench-server lint format clean venv services graphviz services-prometheus services-postgres fuzz
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
@@ -59,8 +60,10 @@ fuzz: $(STAMP) services
 
 # Debian packages some tests use: graphviz (`dot`, for flow.visualize), postgresql (initdb and
 # pg_ctl, for plait-sql's throwaway server), prometheus and prometheus-pushgateway (for
-# plait-metrics). What is missing is installed in one apt-get call when we are root on
-# Debian/Ubuntu. Elsewhere those tests skip and say why; under CI (CI set) a missing package
+# plait-metrics), podman, runc, busybox-static, debootstrap and docker-registry (for
+# plait-docker: a Podman service of the tests' own, images built from a static busybox and a
+# Debian root filesystem, a local registry to push to). What is missing is installed in one
+# apt-get call when we are root on Debian/Ubuntu. Elsewhere those tests skip and say why; under CI (CI set) a missing package
 # fails the run instead, so CI never passes by skipping them.
 services:
 	@missing=""; \
@@ -69,6 +72,11 @@ services:
 	  || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
+	command -v podman >/dev/null 2>&1 || missing="$$missing podman"; \
+	command -v runc >/dev/null 2>&1 || missing="$$missing runc"; \
+	{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing="$$missing busybox-static"; \
+	{ command -v debootstrap || [ -x /usr/sbin/debootstrap ]; } >/dev/null 2>&1 || missing="$$missing debootstrap"; \
+	[ -x /usr/bin/docker-registry ] || missing="$$missing docker-registry"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing Debian packages for the tests:$$missing"; \
@@ -88,6 +96,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/run.py --quick
+
+# State writes, run creation, a 10,000-item map's states and start-up, through a real
+# `plait server start` process (benchmarks/bench_server.py; --quick for a smaller run).
+bench-server: $(STAMP) services
+	$(PY) benchmarks/bench_server.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)

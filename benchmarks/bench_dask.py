@@ -1,11 +1,14 @@
 """Plait's DaskExecutor against plain dask.distributed, on the same 2-worker LocalCluster.
 
-Run: ``.venv/bin/python benchmarks/bench_dask.py [N] [--big]`` (needs plugins/plait-dask installed).
-Two workloads, each through ``DaskExecutor`` and through plain Dask (``client.map`` /
-``client.submit``, then ``client.gather``), in the same run and on the same cluster:
+Run: ``.venv/bin/python benchmarks/bench_dask.py [N] [--chain C] [--big]`` (needs plugins/plait-dask
+installed). Three workloads, each through ``DaskExecutor`` and through plain Dask futures
+(``client.map`` / ``client.submit``, then ``client.gather``), in the same run and on the same
+cluster; the Plait flows are built as users write them:
 
 - ``map``: ``inc.map(range(N))``, every result back in the driver at the end;
 - ``fan-out``: one task, then N tasks that each take its result;
+- ``chain``: C tasks (default 1,000), each taking the result of the one before
+  (``x = inc(x)``); plain Dask submits each with the previous future as its argument;
 - ``map bs=1``: the map with ``batch_size=1`` (each task run its own Dask task), once.
 
 ``--big`` adds a 100,000-item map, each side on a fresh cluster, with the resident memory of
@@ -16,16 +19,15 @@ seconds, best of 3, and the ratio Plait / plain Dask); asserts nothing about tim
 
 from __future__ import annotations
 
+import argparse
 import logging
-import platform
-import sys
 import time
 
 import dask
 import distributed
+from _common import machine
 from plait_dask import DaskExecutor
 
-import plait
 from plait import Flow, task
 
 REPEATS = 3
@@ -55,6 +57,21 @@ def fan_out_flow(n: int) -> Flow:
         for _ in range(n):
             inc_task(s)
     return flow
+
+
+def chain_flow(n: int) -> Flow:
+    with Flow("bench-chain") as flow:
+        x = inc_task(0)
+        for _ in range(n - 1):
+            x = inc_task(x)
+    return flow
+
+
+def plain_chain(client, n: int) -> int:
+    x = client.submit(inc, 0, pure=False)
+    for _ in range(n - 1):
+        x = client.submit(inc, x, pure=False)
+    return x.result()
 
 
 def plain_map(client, n: int) -> list:
@@ -96,24 +113,31 @@ def cluster() -> distributed.LocalCluster:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    n = int(args[0]) if args else 10_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", nargs="?", type=int, default=10_000, help="map and fan-out size (default 10,000)")
+    parser.add_argument("--chain", type=int, default=1_000, help="chain length (default 1,000)")
+    parser.add_argument("--big", action="store_true", help="add a 100,000-item map with memory figures")
+    args = parser.parse_args()
+    n, chain = args.n, args.chain
     logging.getLogger("plait").setLevel(logging.WARNING)
-    print(
-        f"machine: {platform.machine()} {platform.system()} python {platform.python_version()} "
-        f"plait {plait.__version__} dask {dask.__version__} distributed {distributed.__version__}"
-    )
-    print("cluster: LocalCluster, 2 worker processes x 1 thread, 127.0.0.1")
-    print(f"{'workload':>10} {'size':>8} {'plait s':>9} {'dask s':>9} {'ratio':>7}")
+    print(machine(f"dask {dask.__version__}", f"distributed {distributed.__version__}"))
+    print("cluster: LocalCluster, 2 worker processes x 1 thread, 127.0.0.1; seconds: best of 3")
+    print(f"{'workload':>10} {'size':>8} {'plait s':>9} {'dask s':>9} {'ratio':>7} {'plait ms/t':>10} {'dask ms/t':>9}")
     with cluster() as c, distributed.Client(c) as client:
-        flows = {"map": map_flow(n), "fan-out": fan_out_flow(n)}
-        plains = {"map": plain_map, "fan-out": plain_fan_out}
+        flows = {"map": map_flow(n), "fan-out": fan_out_flow(n), "chain": chain_flow(chain)}
+        plains = {"map": plain_map, "fan-out": plain_fan_out, "chain": plain_chain}
+        sizes = {"map": n, "fan-out": n, "chain": chain}
         for name, flow in flows.items():
             run_plait(flow, c.scheduler_address)  # warm up: workers import plait, the plan is compiled
             plains[name](client, 100)
+            size = sizes[name]
             plait_s = best(lambda flow=flow: run_plait(flow, c.scheduler_address))
-            dask_s = best(lambda name=name: plains[name](client, n))
-            print(f"{name:>10} {n:>8} {plait_s:>9.2f} {dask_s:>9.2f} {plait_s / dask_s:>7.2f}", flush=True)
+            dask_s = best(lambda name=name, size=size: plains[name](client, size))
+            print(
+                f"{name:>10} {size:>8} {plait_s:>9.2f} {dask_s:>9.2f} {plait_s / dask_s:>7.2f} "
+                f"{plait_s / size * 1e3:>10.2f} {dask_s / size * 1e3:>9.2f}",
+                flush=True,
+            )
             if name == "map":
                 map_dask_s = dask_s
         # The same map without batching (one Dask task per task run, plus one for its states):
@@ -122,8 +146,11 @@ def main() -> None:
         start = time.perf_counter()
         assert flows["map"].run(executor=single).is_successful()
         single_s = time.perf_counter() - start
-        print(f"{'map bs=1':>10} {n:>8} {single_s:>9.2f} {map_dask_s:>9.2f} {single_s / map_dask_s:>7.2f}")
-    if "--big" in sys.argv:
+        print(
+            f"{'map bs=1':>10} {n:>8} {single_s:>9.2f} {map_dask_s:>9.2f} {single_s / map_dask_s:>7.2f} "
+            f"{single_s / n * 1e3:>10.2f} {map_dask_s / n * 1e3:>9.2f}"
+        )
+    if args.big:
         big = 100_000
         print(f"\n{'100k map':>10} {'seconds':>9} {'scheduler RSS before MB':>24} {'after MB':>9}")
         for label in ("plait", "dask"):

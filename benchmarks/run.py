@@ -4,15 +4,20 @@ Run it with ``make bench`` (or ``.venv/bin/python benchmarks/run.py``; ``--quick
 smaller run). It prints tables, and never asserts a time: see ``benchmarks/README.md`` for
 how to read them.
 
-Workloads (every task is a trivial function, so the figures are the engine's own cost):
+Workloads (every task is a trivial function, so the figures are the engine's own cost), each
+built the way users write it (no slugs or other help for the engine):
 
-- chain N:   t1 -> t2 -> ... -> tN, each adds 1 to its input;
+- chain N:   t1 -> t2 -> ... -> tN, each adds 1 to its input (``x = inc(x)`` in a loop);
 - fanout N:  one source -> N independent tasks, each taking the source's result
              (N + 1 task runs);
-- fanin N:   the same, plus one sink that waits for all N tasks (N + 2 task runs; only up
-             to 10,000: compiling a task with N upstream tasks is quadratic in N today);
+- fanin N:   ``total([inc(i) for i in range(N)])``: N tasks, the list collecting their
+             results, and the sum (N + 2 task runs);
 - map N:     a task returns range(N) -> a task mapped over it -> a task sums the list
              (N + 2 task runs).
+
+Building a flow (the ``with Flow(...)`` block), validating and planning it (what the first
+``flow.run()`` of a flow does before its first task) and running it are measured apart, and
+the first run of a fresh process is measured against its second run.
 
 Each Plait run is compared with the same plain functions driven by a bare scheduler:
 for ``local``, a topological-sort loop (Kahn's algorithm with in-degree counts) calling the
@@ -41,42 +46,32 @@ from _common import best_of, inc, machine, make, map_flow, one, print_header, to
 from plait import Flow, task
 from plait.engine.runner import _plan
 
-# --- the plain functions (shared by Plait and the bare schedulers) ----------------------------
-
-
-def sink() -> int:
-    return 0
-
-
-# --- Plait flows ---------------------------------------------------------------------------
-
-
-# Tasks get explicit slugs: Flow.add_task finds a free slug for a repeated name by counting
-# up from 1, which makes building N same-named tasks quadratic (a flow-building cost, not a
-# run cost; see benchmarks/README.md).
+# --- Plait flows, built the way users write them ------------------------------------------
 
 
 def chain_flow(n: int) -> Flow:
     t_inc = task(inc)
     with Flow(f"chain-{n}") as flow:
-        x = t_inc(0, task_args={"slug": "inc-0"})
-        for i in range(1, n):
-            x = t_inc(x, task_args={"slug": f"inc-{i}"})
+        x = t_inc(0)
+        for _ in range(1, n):
+            x = t_inc(x)
     return flow
 
 
-def fanout_flow(n: int, fan_in: bool = False) -> Flow:
-    t_one, t_inc, t_sink = task(one), task(inc), task(sink)
-    with Flow(f"{'fanin' if fan_in else 'fanout'}-{n}") as flow:
+def fanout_flow(n: int) -> Flow:
+    t_one, t_inc = task(one), task(inc)
+    with Flow(f"fanout-{n}") as flow:
         src = t_one()
-        leaves = [t_inc(src, task_args={"slug": f"inc-{i}"}) for i in range(n)]
-        if fan_in:
-            t_sink(upstream_tasks=leaves)
+        for _ in range(n):
+            t_inc(src)
     return flow
 
 
 def fanin_flow(n: int) -> Flow:
-    return fanout_flow(n, fan_in=True)
+    t_inc, t_total = task(inc), task(total)
+    with Flow(f"fanin-{n}") as flow:
+        t_total([t_inc(i) for i in range(n)])
+    return flow
 
 
 FLOWS: dict[str, Callable[[int], Flow]] = {
@@ -88,6 +83,7 @@ FLOWS: dict[str, Callable[[int], Flow]] = {
 
 
 def task_runs(kind: str, n: int) -> int:
+    # fanin: n tasks, the list that collects them, the sum; map: make, n children, total
     return {"chain": n, "fanout": n + 1}.get(kind, n + 2)
 
 
@@ -101,7 +97,7 @@ def bare_graph(kind: str, n: int) -> list[tuple[Callable[..., Any], tuple[int, .
     if kind == "fanout":
         return [(one, ()), *[(inc, (0,)) for _ in range(n)]]
     if kind == "fanin":
-        return [(one, ()), *[(inc, (0,)) for _ in range(n)], (lambda *_: sink(), tuple(range(1, n + 1)))]
+        return [*[((lambda i=i: inc(i)), ()) for i in range(n)], (lambda *xs: total(list(xs)), tuple(range(n)))]
     # map: node 0 makes the list, nodes 1..n each take item i-1 of it, node n+1 sums them
     leaves = [((lambda xs, i=i: inc(xs[i])), (0,)) for i in range(n)]
     return [(lambda: make(n), ()), *leaves, (lambda *xs: total(list(xs)), tuple(range(1, n + 1)))]
@@ -190,6 +186,32 @@ def memory_per_task(flow: Flow, executor: str, runs: int) -> tuple[float, float]
     return (peak - before) / runs, (current - before) / runs
 
 
+def build_times(kind: str, n: int, repeat: int) -> tuple[float, float, float]:
+    """(build, validate + plan, new flow) seconds, best of ``repeat``, each sample a new flow.
+
+    build: the ``with Flow(...)`` block as users write it; validate + plan: ``flow.validate()``
+    and compiling the run plan, what the first ``flow.run()`` of a flow does before its first
+    task; new flow: build, validate, plan and run a new flow on the local executor, in one go.
+    """
+    build, plan, new = [], [], []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        flow = FLOWS[kind](n)
+        built = time.perf_counter()
+        flow.validate()
+        _plan(flow)
+        planned = time.perf_counter()
+        build.append(built - start)
+        plan.append(planned - built)
+        del flow
+        gc.collect()
+        start = time.perf_counter()
+        run_plait(FLOWS[kind](n), "local")
+        new.append(time.perf_counter() - start)
+    return min(build), min(plan), min(new)
+
+
 def import_times(repeat: int) -> tuple[float, float, float]:
     """(importtime cumulative ms of `plait`, wall ms of `python -c "import plait"`, wall ms of `python -c pass`)."""
     cumulative = []
@@ -206,6 +228,82 @@ def import_times(repeat: int) -> tuple[float, float, float]:
         return best_of(repeat, lambda: subprocess.run([sys.executable, "-c", code], check=True), collect=False) * 1000
 
     return statistics.median(cumulative), wall("import plait"), wall("pass")
+
+
+# A fresh process: import plait, build a one-task flow, run it (the first run of the process),
+# then build and run another one-task flow (the second run). Prints the three times as JSON.
+FIRST_RUN = """
+import json, time
+start = time.perf_counter()
+from plait import Flow, task
+imported = time.perf_counter()
+
+@task
+def one():
+    return 1
+
+def run():
+    with Flow("first-run") as flow:
+        one()
+    start = time.perf_counter()
+    state = flow.run()
+    assert state.is_successful(), state
+    return time.perf_counter() - start
+
+first = run()
+second = run()
+print(json.dumps({"import": imported - start, "first": first, "second": second}))
+"""
+
+
+def first_run_times(repeat: int, plugins: bool) -> dict[str, float]:
+    """Best of ``repeat`` fresh processes: seconds to import plait, of the first and the second run.
+
+    ``plugins``: every installed plugin is loaded, none configured (an empty home, no
+    ``PLAIT_*`` variables); otherwise none is loaded (``PLAIT_LOAD_PLUGINS=""``).
+    """
+    import json
+    import tempfile
+
+    best: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PLAIT")}
+        env["HOME"] = home  # no ~/.plait/config.toml: nothing configured
+        if not plugins:
+            env["PLAIT_LOAD_PLUGINS"] = ""
+        for _ in range(repeat):
+            proc = subprocess.run(
+                [sys.executable, "-c", FIRST_RUN], env=env, capture_output=True, text=True, cwd=home, check=False
+            )
+            if proc.returncode != 0:
+                raise SystemExit(f"first-run benchmark failed:\n{proc.stderr}")
+            figures = json.loads(proc.stdout.strip().splitlines()[-1])
+            for key, value in figures.items():
+                best[key] = min(best.get(key, value), value)
+    return best
+
+
+def installed_plugins() -> str:
+    from importlib.metadata import entry_points
+
+    names = sorted(
+        {ep.dist.name for ep in entry_points(group="plait") if ep.dist is not None and ep.dist.name != "plait"}
+    )
+    return ", ".join(names) or "none"
+
+
+def print_first_run(repeat: int) -> None:
+    print(f"first run: a one-task flow in a fresh process, best of {repeat} processes (ms)")
+    print(f"  {'plugins':<44} {'import':>7} {'1st run':>8} {'2nd run':>8} {'1st - 2nd':>9}")
+    rows = [('none loaded (PLAIT_LOAD_PLUGINS="")', False), ("all installed, none configured", True)]
+    for label, plugins in rows:
+        t = first_run_times(repeat, plugins)
+        print(
+            f"  {label:<44} {t['import'] * 1e3:7.1f} {t['first'] * 1e3:8.1f} {t['second'] * 1e3:8.1f} "
+            f"{(t['first'] - t['second']) * 1e3:9.1f}",
+            flush=True,
+        )
+    print(f"  installed: {installed_plugins()}  (target: 1st - 2nd <= 50 ms with all installed)")
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -241,8 +339,8 @@ def repeats(n: int, executor: str) -> int:
 
 
 HEADER = (
-    f"{'workload':<8} {'tasks':>7} {'executor':<9} {'build s':>8} {'plait s':>8} {'us/task':>8} "
-    f"{'bare s':>8} {'bare us':>8} {'ratio':>6} {'peak B/t':>9} {'kept B/t':>9}"
+    f"{'workload':<8} {'tasks':>7} {'executor':<9} {'build us':>8} {'plan us':>8} {'run us':>8} "
+    f"{'bare us':>8} {'ratio':>6} {'new us':>8} {'new/bare':>8} {'peak B/t':>9} {'kept B/t':>9}"
 )
 
 
@@ -296,7 +394,8 @@ def main() -> None:
 
     started = time.perf_counter()
     print(machine())
-    print("times: best of N runs (N = 7 up to 1,000 tasks, 5 at 10,000, 3 at 100,000, 2 on processes);")
+    print("times: best of N (N = 7 up to 1,000 tasks, 5 at 10,000, 3 at 100,000, 2 on processes), per task run;")
+    print("flows are built as users write them; build, validate + plan and new flow take a new flow each sample;")
     print("bare = the same functions on a bare topological-sort loop (local) or ThreadPoolExecutor (threads);")
     print("memory: tracemalloc, local executor only, peak and retained bytes per task run (separate run).")
     print(f"plugins: {loaded_plugins()}")
@@ -304,34 +403,53 @@ def main() -> None:
     print_header(HEADER)
     per_task: dict[tuple[str, int, str], float] = {}
     bare_per_task: dict[tuple[str, int, str], float] = {}
+    build_per_task: dict[tuple[str, int], tuple[float, float, float]] = {}
     for kind, n, executors in plan_of(args.quick):
         runs = task_runs(kind, n)
-        start = time.perf_counter()
+        build_s, plan_s, new_s = build_times(kind, n, repeats(n, "local"))
+        build_per_task[(kind, n)] = (build_s / runs, plan_s / runs, new_s / runs)
         flow = FLOWS[kind](n)
-        _plan(flow)  # compile the graph once (cached per flow version), as every real run does
-        build_text = f"{time.perf_counter() - start:8.3f}"
+        _plan(flow)  # the run figures are of a flow already validated and planned
         graph = bare_graph(kind, n)
         for executor in executors:
             r = repeats(n, executor)
             seconds = best_of(r, lambda flow=flow, executor=executor: run_plait(flow, executor))
             per_task[(kind, n, executor)] = seconds / runs
-            bare_s = bare_us = ratio = ""
+            build = plan = bare_us = ratio = new = new_ratio = ""
+            if executor == "local":
+                build, plan, new = (
+                    f"{build_s / runs * 1e6:8.2f}",
+                    f"{plan_s / runs * 1e6:8.2f}",
+                    f"{new_s / runs * 1e6:8.2f}",
+                )
             if executor in ("local", "threads"):
                 bare_fn = bare_loop if executor == "local" else bare_threads
                 bare = best_of(r, lambda bare_fn=bare_fn, graph=graph: bare_fn(graph))
                 bare_per_task[(kind, n, executor)] = bare / runs
-                bare_s, bare_us, ratio = f"{bare:8.3f}", f"{bare / runs * 1e6:8.2f}", f"{seconds / bare:6.1f}"
+                bare_us, ratio = f"{bare / runs * 1e6:8.2f}", f"{seconds / bare:6.1f}"
+                if executor == "local":
+                    new_ratio = f"{new_s / bare:8.1f}"
             peak = kept = ""
             if executor == "local":
                 peak_b, kept_b = memory_per_task(flow, executor, runs)
                 peak, kept = f"{peak_b:9.0f}", f"{kept_b:9.0f}"
             print(
-                f"{kind:<8} {runs:>7,} {executor:<9} {build_text:>8} {seconds:8.3f} {seconds / runs * 1e6:8.2f} "
-                f"{bare_s:>8} {bare_us:>8} {ratio:>6} {peak:>9} {kept:>9}",
+                f"{kind:<8} {runs:>7,} {executor:<9} {build:>8} {plan:>8} {seconds / runs * 1e6:8.2f} "
+                f"{bare_us:>8} {ratio:>6} {new:>8} {new_ratio:>8} {peak:>9} {kept:>9}",
                 flush=True,
             )
-            build_text = ""  # shown once per workload
         del flow, graph
+    print()
+    print("building: us per task to build the flow, and to build + validate + plan it, against the run (local)")
+    print("  (targets: build <= 5 us per task at 10,000 tasks; build + validate + plan <= run)")
+    for (kind, n), (build_t, plan_t, _new) in build_per_task.items():
+        if n >= 1_000:
+            run_t = per_task[(kind, n, "local")]
+            ready = build_t + plan_t
+            print(
+                f"  {kind:<7} {task_runs(kind, n):>8,}  build {build_t * 1e6:6.2f}  build + plan {ready * 1e6:6.2f}"
+                f"  run {run_t * 1e6:6.2f}  (build + plan) / run {ready / run_t:5.2f}"
+            )
     if not args.with_plugins:
         print_plugin_cost(10_000 if not args.quick else 1_000)
     print()
@@ -361,6 +479,8 @@ def main() -> None:
             del flow
         ratio = timed[big] / timed[small]
         print(f"  fanout  threads  plait {ratio:6.1f}x   with the garbage collector disabled during the runs")
+    print()
+    print_first_run(5)
     print()
     cumulative, wall, baseline = import_times(5)
     print("import plait:")

@@ -36,8 +36,8 @@ def test_generated_requests_never_get_a_5xx_or_a_traceback(server):
     session = requests.Session()
     sent = 0
     failures = []
-    for operation in operations:
 
+    def fuzz(operation) -> None:
         @settings(
             max_examples=per_operation,
             deadline=None,
@@ -51,8 +51,17 @@ def test_generated_requests_never_get_a_5xx_or_a_traceback(server):
             response = case.call(session=session, headers=headers)
             sent += 1
             if response.status_code >= 500 or "Traceback" in response.text or "INTERNAL_SERVER_ERROR" in response.text:
-                failures.append((case.operation.label, response.status_code, response.text[:300]))
+                failures.append((case.operation.label, response.status_code, case.body, response.text[:300]))
 
         send()
+
+    # Hypothesis stops early on an operation with few distinct inputs (a query without
+    # arguments); rounds go on until the whole number of requests has been sent.
+    for _ in range(10):
+        for operation in operations:
+            fuzz(operation)
+        if sent >= REQUESTS:
+            break
+    print(f"schemathesis sent {sent} requests over {len(operations)} operations; {len(failures)} failed")
     assert not failures, failures[:5]
-    assert sent >= min(REQUESTS, 2000) * 0.5, f"only {sent} requests were generated"
+    assert sent >= REQUESTS, f"only {sent} of {REQUESTS} requests were generated"

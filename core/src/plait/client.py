@@ -432,7 +432,10 @@ class Client:
                 ]
             },
         )
-        return [_outcome(o) for o in data["set_task_run_states"]]
+        return [
+            _outcome(o, task_slug=s.task_slug, map_index=s.map_index)
+            for o, s in zip(data["set_task_run_states"], states, strict=True)
+        ]
 
     def cancel_flow_run(self, flow_run_id: str) -> FlowRunInfo:
         """Cancel a run: ``Cancelled`` if it had not started, else ``Cancelling``."""
@@ -518,7 +521,9 @@ _TASK_RUN_FIELDS = (
     "id flow_run_id task_slug map_index state state_type state_message version run_count result_location "
     "start_time end_time"
 )
-_OUTCOME_FIELDS = "index ok id version state task_slug map_index error { code message rule }"
+# Only what a writer needs back: the task slug and map index of an item are the ones it sent
+# (every field asked for is work for the server, 100 times per batch).
+_OUTCOME_FIELDS = "index ok id version state error { code message rule }"
 
 
 def _answer(response: Any) -> dict[str, Any]:
@@ -570,6 +575,8 @@ def _task_run(data: dict[str, Any]) -> TaskRunInfo:
     return TaskRunInfo(**data)
 
 
-def _outcome(data: dict[str, Any]) -> StateWriteOutcome:
+def _outcome(data: dict[str, Any], **sent: Any) -> StateWriteOutcome:
     error = data.pop("error") or {}
-    return StateWriteOutcome(code=error.get("code"), message=error.get("message"), rule=error.get("rule"), **data)
+    return StateWriteOutcome(
+        code=error.get("code"), message=error.get("message"), rule=error.get("rule"), **data, **sent
+    )

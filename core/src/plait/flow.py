@@ -15,14 +15,22 @@ parameter is a ``plait.errors`` exception with the names involved.
 
 from __future__ import annotations
 
-import contextvars
-import inspect
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from plait.errors import CycleError, FlowRunError, FlowValidationError, ParameterError, TaskBindError
-from plait.tasks import Constant, FunctionTask, Parameter, Task, as_task, flatten, unmapped
+from plait.tasks import (
+    Constant,
+    FunctionTask,
+    Parameter,
+    Task,
+    _active_flows,
+    _binder,
+    as_task,
+    flatten,
+    unmapped,
+)
 
 if TYPE_CHECKING:
     from datetime import date, datetime, timedelta
@@ -34,8 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Edge", "Flow"]
 
-_active_flows: contextvars.ContextVar[tuple[Flow, ...]] = contextvars.ContextVar("plait_active_flows", default=())
-
 
 class Edge:
     """A dependency: ``downstream_task`` runs after ``upstream_task``.
@@ -44,7 +50,7 @@ class Edge:
     maps over it; ``flattened`` flattens it one level first.
     """
 
-    __slots__ = ("downstream_task", "flattened", "key", "mapped", "upstream_task")
+    __slots__ = ("_hash", "downstream_task", "flattened", "key", "mapped", "upstream_task")
 
     def __init__(
         self,
@@ -59,15 +65,18 @@ class Edge:
         self.key = key
         self.mapped = mapped
         self.flattened = flattened
+        # Hashed once: a flow looks every new edge up in its set of edges. (An edge is a
+        # value; its fields are not meant to change once it is made.)
+        self._hash = hash((upstream_task, downstream_task, key, mapped, flattened))
 
     def _tuple(self) -> tuple[Any, ...]:
         return (self.upstream_task, self.downstream_task, self.key, self.mapped, self.flattened)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Edge) and self._tuple() == other._tuple()
+        return isinstance(other, Edge) and self._hash == other._hash and self._tuple() == other._tuple()
 
     def __hash__(self) -> int:
-        return hash(self._tuple())
+        return self._hash
 
     def __repr__(self) -> str:
         extra = "".join(f", {n}" for n in ("mapped", "flattened") if getattr(self, n))
@@ -133,6 +142,9 @@ class Flow:
         self.constants: dict[Task, dict[str, Any]] = {}
         self._edges_in: dict[Task, list[Edge]] = {}
         self._edges_out: dict[Task, list[Edge]] = {}
+        # (id(task), input key) -> the edge giving it (ids: such tuples are no work for the garbage
+        # collector, and the edge keeps its task, and so the id, alive)
+        self._keyed_inputs: dict[tuple[int, str], Edge] = {}
         self._slugs: dict[str, Task] = {}
         self._slug_counters: dict[str, int] = {}
         self._reference_tasks: set[Task] = set()
@@ -207,7 +219,7 @@ class Flow:
         self._tasks[task] = None
         self._edges_in.setdefault(task, [])
         self._edges_out.setdefault(task, [])
-        self._changed()
+        self._version += 1  # self._changed(), without the call: this runs once per task built
         return task
 
     def add_edge(
@@ -219,27 +231,32 @@ class Flow:
         flattened: bool = False,
     ) -> Edge:
         """Make ``downstream_task`` depend on ``upstream_task`` (adding both to the flow)."""
-        for t in (upstream_task, downstream_task):
-            if not isinstance(t, Task):
-                raise TypeError(f"Flow {self.name!r}: add_edge expects tasks, got {type(t).__name__}: {t!r}")
+        if not (isinstance(upstream_task, Task) and isinstance(downstream_task, Task)):
+            t = downstream_task if isinstance(upstream_task, Task) else upstream_task
+            raise TypeError(f"Flow {self.name!r}: add_edge expects tasks, got {type(t).__name__}: {t!r}")
         if upstream_task is downstream_task:
             raise CycleError(self.name, [upstream_task.name, upstream_task.name])
-        self.add_task(upstream_task)
-        self.add_task(downstream_task)
+        if upstream_task not in self._tasks:
+            self.add_task(upstream_task)
+        if downstream_task not in self._tasks:
+            self.add_task(downstream_task)
         if key is not None:
             if key in self.constants.get(downstream_task, ()):
                 raise TaskBindError(f"Task {downstream_task.name!r} already has a value for input {key!r}")
-            for edge in self._edges_in[downstream_task]:
-                if edge.key == key:
-                    raise TaskBindError(
-                        f"Task {downstream_task.name!r} already gets input {key!r} from {edge.upstream_task.name!r}"
-                    )
+            other = self._keyed_inputs.get((id(downstream_task), key))
+            if other is not None and other in self.edges:  # (see _input_edge)
+                raise TaskBindError(
+                    f"Task {downstream_task.name!r} already gets input {key!r} from {other.upstream_task.name!r}"
+                )
         edge = Edge(upstream_task, downstream_task, key, mapped, flattened)
-        if edge not in self.edges:
+        # A keyed edge cannot be there already (the input would be taken): no lookup for it.
+        if key is not None or edge not in self.edges:
             self.edges.add(edge)
             self._edges_in[downstream_task].append(edge)
             self._edges_out[upstream_task].append(edge)
-            self._changed()
+            if key is not None:
+                self._keyed_inputs[(id(downstream_task), key)] = edge
+            self._version += 1
         return edge
 
     def set_dependencies(
@@ -259,6 +276,7 @@ class Flow:
         ``i`` of a mapped one), as in Prefect 1; ``unmapped(t)`` there waits for the whole of ``t``.
         A value that is not a task in ``upstream_tasks`` becomes a ``Constant`` task.
         """
+        fresh = task not in self._tasks
         self.add_task(task)
         for up in upstream_tasks or ():
             up_mapped = mapped and not isinstance(up, unmapped)
@@ -280,14 +298,28 @@ class Flow:
         for down in downstream_tasks or ():
             self.add_edge(task, down)
         for key, value in (keyword_tasks or {}).items():
+            if isinstance(value, Task):  # the usual input: another task's result
+                if fresh and value is not task and value in self._tasks:
+                    # A task new to the flow has no data inputs yet, and these keys are unique:
+                    # add_edge's checks cannot fail, so the edge goes in directly (the path of
+                    # every task called in a `with Flow` block).
+                    edge = Edge(value, task, key, mapped, False)
+                    self.edges.add(edge)
+                    self._edges_in[task].append(edge)
+                    self._edges_out[value].append(edge)
+                    self._keyed_inputs[(id(task), key)] = edge
+                    self._version += 1
+                else:
+                    self.add_edge(value, task, key, mapped, False)
+                continue
             is_mapped, flattened = mapped, False
             if isinstance(value, unmapped):
                 value, is_mapped = value.value, False
             if isinstance(value, flatten):
                 value, flattened = value.value, True
-            up_task = as_task(value, self)
+            up_task = value if isinstance(value, Task) else as_task(value, self)
             if up_task is not None:
-                self.add_edge(up_task, task, key=key, mapped=is_mapped, flattened=flattened)
+                self.add_edge(up_task, task, key, is_mapped, flattened)
                 continue
             if is_mapped or flattened:
                 if not _is_iterable(value):
@@ -298,11 +330,9 @@ class Flow:
                 const = self.add_task(Constant(value, name=f"{task.name}.{key}"))
                 self.add_edge(const, task, key=key, mapped=is_mapped, flattened=flattened)
                 continue
-            for edge in self._edges_in[task]:
-                if edge.key == key:
-                    raise TaskBindError(
-                        f"Task {task.name!r} already gets input {key!r} from {edge.upstream_task.name!r}"
-                    )
+            other = self._input_edge(task, key)
+            if other is not None:
+                raise TaskBindError(f"Task {task.name!r} already gets input {key!r} from {other.upstream_task.name!r}")
             self.constants.setdefault(task, {})[key] = value
             self._changed()
 
@@ -366,18 +396,31 @@ class Flow:
         cached = self._sorted
         if cached is not None and cached[0] == self._version:
             return cached[1]
-        indegree = {t: len({e.upstream_task for e in self._edges_in[t]}) for t in self._tasks}
-        ready = [t for t, n in indegree.items() if n == 0]
+        edges_in, edges_out = self._edges_in, self._edges_out
+        # Kahn's algorithm. In-degree counts each upstream task once (two inputs from one task
+        # are one wait); the queue of ready tasks, walked while it grows, is the order.
+        indegree: dict[Task, int] = {}
         order: list[Task] = []
-        i = 0
-        while i < len(ready):
-            t = ready[i]
-            i += 1
-            order.append(t)
-            for down in dict.fromkeys(e.downstream_task for e in self._edges_out[t]):
-                indegree[down] -= 1
-                if indegree[down] == 0:
-                    ready.append(down)
+        for t in self._tasks:
+            edges = edges_in[t]
+            if not edges:
+                order.append(t)
+            else:
+                indegree[t] = len(edges) if len(edges) == 1 else len({e.upstream_task for e in edges})
+        for t in order:
+            outs = edges_out[t]
+            if not outs:
+                continue
+            if len(outs) == 1:
+                down = outs[0].downstream_task
+                left = indegree[down] = indegree[down] - 1
+                if not left:
+                    order.append(down)
+                continue
+            for down in dict.fromkeys(e.downstream_task for e in outs):
+                left = indegree[down] = indegree[down] - 1
+                if not left:
+                    order.append(down)
         if len(order) != len(self._tasks):
             raise CycleError(self.name, self._find_cycle({t for t, n in indegree.items() if n > 0}))
         self._sorted = (self._version, order)
@@ -391,20 +434,40 @@ class Flow:
         if self._validated == self._version:
             return
         self.sorted_tasks()
+        edges_in, constants = self._edges_in, self.constants
+        binding: Any = None
         for t in self._tasks:
             if isinstance(t, Parameter):
                 continue
-            given = {e.key for e in self._edges_in[t] if e.key is not None}
-            given.update(self.constants.get(t, ()))
-            accepted = _accepted_arguments(t)
-            unknown = sorted(given - accepted) if accepted is not None else []
-            if unknown:
+            edges = edges_in[t]
+            if len(edges) == 1:
+                given = {edges[0].key}
+            else:
+                given = {e.key for e in edges}
+            given.discard(None)
+            consts = constants.get(t)
+            if consts:
+                given.update(consts)
+            # Copies of one task share its binding (see plait.tasks._binder): look the inputs
+            # up once for a run of them.
+            attrs = t.__dict__
+            if (
+                binding is None
+                or attrs.get("_binding") is not binding
+                or binding[0] is not (attrs.get("run") or type(t).run)
+            ):
+                accepted, required = _inputs_of(t)
+                binding = attrs.get("_binding")
+            if accepted is not None and not given <= accepted:
+                unknown = sorted(given - accepted)
                 raise TaskBindError(
                     f"Task {t.name!r} in flow {self.name!r} is given input "
                     f"{', '.join(repr(u) for u in unknown)} that its run{t.signature()} does not take; "
                     f"rename the input or add the parameter to run()"
                 )
-            missing = [name for name in _required_arguments(t) if name not in given]
+            if given >= required:
+                continue
+            missing = [name for name in t.required_arguments() if name not in given]
             if missing:
                 raise TaskBindError(
                     f"Task {t.name!r} in flow {self.name!r} is missing input "
@@ -590,6 +653,15 @@ class Flow:
     def _changed(self) -> None:
         self._version += 1
 
+    def _input_edge(self, task: Task, key: str) -> Edge | None:
+        """The edge that gives ``task`` its input ``key``, if any (without scanning its edges)."""
+        edge = self._keyed_inputs.get((id(task), key))
+        # An edge removed without add_edge's knowledge (control_flow rewires edges) is no longer
+        # in self.edges: then nothing gives that input.
+        if edge is None or edge not in self.edges:
+            return None
+        return edge
+
     def _find_cycle(self, candidates: set[Task]) -> list[str]:
         # Every task left with indegree > 0 is on or behind a cycle; walk upstream until a repeat.
         start = next(t for t in self._tasks if t in candidates)
@@ -610,47 +682,15 @@ class Flow:
         return names + [names[0]]
 
 
-_required_cache: dict[Any, list[str]] = {}
-
-
-def _required_arguments(task: Task) -> list[str]:
-    key = task.run if isinstance(task, FunctionTask) else type(task)
+def _inputs_of(task: Task) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """(names ``run()`` takes by keyword or ``None`` for ``**kwargs``, names it requires)."""
     try:
-        return _required_cache[key]
-    except (KeyError, TypeError):
-        pass
-    required = task.required_arguments()
-    try:
-        _required_cache[key] = required
-    except TypeError:
-        pass
-    return required
-
-
-_accepted_cache: dict[Any, frozenset[str] | None] = {}
-
-
-def _accepted_arguments(task: Task) -> frozenset[str] | None:
-    """Names ``run()`` takes by keyword, or ``None`` when it takes ``**kwargs``."""
-    key = task.run if isinstance(task, FunctionTask) else type(task)
-    try:
-        return _accepted_cache[key]
-    except (KeyError, TypeError):
-        pass
-    try:
-        params = task.signature().parameters.values()
-    except (TypeError, ValueError):
-        return None
-    accepted: frozenset[str] | None = frozenset(
-        p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    )
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        accepted = None
-    try:
-        _accepted_cache[key] = accepted
-    except TypeError:
-        pass
-    return accepted
+        binder = _binder(task)
+    except (TypeError, ValueError):  # no signature to read (some builtins): nothing to check
+        return None, frozenset()
+    if type(task).required_arguments is Task.required_arguments:
+        return binder.accepted, binder.required_names
+    return binder.accepted, frozenset(task.required_arguments())
 
 
 def _is_iterable(value: Any) -> bool:

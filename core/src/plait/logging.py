@@ -33,6 +33,7 @@ __all__ = [
     "RunLogger",
     "capture_stdout",
     "configure_logging",
+    "excerpt",
     "get_logger",
     "run_logger",
 ]
@@ -306,3 +307,25 @@ def capture_stdout() -> Iterator[None]:
     finally:
         _capture.reset(token)
         line_logger.flush()
+
+
+#: The longest message text Plait's log lines and ``plait run``'s tables show; states keep all of it.
+LOG_TEXT_LIMIT = 4000
+
+
+def excerpt(text: str, limit: int = LOG_TEXT_LIMIT) -> str:
+    """``text``, or its beginning and end with a note of what was left out when it is longer than ``limit``.
+
+    Logs and tables show excerpts of long texts (an exception message of megabytes would
+    take minutes to print and drown everything else); the state keeps the full text.
+
+    ```python
+    excerpt("x" * 10_000, 100)  # 'xxx...xxx\n[... 9,9xx characters left out ...]\nxxx...'
+    ```
+    """
+    if not isinstance(text, str) or len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n[... {cut:,} characters left out; the state has the full text ...]\n{text[-tail:]}"

@@ -22,10 +22,11 @@ that runs once per item.
 
 from __future__ import annotations
 
-import copy
+import contextvars
 import importlib
 import inspect
 import itertools
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, overload
@@ -59,6 +60,10 @@ class _NoDefault:
 NO_DEFAULT: Any = _NoDefault()
 
 _instance_counter = itertools.count()
+
+#: The flows of the ``with Flow(...)`` blocks the current context is in, innermost last
+#: (``Flow.active()`` reads it; it lives here so binding a task needs no import).
+_active_flows: contextvars.ContextVar[tuple[Flow, ...]] = contextvars.ContextVar("plait_active_flows", default=())
 
 
 def _check_run_signature(owner: str, run: Callable[..., Any]) -> None:
@@ -215,7 +220,7 @@ class Task:
 
     def copy(self, **task_args: Any) -> Task:
         """A shallow copy with a fresh identity, with ``task_args`` set as attributes."""
-        new = copy.copy(self)  # Task.__copy__: keeps trigger, on_failure and handlers
+        new = self.__copy__()  # what copy.copy(self) calls; keeps trigger, on_failure and handlers
         new.slug = None
         new._id = next(_instance_counter)
         new.state_handlers = list(self.state_handlers)
@@ -243,8 +248,16 @@ class Task:
         **kwargs: Any,
     ) -> Task:
         """Bind a copy of this task into the active flow with these inputs; returns the copy."""
-        new = self.copy(**(task_args or {}))
-        new.bind(*args, mapped=mapped, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
+        if "_binding" not in self.__dict__:
+            try:
+                _binder(self)  # worked out once, on this task: its copies inherit it
+            except (TypeError, ValueError):
+                pass  # no signature to read: binding the copy says so
+        new = self.copy(**task_args) if task_args else self.copy()
+        if type(new).bind is Task.bind:
+            new._bind(args, kwargs, mapped, upstream_tasks, flow)  # bind(), without repacking the arguments
+        else:
+            new.bind(*args, mapped=mapped, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
         return new
 
     def map(
@@ -267,27 +280,51 @@ class Task:
         **kwargs: Any,
     ) -> Task:
         """Bind this very task (not a copy) into a flow with these inputs."""
-        from plait.flow import Flow
+        return self._bind(args, kwargs, mapped, upstream_tasks, flow)
 
-        flow = flow if flow is not None else Flow.active()
+    def _bind(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        mapped: bool,
+        upstream_tasks: Iterable[Any] | None,
+        flow: Flow | None,
+    ) -> Task:
         if flow is None:
-            raise TaskBindError(
-                f"Task {self.name!r} was called outside a flow: call it inside `with Flow(...):` or pass flow=."
-            )
-        callargs = self.bind_arguments(*args, **kwargs)
-        flow.set_dependencies(self, upstream_tasks=upstream_tasks, keyword_tasks=callargs, mapped=mapped)
+            stack = _active_flows.get()
+            if not stack:
+                raise TaskBindError(
+                    f"Task {self.name!r} was called outside a flow: call it inside `with Flow(...):` or pass flow=."
+                )
+            flow = stack[-1]
+        callargs = None
+        if type(self).bind_arguments is Task.bind_arguments:
+            callargs = _binder(self).bind(args, kwargs)  # the common case, without inspect
+        if callargs is None:
+            callargs = self.bind_arguments(*args, **kwargs)
+        flow.set_dependencies(self, upstream_tasks, None, callargs, mapped)
         return self
 
     def bind_arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Match ``args``/``kwargs`` to ``run()``'s parameters, with a clear error when they do not fit."""
-        sig = self.signature()
+        """Match ``args``/``kwargs`` to ``run()``'s parameters, with a clear error when they do not fit.
+
+        Returns ``{parameter: value}`` in the order of ``run()``'s parameters, with what a
+        ``**kwargs`` parameter collects last.
+        """
+        binder = _binder(self)
+        callargs = binder.bind(args, kwargs)
+        if callargs is not None:
+            return callargs
+        # An error to explain, or a signature the quick path leaves to inspect (positional-only
+        # parameters).
+        sig = binder.signature
         try:
             bound = sig.bind_partial(*args, **kwargs)
         except TypeError as exc:
             raise TaskBindError(
                 f"Task {self.name!r} was called with arguments its run{sig} does not take: {exc}"
             ) from None
-        callargs: dict[str, Any] = {}
+        callargs = {}
         for key, value in bound.arguments.items():
             if sig.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
                 callargs.update(value)
@@ -296,17 +333,12 @@ class Task:
         return callargs
 
     def signature(self) -> inspect.Signature:
-        """The signature of ``run()`` (without ``self``)."""
-        return inspect.signature(self.run)
+        """The signature of ``run()`` (without ``self``), computed once per ``run`` function."""
+        return _binder(self).signature
 
     def required_arguments(self) -> list[str]:
         """Names of ``run()`` parameters that have no default."""
-        return [
-            p.name
-            for p in self.signature().parameters.values()
-            if p.default is inspect.Parameter.empty
-            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        ]
+        return list(_binder(self).required)
 
     def set_upstream(self, task: Any, flow: Flow | None = None, key: str | None = None, mapped: bool = False) -> None:
         """Make ``task`` run before this one (passing its result as ``key`` when given)."""
@@ -395,7 +427,7 @@ class Task:
         # Not through __getstate__: that one is for pickling and leaves the driver-side
         # callables (trigger, on_failure, state handlers) behind, which a bound copy must keep.
         new = type(self).__new__(type(self))
-        new.__dict__.update(self.__dict__)
+        new.__dict__ = self.__dict__.copy()  # one copy of the table (faster than update)
         return new
 
     def __getstate__(self) -> dict[str, Any]:
@@ -405,6 +437,7 @@ class Task:
         state["state_handlers"] = []
         state["on_failure"] = None
         state["trigger"] = None
+        state.pop("_binding", None)  # made again where it is needed
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -424,9 +457,6 @@ class FunctionTask(Task):
         self.run = fn  # type: ignore[method-assign]  # no wrapper on the hot path
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
-
-    def signature(self) -> inspect.Signature:
-        return inspect.signature(self.run)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -634,6 +664,96 @@ def as_task(value: Any, flow: Flow) -> Task | None:
 def _holds_task(value: Any) -> bool:
     items = value.values() if isinstance(value, dict) else value
     return any(isinstance(v, Task) or (isinstance(v, (list, tuple, set, dict)) and _holds_task(v)) for v in items)
+
+
+class _Binder:
+    """What binding a call to ``run()`` needs from its signature, worked out once per ``run``.
+
+    ``bind`` matches positional and keyword arguments with dict operations instead of
+    ``inspect.Signature.bind_partial`` (which costs several microseconds a call); it returns
+    ``None`` for anything it does not handle (an error to explain, positional-only
+    parameters), and the caller then asks ``inspect``.
+    """
+
+    __slots__ = ("accepted", "index", "positional", "quick", "required", "required_names", "signature", "var_keyword")
+
+    def __init__(self, signature: inspect.Signature) -> None:
+        params = list(signature.parameters.values())
+        by_keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        self.signature = signature
+        self.positional = tuple(p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        named = [p.name for p in params if p.kind in by_keyword]
+        self.index = {name: i for i, name in enumerate(named)}
+        self.var_keyword = next((p.name for p in params if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+        self.quick = all(
+            p.kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL) for p in params
+        )
+        #: names ``run()`` takes by keyword, or ``None`` when it takes ``**kwargs``
+        self.accepted: frozenset[str] | None = frozenset(named) if self.var_keyword is None else None
+        #: names of the parameters without a default
+        self.required = [p.name for p in params if p.default is inspect.Parameter.empty and p.kind in by_keyword]
+        self.required_names = frozenset(self.required)
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        """``{parameter: value}`` in ``run()``'s order (``**kwargs`` last), or ``None`` (ask inspect)."""
+        if not self.quick or len(args) > len(self.positional):
+            return None
+        callargs = dict(zip(self.positional, args, strict=False))
+        if not kwargs:
+            return callargs
+        index = self.index
+        extra: dict[str, Any] | None = None
+        last, ordered = len(args) - 1, True
+        for key, value in kwargs.items():
+            i = index.get(key)
+            if i is None:
+                if self.var_keyword is None:
+                    return None  # an unknown argument: inspect words the error
+                if extra is None:
+                    extra = {}
+                extra[key] = value
+            elif key in callargs:
+                return None  # given twice
+            else:
+                if i < last:
+                    ordered = False
+                last = i
+                callargs[key] = value
+        if not ordered:
+            callargs = dict(sorted(callargs.items(), key=lambda item: index[item[0]]))
+        if extra:
+            callargs.update(extra)
+        return callargs
+
+
+# Binders by run function (``@task``) or task class; weak, so tasks made on the fly (lambdas
+# in a loop) do not pile up. A task also keeps ``(run, binder)`` as ``_binding``, which its
+# copies inherit, so binding a copy is one dict lookup.
+_binders: weakref.WeakKeyDictionary[Any, _Binder] = weakref.WeakKeyDictionary()
+
+
+def _binder(task: Task) -> _Binder:
+    """The binder of ``task.run`` (of ``task.signature()`` when a class overrides it, uncached)."""
+    attrs = task.__dict__
+    cls = type(task)
+    run = attrs.get("run") or cls.run
+    binding = attrs.get("_binding")
+    if binding is not None and binding[0] is run:
+        return binding[1]
+    if cls.signature is not Task.signature:
+        return _Binder(task.signature())
+    try:
+        binder = _binders.get(run)
+    except TypeError:  # takes no weak reference: made again for each task
+        binder = None
+    if binder is None:
+        binder = _Binder(inspect.signature(task.run))
+        try:
+            _binders[run] = binder
+        except TypeError:
+            pass
+    attrs["_binding"] = (run, binder)
+    return binder
 
 
 _CHECKED_OPTIONS = frozenset(

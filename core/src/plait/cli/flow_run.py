@@ -70,7 +70,11 @@ def list_runs(flow_name: str | None, states: tuple[str, ...], limit: int) -> Non
 
     with _client() as client:
         runs, total = client.flow_runs(flow_name=flow_name, states=list(states) or None, limit=limit)
-    table = Table("id", "name", "flow", "state", "scheduled", "started", "ended", title=f"{len(runs)} of {total} runs")
+    table = Table(title=f"{len(runs)} of {total} runs")
+    # Ids are what users copy into the next command: never wrapped or cut.
+    table.add_column("id", no_wrap=True, min_width=36)
+    for header in ("name", "flow", "state", "scheduled", "started", "ended"):
+        table.add_column(header, overflow="fold")
     for r in runs:
         table.add_row(
             r.id,
@@ -103,17 +107,9 @@ def show(flow_run_id: str) -> None:
         f"scheduled {_when(run.scheduled_start_time)}  started {_when(run.start_time)}  "
         f"ended {_when(run.end_time)}  parameters {run.parameters}  labels {run.labels}"
     )
-    table = Table(
-        "task",
-        "map index",
-        "state",
-        "runs",
-        "started",
-        "ended",
-        "result location",
-        "message",
-        title=f"{len(task_runs)} of {total} task runs",
-    )
+    table = Table(title=f"{len(task_runs)} of {total} task runs")
+    for header in ("task", "map index", "state", "runs", "started", "ended", "result location", "message"):
+        table.add_column(header, overflow="fold")  # a location is folded onto more lines, never cut
     for t in task_runs:
         table.add_row(
             t.task_slug,

@@ -357,7 +357,7 @@ class RunView:
         style = "bold green" if state.is_successful() else "bold red"
         elapsed = time.time() - self.started
         self.console.print(
-            f"[{style}]{state.name}[/{style}]: {escape(_masked(state.message or ''))} ({elapsed:.2f}s)",
+            f"[{style}]{state.name}[/{style}]: {escape(_shown(state.message))} ({elapsed:.2f}s)",
             highlight=False,
         )
 
@@ -403,7 +403,7 @@ class RunView:
         kids = f" ({_counts_text(row.children)})" if row.children else ""
         style = _style(state)
         name = f"[{style}]{state.name}[/{style}]" if style else state.name
-        message = f": {escape(_masked(state.message))}" if state.message and not state.is_successful() else ""
+        message = f": {escape(_shown(state.message))}" if state.message and not state.is_successful() else ""
         return f"  {self.labels.get(task, task.name)} -> {name}{kids}{duration}{message}"
 
 
@@ -469,8 +469,19 @@ def _message(state: State | None, children: Counter[str] | None) -> str:
         counts = Counter(s.name for s in state.map_states)  # type: ignore[attr-defined]
         return escape(f"{len(state.map_states)} runs: {_counts_text(counts)}")  # type: ignore[attr-defined]
     if children is not None and not state._finished:
-        return escape(_masked(_counts_text(children) or (state.message or "")))
-    return escape(_masked(state.message or ""))
+        return escape(_shown(_counts_text(children) or state.message))
+    return escape(_shown(state.message))
+
+
+#: The longest message a table cell or a progress line shows (the state keeps the full text).
+MESSAGE_LIMIT = 500
+
+
+def _shown(message: str | None) -> str:
+    """A state message as the view shows it: secrets masked, then cut to an excerpt."""
+    from plait.logging import excerpt
+
+    return excerpt(_masked(message or ""), MESSAGE_LIMIT)
 
 
 def _counts_text(counts: Counter[str] | None) -> str:

@@ -24,11 +24,13 @@ from __future__ import annotations
 import contextvars
 import functools
 import heapq
+import itertools
 import queue
 import sys
 import threading
 import time
 import traceback
+import types
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -38,7 +40,7 @@ from plait import signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import FlowRunError, ParameterError
-from plait.logging import capture_stdout, configure_logging, get_logger
+from plait.logging import LOG_TEXT_LIMIT, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
 from plait.states import (
@@ -84,6 +86,14 @@ _EXPAND = -1  # map_index marker in the ready queue: split a mapped task into ch
 _NEVER = -(1 << 40)  # a child wait count that never reaches zero
 _SUCCESS_MESSAGE = "Task run succeeded."
 _IDLE_WAKEUP = 0.25  # seconds the driver waits for a completion before checking for signals
+# Iterators a task may return that can be read only once: materialized into a list when the
+# task run ends, so every downstream task gets all the items (finite ones only: not
+# itertools.count/cycle/repeat).
+_ONE_SHOT = frozenset(
+    {types.GeneratorType, map, filter, zip, enumerate, reversed, type(iter([])), type(iter(())), type(iter({}))}
+    | {itertools.chain, itertools.islice, itertools.starmap, itertools.takewhile, itertools.dropwhile}
+    | {itertools.accumulate, itertools.compress, itertools.filterfalse, itertools.zip_longest, itertools.pairwise}
+)
 _NO_CHILD_UPS: dict[int, list[Any]] = {}  # shared, never written to
 
 
@@ -237,9 +247,11 @@ class FlowRunner:
             except Exception as exc:
                 name = _callable_name(handler)
                 logger.exception("State handler %r of flow %r raised", name, flow.name)
+                # A handler's error never loses the run's work: a finished run keeps its
+                # {task: State} (the exception is in the message and the traceback).
                 new = Failed(
                     f"Exception raised in state handler {name!r} of flow {flow.name!r}: {exc!r}",
-                    result=exc,
+                    result=new.result if isinstance(new.result, dict) else exc,
                     traceback=traceback.format_exc(),
                 )
                 break
@@ -357,40 +369,74 @@ class _Plan:
         n = len(tasks)
         self.version = flow._version
         self.tasks = tasks
+        # One pass in run order (upstream tasks come first, so whether they are mapped is
+        # known), touching each edge a constant number of times: linear in tasks + edges.
         self.inputs: list[tuple[tuple[str | None, int, bool, bool], ...]] = []
         self.ups: list[tuple[int, ...]] = []
-        self.constants: list[dict[str, Any] | None] = []
         self.is_mapped: list[bool] = []
         self.mapped_ups: list[tuple[int, ...]] = []
         self.mapped_over: list[tuple[int, ...]] = []
         self.expand_waiters: list[list[int]] = [[] for _ in range(n)]
         self.finish_waiters: list[list[int]] = [[] for _ in range(n)]
         self.waits: list[int] = []
-        for t in tasks:
-            edges = flow._edges_in[t]
-            self.inputs.append(tuple((e.key, index[e.upstream_task], e.mapped, e.flattened) for e in edges if e.key))
-            self.ups.append(tuple(dict.fromkeys(index[e.upstream_task] for e in edges)))
-            self.constants.append(flow.constants.get(t) or None)
-            self.is_mapped.append(any(e.mapped for e in edges))
-        for t in tasks:
+        inputs, ups_of, is_mapped, mapped_ups = self.inputs, self.ups, self.is_mapped, self.mapped_ups
+        mapped_over = self.mapped_over
+        waits, expand_waiters, finish_waiters = self.waits, self.expand_waiters, self.finish_waiters
+        self.constants: list[dict[str, Any] | None] = []
+        constants, edges_in, flow_constants = self.constants, flow._edges_in, flow.constants
+        for d, t in enumerate(tasks):
+            constants.append(flow_constants.get(t) or None)
+            edges = edges_in[t]
+            if not edges:
+                inputs.append(())
+                ups_of.append(())
+                is_mapped.append(False)
+                mapped_ups.append(())
+                mapped_over.append(())
+                waits.append(0)
+                continue
+            if len(edges) == 1:
+                e = edges[0]
+                u = index[e.upstream_task]
+                mapped = e.mapped
+                inputs.append(((e.key, u, mapped, e.flattened),) if e.key else ())
+                ups_of.append((u,))
+                is_mapped.append(mapped)
+                # Child i of d can follow child i of u only if the edge maps without flattening.
+                stream = mapped and not e.flattened and is_mapped[u]
+                ordering = e.key is None and mapped
+                mapped_ups.append((u,) if ordering and is_mapped[u] else ())
+                mapped_over.append((u,) if ordering and not is_mapped[u] else ())
+                (expand_waiters if stream else finish_waiters)[u].append(d)
+                waits.append(1)
+                continue
+            keyed = []
+            mapped = False
+            for e in edges:
+                if e.key:
+                    keyed.append((e.key, index[e.upstream_task], e.mapped, e.flattened))
+                if e.mapped:
+                    mapped = True
+            inputs.append(tuple(keyed))
+            ups = tuple(dict.fromkeys(index[e.upstream_task] for e in edges))
+            ups_of.append(ups)
+            is_mapped.append(mapped)
             # Ordering edges marked mapped (apply_map, case inside apply_map): child i waits on
             # child i of a mapped upstream task instead of on the whole of it.
-            ups = list(dict.fromkeys(index[e.upstream_task] for e in flow._edges_in[t] if e.key is None and e.mapped))
-            self.mapped_ups.append(tuple(u for u in ups if self.is_mapped[u]))
+            ordering = [index[e.upstream_task] for e in edges if e.key is None and e.mapped]
+            mapped_ups.append(tuple(u for u in dict.fromkeys(ordering) if is_mapped[u]))
             # task.map(..., upstream_tasks=[u]) with a plain u: one child per item of u's result
             # (Prefect 1), though the items are not passed in
-            self.mapped_over.append(tuple(u for u in ups if not self.is_mapped[u]))
-        for d, t in enumerate(tasks):
+            mapped_over.append(tuple(u for u in dict.fromkeys(ordering) if not is_mapped[u]))
             # Child i of d can follow child i of u only if every edge u -> d maps without
-            # flattening; one pass over d's edges keeps wide fan-ins linear.
-            streams = dict.fromkeys(self.ups[d], self.is_mapped[d])
-            for e in flow._edges_in[t]:
-                u = index[e.upstream_task]
-                if not (e.mapped and not e.flattened and self.is_mapped[u]):
-                    streams[u] = False
+            # flattening.
+            streams = dict.fromkeys(ups, mapped)
+            for e in edges:
+                if not (e.mapped and not e.flattened):
+                    streams[index[e.upstream_task]] = False
             for u, stream in streams.items():
-                (self.expand_waiters if stream else self.finish_waiters)[u].append(d)
-            self.waits.append(len(self.ups[d]))
+                (expand_waiters if stream and is_mapped[u] else finish_waiters)[u].append(d)
+            waits.append(len(ups))
         self.reference = sorted(index[t] for t in flow.reference_tasks())
 
 
@@ -918,6 +964,8 @@ def run_task(
                 value = task.run(**kwargs)
             else:
                 value = _run_guarded(task, kwargs)
+            if type(value) in _ONE_SHOT:
+                value = list(value)  # a generator feeds every downstream task, not just the first
             new: State = Success(_SUCCESS_MESSAGE, value)
         except signals.PlaitSignal as sig:
             if isinstance(sig, signals.LOOP):
@@ -1076,6 +1124,8 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
                 value = task.run(**kwargs)
             else:
                 value = _run_guarded(task, kwargs)
+            if type(value) in _ONE_SHOT:
+                value = list(value)
             return Success(_SUCCESS_MESSAGE, value)
         except signals.LOOP as again:
             loop = again
@@ -1304,12 +1354,14 @@ def _flatten_one(value: Any) -> list[Any]:
 
 
 def _log_failure(task: Task, i: int | None, state: State) -> None:
+    # Excerpts: an exception message of megabytes would take minutes to log; the state keeps it all.
     name = task.name if i is None else f"{task.name}[{i}]"
     tb = getattr(state, "traceback", None)
+    message = excerpt(state.message or "")
     if tb:
-        logger.error("Task %r failed: %s\n%s", name, state.message, tb.rstrip())
+        logger.error("Task %r failed: %s\n%s", name, message, excerpt(tb.rstrip(), 4 * LOG_TEXT_LIMIT))
     else:
-        logger.error("Task %r: %s %s", name, state.name, state.message or "")
+        logger.error("Task %r: %s %s", name, state.name, message)
 
 
 def _is_paused(state: State) -> bool:

@@ -10,7 +10,8 @@ with Flow("copy-reports") as flow:
 ```
 
 Tasks: ``S3Upload``, ``S3Download``, ``S3List``, ``S3Delete``, ``S3Copy``; results:
-``S3Result`` (and any ``s3://`` URL); settings: ``S3Config`` and ``[plugins.s3]``; errors:
+``S3Result`` (and any ``s3://`` URL); flow storage for ``plait register --storage s3://...``:
+``S3Storage``; settings: ``S3Config`` and ``[plugins.s3]``; errors:
 ``S3Error`` and its subclasses. boto3 is imported only when something talks to S3.
 """
 
@@ -27,6 +28,7 @@ from plait_s3.errors import (
     S3ResultError,
 )
 from plait_s3.result import S3Result
+from plait_s3.storage import S3Storage
 from plait_s3.tasks import S3Copy, S3Delete, S3Download, S3List, S3Upload
 
 __version__ = "0.1.0"
@@ -45,6 +47,7 @@ __all__ = [
     "S3List",
     "S3Result",
     "S3ResultError",
+    "S3Storage",
     "S3Upload",
     "__version__",
     "clear_clients",

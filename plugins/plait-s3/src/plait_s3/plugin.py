@@ -24,3 +24,11 @@ def plait_register_result_types() -> dict[str, Any]:
     from plait_s3.result import S3Result
 
     return {"s3": S3Result}
+
+
+@hookimpl
+def plait_register_storage() -> dict[str, Any]:
+    """``s3://bucket/folder`` as a place for registered flows' code (``plait register --storage``)."""
+    from plait_s3.storage import S3Storage
+
+    return {"s3": S3Storage}

@@ -26,12 +26,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
+import orjson
 from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from plait_server.api.context import Context
@@ -51,6 +52,20 @@ logger = logging.getLogger("plait_server.api")
 
 class BodyTooLarge(Exception):
     pass
+
+
+class JSONResponse(Response):
+    """A JSON response rendered by orjson (several times faster than ``json`` on big answers)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            # What orjson refuses and json takes: integers beyond 64 bits (a JSON parameter
+            # written as a GraphQL literal can be one).
+            return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def create_app(store: Store, settings: ServerSettings) -> Starlette:
@@ -97,8 +112,8 @@ def create_app(store: Store, settings: ServerSettings) -> Starlette:
                 status_code=413,
             )
         try:
-            payload = json.loads(raw) if raw else None
-        except (ValueError, RecursionError):
+            payload = orjson.loads(raw) if raw else None
+        except (orjson.JSONDecodeError, RecursionError):
             return JSONResponse(_error("The request body is not valid JSON", "BAD_INPUT"), status_code=400)
         status, body = await anyio.to_thread.run_sync(partial(execute, secret, payload))
         return JSONResponse(body, status_code=status)

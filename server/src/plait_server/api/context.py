@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from strawberry.permission import BasePermission, PermissionExtension
@@ -12,7 +12,7 @@ from plait_server.data.keys import allows
 if TYPE_CHECKING:
     from strawberry.types import Info
 
-    from plait_server.data.records import ApiKeyRecord
+    from plait_server.data.records import ApiKeyRecord, FlowRecord
     from plait_server.data.store import Store
 
 __all__ = ["Context", "needs"]
@@ -24,6 +24,15 @@ class Context:
 
     store: Store
     key: ApiKeyRecord
+    _flows: dict[str, FlowRecord] = field(default_factory=dict)
+
+    def flow(self, flow_id: str) -> FlowRecord:
+        """The flow version ``flow_id``, read once per request (a page of 100 runs of one flow
+        asks for its ``flow`` 100 times)."""
+        found = self._flows.get(flow_id)
+        if found is None:
+            found = self._flows[flow_id] = self.store.flows.get(flow_id)
+        return found
 
 
 class _Scope(BasePermission):

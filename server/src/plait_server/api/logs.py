@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
+from plait_server.api.common import plain_input
 from plait_server.api.context import needs
 from plait_server.data.logs import LogInput as LogRow
 from plait_server.data.records import LogRecord
@@ -36,6 +37,7 @@ class LogPage:
     has_more: bool
 
 
+@plain_input
 @strawberry.input
 class LogInput:
     flow_run_id: strawberry.ID

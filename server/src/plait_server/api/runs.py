@@ -9,7 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from plait_server.api.common import State, StateInput, StateWriteOutcome, state_of
+from plait_server.api.common import State, StateInput, StateWriteOutcome, plain_input, state_of
 from plait_server.api.context import needs
 from plait_server.api.flows import Flow
 from plait_server.data.records import FlowRunRecord, TaskRunRecord
@@ -89,7 +89,7 @@ class FlowRun:
 
     @strawberry.field(description="The flow version this run runs.")
     def flow(self, info: Info) -> Flow:
-        return Flow.of(info.context.store.flows.get(self.flow_id))
+        return Flow.of(info.context.flow(self.flow_id))
 
     @strawberry.field(description="Every state this flow run entered, oldest first.")
     def states(self, info: Info, after: int | None = None, limit: int = 1000) -> list[State]:
@@ -188,6 +188,7 @@ class CreateFlowRunResult:
     created: bool = strawberry.field(description="False when a run with this idempotency key already existed.")
 
 
+@plain_input
 @strawberry.input
 class FlowRunStateInput:
     flow_run_id: strawberry.ID
@@ -195,6 +196,7 @@ class FlowRunStateInput:
     state: StateInput
 
 
+@plain_input
 @strawberry.input
 class TaskRunStateInput:
     flow_run_id: strawberry.ID

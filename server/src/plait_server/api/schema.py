@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -42,15 +49,22 @@ class PlaitSchema(strawberry.Schema):
 
 def build_schema(limits: Limits | None = None) -> strawberry.Schema:
     limits = limits or Limits()
+    # The depth and alias rules are built once, so a document's validation (rules included)
+    # is cached like its parse: clients send the same few documents again and again.
+    rules = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    ]
     return PlaitSchema(
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(auto_camel_case=False),
         # Factories: each request gets its own extension objects (requests run on many threads).
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+            lambda: AddValidationRules(rules),
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
         ],
     )
 

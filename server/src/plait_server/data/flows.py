@@ -28,6 +28,11 @@ flow_t = models.Flow.__table__
 task_t = models.Task.__table__
 
 _FLOW_COLUMNS = (flow_t, project_t.c.name.label("project_name"), group_t.c.schedule_active)
+_BRIEF_FLOW_COLUMNS = (
+    *(c for c in flow_t.c if c.name not in ("definition", "storage")),
+    project_t.c.name.label("project_name"),
+    group_t.c.schedule_active,
+)
 _ORDERS = {
     "CREATED": flow_t.c.created,
     "NAME": flow_t.c.name,
@@ -193,11 +198,24 @@ class Flows:
         flow_group_id: str | None = None,
         name: str | None = None,
         project: str | None = None,
+        *,
+        full: bool = True,
     ) -> FlowRecord:
-        """The flow version named by id, or the newest unarchived version of a group or of a name."""
+        """The flow version named by id, or the newest unarchived version of a group or of a name.
+
+        ``full=False`` leaves out the two big documents, ``definition`` and ``storage`` (the
+        record has them empty): what creating a run needs, without parsing a big flow's
+        structure for every run.
+        """
         if flow_id:
-            return self.get(flow_id)
-        query = _flow_select().where(flow_t.c.archived.is_(False))
+            if full:
+                return self.get(flow_id)
+            with self.store.read() as conn:
+                row = conn.execute(_flow_select(full=False).where(flow_t.c.id == flow_id)).first()
+            if row is None:
+                raise NotFound(f"No flow with id {flow_id!r}", id=flow_id)
+            return _flow_record(row)
+        query = _flow_select(full).where(flow_t.c.archived.is_(False))
         if flow_group_id:
             query = query.where(flow_t.c.flow_group_id == flow_group_id)
             what = f"flow group {flow_group_id!r}"
@@ -282,9 +300,10 @@ class Flows:
         )
 
 
-def _flow_select() -> Any:
+def _flow_select(full: bool = True) -> Any:
+    columns = _FLOW_COLUMNS if full else _BRIEF_FLOW_COLUMNS
     return (
-        select(*_FLOW_COLUMNS)
+        select(*columns)
         .join(group_t, group_t.c.id == flow_t.c.flow_group_id)
         .join(project_t, project_t.c.id == group_t.c.project_id)
     )
@@ -299,8 +318,8 @@ def _flow_record(row: Any) -> FlowRecord:
         name=m["name"],
         version=m["version"],
         fingerprint=m["fingerprint"],
-        definition=m["definition"],
-        storage=m["storage"],
+        definition=m.get("definition", {}),
+        storage=m.get("storage", {}),
         schedule=m["schedule"],
         parameters=m["parameters"],
         labels=m["labels"],

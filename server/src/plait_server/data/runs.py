@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from plait_server.data import rules
 from plait_server.data.common import MAX_LIMIT, check_labels, check_limit, check_text, check_time, cut, new_id
+from plait_server.data.driver import Driver
 from plait_server.data.records import (
     FlowRunRecord,
     Page,
@@ -129,7 +130,7 @@ class FlowRuns:
         Returns ``(run, created)``. The key is unique per flow group, enforced by the database
         (``INSERT ... ON CONFLICT DO NOTHING``), so concurrent calls with one key create one run.
         """
-        flow = self.store.flows.find(flow_id, flow_group_id, flow_name, project)
+        flow = self.store.flows.find(flow_id, flow_group_id, flow_name, project, full=False)
         if flow.archived:
             raise BadInput(f"Flow {flow.name!r} version {flow.version} is archived; run its newest version")
         parameters = _check_parameters(flow.name, flow.parameters, parameters)
@@ -195,9 +196,11 @@ class FlowRuns:
             return run_id, True
 
         found_id, created = store.write(write)
-        if created:
-            store.changed("flow_run", [found_id])
-        return self.get(found_id), created
+        if not created:
+            return self.get(found_id), False
+        store.changed("flow_run", [found_id])
+        # The run is what we inserted; no need to read it back.
+        return FlowRunRecord(**row, start_time=None, end_time=None, heartbeat=None, agent_id=None), True
 
     # -- state writes ---------------------------------------------------------------------------
 
@@ -217,6 +220,7 @@ class FlowRuns:
         store = self.store
 
         def write(conn: Connection) -> list[StateWriteResult]:
+            db = Driver(conn)
             ids = sorted({c[1] for c in checked if not isinstance(c, StateWriteResult)})
             current = {
                 r.id: r
@@ -259,7 +263,7 @@ class FlowRuns:
                 stamp = state.timestamp or now
                 _apply(row, state, new_type, stamp, now)
                 changed.setdefault(run_id, (current[run_id].version, row))
-                history.append(_history_row(run_id, None, row, state, stamp))
+                history.append(_history_row(db, run_id, None, row, state, stamp))
                 results.append(
                     StateWriteResult(
                         i,
@@ -271,9 +275,8 @@ class FlowRuns:
                         state_type=row["state_type"],
                     )
                 )
-            _compare_and_set(conn, run_t, changed)
-            if history:
-                conn.execute(state_t.insert(), history)
+            _compare_and_set(db, "flow_run", changed)
+            db.insert_many("run_state", _HISTORY_INSERT, history)
             return results
 
         results = store.write(write)
@@ -398,44 +401,13 @@ class TaskRuns:
         store = self.store
 
         def write(conn: Connection) -> list[StateWriteResult]:
+            db = Driver(conn)
             good = [c for c in checked if not isinstance(c, StateWriteResult)]
-            run_ids = sorted({c[1].flow_run_id for c in good})
-            flow_runs = dict(
-                conn.execute(
-                    store.lock(
-                        select(run_t.c.id, run_t.c.state_type).where(run_t.c.id.in_(run_ids)).order_by(run_t.c.id),
-                        shared=True,
-                    )
-                ).all()
-            )
-            keys = sorted({(c[1].flow_run_id, c[1].task_slug, c[1].map_index) for c in good})
-            current: dict[tuple[str, str, int], Any] = {}
-            for chunk in _chunks(keys, 300):
-                for r in conn.execute(
-                    store.lock(
-                        select(
-                            task_run_t.c.id,
-                            task_run_t.c.flow_run_id,
-                            task_run_t.c.task_slug,
-                            task_run_t.c.map_index,
-                            task_run_t.c.state,
-                            task_run_t.c.state_type,
-                            task_run_t.c.version,
-                            task_run_t.c.run_count,
-                            task_run_t.c.start_time,
-                            task_run_t.c.end_time,
-                            task_run_t.c.result_location,
-                        )
-                        .where(
-                            tuple_(task_run_t.c.flow_run_id, task_run_t.c.task_slug, task_run_t.c.map_index).in_(chunk)
-                        )
-                        .order_by(task_run_t.c.id)
-                    )
-                ):
-                    current[(r.flow_run_id, r.task_slug, r.map_index)] = r
-            live: dict[tuple[str, str, int], dict[str, Any]] = {k: dict(v._mapping) for k, v in current.items()}
+            flow_runs = _flow_run_types(db, sorted({c[1].flow_run_id for c in good}))
+            live = _task_runs_by_key(db, good)
+            read_version = {key: row["version"] for key, row in live.items()}
             results: list[StateWriteResult] = []
-            history: list[dict[str, Any]] = []
+            history: list[tuple[Any, ...]] = []
             created: dict[tuple[str, str, int], dict[str, Any]] = {}
             changed: dict[str, tuple[int, dict[str, Any]]] = {}
             now = utcnow()
@@ -495,8 +467,8 @@ class TaskRuns:
                         continue
                     _apply(row, item.state, new_type, stamp, now)
                     if key not in created:
-                        changed.setdefault(row["id"], (current[key].version, row))
-                history.append(_history_row(item.flow_run_id, row["id"], row, item.state, stamp))
+                        changed.setdefault(row["id"], (read_version[key], row))
+                history.append(_history_row(db, item.flow_run_id, row["id"], row, item.state, stamp))
                 results.append(
                     StateWriteResult(
                         i,
@@ -509,22 +481,21 @@ class TaskRuns:
                     )
                 )
             if created:
-                new_rows = [_task_run_insert(r, now) for r in created.values()]
-                if store.sqlite:
-                    conn.execute(task_run_t.insert(), new_rows)
+                new_rows = [_task_run_insert(db, r, now) for r in created.values()]
+                if db.sqlite:
+                    db.insert_many("task_run", _TASK_RUN_INSERT, new_rows)
                 else:
                     # Another writer may have created one of them since we looked: start over.
-                    inserted = conn.execute(
-                        store.insert_ignoring_conflicts(
-                            task_run_t, ["flow_run_id", "task_slug", "map_index"]
-                        ).returning(task_run_t.c.id),
+                    inserted = db.insert_many(
+                        "task_run",
+                        _TASK_RUN_INSERT,
                         new_rows,
-                    ).all()
-                    if len(inserted) != len(new_rows):
+                        " ON CONFLICT (flow_run_id, task_slug, map_index) DO NOTHING",
+                    )
+                    if inserted != len(new_rows):
                         raise RetryTransaction()
-            _compare_and_set(conn, task_run_t, changed)
-            if history:
-                conn.execute(state_t.insert(), history)
+            _compare_and_set(db, "task_run", changed)
+            db.insert_many("run_state", _HISTORY_INSERT, history)
             return results
 
         results = store.write(write)
@@ -656,73 +627,159 @@ def _apply(row: dict[str, Any], state: StateWrite, new_type: str, stamp: datetim
     row["updated"] = now
 
 
-def _compare_and_set(conn: Connection, table: Any, changed: dict[str, tuple[int, dict[str, Any]]]) -> None:
+_CAS_COLUMNS = (
+    "state",
+    "state_type",
+    "state_message",
+    "state_timestamp",
+    "version",
+    "run_count",
+    "start_time",
+    "end_time",
+    "updated",
+)
+_TASK_RUN_INSERT = (
+    "id",
+    "flow_run_id",
+    "task_slug",
+    "map_index",
+    "state",
+    "state_type",
+    "state_message",
+    "state_timestamp",
+    "version",
+    "run_count",
+    "result_location",
+    "start_time",
+    "end_time",
+    "created",
+    "updated",
+)
+_HISTORY_INSERT = (
+    "flow_run_id",
+    "task_run_id",
+    "state",
+    "state_type",
+    "message",
+    "result_location",
+    "start_time",
+    "timestamp",
+    "version",
+)
+
+
+def _flow_run_types(db: Driver, ids: list[str]) -> dict[str, str]:
+    """``{flow run id: state type}``, locked against changes (``FOR SHARE``) on PostgreSQL."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(ids, 500):
+        if db.sqlite:
+            sql = f"SELECT id, state_type FROM flow_run WHERE id IN ({db.marks(len(chunk))}) ORDER BY id"
+            found.update(db.fetch(sql, chunk))
+        else:
+            sql = "SELECT id, state_type FROM flow_run WHERE id = ANY(%s) ORDER BY id FOR SHARE"
+            found.update(db.fetch(sql, [chunk]))
+    return found
+
+
+_TASK_RUN_READ = (
+    "id",
+    "flow_run_id",
+    "task_slug",
+    "map_index",
+    "state",
+    "state_type",
+    "version",
+    "run_count",
+    "start_time",
+    "end_time",
+    "result_location",
+)
+
+
+def _task_runs_by_key(db: Driver, good: list[Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The current rows of the task runs the items name, by (flow run, slug, map index).
+
+    One query per (flow run, task slug) and up to 500 map indexes, on the table's unique index;
+    rows locked (``FOR UPDATE``, in id order) on PostgreSQL. Times stay in the database's form.
+    """
+    wanted: dict[tuple[str, str], set[int]] = {}
+    for c in good:
+        item = c[1]
+        wanted.setdefault((item.flow_run_id, item.task_slug), set()).add(item.map_index)
+    columns = ", ".join(_TASK_RUN_READ)
+    found: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for (flow_run_id, slug), indexes in sorted(wanted.items()):
+        for chunk in _chunks(sorted(indexes), 500):
+            if db.sqlite:
+                sql = (
+                    f"SELECT {columns} FROM task_run WHERE flow_run_id = ? AND task_slug = ? "
+                    f"AND map_index IN ({db.marks(len(chunk))}) ORDER BY id"
+                )
+                rows = db.fetch(sql, [flow_run_id, slug, *chunk])
+            else:
+                sql = (
+                    f"SELECT {columns} FROM task_run WHERE flow_run_id = %s AND task_slug = %s "
+                    "AND map_index = ANY(%s) ORDER BY id FOR UPDATE"
+                )
+                rows = db.fetch(sql, [flow_run_id, slug, chunk])
+            for r in rows:
+                row = dict(zip(_TASK_RUN_READ, r, strict=True))
+                found[(row["flow_run_id"], row["task_slug"], row["map_index"])] = row
+    return found
+
+
+def _compare_and_set(db: Driver, table: str, changed: dict[str, tuple[int, dict[str, Any]]]) -> None:
     """Apply the final values of the changed runs with ``WHERE id = :id AND version = :expected``."""
     if not changed:
         return
-    columns = [
-        "state",
-        "state_type",
-        "state_message",
-        "state_timestamp",
-        "version",
-        "run_count",
-        "start_time",
-        "end_time",
-        "updated",
-    ]
-    if table is task_run_t:
-        columns.append("result_location")
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_expected"))
-        .values({c: bindparam(f"b_{c}") for c in columns})
-    )
-    params = [
-        {"b_id": run_id, "b_expected": expected, **{f"b_{c}": row[c] for c in columns}}
-        for run_id, (expected, row) in changed.items()
-    ]
-    done = conn.execute(statement, params)
-    if conn.dialect.supports_sane_multi_rowcount and done.rowcount != len(params):
+    columns = _CAS_COLUMNS + (("result_location",) if table == "task_run" else ())
+    assignments = ", ".join(f"{c} = {db.mark}" for c in columns)
+    sql = f"UPDATE {table} SET {assignments} WHERE id = {db.mark} AND version = {db.mark}"
+    to_db = db.to_db
+    params = [(*(to_db(row[c]) for c in columns), run_id, expected) for run_id, (expected, row) in changed.items()]
+    done = db.execute_many(sql, params)
+    if done != len(params):
         # Another transaction changed a run between our read and our write; on SQLite the write
         # lock rules that out, on PostgreSQL the row locks do. Start over rather than guess.
         raise RetryTransaction()
 
 
 def _history_row(
-    flow_run_id: str, task_run_id: str | None, row: dict[str, Any], state: StateWrite, stamp: datetime
-) -> dict[str, Any]:
-    return {
-        "flow_run_id": flow_run_id,
-        "task_run_id": task_run_id,
-        "state": state.type,
-        "state_type": row["state_type"],
-        "message": row["state_message"],
-        "result_location": state.result_location,
-        "start_time": state.start_time,
-        "timestamp": stamp,
-        "version": row["version"],
-    }
+    db: Driver, flow_run_id: str, task_run_id: str | None, row: dict[str, Any], state: StateWrite, stamp: datetime
+) -> tuple[Any, ...]:
+    return (
+        flow_run_id,
+        task_run_id,
+        state.type,
+        row["state_type"],
+        row["state_message"],
+        state.result_location,
+        db.to_db(state.start_time),
+        db.to_db(stamp),
+        row["version"],
+    )
 
 
-def _task_run_insert(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "flow_run_id": row["flow_run_id"],
-        "task_slug": row["task_slug"],
-        "map_index": row["map_index"],
-        "state": row["state"],
-        "state_type": row["state_type"],
-        "state_message": row["state_message"],
-        "state_timestamp": row["state_timestamp"],
-        "version": row["version"],
-        "run_count": row["run_count"],
-        "result_location": row["result_location"],
-        "start_time": row["start_time"],
-        "end_time": row["end_time"],
-        "created": now,
-        "updated": now,
-    }
+def _task_run_insert(db: Driver, row: dict[str, Any], now: datetime) -> tuple[Any, ...]:
+    to_db = db.to_db
+    stamp = to_db(now)
+    return (
+        row["id"],
+        row["flow_run_id"],
+        row["task_slug"],
+        row["map_index"],
+        row["state"],
+        row["state_type"],
+        row["state_message"],
+        to_db(row["state_timestamp"]),
+        row["version"],
+        row["run_count"],
+        row["result_location"],
+        to_db(row["start_time"]),
+        to_db(row["end_time"]),
+        stamp,
+        stamp,
+    )
 
 
 def _refused(index: int, exc: ApiError, row: dict[str, Any] | None = None, **where: Any) -> StateWriteResult:

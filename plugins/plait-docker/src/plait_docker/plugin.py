@@ -1,0 +1,19 @@
+"""plait-docker's hook implementations, found through the ``plait`` entry point ``docker``.
+
+- ``plait_register_tasks``: ``DockerRun``, ``DockerBuild``, ``DockerPull``, ``DockerPush``,
+  ``DockerRemove`` (``plait tasks`` lists them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plait import hookimpl
+
+
+@hookimpl
+def plait_register_tasks() -> list[Any]:
+    """The container tasks, for ``plait tasks`` and lookups by name."""
+    from plait_docker.tasks import DockerBuild, DockerPull, DockerPush, DockerRemove, DockerRun
+
+    return [DockerRun, DockerBuild, DockerPull, DockerPush, DockerRemove]

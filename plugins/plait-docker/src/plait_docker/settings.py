@@ -1,0 +1,369 @@
+"""Where the container engine is, and the defaults every container gets: ``[plugins.docker]``.
+
+```toml
+[plugins.docker]
+base_url = "unix:///run/podman/podman.sock"   # default: $DOCKER_HOST, else the usual sockets
+timeout = 60                                  # seconds for one API call (not for a container's run)
+# tls = true; tls_verify = true; ca_cert = "..."; client_cert = "..."; client_key = "..."
+network_mode = "none"                         # defaults for every DockerRun container
+labels = { team = "data" }
+ulimits = { nofile = 1024, nproc = [4096, 8192] }
+
+[plugins.docker.registries."registry.example.com"]
+username = "ci"
+password_secret = "REGISTRY_PASSWORD"         # a plait secret: $REGISTRY_PASSWORD or [secrets]
+```
+
+Without ``base_url`` the engine is found as the ``docker`` command finds it: ``DOCKER_HOST``
+(with ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``), else ``/var/run/docker.sock``, else
+Podman's sockets (``/run/podman/podman.sock``, ``$XDG_RUNTIME_DIR/podman/podman.sock``).
+Each setting can also come from the environment: ``PLAIT__PLUGINS__DOCKER__BASE_URL=...``.
+
+Clients are made on first use, one per process and setting, and shared by every thread (a
+forked worker makes its own). ``docker`` (the Docker SDK for Python) is imported then, not when
+this module is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plait_docker.errors import DockerConfigError, DockerEngineError
+
+__all__ = ["DockerSettings", "clear_clients", "get_client", "plugin_settings", "registry_auth"]
+
+DEFAULT_TIMEOUT = 60.0
+#: Connections kept per client: two per running container (its output and its wait).
+DEFAULT_MAX_POOL_SIZE = 64
+PODMAN_SOCKETS = ("/run/podman/podman.sock",)
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """How to reach the engine, and defaults for containers. Unset fields come from ``[plugins.docker]``.
+
+    Args:
+        base_url: the engine's address: ``unix:///var/run/docker.sock``, ``tcp://host:2376``,
+            ``ssh://user@host``.
+        version: the API version to speak (default: the engine's own).
+        timeout: seconds one API call may take (default 60). A container may run longer:
+            its wait and its output are not bounded by this.
+        tls: talk TLS to a ``tcp://`` engine; ``tls_verify`` checks its certificate against
+            ``ca_cert``; ``client_cert`` and ``client_key`` authenticate us.
+        max_pool_size: connections kept open per client (default 64).
+        network_mode, labels, ulimits: defaults for every ``DockerRun`` container (a task's
+            own values win; labels are merged).
+        registries: ``{registry: {"username": ..., "password_secret": ...}}`` for pulls and pushes.
+    """
+
+    base_url: str | None = None
+    version: str | None = None
+    timeout: float | None = None
+    tls: bool | None = None
+    tls_verify: bool | None = None
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    max_pool_size: int | None = None
+    network_mode: str | None = None
+    labels: dict[str, str] | None = None
+    ulimits: dict[str, Any] | None = None
+    registries: dict[str, dict[str, Any]] | None = None
+    origin: str = field(default="DockerSettings", compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("base_url", "version", "ca_cert", "client_cert", "client_key", "network_mode"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise DockerConfigError(f"{self.origin}: {name} must be a non-empty string, got {value!r}")
+        for name in ("tls", "tls_verify"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise DockerConfigError(f"{self.origin}: {name} must be true or false, got {value!r}")
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0
+        ):
+            raise DockerConfigError(
+                f"{self.origin}: timeout must be a positive number of seconds, got {self.timeout!r}"
+            )
+        if self.max_pool_size is not None and (
+            not isinstance(self.max_pool_size, int) or isinstance(self.max_pool_size, bool) or self.max_pool_size < 1
+        ):
+            raise DockerConfigError(
+                f"{self.origin}: max_pool_size must be a positive integer, got {self.max_pool_size!r}"
+            )
+        if (self.client_cert is None) != (self.client_key is None):
+            raise DockerConfigError(f"{self.origin}: client_cert and client_key go together; set both or neither")
+        if self.labels is not None:
+            check_labels(self.labels, self.origin)
+        if self.ulimits is not None:
+            ulimit_specs(self.ulimits, self.origin)  # raises on a bad value
+        if self.registries is not None:
+            if not isinstance(self.registries, dict):
+                raise DockerConfigError(f"{self.origin}: registries must be a table of registry -> settings")
+            for registry, entry in self.registries.items():
+                _check_registry(registry, entry, self.origin)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], origin: str) -> DockerSettings:
+        """Settings from a dict (a config section); an unknown key is an error naming the known ones."""
+        unknown = sorted(set(values) - _FIELDS)
+        if unknown:
+            raise DockerConfigError(
+                f"{origin}: unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(_FIELDS))}"
+            )
+        return cls(**values, origin=origin)
+
+    def merged_over(self, base: DockerSettings) -> DockerSettings:
+        """These settings, with the fields left unset taken from ``base``."""
+        changes = {f: getattr(self, f) for f in _FIELDS if getattr(self, f) is not None}
+        if not changes:
+            return base
+        return dataclasses.replace(base, **changes, origin=f"{self.origin} over {base.origin}")
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(repr(getattr(self, f)) for f in sorted(_CONNECTION_FIELDS))
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(DockerSettings) if f.name != "origin")
+_CONNECTION_FIELDS = (
+    "base_url",
+    "version",
+    "timeout",
+    "tls",
+    "tls_verify",
+    "ca_cert",
+    "client_cert",
+    "client_key",
+    "max_pool_size",
+)
+
+
+def as_settings(value: DockerSettings | dict[str, Any] | None, owner: str) -> DockerSettings | None:
+    """A ``DockerSettings`` from what tasks accept (``None``, a dict or a ``DockerSettings``)."""
+    if value is None or isinstance(value, DockerSettings):
+        return value
+    if isinstance(value, dict):
+        return DockerSettings.from_mapping(value, origin=f"{owner} docker=")
+    raise DockerConfigError(f"{owner}: docker= must be a DockerSettings or a dict of its fields, got {value!r}")
+
+
+def plugin_settings() -> DockerSettings:
+    """``[plugins.docker]`` of Plait's configuration as ``DockerSettings``."""
+    from plait.config import get_config
+
+    return DockerSettings.from_mapping(dict(get_config().plugin_section("docker")), origin="config [plugins.docker]")
+
+
+def effective_settings(settings: DockerSettings | None = None) -> DockerSettings:
+    """``settings`` over ``[plugins.docker]``."""
+    base = plugin_settings()
+    return settings.merged_over(base) if settings is not None else base
+
+
+class _Connection:
+    __slots__ = ("client", "where")
+
+    def __init__(self, client: Any, where: str) -> None:
+        self.client = client
+        self.where = where
+
+
+_clients: dict[tuple[Any, ...], _Connection] = {}
+_lock = threading.Lock()
+
+
+def get_client(settings: DockerSettings | None = None) -> Any:
+    """The process's ``docker.DockerClient`` for ``settings`` over ``[plugins.docker]``.
+
+    ```py
+    client = get_client()
+    client.ping()
+    ```
+    """
+    return connection(effective_settings(settings)).client
+
+
+def engine_address(settings: DockerSettings | None = None) -> str:
+    """The engine's address as used (``unix:///...``, ``tcp://...``), for messages."""
+    return connection(effective_settings(settings)).where
+
+
+def connection(effective: DockerSettings) -> _Connection:
+    key = (os.getpid(), effective._key(), os.environ.get("DOCKER_HOST"))
+    conn = _clients.get(key)
+    if conn is not None:
+        return conn
+    with _lock:
+        conn = _clients.get(key)
+        if conn is None:
+            conn = _connect(effective)
+            _clients[key] = conn
+    return conn
+
+
+def clear_clients() -> None:
+    """Close and forget every cached client (for tests and config changes)."""
+    with _lock:
+        conns = list(_clients.values())
+        _clients.clear()
+    for conn in conns:
+        try:
+            conn.client.close()
+        except Exception:  # closing is best effort
+            pass
+
+
+def _after_fork_in_child() -> None:
+    # The parent's clients hold its sockets: the child starts with a fresh lock and none.
+    global _lock
+    _lock = threading.Lock()
+    _clients.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _connect(settings: DockerSettings) -> _Connection:
+    import docker
+    from docker.errors import DockerException
+
+    options: dict[str, Any] = {
+        "timeout": settings.timeout if settings.timeout is not None else DEFAULT_TIMEOUT,
+        "max_pool_size": settings.max_pool_size or DEFAULT_MAX_POOL_SIZE,
+    }
+    if settings.version is not None:
+        options["version"] = settings.version
+    base_url = settings.base_url
+    env_host = os.environ.get("DOCKER_HOST")
+    try:
+        if base_url is not None:
+            where = base_url
+            client = docker.DockerClient(base_url=base_url, tls=_tls_config(settings), **options)
+        elif env_host:
+            where = f"{env_host} (DOCKER_HOST)"
+            client = docker.from_env(**options)
+        else:
+            found = _default_socket()
+            where = found
+            client = docker.DockerClient(base_url=found, **options)
+    except DockerException as exc:
+        if "connection" in str(exc).lower():
+            raise DockerEngineError(unreachable_message(where, exc)) from None
+        raise DockerEngineError(f"{settings.origin}: cannot set up a client for the container engine: {exc}") from None
+    return _Connection(client, where)
+
+
+def unreachable_message(where: str, exc: BaseException) -> str:
+    """What to say when the engine at ``where`` does not answer."""
+    from plait.secrets import mask
+
+    return mask(
+        f"cannot reach the container engine at {where} ({type(exc).__name__}: {exc}). Start Docker, "
+        "or Podman's Docker-compatible service (podman system service --time=0 "
+        "unix:///run/podman/podman.sock), and point DOCKER_HOST or [plugins.docker] base_url at it"
+    )
+
+
+def _default_socket() -> str:
+    candidates = ["/var/run/docker.sock", *PODMAN_SOCKETS]
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir:
+        candidates.append(f"{runtime_dir}/podman/podman.sock")
+    for path in candidates:
+        if Path(path).exists():
+            return f"unix://{path}"
+    return "unix:///var/run/docker.sock"  # not there either: the first call says how to fix it
+
+
+def _tls_config(settings: DockerSettings) -> Any:
+    if not settings.tls and not settings.tls_verify:
+        return False
+    from docker.tls import TLSConfig
+
+    cert = (settings.client_cert, settings.client_key) if settings.client_cert else None
+    try:
+        return TLSConfig(client_cert=cert, ca_cert=settings.ca_cert, verify=bool(settings.tls_verify))
+    except Exception as exc:  # docker.errors.TLSParameterError: a file that does not exist
+        raise DockerConfigError(f"{settings.origin}: bad TLS settings: {exc}") from None
+
+
+# --- values shared by tasks and settings ---------------------------------------------------------
+
+
+def check_labels(labels: Any, owner: str) -> dict[str, str]:
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and k for k in labels):
+        raise DockerConfigError(f"{owner}: labels must be a table of name -> text, got {labels!r}")
+    return {k: str(v) for k, v in labels.items()}
+
+
+def ulimit_specs(ulimits: Any, owner: str) -> list[dict[str, Any]]:
+    """``{"nofile": 1024, "nproc": [4096, 8192]}`` as the engine's ulimit entries."""
+    if not isinstance(ulimits, dict):
+        raise DockerConfigError(
+            f"{owner}: ulimits must be a table of name -> limit or [soft, hard], e.g. "
+            f"{{nofile = 1024, nproc = [4096, 8192]}}, got {ulimits!r}"
+        )
+    specs = []
+    for name, value in ulimits.items():
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            soft, hard = value
+        else:
+            soft = hard = value
+        if (
+            not all(isinstance(v, int) and not isinstance(v, bool) and v >= -1 for v in (soft, hard))
+            or soft > hard >= 0
+        ):
+            raise DockerConfigError(
+                f"{owner}: ulimit {name!r} must be an integer or [soft, hard] with soft <= hard, got {value!r}"
+            )
+        specs.append({"Name": str(name), "Soft": soft, "Hard": hard})
+    return specs
+
+
+def _check_registry(registry: Any, entry: Any, origin: str) -> None:
+    where = f"{origin}: registries.{registry}"
+    if not isinstance(entry, dict):
+        raise DockerConfigError(f"{where} must be a table with username and password_secret")
+    unknown = sorted(set(entry) - {"username", "password_secret", "email"})
+    if unknown:
+        raise DockerConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: username, password_secret, email "
+            "(put the password in a plait secret and name it with password_secret)"
+        )
+    if not isinstance(entry.get("username"), str) or not isinstance(entry.get("password_secret"), str):
+        raise DockerConfigError(f'{where} needs username = "..." and password_secret = "SECRET_NAME"')
+
+
+def registry_auth(repository: str, settings: DockerSettings) -> dict[str, str] | None:
+    """The credentials ``[plugins.docker.registries]`` holds for ``repository``'s registry, or ``None``.
+
+    The password is read through ``plait.secrets.Secret`` (so it is masked everywhere).
+    """
+    registries = settings.registries or {}
+    if not registries:
+        return None
+    registry = registry_of(repository)
+    entry = registries.get(registry)
+    if entry is None:
+        return None
+    from plait.secrets import Secret
+
+    auth = {"username": entry["username"], "password": Secret(entry["password_secret"]).get()}
+    if entry.get("email"):
+        auth["email"] = entry["email"]
+    return auth
+
+
+def registry_of(repository: str) -> str:
+    """The registry part of an image name: ``registry.example.com:5000/team/app`` -> ``registry.example.com:5000``."""
+    first, _, rest = repository.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
