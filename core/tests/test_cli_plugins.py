@@ -26,6 +26,7 @@ def test_plait_plugins_lists_loaded_and_failed(install_dist):
         "hooks": ["plait_task_state_changed"],
         "error": None,
         "builtin": False,
+        "config": None,
     }
     assert rows["broken"]["status"] == "failed" and "needs libfoo" in rows["broken"]["error"]
     assert rows["plait.builtin"]["hooks"] == [
@@ -70,6 +71,7 @@ def test_plait_plugin_new_interactive(tmp_path):
         "log_handler.py",
         "plugin.py",
         "py.typed",
+        "settings.py",
         "tasks.py",
     ]
 

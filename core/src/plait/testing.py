@@ -498,6 +498,18 @@ def _recording_handler(server: RecordingServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now (the system picks it).
+
+    Prefer binding port 0 yourself when the server lets you (no other process can take the
+    port in between); this is for servers that must be told a port (a subprocess, a config).
+    """
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def _plugin_name(plugin: object) -> str:
     return getattr(plugin, "__name__", None) or type(plugin).__name__
 
@@ -554,12 +566,7 @@ if pytest is not None:
     @pytest.fixture
     def refused_url() -> str:
         """A URL on 127.0.0.1 where nothing listens (connections are refused)."""
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{free_port()}"
 
     @pytest.fixture
     def recording_server() -> Iterator[RecordingServer]:
@@ -682,7 +689,7 @@ class PostgresServer:
         )
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between our check and the bind
-            self.port = _free_port()
+            self.port = free_port()
             options = (
                 f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
@@ -820,12 +827,6 @@ def _primary_group(user: str) -> int:
     import pwd
 
     return pwd.getpwnam(user).pw_gid
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _version_key(path: str) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import plait_s3
 import pytest
-from plait_s3.testing import MotoServerError, start_moto_server, stop_moto_server
+from plait_s3.testing import MotoServerError, start_moto_server, stop_moto_server, threaded_moto_s3_server
 
 REGION = "us-east-1"
 #: The dummy keys every test runs with (moto accepts any keys while authentication is off).
@@ -33,7 +33,7 @@ ENV_SECRET = "plait-env-secret-8f3c2a1b9d"
 @dataclass
 class MotoServer:
     endpoint: str
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # None: a ThreadedMotoServer in this process
 
 
 def _start_moto(log_dir: Path, env: dict[str, str] | None = None) -> MotoServer:
@@ -45,14 +45,16 @@ def _start_moto(log_dir: Path, env: dict[str, str] | None = None) -> MotoServer:
 
 
 def _stop(server: MotoServer) -> None:
-    stop_moto_server(server.process)
+    if server.process is not None:
+        stop_moto_server(server.process)
 
 
 @pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = _start_moto(tmp_path_factory.mktemp("moto"))
-    yield server
-    _stop(server)
+def moto_server() -> Iterator[MotoServer]:
+    # moto's ThreadedMotoServer: no process to start and wait for. The auth_server below needs
+    # a process of its own (turning authentication on is global to a moto process).
+    with threaded_moto_s3_server() as endpoint:
+        yield MotoServer(endpoint, None)
 
 
 @pytest.fixture(autouse=True)

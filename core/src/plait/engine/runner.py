@@ -25,6 +25,7 @@ import contextvars
 import functools
 import heapq
 import itertools
+import logging
 import queue
 import sys
 import threading
@@ -40,7 +41,7 @@ from plait import signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import FlowRunError, ParameterError
-from plait.logging import LOG_TEXT_LIMIT, capture_stdout, configure_logging, excerpt, get_logger
+from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
 from plait.states import (
@@ -194,7 +195,8 @@ class FlowRunner:
             if getattr(flow, "terminal_state_handler", None) is not None:
                 final = self._terminal_state(final)
             final = self._flow_transition(state, final)
-            log = logger.info if final.is_successful() else logger.error
+            # A pause waits for a person: not an error.
+            log = logger.info if final.is_successful() or isinstance(final, Paused) else logger.error
             log("Flow run %s: %s", final.name.upper(), final.message)
             return final
         finally:
@@ -1354,14 +1356,33 @@ def _flatten_one(value: Any) -> list[Any]:
 
 
 def _log_failure(task: Task, i: int | None, state: State) -> None:
+    """Log a failed task run: one line of message, the traceback as the record's exception
+    (``exc_info``/``exc_text``, so formatters put it where they put tracebacks: the JSON
+    formatter's ``exception`` field), and the task's name on the record."""
     # Excerpts: an exception message of megabytes would take minutes to log; the state keeps it all.
+    base = logger.logger
+    if not base.isEnabledFor(logging.ERROR):
+        return
     name = task.name if i is None else f"{task.name}[{i}]"
     tb = getattr(state, "traceback", None)
     message = excerpt(state.message or "")
+    exc = state.result if isinstance(state.result, BaseException) else None
     if tb:
-        logger.error("Task %r failed: %s\n%s", name, message, excerpt(tb.rstrip(), 4 * LOG_TEXT_LIMIT))
+        text, args = "Task %r failed: %s", (name, message)
     else:
-        logger.error("Task %r: %s %s", name, state.name, message)
+        text, args = "Task %r: %s %s", (name, state.name, message)
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    fn, lno, func, _stack = base.findCaller()
+    record = base.makeRecord(base.name, logging.ERROR, fn, lno, text, args, exc_info, func)
+    if tb:
+        # The text the task run recorded (its frames, possibly from a worker process): the
+        # formatter uses it instead of formatting exc_info again.
+        record.exc_text = excerpt(tb.rstrip(), 4 * LOG_TEXT_LIMIT)
+    record.__dict__.update(_context_fields())
+    record.task_name = task.name
+    record.task_full_name = name
+    record.map_index = i
+    base.handle(record)
 
 
 def _is_paused(state: State) -> bool:
