@@ -204,9 +204,6 @@ def assert_plugin_conforms(plugin: object) -> list[str]:
     return record.hooks
 
 
-_PYTHON_BLOCK = r"^```python\n(.*?)^```"
-
-
 def run_markdown_examples(
     path: str | Path,
     namespace: dict[str, Any] | None = None,
@@ -219,6 +216,9 @@ def run_markdown_examples(
     Later blocks see the names earlier ones defined, so a README can build an example up step
     by step; their ``assert`` lines are the test. Blocks fenced as ```` ```py ```` or
     ```` ```console ```` are not run. Returns the namespace (to stop servers an example started).
+    The blocks are found and run by Sybil (``sybil.parsers.markdown``), so a traceback points
+    at the line of the Markdown file, and Sybil's ``<!-- invisible-code-block: python -->`` and
+    ``<!-- skip: next -->`` directives work too.
 
     Args:
         path: the Markdown file.
@@ -231,7 +231,7 @@ def run_markdown_examples(
 
     Raises:
         AssertionError: too few blocks, or a block that raised (naming the file, the block's
-            number and showing its code).
+            number and line, and showing its code).
 
     ```py
     def test_readme_examples_run(tmp_path, monkeypatch):
@@ -240,21 +240,31 @@ def run_markdown_examples(
     ```
     """
     import os
-    import re
+
+    try:
+        from sybil import Document
+        from sybil.parsers.markdown import PythonCodeBlockParser
+    except ImportError:  # pragma: no cover - sybil is in plait's "test" extra
+        raise ImportError("run_markdown_examples needs Sybil: pip install sybil (plait[test] has it)") from None
 
     path = Path(path)
-    blocks = re.findall(_PYTHON_BLOCK, path.read_text(encoding="utf-8"), flags=re.S | re.M)
-    if len(blocks) < min_blocks:
-        raise AssertionError(f"{path} has {len(blocks)} ```python block(s), expected at least {min_blocks}")
+    document = Document.parse(str(path), PythonCodeBlockParser())
+    count = sum(1 for _ in document)
+    if count < min_blocks:
+        raise AssertionError(f"{path} has {count} ```python block(s), expected at least {min_blocks}")
     namespace = {"__name__": "readme"} if namespace is None else namespace
     namespace.setdefault("__name__", "readme")
+    document.namespace = namespace  # the examples run in the caller's namespace
     saved = dict(os.environ) if restore_environ else None
     try:
-        for number, code in enumerate(blocks, 1):
+        for number, example in enumerate(document, 1):
             try:
-                exec(compile(code, f"{path.name} (python block {number})", "exec"), namespace)
+                example.evaluate()
             except Exception as exc:
-                raise AssertionError(f"{path.name}, python block {number} failed: {exc!r}\n{code}") from exc
+                code = str(example.parsed)
+                raise AssertionError(
+                    f"{path.name}, python block {number} (line {example.line}) failed: {exc!r}\n{code}"
+                ) from exc
     finally:
         if saved is not None:
             os.environ.clear()

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from plait import signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import FlowRunError, ParameterError
+from plait.errors import FlowRunError, ParameterError, portable_exception
 from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
@@ -568,13 +568,10 @@ class _TaskRuns:
             try:
                 state = future.result()
             except Exception as exc:
-                state = Failed(
-                    f"Task run could not complete on executor {self.executor!r}: {exc!r}",
-                    result=exc,
-                    traceback=traceback.format_exc(),
-                )
-            if not self.executor.in_process:
-                state = self._replay(t, i, count, state)
+                state = self._lost(t, i, count, exc, "could not complete on")
+            else:
+                if not self.executor.in_process:
+                    state = self._replay(t, i, count, state)
             self._finish(t, i, state)
             try:
                 future = self.done.get_nowait()
@@ -645,10 +642,14 @@ class _TaskRuns:
         if sync:
             self._finish(t, i, self.runners[t](task, kwargs, i, count, old, self.ctx, notify))
             return
-        if self.executor.in_process:
-            future = self.executor.submit(self.runners[t], task, kwargs, i, count, old, self.ctx, notify)
-        else:
-            future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, self.runners[t])
+        try:
+            if self.executor.in_process:
+                future = self.executor.submit(self.runners[t], task, kwargs, i, count, old, self.ctx, notify)
+            else:
+                future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, self.runners[t])
+        except Exception as exc:  # it does not pickle, the executor refused it...: this run fails
+            self._finish(t, i, self._lost(t, i, count, exc, "could not be sent to"))
+            return
         self.inflight[future] = (t, i, count)
         future.add_done_callback(self.done.put)
 
@@ -661,10 +662,30 @@ class _TaskRuns:
                 state = notify(task, Pending(), state)
         self._finish(t, i, state)
 
+    def _lost(self, t: int, i: int | None, count: int, exc: BaseException, what: str) -> State:
+        """The ``Failed`` state of a task run the executor could not run (or send, or bring back).
+
+        It passes through the task's handlers, the observers and plugin hooks like any state:
+        an alert names the task that failed, not only the ones downstream of it.
+        """
+        from plait.errors import PlaitError
+
+        detail = str(exc) if isinstance(exc, PlaitError) else repr(exc)
+        task = self.plan.tasks[t]
+        name = task.name if i is None else f"{task.name}[{i}]"
+        state: State = Failed(
+            f"Task run {name!r} {what} executor {self.executor!r}: {detail}",
+            result=exc,
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        notify = self.notifiers[t]
+        if notify is not None:
+            with _TaskScope(task, i, count):
+                state = notify(task, Pending(), state)
+        return state
+
     def _replay(self, t: int, i: int | None, count: int, recorded: Any) -> State:
         """Pass the state changes a worker recorded through the driver's handlers."""
-        if isinstance(recorded, State):  # the executor itself failed
-            return recorded
         if _secret_values:  # made where the driver's secrets may be unknown: mask them here
             for _old, new, *_interim in recorded:
                 remask(new)
@@ -1063,7 +1084,17 @@ def run_task_recorded(
         return new
 
     runner(task, kwargs, map_index, run_count, old, flow_ctx, record)
+    for change in recorded:
+        # An exception the driver could not unpickle would lose the whole answer: send such
+        # exceptions as their type and text instead.
+        new = change[1]
+        if isinstance(new.result, BaseException) and type(new.result) not in _PORTABLE_EXCEPTIONS:
+            new.result = portable_exception(new.result)
     return recorded
+
+
+# Exceptions known to pickle and unpickle as themselves: not worth a check.
+_PORTABLE_EXCEPTIONS = frozenset({ValueError, TypeError, KeyError, RuntimeError, ZeroDivisionError, IndexError})
 
 
 class _Timeout(TimeoutError):
