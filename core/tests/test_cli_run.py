@@ -561,6 +561,25 @@ def test_a_secret_parameter_is_masked_in_every_state_of_the_run(tmp_path, execut
     assert echo.result == {"used": value}
 
 
+def test_view_shows_task_run_names(tmp_path):
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, task
+
+        @task(task_run_name="load-{table}")
+        def load(table):
+            return table
+
+        with Flow("named") as flow:
+            load("users")
+        """,
+    )
+    result = invoke(str(path))
+    assert result.exit_code == 0, result.output
+    assert "load (load-users) -> Success" in result.output
+
+
 def test_a_syntax_error_in_the_flow_file_shows_file_line_and_caret_only(tmp_path):
     path = write_flow(tmp_path, 'from plait import Flow\n\nwith Flow("x") as flow:\n    y = (1,\n')
     result = invoke(str(path))

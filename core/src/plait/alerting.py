@@ -415,6 +415,9 @@ class Notifier:
             return
         from plait import context
 
+        if new_state._failed and context.get("task_will_retry"):
+            return  # an attempt that is retried is not a failure: the Retrying state says so
+
         flow = context.get("flow_name") or "-"
         if self.flows is not None and flow not in self.flows:
             return

@@ -375,7 +375,7 @@ def run_with_view(
 
 
 class _Row:
-    __slots__ = ("children", "finished_at", "first_running", "state", "total")
+    __slots__ = ("children", "finished_at", "first_running", "run_name", "state", "total")
 
     def __init__(self) -> None:
         self.state: State | None = None
@@ -383,6 +383,7 @@ class _Row:
         self.finished_at: float | None = None
         self.children: Counter[str] | None = None  # finished children by state name
         self.total: int | None = None  # children expected, once known
+        self.run_name: str | None = None  # the task run's task_run_name, if it has one
 
 
 class RunView:
@@ -410,9 +411,10 @@ class RunView:
     # -- observers -----------------------------------------------------------------------------
 
     def task_changed(self, task: Task, old: State, new: State) -> None:
-        from plait.context import _task_ctx
+        from plait.context import _flow_ctx, _task_ctx
 
         info = _task_ctx.get()
+        run_name = _flow_ctx.get().get("task_run_name") if getattr(task, "task_run_name", None) else None
         child = info is not None and info.task is task and info.map_index is not None
         line = None
         with self._lock:
@@ -421,6 +423,8 @@ class RunView:
                 row = self.rows[task] = _Row()
                 self.tasks.append(task)
                 self.labels[task] = task.name
+            if run_name is not None:
+                row.run_name = run_name  # a mapped task shows its latest child's name
             if child:
                 if new._finished:
                     if row.children is None:
@@ -492,11 +496,12 @@ class RunView:
         )
 
     @staticmethod
-    def _snapshot(row: _Row) -> tuple[State | None, float | None, Counter[str] | None, int | None]:
+    def _snapshot(row: _Row) -> tuple[State | None, float | None, Counter[str] | None, int | None, str | None]:
         duration = None
         if row.first_running is not None:
             duration = (row.finished_at or time.time()) - row.first_running
-        return row.state, duration, Counter(row.children) if row.children is not None else None, row.total
+        children = Counter(row.children) if row.children is not None else None
+        return row.state, duration, children, row.total, row.run_name
 
     def _table(self, title: str, rows: list[tuple[Task, tuple[Any, ...]]], live: bool) -> RenderableType:
         from rich.table import Table
@@ -508,12 +513,13 @@ class RunView:
         table.add_column("duration", justify="right", no_wrap=True)
         table.add_column("message", overflow="fold", max_width=60)
         shown, hidden = _pick_rows(rows, MAX_ROWS)
-        for task, (state, duration, children, total) in shown:
+        for task, (state, duration, children, total, run_name) in shown:
             name = state.name if state is not None else "Pending"
             style = _style(state)
             third = _progress(children, total, state) if live else _result_text(state, children)
+            label = self.labels.get(task, task.name)
             table.add_row(
-                self.labels.get(task, task.name),
+                label if run_name is None else f"{label} ({run_name})",
                 f"[{style}]{name}[/{style}]" if style else name,
                 third,
                 f"{duration:.2f}s" if duration is not None else "",
@@ -534,7 +540,10 @@ class RunView:
         style = _style(state)
         name = f"[{style}]{state.name}[/{style}]" if style else state.name
         message = f": {escape(_shown(state.message))}" if state.message and not state.is_successful() else ""
-        return f"  {self.labels.get(task, task.name)} -> {name}{kids}{duration}{message}"
+        label = self.labels.get(task, task.name)
+        if row.run_name is not None:
+            label = f"{label} ({row.run_name})"
+        return f"  {label} -> {name}{kids}{duration}{message}"
 
 
 def _style(state: State | None) -> str:

@@ -273,6 +273,9 @@ class FlowRunner:
         def notify(
             task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
         ) -> State:
+            info = _task_ctx.get() if interim else None
+            if info is not None:
+                info.will_retry = True  # plait.context.task_will_retry: this failure is retried
             for handler in task.state_handlers:
                 try:
                     out = handler(task, handlers_old or old, new)
@@ -294,6 +297,8 @@ class FlowRunner:
                 if out is not None:
                     new = out if isinstance(out, State) else _checked_state(out, handler, f"task {task.name!r}")
             if interim:
+                if info is not None:
+                    info.will_retry = False
                 return new
             for observer in observers:
                 observer(task, old, new)
