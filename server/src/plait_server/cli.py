@@ -251,6 +251,7 @@ def _serve(store: Store, settings: ServerSettings, started: float) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             # Open live pages hold streaming responses: end them now, so that stopping the

@@ -76,29 +76,38 @@
       el("rect", { class: "box", x: x, y: y + (n.mapped ? 6 : 0), width: w, height: node.height - (n.mapped ? 6 : 0), rx: 5 }, group);
       var text = el("text", { x: x + w / 2, y: y + (n.mapped ? 22 : node.height / 2 + 4), "text-anchor": "middle" }, group);
       text.textContent = node.label;
-      var sub = null;
+      var sub = null, bar = null;
       if (n.mapped) {
-        sub = el("text", { class: "sub", x: x + w / 2, y: y + 36, "text-anchor": "middle" }, group);
-        sub.textContent = countsText(n.counts, n.children) || "mapped";
+        sub = el("text", { class: "sub", x: x + w / 2, y: y + 34, "text-anchor": "middle" }, group);
+        sub.textContent = n.children ? "×" + n.children : "mapped";
+        bar = el("g", { class: "countbar", "data-x": x + 8, "data-y": y + node.height - 7, "data-w": w - 16 }, group);
+        drawCounts(bar, n.counts || {});
       }
       if (n.id) {
         group.style.cursor = "pointer";
         group.addEventListener("click", function () { window.location = "/task-runs/" + n.id; });
       }
-      schematicNodes[slug] = { g: group, sub: sub, data: n };
+      schematicNodes[slug] = { g: group, sub: sub, bar: bar, data: n };
     });
     var fallback = box.querySelector(".fallback");
     if (fallback) fallback.remove();
     box.appendChild(svg);
   }
 
-  function countsText(counts, total) {
-    if (!counts) return "";
-    var parts = [];
-    Object.keys(counts).sort(function (a, b) { return counts[b] - counts[a]; }).forEach(function (s) {
-      parts.push(s + " " + counts[s]);
+  // A mapped node's children by state, as a thin stacked bar under its name.
+  function drawCounts(bar, counts) {
+    while (bar.firstChild) bar.firstChild.remove();
+    var total = 0;
+    Object.keys(counts).forEach(function (s) { total += counts[s]; });
+    if (!total) return;
+    var x = Number(bar.dataset.x), y = Number(bar.dataset.y), w = Number(bar.dataset.w);
+    Object.keys(counts).sort().forEach(function (s) {
+      var width = w * counts[s] / total;
+      var rect = el("rect", { x: x.toFixed(1), y: y, width: Math.max(width, 0.5).toFixed(1), height: 4, class: "seg " + stateClass(typeOf(s)) }, bar);
+      var title = el("title", {}, rect);
+      title.textContent = s + " " + counts[s];
+      x += width;
     });
-    return (total ? "×" + total + ": " : "") + parts.slice(0, 3).join(" · ");
   }
 
   // --- the Gantt ---------------------------------------------------------------------------
@@ -277,7 +286,8 @@
       var count = row.querySelector(".name .count");
       if (count) count.textContent = "×" + total;
       var node = schematicNodes[slug];
-      if (node && node.sub) node.sub.textContent = countsText(c, total);
+      if (node && node.sub) node.sub.textContent = "×" + total;
+      if (node && node.bar) drawCounts(node.bar, c);
     });
   }
 
@@ -305,6 +315,8 @@
     (payload.tasks || []).forEach(applyTask);
     if (payload.counts) applyCounts(payload.counts);
     rescale();
+    // For benchmarks and tests: when the page last applied a live update, and how many.
+    window.plaitLive = { applied: ((window.plaitLive || {}).applied || 0) + 1, at: Date.now() };
   }
 
   // --- folding mapped children ---------------------------------------------------------------
@@ -372,6 +384,7 @@
     var lines = document.getElementById("log-lines");
     if (lines) noteLogs(document);
     document.body.dataset.ready = "true";
+    if (window.performance && performance.mark) performance.mark("plait:ready");
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
