@@ -225,6 +225,7 @@ class _Worker:
 
     def __init__(self, context: Any) -> None:
         parent_conn, child_conn = context.Pipe(duplex=True)
+        _prctl()  # looked up here, not in each new process
         process = context.Process(target=_worker_main, args=(child_conn, os.getpid()), daemon=True)
         process.name = "plait-worker"
         process.start()
@@ -365,18 +366,31 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """On Linux, have the kernel SIGKILL this process when the driver dies."""
-    if not sys.platform.startswith("linux"):
+    """On Linux, have the kernel SIGKILL this process when its parent dies."""
+    prctl = _prctl()
+    if prctl is None:
         return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # the driver died before the call above
+    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before the call above
         os._exit(1)
+
+
+_libc: list[Any] = []
+
+
+def _prctl() -> Any:
+    """libc's ``prctl`` on Linux (looked up once; call it in the parent before forking), else None."""
+    if not _libc:
+        prctl = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):
+                prctl = None
+        _libc.append(prctl)
+    return _libc[0]
 
 
 def _signal(pid: int | None, sig: int) -> None:

@@ -21,14 +21,12 @@ and of I/O: the graph is compiled once per flow version into integer-indexed lis
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import heapq
 import itertools
 import logging
 import queue
 import sys
-import threading
 import time
 import traceback
 import types
@@ -1003,7 +1001,7 @@ def run_task(
         except signals.ENDRUN as end:
             new = end.state
         except _Timeout as exc:
-            new = TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.", exc)  # type: ignore[union-attr]
+            new = TimedOut(_timed_out(task, exc), exc)
         except Exception as exc:
             new = Failed(mask(f"Error during execution of task: {exc!r}"), exc, mask(traceback.format_exc()))
         if new._failed and run_count <= task.max_retries and not isinstance(new, TriggerFailed):
@@ -1103,11 +1101,28 @@ _PORTABLE_EXCEPTIONS = frozenset({ValueError, TypeError, KeyError, RuntimeError,
 
 
 class _Timeout(TimeoutError):
-    """A task run took longer than its ``timeout`` (a ``TimeoutError``: the ``TimedOut`` state's result)."""
+    """A task run took longer than its ``timeout`` (a ``TimeoutError``: the ``TimedOut`` state's result).
+
+    Its text says whether the run was stopped (its process killed) or only observed.
+    """
+
+
+def _timed_out(task: Task, exc: _Timeout) -> str:
+    seconds = task.timeout.total_seconds() if task.timeout is not None else 0
+    detail = str(exc)
+    return f"Task {task.name!r} timed out after {seconds:g}s{'; ' + detail if detail else ''}."
+
+
+def _materialized(value: Any) -> Any:
+    return list(value) if type(value) in _ONE_SHOT else value
 
 
 def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
-    """Run with stdout capture and/or a timeout (off the hot path)."""
+    """Run with stdout capture and/or a timeout (off the hot path).
+
+    A timeout is enforced by running the task in its own process, killed when the time is up
+    (``plait.engine.timeouts``); where that is not possible it is only observed.
+    """
 
     def call() -> Any:
         if task.log_stdout:
@@ -1117,25 +1132,12 @@ def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
 
     if task.timeout is None or getattr(task, "enforces_own_timeout", False):
         return call()
-    ctx = contextvars.copy_context()
-    box: dict[str, Any] = {}
+    from plait.engine.timeouts import TimeoutExpired, run_with_timeout
 
-    def target() -> None:
-        try:
-            box["value"] = ctx.run(call)
-        except BaseException as exc:
-            box["error"] = exc
-
-    # Python cannot stop a thread: a run that times out is abandoned, not killed (tasks that
-    # own subprocesses, like ShellTask, kill them themselves).
-    worker = threading.Thread(target=target, name=f"plait-timeout-{task.name}", daemon=True)
-    worker.start()
-    worker.join(task.timeout.total_seconds())  # type: ignore[union-attr]
-    if worker.is_alive():
-        raise _Timeout
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    try:
+        return run_with_timeout(task.name, call, task.timeout.total_seconds(), _materialized)
+    except TimeoutExpired as exc:
+        raise _Timeout(exc.detail) from None
 
 
 def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: Notify | None, running: State) -> State:
@@ -1172,7 +1174,7 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
         except signals.ENDRUN as end:
             return end.state
         except _Timeout as exc:
-            return TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.", exc)  # type: ignore[union-attr]
+            return TimedOut(_timed_out(task, exc), exc)
         except Exception as exc:
             return Failed(
                 f"Error during execution of task (loop {info.loop_count}): {exc!r}", exc, traceback.format_exc()
