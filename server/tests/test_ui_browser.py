@@ -406,3 +406,39 @@ def test_every_page_answers_json_with_a_key_and_401_without(ui_server, keys):
     assert requests.get(f"{ui_server.url}/flow-runs/nope.json", headers=headers, timeout=30).status_code == 404
     # An admin page is refused to a read key, in JSON as in HTML.
     assert requests.get(ui_server.url + "/api-keys.json", headers=headers, timeout=30).status_code == 403
+
+
+# --- several server processes on one PostgreSQL ----------------------------------------------------
+
+
+def test_a_state_written_through_another_server_process_appears_live(browser, tmp_path, request):
+    """Two ``plait server start`` on one PostgreSQL database: a page open on the first shows a
+    state written through the second (the stream polls the database, not only its own writes)."""
+    from conftest import new_pg_database
+
+    database = new_pg_database(request.getfixturevalue("postgres_server"))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = ServerProcess(database, tmp_path / "a").start()
+    second = ServerProcess(database, tmp_path / "b")
+    # One database, one set of keys: the second server finds the first one's admin key.
+    (tmp_path / "b" / "config.toml").write_text(f'[server]\napi_key = "{first.admin_key}"\n')
+    try:
+        second.start()
+        flow = register(second, "ui-two-servers")
+        run = running_run(second, flow.id)
+        context = browser.new_context()
+        context.set_default_timeout(WAIT_MS)
+        page = context.new_page()
+        try:
+            sign_in(page, first, first.admin_key, f"/flow-runs/{run.id}")
+            expect(page.locator("body")).to_have_attribute("data-ready", "true")
+            task_states(second, run.id, [("add", -1, 0, "Running")])
+            expect(page.locator('#schematic g.node[data-slug="add"]')).to_have_class(re.compile(r"\bstate-running\b"))
+            second.client().write_run_logs([{"flow_run_id": run.id, "message": "written through the other server"}])
+            expect(page.locator("#log-live")).to_contain_text("written through the other server")
+        finally:
+            context.close()
+    finally:
+        second.stop()
+        first.stop()
