@@ -8,48 +8,18 @@ the condition the test is about (a node turning green, a log line appearing).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 import requests
 from conftest import ServerProcess
+from uibrowser import WAIT_MS, launch, sign_in
 
 from plait import Flow, Parameter, task
 from plait.registration import flow_metadata
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-
-CHROMIUM = "/usr/bin/chromium"
-#: Chromium's flags for a sandbox-less, network-quiet headless run.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-#: How long the browser waits for a condition before the test fails (not a timing assertion:
-#: the UI normally shows a change within a second; this bounds a broken one).
-WAIT_MS = 20_000
-
-
-def _chromium() -> str:
-    if Path(CHROMIUM).exists():
-        return CHROMIUM
-    found = shutil.which("chromium")
-    if found is None:
-        why = "Chromium is not installed (apt-get install chromium; `make test` installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(why)  # CI never passes by skipping the browser tests
-        pytest.skip(why)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +32,8 @@ def ui_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = _chromium()
     with playwright_api.sync_playwright() as p:
-        # launch() gives every browser a fresh, temporary user-data-dir of its own.
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        b = launch(p)
         yield b
         b.close()
 
@@ -88,13 +56,6 @@ def page(browser):
     yield p
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-def sign_in(page, server, key: str, then: str = "/") -> None:
-    page.goto(f"{server.url}/login?next={then}")
-    page.fill("#api_key", key)
-    page.click("form[action='/login'] button[type=submit]")
-    page.wait_for_url(re.compile(re.escape(server.url + then.split("?")[0])))
 
 
 @task
