@@ -53,6 +53,8 @@ def page(browser):
     p = context.new_page()
     errors: list[str] = []
     p.on("pageerror", lambda e: errors.append(str(e)))
+    # What the page's Content-Security-Policy refused would be a broken feature.
+    p.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     yield p
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"

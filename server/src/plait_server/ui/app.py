@@ -264,7 +264,7 @@ class WebUI:
         body = self.env.get_template(template).render(
             request=request, session=session, path=request.url.path, now=utcnow(), **context
         )
-        return HTMLResponse(body, status_code=status, headers=_NO_STORE)
+        return HTMLResponse(body, status_code=status, headers=_PAGE_HEADERS)
 
     def _error(self, request: Request, session: Session | None, status: int, message: str) -> Response:
         if request.url.path.endswith(".json") or request.headers.get("hx-request"):
@@ -320,7 +320,7 @@ class WebUI:
         body = self.env.get_template("login.html").render(
             request=request, session=None, path="/login", now=utcnow(), next=target, error=error, login_token=token
         )
-        response = HTMLResponse(body, status_code=status, headers=_NO_STORE)
+        response = HTMLResponse(body, status_code=status, headers=_PAGE_HEADERS)
         auth.set_login_cookie(response, request, token)
         return response
 
@@ -828,6 +828,17 @@ SET_LIMIT = (
 DELETE_LIMIT = "mutation ($name: String!, $kind: LimitKind!) { delete_concurrency_limit(name: $name, kind: $kind) }"
 
 _NO_STORE = {"Cache-Control": "no-store"}
+#: Every HTML page: no framing (clickjacking), scripts from this server only, no sniffing.
+_PAGE_HEADERS = {
+    **_NO_STORE,
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 # --- helpers -------------------------------------------------------------------------------------
