@@ -53,10 +53,11 @@ test: $(STAMP) services
 		echo "== $$d"; (cd $$d && $(CURDIR)/$(PY) -m pytest); \
 	done
 
-# schemathesis against a real server: 10,000 generated requests, zero 5xx and no tracebacks
-# (`make test` runs the same test with 2,000).
+# schemathesis against a real server: 10,000 generated requests on SQLite and 10,000 on
+# PostgreSQL, zero 5xx and no tracebacks (`make test` runs the same test with 2,000 on SQLite).
 fuzz: $(STAMP) services
-	cd $(SERVER_DIR) && PLAIT_FUZZ_REQUESTS=10000 $(CURDIR)/$(PY) -m pytest -q tests/test_fuzz.py -p no:cacheprovider
+	cd $(SERVER_DIR) && PLAIT_FUZZ_REQUESTS=10000 PLAIT_FUZZ_BACKENDS=sqlite,postgres \
+		$(CURDIR)/$(PY) -m pytest -q -s tests/test_fuzz.py -p no:cacheprovider
 
 # Debian packages some tests use: graphviz (`dot`, for flow.visualize), postgresql (initdb and
 # pg_ctl, for plait-sql's throwaway server), prometheus and prometheus-pushgateway (for

@@ -16,6 +16,12 @@ from pathlib import Path
 
 import pytest
 
+# The plugin-discovery cache (plait.hooks.discovery) of test processes stays out of ~/.cache.
+if "PLAIT_TEST_CACHE" not in os.environ:
+    import tempfile as _tempfile
+
+    os.environ["PLAIT_TEST_CACHE"] = os.environ["XDG_CACHE_HOME"] = _tempfile.mkdtemp(prefix="plait-test-cache-")
+
 ROOT = Path(__file__).resolve().parents[1]
 DISTS = Path(__file__).resolve().parent / "fixtures" / "dists"
 

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("plait_s3", reason="plait-s3 is not installed (make test installs every plugin)")
 pytest.importorskip("plait_sql", reason="plait-sql is not installed (make test installs every plugin)")
 
-from plait_s3.testing import moto_s3_server
+from plait_s3.testing import threaded_moto_s3_server
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "s3_to_sql.py"
 PLAIT = str(Path(sys.executable).parent / "plait")
@@ -33,7 +33,7 @@ def s3(tmp_path_factory):
         "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    with moto_s3_server(tmp_path_factory.mktemp("moto")) as endpoint:
+    with threaded_moto_s3_server() as endpoint:  # plait run reaches it over HTTP: no process needed
         client = boto3.client(
             "s3",
             endpoint_url=endpoint,

@@ -22,6 +22,7 @@ ALWAYS = {
     "src/plait_{m}/__init__.py",
     "src/plait_{m}/plugin.py",
     "src/plait_{m}/py.typed",
+    "src/plait_{m}/settings.py",
     "tests/conftest.py",
     "tests/test_plugin.py",
 }
@@ -87,17 +88,19 @@ def test_rendered_plugins_install_pass_their_tests_and_are_listed(plait_venv, tm
     full = render(tmp_path, "full", True, True, True)
     bare = render(tmp_path, "bare", False, False, False)
     plait_venv.pip_install(full, bare)
-    for root, count in ((full, 7), (bare, 2)):
+    for root, count in ((full, 8), (bare, 3)):
         out = plait_venv.run(plait_venv.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=root)
         assert f"{count} passed" in out.stdout, out.stdout
     records = plait_venv.plugins()
     assert records["full"]["distribution"] == "plait-full"
     assert records["full"]["hooks"] == [
         "plait_register_log_handlers",
+        "plait_register_settings",
         "plait_register_tasks",
         "plait_task_state_changed",
     ]
-    assert (records["bare"]["status"], records["bare"]["hooks"]) == ("loaded", [])
+    assert records["full"]["config"] == {"state": "configured", "detail": "defaults"}
+    assert (records["bare"]["status"], records["bare"]["hooks"]) == ("loaded", ["plait_register_settings"])
     out = plait_venv.run(plait_venv.plait, "tasks", PLAIT_LOAD_PLUGINS="full")
     assert out.stdout.split() == ["greet", "full", "Say", "hello", "to", "someone."]
 
@@ -147,7 +150,7 @@ def test_the_generated_ci_workflow_passes_in_a_fresh_venv_with_plait_from_this_r
         assert out.returncode == 0, f"step {step.get('name') or step['run']!r} failed:\n{out.stdout}\n{out.stderr}"
         ran.append(step["run"].strip())
     assert ran[-1] == "python -m pytest"
-    assert "7 passed" in out.stdout, out.stdout
+    assert "8 passed" in out.stdout, out.stdout
     names = [s.get("name", "") for s in steps]
     assert sum("until plait is on PyPI" in n for n in names) == 2
 
@@ -179,4 +182,4 @@ def test_the_documented_install_works_in_a_fresh_venv(tmp_path):
     out = subprocess.run(
         [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, env=env, capture_output=True, text=True
     )
-    assert out.returncode == 0 and "3 passed" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and "4 passed" in out.stdout, out.stdout + out.stderr

@@ -8,11 +8,18 @@ stay few and small, and their tasks live at module level so workers can find the
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+# The plugin-discovery cache (plait.hooks.discovery) of test processes stays out of ~/.cache.
+if "PLAIT_TEST_CACHE" not in os.environ:
+    import tempfile as _tempfile
+
+    os.environ["PLAIT_TEST_CACHE"] = os.environ["XDG_CACHE_HOME"] = _tempfile.mkdtemp(prefix="plait-test-cache-")
 
 import plait.logging as plait_logging
 from plait.engine.executors import LocalExecutor, ProcessExecutor, ThreadExecutor

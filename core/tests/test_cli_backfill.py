@@ -92,7 +92,7 @@ def test_backfill_dry_run_lists_the_times_and_runs_nothing(flow_file, tmp_path):
     result = CliRunner().invoke(
         main,
         ["backfill", f"{flow_file}:daily", "--start", "2026-01-01", "--end", "2026-01-01", "--interval", "6h"]
-        + ["--dry-run", "--timezone", "America/New_York"],
+        + ["--dry-run", "--timezone", "America/New_York", "-p", f"out_dir={tmp_path / 'out'}"],
     )
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
@@ -161,9 +161,78 @@ def test_parse_duration():
     assert parse_duration("1h30m") == timedelta(minutes=90)
     assert parse_duration("2w") == timedelta(weeks=2)
     assert parse_duration("0.5h") == timedelta(minutes=30)
-    for bad in ("", "10", "1y", "h"):
+    assert parse_duration("30m") == timedelta(minutes=30)
+    for bad in ("", "10", "1y", "h", "1mo"):
         with pytest.raises(click.BadParameter):
             parse_duration(bad)
+
+
+def test_interval_units_are_explicit_and_an_upper_case_m_is_refused():
+    from plait.cli.durations import parse_interval
+    from plait.engine.scheduling import Months
+
+    assert parse_interval("1mo") == Months(1) and parse_interval("3mo") == Months(3)
+    assert parse_interval("1h") == timedelta(hours=1)
+    with pytest.raises(click.BadParameter, match="'M' is ambiguous; write 'm' for minutes or 'mo' for months"):
+        parse_interval("1M")
+    with pytest.raises(click.BadParameter, match="units are lowercase"):
+        parse_interval("1H")
+    with pytest.raises(click.BadParameter, match="a whole number of months alone"):
+        parse_interval("1mo2d")
+
+
+def test_a_monthly_backfill_keeps_the_day_or_takes_the_months_last(flow_file):
+    result = CliRunner().invoke(
+        main,
+        ["backfill", str(flow_file), "--start", "2026-01-31T09:00", "--end", "2026-05-01", "--interval", "1mo"]
+        + ["--dry-run", "-z", "Europe/London", "-p", "out_dir=/nowhere"],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "2026-01-31T09:00:00+00:00",
+        "2026-02-28T09:00:00+00:00",
+        "2026-03-31T09:00:00+01:00",
+        "2026-04-30T09:00:00+01:00",
+        "4 run(s) of flow 'daily' would run.",
+    ]
+
+
+def test_more_than_100_runs_need_a_yes(flow_file, tmp_path):
+    args = ["backfill", str(flow_file), "--start", "2026-01-01", "--end", "2026-01-05", "--interval", "1h"]
+    args += ["-p", f"out_dir={tmp_path / 'out'}"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2
+    assert "Run flow 'daily' 120 times, from 2026-01-01T00:00:00+00:00 to 2026-01-05T23:00:00+00:00?" in refused.output
+    assert "add --yes to confirm" in refused.output
+    assert written(tmp_path) == []
+    done = CliRunner().invoke(main, [*args, "--yes"])
+    assert done.exit_code == 0, done.output
+    assert "120 of 120 run(s) succeeded." in done.output
+
+
+def test_a_dry_run_checks_parameters_and_executor_like_the_real_run(flow_file):
+    base = ["backfill", str(flow_file), "--start", "2026-01-01", "--end", "2026-01-02", "--dry-run"]
+    missing = CliRunner().invoke(main, base)
+    assert missing.exit_code == 2 and "add --param out_dir=..." in missing.output
+    base += ["-p", "out_dir=/nowhere"]
+    unknown = CliRunner().invoke(main, [*base, "-p", "regoin=us"])
+    assert unknown.exit_code == 2 and "did you mean 'region' (--param region=...)?" in unknown.output
+    broken = CliRunner().invoke(main, [*base, "-p", "region=[1,"])
+    assert broken.exit_code == 2 and "looks like JSON but is not valid JSON" in broken.output
+    executor = CliRunner().invoke(main, [*base, "-e", "nope"])
+    assert executor.exit_code == 2 and "nope" in executor.output
+    option = CliRunner().invoke(main, [*base, "-e", "threads", "-E", "bogus=1"])
+    assert option.exit_code == 2 and "bogus" in option.output
+
+
+def test_backfill_takes_the_executor_options_of_plait_run(flow_file, tmp_path):
+    result = CliRunner().invoke(
+        main,
+        ["backfill", str(flow_file), "--start", "2026-01-01", "--end", "2026-01-02", "-e", "threads"]
+        + ["-E", "max_workers=2", "-p", f"out_dir={tmp_path / 'out'}"],
+    )
+    assert result.exit_code == 0, result.output
+    assert written(tmp_path) == ["20260101T0000", "20260102T0000"]
 
 
 class FakeClock:

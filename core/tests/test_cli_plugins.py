@@ -26,6 +26,7 @@ def test_plait_plugins_lists_loaded_and_failed(install_dist):
         "hooks": ["plait_task_state_changed"],
         "error": None,
         "builtin": False,
+        "config": None,
     }
     assert rows["broken"]["status"] == "failed" and "needs libfoo" in rows["broken"]["error"]
     assert rows["plait.builtin"]["hooks"] == [
@@ -70,6 +71,7 @@ def test_plait_plugin_new_interactive(tmp_path):
         "log_handler.py",
         "plugin.py",
         "py.typed",
+        "settings.py",
         "tasks.py",
     ]
 
@@ -155,3 +157,21 @@ def test_trace_plugins_shows_hook_calls_from_the_command_line(tmp_path):
     env.pop("PLAIT_TRACE_PLUGINS")
     quiet = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     assert quiet.returncode == 0 and "hook plait_register_executors()" not in quiet.stderr
+
+
+def test_plait_plugins_into_a_pipe_is_not_squeezed_to_80_columns():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plait = str(Path(sys.executable).with_name("plait"))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PLAIT_LOAD_PLUGINS"] = ""
+    out = subprocess.run([plait, "plugins"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    builtin = [line for line in out.stdout.splitlines() if "plait.builtin" in line]
+    assert len(builtin) == 1  # one row, not wrapped
+    row = builtin[0]
+    assert "plait_register_executors, plait_register_result_types" in row
+    assert max(len(line) for line in out.stdout.splitlines()) > 80

@@ -274,9 +274,13 @@ def test_param_given_twice():
 
 
 def test_unknown_parameter():
-    assert_usage_error(
-        invoke(str(EXAMPLE), "--param", "m=5"), "Flow 'numbers' has no parameter 'm'", "its parameters are: n"
-    )
+    assert_usage_error(invoke(str(EXAMPLE), "--param", "m=5"), "flow 'numbers' has no parameter 'm'", "parameters: n")
+
+
+def test_an_unknown_parameter_offers_the_closest_name_before_anything_runs():
+    result = invoke(str(EXAMPLE), "--param", "nn=5")
+    assert_usage_error(result, "flow 'numbers' has no parameter 'nn'; did you mean 'n' (--param n=...)?")
+    assert "running" not in result.output and "Flow run" not in result.output
 
 
 def test_missing_required_parameter(tmp_path):
@@ -293,7 +297,28 @@ def test_missing_required_parameter(tmp_path):
             echo(Parameter("day", required=True))
         """,
     )
-    assert_usage_error(invoke(str(path)), "needs a value for required parameter 'day'")
+    result = invoke(str(path))
+    assert_usage_error(result, "flow 'needs-day' needs a value for the required parameter 'day': add --param day=...")
+    assert "running" not in result.output
+
+
+@pytest.mark.parametrize("value", ["[1,2", '{"a": 1', '"unclosed'])
+def test_a_value_that_looks_like_broken_json_is_an_error(value):
+    result = invoke(str(EXAMPLE), "-p", f"n={value}")
+    assert_usage_error(result, f"n={value} looks like JSON but is not valid JSON")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("n=NaN", "NaN"), ("n=Infinity", "Infinity")])
+def test_nan_and_infinity_are_not_numbers_unless_asked(text, expected):
+    assert parse_parameters([text]) == {"n": expected}
+    value = parse_parameters([text], allow_nan=True)["n"]
+    import math
+
+    assert isinstance(value, float) and (math.isnan(value) or value == float("inf"))
+    with pytest.raises(click.BadParameter, match="not a finite number"):
+        parse_parameters(["n=1e999"])
+    with pytest.raises(click.BadParameter, match="NaN or Infinity"):
+        parse_parameters(["n=[1, NaN]"])
 
 
 def test_unknown_executor():
@@ -534,3 +559,82 @@ def test_a_secret_parameter_is_masked_in_every_state_of_the_run(tmp_path, execut
     # the value itself still reaches the tasks
     echo = next(s for t, s in state.result.items() if t.name == "echo")
     assert echo.result == {"used": value}
+
+
+def test_view_shows_task_run_names(tmp_path):
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, task
+
+        @task(task_run_name="load-{table}")
+        def load(table):
+            return table
+
+        with Flow("named") as flow:
+            load("users")
+        """,
+    )
+    result = invoke(str(path))
+    assert result.exit_code == 0, result.output
+    assert "load (load-users) -> Success" in result.output
+
+
+def test_a_syntax_error_in_the_flow_file_shows_file_line_and_caret_only(tmp_path):
+    path = write_flow(tmp_path, 'from plait import Flow\n\nwith Flow("x") as flow:\n    y = (1,\n')
+    result = invoke(str(path))
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert lines[0] == f"Error: {path}:4: the flow file has a syntax error"
+    assert lines[1:] == [f'  File "{path}", line 4', "    y = (1,", "        ^", "SyntaxError: '(' was never closed"]
+    assert "importlib" not in result.output and "loading.py" not in result.output
+
+
+PAUSING = """
+    from plait import Flow, Parameter, pause_task, task
+
+    @task
+    def prepare(n):
+        return n
+
+    @task
+    def approve(x):
+        pause_task("needs a human")
+        return x + 1
+
+    @task
+    def publish(x):
+        return x
+
+    with Flow("release") as flow:
+        publish(approve(prepare(Parameter("n", default=1))))
+    """
+
+
+def test_a_paused_run_is_reported_as_paused_with_its_exit_code_and_how_to_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = write_flow(tmp_path, PAUSING)
+    paused = invoke(str(path), "-p", "n=41")
+    assert paused.exit_code == 3, paused.output
+    assert "ERROR" not in paused.output
+    assert "Flow run 'release' is paused, waiting at: approve." in paused.output
+    assert f"To resume it: plait run {path} --resume approve" in paused.output
+    resumed = invoke(str(path), "--resume", "approve")
+    assert resumed.exit_code == 0, resumed.output
+    assert "publish -> Success" in resumed.output
+    # prepare kept its result from the paused run (n=41, saved with the run): approve made 42
+    assert "approve -> Success" in resumed.output
+    again = invoke(str(path), "--resume", "approve")
+    assert again.exit_code == 2 and "no paused run of flow 'release'" in again.output
+
+
+def test_the_resumed_run_keeps_the_results_and_parameters_of_the_paused_one(tmp_path, monkeypatch):
+    from plait.cli.loading import load_flow
+    from plait.cli.paused import load_paused
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = write_flow(tmp_path, PAUSING)
+    assert invoke(str(path), "-p", "n=41").exit_code == 3
+    saved = load_paused(str(path), load_flow(str(path)))
+    assert saved.parameters == {"n": 41} and saved.paused == ["approve"]
+    assert saved.states["prepare"].result == 41

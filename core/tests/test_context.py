@@ -144,3 +144,26 @@ def test_task_run_count_counts_attempts():
     with Flow("ctx") as flow:
         a = attempts()
     assert flow.run().result[a].result == 3
+
+
+def test_task_will_retry_is_true_only_while_handlers_see_a_failure_that_is_retried():
+    seen = []
+
+    def handler(t, old, new):
+        seen.append((old.name, new.name, plait.context.get("task_will_retry")))
+
+    attempts = []
+
+    @task(max_retries=1, retry_delay=0, state_handlers=[handler])
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("first")
+        return 1
+
+    with Flow("retry") as flow:
+        flaky()
+
+    assert flow.run().is_successful()
+    assert ("Running", "Failed", True) in seen
+    assert all(will is False for _old, new, will in seen if new != "Failed")

@@ -126,20 +126,20 @@ def make_lock():
     return threading.Lock()
 
 
-def test_unpicklable_result_or_task_on_processes_fails_clearly():
+def test_unpicklable_result_on_processes_fails_clearly_and_closures_run():
     @task
     def local_task():
         return 1
 
     with Flow("f") as flow:
         result_fails = make_lock()
-        task_fails = local_task()
+        closure = local_task()
     state = flow.run(executor=ProcessExecutor(1))
-    message = state.result[result_fails].message
-    assert "could not complete on executor <ProcessExecutor" in message and "pickle" in message
-    # a task defined inside a function cannot be found by name in a worker
-    assert "pickle" in state.result[task_fails].message
-    assert state.result[task_fails].is_failed()
+    failed = state.result[result_fails]
+    assert failed.is_failed()
+    assert "The task's result (lock) cannot be pickled to send it back from the worker process" in failed.message
+    # a task defined inside a function travels with cloudpickle
+    assert state.result[closure].result == 1
 
 
 def test_thread_executor_runs_tasks_concurrently():

@@ -607,3 +607,62 @@ def test_plait_task_run_errors_are_isolated_and_plain_impls_rejected(install_dis
 def test_no_task_run_wrapper_means_task_runs_are_not_wrapped():
     flow, _ = mapped_flow()
     assert FlowRunner(flow).wrap_task_runs is False
+
+
+PAGER = """
+import plait
+from plait.settings import AnyOf, Setting, Settings
+
+SEEN = []
+
+@plait.hookimpl
+def plait_register_settings():
+    return Settings(
+        "plugins.pager",
+        Setting("url_secret", str, help="the secret holding the URL"),
+        Setting("timeout", float, 10.0),
+        requires=AnyOf("url_secret"),
+    )
+
+@plait.hookimpl
+def plait_task_state_changed(task, old_state, new_state):
+    SEEN.append((task.name, new_state.name))
+"""
+
+
+def test_plait_register_settings_declares_the_section_and_switches_observers(install_dist, plait_config, monkeypatch):
+    install_dist("plait-pager", {"plait_pager": PAGER}, {"pager": "plait_pager"})
+    import plait_pager
+
+    with Flow("paged") as flow:
+        double(1)
+    # installed, not configured: its observer is not called at all
+    assert flow.run().is_successful()
+    assert plait_pager.SEEN == []
+    hooks = get_hooks()
+    assert str(hooks.plugin_status("pager")) == "not configured (no [plugins.pager] section (url_secret is not set))"
+    assert hooks.task_observer() is None
+
+    plait_config('[plugins.pager]\nurl_secret = "PAGER_URL"\n', PLAIT__PLUGINS__PAGER__TIMEOUT="2.5")
+    assert get_hooks().plugin_status("pager").state == "configured"
+    assert get_hooks().plugin_status("pager").values == {"url_secret": "PAGER_URL", "timeout": 2.5}
+    assert flow.run().is_successful()
+    assert ("double", "Success") in plait_pager.SEEN
+
+    monkeypatch.delenv("PLAIT__PLUGINS__PAGER__TIMEOUT")
+    plait_config('[plugins.pager]\nurl_secret = "PAGER_URL"\ntimeout = "soon"\n')
+    plait_pager.SEEN.clear()
+    status = get_hooks().plugin_status("pager")
+    assert status.state == "misconfigured"
+    assert "plugins.pager.timeout = 'soon' must be a number, not a string" in status.detail
+    assert flow.run().is_successful()
+    assert plait_pager.SEEN == []
+
+
+def test_plait_register_settings_that_raises_leaves_the_plugin_undeclared(install_dist, caplog):
+    source = "import plait\n@plait.hookimpl\ndef plait_register_settings():\n    raise RuntimeError('oops')\n"
+    install_dist("plait-oops", {"plait_oops": source}, {"oops": "plait_oops"})
+    hooks = get_hooks()
+    assert hooks.pm.records["oops"].status == "loaded"
+    assert hooks.plugin_status("oops") is None
+    assert "Plugin 'oops' raised in plait_register_settings" in caplog.text

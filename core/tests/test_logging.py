@@ -228,3 +228,25 @@ def test_a_failing_plugin_log_handler_is_named_and_the_run_is_unaffected(install
     assert state.is_successful()
     err = capsys.readouterr().err
     assert err.count("of Plait plugin 'exploding' raised OSError: disk full") == 1
+
+
+@task
+def explode(x):
+    raise ValueError(f"bad row {x}")
+
+
+def test_a_task_failure_record_has_exc_info_and_the_task_name(caplog):
+    with Flow("failing") as flow:
+        explode.map([7])
+    with caplog.at_level(logging.ERROR, logger="plait"):
+        state = flow.run()
+    assert state.is_failed()
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("Task 'explode[0]' failed")]
+    assert record.getMessage() == "Task 'explode[0]' failed: Error during execution of task: ValueError('bad row 7')"
+    assert "Traceback" not in record.getMessage()  # the traceback is the record's exception, not its text
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
+    assert record.exc_text.startswith("Traceback (most recent call last):")
+    assert (record.task_name, record.task_full_name, record.map_index) == ("explode", "explode[0]", 0)
+    assert record.flow_name == "failing"
+    line = json.loads(JSONFormatter().format(record))
+    assert line["task_name"] == "explode" and line["exception"].rstrip().endswith("ValueError: bad row 7")

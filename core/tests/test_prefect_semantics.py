@@ -419,3 +419,134 @@ def test_states_compare_by_value():
     assert Retrying("r", start_time=None) == Retrying("r")
     assert Mapped("m", [Success(result=1)]) == Mapped("m", [Success(result=1)])
     assert len({Running(), Running()}) == 2  # hashed by identity, usable in sets
+
+
+# --- Flow: copy, update, replace, save/load, equality ----------------------------------------------
+
+
+@task
+def add_one(x):
+    return x + 1
+
+
+def _small_flow():
+    with Flow("small") as flow:
+        a = identity(1)
+        b = add_one(a)
+    return flow, a, b
+
+
+def test_flow_copy_is_equal_and_independent():
+    flow, _a, b = _small_flow()
+    copied = flow.copy()
+    assert copied == flow and copied is not flow
+    with copied:
+        add_one(b)
+    assert copied != flow
+    assert len(flow) == 2 and len(copied) == 3
+    assert flow.run().result[b].result == 2
+
+
+def test_flow_update_and_replace():
+    flow, a, b = _small_flow()
+    with Flow("other") as other:
+        c = add_one(10)
+    flow.update(other)
+    assert c in flow and flow.run().result[c].result == 11
+    new = add_one.copy(name="plus")
+    flow.replace(a, new)  # the new task takes a's edges and constants (x=1)
+    assert flow.upstream_tasks(b) == {new} and a not in flow
+    assert flow.run().result[b].result == 3
+    with pytest.raises(plait.errors.TaskBindError, match=r"'noop'.*input 'x'"):
+        flow.replace(new, Task(name="noop"))  # a task that cannot take x: refused by name
+
+
+def test_flow_replace_with_a_value_and_equality_by_structure():
+    flow, a, b = _small_flow()
+    flow.replace(a, 41)
+    state = flow.run()
+    assert state.result[b].result == 42
+    first, _, _ = _small_flow()
+    second, _, _ = _small_flow()
+    assert first != second  # different task objects: different structure
+
+
+def test_flow_save_and_load_keeps_handlers_and_script_functions(tmp_path):
+    seen = []
+
+    def handler(t, old, new):
+        seen.append(new.name)
+
+    with Flow("saved") as flow:
+        out = add_one(identity(1, task_args={"state_handlers": [handler]}))
+    path = flow.save(tmp_path / "saved.plait")
+    loaded = Flow.load(path)
+    assert loaded.name == "saved" and len(loaded) == 2
+    state = loaded.run()
+    assert [s.result for t, s in state.result.items() if t.name == "add_one"] == [2]
+    assert out not in loaded  # a copy of each task, not the same objects
+    with pytest.raises(plait.errors.FlowValidationError, match="No saved flow"):
+        Flow.load(tmp_path / "missing.plait")
+
+
+# --- plait.testing.run_task ------------------------------------------------------------------------
+
+
+def test_run_task_runs_one_task_with_inputs_and_upstream_states():
+    from plait.flow import Edge
+    from plait.testing import run_task
+
+    assert run_task(add_one, inputs={"x": 1}) == Success("Task run succeeded.", 2)
+    assert type(run_task(add_one, inputs={"x": 1}, upstream_states={"up": Failed("no")})) is TriggerFailed
+    assert type(run_task(add_one, upstream_states={"up": Skipped()})) is Skipped
+    edge = Edge(Task(), add_one, key="x")
+    assert run_task(add_one, upstream_states={edge: Success(result=4)}).result == 5
+
+    @task(max_retries=1, retry_on=ConnectionError)
+    def flaky():
+        raise ConnectionError("down")
+
+    assert type(run_task(flaky)) is Retrying
+    assert type(run_task(flaky, run_count=2)) is Failed
+
+
+def test_retry_on_retries_only_those_exceptions():
+    from plait.testing import run_task
+
+    @task(max_retries=3, retry_on=(ConnectionError, TimeoutError))
+    def broken():
+        raise ValueError("a bug, not a hiccup")
+
+    assert type(run_task(broken)) is Failed
+    with pytest.raises(TypeError, match="retry_on must be an exception class"):
+        task(retry_on="ValueError")(lambda: None)
+
+
+def test_task_run_name_names_each_run_in_context_and_logs(caplog):
+    @task(task_run_name="fetch-{day}")
+    def fetch(day):
+        plait.context.logger.info("fetching")
+        return plait.context.task_run_name
+
+    with Flow("named") as flow:
+        out = fetch.map(["mon", "tue"])
+    state = flow.run()
+    assert state.result[out].result == ["fetch-mon", "fetch-tue"]
+    assert {r.task_full_name for r in caplog.records if r.getMessage() == "fetching"} == {"fetch-mon", "fetch-tue"}
+
+    @task(task_run_name=lambda **kw: f"load-{kw['table']}-{kw['flow_name']}")
+    def load(table):
+        return plait.context.task_run_name
+
+    with Flow("named-fn") as flow2:
+        done = load("users")
+        bad = load("x", task_args={"task_run_name": "load-{nope}"})
+    state = flow2.run()
+    assert state.result[done].result == "load-users-named-fn"
+    assert type(state.result[bad]) is Failed and "'nope'" in state.result[bad].message
+
+
+def test_pipe_passes_the_result_as_first_input():
+    with Flow("pipe") as flow:
+        out = identity(1).pipe(add_one).pipe(add_one)
+    assert flow.run().result[out].result == 3

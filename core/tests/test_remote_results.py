@@ -82,7 +82,7 @@ class StoreExecutor(ProcessExecutor, ResultSource):
         self.flushes += 1
         buffered, self.buffer = self.buffer, []
         for fn, args, outer in buffered:
-            inner = self._pool.submit(_run_and_store, str(self.store), fn, args)
+            inner = ProcessExecutor.submit(self, _run_and_store, str(self.store), fn, args)
             inner.add_done_callback(lambda f, outer=outer: self._done(f, outer))
 
     def _done(self, inner, outer):

@@ -18,6 +18,7 @@ from plait.schedules import (
     DatesClock,
     IntervalClock,
     IntervalSchedule,
+    RRuleClock,
     Schedule,
     adjustments,
     filters,
@@ -213,7 +214,7 @@ def test_cron_fixed_time_in_the_repeated_hour_runs_once_at_its_first_occurrence(
 
 
 def test_cron_every_hour_runs_in_both_copies_of_the_repeated_hour_and_skips_the_missing_one():
-    fall = CronSchedule("*/30 * * * *", timezone="Europe/London")
+    fall = CronSchedule("*/30 * * * *", timezone="Europe/London", fall_back="both")
     assert times(fall.next(7, after=datetime(2026, 10, 25, 0, 15, tzinfo=LONDON))) == [
         "2026-10-25T00:30:00+01:00",
         "2026-10-25T01:00:00+01:00",
@@ -232,7 +233,7 @@ def test_cron_every_hour_runs_in_both_copies_of_the_repeated_hour_and_skips_the_
 
 
 def test_cron_started_inside_the_repeated_hour_still_sees_its_second_copy():
-    s = CronSchedule("15 * * * *", timezone="Europe/London")
+    s = CronSchedule("15 * * * *", timezone="Europe/London", fall_back="both")
     # 01:45 BST is the first copy of 01:45; 01:15 GMT (the second copy of 01:15) is later
     assert times(s.next(2, after=datetime(2026, 10, 25, 1, 45, tzinfo=LONDON))) == [
         "2026-10-25T01:15:00+00:00",
@@ -505,3 +506,74 @@ def test_filters_that_never_match_raise_instead_of_spinning(monkeypatch):
     s = Schedule([IntervalClock(timedelta(hours=1))], filters=[filters.is_weekday, filters.is_weekend])
     with pytest.raises(ScheduleError, match="passed its filters in 1,000 clock times in a row"):
         s.next(1, after=utc(2026, 1, 1))
+
+
+# --- Prefect 1 ports (issue 12) -----------------------------------------------------------------
+
+
+def test_pendulum_datetimes_are_accepted_everywhere():
+    import pendulum
+
+    start = pendulum.datetime(2026, 1, 1, tz="America/New_York")
+    hourly = IntervalSchedule(pendulum.duration(hours=1), start_date=start)
+    assert times(hourly.next(2, after=start)) == ["2026-01-01T01:00:00-05:00", "2026-01-01T02:00:00-05:00"]
+    cron = CronSchedule("0 9 * * *", start_date=start)
+    assert times(cron.next(1, after=pendulum.datetime(2026, 1, 1, 12, tz="UTC"))) == ["2026-01-01T09:00:00-05:00"]
+    dates = Schedule([DatesClock([start.add(days=1)])], end_date=start.add(days=2))
+    assert times(dates.next(1, after=start)) == ["2026-01-02T00:00:00-05:00"]
+
+
+def test_hourly_cron_fires_once_in_the_fall_back_hour_by_default():
+    hourly = CronSchedule("0 * * * *", timezone="Europe/London")
+    assert times(hourly.next(3, after=datetime(2026, 10, 25, 0, 30, tzinfo=LONDON))) == [
+        "2026-10-25T01:00:00+01:00",
+        "2026-10-25T02:00:00+00:00",
+        "2026-10-25T03:00:00+00:00",
+    ]
+    day = [
+        e for e in hourly.between(datetime(2026, 10, 25, tzinfo=LONDON), datetime(2026, 10, 25, 23, 59, tzinfo=LONDON))
+    ]
+    assert len(day) == 24
+    both = Schedule.deserialize(CronSchedule("0 * * * *", timezone="Europe/London", fall_back="both").serialize())
+    assert len(both.between(datetime(2026, 10, 25, tzinfo=LONDON), datetime(2026, 10, 25, 23, 59, tzinfo=LONDON))) == 25
+    with pytest.raises(ScheduleError, match="fall_back must be"):
+        CronClock("0 * * * *", fall_back="twice")
+
+
+def test_rrule_clock_follows_the_wall_clock_and_serializes():
+    from dateutil import rrule
+
+    last_friday = rrule.rrule(rrule.MONTHLY, byweekday=rrule.FR(-1), byhour=17, dtstart=datetime(2026, 1, 1))
+    clock = RRuleClock(last_friday, timezone="Europe/London")
+    s = Schedule([clock])
+    expected = [
+        "2026-01-30T17:00:00+00:00",
+        "2026-02-27T17:00:00+00:00",
+        "2026-03-27T17:00:00+00:00",
+        "2026-04-24T17:00:00+01:00",
+    ]
+    assert times(s.next(4, after=datetime(2026, 1, 1, tzinfo=LONDON))) == expected
+    again = Schedule.deserialize(s.serialize())
+    assert times(again.next(4, after=datetime(2026, 1, 1, tzinfo=LONDON))) == expected
+    with pytest.raises(ScheduleError, match=r"needs a dateutil\.rrule\.rrule"):
+        RRuleClock("FREQ=DAILY")
+
+
+def test_datetime_filters_and_schedule_bounds():
+    every_day = IntervalClock(timedelta(days=1), start_date=utc(2026, 1, 1, 9))
+    one = Schedule([every_day], filters=[filters.on_datetime(utc(2026, 1, 3, 9))])
+    assert times(one.next(1, after=utc(2026, 1, 1))) == ["2026-01-03T09:00:00+00:00"]
+    window = filters.between_datetimes(utc(2026, 1, 2), utc(2026, 1, 4, 12))
+    s = Schedule([every_day], filters=[window])
+    assert times(s.next(3, after=utc(2026, 1, 1))) == [
+        "2026-01-02T09:00:00+00:00",
+        "2026-01-03T09:00:00+00:00",
+        "2026-01-04T09:00:00+00:00",
+    ]
+    assert times(Schedule.deserialize(s.serialize()).next(1, after=utc(2026, 1, 1)))[0] == "2026-01-02T09:00:00+00:00"
+    bounded = Schedule([every_day], start_date=utc(2026, 1, 5), end_date=utc(2026, 1, 6, 9))
+    assert times(bounded.next(5, after=utc(2026, 1, 1))) == ["2026-01-05T09:00:00+00:00", "2026-01-06T09:00:00+00:00"]
+    assert (
+        times(Schedule.deserialize(bounded.serialize()).next(5, after=utc(2026, 1, 1)))[-1]
+        == "2026-01-06T09:00:00+00:00"
+    )

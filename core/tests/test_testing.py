@@ -136,7 +136,8 @@ def test_run_markdown_examples_names_the_failing_block_and_too_few_blocks(tmp_pa
     page = tmp_path / "GUIDE.md"
     page.write_text("```python\nok = 1\n```\n\n```python\nassert ok == 2, 'ok is not 2'\n```\n")
     namespace: dict = {"__name__": "guide"}
-    with pytest.raises(AssertionError, match=r"GUIDE.md, python block 2 failed: AssertionError\('ok is not 2'\)"):
+    failure = r"GUIDE.md, python block 2 \(line 5\) failed: AssertionError\('ok is not 2'\)"
+    with pytest.raises(AssertionError, match=failure):
         run_markdown_examples(page, namespace)
     assert namespace["ok"] == 1  # the caller's namespace, for cleaning up after a failure
     with pytest.raises(AssertionError, match=r"has 2 ```python block\(s\), expected at least 3"):

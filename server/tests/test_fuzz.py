@@ -1,6 +1,8 @@
 """Schema-aware fuzzing (schemathesis, GraphQL) against a real server: no 5xx, no tracebacks.
 
-`make test` sends at least 2,000 generated requests; `make fuzz` sets PLAIT_FUZZ_REQUESTS=10000.
+`make test` sends at least 2,000 generated requests to a server on SQLite; `make fuzz` sets
+PLAIT_FUZZ_REQUESTS=10000 and PLAIT_FUZZ_BACKENDS=sqlite,postgres (PostgreSQL refuses values
+SQLite takes, such as NUL characters in text).
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import os
 import pytest
 
 REQUESTS = int(os.environ.get("PLAIT_FUZZ_REQUESTS", "2000"))
+BACKENDS = [b.strip() for b in os.environ.get("PLAIT_FUZZ_BACKENDS", "sqlite").split(",") if b.strip()]
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_generated_requests_never_get_a_5xx_or_a_traceback(server):
     import requests
     import schemathesis

@@ -59,6 +59,7 @@ __all__ = [
     "mask_text",
     "masked_event",
     "notifier_settings",
+    "notifier_settings_declared",
     "register_secrets",
 ]
 
@@ -414,6 +415,9 @@ class Notifier:
             return
         from plait import context
 
+        if new_state._failed and context.get("task_will_retry"):
+            return  # an attempt that is retried is not a failure: the Retrying state says so
+
         flow = context.get("flow_name") or "-"
         if self.flows is not None and flow not in self.flows:
             return
@@ -511,13 +515,19 @@ class Notifier:
         run_id: str | None,
         tasks: list[TaskCount],
     ) -> AlertEvent:
+        tasks = root_causes_first(tasks)
+        message = new_state.message
+        cause = root_cause(tasks) if kind == "summary" else None
+        if cause is not None:
+            # Lead with what went wrong, not with "Some reference tasks failed."
+            message = f"Root cause: {cause}"
         return AlertEvent(
             kind,
             flow_name,
             new_state.name,
             old_state.name,
             ", ".join(t.task for t in tasks) or None,
-            new_state.message,
+            message,
             run_id,
             now_iso(new_state.timestamp),
             run_url(self.ui_url, run_id, flow_name),
@@ -877,6 +887,40 @@ NOTIFIER_KEYS: dict[str, str] = {
 }
 
 
+def notifier_settings_declared() -> list[Any]:
+    """The declarations (``plait.settings.Setting``) of ``NOTIFIER_KEYS``, for a notifier plugin's
+    ``plait_register_settings``; each plugin adds its destination's keys."""
+    from plait.settings import Setting
+
+    def known_states(names: list[str]) -> str | None:
+        unknown = [n for n in names if n not in STATES_BY_NAME]
+        if unknown:
+            return (
+                f"has {', '.join(map(repr, unknown))}, not a Plait state (states: {', '.join(sorted(STATES_BY_NAME))})"
+            )
+        return None
+
+    def not_negative(value: float) -> str | None:
+        return None if value >= 0 else "must not be negative"
+
+    def positive(value: float) -> str | None:
+        return None if value > 0 else "must be more than 0"
+
+    return [
+        Setting("states", list[str], ["Failed"], help="states that alert", check=known_states),
+        Setting("only_states", list[str], help="the same as states", check=known_states),
+        Setting("ignore_states", list[str], [], help="states that never alert, e.g. TimedOut", check=known_states),
+        Setting("flows", list[str], [], help="only these flows (default: all)"),
+        Setting("tags", list[str], [], help="only tasks with one of these tags (default: all)"),
+        Setting("ui_url", str, help="alerts link to <ui_url>/flow-run/<run id>"),
+        Setting("timeout", float, 10.0, help="seconds per delivery; also the most a run's end waits", check=positive),
+        Setting("rate_limit", int, 20, help="alerts per rate_period (0: no limit)", check=not_negative),
+        Setting("rate_period", float, 60.0, help="the rate limit's window, seconds", check=positive),
+        Setting("immediate", bool, False, help="also send each task's first failure at once"),
+        Setting("queue_size", int, 100, help="alerts that may wait to be sent", check=positive),
+    ]
+
+
 def notifier_settings(
     section: dict[str, Any],
     keys: dict[str, str],
@@ -934,5 +978,37 @@ def _state_classes(
 
 
 def _short(message: str | None, limit: int = 200) -> str:
+    """``message`` on one line, at most ``limit`` characters, cut at a word boundary (never
+    mid-word when a space is in the last half) with an ellipsis."""
     text = (message or "").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def root_causes_first(tasks: Sequence[TaskCount]) -> list[TaskCount]:
+    """``tasks`` with the failures that caused others first (a ``Failed`` or ``TimedOut``,
+    in the order they happened), then the rest (``TriggerFailed`` downstream, ...)."""
+
+    def rank(entry: TaskCount) -> int:
+        cls = STATES_BY_NAME.get(entry.state)
+        if cls is None or not issubclass(cls, Failed):
+            return 2
+        return 1 if entry.state == "TriggerFailed" else 0
+
+    return sorted(tasks, key=rank)
+
+
+def root_cause(tasks: Sequence[TaskCount]) -> str | None:
+    """``"fetch[3] Failed: ValueError('no rows')"``: the first failure that was not caused by an
+    upstream one, or ``None``."""
+    for entry in root_causes_first(tasks):
+        cls = STATES_BY_NAME.get(entry.state)
+        if cls is not None and issubclass(cls, Failed) and entry.state != "TriggerFailed":
+            run, message = entry.examples[0] if entry.examples else (entry.task, "")
+            return f"{run} {entry.state}: {message}" if message else f"{run} {entry.state}"
+    return None

@@ -350,7 +350,7 @@ class Client:
         """
         data = self.graphql(
             "mutation($input: CreateFlowRunInput!) { create_flow_run(input: $input) { created flow_run { "
-            + _RUN_FIELDS
+            + _RUN_FIELDS_OWN
             + " } } }",
             {
                 "input": {
@@ -367,7 +367,9 @@ class Client:
                 }
             },
         )["create_flow_run"]
-        return _run(data["flow_run"], created_now=data["created"])
+        # The flow's name is the one given, if any (asking the server for it would make it read
+        # the flow again for every run created).
+        return _run({**data["flow_run"], "flow": {"name": flow_name}}, created_now=data["created"])
 
     def flow_run(self, flow_run_id: str) -> FlowRunInfo:
         return _run(
@@ -513,10 +515,11 @@ def state_payload(state: State, *, result_location: str | None = None) -> dict[s
 # --- helpers ---------------------------------------------------------------------------------------
 
 _FLOW_FIELDS = "id flow_group_id name project version fingerprint archived"
-_RUN_FIELDS = (
+_RUN_FIELDS_OWN = (
     "id name flow_id flow_group_id state state_type state_message version parameters labels idempotency_key "
-    "scheduled_start_time start_time end_time created flow { name }"
+    "scheduled_start_time start_time end_time created"
 )
+_RUN_FIELDS = _RUN_FIELDS_OWN + " flow { name }"
 _TASK_RUN_FIELDS = (
     "id flow_run_id task_slug map_index state state_type state_message version run_count result_location "
     "start_time end_time"

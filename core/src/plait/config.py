@@ -1,9 +1,8 @@
 """Plait's settings: a TOML file overridden by ``PLAIT__SECTION__KEY`` environment variables.
 
-The file is ``$PLAIT_CONFIG`` if set, else ``~/.plait/config.toml`` (a missing file is an
-empty configuration). Each double underscore in an environment variable's name goes one
-table deeper, and the value is read as a TOML scalar when it is one (``5``, ``true``,
-``"text"``, ``[1, 2]``), else taken as a plain string::
+The file is ``$PLAIT_CONFIG`` if set, else ``~/.plait/config.toml`` (a missing default file is
+an empty configuration; a file ``PLAIT_CONFIG`` names must exist). Each double underscore in an
+environment variable's name goes one table deeper::
 
     # ~/.plait/config.toml
     [logging]
@@ -17,8 +16,16 @@ table deeper, and the value is read as a TOML scalar when it is one (``5``, ``tr
 
     get_config().plugin_section("slack")["channel"]   # '#ops'
 
-Plugins read their own section with ``config.plugin_section("name")``; ``[secrets]`` holds
-values for ``plait.secrets.Secret``.
+An environment value is read as the type its setting declares (``plait.settings``): ``5`` for
+an int, ``5.0`` for a float, ``2026-01-31`` stays a string; only keys nobody declares are
+guessed (as a TOML value when they parse as one). Names are case-insensitive, except the keys
+of free-form tables: ``PLAIT__SECRETS__PIN=1234`` sets ``[secrets] PIN`` (so
+``Secret("PIN")`` finds it). A plugin name with a hyphen is spelled with an underscore
+(``PLAIT__PLUGINS__MY_ALERTS__LOG_FILE`` for ``[plugins.my-alerts]``).
+
+Plugins read their own section with ``config.plugin_section("name")`` (the values as given,
+env overrides typed) or ``config.values("plugins.name")`` (checked against the declaration,
+defaults filled in); ``[secrets]`` holds values for ``plait.secrets.Secret``.
 """
 
 from __future__ import annotations
@@ -33,7 +40,14 @@ from typing import Any
 
 from plait.errors import ConfigError
 
-__all__ = ["Config", "config_path", "get_config", "load_config", "reset_config"]
+__all__ = [
+    "Config",
+    "config_path",
+    "env_name",
+    "get_config",
+    "load_config",
+    "reset_config",
+]
 
 ENV_PREFIX = "PLAIT__"
 _MISSING = object()
@@ -47,20 +61,32 @@ class Config(Mapping[str, Any]):
     """
 
     def __init__(self, data: dict[str, Any], source: Path | None = None) -> None:
-        self._data = data
+        self._raw = data
         self.source = source
+        self._typed: dict[str, tuple[int, Any]] = {}
+        self._lock = threading.Lock()
+
+    # -- the mapping of sections ------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        if key not in self._raw:
+            raise KeyError(key)
+        return self._section(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        return iter(self._raw)
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._raw)
 
     def __repr__(self) -> str:
-        return f"<Config from {self.source or '(no file)'}: {sorted(self._data)}>"
+        return f"<Config from {self.source or '(no file)'}: {sorted(self._raw)}>"
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The file's tables with the environment's values applied, as read (env values are
+        ``plait.settings.EnvValue`` strings that know their variable)."""
+        return self._raw
 
     def get(self, path: str, default: Any = None, type: type | None = None) -> Any:
         """The value at a dotted ``path`` (``"logging.level"``), or ``default``.
@@ -68,41 +94,177 @@ class Config(Mapping[str, Any]):
         With ``type``, the value must be of that type (an ``int`` is accepted for ``float``),
         or a ``ConfigError`` names the key, the value and where it came from.
         """
-        node: Any = self._data
-        for part in path.split("."):
+        first, _, rest = path.partition(".")
+        if first not in self._raw:
+            return default
+        node: Any = self._section(first)
+        for part in rest.split(".") if rest else ():
             if not isinstance(node, dict) or part not in node:
                 return default
             node = node[part]
         if type is not None and not _is_type(node, type):
+            from plait.settings import show_value
+
+            shown = show_value(None, path.rsplit(".", 1)[-1], node, in_secrets=first == "secrets")
             raise ConfigError(
-                f"Config value {path} = {node!r} is a {builtins_type(node).__name__}, not a {type.__name__} "
-                f"({self._where(path)}); fix it in the file or the environment variable "
-                f"{ENV_PREFIX}{path.upper().replace('.', '__')}"
+                f"Config value {path} = {shown} is a {builtins_type(node).__name__}, not a {type.__name__} "
+                f"({self.where(path)}); fix it in the file or the environment variable {env_name(path)}"
             )
         return node
 
     def section(self, name: str) -> dict[str, Any]:
         """A top-level table (``{}`` when absent)."""
-        value = self._data.get(name, {})
+        if name not in self._raw:
+            return {}
+        value = self._section(name)
         if not isinstance(value, dict):
-            raise ConfigError(f"Config entry {name!r} must be a table, got {value!r} ({self._where(name)})")
+            raise ConfigError(f"Config entry {name!r} must be a table, got {value!r} ({self.where(name)})")
         return value
 
     def plugin_section(self, name: str) -> dict[str, Any]:
         """The plugin's own table, ``[plugins.<name>]`` (``{}`` when absent)."""
-        value = self.section("plugins").get(name, {})
+        plugins = self.section("plugins")
+        key = _match_key(plugins, name)
+        value = plugins.get(key, {}) if key is not None else {}
         if not isinstance(value, dict):
             raise ConfigError(
                 f"Config entry plugins.{name} must be a table ([plugins.{name}]), got {value!r} "
-                f"({self._where('plugins.' + name)})"
+                f"({self.where('plugins.' + name)})"
             )
         return value
 
-    def _where(self, path: str) -> str:
-        env = f"{ENV_PREFIX}{path.upper().replace('.', '__')}"
-        if env in os.environ:
-            return f"from environment variable {env}"
-        return f"from {self.source}" if self.source else "not set"
+    def values(self, path: str) -> dict[str, Any]:
+        """Section ``path`` checked against its declaration, with defaults filled in.
+
+        Raises:
+            ConfigError: a problem with the section (every problem, one per line), or no
+                declaration for ``path``.
+        """
+        from plait import settings as declared
+
+        spec = declared.declared(path)
+        if spec is None:
+            raise ConfigError(f"No plugin or part of Plait declares the config section [{path}]")
+        checked = self.check_section(spec)
+        errors = [p for p in checked.problems if p.severity == "error"]
+        if errors:
+            raise ConfigError("; ".join(p.message for p in errors))
+        return checked.values
+
+    def check_section(self, spec: Any) -> Any:
+        """``spec.validate(...)`` on the section as read (``plait.settings.Checked``)."""
+        raw = self.raw_at(spec.path)
+        if raw is _MISSING:
+            raw = {}
+        if not isinstance(raw, dict):
+            from plait.settings import Checked, Problem
+
+            message = f"[{spec.path}] must be a table, not {builtins_type(raw).__name__} ({self.where(spec.path)})"
+            return Checked({}, [Problem(spec.path, message)])
+        return spec.validate(raw, where=self._where_suffix)
+
+    def raw_at(self, path: str) -> Any:
+        """The value at dotted ``path`` as read (hyphen/underscore and case tolerant for tables)."""
+        node: Any = self._raw
+        for part in path.split("."):
+            if not isinstance(node, dict):
+                return _MISSING
+            key = _match_key(node, part)
+            if key is None:
+                return _MISSING
+            node = node[key]
+        return node
+
+    def where(self, path: str) -> str:
+        """Where the value at ``path`` came from: ``environment variable X``, ``file``, ``not set``."""
+        from plait.settings import EnvValue
+
+        value = self.raw_at(path)
+        if isinstance(value, EnvValue):
+            return f"from environment variable {value.var}"
+        if value is _MISSING:
+            env = env_name(path)
+            if env in os.environ:
+                return f"from environment variable {env}"
+            return "not set"
+        return f"from {self.source}" if self.source else "given in code"
+
+    def _where_suffix(self, path: str) -> str:
+        where = self.where(path)
+        return f" ({where})" if where != "not set" else ""
+
+    # -- typed sections ---------------------------------------------------------------------------
+
+    def _section(self, name: str) -> Any:
+        from plait import settings as declared
+
+        cached = self._typed.get(name)
+        if cached is not None and cached[0] == declared.generation:
+            return cached[1]
+        with self._lock:
+            value = _typed(self._raw[name], name, declared.declared(name), self)
+            self._typed[name] = (declared.generation, value)
+        return value
+
+
+def _typed(value: Any, path: str, spec: Any, config: Config) -> Any:
+    """``value`` with its environment strings read as their declared types (guessed when undeclared)."""
+    from plait import settings as declared
+
+    if isinstance(value, declared.EnvValue) and spec is None:
+        return parse_scalar(str(value))
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            sub_path = f"{path}.{key}"
+            child = _child_spec(spec, key, sub_path)
+            if isinstance(item, declared.EnvValue) and isinstance(child, declared.Setting):
+                out[key] = _env_as(child, item, sub_path)
+            elif isinstance(child, declared.Setting):
+                out[key] = _typed(item, sub_path, child.type, config)
+            else:
+                out[key] = _typed(item, sub_path, child, config)
+        return out
+    if isinstance(value, declared.EnvValue):
+        if spec is str:
+            return str(value)
+        return parse_scalar(str(value))
+    return value
+
+
+def _child_spec(spec: Any, key: str, path: str) -> Any:
+    from plait import settings as declared
+
+    if spec is None:
+        return declared.declared(path)
+    if isinstance(spec, declared.Settings):
+        found = spec.settings.get(key)
+        if found is None and spec.extra_keys is not False:
+            found = declared.Setting(key, Any if spec.extra_keys is True else spec.extra_keys)
+        return found
+    if isinstance(spec, declared.TableOf):
+        return spec.settings
+    import typing
+
+    if typing.get_origin(spec) is dict:
+        args = typing.get_args(spec)
+        item = args[1] if len(args) == 2 else Any
+        return declared.Setting(key, item)
+    return None
+
+
+def _env_as(setting: Any, value: Any, path: str) -> Any:
+    from plait import settings as declared
+
+    try:
+        return declared._convert(setting.type, value, path, setting)
+    except declared._Wrong as wrong:
+        shown = declared.show_value(setting, setting.name, str(value))
+        raise ConfigError(f"Environment variable {value.var} = {shown} sets {path}, which {wrong.reason}") from None
+    except declared._Bad as bad:
+        raise ConfigError(
+            f"Environment variable {value.var} sets {path}: " + "; ".join(p.message for p in bad.problems)
+        ) from None
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -116,32 +278,44 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     """Read the file at ``path`` (default ``config_path()``) and apply ``PLAIT__*`` variables.
 
     Raises:
-        ConfigError: the file is not valid TOML (the message has the path, line and column),
-            or ``$PLAIT_CONFIG`` names a file that does not exist, or a variable conflicts
-            with a value that is not a table.
+        ConfigError: the file is not valid TOML (the message has the path, line and column,
+            the line itself and a caret), or ``$PLAIT_CONFIG`` names a file that does not
+            exist, or a variable's name is not a setting name or conflicts with a value that
+            is not a table.
     """
     env = os.environ if environ is None else environ
     explicit = path is not None or bool(env.get("PLAIT_CONFIG"))
     file = Path(path) if path is not None else config_path(env)
     data: dict[str, Any] = {}
     source: Path | None = None
-    if file.is_file():
+    if file.exists() and not file.is_dir():  # a file, or a device like /dev/null (empty)
         try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"Config file {file} is not valid TOML: {exc}; fix the line it names") from None
+            text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"Config file {file} cannot be read: {exc}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(_toml_error(file, text, exc)) from None
         source = file
     elif explicit:
-        raise ConfigError(
-            f"Config file {file} does not exist (named by {'PLAIT_CONFIG' if path is None else 'path'}); "
-            "create it or unset PLAIT_CONFIG"
-        )
+        what = "is a directory, not a file" if file.is_dir() else "does not exist"
+        named = "PLAIT_CONFIG" if path is None else "path"
+        raise ConfigError(f"Config file {file} {what} (named by {named}); create it or unset PLAIT_CONFIG")
     for name in sorted(env):
         if name.startswith(ENV_PREFIX):
             _apply_env(data, name, env[name])
     return Config(data, source)
+
+
+def env_name(path: str) -> str:
+    """The environment variable that overrides dotted ``path``: ``plugins.my-alerts.log_file`` ->
+    ``PLAIT__PLUGINS__MY_ALERTS__LOG_FILE``."""
+    parts = path.split(".")
+    keep_case = parts[0] == "secrets"
+    return ENV_PREFIX + "__".join(
+        p if keep_case and i > 0 else p.upper().replace("-", "_") for i, p in enumerate(parts)
+    )
 
 
 _config: Config | None = None
@@ -169,27 +343,66 @@ _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _apply_env(data: dict[str, Any], name: str, raw: str) -> None:
+    from plait.settings import EnvValue
+
     parts = name[len(ENV_PREFIX) :].split("__")
     if not all(parts) or not all(_KEY.match(p) for p in parts):
         raise ConfigError(
             f"Environment variable {name} is not a valid Plait setting name: use PLAIT__SECTION__KEY "
             "(double underscores between parts, none empty)"
         )
+    # Setting names are lowercase; the keys of [secrets] keep their case (Secret("PIN")).
     keys = [p.lower() for p in parts]
+    if keys[0] == "secrets":
+        keys[1:] = parts[1:]
     node = data
     for depth, key in enumerate(keys[:-1]):
-        child = node.setdefault(key, {})
+        existing = _match_key(node, key)
+        child = node.setdefault(existing if existing is not None else key, {})
         if not isinstance(child, dict):
             raise ConfigError(
                 f"Environment variable {name} sets a key under {'.'.join(keys[: depth + 1])}, "
                 f"which the config file sets to the value {child!r}, not a table"
             )
         node = child
-    node[keys[-1]] = parse_scalar(raw)
+    last = _match_key(node, keys[-1]) if keys[0] != "secrets" else None
+    node[last if last is not None else keys[-1]] = EnvValue(raw, name)
+
+
+def _match_key(table: Mapping[str, Any], key: str) -> str | None:
+    """The key of ``table`` that ``key`` names: itself, or the same ignoring case and ``-``/``_``."""
+    if key in table:
+        return key
+    wanted = _normal(key)
+    for candidate in table:
+        if _normal(candidate) == wanted:
+            return candidate
+    return None
+
+
+def _normal(key: str) -> str:
+    return key.lower().replace("-", "_")
+
+
+def _toml_error(file: Path, text: str, exc: tomllib.TOMLDecodeError) -> str:
+    line = getattr(exc, "lineno", None)
+    column = getattr(exc, "colno", None)
+    reason = getattr(exc, "msg", None) or str(exc)
+    if line is None:
+        match = re.search(r"at line (\d+), column (\d+)", str(exc))
+        if match:
+            line, column = int(match.group(1)), int(match.group(2))
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", reason)
+    if not line:
+        return f"Config file {file} is not valid TOML: {reason}"
+    lines = text.splitlines()
+    shown = lines[line - 1] if 0 < line <= len(lines) else ""
+    caret = " " * (max(column or 1, 1) - 1) + "^"
+    return f"Config file {file}, line {line}, column {column}: not valid TOML: {reason}\n    {shown}\n    {caret}"
 
 
 def parse_scalar(raw: str) -> Any:
-    """``raw`` read as a TOML value if it is one, else the string itself."""
+    """``raw`` read as a TOML value if it is one, else the string itself (for undeclared keys)."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:

@@ -54,7 +54,7 @@ _task_ctx: ContextVar[TaskRunInfo | None] = ContextVar("plait_task_context", def
 class TaskRunInfo:
     """What the context knows of the running task; one small object per task run."""
 
-    __slots__ = ("_run_id", "loop_count", "loop_result", "map_index", "run_count", "task")
+    __slots__ = ("_run_id", "loop_count", "loop_result", "map_index", "run_count", "task", "will_retry")
 
     def __init__(self, task: Task, map_index: int | None, run_count: int) -> None:
         self.task = task
@@ -63,6 +63,8 @@ class TaskRunInfo:
         self._run_id: str | None = None
         self.loop_count = 1
         self.loop_result: Any = None
+        #: True while the task's state handlers see a ``Failed`` that a ``Retrying`` follows.
+        self.will_retry = False
 
     @property
     def run_id(self) -> str:
@@ -87,6 +89,7 @@ _TASK_KEYS = {
     "task_run_count": lambda t: t.run_count,
     "task_loop_count": lambda t: t.loop_count,
     "task_loop_result": lambda t: t.loop_result,
+    "task_will_retry": lambda t: t.will_retry,
 }
 
 

@@ -48,6 +48,45 @@ class ExecutorError(PlaitError, ValueError):
     """An executor name or option is not known."""
 
 
+class WorkerLostError(ExecutorError):
+    """The process running a task run died (``kill -9``, the out-of-memory killer, a crash)."""
+
+
+class RemoteError(PlaitError):
+    """An exception raised in another process that could not be sent back as itself.
+
+    Its class cannot be rebuilt in the driver (an ``__init__`` that takes other arguments than it
+    passes to ``Exception``, an attribute that does not pickle): this stands in for it, with its
+    type's name in ``type_name`` and its text in ``text``.
+    """
+
+    def __init__(self, type_name: str, text: str) -> None:
+        super().__init__(f"{type_name}: {text}" if text else type_name)
+        self.type_name = type_name
+        self.text = text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return RemoteError, (self.type_name, self.text)
+
+
+def portable_exception(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling and unpickling, else a ``RemoteError`` with its type and text."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+        return exc
+    except Exception:
+        cls = type(exc)
+        module = getattr(cls, "__module__", "")
+        name = cls.__qualname__ if module in ("builtins", "__main__", None) else f"{module}.{cls.__qualname__}"
+        try:
+            text = str(exc)
+        except Exception:
+            text = "(its text could not be read)"
+        return RemoteError(name, text)
+
+
 class ConfigError(PlaitError, ValueError):
     """The configuration file or a ``PLAIT__*`` environment variable is not valid."""
 

@@ -15,8 +15,12 @@ parameter is a ``plait.errors`` exception with the names involved.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
+import os
+import re
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plait.errors import CycleError, FlowRunError, FlowValidationError, ParameterError, TaskBindError
@@ -648,6 +652,145 @@ class Flow:
     def __repr__(self) -> str:
         return f"<Flow: {self.name} ({len(self._tasks)} tasks)>"
 
+    # -- copying, combining, saving (Prefect 1's names) -----------------------------------------
+
+    def copy(self) -> Flow:
+        """A new flow with the same tasks, edges, constants and options; changing it leaves this one alone.
+
+        The tasks themselves are shared (as in Prefect 1), so ``copy == original`` until one changes.
+        """
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._tasks = dict(self._tasks)
+        new.edges = set(self.edges)
+        new.constants = {t: dict(c) for t, c in self.constants.items()}
+        new._edges_in = {t: list(e) for t, e in self._edges_in.items()}
+        new._edges_out = {t: list(e) for t, e in self._edges_out.items()}
+        new._keyed_inputs = dict(self._keyed_inputs)
+        new._slugs = dict(self._slugs)
+        new._slug_counters = dict(self._slug_counters)
+        new._reference_tasks = set(self._reference_tasks)
+        new.state_handlers = list(self.state_handlers)
+        new._sorted, new._validated, new._plan = None, -1, None
+        new.__dict__.pop("_token", None)
+        return new
+
+    def update(self, flow: Flow, validate: bool = False) -> None:
+        """Add every task, edge and constant of ``flow`` to this flow (its reference tasks too, if set)."""
+        if not isinstance(flow, Flow):
+            raise TypeError(f"Flow {self.name!r}: update() expects a Flow, got {type(flow).__name__}: {flow!r}")
+        for task in flow._tasks:
+            self.add_task(task)
+        for edge in flow.edges:
+            self.add_edge(edge.upstream_task, edge.downstream_task, edge.key, edge.mapped, edge.flattened)
+        for task, consts in flow.constants.items():
+            self.constants.setdefault(task, {}).update(consts)
+        if flow._reference_tasks:
+            self._reference_tasks |= flow._reference_tasks
+        self._changed()
+        if validate:
+            self.validate()
+
+    def replace(self, old: Task, new: Any, validate: bool = True) -> None:
+        """Put ``new`` (a task, or a value: a ``Constant``) where ``old`` is, with all of ``old``'s edges.
+
+        ``old``'s constants and its place among the reference tasks go to ``new`` too (a value
+        takes only the edges out of ``old``). The flow is validated after (``validate=False``
+        skips it), so a new task that cannot take ``old``'s inputs is an error naming them.
+        """
+        if old not in self._tasks:
+            raise FlowValidationError(f"Flow {self.name!r}: cannot replace task {old!r}, it is not in the flow")
+        value_given = not isinstance(new, Task)
+        if value_given:
+            new = Constant(new)
+        if new is old:
+            return
+        edges = list(self._edges_in[old]) + list(self._edges_out[old])
+        consts = self.constants.pop(old, None)
+        if value_given:  # a value takes no inputs: only what old fed downstream moves to it
+            consts = None
+        for edge in edges:
+            self.edges.discard(edge)
+            self._edges_out[edge.upstream_task].remove(edge)
+            self._edges_in[edge.downstream_task].remove(edge)
+            if edge.key is not None:
+                self._keyed_inputs.pop((id(edge.downstream_task), edge.key), None)
+        del self._tasks[old]
+        del self._edges_in[old], self._edges_out[old]
+        if self._slugs.get(old.slug) is old:
+            del self._slugs[old.slug]
+        was_reference = old in self._reference_tasks
+        self._reference_tasks.discard(old)
+        self.add_task(new)
+        if consts:
+            self.constants.setdefault(new, {}).update(consts)
+        for edge in edges:
+            if value_given and edge.downstream_task is old:
+                continue
+            up = new if edge.upstream_task is old else edge.upstream_task
+            down = new if edge.downstream_task is old else edge.downstream_task
+            self.add_edge(up, down, edge.key, edge.mapped, edge.flattened)
+        if was_reference:
+            self._reference_tasks.add(new)
+        self._changed()
+        if validate:
+            self.validate()
+
+    def save(self, fpath: str | os.PathLike[str] | None = None) -> str:
+        """Write the flow to ``fpath`` with cloudpickle (default ``~/.plait/flows/<name>.plait``); returns the path.
+
+        Everything is kept: state handlers, triggers and functions defined in a script, so
+        ``Flow.load(path)`` in another process runs the same flow. Like any pickle, load only
+        files you trust.
+        """
+        import cloudpickle
+
+        path = Path(fpath) if fpath is not None else _default_flow_path(self.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = _whole_pickle.set(True)
+        try:
+            data = cloudpickle.dumps(self)
+        finally:
+            _whole_pickle.reset(token)
+        path.write_bytes(data)
+        return str(path)
+
+    @classmethod
+    def load(cls, fpath: str | os.PathLike[str]) -> Flow:
+        """Read a flow written by ``save()``: ``Flow.load("~/.plait/flows/etl.plait")``."""
+        import cloudpickle
+
+        path = Path(fpath).expanduser()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise FlowValidationError(f"No saved flow at {str(path)!r}: save one with flow.save(path)") from None
+        flow = cloudpickle.loads(data)
+        if not isinstance(flow, Flow):
+            raise FlowValidationError(f"{str(path)!r} does not hold a flow but a {type(flow).__name__}")
+        return flow
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_plan"] = None  # rebuilt on the first run
+        state.pop("_token", None)
+        return state
+
+    def __eq__(self, other: object) -> bool:
+        """Flows are equal when they have the same name, tasks, edges, constants and reference tasks."""
+        if type(self) is not type(other):
+            return NotImplemented
+        assert isinstance(other, Flow)
+        return (
+            self.name == other.name
+            and self._tasks.keys() == other._tasks.keys()
+            and self.edges == other.edges
+            and self.constants == other.constants
+            and self.reference_tasks() == other.reference_tasks()
+        )
+
+    __hash__ = object.__hash__  # flows stay usable as dict keys, by identity
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _changed(self) -> None:
@@ -680,6 +823,15 @@ class Flow:
         cycle = cycle[first:] + cycle[:first]
         names = [t.name for t in cycle]
         return names + [names[0]]
+
+
+#: Set while ``Flow.save`` pickles: tasks then keep their handlers, triggers and functions.
+_whole_pickle: contextvars.ContextVar[bool] = contextvars.ContextVar("plait_whole_pickle", default=False)
+
+
+def _default_flow_path(name: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "flow"
+    return Path.home() / ".plait" / "flows" / f"{slug}.plait"
 
 
 def _inputs_of(task: Task) -> tuple[frozenset[str] | None, frozenset[str]]:

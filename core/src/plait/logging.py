@@ -10,14 +10,16 @@ attributes, so any handler or formatter can use them::
 
 Plait adds one stream handler to the ``plait`` logger at the first run, only when neither it
 nor the root logger has handlers (an application that configures logging keeps control).
-The level comes from ``PLAIT__LOGGING__LEVEL`` (default ``INFO``).
+The level comes from ``[logging] level`` or ``PLAIT__LOGGING__LEVEL`` (default ``INFO``); with
+``[logging] format = "json"`` or ``PLAIT__LOGGING__FORMAT=json`` every line is one JSON object
+(``JSONFormatter``: ``time``, ``level``, ``logger``, ``message``, the run context fields, and
+``exception`` with the traceback of a failure).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 import sys
 import threading
 from collections.abc import Iterator, MutableMapping
@@ -114,21 +116,28 @@ def configure_logging(force: bool = False) -> None:
         plait_logger = logging.getLogger("plait")
         for old in [h for h in plait_logger.handlers if isinstance(h, PluginHandler)]:
             plait_logger.removeHandler(old)
-        level = os.environ.get("PLAIT__LOGGING__LEVEL", "INFO").upper()
+        level, fmt = _logging_settings()
         if plait_logger.level == logging.NOTSET:
             plait_logger.setLevel(level)
         if not (plait_logger.handlers or logging.getLogger().handlers):
             handler = logging.StreamHandler()
             formatter: logging.Formatter = (
-                _json_formatter_class()()
-                if os.environ.get("PLAIT__LOGGING__FORMAT", "").lower() == "json"
-                else logging.Formatter(DEFAULT_FORMAT)
+                _json_formatter_class()() if fmt == "json" else logging.Formatter(DEFAULT_FORMAT)
             )
             handler.setFormatter(formatter)
             handler.addFilter(RunContextFilter())
             handler.addFilter(SecretsFilter())
             plait_logger.addHandler(handler)
         _attach_plugin_handlers(plait_logger)
+
+
+def _logging_settings() -> tuple[str, str]:
+    """``(level, format)`` from ``[logging]`` / ``PLAIT__LOGGING__*``, checked (a bad value raises
+    ``ConfigError`` naming the key and where it came from)."""
+    from plait.config import get_config
+
+    values = get_config().values("logging")
+    return values["level"], values["format"]
 
 
 def _attach_plugin_handlers(plait_logger: logging.Logger) -> None:

@@ -32,7 +32,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -305,6 +304,8 @@ class LocalResult(Result):
         path = self.path(location)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            import tempfile  # here, not at import: the first flow run of a process stays cheap
+
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as fh:

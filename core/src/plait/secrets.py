@@ -47,6 +47,9 @@ MASK = "********"
 _MIN_LENGTH = 4
 _values: list[str] = []  # longest first, so a value containing another is masked whole
 _lock = threading.Lock()
+# Every value in the order it was registered, for passing what a worker process learned to the
+# driver (registered_since); never shrinks.
+_registered: list[str] = []
 
 
 class Secret:
@@ -102,6 +105,33 @@ def register_secret(value: str) -> None:
             # one slice assignment: a thread masking at the same time sees the old list or the
             # new one, never a list being sorted (which is empty while the sort runs)
             _values[:] = sorted([*_values, value], key=len, reverse=True)
+            _registered.append(value)
+
+
+def registered_count() -> int:
+    """How many values were registered in this process so far (a mark for ``registered_since``)."""
+    return len(_registered)
+
+
+def registered_since(mark: int) -> tuple[list[str], int]:
+    """The values registered after ``mark`` (a ``registered_count()``), and the new mark.
+
+    A worker process (``processes``, Dask, a timed task's process) sends these to the driver
+    with each result, so values a task registered there are masked in the driver too, before
+    anything is logged or shown there.
+    """
+    count = len(_registered)
+    return (_registered[mark:count] if count > mark else []), count
+
+
+def _reinit_lock_after_fork() -> None:
+    # A fork while another thread held the lock must not leave the child's lock held forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_lock_after_fork)
 
 
 def register_secret_value(value: Any) -> None:

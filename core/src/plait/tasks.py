@@ -434,6 +434,8 @@ class Task:
         # State handlers, triggers and on_failure always run in the driver process, so a task
         # shipped to a worker leaves them behind (they are often lambdas that cannot pickle).
         state = self.__dict__.copy()
+        if _saving_whole_flow():  # Flow.save: keep everything (cloudpickle carries lambdas)
+            return state
         state["state_handlers"] = []
         state["on_failure"] = None
         state["trigger"] = None
@@ -462,6 +464,8 @@ class FunctionTask(Task):
         state = super().__getstate__()
         fn = state["run"]
         module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+        if module == "__main__" and _saving_whole_flow():
+            return state  # a script's function: cloudpickle carries it by value
         target = _lookup(module, qualname)
         # @task replaces the function in its module with the task, so pickle cannot find the
         # function by name; ship a reference to the module attribute instead.
@@ -831,6 +835,12 @@ def _lookup(module: str | None, qualname: str, import_: bool = False) -> Any:
         if obj is None:
             return None
     return obj
+
+
+def _saving_whole_flow() -> bool:
+    from plait.flow import _whole_pickle
+
+    return _whole_pickle.get()
 
 
 def _callable_name(fn: Any) -> str:

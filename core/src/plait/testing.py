@@ -19,6 +19,10 @@ With ``plait`` installed, every pytest session has these fixtures:
 - ``recording_server`` (a started ``RecordingServer``) and ``refused_url`` (a URL on
   127.0.0.1 where nothing listens), for plugins that talk HTTP.
 
+``run_task(task, inputs=..., upstream_states=...)`` runs one task the way a flow run would and
+returns its task-run state, to unit-test a task's state behaviour without building a flow (the
+replacement for Prefect 1's ``TaskRunner(task).run(...)``).
+
 And plain functions, usable without pytest: ``isolated_hooks(*plugins)``,
 ``using_plugins(*plugins)``, ``run_flow(flow)``, ``assert_plugin_conforms(plugin)``,
 ``run_markdown_examples(path)`` (your README's examples as a test), and ``RecordingServer``
@@ -72,6 +76,7 @@ __all__ = [
     "postgres_url",
     "run_flow",
     "run_markdown_examples",
+    "run_task",
     "using_plugins",
 ]
 
@@ -175,6 +180,90 @@ def run_flow(flow: Flow, **run_kwargs: Any) -> RecordedRun:
     return RecordedRun(state, changes)
 
 
+def run_task(
+    task: Any,
+    inputs: dict[str, Any] | None = None,
+    upstream_states: Any = None,
+    context: dict[str, Any] | None = None,
+    state: State | None = None,
+    run_count: int = 1,
+    map_index: int | None = None,
+) -> State:
+    """Run one task as a flow run would, and return its task-run state.
+
+    ```python
+    from plait.states import Failed, Success
+    from plait.testing import run_task
+
+    state = run_task(load, inputs={"rows": [1, 2]})
+    assert state.is_successful() and state.result == 2
+    state = run_task(load, upstream_states={"extract": Failed("boom")})
+    assert state.name == "TriggerFailed"
+    ```
+
+    Args:
+        task: the task (bound into a flow or not).
+        inputs: its ``run()`` arguments.
+        upstream_states: the states its trigger sees: a list, or a dict keyed by anything
+            (tasks, names, ``Edge``s, as in Prefect 1's ``TaskRunner.run``); a key that is an
+            ``Edge`` with a ``key`` also passes that state's result as that input.
+        context: run-context keys (``today``, ``parameters``...).
+        state: the state the run starts from (default ``Pending()``; a ``Retrying`` state to
+            test a retry).
+        run_count, map_index: as ``plait.context.task_run_count`` and ``map_index`` see them.
+
+    The task's state handlers, trigger, retries (a failure with retries left ends
+    ``Retrying``), timeout, signals, targets, caches and ``task_run_name`` all apply; plugins'
+    hooks are not called.
+    """
+    from plait.context import _flow_ctx, flow_context
+    from plait.engine.extras import extras_for
+    from plait.engine.runner import _RUNS_AFTER_SKIP, FlowRunner, _check_upstream, _run_task_with_extras
+    from plait.engine.runner import run_task as engine_run_task
+    from plait.flow import Edge, Flow
+    from plait.states import Pending
+    from plait.triggers import BUILT_IN, UpstreamStates, manual_only
+
+    kwargs = dict(inputs or {})
+    edges: list[Any] = []
+    if upstream_states is None:
+        ups: list[Any] = []
+    elif isinstance(upstream_states, dict):
+        ups = list(upstream_states.values())
+        edges = list(upstream_states.keys())
+        for key, up_state in upstream_states.items():
+            if isinstance(key, Edge) and key.key is not None and key.key not in kwargs:
+                kwargs[key.key] = up_state.result
+    else:
+        ups = list(upstream_states)
+    flow = Flow(f"run_task-{task.name}")
+    ctx = flow_context(flow.name, dict((context or {}).get("parameters") or {}), context)
+    notify = FlowRunner(flow, plugins=False)._task_notifier(task)
+    old = state if state is not None else Pending()
+    token = _flow_ctx.set(ctx)
+    try:
+        if state is None and (ups or task.trigger is manual_only):
+            if task.trigger not in BUILT_IN:
+                ups = UpstreamStates(ups, edges)
+            pre = _check_upstream(task, ups)
+            if pre is _RUNS_AFTER_SKIP:
+                kwargs = {k: (None if _is_skip(v) else v) for k, v in kwargs.items()}
+            elif pre is not None:
+                return notify(task, old, pre) if notify is not None else pre
+        extras = extras_for(task, flow, bool(ctx.get("resume")))
+        if extras is None:
+            return engine_run_task(task, kwargs, map_index, run_count, old, ctx, notify)
+        return _run_task_with_extras(extras, task, kwargs, map_index, run_count, old, ctx, notify)
+    finally:
+        _flow_ctx.reset(token)
+
+
+def _is_skip(value: Any) -> bool:
+    from plait.signals import SKIP
+
+    return isinstance(value, SKIP)
+
+
 def assert_plugin_conforms(plugin: object) -> list[str]:
     """Assert that ``plugin`` loads and its hookimpls match Plait's hook specs.
 
@@ -204,9 +293,6 @@ def assert_plugin_conforms(plugin: object) -> list[str]:
     return record.hooks
 
 
-_PYTHON_BLOCK = r"^```python\n(.*?)^```"
-
-
 def run_markdown_examples(
     path: str | Path,
     namespace: dict[str, Any] | None = None,
@@ -219,6 +305,9 @@ def run_markdown_examples(
     Later blocks see the names earlier ones defined, so a README can build an example up step
     by step; their ``assert`` lines are the test. Blocks fenced as ```` ```py ```` or
     ```` ```console ```` are not run. Returns the namespace (to stop servers an example started).
+    The blocks are found and run by Sybil (``sybil.parsers.markdown``), so a traceback points
+    at the line of the Markdown file, and Sybil's ``<!-- invisible-code-block: python -->`` and
+    ``<!-- skip: next -->`` directives work too.
 
     Args:
         path: the Markdown file.
@@ -231,7 +320,7 @@ def run_markdown_examples(
 
     Raises:
         AssertionError: too few blocks, or a block that raised (naming the file, the block's
-            number and showing its code).
+            number and line, and showing its code).
 
     ```py
     def test_readme_examples_run(tmp_path, monkeypatch):
@@ -240,21 +329,31 @@ def run_markdown_examples(
     ```
     """
     import os
-    import re
+
+    try:
+        from sybil import Document
+        from sybil.parsers.markdown import PythonCodeBlockParser
+    except ImportError:  # pragma: no cover - sybil is in plait's "test" extra
+        raise ImportError("run_markdown_examples needs Sybil: pip install sybil (plait[test] has it)") from None
 
     path = Path(path)
-    blocks = re.findall(_PYTHON_BLOCK, path.read_text(encoding="utf-8"), flags=re.S | re.M)
-    if len(blocks) < min_blocks:
-        raise AssertionError(f"{path} has {len(blocks)} ```python block(s), expected at least {min_blocks}")
+    document = Document.parse(str(path), PythonCodeBlockParser())
+    count = sum(1 for _ in document)
+    if count < min_blocks:
+        raise AssertionError(f"{path} has {count} ```python block(s), expected at least {min_blocks}")
     namespace = {"__name__": "readme"} if namespace is None else namespace
     namespace.setdefault("__name__", "readme")
+    document.namespace = namespace  # the examples run in the caller's namespace
     saved = dict(os.environ) if restore_environ else None
     try:
-        for number, code in enumerate(blocks, 1):
+        for number, example in enumerate(document, 1):
             try:
-                exec(compile(code, f"{path.name} (python block {number})", "exec"), namespace)
+                example.evaluate()
             except Exception as exc:
-                raise AssertionError(f"{path.name}, python block {number} failed: {exc!r}\n{code}") from exc
+                code = str(example.parsed)
+                raise AssertionError(
+                    f"{path.name}, python block {number} (line {example.line}) failed: {exc!r}\n{code}"
+                ) from exc
     finally:
         if saved is not None:
             os.environ.clear()
@@ -498,6 +597,18 @@ def _recording_handler(server: RecordingServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now (the system picks it).
+
+    Prefer binding port 0 yourself when the server lets you (no other process can take the
+    port in between); this is for servers that must be told a port (a subprocess, a config).
+    """
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def _plugin_name(plugin: object) -> str:
     return getattr(plugin, "__name__", None) or type(plugin).__name__
 
@@ -554,12 +665,7 @@ if pytest is not None:
     @pytest.fixture
     def refused_url() -> str:
         """A URL on 127.0.0.1 where nothing listens (connections are refused)."""
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{free_port()}"
 
     @pytest.fixture
     def recording_server() -> Iterator[RecordingServer]:
@@ -682,7 +788,7 @@ class PostgresServer:
         )
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between our check and the bind
-            self.port = _free_port()
+            self.port = free_port()
             options = (
                 f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
@@ -820,12 +926,6 @@ def _primary_group(user: str) -> int:
     import pwd
 
     return pwd.getpwnam(user).pw_gid
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _version_key(path: str) -> tuple[int, ...]:

@@ -66,6 +66,15 @@ def inc_on_gpu(x):
     return x + 1
 
 
+@task(tags=["dask-resource:GPU=1"])
+def restrictions(x):
+    from distributed import get_worker
+    from distributed.worker import thread_state
+
+    worker = get_worker()
+    return dict(worker.state.tasks[thread_state.key].resource_restrictions or {})
+
+
 class Recording(DaskExecutor):
     """A DaskExecutor that logs each submission and each completion, in order."""
 
@@ -218,8 +227,12 @@ def test_a_chain_across_worker_resources(address):
         x = inc(0)
         for i in range(9):
             x = (inc_on_gpu if i % 2 else inc)(x)
-    state = flow.run(executor=DaskExecutor(address))
+        asked = restrictions(x)
+    executor = Recording(address)
+    state = flow.run(executor=executor)
     assert state.result[x].result == 10
+    assert state.result[asked].result == {"GPU": 1.0}  # sent ahead, with its resources
+    assert executor.log.index(("sent", asked.slug)) < executor.log.index(("back", x.slug))
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])

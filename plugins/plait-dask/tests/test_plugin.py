@@ -22,8 +22,8 @@ def where():
 
 
 def test_the_plugin_conforms_and_its_entry_point_loads():
-    assert assert_plugin_conforms(plugin) == ["plait_register_executors"]
-    assert assert_plugin_conforms("dask") == ["plait_register_executors"]
+    assert assert_plugin_conforms(plugin) == ["plait_register_executors", "plait_register_settings"]
+    assert assert_plugin_conforms("dask") == ["plait_register_executors", "plait_register_settings"]
 
 
 def test_dask_is_a_registered_executor_name(address):

@@ -43,6 +43,7 @@ def test_plait_plugins_and_plait_tasks_list_it():
     assert plugins.returncode == 0, plugins.stderr
     line = next(line for line in plugins.stdout.splitlines() if " docker " in f" {line} ")
     assert "plait-docker" in line and "0.1.0" in line and "loaded" in line
+    assert "plait_register_tasks" in plugins.stdout and "plait_register_commands" in plugins.stdout
     tasks = plait_cli("tasks")
     assert tasks.returncode == 0, tasks.stderr
     for name in ("DockerRun", "DockerBuild", "DockerPull", "DockerPush", "DockerRemove"):

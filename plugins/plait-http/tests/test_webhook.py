@@ -57,7 +57,7 @@ def test_failed_run_posts_one_signed_document(webhook_receiver: WebhookReceiver)
         "task": "boom",
         "state": "Failed",
         "old_state": "Running",
-        "message": "Some reference tasks failed.",
+        "message": "Root cause: boom Failed: Error during execution of task: ValueError('boom 0')",
         "url": "https://plait.example.com/flow-run/run-7",
         "tasks": [
             {

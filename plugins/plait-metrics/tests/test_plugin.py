@@ -27,8 +27,16 @@ def small_flow(name: str = "small") -> Flow:
 
 
 def test_the_plugin_conforms_to_the_hook_specs():
-    assert sorted(assert_plugin_conforms(plugin)) == ["plait_flow_state_changed", "plait_task_state_changed"]
-    assert sorted(assert_plugin_conforms("metrics")) == ["plait_flow_state_changed", "plait_task_state_changed"]
+    assert sorted(assert_plugin_conforms(plugin)) == [
+        "plait_flow_state_changed",
+        "plait_register_settings",
+        "plait_task_state_changed",
+    ]
+    assert sorted(assert_plugin_conforms("metrics")) == [
+        "plait_flow_state_changed",
+        "plait_register_settings",
+        "plait_task_state_changed",
+    ]
 
 
 def test_the_entry_point_names_the_plugin_module():
@@ -70,14 +78,50 @@ def test_settings_from_environment_variables_turn_it_on(set_settings, statsd):
 
 def test_a_bad_setting_is_logged_once_and_the_flows_run(set_settings, caplog):
     set_settings(port="not-a-port")
-    with caplog.at_level(logging.ERROR, logger="plait.plugins.metrics"):
+    with caplog.at_level(logging.ERROR):
         first = small_flow().run()
         second = small_flow().run()
     assert first.is_successful() and second.is_successful()
-    errors = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.metrics"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
-    assert errors[0].startswith("plait-metrics: [plugins.metrics] port = 'not-a-port' is not a TCP port")
+    assert (
+        "is misconfigured and stays off until this is fixed: plugins.metrics.port = 'not-a-port' must be a whole number"
+        in errors[0]
+    )
+    assert "PLAIT__PLUGINS__METRICS__PORT" in errors[0]
     assert plait_metrics.get_metrics() is None
+
+
+def test_a_bad_value_the_types_allow_is_still_checked_by_the_plugin(set_settings, caplog):
+    set_settings(port="70000")
+    with caplog.at_level(logging.ERROR):
+        assert small_flow().run().is_successful()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "port = 70000 is not a TCP port" in errors[0]
+    assert plait_metrics.get_metrics() is None
+
+
+def test_installed_but_not_configured_it_imports_nothing_heavy_and_observes_nothing():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from plait import Flow, task\n"
+        "from plait.hooks.manager import get_hooks\n"
+        "@task\ndef one():\n    return 1\n"
+        "with Flow('f') as f:\n    one()\n"
+        "assert f.run().is_successful()\n"
+        "assert 'metrics' in get_hooks().pm.records\n"
+        "assert get_hooks().plugin_status('metrics').state == 'not configured'\n"
+        "assert 'prometheus_client' not in sys.modules, 'prometheus_client was imported'\n"
+        "assert get_hooks().task_observer() is None and get_hooks().flow_observer() is None\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PLAIT")}
+    env["PLAIT_LOAD_PLUGINS"] = "metrics"
+    env["PLAIT_CONFIG"] = "/dev/null"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
 
 
 def test_start_raises_on_bad_settings():

@@ -33,7 +33,7 @@ ENV_SECRET = "plait-env-secret-8f3c2a1b9d"
 @dataclass
 class MotoServer:
     endpoint: str
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # None: a ThreadedMotoServer in this process
 
 
 def _start_moto(log_dir: Path, env: dict[str, str] | None = None) -> MotoServer:
@@ -45,11 +45,15 @@ def _start_moto(log_dir: Path, env: dict[str, str] | None = None) -> MotoServer:
 
 
 def _stop(server: MotoServer) -> None:
-    stop_moto_server(server.process)
+    if server.process is not None:
+        stop_moto_server(server.process)
 
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    # A process of its own, not moto's ThreadedMotoServer: the memory tests measure this process's
+    # peak with tracemalloc, which would count the objects moto keeps if it ran here. (Tests that
+    # measure nothing, like the S3-to-SQL example's, use plait_s3.testing.threaded_moto_s3_server.)
     server = _start_moto(tmp_path_factory.mktemp("moto"))
     yield server
     _stop(server)

@@ -26,6 +26,7 @@ from plait_s3 import (
 )
 
 from plait import Flow
+from plait.errors import ConfigError
 
 
 def _full_text(exc: BaseException) -> str:
@@ -323,6 +324,15 @@ def test_any_other_s3_refusal_keeps_its_code_and_message(bucket, s3):
 
 def test_a_setting_of_the_wrong_type_in_plugins_s3_is_named(bucket, monkeypatch):
     monkeypatch.setenv("PLAIT__PLUGINS__S3__MULTIPART_THRESHOLD", "big")
+    reset_settings()
+    # read as the declared type (an int): the message names the variable
+    with pytest.raises(
+        ConfigError,
+        match=r"PLAIT__PLUGINS__S3__MULTIPART_THRESHOLD = 'big' sets plugins\.s3\.multipart_threshold, "
+        r"which must be a whole number",
+    ):
+        S3List(bucket=bucket).run()
+    monkeypatch.setenv("PLAIT__PLUGINS__S3__MULTIPART_THRESHOLD", "0")
     reset_settings()
     with pytest.raises(S3ConfigError, match=r"config \[plugins.s3\]: multipart_threshold must be a positive integer"):
         S3List(bucket=bucket).run()

@@ -45,7 +45,12 @@ def test_plait_plugins_lists_the_plugin_with_its_hooks():
     records = {r["name"]: r for r in json.loads(_plait_cli("plugins", "--json"))}
     s3 = records["s3"]
     assert (s3["distribution"], s3["version"], s3["status"]) == ("plait-s3", "0.1.0", "loaded")
-    assert sorted(s3["hooks"]) == ["plait_register_result_types", "plait_register_storage", "plait_register_tasks"]
+    assert sorted(s3["hooks"]) == [
+        "plait_register_result_types",
+        "plait_register_settings",
+        "plait_register_storage",
+        "plait_register_tasks",
+    ]
 
 
 def test_plait_tasks_lists_the_five_tasks():

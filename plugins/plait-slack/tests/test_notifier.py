@@ -49,7 +49,8 @@ def test_failed_run_gives_one_message_with_every_field(fake_slack: FakeSlack):
 
     assert state.is_failed()
     assert fake_slack.texts() == [
-        "etl|boom, after|Failed|Running|Some reference tasks failed.|run-1|https://plait.example.com/flow-run/run-1|"
+        "etl|boom, after|Failed|Running|Root cause: boom Failed: Error during execution of task: ValueError('boom 0')|"
+        "run-1|https://plait.example.com/flow-run/run-1|"
         "boom: 1 task run Failed (first: boom: Error during execution of task: ValueError('boom 0')); "
         "after: 1 task run TriggerFailed (first: after: Trigger 'all_successful' was not met by the upstream states.)"
     ]
@@ -328,3 +329,39 @@ def test_persistent_500_is_logged_and_the_run_is_unchanged(fake_slack: FakeSlack
     assert len(fake_slack.requests) == 2
     assert logged in slack_logs.text
     assert fake_slack.token not in slack_logs.text and fake_slack.webhook_path not in slack_logs.text
+
+
+def test_the_summary_leads_with_the_root_cause_and_never_cuts_a_word(fake_slack: FakeSlack):
+    alert = slack_notifier(webhook_url=fake_slack.webhook_url)
+
+    @task
+    def extract() -> int:
+        raise ValueError("the source table is empty " + "because " * 40 + "END")
+
+    @task
+    def load(x: int) -> int:
+        return x
+
+    with Flow("etl", state_handlers=[alert]) as flow:
+        rows = extract(task_args={"state_handlers": [alert]}) if False else extract()
+        for _ in range(3):
+            load(rows)
+    for t in flow.tasks:
+        t.state_handlers = [alert]
+    flow.run()
+    [text] = fake_slack.texts()
+    second = text.splitlines()[1]
+    assert second.startswith(
+        "Root cause: extract Failed: Error during execution of task: ValueError('the source table is empty because"
+    )
+    assert "TriggerFailed" not in second
+    assert text.index("extract: 1 task run Failed") < text.index("TriggerFailed")
+    # cut at a word boundary with an ellipsis, never in the middle of a word
+    assert second.endswith("because…")
+
+
+def test_short_cuts_at_a_word_boundary():
+    from plait.alerting import _short
+
+    assert _short("word " * 100, limit=50) == "word " * 8 + "word…"
+    assert _short("x" * 300, limit=10) == "x" * 9 + "…"

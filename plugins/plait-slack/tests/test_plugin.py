@@ -61,6 +61,7 @@ def test_plugin_conforms_to_the_hook_specs():
     assert set(assert_plugin_conforms(plugin)) == {
         "plait_flow_state_changed",
         "plait_register_log_handlers",
+        "plait_register_settings",
         "plait_register_tasks",
         "plait_task_state_changed",
     }

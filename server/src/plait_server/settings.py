@@ -22,19 +22,46 @@ import ipaddress
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from plait_server.db.engine import default_database_url
+from plait.settings import Setting, Settings
 from plait_server.errors import ServerConfigError
 
-__all__ = ["DEFAULT_PORT", "ServerSettings", "is_loopback"]
+__all__ = ["DEFAULT_PORT", "SETTINGS", "ServerSettings", "is_loopback"]
 
 DEFAULT_PORT = 4200
+
+
+def _at_least(low: int) -> Any:
+    return lambda value: None if value >= low else f"must be at least {low}"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a port number from 0 to 65535"
+
+
+#: ``[server]``, declared (``plait.settings``): the clients' keys and the server's own.
+SETTINGS = Settings(
+    "server",
+    Setting("url", str, help="where clients (plait register, agents) find the server"),
+    Setting("api_key", str, secret=True, help="the clients' API key (written here on the server's first start)"),
+    Setting("database", str, help="sqlite:///PATH (default ~/.plait/server.db) or postgresql+psycopg://..."),
+    Setting("host", str, "127.0.0.1", help="the address the server listens on"),
+    Setting("port", int, DEFAULT_PORT, help="the port the server listens on", check=_port),
+    Setting("cors_origins", list[str], [], help="browser origins allowed to call the API (closed by default)"),
+    Setting("max_body_bytes", int, 10 * 1024 * 1024, help="the largest request body", check=_at_least(1024)),
+    Setting("max_query_depth", int, 10, help="the deepest GraphQL document", check=_at_least(2)),
+    Setting("max_query_aliases", int, 30, help="aliases per GraphQL document", check=_at_least(1)),
+    Setting("max_query_tokens", int, 5000, help="tokens per GraphQL document", check=_at_least(100)),
+    Setting("log_level", str, "info", choices=("debug", "info", "warning", "error"), help="the server's log level"),
+    Setting("access_log", bool, False, help="log every request"),
+    help="the Plait server (plait server start) and where its clients find it",
+)
 
 
 @dataclass
 class ServerSettings:
     """Everything ``plait server start`` needs; see the module docstring for the config keys."""
 
-    database: str = field(default_factory=default_database_url)
+    database: str = field(default_factory=lambda: _default_database_url())
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     cors_origins: list[str] = field(default_factory=list)
@@ -47,16 +74,20 @@ class ServerSettings:
 
     @classmethod
     def load(cls, **overrides: Any) -> ServerSettings:
-        """The settings from Plait's config, then ``overrides`` (``None`` values are ignored)."""
+        """The settings from Plait's config, then ``overrides`` (``None`` values are ignored).
+
+        ``[server]`` is read through its declaration (``SETTINGS``, which plait-server registers
+        with ``plait_register_settings``): an unknown key gets a did-you-mean, a bad value names
+        the key and where it came from, ``PLAIT__SERVER__PORT=4300`` is read as a number.
+        """
         from plait.config import get_config
 
-        config = get_config()
-        section = config.section("server")
-        values: dict[str, Any] = {}
-        types = {f.name: f.type for f in fields(cls)}
-        for name in types:
-            if name in section:
-                values[name] = section[name]
+        checked = get_config().check_section(SETTINGS)
+        errors = [p.message for p in checked.problems if p.severity == "error"]
+        if errors:
+            raise ServerConfigError("\n".join(errors))
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in checked.values.items() if k in names and v is not None}
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.check()
@@ -94,6 +125,14 @@ class ServerSettings:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+
+def _default_database_url() -> str:
+    # Imported here: this module is imported to declare [server] by every `plait` command, and
+    # the engine module brings SQLAlchemy.
+    from plait_server.db.engine import default_database_url
+
+    return default_database_url()
 
 
 def is_loopback(host: str) -> bool:

@@ -3,6 +3,8 @@
 Plait registers this module with its plugin manager: every function here marked
 `@plait.hookimpl` and named after a Plait hook is called by Plait (see `plait plugins`).
 """
+
+from {{ cookiecutter.__module_name }}.settings import plait_register_settings
 {% if cookiecutter.include_tasks %}
 from {{ cookiecutter.__module_name }}.tasks import plait_register_tasks
 {%- endif %}
@@ -21,6 +23,7 @@ __all__ = [
 {%- if cookiecutter.include_log_handler %}
     "plait_register_log_handlers",
 {%- endif %}
+    "plait_register_settings",
 {%- if cookiecutter.include_tasks %}
     "plait_register_tasks",
 {%- endif %}

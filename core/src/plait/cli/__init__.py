@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "plugin": "plait.cli.plugin_new:plugin",
     "visualize": "plait.cli.visualize:visualize",
     "backfill": "plait.cli.backfill:backfill",
+    "config": "plait.cli.config:config",
     "register": "plait.cli.register:register",
     "flow-run": "plait.cli.flow_run:flow_run",
 }
@@ -61,6 +62,8 @@ def main() -> None:
     """Plait: run and manage workflows."""
     import os
 
+    _load_config_or_exit()
+
     if os.environ.get("PLAIT_TRACE_PLUGINS"):
         from plait.hooks.manager import _flag
 
@@ -69,3 +72,16 @@ def main() -> None:
             from plait.logging import configure_logging
 
             configure_logging()
+
+
+def _load_config_or_exit() -> None:
+    """Read the configuration before any command: a named-but-missing or invalid file, or a bad
+    ``[logging]`` value, stops every command with exit code 2 and the file, line and reason."""
+    from plait.config import get_config
+    from plait.errors import ConfigError
+
+    try:
+        get_config().values("logging")
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from None

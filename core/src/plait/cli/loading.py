@@ -71,6 +71,12 @@ class FlowFileError(click.ClickException):
     exit_code = 2
 
     def __init__(self, path_text: str, exc: BaseException) -> None:
+        if isinstance(exc, SyntaxError):
+            # The file does not parse: file:line, the line and a caret, and nothing of the loader.
+            where = f"{exc.filename or path_text}:{exc.lineno}" if exc.lineno else (exc.filename or path_text)
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
+            super().__init__(f"{where}: the flow file has a syntax error\n{detail}")
+            return
         tb = exc.__traceback__
         names = {path_text, str(Path(path_text)), str(Path(path_text).resolve())}
         # Drop the frames of the loader and importlib: start at the user's file.

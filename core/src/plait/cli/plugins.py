@@ -13,24 +13,56 @@ __all__ = ["plugins", "tasks"]
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(as_json: bool) -> None:
-    """List installed plugins: name, distribution, version, hooks, and any that failed to load."""
+    """List installed plugins: name, distribution, version, whether it is configured, its hooks,
+    and any that failed to load.
+
+    The config column says, for a plugin that declares settings, "configured", "not configured"
+    (and what is missing) or "misconfigured" (and why); a plugin that is not configured or is
+    misconfigured does not observe flow runs.
+    """
     from plait.hooks.manager import get_hooks
 
-    records = sorted(get_hooks().pm.records.values(), key=lambda r: (not r.builtin, r.name))
+    hooks = get_hooks()
+    records = sorted(hooks.pm.records.values(), key=lambda r: (not r.builtin, r.name))
+    statuses = hooks.statuses()
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        rows = []
+        for r in records:
+            row = r.to_dict()
+            status = statuses.get(r.name)
+            row["config"] = {"state": status.state, "detail": status.detail} if status is not None else None
+            rows.append(row)
+        click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    from plait.cli.output import stdout_console
+
     table = Table(title="Plait plugins")
-    for column in ("plugin", "distribution", "version", "status", "hooks"):
+    for column in ("plugin", "distribution", "version", "status", "config", "hooks"):
         table.add_column(column, overflow="fold")
     for r in records:
         status = r.status if r.error is None else f"{r.status}: {r.error}"
         style = {"failed": "red", "disabled": "dim"}.get(r.status)
-        table.add_row(r.name, r.distribution or "-", r.version or "-", status, ", ".join(r.hooks) or "-", style=style)
-    Console(soft_wrap=False).print(table)
+        config = statuses.get(r.name)
+        config_text = "-" if config is None else str(config)
+        if config is not None and config.state == "misconfigured":
+            config_text = f"[red]{escape(config_text)}[/red]"
+        elif config is not None and config.state == "not configured":
+            config_text = f"[yellow]{escape(config_text)}[/yellow]"
+        else:
+            config_text = escape(config_text)
+        table.add_row(
+            escape(r.name),
+            escape(r.distribution or "-"),
+            r.version or "-",
+            escape(status),
+            config_text,
+            ", ".join(r.hooks) or "-",
+            style=style,
+        )
+    stdout_console().print(table)
 
 
 @click.command()

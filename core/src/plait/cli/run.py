@@ -38,10 +38,12 @@ if TYPE_CHECKING:
     from plait.states import State
     from plait.tasks import Task
 
-__all__ = ["RunView", "executor_with_options", "parse_parameters", "run", "run_with_view"]
+__all__ = ["RunView", "check_cli_parameters", "executor_with_options", "parse_parameters", "run", "run_with_view"]
 
 #: Exit code when the flow ran and did not succeed (the code for bad input is click's 2).
 EXIT_FLOW_FAILED = 1
+#: Exit code when the flow run paused (a task waits for ``--resume``): neither done nor failed.
+EXIT_PAUSED = 3
 
 #: Above this many tasks the tables show the busiest/failed tasks and a count of the rest.
 MAX_ROWS = 40
@@ -105,6 +107,19 @@ class PlaitUsageError(click.ClickException):
     "(--executor dask --address tcp://10.0.0.5:8786); the same as -E address=URL.",
 )
 @click.option(
+    "--allow-nan",
+    is_flag=True,
+    help="Read NaN, Infinity and -Infinity in --param values as floats (they are strings otherwise).",
+)
+@click.option(
+    "--resume",
+    "resume",
+    multiple=True,
+    metavar="TASK",
+    help="Resume the paused run of this flow saved by the last plait run, letting TASK through "
+    "(repeatable); tasks that succeeded keep their results.",
+)
+@click.option(
     "--schedule",
     "on_schedule",
     is_flag=True,
@@ -122,6 +137,8 @@ def run(
     executor: str | None,
     executor_options: tuple[str, ...],
     address: str | None,
+    allow_nan: bool,
+    resume: tuple[str, ...],
     on_schedule: bool,
     max_runs: int | None,
 ) -> None:
@@ -130,7 +147,8 @@ def run(
     FILE.py must define one Flow at module level; pick one of several with FILE.py:FLOW
     (the module attribute or the flow's name). Without --schedule the flow runs once now, even
     if it has a schedule. Exit code: 0 when the (last) run succeeds, 1 when it fails, 2 for bad
-    input (missing file or flow, bad parameter, unknown executor).
+    input (missing file or flow, bad parameter, unknown executor), 3 when it paused: its state
+    is saved, and plait run FILE --resume TASK continues it.
 
     \b
     Examples:
@@ -139,24 +157,52 @@ def run(
       plait run etl.py:nightly --schedule
       plait run etl.py --executor dask --address tcp://10.0.0.5:8786
     """
-    parameters = parse_parameters(params)
+    from plait.cli.config import stop_on_config_errors
+
+    parameters = parse_parameters(params, allow_nan=allow_nan)
     options = parse_parameters(executor_options, option="--executor-option")
+    stop_on_config_errors()
     if address is not None:
         if "address" in options:
             raise click.UsageError("give the address once: --address or --executor-option address=..., not both")
         options["address"] = address
     flow = load_flow(flow_spec)
+    check_cli_parameters(flow, parameters)
     run_executor: Executor | str | None = executor
     if options:
         run_executor = executor_with_options(executor if executor is not None else flow.executor, options)
     if max_runs is not None and not on_schedule:
         raise click.UsageError("--max-runs applies only with --schedule")
+    if resume and on_schedule:
+        raise click.UsageError("--resume continues one paused run; it does not go with --schedule")
     if on_schedule:
         from plait.cli.schedule_view import run_on_schedule
 
         state = run_on_schedule(flow, parameters=parameters, executor=run_executor, max_runs=max_runs)
+    elif resume:
+        from plait.cli.paused import load_paused
+
+        saved = load_paused(flow_spec, flow)
+        state = run_with_view(
+            flow,
+            parameters={**saved.parameters, **parameters},
+            executor=run_executor,
+            resume=list(resume),
+            resume_from=saved.states,
+        )
     else:
         state = run_with_view(flow, parameters=parameters, executor=run_executor)
+    from plait.states import Paused
+
+    if isinstance(state, Paused):
+        from plait.cli.paused import report_paused
+
+        report_paused(flow_spec, flow, state, {**(saved.parameters if resume else {}), **parameters})
+        sys.exit(EXIT_PAUSED)
+    if resume:
+        from plait.cli.paused import forget_paused
+
+        forget_paused(flow_spec, flow)
     sys.exit(0 if state.is_successful() else EXIT_FLOW_FAILED)
 
 
@@ -183,27 +229,104 @@ def executor_with_options(name: Executor | str | None, options: dict[str, Any]) 
         raise PlaitUsageError(str(exc)) from None
 
 
-def parse_parameters(params: Iterable[str], option: str = "--param") -> dict[str, Any]:
+def parse_parameters(params: Iterable[str], option: str = "--param", allow_nan: bool = False) -> dict[str, Any]:
     """``["n=5", "names=[\\"a\\"]", "day=2026-01-31"]`` -> ``{"n": 5, "names": ["a"], "day": "2026-01-31"}``.
 
     Each value is parsed as JSON when it is valid JSON, otherwise kept as the string given
     (so ``n=5`` is the int 5, ``flag=true`` the bool True, ``name=bob`` the string "bob";
-    quote to force a string: ``n='"5"'``). Raises ``click.BadParameter`` for an item without
-    ``=`` or with an empty name, or a name given twice.
+    quote to force a string: ``n='"5"'``). A value that looks like JSON (it starts with ``[``,
+    ``{`` or ``"``) but is not valid JSON is an error, not silently a string. ``NaN``,
+    ``Infinity`` and numbers too large for a float stay strings / are refused unless
+    ``allow_nan`` (``--allow-nan``). Raises ``click.BadParameter`` for an item without ``=``
+    or with an empty name, a name given twice, or such a value.
     """
     out: dict[str, Any] = {}
+    hint = f"'{option}'"
     for item in params:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE; write e.g. {option} n=5", param_hint=f"'{option}'")
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE; write e.g. {option} n=5", param_hint=hint)
         if name in out:
-            raise click.BadParameter(f"{name!r} is given twice", param_hint=f"'{option}'")
-        try:
-            out[name] = json.loads(text)
-        except ValueError:
-            out[name] = text
+            raise click.BadParameter(f"{name!r} is given twice", param_hint=hint)
+        out[name] = _parse_value(name, text, option, allow_nan)
     return out
+
+
+_NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _parse_value(name: str, text: str, option: str, allow_nan: bool) -> Any:
+    def constant(word: str) -> Any:
+        if allow_nan:
+            return _NON_FINITE[word]
+        raise _NotANumber(word)
+
+    try:
+        value = json.loads(text, parse_constant=constant)
+    except _NotANumber:
+        if text.strip() in _NON_FINITE:
+            return text  # "NaN" alone: a string, unless --allow-nan
+        raise click.BadParameter(
+            f"{name}={text} holds NaN or Infinity, which are not numbers here; add --allow-nan to read them as "
+            f"floats, or quote the value to pass a string: {option} '{name}=\"{text}\"'",
+            param_hint=f"'{option}'",
+        ) from None
+    except ValueError as exc:
+        stripped = text.lstrip()
+        if stripped[:1] in ("[", "{", '"'):
+            raise click.BadParameter(
+                f"{name}={text} looks like JSON but is not valid JSON ({exc.msg} at column {exc.colno}); fix it, "
+                f"or quote the whole value to pass it as a string: {option} '{name}=\"...\"'",
+                param_hint=f"'{option}'",
+            ) from None
+        return text
+    if not allow_nan and _has_non_finite(value):
+        raise click.BadParameter(
+            f"{name}={text} is not a finite number; add --allow-nan to accept inf and NaN",
+            param_hint=f"'{option}'",
+        )
+    return value
+
+
+class _NotANumber(Exception):
+    pass
+
+
+def _has_non_finite(value: Any) -> bool:
+    import math
+
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    return False
+
+
+def check_cli_parameters(flow: Flow, parameters: dict[str, Any], option: str = "--param") -> None:
+    """Check ``--param`` values against the flow's parameters, in the command line's words.
+
+    A missing required parameter says which ``--param NAME=...`` to add; an unknown one
+    offers the closest name. Raises ``PlaitUsageError`` (exit code 2) before anything runs.
+    """
+    import difflib
+
+    declared = {p.name: p for p in flow.parameters()}
+    for name in parameters:
+        if name not in declared:
+            close = difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
+            known = ", ".join(sorted(declared)) or "none"
+            hint = f"; did you mean {close[0]!r} ({option} {close[0]}=...)?" if close else ""
+            raise PlaitUsageError(f"flow {flow.name!r} has no parameter {name!r}{hint} Its parameters: {known}.")
+    missing = [name for name, p in sorted(declared.items()) if p.required and name not in parameters]
+    if missing:
+        adds = " ".join(f"{option} {m}=..." for m in missing)
+        which = "parameter" if len(missing) == 1 else "parameters"
+        raise PlaitUsageError(
+            f"flow {flow.name!r} needs a value for the required {which} {', '.join(map(repr, missing))}: add {adds}"
+        )
 
 
 def run_with_view(
@@ -213,6 +336,8 @@ def run_with_view(
     context: dict[str, Any] | None = None,
     console: Console | None = None,
     title: str | None = None,
+    resume: list[str] | None = None,
+    resume_from: Any = None,
 ) -> State:
     """Run ``flow`` once with the live view and print its summary; return the flow-run state.
 
@@ -236,7 +361,10 @@ def run_with_view(
     configure_logging()
     try:
         with view.showing():
-            state = runner.run(parameters=parameters, executor=executor_obj, context=context)
+            extra: dict[str, Any] = {}
+            if resume:
+                extra = {"resume": resume, "resume_from": resume_from}
+            state = runner.run(parameters=parameters, executor=executor_obj, context=context, **extra)
     except PlaitError as exc:
         raise PlaitUsageError(str(exc)) from None
     view.print_summary(state)
@@ -247,7 +375,7 @@ def run_with_view(
 
 
 class _Row:
-    __slots__ = ("children", "finished_at", "first_running", "state", "total")
+    __slots__ = ("children", "finished_at", "first_running", "run_name", "state", "total")
 
     def __init__(self) -> None:
         self.state: State | None = None
@@ -255,6 +383,7 @@ class _Row:
         self.finished_at: float | None = None
         self.children: Counter[str] | None = None  # finished children by state name
         self.total: int | None = None  # children expected, once known
+        self.run_name: str | None = None  # the task run's task_run_name, if it has one
 
 
 class RunView:
@@ -282,9 +411,10 @@ class RunView:
     # -- observers -----------------------------------------------------------------------------
 
     def task_changed(self, task: Task, old: State, new: State) -> None:
-        from plait.context import _task_ctx
+        from plait.context import _flow_ctx, _task_ctx
 
         info = _task_ctx.get()
+        run_name = _flow_ctx.get().get("task_run_name") if getattr(task, "task_run_name", None) else None
         child = info is not None and info.task is task and info.map_index is not None
         line = None
         with self._lock:
@@ -293,6 +423,8 @@ class RunView:
                 row = self.rows[task] = _Row()
                 self.tasks.append(task)
                 self.labels[task] = task.name
+            if run_name is not None:
+                row.run_name = run_name  # a mapped task shows its latest child's name
             if child:
                 if new._finished:
                     if row.children is None:
@@ -354,7 +486,9 @@ class RunView:
                     snap = (task_state, *snap[1:])
                 rows.append((task, snap))
         self.console.print(self._table(self.title, rows, live=False))
-        style = "bold green" if state.is_successful() else "bold red"
+        from plait.states import Paused
+
+        style = "bold green" if state.is_successful() else "bold blue" if isinstance(state, Paused) else "bold red"
         elapsed = time.time() - self.started
         self.console.print(
             f"[{style}]{state.name}[/{style}]: {escape(_shown(state.message))} ({elapsed:.2f}s)",
@@ -362,11 +496,12 @@ class RunView:
         )
 
     @staticmethod
-    def _snapshot(row: _Row) -> tuple[State | None, float | None, Counter[str] | None, int | None]:
+    def _snapshot(row: _Row) -> tuple[State | None, float | None, Counter[str] | None, int | None, str | None]:
         duration = None
         if row.first_running is not None:
             duration = (row.finished_at or time.time()) - row.first_running
-        return row.state, duration, Counter(row.children) if row.children is not None else None, row.total
+        children = Counter(row.children) if row.children is not None else None
+        return row.state, duration, children, row.total, row.run_name
 
     def _table(self, title: str, rows: list[tuple[Task, tuple[Any, ...]]], live: bool) -> RenderableType:
         from rich.table import Table
@@ -378,12 +513,13 @@ class RunView:
         table.add_column("duration", justify="right", no_wrap=True)
         table.add_column("message", overflow="fold", max_width=60)
         shown, hidden = _pick_rows(rows, MAX_ROWS)
-        for task, (state, duration, children, total) in shown:
+        for task, (state, duration, children, total, run_name) in shown:
             name = state.name if state is not None else "Pending"
             style = _style(state)
             third = _progress(children, total, state) if live else _result_text(state, children)
+            label = self.labels.get(task, task.name)
             table.add_row(
-                self.labels.get(task, task.name),
+                label if run_name is None else f"{label} ({run_name})",
                 f"[{style}]{name}[/{style}]" if style else name,
                 third,
                 f"{duration:.2f}s" if duration is not None else "",
@@ -404,7 +540,10 @@ class RunView:
         style = _style(state)
         name = f"[{style}]{state.name}[/{style}]" if style else state.name
         message = f": {escape(_shown(state.message))}" if state.message and not state.is_successful() else ""
-        return f"  {self.labels.get(task, task.name)} -> {name}{kids}{duration}{message}"
+        label = self.labels.get(task, task.name)
+        if row.run_name is not None:
+            label = f"{label} ({row.run_name})"
+        return f"  {label} -> {name}{kids}{duration}{message}"
 
 
 def _style(state: State | None) -> str:
@@ -489,13 +628,9 @@ def _counts_text(counts: Counter[str] | None) -> str:
 
 
 def _stdout_console() -> Console:
-    from rich.console import Console
+    from plait.cli.output import stdout_console
 
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        # Pipes and CI logs: a fixed width so tables do not wrap at 80 columns.
-        console = Console(highlight=False, width=max(console.width, 120))
-    return console
+    return stdout_console()
 
 
 @contextmanager

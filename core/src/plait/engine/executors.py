@@ -147,11 +147,17 @@ class ThreadExecutor(Executor):
 class ProcessExecutor(Executor):
     """Runs task runs on a pool of worker processes: good for CPU-bound Python tasks.
 
-    Tasks and their inputs and results must pickle. State handlers, triggers and
-    ``on_failure`` run in the driver process, after the worker ran the task: a handler that
-    replaces the ``Running`` state decides the final state, but cannot stop the work. On Linux
-    workers are forked, so flows defined in a script (or loaded by ``plait run``) need no
-    importable module.
+    Tasks and their inputs and results must pickle; tasks defined inside a function (closures,
+    lambdas) are sent with cloudpickle. State handlers, triggers and ``on_failure`` run in the
+    driver process, after the worker ran the task: a handler that replaces the ``Running``
+    state decides the final state, but cannot stop the work. On Linux workers are forked, so
+    flows defined in a script (or loaded by ``plait run``) need no importable module.
+
+    A worker that dies (``kill -9``, the out-of-memory killer) fails only the task run it was
+    running ("the worker process died (signal 9)") and is replaced; a task that cannot be
+    pickled, or whose result or exception cannot come back, fails alone with the reason. An
+    interrupted run stops the workers and the processes their tasks started. See
+    ``plait.engine.process_pool``.
 
     Args:
         max_workers: worker processes (default: the number of CPUs).
@@ -163,27 +169,32 @@ class ProcessExecutor(Executor):
     def __init__(self, max_workers: int | None = None) -> None:
         _check_workers(max_workers, "ProcessExecutor")
         self.max_workers = max_workers
-        self._pool: cf.ProcessPoolExecutor | None = None
+        self._pool: Any = None
 
     @contextmanager
     def start(self) -> Iterator[ProcessExecutor]:
-        ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
-        pool = cf.ProcessPoolExecutor(max_workers=self.max_workers or os.cpu_count(), mp_context=ctx)
+        from plait.engine.process_pool import ProcessPool
+
+        ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else multiprocessing.get_context()
+        pool = ProcessPool(self.max_workers or os.cpu_count() or 1, ctx)
         self._pool = pool
         try:
             yield self
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(cancel=True)
             raise
         else:
-            pool.shutdown(wait=True)
+            pool.shutdown()
         finally:
             self._pool = None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+        """Send ``fn(*args, **kwargs)`` to a worker; ``ExecutorError`` when it cannot be pickled."""
         if self._pool is None:
             raise ExecutorError("ProcessExecutor.submit() called outside `with executor.start():`")
-        return self._pool.submit(fn, *args, **kwargs)
+        from plait.engine.process_pool import dumps_call
+
+        return self._pool.submit(dumps_call((fn, args, kwargs)))
 
     def __repr__(self) -> str:
         return f"<ProcessExecutor max_workers={self.max_workers}>"

@@ -9,7 +9,6 @@ target, store the cache entry; a failure to write fails the task with the locati
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import threading
@@ -230,6 +229,8 @@ class TaskExtras:
 
     def _cache_location(self, map_index: int | None) -> str:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.cache_key)[:80]
+        import hashlib  # here, not at import: the first flow run of a process stays cheap
+
         digest = hashlib.sha1(self.cache_key.encode()).hexdigest()[:10]
         suffix = "" if map_index is None else f"-{map_index}"
         return f"plait-cache/{safe}-{digest}{suffix}.pkl"

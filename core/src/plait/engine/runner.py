@@ -21,14 +21,13 @@ and of I/O: the graph is compiled once per flow version into integer-indexed lis
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import functools
 import heapq
 import itertools
+import logging
 import queue
 import sys
-import threading
 import time
 import traceback
 import types
@@ -40,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 from plait import signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import FlowRunError, ParameterError
-from plait.logging import LOG_TEXT_LIMIT, capture_stdout, configure_logging, excerpt, get_logger
+from plait.errors import FlowRunError, ParameterError, portable_exception
+from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
 from plait.states import (
@@ -197,7 +196,8 @@ class FlowRunner:
             if getattr(flow, "terminal_state_handler", None) is not None:
                 final = self._terminal_state(final)
             final = self._flow_transition(state, final)
-            log = logger.info if final.is_successful() else logger.error
+            # A pause waits for a person: not an error.
+            log = logger.info if final.is_successful() or isinstance(final, Paused) else logger.error
             log("Flow run %s: %s", final.name.upper(), final.message)
             return final
         finally:
@@ -274,6 +274,9 @@ class FlowRunner:
         def notify(
             task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
         ) -> State:
+            info = _task_ctx.get() if interim else None
+            if info is not None:
+                info.will_retry = True  # plait.context.task_will_retry: this failure is retried
             for handler in task.state_handlers:
                 try:
                     out = handler(task, handlers_old or old, new)
@@ -295,6 +298,8 @@ class FlowRunner:
                 if out is not None:
                     new = out if isinstance(out, State) else _checked_state(out, handler, f"task {task.name!r}")
             if interim:
+                if info is not None:
+                    info.will_retry = False
                 return new
             for observer in observers:
                 observer(task, old, new)
@@ -557,7 +562,8 @@ class _TaskRuns:
                 if i == _EXPAND:
                     self._expand(t)
                 elif i == _HELD:  # a pipelined run that came back before its upstream tasks
-                    self._finish(t, None, self._replay(t, None, 1, self.held.pop(t)))
+                    held = self.held.pop(t)
+                    self._finish(t, None, held if isinstance(held, State) else self._replay(t, None, 1, held))
                 else:
                     self._start(t, i, count, old, sync)
             if self.inflight:
@@ -583,17 +589,16 @@ class _TaskRuns:
             try:
                 state = future.result()
             except Exception as exc:
-                state = Failed(
-                    f"Task run could not complete on executor {self.executor!r}: {exc!r}",
-                    result=exc,
-                    traceback=traceback.format_exc(),
-                )
+                state = self._lost(t, i, count, exc, "could not complete on")
+                lost = True
+            else:
+                lost = False
             if self.pipelines and i is None:
                 self.running.pop(t, None)
                 if t in self.pipelined and self._came_back_early(t, state):
                     state = None
             if state is not None:
-                if not self.executor.in_process:
+                if not lost and not self.executor.in_process:
                     state = self._replay(t, i, count, state)
                 self._finish(t, i, state)
             try:
@@ -665,10 +670,14 @@ class _TaskRuns:
         if sync:
             self._finish(t, i, self.runners[t](task, kwargs, i, count, old, self.ctx, notify))
             return
-        if self.executor.in_process:
-            future = self.executor.submit(self.runners[t], task, kwargs, i, count, old, self.ctx, notify)
-        else:
-            future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, self.runners[t])
+        try:
+            if self.executor.in_process:
+                future = self.executor.submit(self.runners[t], task, kwargs, i, count, old, self.ctx, notify)
+            else:
+                future = self.executor.submit(run_task_recorded, task, kwargs, i, count, old, self.ctx, self.runners[t])
+        except Exception as exc:  # it does not pickle, the executor refused it...: this run fails
+            self._finish(t, i, self._lost(t, i, count, exc, "could not be sent to"))
+            return
         self.inflight[future] = (t, i, count)
         future.add_done_callback(self.done.put)
         if self.pipelines and i is None:
@@ -708,9 +717,12 @@ class _TaskRuns:
                         future = running.get(u)
                         kwargs[key] = executor.pending_ref(future) if future is not None else result_ref(states[u])
                     task = plan.tasks[d]
-                    future = executor.submit(
-                        run_task_after, gate, task, kwargs, None, 1, Pending(), self.ctx, self.runners[d]
-                    )
+                    try:
+                        future = executor.submit(
+                            run_task_after, gate, task, kwargs, None, 1, Pending(), self.ctx, self.runners[d]
+                        )
+                    except Exception:  # not sent ahead: it goes the usual way, which reports why
+                        continue
                     self.inflight[future] = (d, None, 1)
                     future.add_done_callback(self.done.put)
                     running[d] = future
@@ -741,10 +753,30 @@ class _TaskRuns:
                 state = notify(task, Pending(), state)
         self._finish(t, i, state)
 
+    def _lost(self, t: int, i: int | None, count: int, exc: BaseException, what: str) -> State:
+        """The ``Failed`` state of a task run the executor could not run (or send, or bring back).
+
+        It passes through the task's handlers, the observers and plugin hooks like any state:
+        an alert names the task that failed, not only the ones downstream of it.
+        """
+        from plait.errors import PlaitError
+
+        detail = str(exc) if isinstance(exc, PlaitError) else repr(exc)
+        task = self.plan.tasks[t]
+        name = task.name if i is None else f"{task.name}[{i}]"
+        state: State = Failed(
+            f"Task run {name!r} {what} executor {self.executor!r}: {detail}",
+            result=exc,
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        notify = self.notifiers[t]
+        if notify is not None:
+            with _TaskScope(task, i, count):
+                state = notify(task, Pending(), state)
+        return state
+
     def _replay(self, t: int, i: int | None, count: int, recorded: Any) -> State:
         """Pass the state changes a worker recorded through the driver's handlers."""
-        if isinstance(recorded, State):  # the executor itself failed
-            return recorded
         if _secret_values:  # made where the driver's secrets may be unknown: mask them here
             for _old, new, *_interim in recorded:
                 remask(new)
@@ -1061,7 +1093,7 @@ def run_task(
         except signals.ENDRUN as end:
             new = end.state
         except _Timeout as exc:
-            new = TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.", exc)  # type: ignore[union-attr]
+            new = TimedOut(_timed_out(task, exc), exc)
         except Exception as exc:
             new = Failed(mask(f"Error during execution of task: {exc!r}"), exc, mask(traceback.format_exc()))
         if new._failed and run_count <= task.max_retries and not isinstance(new, TriggerFailed):
@@ -1147,7 +1179,17 @@ def run_task_recorded(
         return new
 
     runner(task, kwargs, map_index, run_count, old, flow_ctx, record)
+    for change in recorded:
+        # An exception the driver could not unpickle would lose the whole answer: send such
+        # exceptions as their type and text instead.
+        new = change[1]
+        if isinstance(new.result, BaseException) and type(new.result) not in _PORTABLE_EXCEPTIONS:
+            new.result = portable_exception(new.result)
     return recorded
+
+
+# Exceptions known to pickle and unpickle as themselves: not worth a check.
+_PORTABLE_EXCEPTIONS = frozenset({ValueError, TypeError, KeyError, RuntimeError, ZeroDivisionError, IndexError})
 
 
 def _settled(state: State) -> State:
@@ -1218,11 +1260,28 @@ def _can_follow(plan: _Plan, t: int, task: Task) -> bool:
 
 
 class _Timeout(TimeoutError):
-    """A task run took longer than its ``timeout`` (a ``TimeoutError``: the ``TimedOut`` state's result)."""
+    """A task run took longer than its ``timeout`` (a ``TimeoutError``: the ``TimedOut`` state's result).
+
+    Its text says whether the run was stopped (its process killed) or only observed.
+    """
+
+
+def _timed_out(task: Task, exc: _Timeout) -> str:
+    seconds = task.timeout.total_seconds() if task.timeout is not None else 0
+    detail = str(exc)
+    return f"Task {task.name!r} timed out after {seconds:g}s{'; ' + detail if detail else ''}."
+
+
+def _materialized(value: Any) -> Any:
+    return list(value) if type(value) in _ONE_SHOT else value
 
 
 def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
-    """Run with stdout capture and/or a timeout (off the hot path)."""
+    """Run with stdout capture and/or a timeout (off the hot path).
+
+    A timeout is enforced by running the task in its own process, killed when the time is up
+    (``plait.engine.timeouts``); where that is not possible it is only observed.
+    """
 
     def call() -> Any:
         if task.log_stdout:
@@ -1232,25 +1291,12 @@ def _run_guarded(task: Task, kwargs: dict[str, Any]) -> Any:
 
     if task.timeout is None or getattr(task, "enforces_own_timeout", False):
         return call()
-    ctx = contextvars.copy_context()
-    box: dict[str, Any] = {}
+    from plait.engine.timeouts import TimeoutExpired, run_with_timeout
 
-    def target() -> None:
-        try:
-            box["value"] = ctx.run(call)
-        except BaseException as exc:
-            box["error"] = exc
-
-    # Python cannot stop a thread: a run that times out is abandoned, not killed (tasks that
-    # own subprocesses, like ShellTask, kill them themselves).
-    worker = threading.Thread(target=target, name=f"plait-timeout-{task.name}", daemon=True)
-    worker.start()
-    worker.join(task.timeout.total_seconds())  # type: ignore[union-attr]
-    if worker.is_alive():
-        raise _Timeout
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    try:
+        return run_with_timeout(task.name, call, task.timeout.total_seconds(), _materialized)
+    except TimeoutExpired as exc:
+        raise _Timeout(exc.detail) from None
 
 
 def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: Notify | None, running: State) -> State:
@@ -1287,7 +1333,7 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
         except signals.ENDRUN as end:
             return end.state
         except _Timeout as exc:
-            return TimedOut(f"Task {task.name!r} timed out after {task.timeout.total_seconds():g}s.", exc)  # type: ignore[union-attr]
+            return TimedOut(_timed_out(task, exc), exc)
         except Exception as exc:
             return Failed(
                 f"Error during execution of task (loop {info.loop_count}): {exc!r}", exc, traceback.format_exc()
@@ -1507,14 +1553,33 @@ def _flatten_one(value: Any) -> list[Any]:
 
 
 def _log_failure(task: Task, i: int | None, state: State) -> None:
+    """Log a failed task run: one line of message, the traceback as the record's exception
+    (``exc_info``/``exc_text``, so formatters put it where they put tracebacks: the JSON
+    formatter's ``exception`` field), and the task's name on the record."""
     # Excerpts: an exception message of megabytes would take minutes to log; the state keeps it all.
+    base = logger.logger
+    if not base.isEnabledFor(logging.ERROR):
+        return
     name = task.name if i is None else f"{task.name}[{i}]"
     tb = getattr(state, "traceback", None)
     message = excerpt(state.message or "")
+    exc = state.result if isinstance(state.result, BaseException) else None
     if tb:
-        logger.error("Task %r failed: %s\n%s", name, message, excerpt(tb.rstrip(), 4 * LOG_TEXT_LIMIT))
+        text, args = "Task %r failed: %s", (name, message)
     else:
-        logger.error("Task %r: %s %s", name, state.name, message)
+        text, args = "Task %r: %s %s", (name, state.name, message)
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    fn, lno, func, _stack = base.findCaller()
+    record = base.makeRecord(base.name, logging.ERROR, fn, lno, text, args, exc_info, func)
+    if tb:
+        # The text the task run recorded (its frames, possibly from a worker process): the
+        # formatter uses it instead of formatting exc_info again.
+        record.exc_text = excerpt(tb.rstrip(), 4 * LOG_TEXT_LIMIT)
+    record.__dict__.update(_context_fields())
+    record.task_name = task.name
+    record.task_full_name = name
+    record.map_index = i
+    base.handle(record)
 
 
 def _is_paused(state: State) -> bool:

@@ -358,11 +358,48 @@ class BackfillReport(Sequence[BackfillRun]):
         return f"<BackfillReport {self.flow_name!r}: {len(self.succeeded)}/{len(self.runs)} succeeded>"
 
 
+class Months:
+    """A calendar interval for backfills: every ``n`` months, on the start's day of the month (the
+    month's last day when it is shorter) at the start's wall-clock time: ``Months(1)``."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ScheduleError(f"Months needs a whole number of months >= 1, got {n!r}")
+        self.n = n
+
+    def __repr__(self) -> str:
+        return f"Months({self.n})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Months) and other.n == self.n
+
+    def __hash__(self) -> int:
+        return hash(("Months", self.n))
+
+    def times(self, start: datetime, end: datetime) -> list[datetime]:
+        """``start``, then every ``n`` months, up to ``end`` (both included)."""
+        import calendar
+
+        out = []
+        k = 0
+        while True:
+            month0 = start.month - 1 + k * self.n
+            year, month = start.year + month0 // 12, month0 % 12 + 1
+            day = min(start.day, calendar.monthrange(year, month)[1])
+            moment = start.replace(year=year, month=month, day=day)
+            if _utc(moment) > _utc(end):
+                return out
+            out.append(moment)
+            k += 1
+
+
 def backfill_times(
     flow: Flow,
     start: datetime | date | str,
     end: datetime | date | str,
-    interval: timedelta | None = None,
+    interval: timedelta | Months | None = None,
     timezone: str | tzinfo | None = None,
 ) -> list[ClockEvent]:
     """The scheduled times a backfill of ``flow`` over ``[start, end]`` would run.
@@ -384,6 +421,11 @@ def backfill_times(
         raise ScheduleError(
             f"Backfill of flow {flow.name!r}: end {end_dt.isoformat()} is before start {start_dt.isoformat()}"
         )
+    if isinstance(interval, Months):
+        from plait.schedules import DatesClock
+
+        dates = interval.times(start_dt, end_dt)
+        return Schedule([DatesClock(dates)]).between(start_dt, end_dt) if dates else []
     if interval is not None or schedule is None:
         schedule = Schedule([IntervalClock(interval or timedelta(days=1), start_date=start_dt)])
     return schedule.between(start_dt, end_dt)
@@ -396,7 +438,7 @@ def backfill(
     parameters: dict[str, Any] | None = None,
     max_concurrency: int = 1,
     executor: Executor | str | None = None,
-    interval: timedelta | None = None,
+    interval: timedelta | Months | None = None,
     timezone: str | tzinfo | None = None,
     context: dict[str, Any] | None = None,
     on_run: Callable[[BackfillRun], None] | None = None,

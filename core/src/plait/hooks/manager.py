@@ -30,7 +30,6 @@ views of the states (``plait.states.read_only``), so a plugin cannot change a ru
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import threading
@@ -87,6 +86,8 @@ class PluginRecord:
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
     builtin: bool = False
+    #: the ``plait.settings.Settings`` the plugin declared (``plait_register_settings``)
+    settings: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,23 +148,31 @@ class PlaitPluginManager(pluggy.PluginManager):
         if problem is not None:
             return self._fail(record, problem)
         record.hooks = hook_names(self, plugin)
+        record.settings = _declared_settings(self, plugin, name)
         return record
 
     def load_builtins(self) -> None:
         """Register the core's own plugin (executors, result types)."""
+        from plait import __version__
         from plait.hooks import builtin
 
-        self.add_plugin(builtin, BUILTIN_NAME, "plait", _version("plait"), builtin=True)
+        self.add_plugin(builtin, BUILTIN_NAME, "plait", __version__, builtin=True)
 
     def load_entrypoints(self, environ: dict[str, str] | None = None) -> None:
-        """Load every installed plugin of the entry-point group ``plait``, tolerantly."""
+        """Load every installed plugin of the entry-point group ``plait``, tolerantly.
+
+        The installed entry points come from ``plait.hooks.discovery`` (a cache of the last
+        scan of this environment, checked against where distributions live and against the
+        modules it names still being there).
+        """
+        from plait.hooks import discovery
+
         env = os.environ if environ is None else environ
         allow = _names(env["PLAIT_LOAD_PLUGINS"]) if "PLAIT_LOAD_PLUGINS" in env else None
         deny = _names(env.get("PLAIT_DISABLE_PLUGINS", ""))
-        for ep in importlib.metadata.entry_points(group=PROJECT):
-            dist = ep.dist
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            version = dist.version if dist is not None else None
+        entry_points = discovery.installed_entry_points(PROJECT)
+        for ep in entry_points:
+            dist_name, version = ep.distribution, ep.version
             if ep.name in self.records:
                 other = self.records[ep.name]
                 if other.distribution != dist_name:
@@ -175,14 +184,13 @@ class PlaitPluginManager(pluggy.PluginManager):
                     )
                     self.records[f"{ep.name} ({dist_name})"] = record
                 continue
-            keys = {ep.name, dist_name}
-            if (allow is not None and not keys & allow) or keys & deny:
-                allowed = allow is None or bool(keys & allow)
+            if not _wanted(ep, allow, deny):
+                allowed = allow is None or bool({ep.name, dist_name} & allow)
                 why = "in PLAIT_DISABLE_PLUGINS" if allowed else "not in PLAIT_LOAD_PLUGINS"
                 self.records[ep.name] = PluginRecord(ep.name, dist_name, version, status="disabled", error=why)
                 continue
             try:
-                plugin = ep.load()
+                plugin = discovery.load_entry_point(ep)
                 if isinstance(plugin, type):
                     plugin = plugin()
             except BaseException as exc:  # SystemExit too: a plugin never stops Plait
@@ -275,6 +283,35 @@ def plugin_problems(pm: PlaitPluginManager, plugin: object, name: str) -> str | 
     return None
 
 
+def _declared_settings(pm: pluggy.PluginManager, plugin: object, name: str) -> list[Any]:
+    """Call the plugin's ``plait_register_settings`` (if any) and declare what it returns."""
+    impls = [i for i in pm.hook.plait_register_settings.get_hookimpls() if i.plugin is plugin]
+    if not impls:
+        return []
+    from plait import settings as declared
+
+    try:
+        value = impls[0].function()
+    except Exception:
+        logger.error(
+            "Plugin %r raised in plait_register_settings; its settings are not checked:\n%s",
+            name,
+            traceback.format_exc().rstrip(),
+        )
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value] if value is not None else []
+    out = []
+    for item in items:
+        if not isinstance(item, declared.Settings):
+            logger.warning(
+                "Plugin %r: plait_register_settings returned %r, not a plait.settings.Settings; ignored", name, item
+            )
+            continue
+        declared.declare(item, owner=name)
+        out.append(item)
+    return out
+
+
 def hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     """The names of the hooks ``plugin`` implements (sorted)."""
     return sorted(c.name for c in pm.get_hookcallers(plugin) or ())
@@ -304,6 +341,8 @@ class PlaitHooks:
         self.pm = pm
         self._strict = strict
         self._cache: dict[str, tuple[int, Any]] = {}
+        self._statuses: tuple[Any, int, int, dict[str, Any]] | None = None
+        self._reported: Any = None
 
     @property
     def strict(self) -> bool:
@@ -363,6 +402,94 @@ class PlaitHooks:
         """Let every plugin add its commands to ``cli``."""
         self._collect("plait_register_commands", {"cli": cli})
 
+    # -- configuration ------------------------------------------------------------------------
+
+    def plugin_status(self, name: str) -> Any:
+        """The ``plait.settings.PluginStatus`` of plugin ``name`` under the current configuration,
+        or ``None`` when the plugin declares no settings."""
+        return self.statuses().get(name)
+
+    def statuses(self) -> dict[str, Any]:
+        """``{plugin name: PluginStatus}`` for every loaded plugin that declares settings
+        (computed once per configuration)."""
+        from plait import settings as declared
+        from plait.config import get_config
+
+        config = get_config()
+        cached = self._statuses
+        if (
+            cached is not None
+            and cached[0] is config
+            and cached[1] == declared.generation
+            and cached[2] == self.pm.generation
+        ):
+            return cached[3]
+        out = {}
+        for name, record in self.pm.records.items():
+            if record.status == "loaded" and record.settings:
+                out[name] = declared.plugin_status(config, record.settings[0])
+        self._statuses = (config, declared.generation, self.pm.generation, out)
+        return out
+
+    def observes(self, plugin_name: str) -> bool:
+        """Whether the observer hooks of ``plugin_name`` run now: always for a plugin that declares
+        no settings; else as its ``observe_when`` says (default: while it is configured)."""
+        record = self.pm.records.get(plugin_name)
+        if record is None or not record.settings:
+            return True
+        status = self.statuses().get(plugin_name)
+        if status is None:
+            return True
+        spec = record.settings[0]
+        if spec.observe_when is not None:
+            try:
+                return bool(spec.observe_when(status))
+            except Exception:
+                if self.strict:
+                    raise
+                logger.error(
+                    "Plugin %r raised in its observe_when; its observers are off:\n%s",
+                    plugin_name,
+                    traceback.format_exc().rstrip(),
+                )
+                return False
+        return status.configured
+
+    def config_problems(self) -> list[Any]:
+        """Every problem of the current configuration (``plait.settings.check_config``)."""
+        from plait import settings as declared
+        from plait.config import get_config
+
+        self.statuses()  # declarations are made as plugins load
+        return declared.check_config(get_config(), installed=self.pm.records)
+
+    def report_config_problems(self) -> None:
+        """Log each configuration problem once per configuration (at the first flow run): errors
+        at ERROR, warnings at WARNING, on the ``plait.config`` logger."""
+        from plait.config import get_config
+
+        config = get_config()
+        if self._reported is config:
+            return
+        self._reported = config
+        log = logging.getLogger("plait.config")
+        off = {
+            record.settings[0].path: name
+            for name, status in self.statuses().items()
+            if status.state == "misconfigured" and (record := self.pm.records.get(name)) is not None
+        }
+        for problem in self.config_problems():
+            level = logging.ERROR if problem.severity == "error" else logging.WARNING
+            owner = next(
+                (n for path, n in off.items() if problem.path == path or problem.path.startswith(path + ".")), None
+            )
+            if owner is not None and problem.severity == "error":
+                log.log(
+                    level, "Plugin %r is misconfigured and stays off until this is fixed: %s", owner, problem.message
+                )
+            else:
+                log.log(level, "Plait configuration: %s", problem.message)
+
     # -- observer hooks -----------------------------------------------------------------------
 
     def task_state_changed(self, task: Any, old_state: Any, new_state: Any, context: Any = None) -> None:
@@ -387,22 +514,35 @@ class PlaitHooks:
 
     def task_run_wrappers(self) -> tuple[tuple[str, Callable[..., Any], tuple[int, ...]], ...]:
         """``(plugin_name, function, argument picks)`` of each ``plait_task_run`` wrapper, outermost first."""
+        impls = [i for i in self.pm.hook.plait_task_run.get_hookimpls() if i.wrapper]
+        # A plugin that declares settings is switched on and off by the configuration.
+        gated = any(self._declares(i.plugin_name) for i in impls)
+        key: Any = self.pm.generation
+        if gated:
+            from plait import settings as declared
+            from plait.config import get_config
+
+            key = (self.pm.generation, id(get_config()), declared.generation)
         cached = self._cache.get("plait_task_run")
-        if cached is not None and cached[0] == self.pm.generation:
+        if cached is not None and cached[0] == key:
             return cached[1]
         order = ("task", "context")
         calls = tuple(
             (impl.plugin_name, impl.function, tuple(order.index(a) for a in impl.argnames))
-            for impl in reversed(self.pm.hook.plait_task_run.get_hookimpls())
-            if impl.wrapper
+            for impl in reversed(impls)
+            if self.observes(impl.plugin_name)
         )
-        self._cache["plait_task_run"] = (self.pm.generation, calls)
+        self._cache["plait_task_run"] = (key, calls)
         return calls
+
+    def _declares(self, plugin_name: str) -> bool:
+        record = self.pm.records.get(plugin_name)
+        return record is not None and bool(record.settings)
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _observer(self, hook_name: str, first: str) -> Callable[[Any, Any, Any], None] | None:
-        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        impls = [i for i in getattr(self.pm.hook, hook_name).get_hookimpls() if self.observes(i.plugin_name)]
         if not impls:
             return None
         from plait import context as ctx_module
@@ -578,6 +718,8 @@ def plugin_observers() -> tuple[tuple[Callable[..., None], ...], tuple[Callable[
     observer hooks or ``plait_task_run``: then the runner calls nothing per task.
     """
     hooks = get_hooks()
+    if len(hooks.pm.records) > 1:  # only the built-in plugin: nothing to report on
+        hooks.report_config_problems()
     task = hooks.task_observer()
     flow = hooks.flow_observer()
     return ((task,) if task else ()), ((flow,) if flow else ()), bool(hooks.task_run_wrappers())
@@ -632,11 +774,18 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _wanted(ep: Any, allow: set[str] | None, deny: set[str]) -> bool:
+    keys = {ep.name, ep.distribution}
+    return (allow is None or bool(keys & allow)) and not keys & deny
+
+
 def _names(value: str) -> set[str]:
     return {n.strip() for n in value.split(",") if n.strip()}
 
 
 def _version(dist: str) -> str | None:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:

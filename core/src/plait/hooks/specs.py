@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from plait.config import Config
     from plait.engine.executors import Executor
     from plait.flow import Flow
+    from plait.settings import Settings
     from plait.states import State
     from plait.storage import Storage
     from plait.tasks import Task
@@ -45,6 +46,7 @@ __all__ = [
     "plait_register_executors",
     "plait_register_log_handlers",
     "plait_register_result_types",
+    "plait_register_settings",
     "plait_register_storage",
     "plait_register_tasks",
     "plait_task_run",
@@ -141,6 +143,38 @@ def plait_register_commands(cli: click.Group) -> None:
 
     Args:
         cli: the ``plait`` click group; call ``cli.add_command(my_command)``.
+    """
+
+
+@hookspec
+def plait_register_settings() -> Settings | list[Settings]:
+    """Declare the plugin's config section: its keys, their types, defaults and which are secrets.
+
+    Called once, when the plugin is loaded. From the declaration Plait reports unknown keys
+    (with the closest declared name) and bad values (naming the key), reads environment
+    overrides as the declared types, shows the plugin as *configured*, *not configured* or
+    *misconfigured* in ``plait plugins``, prints the section in ``plait config``, and calls the
+    plugin's observer hooks (``plait_*_state_changed``, ``plait_task_run``) only while it is
+    configured (see ``Settings(observe_when=...)``): an installed plugin nobody configured
+    costs a flow run nothing.
+
+    Returns:
+        A ``plait.settings.Settings`` (or a list of them), e.g.
+        ``Settings("plugins.pager", Setting("url_secret", str), requires=AnyOf("url_secret"))``.
+        An exception here is logged with the plugin's name; the plugin then has no declaration.
+
+    Example::
+
+        from plait.settings import AnyOf, Setting, Settings
+
+        @plait.hookimpl
+        def plait_register_settings():
+            return Settings(
+                "plugins.pager",
+                Setting("url_secret", str, help="the plait secret holding the pager URL"),
+                Setting("timeout", float, 10.0, help="seconds per request"),
+                requires=AnyOf("url_secret"),
+            )
     """
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from plait.errors import ScheduleError
 from plait.schedules import adjustments, filters
 from plait.schedules._zones import get_zone, require_aware, utc
-from plait.schedules.clocks import Clock, ClockEvent, CronClock, DatesClock, IntervalClock
+from plait.schedules.clocks import Clock, ClockEvent, CronClock, DatesClock, IntervalClock, RRuleClock
 
 __all__ = [
     "Clock",
@@ -42,6 +42,7 @@ __all__ = [
     "DatesClock",
     "IntervalClock",
     "IntervalSchedule",
+    "RRuleClock",
     "Schedule",
     "adjustments",
     "filters",
@@ -65,6 +66,8 @@ class Schedule:
         or_filters: keep a time only if at least one of these accepts it.
         not_filters: drop a time if any of these accepts it.
         adjustments: applied in order to the times that pass the filters.
+        start_date, end_date: no event before / after these (aware), whatever the clocks say
+            (Prefect 1's ``Schedule(start_date=..., end_date=...)``).
 
     Filters and adjustments see the start time in its clock's zone.
     """
@@ -76,7 +79,15 @@ class Schedule:
         or_filters: Iterable[Filter] | None = None,
         not_filters: Iterable[Filter] | None = None,
         adjustments: Iterable[Adjustment] | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
     ) -> None:
+        self.start_date = None if start_date is None else require_aware(start_date, "Schedule start_date")
+        self.end_date = None if end_date is None else require_aware(end_date, "Schedule end_date")
+        if self.start_date is not None and self.end_date is not None and utc(self.end_date) < utc(self.start_date):
+            raise ScheduleError(
+                f"Schedule: end_date {self.end_date.isoformat()} is before start_date {self.start_date.isoformat()}"
+            )
         if isinstance(clocks, Clock):
             clocks = [clocks]
         self.clocks = list(clocks)
@@ -93,7 +104,10 @@ class Schedule:
     def events(self, after: datetime | None = None) -> Iterator[ClockEvent]:
         """Every event strictly after ``after`` (default: now), in order; possibly endless."""
         after = datetime.now(UTC) if after is None else require_aware(after, "Schedule.next after")
+        if self.start_date is not None and utc(after) < utc(self.start_date):
+            after = self.start_date - timedelta(microseconds=1)
         after_utc = utc(after)
+        end_utc = None if self.end_date is None else utc(self.end_date)
         merged = heapq.merge(*(c.events(after) for c in self.clocks), key=lambda e: utc(e.start_time))
         last_utc: datetime | None = None
         seen_at_last: list[dict[str, Any]] = []
@@ -115,6 +129,8 @@ class Schedule:
             t_utc = utc(t)
             if t_utc <= after_utc:
                 continue
+            if end_utc is not None and t_utc > end_utc:
+                return
             if t_utc == last_utc:
                 if event.parameter_defaults in seen_at_last:
                     continue
@@ -138,8 +154,8 @@ class Schedule:
 
     def between(self, start: datetime, end: datetime) -> list[ClockEvent]:
         """Every event with ``start <= start_time <= end``, in order."""
-        require_aware(start, "Schedule.between start")
-        require_aware(end, "Schedule.between end")
+        start = require_aware(start, "Schedule.between start")
+        end = require_aware(end, "Schedule.between end")
         if utc(end) < utc(start):
             raise ScheduleError(
                 f"Schedule.between: end {end.isoformat()} is before start {start.isoformat()}; swap them"
@@ -171,6 +187,8 @@ class Schedule:
             "or_filters": [_serialize_rule(f, "filter") for f in self.or_filters],
             "not_filters": [_serialize_rule(f, "filter") for f in self.not_filters],
             "adjustments": [_serialize_rule(a, "adjustment") for a in self.adjustments],
+            **({"start_date": self.start_date.isoformat()} if self.start_date is not None else {}),
+            **({"end_date": self.end_date.isoformat()} if self.end_date is not None else {}),
         }
 
     @classmethod
@@ -182,6 +200,8 @@ class Schedule:
             or_filters=[filters.deserialize(f) for f in data.get("or_filters", [])],
             not_filters=[filters.deserialize(f) for f in data.get("not_filters", [])],
             adjustments=[adjustments.deserialize(a) for a in data.get("adjustments", [])],
+            start_date=_parse_time(data.get("start_date"), None),
+            end_date=_parse_time(data.get("end_date"), None),
         )
 
     def _keep(self, t: datetime) -> bool:
@@ -228,9 +248,10 @@ class CronSchedule(Schedule):
         parameter_defaults: dict[str, Any] | None = None,
         timezone: str | tzinfo | None = None,
         day_or: bool = True,
+        fall_back: str = "once",
         **schedule_options: Any,
     ) -> None:
-        clock = CronClock(cron, start_date, end_date, parameter_defaults, timezone, day_or)
+        clock = CronClock(cron, start_date, end_date, parameter_defaults, timezone, day_or, fall_back)
         super().__init__([clock], **schedule_options)
 
 
@@ -271,9 +292,14 @@ def _deserialize_clock(data: dict[str, Any]) -> Clock:
     if kind == "IntervalClock":
         return IntervalClock(timedelta(seconds=data["interval"]), timezone=zone, **common)
     if kind == "CronClock":
-        return CronClock(data["cron"], timezone=zone, day_or=data.get("day_or", True), **common)
+        fall_back = data.get("fall_back", "once")
+        return CronClock(data["cron"], timezone=zone, day_or=data.get("day_or", True), fall_back=fall_back, **common)
+    if kind == "RRuleClock":
+        from dateutil.rrule import rrulestr
+
+        return RRuleClock(rrulestr(data["rrule"]), timezone=zone, **common)
     if kind == "DatesClock":
         zones = data.get("timezones") or [None] * len(data["dates"])
         dates = [_parse_time(d, z) for d, z in zip(data["dates"], zones, strict=True)]
         return DatesClock(dates, parameter_defaults=common["parameter_defaults"])  # type: ignore[arg-type]
-    raise ScheduleError(f"Unknown clock type {kind!r}; known: IntervalClock, CronClock, DatesClock")
+    raise ScheduleError(f"Unknown clock type {kind!r}; known: IntervalClock, CronClock, DatesClock, RRuleClock")

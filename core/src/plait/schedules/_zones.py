@@ -20,7 +20,11 @@ def utc(dt: datetime) -> datetime:
 
 
 def require_aware(value: Any, what: str) -> datetime:
-    """``value`` if it is an aware datetime, else a clear error naming ``what``."""
+    """``value`` as a plain aware datetime, else a clear error naming ``what``.
+
+    A datetime subclass (pendulum's ``DateTime``, which Prefect 1 used everywhere) becomes the
+    same instant as a plain ``datetime`` in the same zone (a ``ZoneInfo`` when it has a name).
+    """
     if not isinstance(value, datetime):
         raise ScheduleError(f"{what} must be a datetime with a time zone, got {type(value).__name__}: {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -28,13 +32,47 @@ def require_aware(value: Any, what: str) -> datetime:
             f"{what} {value.isoformat()} has no time zone; give it one, e.g. "
             f"{value!r}.replace(tzinfo=ZoneInfo('Europe/London')) or tzinfo=datetime.UTC"
         )
+    if type(value) is not datetime:
+        value = datetime(
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+            tzinfo=plain_zone(value.tzinfo, value),
+            fold=value.fold,
+        )
     return value
+
+
+def plain_zone(zone: tzinfo, at: datetime | None = None) -> tzinfo:
+    """A standard-library zone for ``zone`` (pendulum's zones become ``ZoneInfo`` or fixed offsets)."""
+    if type(zone).__module__.split(".")[0] != "pendulum":
+        return zone
+    name = getattr(zone, "name", None) or getattr(zone, "key", None)
+    if isinstance(name, str) and name.upper() == "UTC":
+        return UTC
+    if isinstance(name, str) and "/" in name:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    from datetime import timezone
+
+    offset = zone.utcoffset(at)
+    return timezone(offset) if offset is not None else UTC
 
 
 def get_zone(zone: str | tzinfo | None, what: str = "timezone") -> tzinfo | None:
     """A ``tzinfo`` from a zone name (``"Europe/London"``) or a ``tzinfo``; ``None`` stays ``None``."""
-    if zone is None or isinstance(zone, tzinfo):
+    if zone is None:
         return zone
+    if isinstance(zone, tzinfo):
+        return plain_zone(zone)
     if isinstance(zone, str):
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

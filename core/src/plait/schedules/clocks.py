@@ -4,7 +4,8 @@ A clock yields ``ClockEvent``s strictly after a given instant, in order. Three k
 
 - ``IntervalClock(timedelta(hours=1), start_date=...)``: every interval from a start date;
 - ``CronClock("0 9 * * mon-fri", timezone="Europe/London")``: a cron expression on the wall clock;
-- ``DatesClock([datetime(...), ...])``: a fixed list of times.
+- ``DatesClock([datetime(...), ...])``: a fixed list of times;
+- ``RRuleClock(rrule(...))``: the times of a ``dateutil.rrule`` (RFC 5545 recurrence rules).
 
 Each may carry ``parameter_defaults``: flow parameters for the runs it starts (explicit
 parameters passed to ``flow.run`` win over them).
@@ -29,7 +30,7 @@ from plait.schedules._zones import (
     zone_name,
 )
 
-__all__ = ["Clock", "ClockEvent", "CronClock", "DatesClock", "IntervalClock"]
+__all__ = ["Clock", "ClockEvent", "CronClock", "DatesClock", "IntervalClock", "RRuleClock"]
 
 #: Where an ``IntervalClock`` without a ``start_date`` counts from (midnight, in its zone).
 DEFAULT_ANCHOR = datetime(2000, 1, 1)
@@ -73,9 +74,9 @@ class Clock:
     ) -> None:
         name = type(self).__name__
         if start_date is not None:
-            require_aware(start_date, f"{name} start_date")
+            start_date = require_aware(start_date, f"{name} start_date")
         if end_date is not None:
-            require_aware(end_date, f"{name} end_date")
+            end_date = require_aware(end_date, f"{name} end_date")
         if start_date is not None and end_date is not None and utc(end_date) < utc(start_date):
             raise ScheduleError(
                 f"{name}: end_date {end_date.isoformat()} is before start_date {start_date.isoformat()}; "
@@ -150,8 +151,8 @@ class IntervalClock(Clock):
             zone = zone or UTC
             self._start = localize(DEFAULT_ANCHOR, zone)
         else:
-            zone = zone or start_date.tzinfo
-            self._start = start_date.astimezone(zone)
+            zone = zone or self.start_date.tzinfo  # type: ignore[union-attr]
+            self._start = self.start_date.astimezone(zone)  # type: ignore[union-attr]
         self.timezone: tzinfo = zone  # type: ignore[assignment]
 
     def events(self, after: datetime) -> Iterator[ClockEvent]:
@@ -197,9 +198,10 @@ class CronClock(Clock):
 
     - a time skipped by the spring-forward change fires once, at the first instant after the
       change (a 01:30 London job runs at 02:00 BST on the last Sunday of March);
-    - a time repeated by the fall-back change fires once, at its first occurrence, unless the
-      expression's hour field is ``*``: then the job runs in both copies of the repeated hour
-      (an hourly job keeps running every hour of absolute time), as Vixie cron does.
+    - a time repeated by the fall-back change fires once, at its first occurrence (Prefect 1's
+      rule, so an hourly job runs 24 times that day, not 25). With ``fall_back="both"`` a job
+      whose hour field is ``*`` runs in both copies of the repeated hour instead (an hourly job
+      keeps running every hour of absolute time), as Vixie cron does.
 
     The expression has 5 fields (``minute hour day-of-month month day-of-week``), plus what
     the ``croniter`` library accepts (``@daily``, a 6th seconds field, ``L``, ``#``).
@@ -212,6 +214,8 @@ class CronClock(Clock):
         timezone: zone name or ``tzinfo`` (default: ``start_date``'s zone, else UTC).
         day_or: when both day-of-month and day-of-week are restricted, match either (cron's
             rule, the default) or, with ``False``, both.
+        fall_back: ``"once"`` (the default, Prefect 1's rule) or ``"both"`` (Vixie cron's: a
+            job with ``*`` as its hour runs in both copies of a repeated hour).
     """
 
     def __init__(
@@ -222,8 +226,12 @@ class CronClock(Clock):
         parameter_defaults: Mapping[str, Any] | None = None,
         timezone: str | tzinfo | None = None,
         day_or: bool = True,
+        fall_back: str = "once",
     ) -> None:
         super().__init__(start_date, end_date, parameter_defaults)
+        if fall_back not in ("once", "both"):
+            raise ScheduleError(f"CronClock fall_back must be 'once' or 'both', got {fall_back!r}")
+        self.fall_back = fall_back
         if not isinstance(cron, str):
             raise ScheduleError(f"CronClock cron must be a string such as '0 9 * * *', got {type(cron).__name__}")
         from croniter import CroniterError, croniter
@@ -234,9 +242,10 @@ class CronClock(Clock):
             raise CronExpressionError(cron, str(exc) or type(exc).__name__) from None
         self.cron = cron
         self.day_or = day_or
-        self.timezone: tzinfo = get_zone(timezone, "CronClock timezone") or (start_date.tzinfo if start_date else UTC)  # type: ignore[assignment]
+        start = self.start_date
+        self.timezone: tzinfo = get_zone(timezone, "CronClock timezone") or (start.tzinfo if start else UTC)  # type: ignore[assignment]
         # Vixie cron's rule: only jobs that run every hour repeat in the fall-back hour.
-        self._every_hour = parsed.expanded[1] == ["*"]
+        self._every_hour = parsed.expanded[1] == ["*"] and fall_back == "both"
 
     def events(self, after: datetime) -> Iterator[ClockEvent]:
         from croniter import CroniterError, croniter
@@ -280,6 +289,7 @@ class CronClock(Clock):
             "type": "CronClock",
             "cron": self.cron,
             "day_or": self.day_or,
+            **({"fall_back": self.fall_back} if self.fall_back != "once" else {}),
             "timezone": zone_name(self.timezone),
             **self._common(),
         }
@@ -322,3 +332,69 @@ class DatesClock(Clock):
 
     def __repr__(self) -> str:
         return f"DatesClock({len(self.dates)} dates)"
+
+
+class RRuleClock(Clock):
+    """The times of a ``dateutil.rrule.rrule`` (iCalendar recurrence rules), as Prefect 1's clock.
+
+    ```python
+    from dateutil import rrule
+    RRuleClock(rrule.rrule(rrule.MONTHLY, byweekday=rrule.FR(-1), byhour=17, dtstart=datetime(2026, 1, 1)),
+               timezone="Europe/London")            # 17:00 London time, the last Friday of each month
+    ```
+
+    The rule counts on the wall clock of ``timezone`` (default: ``dtstart``'s zone, else UTC); a
+    naive ``dtstart`` is read in that zone. ``start_date``/``end_date`` bound the events.
+    """
+
+    def __init__(
+        self,
+        rrule: Any,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        parameter_defaults: Mapping[str, Any] | None = None,
+        timezone: str | tzinfo | None = None,
+    ) -> None:
+        super().__init__(start_date, end_date, parameter_defaults)
+        from dateutil.rrule import rrule as rrule_class
+        from dateutil.rrule import rruleset
+
+        if not isinstance(rrule, (rrule_class, rruleset)):
+            raise ScheduleError(
+                f"RRuleClock needs a dateutil.rrule.rrule, got {type(rrule).__name__}: {rrule!r}; "
+                "e.g. rrule.rrule(rrule.DAILY, byhour=9, dtstart=datetime(2026, 1, 1))"
+            )
+        if isinstance(rrule, rruleset):
+            raise ScheduleError("RRuleClock takes one rrule; use one RRuleClock per rule in Schedule(clocks=[...])")
+        dtstart = rrule._dtstart
+        zone = get_zone(timezone, "RRuleClock timezone")
+        if zone is None:
+            zone = (require_aware(dtstart, "RRuleClock dtstart").tzinfo if dtstart.tzinfo is not None else None) or UTC
+        self.timezone: tzinfo = zone
+        # the rule runs on naive wall-clock times; each is then placed in the zone
+        self.rrule = rrule.replace(dtstart=dtstart.astimezone(zone).replace(tzinfo=None)) if dtstart.tzinfo else rrule
+        until = self.rrule._until
+        if until is not None and until.tzinfo is not None:
+            self.rrule = self.rrule.replace(until=until.astimezone(zone).replace(tzinfo=None))
+
+    def events(self, after: datetime) -> Iterator[ClockEvent]:
+        lower = utc(require_aware(after, "after"))
+        if self.start_date is not None:
+            lower = max(lower, utc(self.start_date) - timedelta(microseconds=1))
+        wall = lower.astimezone(self.timezone).replace(tzinfo=None) - timedelta(hours=3)  # a repeated hour
+        last = lower
+        for w in self.rrule.xafter(wall, inc=False):
+            t = localize(w, self.timezone)
+            t_utc = utc(t)
+            if t_utc <= last:
+                continue
+            if self._past_end(t):
+                return
+            last = t_utc
+            yield self._event(t)
+
+    def serialize(self) -> dict[str, Any]:
+        return {"type": "RRuleClock", "rrule": str(self.rrule), "timezone": zone_name(self.timezone), **self._common()}
+
+    def __repr__(self) -> str:
+        return f"RRuleClock({str(self.rrule)!r}, timezone={zone_name(self.timezone) or self.timezone!r})"

@@ -24,6 +24,7 @@ __all__ = [
     "Filter",
     "at_time",
     "between_dates",
+    "between_datetimes",
     "between_times",
     "is_day_of_week",
     "is_month_end",
@@ -31,6 +32,7 @@ __all__ = [
     "is_weekday",
     "is_weekend",
     "on_date",
+    "on_datetime",
 ]
 
 _DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -50,7 +52,7 @@ class Filter:
         return self.fn(dt)
 
     def serialize(self) -> dict[str, Any]:
-        return {"name": self.name, "args": [a.isoformat() if isinstance(a, time) else a for a in self.args]}
+        return {"name": self.name, "args": [a.isoformat() if isinstance(a, (time, datetime)) else a for a in self.args]}
 
     def __repr__(self) -> str:
         return f"{self.name}({', '.join(repr(a) for a in self.args)})" if self.args else self.name
@@ -60,6 +62,27 @@ def on_date(month: int, day: int) -> Filter:
     """Times on ``month``/``day`` of any year: ``on_date(12, 25)``."""
     _check_month_day("on_date", month, day)
     return Filter("on_date", [month, day], lambda dt: (dt.month, dt.day) == (month, day))
+
+
+def on_datetime(dt: datetime) -> Filter:
+    """Only the instant ``dt`` (aware): ``on_datetime(datetime(2026, 12, 24, 18, tzinfo=UTC))``."""
+    from plait.schedules._zones import require_aware, utc
+
+    dt = require_aware(dt, "on_datetime")
+    at = utc(dt)
+    return Filter("on_datetime", [dt], lambda t: utc(t) == at)
+
+
+def between_datetimes(start: datetime, end: datetime) -> Filter:
+    """Instants from ``start`` to ``end`` (aware), both included."""
+    from plait.schedules._zones import require_aware, utc
+
+    start = require_aware(start, "between_datetimes start")
+    end = require_aware(end, "between_datetimes end")
+    low, high = utc(start), utc(end)
+    if high < low:
+        raise ScheduleError(f"between_datetimes: end {end.isoformat()} is before start {start.isoformat()}")
+    return Filter("between_datetimes", [start, end], lambda t: low <= utc(t) <= high)
 
 
 def between_dates(start_month: int, start_day: int, end_month: int, end_day: int) -> Filter:
@@ -119,6 +142,8 @@ is_month_end = Filter("is_month_end", [], lambda dt: dt.day == calendar.monthran
 _BY_NAME: dict[str, Any] = {
     "on_date": on_date,
     "between_dates": between_dates,
+    "on_datetime": lambda d: on_datetime(datetime.fromisoformat(d)),
+    "between_datetimes": lambda a, b: between_datetimes(datetime.fromisoformat(a), datetime.fromisoformat(b)),
     "at_time": lambda t: at_time(time.fromisoformat(t)),
     "between_times": lambda a, b: between_times(time.fromisoformat(a), time.fromisoformat(b)),
     "is_day_of_week": is_day_of_week,

@@ -371,7 +371,7 @@ class _Run:
             return
         keys = []
         for call in pending:
-            task = call[1][0] if call[1] and isinstance(call[1][0], Task) else None
+            task = _task_of(call)
             res = self._resources(task) if task is not None else None
             keys.append(tuple(sorted(res.items())) if res else ())
         groups: dict[tuple[tuple[str, float], ...], list[Any]] = {}
@@ -416,7 +416,7 @@ class _Run:
     def _send(self, calls: list[Any], resources: dict[str, float] | None, ref_type: type) -> None:
         from plait_dask.worker import batch_records, run_batch
 
-        first = calls[0][1][0] if calls[0][1] else None
+        first = _task_of(calls[0])
         label = getattr(first, "slug", None) or getattr(first, "name", None) or "batch"
         key = f"{self.prefix}-{label}-{next(self.counter)}"
         for j, call in enumerate(calls):
@@ -593,6 +593,15 @@ def _has_pending(call: tuple[Any, ...]) -> bool:
     of upstream states of ``run_task_after``.
     """
     return any(type(v) is _Pending or _holds_pending(v) for v in call[1]) or _holds_pending(call[2])
+
+
+def _task_of(call: tuple[Any, ...]) -> Task | None:
+    """The task a buffered call runs: the first argument (``run_task_recorded``), or the second
+    (``run_task_after``, whose first is the list of upstream states)."""
+    for arg in call[1][:2]:
+        if isinstance(arg, Task):
+            return arg
+    return None
 
 
 def _pending_of(call: tuple[Any, ...]) -> set[_TaskRunFuture]:

@@ -9,6 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from plait import hookimpl
+from plait.settings import Setting, Settings
+
+#: ``[plugins.dask]``: the cluster ``--executor dask`` connects to by default.
+SETTINGS = Settings(
+    "plugins.dask",
+    Setting("address", str, help="scheduler address, e.g. tcp://10.0.0.5:8786 (default: a temporary local cluster)"),
+    help="the dask executor",
+)
+
+
+@hookimpl
+def plait_register_settings() -> Settings:
+    """``[plugins.dask]``, declared (see ``plait.settings``)."""
+    return SETTINGS
 
 
 @hookimpl

@@ -2,6 +2,8 @@
 
 - ``plait_register_tasks``: ``DockerRun``, ``DockerBuild``, ``DockerPull``, ``DockerPush``,
   ``DockerRemove`` (``plait tasks`` lists them).
+- ``plait_register_commands``: ``plait docker check``, ``plait docker containers`` and
+  ``plait docker cleanup`` (containers a killed run left behind).
 """
 
 from __future__ import annotations
@@ -17,3 +19,11 @@ def plait_register_tasks() -> list[Any]:
     from plait_docker.tasks import DockerBuild, DockerPull, DockerPush, DockerRemove, DockerRun
 
     return [DockerRun, DockerBuild, DockerPull, DockerPush, DockerRemove]
+
+
+@hookimpl
+def plait_register_commands(cli: Any) -> None:
+    """Add ``plait docker`` (``check``, ``containers``, ``cleanup``)."""
+    from plait_docker.commands import docker
+
+    cli.add_command(docker)

@@ -356,8 +356,10 @@ class _ContainerRun:
                     timer = threading.Timer(timeout, self.time_out)
                     timer.daemon = True
                     timer.start()
-                self._stream(output)
+                received = self._stream(output)
                 exit_code = self._wait()
+                if not (self.cancelled or self.timed_out):
+                    self._catch_up(output, received)
             except BaseException:
                 # KeyboardInterrupt on the local executor, or a failed request: never leave it behind.
                 self._remove(force=True)
@@ -415,13 +417,38 @@ class _ContainerRun:
             raise self._error("create the container", exc) from None
         return created["Id"]
 
-    def _stream(self, output: _Output) -> None:
+    def _stream(self, output: _Output) -> int:
+        """Feed the container's output to ``output`` as it comes; return the bytes received."""
+        received = 0
         try:
             for stream, data in follow_output(self.api, self.container_id):
+                received += len(data)
                 output.feed(stream, data)
         except Exception as exc:
             if self.cancelled or self.timed_out:
-                return  # the stream ends with the killed container, possibly abruptly
+                return received  # the stream ends with the killed container, possibly abruptly
+            raise self._error("read the container's output", exc) from None
+        return received
+
+    def _catch_up(self, output: _Output, received: int) -> None:
+        """Read what the followed stream missed once the container has exited.
+
+        Podman (4.3) can end a followed log stream when the container exits before it has sent
+        the last lines written just before the exit; the stored log has them. Both come from
+        the same log in the same order, so whatever lies past the bytes already received is
+        what was missed.
+        """
+        seen = 0
+        try:
+            for stream, data in follow_output(self.api, self.container_id, follow=False):
+                if seen + len(data) <= received:
+                    seen += len(data)
+                    continue
+                if seen < received:
+                    data = data[received - seen :]
+                    seen = received
+                output.feed(stream, data)
+        except Exception as exc:
             raise self._error("read the container's output", exc) from None
 
     def _wait(self) -> int:
@@ -549,15 +576,16 @@ class _Output:
         return f"\nLast {len(self.tail)} line(s) of output:\n" + mask(self.tail_lines())
 
 
-def follow_output(api: Any, container_id: str) -> Iterator[tuple[int, bytes]]:
+def follow_output(api: Any, container_id: str, follow: bool = True) -> Iterator[tuple[int, bytes]]:
     """The container's output as ``(stream, bytes)`` frames (1: stdout, 2: stderr), from its
-    start until it exits, in the order the engine recorded them.
+    start until it exits (or, with ``follow=False``, what it has printed so far), in the order
+    the engine recorded them.
 
     The Docker SDK's own ``logs(stream=True)`` drops which stream a frame came from (and its
     ``attach`` mis-reads Podman's frames), so this reads the multiplexed stream itself.
     """
     url = api._url("/containers/{0}/logs", container_id)
-    params = {"follow": 1, "stdout": 1, "stderr": 1, "timestamps": 0, "tail": "all"}
+    params = {"follow": 1 if follow else 0, "stdout": 1, "stderr": 1, "timestamps": 0, "tail": "all"}
     response = api._get(url, params=params, stream=True)
     try:
         api._raise_for_status(response)

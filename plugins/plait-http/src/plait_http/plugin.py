@@ -28,12 +28,14 @@ import logging
 from typing import Any
 
 from plait import hookimpl
-from plait.alerting import NOTIFIER_KEYS, GlobalNotifier, notifier_settings
+from plait.alerting import NOTIFIER_KEYS, GlobalNotifier, notifier_settings, notifier_settings_declared
+from plait.settings import Setting, Settings
 from plait_http.errors import HTTPConfigError
 
 __all__ = [
     "configured_notifier",
     "plait_flow_state_changed",
+    "plait_register_settings",
     "plait_register_tasks",
     "plait_task_state_changed",
     "webhook_settings",
@@ -64,7 +66,45 @@ def configured_notifier() -> Any:
     return alerts.notifier()
 
 
+def _positive(value: Any) -> str | None:
+    return None if value >= 0 else "must not be negative"
+
+
+#: ``[plugins.http]`` and its ``[plugins.http.webhook]`` table (see ``plait.settings``).
+SETTINGS = Settings(
+    f"plugins.{SECTION}",
+    Setting(
+        "webhook",
+        Settings(
+            "webhook",
+            Setting("url_secret", str, help="name of the plait secret holding the webhook URL"),
+            Setting("url", str, secret=True, help="the webhook URL itself (prefer url_secret)"),
+            Setting("signing_key_secret", str, help="name of the plait secret to sign with (X-Plait-Signature-256)"),
+            Setting("signing_key", str, secret=True, help="the signing key itself (prefer signing_key_secret)"),
+            *notifier_settings_declared(),
+            Setting("retries", int, 2, help="retries on connection errors and 5xx answers", check=_positive),
+            Setting("backoff_factor", float, help="seconds between retries grow by this factor", check=_positive),
+            Setting("headers", dict[str, str], help="extra request headers"),
+            Setting("alerts", bool, True, help="false: keep the table for webhook_notifier only"),
+        ),
+        help="signed webhook alerts for every flow run",
+    ),
+    requires=lambda values: (
+        None
+        if (values.get("webhook") or {}).get("url") or (values.get("webhook") or {}).get("url_secret")
+        else "[plugins.http.webhook] has neither url_secret nor url (the HTTPRequest task needs no config)"
+    ),
+    observe_when=lambda status: status.configured or _notifiers_alive(),
+    help="the HTTP task, and webhook alerts",
+)
+
+
 # --- hooks ------------------------------------------------------------------------------------------
+
+
+@hookimpl
+def plait_register_settings() -> Settings:
+    return SETTINGS
 
 
 @hookimpl
@@ -98,6 +138,18 @@ def _section(config: Any = None) -> dict[str, Any]:
     if not isinstance(webhook, dict):
         raise HTTPConfigError(f"[plugins.http.webhook] must be a table, got a {type(webhook).__name__}")
     return webhook
+
+
+def _notifiers_alive() -> bool:
+    # Notifiers used as task state handlers learn a run ended through the flow hook.
+    import sys
+
+    module = sys.modules.get("plait_http.webhook")
+    if module is None:
+        return False
+    from plait.alerting import live_notifiers
+
+    return bool(live_notifiers(module.WebhookNotifier))
 
 
 def _make_notifier(config: Any) -> Any:

@@ -12,20 +12,24 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plait import hookimpl
 from plait.errors import PlaitError
-from plait_metrics.collector import PlaitMetrics
-from plait_metrics.exposure import push_flow, serve
-from plait_metrics.settings import MetricsSettings
-from plait_metrics.statsd import StatsdEmitter
+from plait.settings import Setting, Settings
+from plait_metrics.settings import DEFAULT_BUCKETS, MetricsSettings
+
+if TYPE_CHECKING:
+    # prometheus_client is imported when the plugin starts, never by merely being installed
+    from plait_metrics.collector import PlaitMetrics
+    from plait_metrics.statsd import StatsdEmitter
 
 __all__ = [
     "MetricsRuntime",
     "get_metrics",
     "get_runtime",
     "plait_flow_state_changed",
+    "plait_register_settings",
     "plait_task_state_changed",
     "start",
     "stop",
@@ -44,6 +48,8 @@ class MetricsRuntime:
     """
 
     def __init__(self, settings: MetricsSettings) -> None:
+        from plait_metrics.collector import PlaitMetrics
+
         self.settings = settings
         self.metrics = PlaitMetrics(settings.buckets, timers=settings.statsd_address is not None)
         self.server: Any = None
@@ -51,6 +57,9 @@ class MetricsRuntime:
 
     def start(self) -> None:
         """Start the ``/metrics`` server and the StatsD emitter the settings ask for."""
+        from plait_metrics.exposure import serve
+        from plait_metrics.statsd import StatsdEmitter
+
         s = self.settings
         if s.port is not None and self.server is None:
             try:
@@ -80,6 +89,8 @@ class MetricsRuntime:
             self.statsd.flush()
         s = self.settings
         if s.pushgateway is not None:
+            from plait_metrics.exposure import push_flow
+
             push_flow(
                 self.metrics,
                 flow_name,
@@ -167,7 +178,51 @@ def _stop_locked() -> None:
         runtime.stop()
 
 
+def _wanted(values: Any) -> str | None:
+    if values.get("enabled") is False:
+        return "enabled = false"
+    if values.get("enabled") or any(values.get(k) is not None for k in ("port", "pushgateway", "statsd")):
+        return None
+    return "none of port, pushgateway, statsd is set (or enabled = true)"
+
+
+def _check(values: Any) -> str | None:
+    try:
+        MetricsSettings.from_mapping(values)
+    except PlaitError as exc:
+        return str(exc).removeprefix("[plugins.metrics] ")
+    return None
+
+
+#: ``[plugins.metrics]`` (see ``plait_metrics.settings`` for what each key does).
+SETTINGS = Settings(
+    "plugins.metrics",
+    Setting("enabled", bool, help="on with none of port/pushgateway/statsd (metrics only in the registry), or off"),
+    Setting("port", int, help="serve /metrics on this port (long-running processes)"),
+    Setting("addr", str, "127.0.0.1", help="the address /metrics listens on"),
+    Setting("pushgateway", str, help="push at the end of every flow run to this Pushgateway URL"),
+    Setting("push_timeout", float, 2.0, help="seconds a push may take"),
+    Setting("push_username", str, help="HTTP basic auth user for the Pushgateway"),
+    Setting("push_password_secret", str, help="name of the plait secret holding its password"),
+    Setting("job", str, "plait", help="the Pushgateway's job label"),
+    Setting("grouping_key", dict[str, str], {}, help="more grouping labels"),
+    Setting("statsd", str, help="StatsD host:port (UDP)"),
+    Setting("statsd_prefix", str, "plait", help="prefix of every StatsD metric"),
+    Setting("statsd_interval", float, 10.0, help="seconds between StatsD flushes"),
+    Setting("buckets", list[float], list(DEFAULT_BUCKETS), help="histogram buckets, seconds"),
+    requires=_wanted,
+    check=_check,
+    observe_when=lambda status: status.configured or _metrics is not None,
+    help="Prometheus /metrics, Pushgateway and StatsD",
+)
+
+
 # --- the hooks ---------------------------------------------------------------------------------
+
+
+@hookimpl
+def plait_register_settings() -> Settings:
+    return SETTINGS
 
 
 @hookimpl

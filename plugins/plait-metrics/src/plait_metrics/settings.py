@@ -27,7 +27,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 from plait.secrets import setting_repr
 from plait_metrics.errors import MetricsConfigError
@@ -196,6 +195,8 @@ def _check_url(value: Any) -> str:
             f'[plugins.metrics] pushgateway = {value!r} must be a URL, e.g. "http://127.0.0.1:9091"'
         )
     url = value if "://" in value else f"http://{value}"
+    from urllib.parse import urlparse
+
     parsed = urlparse(url)
     if parsed.username is not None or parsed.password is not None:
         # never echo the URL: it holds a password

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -27,6 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from plait.testing import free_port  # one copy, in the core
 
 __all__ = [
     "PrometheusServer",
@@ -46,13 +47,6 @@ QUERY_DEADLINE = 60.0  # seconds a series gets to appear in Prometheus
 
 class ServiceError(AssertionError):
     """A service did not start, or a condition was not met before its deadline."""
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 5.0) -> bytes:

@@ -17,19 +17,44 @@ Tasks: ``S3Upload``, ``S3Download``, ``S3List``, ``S3Delete``, ``S3Copy``; resul
 
 from __future__ import annotations
 
-from plait_s3.client import S3Config, clear_clients, get_connection
-from plait_s3.errors import (
-    S3AccessDeniedError,
-    S3BucketNotFoundError,
-    S3ConfigError,
-    S3CredentialsError,
-    S3Error,
-    S3KeyNotFoundError,
-    S3ResultError,
-)
-from plait_s3.result import S3Result
-from plait_s3.storage import S3Storage
-from plait_s3.tasks import S3Copy, S3Delete, S3Download, S3List, S3Upload
+import importlib
+from typing import Any
+
+# Plait imports plait_s3.plugin (and so this package) in every process where the plugin is
+# installed: these names are imported on first use, so merely having it installed costs little.
+_LAZY = {
+    "S3Config": "plait_s3.client",
+    "clear_clients": "plait_s3.client",
+    "get_connection": "plait_s3.client",
+    "S3AccessDeniedError": "plait_s3.errors",
+    "S3BucketNotFoundError": "plait_s3.errors",
+    "S3ConfigError": "plait_s3.errors",
+    "S3CredentialsError": "plait_s3.errors",
+    "S3Error": "plait_s3.errors",
+    "S3KeyNotFoundError": "plait_s3.errors",
+    "S3ResultError": "plait_s3.errors",
+    "S3Result": "plait_s3.result",
+    "S3Storage": "plait_s3.storage",
+    "S3Copy": "plait_s3.tasks",
+    "S3Delete": "plait_s3.tasks",
+    "S3Download": "plait_s3.tasks",
+    "S3List": "plait_s3.tasks",
+    "S3Upload": "plait_s3.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plait_s3' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

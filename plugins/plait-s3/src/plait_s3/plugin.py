@@ -8,6 +8,42 @@ from __future__ import annotations
 from typing import Any
 
 from plait import hookimpl
+from plait.settings import Setting, Settings
+
+
+def _at_least(minimum: int, unit: str = "") -> Any:
+    return lambda value: None if value >= minimum else f"must be at least {minimum}{unit}"
+
+
+def _pairs(values: Any) -> str | None:
+    if (values.get("access_key_id_secret") is None) != (values.get("secret_access_key_secret") is None):
+        return "access_key_id_secret and secret_access_key_secret go together: set both or neither"
+    return None
+
+
+#: ``[plugins.s3]``: every key is optional; without them boto3's own chain finds credentials.
+SETTINGS = Settings(
+    "plugins.s3",
+    Setting("profile", str, help="a profile of ~/.aws/credentials / ~/.aws/config"),
+    Setting("region", str, help="the AWS region, e.g. eu-west-1"),
+    Setting("endpoint_url", str, help="an S3-compatible endpoint (MinIO, Ceph, moto...)"),
+    Setting("access_key_id_secret", str, help="name of the plait secret holding the access key id"),
+    Setting("secret_access_key_secret", str, help="name of the plait secret holding the secret access key"),
+    Setting("session_token_secret", str, help="name of the plait secret holding a session token"),
+    Setting("multipart_threshold", int, help="bytes; larger transfers go in parts", check=_at_least(1)),
+    Setting(
+        "multipart_chunksize", int, help="bytes per part", check=_at_least(5 * 1024 * 1024, " (5 MiB, S3's minimum)")
+    ),
+    Setting("max_concurrency", int, help="threads per transfer", check=_at_least(1)),
+    check=_pairs,
+    help="S3 tasks and s3:// results",
+)
+
+
+@hookimpl
+def plait_register_settings() -> Settings:
+    """``[plugins.s3]``, declared (see ``plait.settings``)."""
+    return SETTINGS
 
 
 @hookimpl

@@ -1,4 +1,7 @@
-"""A real S3 server for tests: moto's server in its own process on a free 127.0.0.1 port.
+"""A real S3 server for tests: moto's server on a free 127.0.0.1 port, in a thread of the test
+process (``threaded_moto_s3_server``: moto's own ``ThreadedMotoServer``, nothing to wait for)
+or in its own process (``moto_s3_server``: when the server needs its own environment, e.g.
+moto's authentication settings, or must not share the test's interpreter, as in benchmarks).
 
 Needs ``moto[server]`` (the ``plait-s3[test]`` extra). Point plait-s3 at it with the
 ``endpoint_url`` setting, e.g. in a pytest fixture::
@@ -27,7 +30,6 @@ The server keeps everything in memory and forgets it when it stops.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,11 +40,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["MotoServerError", "moto_s3_server", "start_moto_server", "stop_moto_server"]
+__all__ = ["MotoServerError", "moto_s3_server", "start_moto_server", "stop_moto_server", "threaded_moto_s3_server"]
 
 
 class MotoServerError(RuntimeError):
     """The moto server did not start; the message has the end of its log."""
+
+
+@contextmanager
+def threaded_moto_s3_server() -> Iterator[str]:
+    """moto's ``ThreadedMotoServer`` on a port the system picks (no race for a free port), for
+    the block; yields its endpoint URL. Any process can reach it over HTTP (a ``plait run``
+    subprocess too); it shares the test process's moto state and interpreter."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 @contextmanager
@@ -107,6 +125,6 @@ def stop_moto_server(process: subprocess.Popen) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    from plait.testing import free_port
+
+    return free_port()

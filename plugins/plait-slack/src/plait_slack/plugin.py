@@ -30,13 +30,15 @@ import logging
 from typing import Any
 
 from plait import hookimpl
-from plait.alerting import NOTIFIER_KEYS, GlobalNotifier, mask_text, notifier_settings
+from plait.alerting import NOTIFIER_KEYS, GlobalNotifier, mask_text, notifier_settings, notifier_settings_declared
+from plait.settings import AnyOf, Setting, Settings
 from plait_slack.errors import SlackConfigError
 
 __all__ = [
     "configured_notifier",
     "plait_flow_state_changed",
     "plait_register_log_handlers",
+    "plait_register_settings",
     "plait_register_tasks",
     "plait_task_state_changed",
     "slack_settings",
@@ -67,7 +69,43 @@ def configured_notifier() -> Any:
     return alerts.notifier()
 
 
+#: ``[plugins.slack]``: every key, its type and default, and which are secrets (see ``plait.settings``).
+SETTINGS = Settings(
+    f"plugins.{SECTION}",
+    Setting("webhook_url_secret", str, help="name of the plait secret holding the incoming-webhook URL"),
+    Setting("webhook_url", str, secret=True, help="the incoming-webhook URL itself (prefer webhook_url_secret)"),
+    Setting("token_secret", str, help="name of the plait secret holding a bot token (with channel)"),
+    Setting("token", str, secret=True, help="the bot token itself (prefer token_secret)"),
+    Setting("channel", str, help="the channel a bot token posts to, e.g. #alerts"),
+    Setting("base_url", str, help="Slack's API URL (for a proxy or a test server)"),
+    Setting("template", str, help="the message template (see plait_slack.notifier)"),
+    *notifier_settings_declared(),
+    Setting("alerts", bool, True, help="false: keep the section for the log handler or slack_notifier only"),
+    Setting(
+        "log_level",
+        str,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="send plait log records of this level and above to Slack",
+    ),
+    Setting(
+        "log_batch_size",
+        int,
+        20,
+        help="log records per Slack message",
+        check=lambda v: None if v > 0 else "must be at least 1",
+    ),
+    requires=AnyOf("webhook_url_secret", "webhook_url", "token_secret", "token"),
+    observe_when=lambda status: status.configured or _notifiers_alive(),
+    help="Slack alerts for every flow run, and the Slack log handler",
+)
+
+
 # --- hooks ------------------------------------------------------------------------------------------
+
+
+@hookimpl
+def plait_register_settings() -> Settings:
+    return SETTINGS
 
 
 @hookimpl
@@ -128,6 +166,18 @@ def _section(config: Any = None) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise SlackConfigError(f"[plugins.{SECTION}] must be a table, got a {type(section).__name__}")
     return section
+
+
+def _notifiers_alive() -> bool:
+    # Notifiers used as task state handlers learn a run ended through the flow hook.
+    import sys
+
+    module = sys.modules.get("plait_slack.notifier")
+    if module is None:
+        return False
+    from plait.alerting import live_notifiers
+
+    return bool(live_notifiers(module.SlackNotifier))
 
 
 def _has_destination(section: dict[str, Any]) -> bool:

@@ -20,9 +20,39 @@ this package does not import SQLAlchemy; the first task run does.
 
 from __future__ import annotations
 
-from plait_sql.connections import ConnectionSpec, dispose_engines, get_engine, resolve_connection
-from plait_sql.errors import SQLConfigError, SQLError, SQLExecutionError
-from plait_sql.tasks import SQLBulkInsert, SQLExecute, SQLExecuteMany, SQLQuery, SQLTask
+import importlib
+from typing import Any
+
+# Plait imports plait_sql.plugin (and so this package) in every process where the plugin is
+# installed: these names are imported on first use, so merely having it installed costs little.
+_LAZY = {
+    "ConnectionSpec": "plait_sql.connections",
+    "dispose_engines": "plait_sql.connections",
+    "get_engine": "plait_sql.connections",
+    "resolve_connection": "plait_sql.connections",
+    "SQLConfigError": "plait_sql.errors",
+    "SQLError": "plait_sql.errors",
+    "SQLExecutionError": "plait_sql.errors",
+    "SQLBulkInsert": "plait_sql.tasks",
+    "SQLExecute": "plait_sql.tasks",
+    "SQLExecuteMany": "plait_sql.tasks",
+    "SQLQuery": "plait_sql.tasks",
+    "SQLTask": "plait_sql.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plait_sql' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

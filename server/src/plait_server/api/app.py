@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 import orjson
 from graphql import GraphQLError
+from sqlalchemy.exc import DataError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -183,6 +184,12 @@ def _format_error(error: GraphQLError) -> dict[str, Any]:
     if isinstance(original, ApiError):
         out["message"] = original.message
         out["extensions"] = {**original.extensions, "code": original.code}
+    elif isinstance(original, DataError):
+        # A value the database cannot hold (PostgreSQL refuses NUL characters in text, say):
+        # the request's fault, told without the statement or its parameters.
+        reason = str(getattr(original, "orig", None) or "").strip().splitlines()
+        out["message"] = "A value in the request cannot be stored" + (f": {reason[0]}" if reason else "")
+        out["extensions"] = {"code": "BAD_INPUT"}
     elif original is None or isinstance(original, GraphQLError):
         extensions = dict(error.extensions or {})
         extensions.setdefault("code", "BAD_INPUT")  # the document or its variables did not validate

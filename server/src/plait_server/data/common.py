@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from plait_server.errors import BadInput
@@ -51,11 +51,21 @@ def check_labels(labels: Any, what: str = "labels") -> list[str]:
 
 
 def check_time(value: Any, what: str) -> datetime | None:
+    """``value`` in UTC, if it is an aware datetime that UTC can hold (``BadInput`` otherwise).
+
+    9999-12-31T23:00-05:00 is a valid ISO 8601 time whose UTC is past year 9999: Python (and
+    the database) cannot hold it, so it is refused here rather than failing in the driver.
+    """
     if value is None:
         return None
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise BadInput(f"{what} must be a date and time with a time zone (ISO 8601), got {value!r:.80}", field=what)
-    return value
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise BadInput(
+            f"{what} is out of range once in UTC (years 1 to 9999), got {value.isoformat()}", field=what
+        ) from None
 
 
 def cut(message: str | None) -> str | None:

@@ -347,7 +347,8 @@ class FlowRuns:
             (run_t.c.created, ">=", where.created_after),
             (run_t.c.created, "<", where.created_before),
         ):
-            if check_time(value, "time filter") is not None:
+            value = check_time(value, "time filter")
+            if value is not None:
                 conditions.append(column >= value if op == ">=" else column < value)
         column = _RUN_ORDERS.get(order_by)
         if column is None:
@@ -571,8 +572,8 @@ def _check_state(state: StateWrite) -> str:
         not isinstance(state.result_location, str) or len(state.result_location) > 2000
     ):
         raise BadInput("state.result_location must be a location (a URI) of at most 2000 characters")
-    check_time(state.start_time, "state.start_time")
-    check_time(state.timestamp, "state.timestamp")
+    state.start_time = check_time(state.start_time, "state.start_time")
+    state.timestamp = check_time(state.timestamp, "state.timestamp")
     if state.run_count is not None and not 0 <= state.run_count < 1_000_000:
         raise BadInput(f"state.run_count must be between 0 and 999999, got {state.run_count}")
     return new_type

@@ -10,7 +10,7 @@ PENDING       Pending
 PAUSED        Paused
 SCHEDULED     Scheduled, Retrying (waiting for their start time)
 SUBMITTED     Submitted (an agent claimed the run; its process is starting)
-RUNNING       Running
+RUNNING       Running, Looped (one iteration of a looping task ended; the next starts at once)
 CANCELLING    Cancelling (asked to stop; stops at the next task boundary)
 SUCCESS       Success, Cached, Skipped, Mapped
 FAILED        Failed, TriggerFailed, TimedOut
@@ -18,7 +18,7 @@ CANCELLED     Cancelled
 ============  =====================================================================
 
 A state class the core (or a plugin) adds to ``plait.states`` later is accepted too, with the
-type of its nearest listed base class (a ``Looped`` state that subclasses ``Running`` is
+type of its nearest listed base class (a state that subclasses ``Running`` is
 ``RUNNING``), so the engine and the server never disagree about a name.
 """
 
@@ -62,6 +62,9 @@ _BY_NAME = {
     "Queued": SCHEDULED,
     "Submitted": SUBMITTED,
     "Running": RUNNING,
+    # plait.states.Looped is a Finished state in the engine (Prefect 1's), but for the server a
+    # looping task run is still under way: the next iteration's Running must be allowed.
+    "Looped": RUNNING,
     "Cancelling": CANCELLING,
     "Success": SUCCESS,
     "Cached": SUCCESS,
