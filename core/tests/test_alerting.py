@@ -351,3 +351,29 @@ def test_an_event_is_masked_just_before_delivery():
     delivered = notifier.delivered[-1]
     assert late not in repr(delivered) and delivered.message == "saw ********"
     assert event.message == f"saw {late}"  # the caller's event is left as it was
+
+
+def test_a_failure_followed_by_a_retry_is_not_alerted():
+    """State handlers see the failure a task goes through before each retry (Running -> Failed,
+    Failed -> Retrying); a notifier used as one does not count it as the run's failure."""
+    notifier = Recording()
+    attempts = []
+
+    @task(max_retries=2, retry_delay=0)
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ValueError("not yet")
+        return 1
+
+    @task(max_retries=1, retry_delay=0)
+    def hopeless():
+        raise ValueError("never")
+
+    with Flow("retries") as flow:
+        flaky()
+        hopeless()
+    state = run_with(notifier, flow)
+    assert state.is_failed() and len(attempts) == 3
+    [summary] = notifier.delivered
+    assert [(t.task, t.state, t.count) for t in summary.tasks] == [("hopeless", "Failed", 1)]

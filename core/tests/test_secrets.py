@@ -346,3 +346,17 @@ def test_a_secret_parameter_value_registers_every_string_inside_it():
     assert mask("nested-pw-1234 54329") == f"{MASK} {MASK}"
     register_secret_value(True)  # nothing to hide
     assert mask("True") == "True"
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    ["xoxb-1234-5678-abcdefghijkl", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "https://hooks.example.com/T0/B0/x"],
+)
+def test_the_declared_settings_never_show_a_secret_pasted_into_a_secret_key(pasted):
+    """``plait config`` and the declared settings' errors show a ``*_secret`` value only when it
+    looks like a name (letters, digits, _), by the same rule as plait.secrets."""
+    from plait.settings import show_value
+
+    assert pasted not in show_value(None, "token_secret", pasted)
+    assert show_value(None, "token_secret", "SLACK_BOT_TOKEN") == "'SLACK_BOT_TOKEN'"
+    assert pasted not in show_value(None, "client_credentials", pasted)

@@ -16,7 +16,10 @@ How an alert travels (the same for a per-object notifier and a plugin's global h
 3. When the flow run reaches its final state, one summary alert is built from everything
    recorded for the run (and the flow's own state, when it matches) and queued; then the
    sender is flushed for at most ``timeout`` seconds, so a flow run ends with its alert sent
-   (or given up) and is never held longer than that.
+   (or given up) and is never held longer than that. The time is shared (``run_end_wait``):
+   every notifier and log handler flushing at the same run's end waits within one ``timeout``
+   counted from the first of them, not one each. At interpreter exit, the senders still busy
+   get one ``timeout`` together, and log handlers closed after that get what is left of it.
 4. The rate limit (``rate_limit`` alerts per ``rate_period`` seconds per notifier) drops what
    exceeds it; the next alert that passes says how many were dropped.
 5. The ``BackgroundSender`` thread delivers queued alerts one by one. Its queue is bounded
@@ -40,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plait.secrets import MASK, mask, register_secret
-from plait.states import STATES_BY_NAME, Failed, State
+from plait.states import STATES_BY_NAME, Failed, Retrying, State
 
 __all__ = [
     "DEFAULT_STATES",
@@ -61,6 +64,7 @@ __all__ = [
     "notifier_settings",
     "notifier_settings_declared",
     "register_secrets",
+    "run_end_wait",
 ]
 
 #: What a notifier watches when nobody says: failures (``Failed``, ``TriggerFailed``, ``TimedOut``).
@@ -204,6 +208,23 @@ class RunAlerts:
                 entry.examples.append((full_name, _short(state.message)))
             return first
 
+    def forget(self, run_id: str, task: str, full_name: str, state: State) -> None:
+        """Undo one ``record`` of ``state`` for task run ``full_name`` (a failure that turned
+        out to be followed by a retry)."""
+        key = (task, state.name)
+        with self._lock:
+            counts = self._runs.get(run_id)
+            entry = counts.get(key) if counts else None
+            if entry is None:
+                return
+            entry.count -= 1
+            for i, (name, _message) in enumerate(entry.examples):
+                if name == full_name:
+                    del entry.examples[i]
+                    break
+            if entry.count <= 0:
+                del counts[key]
+
     def pop(self, run_id: str | None) -> list[TaskCount]:
         """Everything recorded for ``run_id``, forgotten afterwards."""
         if run_id is None:
@@ -258,7 +279,9 @@ class BackgroundSender:
 
     The thread starts at the first ``submit`` (and again in a forked child). ``flush(timeout)``
     waits until everything submitted so far has been delivered or dropped, at most ``timeout``
-    seconds. At interpreter exit every live sender is flushed for at most its ``exit_timeout``.
+    seconds. At interpreter exit the live senders are flushed together, for at most the longest
+    ``exit_timeout`` in total; flushes after that (``logging.shutdown`` closing a log handler)
+    wait only for what is left of that time.
     """
 
     def __init__(
@@ -297,6 +320,13 @@ class BackgroundSender:
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until every item submitted so far is handled; ``False`` if ``timeout`` passed first."""
+        deadline = _exit_deadline
+        if deadline is not None:  # the interpreter is exiting: never past the exit's deadline
+            left = max(0.0, deadline - _monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        return self._wait(timeout)
+
+    def _wait(self, timeout: float | None) -> bool:
         with self._cond:
             target = self._submitted
             return self._cond.wait_for(lambda: self._done >= target, timeout=timeout)
@@ -409,6 +439,10 @@ class Notifier:
 
     def task_changed(self, task: Any, old_state: State, new_state: State) -> None:
         """Record (and with ``immediate`` send) a task state change; call within the task run's context."""
+        if isinstance(new_state, Retrying) and old_state._failed and self.states.matches(old_state):
+            # State handlers see the failure a task goes through before a retry (Running ->
+            # Failed, then Failed -> Retrying): it was not the run's failure after all.
+            self._forget(task, old_state)
         if not self.states.matches(new_state):
             return
         if self.tags is not None and not self.tags.intersection(getattr(task, "tags", ()) or ()):
@@ -437,6 +471,13 @@ class Notifier:
                 run_url(self.ui_url, run_id, flow),
             )
             self.enqueue(event)
+
+    def _forget(self, task: Any, state: State) -> None:
+        from plait import context
+
+        run_id = context.get("flow_run_id")
+        if run_id:
+            self.runs.forget(run_id, task.name, context.get("task_full_name") or task.name, state)
 
     def flow_changed(self, flow: Any, old_state: State, new_state: State) -> None:
         """Handle a flow state change: at the run's end, queue its summary and flush."""
@@ -469,7 +510,7 @@ class Notifier:
             tasks = [t for t in tasks if t.count > 1]
         if flow_matches or tasks:
             self.enqueue(self._event("summary", flow_name, old_state, new_state, run_id, tasks))
-        if self.sender.pending() and not self.sender.flush(self.timeout):
+        if self.sender.pending() and not self.sender.flush(run_end_wait(self.timeout, run_id)):
             self.logger.warning(
                 "%s: alerts for flow %r were not sent within %gs; they go on in the background",
                 self.plugin,
@@ -748,11 +789,60 @@ class GlobalNotifier:
 _live_senders: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()
 
 
+#: Set when the interpreter exits: no flush waits past it (see ``BackgroundSender.flush``).
+_exit_deadline: float | None = None
+#: The clock of the run-end and exit deadlines (a test may count time with its own).
+_monotonic = time.monotonic
+
+
 @atexit.register
 def _flush_at_exit() -> None:
-    for sender in list(_live_senders):
-        if sender.pending():
-            sender.flush(sender.exit_timeout)
+    # Registered after logging's own atexit handler, so it runs before logging.shutdown: the
+    # deadline is set before log handlers are closed (and flushed) there.
+    global _exit_deadline
+    senders = [s for s in list(_live_senders) if s.pending()]
+    start = _monotonic()
+    _exit_deadline = start + max((s.exit_timeout for s in _live_senders), default=0.0)
+    for sender in senders:
+        # one deadline for all: each waits at most its own exit_timeout from the start
+        if not sender.flush(max(0.0, start + sender.exit_timeout - _monotonic())):
+            logging.getLogger("plait.alerting").warning(
+                "%s: %d message(s) not sent before exit: the destination did not answer within %gs",
+                sender.name,
+                sender.pending(),
+                sender.exit_timeout,
+            )
+
+
+# Flushes at a flow run's end share one deadline per run: a run's end waits at most the
+# longest ``timeout`` of the notifiers and log handlers flushing there, not the sum of them.
+_run_ends: dict[str, float] = {}
+_run_ends_lock = threading.Lock()
+_MAX_RUN_ENDS = 100
+
+
+def run_end_wait(timeout: float, run_id: str | None = None) -> float:
+    """Seconds a flush at the end of flow run ``run_id`` may wait: ``timeout`` counted from the
+    first flush of that run's end, so every notifier and log handler flushing there (of every
+    plugin) waits within one ``timeout`` in total.
+
+    ``run_id`` defaults to the current run's (``plait.context.flow_run_id``); outside a run
+    this is ``timeout``.
+    """
+    if run_id is None:
+        from plait import context
+
+        run_id = context.get("flow_run_id")
+        if run_id is None:
+            return timeout
+    now = _monotonic()
+    with _run_ends_lock:
+        start = _run_ends.get(run_id)
+        if start is None:
+            if len(_run_ends) >= _MAX_RUN_ENDS:
+                _run_ends.pop(next(iter(_run_ends)))
+            start = _run_ends[run_id] = now
+    return max(0.0, start + timeout - now)
 
 
 def now_iso(timestamp: float | None = None) -> str:

@@ -173,6 +173,19 @@ class PluginHandler(logging.Handler):
         self.addFilter(RunContextFilter())
         self.addFilter(SecretsFilter())
 
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+        # Without taking this wrapper's lock: the plugin's handler takes its own. logging.shutdown
+        # holds the wrapper's lock while it closes the plugin's handler, and a plugin handler that
+        # waits for its sender thread on close (SlackLogHandler) must not find that thread stuck
+        # on the same lock, logging its own error.
+        rv = self.filter(record)
+        if rv:
+            self.emit(rv if isinstance(rv, logging.LogRecord) else record)
+        return rv
+
+    def flush(self) -> None:
+        self.handler.flush()
+
     def emit(self, record: logging.LogRecord) -> None:
         if self.failures and not self.strict:
             self.failures += 1

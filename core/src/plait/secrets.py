@@ -32,6 +32,7 @@ __all__ = [
     "SecretsFilter",
     "is_secret_key",
     "is_secret_setting",
+    "looks_like_secret_name",
     "mask",
     "mask_data",
     "read_secret_setting",
@@ -341,7 +342,7 @@ def read_secret_setting(where: str, key: str, name: Any, error: type[Exception] 
         return Secret(name).get()
     except SecretNotFoundError:
         pass
-    if _SECRET_NAME.fullmatch(name):
+    if looks_like_secret_name(name):
         hint = "set the environment variable it names, or add that name under [secrets] in the config"
     else:
         register_secret(name)
@@ -350,6 +351,16 @@ def read_secret_setting(where: str, key: str, name: Any, error: type[Exception] 
             "put the secret in an environment variable or under [secrets] and give that name here"
         )
     raise error(f"{where} {key} names no secret that is set (the value is not shown, in case it is a secret); {hint}")
+
+
+def looks_like_secret_name(value: Any) -> bool:
+    """Whether ``value`` looks like the name of a secret (an environment variable's: letters,
+    digits and ``_``, not starting with a digit, at most 128 characters) rather than a secret.
+
+    Tokens and keys usually hold ``-``, ``/``, ``+``, ``.`` or ``:``, so a value with them is
+    treated as a secret pasted by mistake and never shown.
+    """
+    return isinstance(value, str) and _SECRET_NAME.fullmatch(value) is not None
 
 
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")

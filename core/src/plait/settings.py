@@ -628,9 +628,13 @@ def _choice(choices: tuple[Any, ...], value: Any) -> Any:
 
 def is_secret_key(name: str) -> bool:
     """Whether a key's value must never be shown: ``*_secret`` keys (the name of a secret, often
-    pasted with the secret itself) and keys of secret-looking names (``token``, ``password``)."""
-    lowered = name.lower()
-    return lowered.endswith("_secret") or any(w in lowered for w in ("password", "token", "api_key", "apikey"))
+    pasted with the secret itself) and keys of secret-looking names (``token``, ``password``).
+
+    The one rule of ``plait.secrets.is_secret_setting`` (the same that plugins' errors and
+    ``flow.serialize()`` follow)."""
+    from plait.secrets import is_secret_setting
+
+    return is_secret_setting(name)
 
 
 def show_value(setting: Setting | None, key: str, value: Any, in_secrets: bool = False) -> str:
@@ -646,7 +650,10 @@ def show_value(setting: Setting | None, key: str, value: Any, in_secrets: bool =
 
 
 def _looks_like_a_name(value: str) -> bool:
-    return 0 < len(value) <= 100 and all(c.isalnum() or c in "_-." for c in value)
+    # letters, digits and _ only: "xoxb-1234-..." or "wJalr.../K7MDENG" are secrets, not names
+    from plait.secrets import looks_like_secret_name
+
+    return looks_like_secret_name(value)
 
 
 def _bad_value(setting: Setting, path: str, value: Any, reason: str) -> str:

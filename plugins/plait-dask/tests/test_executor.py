@@ -262,6 +262,50 @@ def test_an_address_where_no_cluster_listens_fails_at_once_naming_it():
         flow.run(executor=DaskExecutor(address))
 
 
+@pytest.mark.parametrize("timeout", [2, "2s"])
+def test_an_address_that_accepts_but_never_answers_fails_after_the_client_timeout(timeout):
+    """A real socket that accepts connections and never says a word (a hung scheduler, a proxy
+    holding connections open): the run fails with the client's timeout instead of hanging."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def accept_and_stay_silent():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed at the end of the test
+                return
+            accepted.append(conn)
+
+    threading.Thread(target=accept_and_stay_silent, daemon=True).start()
+    address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    with Flow("silent") as flow:
+        inc(1)
+    outcome = {}
+
+    def run():
+        try:
+            flow.run(executor=DaskExecutor(address, client_kwargs={"timeout": timeout}))
+        except Exception as exc:
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(120)  # a safety net so a regression fails the test instead of hanging the suite
+    try:
+        assert not runner.is_alive(), "the run is still waiting for a scheduler that never answers"
+        error = outcome["error"]
+        assert isinstance(error, DaskExecutorError)
+        assert f"no Dask scheduler answered at '{address}' within {timeout}s" in str(error)
+        assert accepted  # it did reach the socket
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

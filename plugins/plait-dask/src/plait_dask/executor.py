@@ -264,13 +264,20 @@ class DaskExecutor(Executor, ResultSource):
                 "Start one there (`dask scheduler`), fix the address, or leave it out to run on a temporary "
                 "local cluster"
             )
+        timeout = _seconds(kwargs["timeout"])
         try:
+            # distributed's connect() has no deadline on the handshake: a peer that accepts the
+            # TCP connection and never answers (a hung scheduler, a firewall or proxy that holds
+            # connections open) would block Client() for ever. Shake hands first, within the
+            # timeout, on a throwaway connection.
+            if timeout is not None:
+                _handshake(self.address, timeout)  # type: ignore[arg-type]
             return distributed.Client(self.address, **kwargs)
         except (OSError, TimeoutError) as exc:
             raise DaskExecutorError(
                 f"DaskExecutor: no Dask scheduler answered at {self.address!r} within {kwargs['timeout']}s "
-                f"({exc}). Start one there (`dask scheduler`), fix the address, or leave it out to run "
-                "on a temporary local cluster"
+                f"({exc or type(exc).__name__}). Start one there (`dask scheduler`), fix the address, or leave it "
+                "out to run on a temporary local cluster"
             ) from None
 
 
@@ -675,6 +682,52 @@ def _refused(address: str) -> str | None:
         return str(exc)
     except OSError:
         return None  # unreachable or slow: let Dask try, within its timeout
+
+
+def _handshake(address: str, timeout: float) -> None:
+    """Open a Dask comm to ``address`` and complete its handshake within ``timeout`` seconds.
+
+    Raises ``TimeoutError`` when the peer does not answer in time, ``OSError`` when it cannot
+    be reached. It runs on a thread of its own with its own event loop, so it works whether or
+    not the caller's thread runs one; the thread ends when the deadline passes.
+    """
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def shake() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout)
+        await comm.close()
+
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            asyncio.run(shake())
+        except BaseException as exc:  # handed to the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="plait-dask-handshake", daemon=True)
+    thread.start()
+    thread.join(timeout + 5)  # wait_for cancels at the deadline; this is a last resort
+    error = outcome.get("error")
+    if thread.is_alive():
+        raise TimeoutError(f"no handshake within {timeout:g}s")
+    if isinstance(error, asyncio.TimeoutError | TimeoutError):
+        raise TimeoutError(f"the connection was accepted but no handshake came within {timeout:g}s") from None
+    if isinstance(error, (OSError, TimeoutError)):
+        raise error
+    if error is not None:
+        raise OSError(f"{type(error).__name__}: {error}") from None
+
+
+def _seconds(timeout: Any) -> float | None:
+    """A ``Client`` timeout (seconds, or a string like ``"10s"``) in seconds; ``None`` for none."""
+    if timeout is None:
+        return None
+    from dask.utils import parse_timedelta
+
+    return parse_timedelta(timeout, default="seconds")
 
 
 def _register_flow_modules() -> None:

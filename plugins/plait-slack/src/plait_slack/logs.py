@@ -15,8 +15,9 @@ Records are formatted one line each and buffered; a batch is queued for sending 
 ``batch_size`` records are waiting, when a flow run ends (the plugin's flow hook flushes every
 ``SlackLogHandler``), on ``flush()`` and on ``close()`` (``logging.shutdown`` at exit). Sending
 happens in a background thread, so logging never waits on Slack; each flush waits at most
-``timeout`` seconds. Records of plait-slack's own logger (``plait.plugins.slack``) are skipped so a
-failing Slack cannot feed itself.
+``timeout`` seconds, and at a run's end and at exit that time is shared with the alerts.
+Records of plait-slack's own logger (``plait.plugins.slack``) are skipped so a failing Slack
+cannot feed itself.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import threading
 import weakref
 
-from plait.alerting import BackgroundSender, mask_text
+from plait.alerting import BackgroundSender, mask_text, run_end_wait
 from plait_slack.client import SlackPoster
 
 __all__ = ["SlackLogHandler", "flush_log_handlers"]
@@ -96,13 +97,17 @@ class SlackLogHandler(logging.Handler):
             self.sender.submit(batch)
 
     def flush(self) -> None:
-        """Queue what is buffered and wait (at most ``timeout``) until it is sent."""
+        """Queue what is buffered and wait (at most ``timeout``) until it is sent.
+
+        At a flow run's end the wait shares the run end's ``timeout`` with the alerts
+        (``plait.alerting.run_end_wait``); at exit, with the other senders.
+        """
         with self._buffer_lock:
             batch = self._take()
         if batch:
             self.sender.submit(batch)
         if self.sender.pending():
-            self.sender.flush(self.timeout)
+            self.sender.flush(run_end_wait(self.timeout))
 
     def close(self) -> None:
         try:

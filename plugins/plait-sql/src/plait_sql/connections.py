@@ -8,6 +8,13 @@ configuration::
     url = "postgresql+psycopg://loader@db.internal:5432/warehouse"
     password_secret = "WAREHOUSE_PASSWORD"   # optional: a plait.secrets.Secret that holds the password
     pool_size = 5                            # optional: SQLAlchemy engine options
+    statement_timeout = 600                  # optional: seconds (default 3600; 0: no limit)
+
+Timeouts (PostgreSQL through psycopg or psycopg2): a connection that the database does not
+accept and answer within ``connect_timeout`` seconds (default 10) fails, and so does a
+statement that runs longer than ``statement_timeout`` seconds (default 3600, enforced by the
+server; ``0`` for no limit). Set them for every connection under ``[plugins.sql]``, per
+connection in its table, or per task in ``engine_options``.
 
 Every URL (with the same engine options) gets one SQLAlchemy ``Engine``, and so one pool,
 per process, created the first time a task uses it and shared by every task and mapped
@@ -42,9 +49,12 @@ __all__ = [
     "resolve_connection",
 ]
 
-#: Options a task's ``engine_options`` or a named connection may pass to ``create_engine``.
+#: Options a task's ``engine_options`` or a named connection may set: ``create_engine``'s, and
+#: Plait's own ``connect_timeout`` and ``statement_timeout`` (see ``TIMEOUT_OPTIONS``).
 ENGINE_OPTIONS = frozenset(
     {
+        "connect_timeout",
+        "statement_timeout",
         "pool_size",
         "max_overflow",
         "pool_timeout",
@@ -62,6 +72,15 @@ ENGINE_OPTIONS = frozenset(
 )
 #: Keys of a ``[plugins.sql.connections.NAME]`` table besides the engine options.
 CONNECTION_KEYS = frozenset({"url", "url_secret", "password_secret"})
+
+#: Seconds to wait for a database to accept a connection and answer its start-up, unless
+#: ``connect_timeout`` says otherwise (``[plugins.sql]``, a connection's table, ``engine_options``).
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: The longest one statement may run, in seconds, unless ``statement_timeout`` says otherwise;
+#: ``0`` switches it off. Enforced by the server (PostgreSQL's ``statement_timeout``).
+DEFAULT_STATEMENT_TIMEOUT = 3600.0
+#: Plait's own options, turned into the driver's connection arguments (not ``create_engine``'s).
+TIMEOUT_OPTIONS = ("connect_timeout", "statement_timeout")
 
 MASK = "***"  # what SQLAlchemy's own hide_password shows
 
@@ -195,7 +214,30 @@ def check_engine_options(options: dict[str, Any] | None, owner: str) -> dict[str
             f"{owner}: unknown engine option(s) {', '.join(map(repr, unknown))}; "
             f"use {', '.join(sorted(ENGINE_OPTIONS))}"
         )
+    for key in TIMEOUT_OPTIONS:
+        if key in options:
+            _check_timeout(options[key], key, owner)
     return dict(options)
+
+
+def timeout_defaults() -> dict[str, float]:
+    """``connect_timeout`` and ``statement_timeout`` from ``[plugins.sql]`` (or the defaults)."""
+    from plait.config import get_config
+
+    section = get_config().plugin_section("sql")
+    out = {"connect_timeout": DEFAULT_CONNECT_TIMEOUT, "statement_timeout": DEFAULT_STATEMENT_TIMEOUT}
+    for key in TIMEOUT_OPTIONS:
+        if key in section:
+            out[key] = _check_timeout(section[key], key, "[plugins.sql]")
+    return out
+
+
+def _check_timeout(value: Any, key: str, owner: str) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    if not ok or (key == "connect_timeout" and value == 0):
+        least = "more than 0" if key == "connect_timeout" else "0 (no limit) or more"
+        raise SQLConfigError(f"{owner}: {key} must be a number of seconds, {least}; got {value!r}")
+    return float(value)
 
 
 def connection_settings(name: str, owner: str = "SQL task") -> dict[str, Any]:
@@ -244,7 +286,10 @@ def get_engine(target: str | URL | ConnectionSpec, **engine_options: Any) -> Eng
             spec = replace(target, options=options)
     else:
         spec = resolve_connection(target, engine_options=engine_options)
-    key = spec.key
+    # [plugins.sql]'s timeouts are part of the engine's identity: changing them (a new config)
+    # gives new connections with the new settings.
+    defaults = timeout_defaults()
+    key = (*spec.key, defaults["connect_timeout"], defaults["statement_timeout"])
     engine = _engines.get(key)
     if engine is not None and _engines_pid == os.getpid():
         return engine
@@ -255,7 +300,7 @@ def get_engine(target: str | URL | ConnectionSpec, **engine_options: Any) -> Eng
             from sqlalchemy import create_engine
 
             try:
-                engine = create_engine(spec.url, **_with_default_pool_size(spec))
+                engine = create_engine(spec.url, **_with_default_pool_size(spec, defaults))
             except TypeError as exc:  # an option this dialect or pool does not take
                 raise SQLConfigError(
                     f"Engine options {sorted(spec.options)} do not fit {spec.describe()}: {spec.mask(str(exc))}; "
@@ -305,7 +350,7 @@ def register_secret(value: str) -> None:
 
 # --- the shared engines ------------------------------------------------------------------------
 
-_engines: dict[tuple[str, str], Engine] = {}
+_engines: dict[tuple[Any, ...], Engine] = {}
 _engines_lock = threading.Lock()
 _engines_pid = os.getpid()
 _hooks_installed = False
@@ -333,19 +378,53 @@ def _forget_inherited_engines() -> None:
     _engines_pid = pid
 
 
-def _with_default_pool_size(spec: ConnectionSpec) -> dict[str, Any]:
+def _with_default_pool_size(spec: ConnectionSpec, defaults: dict[str, float]) -> dict[str, Any]:
+    """``create_engine`` keyword arguments: the spec's options, default pool sizes, and the
+    timeouts turned into the driver's connection arguments."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.pool import QueuePool
 
     options = dict(spec.options)
+    url = make_url(spec.url)
+    timeouts = {**defaults, **{k: options.pop(k) for k in TIMEOUT_OPTIONS if k in options}}
     pool_class = options.get("poolclass")
     if pool_class is None:
-        url = make_url(spec.url)
         pool_class = url.get_dialect().get_pool_class(url)
     if isinstance(pool_class, type) and issubclass(pool_class, QueuePool):
         options.setdefault("pool_size", DEFAULT_POOL_SIZE)
         options.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
+    connect_args = _timeout_connect_args(url, options.get("connect_args"), **timeouts)
+    if connect_args is not None:
+        options["connect_args"] = connect_args
     return options
+
+
+#: Drivers that speak libpq's connection parameters (``connect_timeout``, ``options``).
+_LIBPQ_DRIVERS = frozenset({"psycopg", "psycopg2", "psycopg2cffi"})
+
+
+def _timeout_connect_args(
+    url: URL, connect_args: Any, connect_timeout: float, statement_timeout: float
+) -> dict[str, Any] | None:
+    """The connection arguments with the timeouts added, for the drivers that take them
+    (PostgreSQL through psycopg or psycopg2); ``None`` to leave them as they are.
+
+    What the URL's query or ``connect_args`` already set wins: ``?connect_timeout=3`` or
+    ``connect_args={"options": "-c statement_timeout=0"}`` are kept.
+    """
+    import math
+
+    if url.get_backend_name() != "postgresql" or url.get_driver_name() not in _LIBPQ_DRIVERS:
+        return None
+    args = dict(connect_args) if isinstance(connect_args, dict) else {}
+    given = {**url.query, **args}
+    if "connect_timeout" not in given:
+        args["connect_timeout"] = max(2, math.ceil(connect_timeout))  # libpq: whole seconds, at least 2
+    options = str(given.get("options") or "")
+    if statement_timeout and "statement_timeout" not in options:
+        setting = f"-c statement_timeout={int(statement_timeout * 1000)}"
+        args["options"] = f"{options} {setting}".strip()
+    return args
 
 
 def _url_from_settings(name: str, settings: dict[str, Any], owner: str) -> tuple[str, str | None]:

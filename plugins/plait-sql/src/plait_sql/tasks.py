@@ -533,8 +533,31 @@ def _execution_error(owner: str, action: str, spec: ConnectionSpec, exc: BaseExc
     sqlstate = getattr(orig, "sqlstate", None)
     error_type = type(exc).__name__
     text = spec.mask(str(exc))
-    message = f"{owner}: the {action} failed on {spec.describe()}: {text}"
+    message = f"{owner}: the {action} failed on {spec.describe()}: {text}{_timeout_hint(spec, sqlstate, text)}"
     return SQLExecutionError(message, url=spec.masked_url, error_type=error_type, sqlstate=sqlstate)
+
+
+def _timeout_hint(spec: ConnectionSpec, sqlstate: str | None, text: str) -> str:
+    """What to change when a timeout of Plait's (``connect_timeout``, ``statement_timeout``) fired."""
+    from plait_sql.connections import TIMEOUT_OPTIONS, timeout_defaults
+
+    if not (sqlstate == "57014" and "statement timeout" in text) and "connection timeout expired" not in text:
+        return ""
+    try:
+        timeouts = {**timeout_defaults(), **{k: spec.options[k] for k in TIMEOUT_OPTIONS if k in spec.options}}
+    except Exception:  # a bad setting is reported where it is read; keep the original error here
+        return ""
+    if sqlstate == "57014":
+        return (
+            f" (the statement ran longer than statement_timeout = {timeouts['statement_timeout']:g}s; raise it with "
+            "engine_options={'statement_timeout': SECONDS}, in the connection's table or under [plugins.sql], "
+            "0 for no limit)"
+        )
+    return (
+        f" (the database did not accept and answer the connection within connect_timeout = "
+        f"{timeouts['connect_timeout']:g}s; set connect_timeout in engine_options, the connection's table or "
+        "[plugins.sql] to wait longer)"
+    )
 
 
 def _logger():
