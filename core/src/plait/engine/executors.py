@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from plait import interrupts as _interrupts
 from plait.errors import ExecutorError
 
 __all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "ThreadExecutor", "available_executors", "get_executor"]
@@ -120,11 +121,13 @@ class ThreadExecutor(Executor):
         _check_workers(max_workers, "ThreadExecutor")
         self.max_workers = max_workers
         self._pool: cf.ThreadPoolExecutor | None = None
+        self._epoch = 0
 
     @contextmanager
     def start(self) -> Iterator[ThreadExecutor]:
         pool = cf.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="plait-worker")
         self._pool = pool
+        self._epoch = _interrupts.count()
         try:
             yield self
         except BaseException:
@@ -138,7 +141,7 @@ class ThreadExecutor(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
         if self._pool is None:
             raise ExecutorError("ThreadExecutor.submit() called outside `with executor.start():`")
-        return self._pool.submit(fn, *args, **kwargs)
+        return self._pool.submit(_unless_interrupted, self._epoch, fn, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<ThreadExecutor max_workers={self.max_workers}>"
@@ -198,6 +201,14 @@ class ProcessExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"<ProcessExecutor max_workers={self.max_workers}>"
+
+
+def _unless_interrupted(epoch: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # A worker thread takes the next call from the queue at once; once the run is interrupted
+    # (Ctrl-C, SIGTERM) nothing new may start, even before the queue is cancelled.
+    if _interrupts._count != epoch:
+        raise cf.CancelledError("the flow run was interrupted before this task run started")
+    return fn(*args, **kwargs)
 
 
 def available_executors() -> dict[str, type[Executor]]:

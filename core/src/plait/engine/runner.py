@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from plait import signals
+from plait import interrupts, signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import FlowRunError, ParameterError, portable_exception
@@ -183,15 +183,22 @@ class FlowRunner:
             run = _TaskRuns(self, _plan(flow), executor, ctx, resumed)
             if previous:
                 run.restore(previous)
-            try:
-                with executor.start():
-                    run.run()
-            except KeyboardInterrupt:
-                _kill_subprocesses()
-                run.cancel("Flow run was interrupted.")
-                final = Cancelled("Flow run was interrupted.", result=run.task_states())
-                logger.warning("Flow run %r was interrupted", flow.name)
-                return self._flow_transition(state, final)
+            with interrupts.watching():  # Ctrl-C and SIGTERM cancel the run
+                try:
+                    with executor.start():
+                        run.run()
+                except KeyboardInterrupt as exc:
+                    # Nothing starts from now on (interrupts.count), then what runs is stopped:
+                    # the executor's exit cancelled what was queued and stopped its workers;
+                    # here go the processes tasks started in this process (ShellTask groups,
+                    # timed tasks' processes, plait.cancellation's cancellers).
+                    interrupts.interrupt()
+                    _kill_subprocesses()
+                    why = "terminated (SIGTERM)" if isinstance(exc, interrupts.Terminated) else "interrupted"
+                    run.cancel(f"Flow run was {why}.")
+                    final = Cancelled(f"Flow run was {why}.", result=run.task_states())
+                    logger.warning("Flow run %r was %s", flow.name, why)
+                    return self._flow_transition(state, final)
             final = self._final_state(run)
             if getattr(flow, "terminal_state_handler", None) is not None:
                 final = self._terminal_state(final)
@@ -1532,6 +1539,8 @@ def _previous_states(flow: Flow, resume_from: State | dict[Task, State] | None) 
 
 
 def _kill_subprocesses() -> None:
+    # Processes being started right now are registered first (or see the interrupt themselves).
+    interrupts.wait_for_starts()
     # Only if ShellTask was ever used in this process: its process groups must not outlive us.
     shell = sys.modules.get("plait.shell")
     if shell is not None:
