@@ -264,3 +264,35 @@ def test_run_on_schedule_shows_the_next_runs_then_runs(tmp_path, capsys):
 def test_run_on_schedule_needs_a_schedule(flow_file):
     with pytest.raises(click.UsageError, match="has no schedule"):
         run_on_schedule(load_flow(str(flow_file)), {}, None)
+
+
+def test_a_dry_run_never_shows_a_secret_parameter_of_the_schedule(tmp_path):
+    path = tmp_path / "secret_schedule.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            from datetime import datetime, timedelta, timezone
+
+            from plait import Flow, Parameter, task
+            from plait.schedules import IntervalClock, Schedule
+
+            @task
+            def connect(token):
+                return len(token)
+
+            clock = IntervalClock(
+                timedelta(days=1),
+                start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                parameter_defaults={"token": "clock-token-S3cret-12"},
+            )
+            with Flow("secretive", schedule=Schedule(clocks=[clock])) as flow:
+                connect(Parameter("token", secret=True))
+            """
+        )
+    )
+    result = CliRunner().invoke(
+        main, ["backfill", str(path), "--start", "2026-01-01", "--end", "2026-01-02", "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "clock-token-S3cret-12" not in result.output
+    assert "{'token': '********'}" in result.output

@@ -49,20 +49,84 @@ def test_environment_variables_override_the_config(plait_config, monkeypatch):
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("base_uri = 'unix:///x'", "unknown setting.*base_uri.*known settings: base_url"),
-        ("timeout = -1", "timeout must be a positive number"),
-        ("tls = 'yes'", "tls must be true or false"),
+        ("base_uri = 'unix:///x'", r"\[plugins.docker\] has no setting 'base_uri'; did you mean 'base_url'\?"),
+        ("timeout = -1", "plugins.docker.timeout = -1 must be a positive number of seconds"),
+        ("tls = 'yes'", "plugins.docker.tls = 'yes' must be true or false"),
         ("client_cert = '/c.pem'", "client_cert and client_key go together"),
         ("ulimits = { nofile = 'many' }", "ulimit 'nofile' must be an integer"),
-        ("labels = 'team'", "labels must be a table"),
-        ("[plugins.docker.registries.'r.example.com']\nusername = 'u'\npassword = 'p'", "unknown key.*password_secret"),
+        ("labels = 'team'", "plugins.docker.labels = 'team' must be a table"),
+        ("max_pool_size = 0", "max_pool_size = 0 must be at least 1"),
+        (
+            "[plugins.docker.registries.'r.example.com']\nusername = 'u'\npassword = 'p'",
+            r"has no setting 'password'; did you mean 'password_secret'\?",
+        ),
+        ("[plugins.docker.registries.'r.example.com']\nusername = 'u'", "needs username.*and password_secret"),
     ],
 )
 def test_bad_settings_name_the_key_and_the_fix(plait_config, toml, message):
     header = "" if toml.startswith("[") else "[plugins.docker]\n"
     plait_config(header + toml + "\n")
-    with pytest.raises(DockerConfigError, match=message):
+    with pytest.raises(DockerConfigError, match=message) as raised:
         plugin_settings()
+    if "plugins.docker" in message:  # a key of the section itself: where its value came from
+        assert "plait-config.toml" in str(raised.value)  # where the bad value came from
+
+
+def test_a_bad_environment_override_names_its_variable(plait_config, monkeypatch):
+    plait_config("")
+    monkeypatch.setenv("PLAIT__PLUGINS__DOCKER__TIMEOUT", "soon")
+    from plait.config import reset_config
+
+    reset_config()
+    with pytest.raises(DockerConfigError, match=r"timeout = 'soon' must be a number.*PLAIT__PLUGINS__DOCKER__TIMEOUT"):
+        plugin_settings()
+
+
+def test_defaults_come_from_the_declaration(plait_config):
+    plait_config("")
+    settings = plugin_settings()
+    assert (settings.timeout, settings.max_pool_size, settings.tls, settings.base_url) == (60.0, 64, False, None)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"timeout": 0}, "DockerRun 'x' docker=: timeout = 0 must be a positive number of seconds"),
+        ({"base_uri": "unix:///x"}, "DockerRun 'x' docker=: unknown setting 'base_uri'; did you mean 'base_url'"),
+        ({"client_key": "/k.pem"}, "client_cert and client_key go together"),
+    ],
+)
+def test_settings_given_in_code_are_checked_against_the_same_declaration(given, message):
+    with pytest.raises(DockerConfigError, match=message):
+        DockerRun(image="busybox", command=["true"], docker=given, name="x")
+    if "base_uri" not in given:  # not a field of DockerSettings: a TypeError there
+        with pytest.raises(DockerConfigError, match="DockerSettings: " + message.split("docker=: ")[-1]):
+            DockerSettings(**given)
+
+
+def test_plait_config_and_plait_plugins_show_the_section(plait_config, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plait = str(Path(sys.executable).parent / "plait")
+    config = tmp_path / "docker.toml"
+    config.write_text(
+        '[plugins.docker]\ntimeout = 5\n[plugins.docker.registries."r.example.com"]\n'
+        'username = "ci"\npassword_secret = "REG_PW"\n'
+    )
+    env = {**os.environ, "PLAIT_CONFIG": str(config), "COLUMNS": "200"}
+    shown = subprocess.run([plait, "config"], capture_output=True, text=True, env=env, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "plugins.docker" in shown.stdout and "timeout" in shown.stdout and "5.0" in shown.stdout
+    plugins = subprocess.run([plait, "plugins"], capture_output=True, text=True, env=env, timeout=120)
+    line = next(line for line in plugins.stdout.splitlines() if " docker " in f" {line} ")
+    assert "configured" in line and "misconfigured" not in line, plugins.stdout
+    config.write_text("[plugins.docker]\ntimeuot = 5\n")
+    checked = subprocess.run([plait, "config", "--check"], capture_output=True, text=True, env=env, timeout=120)
+    assert checked.returncode != 0
+    assert "did you mean 'timeout'" in checked.stdout + checked.stderr
 
 
 def test_a_registry_password_comes_from_a_secret_and_is_masked(plait_config):

@@ -11,6 +11,7 @@ import click
 from plait.cli.durations import parse_interval
 from plait.cli.loading import load_flow
 from plait.cli.run import PlaitUsageError, check_cli_parameters, executor_with_options, parse_parameters
+from plait.secrets import mask
 
 #: Above this many runs, a backfill asks before it starts (``--yes`` answers for you).
 CONFIRM_ABOVE = 100
@@ -115,7 +116,8 @@ def backfill(
             raise PlaitUsageError(str(exc)) from None
     if dry_run:
         for event in events:
-            extra = f"  {event.parameter_defaults}" if event.parameter_defaults else ""
+            # check_parameters registered the secret parameters' values: never shown here
+            extra = f"  {mask(str(event.parameter_defaults))}" if event.parameter_defaults else ""
             click.echo(f"{event.start_time.isoformat()}{extra}")
         click.echo(f"{len(events)} run(s) of flow {flow.name!r} would run.")
         return

@@ -4,6 +4,8 @@
   ``DockerRemove`` (``plait tasks`` lists them).
 - ``plait_register_commands``: ``plait docker check``, ``plait docker containers`` and
   ``plait docker cleanup`` (containers a killed run left behind).
+- ``plait_register_settings``: ``[plugins.docker]`` (``plait_docker.settings.SETTINGS``), so
+  ``plait config`` and ``plait plugins`` show it and unknown keys get a did-you-mean.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from plait import hookimpl
+from plait.settings import Settings
 
 
 @hookimpl
@@ -27,3 +30,11 @@ def plait_register_commands(cli: Any) -> None:
     from plait_docker.commands import docker
 
     cli.add_command(docker)
+
+
+@hookimpl
+def plait_register_settings() -> Settings:
+    """``[plugins.docker]``, declared (see ``plait.settings``)."""
+    from plait_docker.settings import SETTINGS
+
+    return SETTINGS

@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plait.settings import Setting, Settings, TableOf, declare
 from plait_docker.errors import DockerConfigError, DockerEngineError
 
-__all__ = ["DockerSettings", "clear_clients", "get_client", "plugin_settings", "registry_auth"]
+__all__ = ["SETTINGS", "DockerSettings", "clear_clients", "get_client", "plugin_settings", "registry_auth"]
 
 DEFAULT_TIMEOUT = 60.0
 #: Connections kept per client: two per running container (its output and its wait).
@@ -77,47 +78,18 @@ class DockerSettings:
     origin: str = field(default="DockerSettings", compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("base_url", "version", "ca_cert", "client_cert", "client_key", "network_mode"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise DockerConfigError(f"{self.origin}: {name} must be a non-empty string, got {value!r}")
-        for name in ("tls", "tls_verify"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, bool):
-                raise DockerConfigError(f"{self.origin}: {name} must be true or false, got {value!r}")
-        if self.timeout is not None and (
-            isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0
-        ):
-            raise DockerConfigError(
-                f"{self.origin}: timeout must be a positive number of seconds, got {self.timeout!r}"
-            )
-        if self.max_pool_size is not None and (
-            not isinstance(self.max_pool_size, int) or isinstance(self.max_pool_size, bool) or self.max_pool_size < 1
-        ):
-            raise DockerConfigError(
-                f"{self.origin}: max_pool_size must be a positive integer, got {self.max_pool_size!r}"
-            )
-        if (self.client_cert is None) != (self.client_key is None):
-            raise DockerConfigError(f"{self.origin}: client_cert and client_key go together; set both or neither")
-        if self.labels is not None:
-            check_labels(self.labels, self.origin)
-        if self.ulimits is not None:
-            ulimit_specs(self.ulimits, self.origin)  # raises on a bad value
-        if self.registries is not None:
-            if not isinstance(self.registries, dict):
-                raise DockerConfigError(f"{self.origin}: registries must be a table of registry -> settings")
-            for registry, entry in self.registries.items():
-                _check_registry(registry, entry, self.origin)
+        given = {f: getattr(self, f) for f in _FIELDS if getattr(self, f) is not None}
+        if given:
+            _validated(given, self.origin)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], origin: str) -> DockerSettings:
-        """Settings from a dict (a config section); an unknown key is an error naming the known ones."""
-        unknown = sorted(set(values) - _FIELDS)
-        if unknown:
-            raise DockerConfigError(
-                f"{origin}: unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(_FIELDS))}"
-            )
-        return cls(**values, origin=origin)
+        """Settings from a dict of its fields; an unknown key or a bad value is a
+        ``DockerConfigError`` naming it (checked against ``SETTINGS``, the declaration)."""
+        if not isinstance(values, dict):
+            raise DockerConfigError(f"{origin}: expected a table of settings, got {values!r}")
+        checked = _validated(values, origin)
+        return cls(**{k: v for k, v in checked.items() if k in values}, origin=origin)
 
     def merged_over(self, base: DockerSettings) -> DockerSettings:
         """These settings, with the fields left unset taken from ``base``."""
@@ -154,16 +126,137 @@ def as_settings(value: DockerSettings | dict[str, Any] | None, owner: str) -> Do
 
 
 def plugin_settings() -> DockerSettings:
-    """``[plugins.docker]`` of Plait's configuration as ``DockerSettings``."""
-    from plait.config import get_config
+    """``[plugins.docker]`` of Plait's configuration as ``DockerSettings`` (defaults filled in).
 
-    return DockerSettings.from_mapping(dict(get_config().plugin_section("docker")), origin="config [plugins.docker]")
+    Raises:
+        DockerConfigError: an unknown key (with the closest known one) or a bad value, naming
+            where it came from (the file or a ``PLAIT__PLUGINS__DOCKER__*`` variable).
+    """
+    from plait.config import get_config
+    from plait.errors import ConfigError
+
+    declare(SETTINGS, owner="docker")  # a no-op once the plugin manager has declared it
+    try:
+        values = get_config().values(SETTINGS.path)
+    except ConfigError as exc:
+        raise DockerConfigError(str(exc)) from None
+    return DockerSettings(**{k: v for k, v in values.items() if k in _FIELDS}, origin="config [plugins.docker]")
 
 
 def effective_settings(settings: DockerSettings | None = None) -> DockerSettings:
     """``settings`` over ``[plugins.docker]``."""
     base = plugin_settings()
     return settings.merged_over(base) if settings is not None else base
+
+
+# --- the declaration of [plugins.docker] ---------------------------------------------------------
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be a positive number of seconds"
+
+
+def _labels_reason(labels: dict[str, str]) -> str | None:
+    return None if all(labels) else "has an empty label name"
+
+
+def _ulimits_reason(ulimits: dict[str, Any]) -> str | None:
+    try:
+        ulimit_specs(ulimits, "ulimits")
+    except DockerConfigError as exc:
+        return str(exc).removeprefix("ulimits: ")
+    return None
+
+
+def _client_pair(values: Any) -> str | None:
+    if (values.get("client_cert") is None) != (values.get("client_key") is None):
+        return "client_cert and client_key go together; set both or neither"
+    return None
+
+
+def _registry_entry(values: Any) -> str | None:
+    if not values.get("username") or not values.get("password_secret"):
+        return 'needs username = "..." and password_secret = "SECRET_NAME" (the password in a plait secret)'
+    return None
+
+
+#: ``[plugins.docker]``, declared through ``plait_register_settings``: ``plait config`` lists it,
+#: unknown keys get a did-you-mean, ``PLAIT__PLUGINS__DOCKER__*`` values are read as their types.
+#: ``DockerSettings(...)`` and the tasks' ``docker={...}`` are checked against it too.
+SETTINGS = Settings(
+    "plugins.docker",
+    Setting(
+        "base_url",
+        str,
+        help="the engine: unix:///run/podman/podman.sock, tcp://host:2376, ssh://user@host "
+        "(default: $DOCKER_HOST, else /var/run/docker.sock, else Podman's socket)",
+        check=_not_empty,
+    ),
+    Setting("version", str, help="the API version to speak (default: the engine's)", check=_not_empty),
+    Setting(
+        "timeout",
+        float,
+        DEFAULT_TIMEOUT,
+        help="seconds one API call may take (a container may run longer)",
+        check=_positive,
+    ),
+    Setting("tls", bool, False, help="talk TLS to a tcp:// engine"),
+    Setting("tls_verify", bool, False, help="check the engine's certificate against ca_cert"),
+    Setting("ca_cert", str, help="the CA certificate's file", check=_not_empty),
+    Setting("client_cert", str, help="our certificate's file (with client_key)", check=_not_empty),
+    Setting("client_key", str, help="our key's file (with client_cert)", check=_not_empty),
+    Setting(
+        "max_pool_size",
+        int,
+        DEFAULT_MAX_POOL_SIZE,
+        help="connections kept per engine (two per running container)",
+        check=lambda v: None if v >= 1 else "must be at least 1",
+    ),
+    Setting("network_mode", str, help="default network of DockerRun containers", check=_not_empty),
+    Setting("labels", dict[str, str], help="labels added to every container", check=_labels_reason),
+    Setting(
+        "ulimits",
+        dict[str, Any],
+        help="default ulimits of every container: { nofile = 1024, nproc = [4096, 8192] }",
+        check=_ulimits_reason,
+    ),
+    Setting(
+        "registries",
+        TableOf(
+            Settings(
+                "registry",
+                Setting("username", str, help="the registry account"),
+                Setting("password_secret", str, help="name of the plait secret holding its password"),
+                Setting("email", str),
+                check=_registry_entry,
+            )
+        ),
+        help='credentials for pulls and pushes: [plugins.docker.registries."HOST"]',
+    ),
+    check=_client_pair,
+    help="containers (plait-docker): the engine and container defaults",
+)
+
+
+def _validated(values: dict[str, Any], origin: str) -> dict[str, Any]:
+    """``values`` (settings given in code) checked against ``SETTINGS``; a ``DockerConfigError``
+    naming ``origin``, each bad key and the fix when something is wrong."""
+    checked = SETTINGS.validate(values)
+    errors = [p.message for p in checked.problems if p.severity == "error"]
+    if errors:
+        prefix = SETTINGS.path + "."
+        shown = [
+            m.replace(f"[{SETTINGS.path}] has no setting", "unknown setting")
+            .replace(f"[{SETTINGS.path}] ", "")
+            .replace(prefix, "")
+            for m in errors
+        ]
+        raise DockerConfigError(f"{origin}: {'; '.join(shown)}")
+    return checked.values
 
 
 class _Connection:
@@ -325,20 +418,6 @@ def ulimit_specs(ulimits: Any, owner: str) -> list[dict[str, Any]]:
             )
         specs.append({"Name": str(name), "Soft": soft, "Hard": hard})
     return specs
-
-
-def _check_registry(registry: Any, entry: Any, origin: str) -> None:
-    where = f"{origin}: registries.{registry}"
-    if not isinstance(entry, dict):
-        raise DockerConfigError(f"{where} must be a table with username and password_secret")
-    unknown = sorted(set(entry) - {"username", "password_secret", "email"})
-    if unknown:
-        raise DockerConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: username, password_secret, email "
-            "(put the password in a plait secret and name it with password_secret)"
-        )
-    if not isinstance(entry.get("username"), str) or not isinstance(entry.get("password_secret"), str):
-        raise DockerConfigError(f'{where} needs username = "..." and password_secret = "SECRET_NAME"')
 
 
 def registry_auth(repository: str, settings: DockerSettings) -> dict[str, str] | None:
