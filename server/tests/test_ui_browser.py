@@ -270,6 +270,63 @@ def test_the_cancel_button_cancels_a_running_run(page, ui_server, keys):
     assert ui_server.client().flow_run(run.id).state == "Cancelling"
 
 
+def test_a_bad_value_in_the_run_form_is_explained_and_the_form_keeps_what_was_typed(page, ui_server, keys):
+    with Flow("ui-form-json") as flow:
+        add(Parameter("items", default=[1, 2]), Parameter("scale", default=2))
+    registered = ui_server.client().register_flow(metadata=flow_metadata(flow), storage={"type": "none"})
+    sign_in(page, ui_server, keys["run"], f"/flows/{registered.id}")
+    page.fill("#param-items", "[1, 2,")
+    page.fill("#param-scale", "3")
+    page.click("#run-form button[type=submit]")
+    expect(page.locator(".field.invalid")).to_contain_text("expected JSON")
+    expect(page.locator("#param-items")).to_have_value("[1, 2,")
+    expect(page.locator("#param-scale")).to_have_value("3")
+    # Nothing was created.
+    assert ui_server.client().flow_runs(flow_id=registered.id)[1] == 0
+
+
+def test_an_admin_creates_a_key_sees_it_once_and_revokes_it(page, ui_server, keys):
+    sign_in(page, ui_server, keys["admin"], "/api-keys")
+    page.fill("#key-name", "made-in-the-ui")
+    page.select_option("#key-scope", "read")
+    page.click("form[action='/api-keys/create'] button[type=submit]")
+    secret = page.locator("#new-key").inner_text().strip()
+    assert secret.startswith("plait_")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert requests.get(ui_server.url + "/flows.json", headers=headers, timeout=30).status_code == 200
+    # Shown once: the list never shows it again.
+    page.goto(ui_server.url + "/api-keys")
+    expect(page.locator("body")).not_to_contain_text(secret)
+    row = page.locator("table.list tr", has_text="made-in-the-ui")
+    row.locator("button", has_text="Revoke").click()
+    expect(page.locator("table.list tr", has_text="made-in-the-ui")).to_contain_text("revoked")
+    assert requests.get(ui_server.url + "/flows.json", headers=headers, timeout=30).status_code == 401
+
+
+def test_an_admin_pauses_and_resumes_a_schedule(page, ui_server, keys):
+    from datetime import timedelta
+
+    from plait.schedules import IntervalSchedule
+
+    with Flow("ui-schedule", schedule=IntervalSchedule(interval=timedelta(hours=1))) as flow:
+        double(Parameter("x", default=1))
+    registered = ui_server.client().register_flow(metadata=flow_metadata(flow), storage={"type": "none"})
+    sign_in(page, ui_server, keys["admin"], f"/flows/{registered.id}")
+    expect(page.locator("ol.times li")).to_have_count(10)
+    page.get_by_role("button", name="Pause the schedule").click()
+    expect(page.get_by_role("button", name="Turn the schedule on")).to_be_visible()
+    assert not schedule_active(ui_server, registered.id)
+    page.get_by_role("button", name="Turn the schedule on").click()
+    expect(page.get_by_role("button", name="Pause the schedule")).to_be_visible()
+    assert schedule_active(ui_server, registered.id)
+
+
+def schedule_active(server, flow_id: str) -> bool:
+    return graphql(server, "query($id: ID!) { flow(id: $id) { schedule_active } }", {"id": flow_id})["flow"][
+        "schedule_active"
+    ]
+
+
 # --- what a read key may do ----------------------------------------------------------------------
 
 
