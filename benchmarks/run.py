@@ -314,14 +314,14 @@ def plan_of(quick: bool) -> list[tuple[str, int, list[str]]]:
     sizes = {
         "chain": [100, 1_000, 10_000],
         "fanout": [100, 1_000, 10_000, 100_000],
-        "fanin": [100, 1_000, 10_000],
+        "fanin": [100, 1_000, 10_000, 100_000],
         "map": [100, 1_000, 10_000, 100_000],
     }
     if quick:
         sizes = {
             "chain": [100, 1_000],
             "fanout": [100, 1_000, 10_000],
-            "fanin": [100, 1_000],
+            "fanin": [100, 1_000, 10_000],
             "map": [100, 1_000, 10_000],
         }
     out = []
@@ -455,7 +455,7 @@ def main() -> None:
     print()
     big, small = (100_000, 10_000) if not args.quick else (10_000, 1_000)
     print(f"linear growth: time for {big:,} tasks / time for {small:,} tasks (target <= 12x; bare for reference)")
-    for kind in ("chain", "fanout", "map"):
+    for kind in ("chain", "fanout", "fanin", "map"):
         for executor in ("local", "threads"):
             key_big, key_small = (kind, big, executor), (kind, small, executor)
             if key_big in per_task and key_small in per_task:
