@@ -31,13 +31,23 @@
 
   // --- the schematic -----------------------------------------------------------------------
 
-  var schematicNodes = {}; // slug -> {g, sub, data}
+  var schematicNodes = {}; // slug -> {g, sub, bar, data}
+  // Laying out thousands of nodes takes the browser seconds and draws nothing readable.
+  var MAX_SCHEMATIC_NODES = 1500;
 
   function drawSchematic(box) {
     var source = box.querySelector("script.schematic-data");
     if (!source || typeof dagre === "undefined") return;
     var data = JSON.parse(source.textContent);
     if (!data.nodes.length) return;
+    if (data.nodes.length > MAX_SCHEMATIC_NODES) {
+      var note = document.createElement("p");
+      note.className = "muted";
+      note.textContent = "This flow has " + data.nodes.length + " tasks: too many to draw (the limit is " +
+        MAX_SCHEMATIC_NODES + "). Its tasks are listed below.";
+      box.insertBefore(note, box.firstChild);
+      return;
+    }
     var g = new dagre.graphlib.Graph();
     g.setGraph({ rankdir: "LR", nodesep: 14, ranksep: 46, marginx: 8, marginy: 8 });
     g.setDefaultEdgeLabel(function () { return {}; });
