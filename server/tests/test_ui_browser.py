@@ -462,3 +462,33 @@ def test_a_state_written_through_another_server_process_appears_live(browser, tm
     finally:
         second.stop()
         first.stop()
+
+
+def test_the_flow_runs_list_filters_by_flow_state_label_and_time_and_pages(ui_server, keys):
+    flow = register(ui_server, "ui-filters")
+    client = ui_server.client()
+    tagged = [client.create_flow_run(flow_id=flow.id, parameters={"count": i}, labels=["nightly"]) for i in range(3)]
+    client.create_flow_run(flow_id=flow.id, parameters={"count": 9}, labels=["adhoc"])
+    running = running_run(ui_server, flow.id)
+    headers = {"Authorization": f"Bearer {keys['read']}"}
+
+    def ids(**query) -> set[str]:
+        answer = requests.get(ui_server.url + "/flow-runs.json", params=query, headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return {r["id"] for r in answer.json()["runs"]}
+
+    group = flow.flow_group_id
+    assert ids(flow=group, label="nightly") == {r.id for r in tagged}
+    assert ids(flow=group, state="RUNNING") == {running.id}
+    assert ids(flow=group, state="Running") == {running.id}
+    assert ids(flow=group, before="2000-01-01T00:00") == set()
+    assert len(ids(flow=group, after="2000-01-01T00:00")) == 5
+    first = requests.get(ui_server.url + "/flow-runs.json", params={"flow": group}, headers=headers, timeout=30).json()
+    assert first["total"] == 5 and first["offset"] == 0
+    second = requests.get(
+        ui_server.url + "/flow-runs.json", params={"flow": group, "offset": 4}, headers=headers, timeout=30
+    ).json()
+    assert len(second["runs"]) == 1 and not second["has_more"]
+    # A bad time is a clear 400, not a server error.
+    answer = requests.get(ui_server.url + "/flow-runs.json", params={"after": "yesterday"}, headers=headers, timeout=30)
+    assert answer.status_code == 400 and "after" in answer.json()["error"]
