@@ -492,3 +492,29 @@ def test_the_flow_runs_list_filters_by_flow_state_label_and_time_and_pages(ui_se
     # A bad time is a clear 400, not a server error.
     answer = requests.get(ui_server.url + "/flow-runs.json", params={"after": "yesterday"}, headers=headers, timeout=30)
     assert answer.status_code == 400 and "after" in answer.json()["error"]
+
+
+def test_logs_open_with_the_first_200_lines_and_load_more_on_demand_filtered(page, ui_server, keys):
+    flow = register(ui_server, "ui-logs")
+    run = running_run(ui_server, flow.id)
+    client = ui_server.client()
+    client.write_run_logs(
+        [
+            {"flow_run_id": run.id, "message": f"line {i}", "task_slug": "add", "level": 40 if i % 10 == 0 else 20}
+            for i in range(450)
+        ]
+    )
+    sign_in(page, ui_server, keys["read"], f"/flow-runs/{run.id}")
+    lines = page.locator("#log-lines tr[data-id]")
+    expect(lines).to_have_count(200)
+    page.get_by_role("link", name="Load the next lines").click()
+    expect(lines).to_have_count(400)
+    page.get_by_role("link", name="Load the next lines").click()
+    expect(lines).to_have_count(450)
+    expect(page.get_by_role("link", name="Load the next lines")).to_have_count(0)
+    expect(lines.last).to_contain_text("line 449")
+    # ERROR and up: one line in ten.
+    page.select_option("select[name=level]", "40")
+    page.click("#logs form button[type=submit]")
+    expect(lines).to_have_count(45)
+    expect(lines.first).to_contain_text("ERROR")
