@@ -229,6 +229,9 @@ def test_a_state_written_through_the_api_appears_live_on_an_open_flow_run_page(p
     expect(page.locator('.gantt .row.parent[data-slug="double"] .st')).to_contain_text("Running 3")
     task_states(ui_server, run.id, [("double", i, 1, "Success") for i in range(2)])
     expect(page.locator('.gantt .row.parent[data-slug="double"] .st')).to_contain_text("Success 2")
+    # The task became mapped while the page was open: it unfolds all the same.
+    page.locator('.gantt .row.parent[data-slug="double"] a.fold').click()
+    expect(page.locator('.gantt .children[data-slug="double"] .row.child')).to_have_count(3)
 
     # A log line streams in, and the flow run's own state changes the header.
     line = {"flow_run_id": run.id, "message": "hello from the live test", "task_slug": "add"}
