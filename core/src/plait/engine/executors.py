@@ -19,6 +19,13 @@ downstream task runs instead of the value, and the executor resolves it on its w
 
 Two optional methods: ``flush()``, called by the runner before it waits for completions (an
 executor may buffer ``submit`` calls and send them in batches), and the base ``wait``.
+
+An executor that keeps results may also set ``pipelines``: the runner then sends a plain task
+whose upstream tasks are still running along with them, its inputs the handles
+``pending_ref(future)`` gives for their results to come, and calls
+``plait.engine.runner.run_task_after`` with the handles ``pending_state(future)`` gives for
+their final states; the executor resolves both on its workers, where the task runs only if
+those tasks succeeded. Chains then run without a round trip to the driver at every step.
 """
 
 from __future__ import annotations
@@ -48,6 +55,12 @@ class Executor:
     in_process: ClassVar[bool] = True
     #: Results stay on the executor's workers: futures return remote states, inputs are refs.
     keeps_results: ClassVar[bool] = False
+    #: The most task runs the runner hands over at once (``None``: no limit). The others wait
+    #: in the runner's ready queue as small tuples: a million-item map does not become a
+    #: million futures, queued work items and argument dicts at once.
+    max_inflight: int | None = None
+    #: The executor can run a task after tasks still running (``pending_ref``/``pending_state``).
+    pipelines: ClassVar[bool] = False
 
     @contextmanager
     def start(self) -> Iterator[Executor]:
@@ -60,6 +73,18 @@ class Executor:
 
     def flush(self) -> None:
         """Send buffered submissions: the runner calls this before it waits for completions."""
+
+    def pending_ref(self, future: Any) -> Any:
+        """A handle to the result of a task run still running (``future``), for a task that follows it.
+
+        Only for executors with ``pipelines``: the handle is resolved on the worker to the
+        result of that run (as ``plait.states.result_ref`` handles are).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not pipeline task runs")
+
+    def pending_state(self, future: Any) -> Any:
+        """A handle to the final state of a task run still running, resolved on the worker (``pipelines``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not pipeline task runs")
 
     def wait(self, futures: Any) -> Any:
         """Block until ``futures`` (one, or a list) are done; return their results."""
@@ -122,6 +147,12 @@ class ThreadExecutor(Executor):
             raise ExecutorError("ThreadExecutor.submit() called outside `with executor.start():`")
         return self._pool.submit(_unless_interrupted, self._epoch, fn, args, kwargs)
 
+    @property
+    def max_inflight(self) -> int:  # type: ignore[override]
+        """Four task runs per thread are handed over at once: enough to keep every thread busy."""
+        workers = self.max_workers or min(32, (os.cpu_count() or 1) + 4)
+        return 4 * workers
+
     def __repr__(self) -> str:
         return f"<ThreadExecutor max_workers={self.max_workers}>"
 
@@ -177,6 +208,11 @@ class ProcessExecutor(Executor):
         from plait.engine.process_pool import dumps_call
 
         return self._pool.submit(dumps_call((fn, args, kwargs)))
+
+    @property
+    def max_inflight(self) -> int:  # type: ignore[override]
+        """Four task runs per worker are handed over (and pickled) at once."""
+        return 4 * (self.max_workers or os.cpu_count() or 1)
 
     def __repr__(self) -> str:
         return f"<ProcessExecutor max_workers={self.max_workers}>"
