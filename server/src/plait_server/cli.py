@@ -251,7 +251,15 @@ def _serve(store: Store, settings: ServerSettings, started: float) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Open live pages hold streaming responses: end them now, so that stopping the
+            # server does not wait out the graceful-shutdown timeout for them.
+            app.state.ui.stop()
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -127,10 +127,19 @@ def create_app(store: Store, settings: ServerSettings) -> Starlette:
             return JSONResponse({"status": "unavailable", "database": "not answering"}, status_code=503)
         return JSONResponse({"status": "ok", "version": __version__, "database": store.engine.dialect.name})
 
+    from plait_server.ui import WebUI
+
+    # The web UI at / (its writes execute this schema's mutations with the signed-in key).
+    ui = WebUI(store, schema)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        store.dispose()
+        ui.start()
+        try:
+            yield
+        finally:
+            ui.stop()
+            store.dispose()
 
     middleware = []
     if settings.cors_origins:
@@ -142,11 +151,17 @@ def create_app(store: Store, settings: ServerSettings) -> Starlette:
                 allow_headers=["Authorization", "Content-Type"],
             )
         )
-    return Starlette(
-        routes=[Route("/graphql", graphql, methods=["GET", "POST"]), Route("/health", health, methods=["GET"])],
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/health", health, methods=["GET"]),
+            *ui.routes(),
+        ],
         middleware=middleware,
         lifespan=lifespan,
     )
+    app.state.ui = ui
+    return app
 
 
 def _bearer(header: str | None) -> str | None:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from plait_server.data.keys import ApiKeys
     from plait_server.data.logs import Logs
     from plait_server.data.runs import FlowRuns, TaskRuns
+    from plait_server.data.summaries import Summaries
 
 __all__ = ["Store"]
 
@@ -64,6 +65,7 @@ class Store:
         from plait_server.data.keys import ApiKeys
         from plait_server.data.logs import Logs
         from plait_server.data.runs import FlowRuns, TaskRuns
+        from plait_server.data.summaries import Summaries
 
         self.engine = engine
         self.sqlite = is_sqlite(engine)
@@ -74,6 +76,8 @@ class Store:
         self.task_runs: TaskRuns = TaskRuns(self)
         self.logs: Logs = Logs(self)
         self.keys: ApiKeys = ApiKeys(self)
+        #: Read-only summaries for the web UI (runs per hour, Gantt groups, live changes).
+        self.summaries: Summaries = Summaries(self)
 
     # -- transactions ---------------------------------------------------------------------------
 
