@@ -482,6 +482,12 @@ def main() -> None:
     print()
     print_first_run(5)
     print()
+    # Memory of one big map per executor, each in a fresh process (benchmarks/bench_map_memory.py):
+    # the thread executor gets the runner's ready task runs in a bounded window.
+    from bench_map_memory import print_table
+
+    print_table(100_000 if args.quick else 1_000_000, ["local", "threads"])
+    print()
     cumulative, wall, baseline = import_times(5)
     print("import plait:")
     print(

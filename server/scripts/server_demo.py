@@ -128,7 +128,10 @@ def main() -> None:
         stopping = True
         raise KeyboardInterrupt
 
+    # Ctrl-C and SIGTERM both stop the demo (SIGINT explicitly: a shell may have ignored it for
+    # a background job, and Python keeps an inherited "ignore").
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAIT__")}
     config = directory / "config.toml"
     config.write_text("")

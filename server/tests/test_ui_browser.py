@@ -229,6 +229,9 @@ def test_a_state_written_through_the_api_appears_live_on_an_open_flow_run_page(p
     expect(page.locator('.gantt .row.parent[data-slug="double"] .st')).to_contain_text("Running 3")
     task_states(ui_server, run.id, [("double", i, 1, "Success") for i in range(2)])
     expect(page.locator('.gantt .row.parent[data-slug="double"] .st')).to_contain_text("Success 2")
+    # The task became mapped while the page was open: it unfolds all the same.
+    page.locator('.gantt .row.parent[data-slug="double"] a.fold').click()
+    expect(page.locator('.gantt .children[data-slug="double"] .row.child')).to_have_count(3)
 
     # A log line streams in, and the flow run's own state changes the header.
     line = {"flow_run_id": run.id, "message": "hello from the live test", "task_slug": "add"}
@@ -268,6 +271,63 @@ def test_the_cancel_button_cancels_a_running_run(page, ui_server, keys):
     page.click("button[data-action=cancel]")
     expect(page.locator("#run-header .run-state")).to_contain_text("Cancelling")
     assert ui_server.client().flow_run(run.id).state == "Cancelling"
+
+
+def test_a_bad_value_in_the_run_form_is_explained_and_the_form_keeps_what_was_typed(page, ui_server, keys):
+    with Flow("ui-form-json") as flow:
+        add(Parameter("items", default=[1, 2]), Parameter("scale", default=2))
+    registered = ui_server.client().register_flow(metadata=flow_metadata(flow), storage={"type": "none"})
+    sign_in(page, ui_server, keys["run"], f"/flows/{registered.id}")
+    page.fill("#param-items", "[1, 2,")
+    page.fill("#param-scale", "3")
+    page.click("#run-form button[type=submit]")
+    expect(page.locator(".field.invalid")).to_contain_text("expected JSON")
+    expect(page.locator("#param-items")).to_have_value("[1, 2,")
+    expect(page.locator("#param-scale")).to_have_value("3")
+    # Nothing was created.
+    assert ui_server.client().flow_runs(flow_id=registered.id)[1] == 0
+
+
+def test_an_admin_creates_a_key_sees_it_once_and_revokes_it(page, ui_server, keys):
+    sign_in(page, ui_server, keys["admin"], "/api-keys")
+    page.fill("#key-name", "made-in-the-ui")
+    page.select_option("#key-scope", "read")
+    page.click("form[action='/api-keys/create'] button[type=submit]")
+    secret = page.locator("#new-key").inner_text().strip()
+    assert secret.startswith("plait_")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert requests.get(ui_server.url + "/flows.json", headers=headers, timeout=30).status_code == 200
+    # Shown once: the list never shows it again.
+    page.goto(ui_server.url + "/api-keys")
+    expect(page.locator("body")).not_to_contain_text(secret)
+    row = page.locator("table.list tr", has_text="made-in-the-ui")
+    row.locator("button", has_text="Revoke").click()
+    expect(page.locator("table.list tr", has_text="made-in-the-ui")).to_contain_text("revoked")
+    assert requests.get(ui_server.url + "/flows.json", headers=headers, timeout=30).status_code == 401
+
+
+def test_an_admin_pauses_and_resumes_a_schedule(page, ui_server, keys):
+    from datetime import timedelta
+
+    from plait.schedules import IntervalSchedule
+
+    with Flow("ui-schedule", schedule=IntervalSchedule(interval=timedelta(hours=1))) as flow:
+        double(Parameter("x", default=1))
+    registered = ui_server.client().register_flow(metadata=flow_metadata(flow), storage={"type": "none"})
+    sign_in(page, ui_server, keys["admin"], f"/flows/{registered.id}")
+    expect(page.locator("ol.times li")).to_have_count(10)
+    page.get_by_role("button", name="Pause the schedule").click()
+    expect(page.get_by_role("button", name="Turn the schedule on")).to_be_visible()
+    assert not schedule_active(ui_server, registered.id)
+    page.get_by_role("button", name="Turn the schedule on").click()
+    expect(page.get_by_role("button", name="Pause the schedule")).to_be_visible()
+    assert schedule_active(ui_server, registered.id)
+
+
+def schedule_active(server, flow_id: str) -> bool:
+    return graphql(server, "query($id: ID!) { flow(id: $id) { schedule_active } }", {"id": flow_id})["flow"][
+        "schedule_active"
+    ]
 
 
 # --- what a read key may do ----------------------------------------------------------------------
@@ -405,3 +465,59 @@ def test_a_state_written_through_another_server_process_appears_live(browser, tm
     finally:
         second.stop()
         first.stop()
+
+
+def test_the_flow_runs_list_filters_by_flow_state_label_and_time_and_pages(ui_server, keys):
+    flow = register(ui_server, "ui-filters")
+    client = ui_server.client()
+    tagged = [client.create_flow_run(flow_id=flow.id, parameters={"count": i}, labels=["nightly"]) for i in range(3)]
+    client.create_flow_run(flow_id=flow.id, parameters={"count": 9}, labels=["adhoc"])
+    running = running_run(ui_server, flow.id)
+    headers = {"Authorization": f"Bearer {keys['read']}"}
+
+    def ids(**query) -> set[str]:
+        answer = requests.get(ui_server.url + "/flow-runs.json", params=query, headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return {r["id"] for r in answer.json()["runs"]}
+
+    group = flow.flow_group_id
+    assert ids(flow=group, label="nightly") == {r.id for r in tagged}
+    assert ids(flow=group, state="RUNNING") == {running.id}
+    assert ids(flow=group, state="Running") == {running.id}
+    assert ids(flow=group, before="2000-01-01T00:00") == set()
+    assert len(ids(flow=group, after="2000-01-01T00:00")) == 5
+    first = requests.get(ui_server.url + "/flow-runs.json", params={"flow": group}, headers=headers, timeout=30).json()
+    assert first["total"] == 5 and first["offset"] == 0
+    second = requests.get(
+        ui_server.url + "/flow-runs.json", params={"flow": group, "offset": 4}, headers=headers, timeout=30
+    ).json()
+    assert len(second["runs"]) == 1 and not second["has_more"]
+    # A bad time is a clear 400, not a server error.
+    answer = requests.get(ui_server.url + "/flow-runs.json", params={"after": "yesterday"}, headers=headers, timeout=30)
+    assert answer.status_code == 400 and "after" in answer.json()["error"]
+
+
+def test_logs_open_with_the_first_200_lines_and_load_more_on_demand_filtered(page, ui_server, keys):
+    flow = register(ui_server, "ui-logs")
+    run = running_run(ui_server, flow.id)
+    client = ui_server.client()
+    client.write_run_logs(
+        [
+            {"flow_run_id": run.id, "message": f"line {i}", "task_slug": "add", "level": 40 if i % 10 == 0 else 20}
+            for i in range(450)
+        ]
+    )
+    sign_in(page, ui_server, keys["read"], f"/flow-runs/{run.id}")
+    lines = page.locator("#log-lines tr[data-id]")
+    expect(lines).to_have_count(200)
+    page.get_by_role("link", name="Load the next lines").click()
+    expect(lines).to_have_count(400)
+    page.get_by_role("link", name="Load the next lines").click()
+    expect(lines).to_have_count(450)
+    expect(page.get_by_role("link", name="Load the next lines")).to_have_count(0)
+    expect(lines.last).to_contain_text("line 449")
+    # ERROR and up: one line in ten.
+    page.select_option("select[name=level]", "40")
+    page.click("#logs form button[type=submit]")
+    expect(lines).to_have_count(45)
+    expect(lines.first).to_contain_text("ERROR")

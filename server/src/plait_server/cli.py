@@ -65,6 +65,7 @@ def start(
     from plait_server.db.engine import redact_url
 
     click.echo(f"Plait server on {settings.client_url} (database {redact_url(settings.database)})", err=True)
+    click.echo(f"Web UI: {settings.client_url}/ (sign in with an API key)", err=True)
     _serve(store, settings, started)
 
 

@@ -55,6 +55,10 @@ class Executor:
     in_process: ClassVar[bool] = True
     #: Results stay on the executor's workers: futures return remote states, inputs are refs.
     keeps_results: ClassVar[bool] = False
+    #: The most task runs the runner hands over at once (``None``: no limit). The others wait
+    #: in the runner's ready queue as small tuples: a million-item map does not become a
+    #: million futures, queued work items and argument dicts at once.
+    max_inflight: int | None = None
     #: The executor can run a task after tasks still running (``pending_ref``/``pending_state``).
     pipelines: ClassVar[bool] = False
 
@@ -143,6 +147,12 @@ class ThreadExecutor(Executor):
             raise ExecutorError("ThreadExecutor.submit() called outside `with executor.start():`")
         return self._pool.submit(_unless_interrupted, self._epoch, fn, args, kwargs)
 
+    @property
+    def max_inflight(self) -> int:  # type: ignore[override]
+        """Four task runs per thread are handed over at once: enough to keep every thread busy."""
+        workers = self.max_workers or min(32, (os.cpu_count() or 1) + 4)
+        return 4 * workers
+
     def __repr__(self) -> str:
         return f"<ThreadExecutor max_workers={self.max_workers}>"
 
@@ -198,6 +208,11 @@ class ProcessExecutor(Executor):
         from plait.engine.process_pool import dumps_call
 
         return self._pool.submit(dumps_call((fn, args, kwargs)))
+
+    @property
+    def max_inflight(self) -> int:  # type: ignore[override]
+        """Four task runs per worker are handed over (and pickled) at once."""
+        return 4 * (self.max_workers or os.cpu_count() or 1)
 
     def __repr__(self) -> str:
         return f"<ProcessExecutor max_workers={self.max_workers}>"

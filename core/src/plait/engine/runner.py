@@ -563,8 +563,12 @@ class _TaskRuns:
             if count == 0 and t not in restored:
                 ready.append((t, _EXPAND if self.plan.is_mapped[t] else None, 1, None))
         sync = self.executor.synchronous
-        while ready or self.inflight or self.retries:
-            while ready:
+        # A bounded number of task runs handed to the executor at once (threads, processes): a
+        # million ready children wait here as small tuples, not as a million futures.
+        window = getattr(self.executor, "max_inflight", None) or (1 << 62)
+        inflight = self.inflight
+        while ready or inflight or self.retries:
+            while ready and len(inflight) < window:
                 t, i, count, old = ready.popleft()
                 if i == _EXPAND:
                     self._expand(t)
@@ -573,7 +577,7 @@ class _TaskRuns:
                     self._finish(t, None, held if isinstance(held, State) else self._replay(t, None, 1, held))
                 else:
                     self._start(t, i, count, old, sync)
-            if self.inflight:
+            if inflight:
                 self._collect()
             elif self.retries:
                 self._wait_for_retry(None)

@@ -161,8 +161,9 @@ class DaskExecutor(Executor, ResultSource):
                 client = self._connect(distributed)
             _register_flow_modules()
             level = logging.getLogger("plait").getEffectiveLevel()
-            client.register_plugin(PlaitWorkerSetup(level), name="plait-worker-setup")
             client.forward_logging("plait", level=level)
+            # after forward_logging: the set-up masks secrets in what the forwarding handler sends
+            client.register_plugin(PlaitWorkerSetup(level), name="plait-worker-setup")
             self.client, self.cluster = client, cluster
             self._run = _Run(self, client)
             yield self
@@ -437,9 +438,11 @@ class _Run:
             _collect_refs(kwargs.values(), ref_type, deps, self.batches)
         batch = _Batch(key, [c[3] for c in calls])
         self.batches[key] = batch
-        payload = _dumps([(fn, args, kwargs) for fn, args, kwargs, _f in calls])
+        payload = _dumps_batch([(fn, args, kwargs) for fn, args, kwargs, _f in calls])
         client = self.client
-        batch.future = client.submit(run_batch, payload, deps, local, key=key, pure=False, resources=resources)
+        batch.future = client.submit(
+            run_batch, payload, deps, local, self.prefix, key=key, pure=False, resources=resources
+        )
         records = client.submit(batch_records, batch.future, key=f"{key}-states", pure=False)
         records.add_done_callback(lambda f, batch=batch: self.arrived.put((batch, f)))
 
@@ -484,6 +487,12 @@ class _Run:
         # Complete each task run's future with its state changes.
         from plait_dask.worker import Ref
 
+        secrets = getattr(records, "secrets", None)
+        if secrets:  # before anyone in the driver sees these states (or logs them)
+            from plait.secrets import register_secret
+
+            for value in secrets:
+                register_secret(value)
         if exc is not None:
             for f in batch.futures:
                 f._set(None, exc)
@@ -742,6 +751,28 @@ def _register_flow_modules() -> None:
 
 def _by_value(module: str | None) -> bool:
     return module is not None and (module == "__main__" or module.startswith("plait_flow_"))
+
+
+def _dumps_batch(calls: list[tuple[Any, Any, Any]]) -> bytes:
+    """``_dumps(calls)``; a call that cannot be pickled is replaced by one that fails with the reason.
+
+    One task run that does not pickle (a lock, a socket in its inputs) must fail alone, not
+    stop the batch (or ``flow.run()``); the others keep their places in the batch.
+    """
+    try:
+        return _dumps(calls)
+    except Exception:
+        from plait_dask.worker import unpicklable
+
+        fixed = []
+        for call in calls:
+            try:
+                _dumps(call)
+            except Exception as exc:
+                reason = f"it cannot be pickled to send it to the Dask cluster: {type(exc).__name__}: {exc}"
+                call = (unpicklable, (reason,), {})
+            fixed.append(call)
+        return _dumps(fixed)
 
 
 def _dumps(obj: Any) -> bytes:

@@ -51,17 +51,48 @@ class BatchOutput:
     result was taken out into ``values[j]``.
     """
 
-    __slots__ = ("records", "values")
+    __slots__ = ("records", "secrets", "values")
 
-    def __init__(self, records: list[tuple[bool, Any, bool]], values: list[Any]) -> None:
+    def __init__(
+        self, records: list[tuple[bool, Any, bool]], values: list[Any], secrets: list[str] | None = None
+    ) -> None:
         self.records = records
         self.values = values
+        self.secrets = secrets or []
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return BatchOutput, (self.records, self.values)
+        return BatchOutput, (self.records, self.values, self.secrets)
 
 
-def run_batch(payload: bytes, deps: dict[str, BatchOutput], local: bool = False) -> BatchOutput:
+class Records(list):
+    """A batch's records, with ``secrets``: the values the worker registered for masking.
+
+    The driver registers them before it looks at the records, so a secret a task read on a
+    worker is masked in the driver's logs, tables and tracebacks too.
+    """
+
+    __slots__ = ("secrets",)
+
+    def __init__(self, records: list[tuple[bool, Any, bool]], secrets: list[str]) -> None:
+        super().__init__(records)
+        self.secrets = secrets
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Records, (list(self), self.secrets)
+
+
+def unpicklable(message: str) -> None:
+    """Stands in, in a batch, for a task run that could not be pickled: fails with the reason."""
+    from plait.errors import ExecutorError
+
+    raise ExecutorError(message)
+
+
+# Per flow run (the driver's run id), how many of this worker's registered secrets it was sent.
+_secrets_sent: dict[str, int] = {}
+
+
+def run_batch(payload: bytes, deps: dict[str, BatchOutput], local: bool = False, run: str | None = None) -> BatchOutput:
     """Run a batch of calls ``(fn, args, kwargs)`` pickled together in ``payload``.
 
     Pickled as one object, the calls share one copy of what they have in common (the flow
@@ -71,6 +102,12 @@ def run_batch(payload: bytes, deps: dict[str, BatchOutput], local: bool = False)
     successful run's result is taken out of its final state and kept in the output's
     ``values``, so only the states travel back to the driver.
     """
+    from plait.errors import portable_exception
+    from plait.secrets import registered_count, registered_since
+
+    # Secrets this batch's tasks register travel back with its records; a run new to this
+    # worker also gets those registered before (a value a task cached from an earlier run).
+    mark = registered_count() if run in _secrets_sent else 0
     calls = cloudpickle.loads(payload)
     records: list[tuple[bool, Any, bool]] = []
     values: list[Any] = []
@@ -81,18 +118,23 @@ def run_batch(payload: bytes, deps: dict[str, BatchOutput], local: bool = False)
                 args, kwargs = _resolve(args, deps, own), _resolve(kwargs, deps, own)
             out = fn(*args, **kwargs)
         except Exception as exc:
-            records.append((False, exc, False))
+            records.append((False, portable_exception(exc), False))
             values.append(None)
             continue
         kept, value = _take_result(out)
         records.append((True, out, kept))
         values.append(value)
-    return BatchOutput(records, values)
+    secrets, count = registered_since(mark)
+    if run is not None:
+        if len(_secrets_sent) > 1000:  # runs long gone
+            _secrets_sent.clear()
+        _secrets_sent[run] = count
+    return BatchOutput(records, values, secrets)
 
 
-def batch_records(output: BatchOutput) -> list[tuple[bool, Any, bool]]:
-    """The part of a batch's output the driver needs: the records, without the results."""
-    return output.records
+def batch_records(output: BatchOutput) -> Records:
+    """The part of a batch's output the driver needs: the records (and secrets), without the results."""
+    return Records(output.records, output.secrets)
 
 
 def batch_values(output: BatchOutput) -> list[Any]:
@@ -113,7 +155,15 @@ class PlaitWorkerSetup(WorkerPlugin):
         self.level = level
 
     def setup(self, worker: Any) -> None:
-        logging.getLogger("plait").setLevel(self.level)
+        from plait.secrets import SecretsFilter
+
+        plait_logger = logging.getLogger("plait")
+        plait_logger.setLevel(self.level)
+        # What the worker's handlers send (the driver's forwarded logs among them) is masked here,
+        # with the secrets the worker knows: the driver may not know them yet.
+        for handler in plait_logger.handlers:
+            if not any(isinstance(f, SecretsFilter) for f in handler.filters):
+                handler.addFilter(SecretsFilter())
 
 
 def _take_result(out: Any) -> tuple[bool, Any]:

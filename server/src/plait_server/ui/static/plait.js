@@ -31,13 +31,23 @@
 
   // --- the schematic -----------------------------------------------------------------------
 
-  var schematicNodes = {}; // slug -> {g, sub, data}
+  var schematicNodes = {}; // slug -> {g, sub, bar, data}
+  // Laying out thousands of nodes takes the browser seconds and draws nothing readable.
+  var MAX_SCHEMATIC_NODES = 1500;
 
   function drawSchematic(box) {
     var source = box.querySelector("script.schematic-data");
     if (!source || typeof dagre === "undefined") return;
     var data = JSON.parse(source.textContent);
     if (!data.nodes.length) return;
+    if (data.nodes.length > MAX_SCHEMATIC_NODES) {
+      var note = document.createElement("p");
+      note.className = "muted";
+      note.textContent = "This flow has " + data.nodes.length + " tasks: too many to draw (the limit is " +
+        MAX_SCHEMATIC_NODES + "). Its tasks are listed below.";
+      box.insertBefore(note, box.firstChild);
+      return;
+    }
     var g = new dagre.graphlib.Graph();
     g.setGraph({ rankdir: "LR", nodesep: 14, ranksep: 46, marginx: 8, marginy: 8 });
     g.setDefaultEdgeLabel(function () { return {}; });
@@ -283,12 +293,41 @@
         });
         bar.appendChild(cb);
       }
+      ensureFold(row, slug);
       var count = row.querySelector(".name .count");
       if (count) count.textContent = "×" + total;
       var node = schematicNodes[slug];
       if (node && node.sub) node.sub.textContent = "×" + total;
       if (node && node.bar) drawCounts(node.bar, c);
     });
+  }
+
+  // A task that became mapped while the page was open gets its fold arrow and children box.
+  var liveFolds = 0;
+  function ensureFold(row, slug) {
+    var name = row.querySelector(".name");
+    if (name.querySelector(".fold")) return;
+    var live = document.getElementById("live");
+    if (!live) return;
+    var url = "/flow-runs/" + live.dataset.runId + "/tasks/" + encodeURIComponent(slug) + "/children";
+    var box = document.createElement("div");
+    box.className = "children";
+    box.id = "children-live-" + (++liveFolds);
+    box.dataset.slug = slug;
+    box.hidden = true;
+    row.parentNode.insertBefore(box, row.nextSibling);
+    var fold = document.createElement("a");
+    fold.className = "fold";
+    fold.href = "/flow-runs/" + live.dataset.runId + "?open=" + encodeURIComponent(slug) + "#gantt";
+    fold.dataset.url = url;
+    fold.setAttribute("aria-expanded", "false");
+    fold.setAttribute("aria-controls", box.id);
+    fold.textContent = "▸";
+    name.insertBefore(fold, name.firstChild);
+    var count = document.createElement("span");
+    count.className = "muted count";
+    name.appendChild(document.createTextNode(" "));
+    name.appendChild(count);
   }
 
   function typeOf(state) {
