@@ -125,6 +125,10 @@ class Task:
 
     #: ``run()`` arguments whose constants ``flow.serialize()`` withholds (``"****"``).
     secret_inputs: tuple[str, ...] = ()
+    # Class-level defaults of options added after 0.1, for tasks made by an older Plait (a
+    # pickled or stored flow): the runner reads them as plain attributes on every task run.
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None
+    task_run_name: str | Callable[..., str] | None = None
 
     def __init__(
         self,
