@@ -151,3 +151,10 @@ def test_manual_only_pauses_a_root_task_too(executor):
     assert type(state.result[gate]) is Paused
     assert type(state) is Paused
     assert flow.run(executor=executor, context={"resume": True}).result[gate].result == "ran"
+
+
+def test_counting_triggers_let_a_task_without_upstream_tasks_run():
+    for make in (triggers.some_successful, triggers.some_failed):
+        assert make()([]) is True
+        assert make(at_least=2, at_most=4)([]) is True
+        assert make(at_least=0.1, at_most=0.5)(set()) is True
