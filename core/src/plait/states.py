@@ -85,8 +85,9 @@ class State:
     def __init__(self, message: str | None = None, result: Any = None) -> None:
         # Every state message is made here, so this is where secrets are masked (registered
         # values and URL passwords, see plait.secrets): a handler's, a trigger's or a loop's
-        # exception text included. The test costs two loads when nothing is registered.
-        if message.__class__ is str and (_secret_values or "://" in message):
+        # exception text included. The test costs one comparison for a state without a message
+        # (most: Pending(), Running()) and a few loads when nothing is registered.
+        if message is not None and message.__class__ is str and (_secret_values or "://" in message):
             message = mask(message)
         self.message = message
         self.result = result
