@@ -63,6 +63,8 @@ RUNS_PAGE = 50
 MAX_FORM_BYTES = 1024 * 1024
 #: How often an open flow-run page's stream looks for writes made by other server processes.
 POLL_INTERVAL = 0.5
+#: How often an open stream checks that its key is still valid (seconds).
+REAUTHENTICATE_EVERY = 30.0
 #: The least time between two updates a stream sends (bursts of writes are coalesced).
 MIN_SEND_INTERVAL = 0.1
 LEVELS = [(0, "all levels"), (10, "DEBUG and up"), (20, "INFO and up"), (30, "WARNING and up"), (40, "ERROR and up")]
@@ -675,18 +677,21 @@ class WebUI:
         )
         flow = await anyio.to_thread.run_sync(self.store.flows.get, run.flow_id)
         return StreamingResponse(
-            self._stream(request, session, feed, run, flow),
+            self._stream(request, session, feed, flow),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    async def _stream(
-        self, request: Request, session: Session, feed: FlowRunFeed, run: FlowRunRecord, flow: FlowRecord
-    ) -> Any:
+    async def _stream(self, request: Request, session: Session, feed: FlowRunFeed, flow: FlowRecord) -> Any:
         yield b"retry: 1000\n\n"
         last_sent = 0.0
-        last_ping = asyncio.get_running_loop().time()
+        last_ping = last_auth = asyncio.get_running_loop().time()
         while not self.hub.closing.is_set():
+            if asyncio.get_running_loop().time() - last_auth > REAUTHENTICATE_EVERY:
+                # A key revoked while its page is open stops getting updates within this time.
+                if await anyio.to_thread.run_sync(self.store.keys.authenticate, session.secret) is None:
+                    return
+                last_auth = asyncio.get_running_loop().time()
             loop_time = asyncio.get_running_loop().time()
             wait = max(MIN_SEND_INTERVAL - (loop_time - last_sent), 0)
             if wait:
