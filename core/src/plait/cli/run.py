@@ -167,6 +167,14 @@ def run(
             raise click.UsageError("give the address once: --address or --executor-option address=..., not both")
         options["address"] = address
     flow = load_flow(flow_spec)
+    saved = None
+    if resume and not on_schedule:
+        from plait.cli.paused import check_withheld, load_paused
+
+        # the paused run's parameters, under --param; its secret ones were not saved: asked again
+        saved = load_paused(flow_spec, flow)
+        check_withheld(saved, flow_spec, flow, parameters)
+        parameters = {**saved.parameters, **parameters}
     check_cli_parameters(flow, parameters)
     run_executor: Executor | str | None = executor
     if options:
@@ -179,16 +187,9 @@ def run(
         from plait.cli.schedule_view import run_on_schedule
 
         state = run_on_schedule(flow, parameters=parameters, executor=run_executor, max_runs=max_runs)
-    elif resume:
-        from plait.cli.paused import load_paused
-
-        saved = load_paused(flow_spec, flow)
+    elif saved is not None:
         state = run_with_view(
-            flow,
-            parameters={**saved.parameters, **parameters},
-            executor=run_executor,
-            resume=list(resume),
-            resume_from=saved.states,
+            flow, parameters=parameters, executor=run_executor, resume=list(resume), resume_from=saved.states
         )
     else:
         state = run_with_view(flow, parameters=parameters, executor=run_executor)
@@ -200,7 +201,7 @@ def run(
     if isinstance(state, Paused):
         from plait.cli.paused import report_paused
 
-        report_paused(flow_spec, flow, state, {**(saved.parameters if resume else {}), **parameters})
+        report_paused(flow_spec, flow, state, parameters)
         sys.exit(EXIT_PAUSED)
     if resume:
         from plait.cli.paused import forget_paused

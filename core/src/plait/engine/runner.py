@@ -277,6 +277,29 @@ class FlowRunner:
         if not (task.state_handlers or task.on_failure or self.task_observers):
             return None
         observers = self.task_observers
+        if not task.state_handlers and task.on_failure is None:
+            # Observers only (a plugin's hooks, a run's reporter): the short path, per change.
+            if len(observers) == 1:
+                (observer,) = observers
+
+                def notify_one(
+                    task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
+                ) -> State:
+                    if not interim:
+                        observer(task, old, new)
+                    return new
+
+                return notify_one
+
+            def notify_observers(
+                task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
+            ) -> State:
+                if not interim:
+                    for observer in observers:
+                        observer(task, old, new)
+                return new
+
+            return notify_observers
 
         def notify(
             task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
@@ -568,15 +591,16 @@ class _TaskRuns:
         window = getattr(self.executor, "max_inflight", None) or (1 << 62)
         inflight = self.inflight
         while ready or inflight or self.retries:
-            while ready and len(inflight) < window:
+            # (a synchronous executor runs each task run in _start: nothing is ever in flight)
+            while ready and (sync or len(inflight) < window):
                 t, i, count, old = ready.popleft()
-                if i == _EXPAND:
+                if i is None or i >= 0:  # a task run (the test the common case passes first)
+                    self._start(t, i, count, old, sync)
+                elif i == _EXPAND:
                     self._expand(t)
-                elif i == _HELD:  # a pipelined run that came back before its upstream tasks
+                else:  # _HELD: a pipelined run that came back before its upstream tasks
                     held = self.held.pop(t)
                     self._finish(t, None, held if isinstance(held, State) else self._replay(t, None, 1, held))
-                else:
-                    self._start(t, i, count, old, sync)
             if inflight:
                 self._collect()
             elif self.retries:
@@ -665,9 +689,18 @@ class _TaskRuns:
         notify = self.notifiers[t]
         if old is None:
             old = Pending()
+            trigger = task.trigger
+            # The common case first: with the default trigger and every upstream state a plain
+            # Success, _check_upstream would say "run" (inline: this runs once per task run).
+            plain = trigger is all_successful
+            if plain:
+                for up in ups:
+                    if up.__class__ is not Success:
+                        plain = False
+                        break
             # a root task passes its trigger, except manual_only, which always waits for a resume
-            if ups or task.trigger is manual_only:
-                if task.trigger not in _BUILT_IN_TRIGGERS:  # may be written Prefect 1's way
+            if (ups or trigger is manual_only) and not plain:
+                if trigger not in _BUILT_IN_TRIGGERS:  # may be written Prefect 1's way
                     ups = UpstreamStates(ups, functools.partial(_edges_by_upstream, self.runner.flow, plan, t))
                 pre = _check_upstream(task, ups)
                 if pre is not None and self.resumed and task in self.resumed:
@@ -1368,7 +1401,7 @@ def _retrying(task: Task, failed: State, run_count: int, info: TaskRunInfo | Non
 
 def _retries_on(task: Task, failed: State) -> bool:
     """Whether ``failed`` is a failure ``task`` retries (``retry_on``: only those exceptions)."""
-    retry_on = getattr(task, "retry_on", None)
+    retry_on = task.retry_on
     return retry_on is None or isinstance(failed.result, retry_on)
 
 
