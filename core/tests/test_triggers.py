@@ -188,3 +188,10 @@ def test_default_trigger_reads_every_kind_of_upstream_state(executor):
     kids = results[child_after_bad].map_states
     assert type(kids[0]) is Success and kids[0].result == "a"
     assert type(kids[1]) is TriggerFailed
+
+
+def test_counting_triggers_let_a_task_without_upstream_tasks_run():
+    for make in (triggers.some_successful, triggers.some_failed):
+        assert make()([]) is True
+        assert make(at_least=2, at_most=4)([]) is True
+        assert make(at_least=0.1, at_most=0.5)(set()) is True

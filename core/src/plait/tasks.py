@@ -64,6 +64,9 @@ _instance_counter = itertools.count()
 #: The flows of the ``with Flow(...)`` blocks the current context is in, innermost last
 #: (``Flow.active()`` reads it; it lives here so binding a task needs no import).
 _active_flows: contextvars.ContextVar[tuple[Flow, ...]] = contextvars.ContextVar("plait_active_flows", default=())
+#: The ``case`` blocks the current context is in, innermost last: ``Flow.add_task`` tells the
+#: innermost one about each task added to a flow while it is open.
+_active_cases: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("plait_active_cases", default=())
 
 
 def _check_run_signature(owner: str, run: Callable[..., Any]) -> None:
