@@ -327,10 +327,12 @@ def scheduler_passes(directory: Path, flows: int) -> None:
         store.flows.register(metadata=flow_metadata(flow), storage={"type": "module", "module": "m", "flow": flow.name})
     scheduler = Scheduler(store)
     now = datetime.now(UTC)
+    cpu = time.process_time()
     first = scheduler.run_pass(now)
+    first_cpu = time.process_time() - cpu
     idle = scheduler.run_pass(now + timedelta(seconds=1))
     print(f"4. the scheduler on SQLite: {flows:,} flows with active schedules {load()}")
-    print(f"   first pass: {first.runs_created:,} runs in {first.seconds:.2f}s (target < 30 s)")
+    print(f"   first pass: {first.runs_created:,} runs in {first.seconds:.2f}s, {first_cpu:.2f}s CPU (target < 30 s)")
     print(f"   a pass with nothing to do: {idle.groups} flows looked at, {idle.seconds * 1000:.1f} ms (target < 1 s)")
     store.dispose()
 
