@@ -106,6 +106,14 @@ def portable_exception(exc: BaseException) -> BaseException:
         return RemoteError(name, text)
 
 
+class TaskTimeoutError(PlaitError, TimeoutError):
+    """A task run took longer than its ``timeout``: the result of its ``TimedOut`` state.
+
+    Its text says whether the run was stopped (its process killed) or only observed.
+    Prefect 1 calls it ``TaskTimeoutSignal``.
+    """
+
+
 class ConfigError(PlaitError, ValueError):
     """The configuration file or a ``PLAIT__*`` environment variable is not valid."""
 

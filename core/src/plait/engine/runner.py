@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from plait import interrupts, signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import FlowRunError, ParameterError, portable_exception
+from plait.errors import FlowRunError, ParameterError, TaskTimeoutError, portable_exception
 from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
@@ -293,8 +293,10 @@ class FlowRunner:
                 new = end.state
                 break
             except Exception as exc:
+                if _flow_ctx.get().get("raise_on_exception"):
+                    raise
                 name = _callable_name(handler)
-                logger.exception("State handler %r of flow %r raised", name, flow.name)
+                logger.exception("Flow %r: its state handler %r raised %r", flow.name, name, exc)
                 # A handler's error never loses the run's work: a finished run keeps its
                 # {task: State} (the exception is in the message and the traceback).
                 new = Failed(
@@ -355,8 +357,10 @@ class FlowRunner:
                     new = end.state
                     break
                 except Exception as exc:
+                    if _flow_ctx.get().get("raise_on_exception"):
+                        raise
                     name = _callable_name(handler)
-                    logger.exception("State handler %r of task %r raised", name, task.name)
+                    logger.exception("Task %r: its state handler %r raised %r", task.name, name, exc)
                     new = Failed(
                         f"Exception raised in state handler {name!r} of task {task.name!r}: {exc!r}",
                         result=exc,
@@ -843,6 +847,8 @@ class _TaskRuns:
         """
         from plait.errors import PlaitError
 
+        if self.ctx.get("raise_on_exception") and what == "could not complete on":
+            raise exc
         detail = str(exc) if isinstance(exc, PlaitError) else repr(exc)
         task = self.plan.tasks[t]
         name = task.name if i is None else f"{task.name}[{i}]"
@@ -1177,6 +1183,8 @@ def run_task(
         except _Timeout as exc:
             new = TimedOut(_timed_out(task, exc), exc)
         except Exception as exc:
+            if flow_ctx.get("raise_on_exception"):
+                raise
             new = Failed(mask(f"Error during execution of task: {exc!r}"), exc, mask(traceback.format_exc()))
         if new._failed and run_count <= task.max_retries and not isinstance(new, TriggerFailed):
             if _retries_on(task, new):
@@ -1341,11 +1349,7 @@ def _can_follow(plan: _Plan, t: int, task: Task) -> bool:
     )
 
 
-class _Timeout(TimeoutError):
-    """A task run took longer than its ``timeout`` (a ``TimeoutError``: the ``TimedOut`` state's result).
-
-    Its text says whether the run was stopped (its process killed) or only observed.
-    """
+_Timeout = TaskTimeoutError
 
 
 def _timed_out(task: Task, exc: _Timeout) -> str:
@@ -1417,6 +1421,8 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
         except _Timeout as exc:
             return TimedOut(_timed_out(task, exc), exc)
         except Exception as exc:
+            if _flow_ctx.get().get("raise_on_exception"):
+                raise
             return Failed(
                 f"Error during execution of task (loop {info.loop_count}): {exc!r}", exc, traceback.format_exc()
             )
@@ -1450,6 +1456,8 @@ def _state_from_signal(sig: signals.PlaitSignal) -> State:
         return cls(message, sig.result, traceback.format_exc())
     if cls is Retrying:
         start = sig.state_options.get("start_time") or datetime.now(UTC)
+        if start.tzinfo is None:  # a naive time is taken as UTC
+            start = start.replace(tzinfo=UTC)
         return Retrying(message, result=sig.result, start_time=start)
     return cls(message, sig.result)
 
@@ -1463,7 +1471,7 @@ def _check_upstream(task: Task, ups: list[State]) -> State | None:
     for state in ups:
         if state.is_skipped():
             if task.skip_on_upstream_skip:
-                return Skipped("Upstream task was skipped.")
+                return Skipped("Upstream task was skipped (the task has skip_on_upstream_skip=True).")
             skipped = True
     try:
         ok = task.trigger(ups)
