@@ -200,7 +200,8 @@ class Scheduler:
                     _json(defaults) if defaults else "{}",
                     # an ISO time needs no JSON escaping
                     f'{{"scheduled_start_time":"{event.start_time.isoformat()}"}}',
-                    labels,
+                    # a clock's labels, when it has some, replace the flow's (as in Prefect 1)
+                    labels if event.labels is None else _json(list(event.labels)),
                     idempotency_key(when, defaults),
                     when,
                 )
