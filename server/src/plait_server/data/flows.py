@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select, update
 
 from plait.registration import canonical_json, flow_fingerprint, sanitize_metadata
 from plait_server.data.common import check_labels, check_limit, check_text, new_id
@@ -276,7 +276,7 @@ class Flows:
         if column is None:
             raise BadInput(f"Cannot order flows by {order_by!r}; use one of {', '.join(_ORDERS)}")
         order = [column.desc() if descending else column.asc(), flow_t.c.id]
-        query = _flow_select().where(and_(*conditions))
+        query = _flow_select().where(*conditions)
         with self.store.read() as conn:
             total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             rows = conn.execute(query.order_by(*order).limit(limit).offset(offset)).all()

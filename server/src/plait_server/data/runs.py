@@ -365,9 +365,9 @@ class FlowRuns:
         column = _RUN_ORDERS.get(order_by)
         if column is None:
             raise BadInput(f"Cannot order flow runs by {order_by!r}; use one of {', '.join(_RUN_ORDERS)}")
-        query = select(run_t).where(and_(*conditions))
+        query = select(run_t).where(*conditions)
         with self.store.read() as conn:
-            total = conn.execute(select(func.count()).select_from(run_t).where(and_(*conditions))).scalar_one()
+            total = conn.execute(select(func.count()).select_from(run_t).where(*conditions)).scalar_one()
             rows = conn.execute(
                 query.order_by(column.desc() if descending else column.asc(), run_t.c.id).limit(limit).offset(offset)
             ).all()
