@@ -90,7 +90,7 @@ class FlowRun:
 
     @strawberry.field(description="The flow version this run runs.")
     def flow(self, info: Info) -> Flow:
-        return Flow.of(info.context.flow(self.flow_id))
+        return Flow.of(info.context.flow(self.flow_id), brief=True)
 
     @strawberry.field(description="Every state this flow run entered, oldest first.")
     def states(self, info: Info, after: int | None = None, limit: int = 1000) -> list[State]:
