@@ -46,6 +46,13 @@ class Item:
         return self.count * factor
 
 
+@strawberry.type
+class Wrapper:
+    id: strawberry.ID
+    part: Item | None
+    must: Item
+
+
 def item(i: int, **changes: Any) -> Item:
     values: dict[str, Any] = {
         "id": f"id-{i}",
@@ -132,6 +139,14 @@ class Query:
         return item(1, color="GREEN")
 
     @strawberry.field
+    def wrapped(self) -> list[Wrapper]:
+        return [Wrapper(id=str(i), part=item(i) if i % 2 else None, must=item(i + 10)) for i in range(4)]
+
+    @strawberry.field
+    def wrapped_bad(self) -> list[Wrapper | None]:
+        return [Wrapper(id="1", part=None, must=item(1)), None, Wrapper(id="3", part=None, must=None)]
+
+    @strawberry.field
     def echo(self, input: Outer) -> JSON:
         return describe(input)
 
@@ -176,6 +191,10 @@ DOCUMENTS: list[tuple[str, Any, str | None]] = [
         {"yes": True, "no": False},
         None,
     ),
+    ("{ wrapped { id part { name count when } must { id color tags data } } }", None, None),
+    ("{ wrapped { id part { name computed } } }", None, None),
+    ("{ wrapped_bad { id part { name } must { name } } }", None, None),
+    ("{ wrapped_bad { id } }", None, None),
     ("{ bad_null { id name } }", None, None),
     ("{ bad_list { id label } }", None, None),
     ("{ too_big { id count } }", None, None),

@@ -76,6 +76,12 @@ class ChangeHub:
         loop = self._loop
         if loop is None or kind not in ("flow_run", "task_run", "log"):
             return
+        if not self._waiters:
+            # No open page waits (the common case for an API under load): nothing to wake, and
+            # a wake-up of the event loop per write costs the writers. A stream that starts to
+            # wait just after this still reads within its poll interval, as it would have if
+            # the wake-up had reached the loop before it waited.
+            return
         with self._lock:
             # Many writes in a row wake the streams once.
             if self._pending:
