@@ -36,13 +36,19 @@ from collections.abc import Callable
 from typing import Any
 
 from graphql import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
     FragmentDefinitionNode,
+    GraphQLBoolean,
     GraphQLField,
+    GraphQLID,
     GraphQLInputObjectType,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLString,
     OperationDefinitionNode,
     Undefined,
     is_leaf_type,
@@ -129,20 +135,21 @@ def _compile(type_: Any, depth: int = 0, visiting: frozenset[str] = frozenset())
     """A coercer for ``type_`` (nullable or not), or ``None`` when graphql-core must do it."""
     if depth > _MAX_DEPTH:
         return None
-    if isinstance(type_, GraphQLNonNull):
-        inner = _compile_value(type_.of_type, depth, visiting)
-        if inner is None:
-            return None
+    non_null = isinstance(type_, GraphQLNonNull)
+    named = type_.of_type if non_null else type_
+    if is_leaf_type(named):
+        return _compile_leaf(named, non_null)
+    inner = _compile_value(named, depth, visiting)
+    if inner is None:
+        return None
+    if non_null:
 
-        def non_null(value: Any) -> Any:
+        def non_null_value(value: Any) -> Any:
             if value is None or value is Undefined:
                 raise _Slow
             return inner(value)
 
-        return non_null
-    inner = _compile_value(type_, depth, visiting)
-    if inner is None:
-        return None
+        return non_null_value
 
     def nullable(value: Any) -> Any:
         if value is Undefined:
@@ -152,8 +159,39 @@ def _compile(type_: Any, depth: int = 0, visiting: frozenset[str] = frozenset())
     return nullable
 
 
+#: Built-in scalars whose input is taken as it is when it has exactly this Python type (what
+#: their ``coerce_input_value`` returns unchanged); any other value goes through it.
+_EXACT = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
+
+
+def _compile_leaf(type_: Any, non_null: bool) -> Coercer:
+    parse = type_.coerce_input_value
+    exact = _EXACT.get(type_)
+    is_int = type_ is GraphQLInt
+
+    def coerce_leaf(value: Any) -> Any:
+        kind = type(value)
+        if kind is exact or (is_int and kind is int and GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT):
+            return value
+        if value is None:
+            if non_null:
+                raise _Slow
+            return None
+        if value is Undefined:
+            raise _Slow
+        try:
+            coerced = parse(value)
+        except Exception:
+            raise _Slow from None
+        if coerced is Undefined:
+            raise _Slow
+        return coerced
+
+    return coerce_leaf
+
+
 def _compile_value(type_: Any, depth: int, visiting: frozenset[str]) -> Coercer | None:
-    """A coercer for a value (not ``None``) of the nullable type ``type_``."""
+    """A coercer for a value (not ``None``) of the nullable, non-leaf type ``type_``."""
     if isinstance(type_, GraphQLList):
         item = _compile(type_.of_type, depth + 1, visiting)
         if item is None:
@@ -169,12 +207,22 @@ def _compile_value(type_: Any, depth: int, visiting: frozenset[str]) -> Coercer 
         if type_.is_one_of or type_.name in visiting:
             return None
         visiting = visiting | {type_.name}
-        fields = []
+        given = []
+        defaults = []
         for name, field in type_.fields.items():
             coerce = _compile(field.type, depth + 1, visiting)
             if coerce is None:
                 return None
-            fields.append((name, field.out_name or name, coerce, is_required_input_field(field), field))
+            out_name = field.out_name or name
+            if is_required_input_field(field):
+                default: Any = _REQUIRED
+            else:
+                try:
+                    default = coerce_default_value(field)  # graphql-core's, memoized on the field
+                except Exception:
+                    return None
+            given.append((name, out_name, coerce))
+            defaults.append((name, out_name, default))
         names = frozenset(type_.fields)
         out_type = type_.out_type
 
@@ -182,15 +230,17 @@ def _compile_value(type_: Any, depth: int, visiting: frozenset[str]) -> Coercer 
             if type(value) is not dict or not names.issuperset(value):
                 raise _Slow
             coerced: dict[str, Any] = {}
-            for name, out_name, coerce, required, field in fields:
-                v = value.get(name, Undefined)
-                if v is not Undefined:
-                    coerced[out_name] = coerce(v)
-                elif required:
-                    raise _Slow
-                else:
-                    default = coerce_default_value(field)
-                    if default is not Undefined:
+            if len(value) == len(given):  # every field given (what clients send)
+                for name, out_name, coerce in given:
+                    coerced[out_name] = coerce(value[name])
+            else:
+                for (name, out_name, coerce), (_, _, default) in zip(given, defaults, strict=True):
+                    v = value.get(name, Undefined)
+                    if v is not Undefined:
+                        coerced[out_name] = coerce(v)
+                    elif default is _REQUIRED:
+                        raise _Slow
+                    elif default is not Undefined:
                         coerced[out_name] = default
             try:
                 return out_type(coerced)
@@ -198,20 +248,10 @@ def _compile_value(type_: Any, depth: int, visiting: frozenset[str]) -> Coercer 
                 raise _Slow from None  # strawberry's one-of check, say: graphql-core reports it
 
         return coerce_object
-    if is_leaf_type(type_):
-        parse = type_.coerce_input_value
-
-        def coerce_leaf(value: Any) -> Any:
-            try:
-                coerced = parse(value)
-            except Exception:
-                raise _Slow from None
-            if coerced is Undefined:
-                raise _Slow
-            return coerced
-
-        return coerce_leaf
     return None
+
+
+_REQUIRED = object()
 
 
 class FastExecutor(StrawberryGraphQLCoreExecutionContext):

@@ -802,7 +802,10 @@ def _compare_and_set(db: Driver, table: str, changed: dict[str, tuple[int, dict[
     assignments = ", ".join(f"{c} = {db.mark}" for c in columns)
     sql = f"UPDATE {table} SET {assignments} WHERE id = {db.mark} AND version = {db.mark}"
     to_db = db.to_db
-    params = [(*(to_db(row[c]) for c in columns), run_id, expected) for run_id, (expected, row) in changed.items()]
+    params = [
+        (*[to_db(v) if type(v) is datetime else v for v in map(row.__getitem__, columns)], run_id, expected)
+        for run_id, (expected, row) in changed.items()
+    ]
     done = db.execute_many(sql, params)
     if done != len(params):
         # Another transaction changed a run between our read and our write; on SQLite the write
