@@ -5,7 +5,10 @@
 #   make test    create .venv, install every distribution with its test extra and ruff, run every suite
 #   make bench   print the benchmark tables (about 2 minutes; bench-quick: about 15 seconds)
 #   make bench-server  plait-server through its API on SQLite and PostgreSQL (a few minutes)
+#   make bench-orchestration  runs through agents, the reporter's cost, the scheduler (a few minutes)
 #   make fuzz    the long schemathesis run against a real plait-server (10,000 requests)
+#   make chaos   kill -9 200 flow-run processes at random moments (make test kills 50)
+#   make soak    3 scheduler replicas, 500 flows on 1 s schedules, 5 minutes on PostgreSQL
 #   make lint    ruff check and format check (make format fixes)
 #   make clean   remove .venv and caches
 
@@ -27,7 +30,7 @@ INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") -e "$(SER
 DEMO_INSTALL := -e core
 LINT_PATHS := $(wildcard core server tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick bench-server lint format clean venv services graphviz services-prometheus services-postgres fuzz
+.PHONY: demo test bench bench-quick bench-server bench-orchestration lint format clean venv services graphviz services-prometheus services-postgres fuzz chaos soak
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
@@ -58,6 +61,13 @@ test: $(STAMP) services
 fuzz: $(STAMP) services
 	cd $(SERVER_DIR) && PLAIT_FUZZ_REQUESTS=10000 PLAIT_FUZZ_BACKENDS=sqlite,postgres \
 		$(CURDIR)/$(PY) -m pytest -q -s tests/test_fuzz.py -p no:cacheprovider
+
+# Orchestration's long fault and soak runs (`make test` runs shorter versions of both).
+chaos: $(STAMP) services
+	cd $(SERVER_DIR) && PLAIT_CHAOS_KILLS=200 $(CURDIR)/$(PY) -m pytest -q tests/test_chaos.py -p no:cacheprovider
+
+soak: $(STAMP) services
+	cd $(SERVER_DIR) && PLAIT_SOAK_SECONDS=300 PLAIT_SOAK_FLOWS=500 $(CURDIR)/$(PY) -m pytest -q tests/test_soak.py -p no:cacheprovider
 
 # Debian packages some tests use: graphviz (`dot`, for flow.visualize), postgresql (initdb and
 # pg_ctl, for plait-sql's throwaway server), prometheus and prometheus-pushgateway (for
@@ -102,6 +112,11 @@ bench-quick: $(STAMP)
 # `plait server start` process (benchmarks/bench_server.py; --quick for a smaller run).
 bench-server: $(STAMP) services
 	$(PY) benchmarks/bench_server.py
+
+# A 10,000-item map through an agent (SQLite, PostgreSQL), the reporter's cost, scheduled start
+# to Running, the scheduler's passes over 10,000 flows (benchmarks/bench_orchestration.py).
+bench-orchestration: $(STAMP) services
+	$(PY) benchmarks/bench_orchestration.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -30,6 +30,7 @@ def test_plait_plugins_lists_loaded_and_failed(install_dist):
     }
     assert rows["broken"]["status"] == "failed" and "needs libfoo" in rows["broken"]["error"]
     assert rows["plait.builtin"]["hooks"] == [
+        "plait_register_agents",
         "plait_register_executors",
         "plait_register_result_types",
         "plait_register_storage",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -484,6 +485,106 @@ def test_order_is_pluggy_order_with_tryfirst(install_dist):
     import plait_first
 
     assert plait_first.ORDER == ["first", "second", "first", "second"]
+
+
+def test_plait_register_agents_adds_an_agent_kind_with_its_options(install_dist):
+    install_dist(
+        "plait-fakeagent",
+        {
+            "plait_fakeagent": """
+            import click
+            import plait
+            from plait.agents import Agent
+
+            class FakeAgent(Agent):
+                type = "fake"
+
+                @classmethod
+                def cli_options(cls):
+                    return [click.Option(["--image"], help="The image each run uses.")]
+
+                def __init__(self, client, settings=None, *, image=None, **options):
+                    super().__init__(client, settings, **options)
+                    self.image = image
+
+                def start_run(self, run):
+                    raise RuntimeError("not in this test")
+
+            @plait.hookimpl
+            def plait_register_agents():
+                return {"fake": FakeAgent}
+            """
+        },
+        {"fakeagent": "plait_fakeagent"},
+    )
+    from plait.agents import LocalAgent, available_agents, get_agent_class
+
+    kinds = available_agents()
+    assert kinds["local"] is LocalAgent and kinds["fake"].__name__ == "FakeAgent"
+    agent = get_agent_class("fake")(client=SimpleNamespace(url="http://127.0.0.1:4200"), image="etl:1")
+    assert agent.image == "etl:1" and agent.name.startswith("fake-agent@")
+    assert agent.command(_claimed("run-1"))[-3:] == ["execute", "flow-run", "run-1"]
+    env = agent.environment(_claimed("run-1"))
+    assert env["PLAIT__SERVER__API_KEY"] == "token-of-run-1" and env["PLAIT_FLOW_RUN_ID"] == "run-1"
+    help_text = CliRunner().invoke(main, ["agent", "start", "--help"]).output
+    assert "--image" in help_text and "(agent kind: fake)" in help_text and "fake" in help_text
+    # An option of another kind is a clear usage error, before anything connects.
+    result = CliRunner().invoke(main, ["agent", "start", "--type", "local", "--image", "x"])
+    assert result.exit_code == 2 and "--image is an option of agent kind(s) fake, not of 'local'" in result.output
+    from plait.agents import AgentError
+
+    with pytest.raises(AgentError, match="No agent kind 'nope'; installed kinds: fake, local"):
+        get_agent_class("nope")
+
+
+def _claimed(run_id: str):
+    from plait.client import ClaimedRun
+
+    return ClaimedRun(flow_run=SimpleNamespace(id=run_id, name=run_id), token=f"token-of-{run_id}")
+
+
+def test_plait_server_event_reaches_every_plugin_even_when_one_raises(install_dist, caplog):
+    install_dist(
+        "plait-pager",
+        {
+            "plait_pager": """
+            import plait
+
+            PAGES = []
+
+            @plait.hookimpl
+            def plait_server_event(event):
+                PAGES.append((event.kind, event.flow_name, event.state, event.subject))
+            """,
+            "plait_broken_pager": """
+            import plait
+
+            @plait.hookimpl
+            def plait_server_event(event):
+                raise RuntimeError("pager down")
+            """,
+        },
+        {"pager": "plait_pager", "broken_pager": "plait_broken_pager"},
+    )
+    from datetime import UTC, datetime
+
+    from plait.events import ServerEvent
+
+    event = ServerEvent(
+        kind="flow_run_crashed",
+        message="no heartbeat",
+        time=datetime.now(UTC),
+        flow_name="etl",
+        flow_run_id="run-1",
+        state="Failed",
+    )
+    with caplog.at_level(logging.ERROR, logger="plait.plugins"):
+        get_hooks().server_event(event)
+    import plait_pager
+
+    assert plait_pager.PAGES == [("flow_run_crashed", "etl", "Failed", "run-1")]
+    assert "broken_pager" in caplog.text and "pager down" in caplog.text
+    assert event.to_dict()["event"] == "flow_run_crashed"
 
 
 def test_every_hookspec_has_a_test():

@@ -10,107 +10,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
-import subprocess
-import sys
-import time
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
+from plait_server.testing import PLAIT, ServerProcess, free_port, wait_for_health  # noqa: F401 - used by the tests
 
 _databases = itertools.count(1)
-PLAIT = [str(Path(sys.executable).with_name("plait"))]
-
-
-@dataclass
-class ServerProcess:
-    """A ``plait server start`` subprocess: its URL, admin key, database, config and log."""
-
-    database: str
-    directory: Path
-    port: int = 0
-    process: subprocess.Popen | None = None
-    admin_key: str = ""
-    log: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.config = self.directory / "config.toml"
-        self.log = self.directory / f"server-{id(self)}.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PLAIT__")}
-        env["PLAIT_CONFIG"] = str(self.config)
-        return env
-
-    def start(self, timeout: float = 60.0) -> ServerProcess:
-        if not self.config.exists():
-            self.config.write_text("")
-        self.port = free_port()
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [*PLAIT, "server", "start", "--database", self.database, "--port", str(self.port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env(),
-                start_new_session=True,
-            )
-        wait_for_health(self.url, self.process, self.log, timeout)
-        self.admin_key = tomllib.loads(self.config.read_text())["server"]["api_key"]
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
-
-    def graphql(self, query: str, variables: dict | None = None, key: str | None = None) -> dict:
-        """The full JSON answer (data and errors) of one request with ``key`` (default: admin)."""
-        response = requests.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers={"Authorization": f"Bearer {key or self.admin_key}"},
-            timeout=60,
-        )
-        assert response.status_code < 500, response.text
-        return response.json()
-
-    def client(self, key: str | None = None):
-        from plait.client import Client
-
-        return Client(self.url, key or self.admin_key, retries=2, backoff=0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_health(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    """Poll /health until it answers (the server's readiness), or fail with the server's log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"plait server start exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"plait server start did not answer /health in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def new_pg_database(postgres_server) -> str:

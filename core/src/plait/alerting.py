@@ -105,7 +105,8 @@ class AlertEvent:
     """One alert, destination-independent: what a template or a webhook document is made from.
 
     ``kind`` is ``"task"``, ``"flow"`` or ``"summary"`` (a flow run's end, with ``tasks`` listing
-    the task state changes recorded during the run).
+    the task state changes recorded during the run), or a server event's kind
+    (``"flow_run_crashed"``, ``"agent_lost"``..., see ``plait.events``).
     """
 
     kind: str
@@ -119,6 +120,7 @@ class AlertEvent:
     url: str | None = None
     tasks: list[TaskCount] = field(default_factory=list)
     suppressed: int = 0
+    agent: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """The basic template fields: ``flow``, ``task``, ``state``, ``old_state``, ``message``,
@@ -138,7 +140,7 @@ class AlertEvent:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: the document the HTTP webhook posts."""
         return {
-            "event": f"{self.kind}_state_changed" if self.kind != "summary" else "flow_run_summary",
+            "event": _EVENT_NAMES.get(self.kind, self.kind),
             "flow": self.flow,
             "flow_run_id": self.run_id,
             "task": self.task,
@@ -149,7 +151,11 @@ class AlertEvent:
             "url": self.url,
             "tasks": [t.to_dict() for t in self.tasks],
             "suppressed_alerts": self.suppressed,
+            **({"agent": self.agent} if self.agent is not None else {}),
         }
+
+
+_EVENT_NAMES = {"task": "task_state_changed", "flow": "flow_state_changed", "summary": "flow_run_summary"}
 
 
 _GOOD_STATES = frozenset({"Success", "Cached", "Skipped", "Mapped", "Running"})
@@ -386,6 +392,8 @@ class Notifier:
         rate_period: the rate limit's window, in seconds.
         immediate: also send the first task state change of each ``(task, state)`` of a run at
             once, instead of only the summary at the run's end.
+        server_events: the kinds of server events (``plait.events.EVENT_KINDS``) that alert when
+            the notifier runs in the Plait server (``plait_server_event``); default: all.
         queue_size: alerts that may wait for the background sender; more are dropped.
         clock: ``time.monotonic``-like clock for the rate limit (tests inject one).
     """
@@ -407,6 +415,7 @@ class Notifier:
         immediate: bool = False,
         queue_size: int = 100,
         clock: Callable[[], float] = time.monotonic,
+        server_events: Iterable[str] | None = None,
     ) -> None:
         self.states = StateFilter(only_states, ignore_states, f"{type(self).__name__}", self.error_class)
         self.flows = frozenset([flows] if isinstance(flows, str) else flows) if flows else None
@@ -420,6 +429,8 @@ class Notifier:
             self._deliver_logged, f"{self.plugin}-sender", queue_size, exit_timeout=self.timeout
         )
         self.logger = logging.getLogger(self.logger_name)
+        self.server_events = _event_kinds(server_events, type(self).__name__, self.error_class)
+        self._announced: dict[tuple[str, str, str], None] = {}  # server events sent (bounded)
         _live_notifiers.add(self)
 
     # -- the state handler ------------------------------------------------------------------------
@@ -517,6 +528,37 @@ class Notifier:
                 flow_name,
                 self.timeout,
             )
+
+    def server_event(self, event: Any) -> bool:
+        """Alert for a server event (a ``plait.events.ServerEvent``), once per occurrence.
+
+        Subject to ``server_events`` (the kinds), ``flows`` (when the event names a flow) and the
+        rate limit; the same occurrence given twice is sent once. Returns whether it was queued.
+        """
+        if event.kind not in self.server_events:
+            return False
+        if self.flows is not None and event.flow_name is not None and event.flow_name not in self.flows:
+            return False
+        key = (event.kind, event.subject, str(event.id if event.id is not None else event.time))
+        if key in self._announced:
+            return False
+        self._announced[key] = None
+        if len(self._announced) > 1000:
+            self._announced.pop(next(iter(self._announced)))
+        agent_event = event.flow_run_id is None
+        alert = AlertEvent(
+            event.kind,
+            event.flow_name or (f"agent {event.agent_name}" if event.agent_name else "-"),
+            event.state or ("Lost" if agent_event else "-"),
+            None,
+            None,
+            event.message,
+            event.flow_run_id,
+            event.time.astimezone(UTC).isoformat(timespec="seconds"),
+            run_url(self.ui_url, event.flow_run_id, event.flow_name or "-"),
+            agent=event.agent_name,
+        )
+        return self.enqueue(alert)
 
     def enqueue(self, event: AlertEvent) -> bool:
         """Queue ``event`` for the background sender, subject to the rate limit."""
@@ -758,6 +800,23 @@ class GlobalNotifier:
                 mask_text(str(exc), ()),
             )
 
+    def server_event(self, event: Any) -> None:
+        """For ``plait_server_event`` (in the server's process): alert with the configured notifier.
+
+        Never raises: an error is logged naming the plugin.
+        """
+        try:
+            notifier, enabled = self.configured()
+            if notifier is not None and enabled:
+                notifier.server_event(event)
+        except Exception as exc:  # never let an alert stop the server's loops
+            self.logger.error(
+                "%s: failed handling server event %s: %s",
+                self.plugin,
+                getattr(event, "kind", event),
+                mask_text(str(exc), ()),
+            )
+
     def state_handler(self, obj: Any, old_state: State, new_state: State) -> None:
         """The plugin's bare state handler: the configured notifier, unless the hooks alert already."""
         notifier = self.notifier()
@@ -974,6 +1033,7 @@ NOTIFIER_KEYS: dict[str, str] = {
     "rate_period": "rate_period",
     "immediate": "immediate",
     "queue_size": "queue_size",
+    "server_events": "server_events",
 }
 
 
@@ -988,6 +1048,14 @@ def notifier_settings_declared() -> list[Any]:
             return (
                 f"has {', '.join(map(repr, unknown))}, not a Plait state (states: {', '.join(sorted(STATES_BY_NAME))})"
             )
+        return None
+
+    from plait.events import EVENT_KINDS
+
+    def known_events(value: list[str]) -> str | None:
+        unknown = [v for v in value if v not in EVENT_KINDS]
+        if unknown:
+            return f"has {', '.join(map(repr, unknown))}, not a server event (events: {', '.join(EVENT_KINDS)})"
         return None
 
     def not_negative(value: float) -> str | None:
@@ -1008,6 +1076,13 @@ def notifier_settings_declared() -> list[Any]:
         Setting("rate_period", float, 60.0, help="the rate limit's window, seconds", check=positive),
         Setting("immediate", bool, False, help="also send each task's first failure at once"),
         Setting("queue_size", int, 100, help="alerts that may wait to be sent", check=positive),
+        Setting(
+            "server_events",
+            list[str],
+            list(EVENT_KINDS),
+            help="in the Plait server: the server events that alert (dead, late runs; lost agents)",
+            check=known_events,
+        ),
     ]
 
 
@@ -1065,6 +1140,21 @@ def _state_classes(
                 f"plait.states or their names: {', '.join(sorted(STATES_BY_NAME))}"
             )
     return tuple(out)
+
+
+def _event_kinds(given: Iterable[str] | None, owner: str, error_class: type[Exception]) -> frozenset[str]:
+    from plait.events import EVENT_KINDS
+
+    if given is None:
+        return frozenset(EVENT_KINDS)
+    kinds = [given] if isinstance(given, str) else list(given)
+    unknown = [k for k in kinds if k not in EVENT_KINDS]
+    if unknown:
+        raise error_class(
+            f"{owner}: server_events has {unknown[0]!r}, which is not a server event; "
+            f"use some of: {', '.join(EVENT_KINDS)}"
+        )
+    return frozenset(kinds)
 
 
 def _short(message: str | None, limit: int = 200) -> str:

@@ -35,11 +35,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_URL",
+    "AgentInfo",
+    "ClaimedRun",
     "Client",
+    "ConcurrencyLimitInfo",
     "FlowRunInfo",
     "FlowRunState",
     "LogLine",
     "RegisteredFlow",
+    "RunHeartbeat",
+    "RunStatus",
+    "RunToExecute",
     "StateWriteOutcome",
     "TaskRunInfo",
     "TaskRunState",
@@ -139,6 +145,8 @@ class TaskRunState:
     version: int
     state: dict[str, Any]
     map_index: int = -1
+    #: Start a finished task run over (a new attempt of its Running flow run runs it again).
+    restart: bool = False
 
 
 @dataclass(frozen=True)
@@ -429,6 +437,7 @@ class Client:
                         "map_index": s.map_index,
                         "version": s.version,
                         "state": s.state,
+                        **({"restart": True} if s.restart else {}),
                     }
                     for s in states
                 ]
@@ -472,6 +481,159 @@ class Client:
         lines = [LogLine(**{**x, "timestamp": _dt(x["timestamp"])}) for x in data["items"]]
         return lines, data["cursor"], data["has_more"]
 
+    # -- orchestration: agents, claims, heartbeats, restarts, concurrency ---------------------
+
+    def register_agent(
+        self,
+        name: str,
+        type: str = "local",
+        labels: list[str] | None = None,
+        max_runs: int | None = None,
+    ) -> AgentInfo:
+        """Register an agent by name (a restarted agent keeps its id); needs a ``run`` key."""
+        import socket
+
+        from plait import __version__
+
+        data = self.graphql(
+            "mutation($i: RegisterAgentInput!) { register_agent(input: $i) { " + _AGENT_FIELDS + " } }",
+            {
+                "i": {
+                    "name": name,
+                    "type": type,
+                    "labels": labels or [],
+                    "max_runs": max_runs,
+                    "hostname": socket.gethostname()[:200],
+                    "core_version": __version__,
+                }
+            },
+        )["register_agent"]
+        return _agent(data)
+
+    def agents(self) -> list[AgentInfo]:
+        """Every agent, most recently seen first."""
+        return [_agent(a) for a in self.graphql("{ agents { " + _AGENT_FIELDS + " } }")["agents"]]
+
+    def agent_heartbeat(self, agent_id: str, flow_run_ids: list[str]) -> tuple[float, list[RunStatus]]:
+        """The agent is alive, and so are these runs' processes: ``(heartbeat_interval, their statuses)``."""
+        data = self.graphql(
+            "mutation($a: ID!, $r: [ID!]) { agent_heartbeat(agent_id: $a, flow_run_ids: $r) { heartbeat_interval "
+            "runs { " + _STATUS_FIELDS + " } } }",
+            {"a": agent_id, "r": flow_run_ids},
+        )["agent_heartbeat"]
+        return data["heartbeat_interval"], [_status(r) for r in data["runs"]]
+
+    def claim_flow_runs(self, agent_id: str, limit: int = 10) -> list[ClaimedRun]:
+        """Claim up to ``limit`` due runs the agent's labels allow (each moves to ``Submitted``, once)."""
+        data = self.graphql(
+            "mutation($a: ID!, $n: Int!) { claim_flow_runs(agent_id: $a, limit: $n) { token flow_run { "
+            + _RUN_FIELDS
+            + " flow { version storage labels } } } }",
+            {"a": agent_id, "n": limit},
+        )["claim_flow_runs"]
+        out = []
+        for item in data:
+            run = dict(item["flow_run"])
+            flow = run.get("flow") or {}
+            out.append(
+                ClaimedRun(
+                    flow_run=_run(run),
+                    token=item["token"],
+                    flow_version=flow.get("version"),
+                    storage=flow.get("storage") or {},
+                    flow_labels=flow.get("labels") or [],
+                )
+            )
+        return out
+
+    def report_flow_run_exit(self, flow_run_id: str, exit_code: int, agent_id: str | None = None) -> FlowRunInfo:
+        """Tell the server a run's process exited; a run it did not end is settled as crashed."""
+        return _run(
+            self.graphql(
+                "mutation($r: ID!, $c: Int!, $a: ID) { report_flow_run_exit(flow_run_id: $r, exit_code: $c, "
+                "agent_id: $a) { " + _RUN_FIELDS + " } }",
+                {"r": flow_run_id, "c": exit_code, "a": agent_id},
+            )["report_flow_run_exit"]
+        )
+
+    def heartbeat_flow_run(self, flow_run_id: str) -> RunHeartbeat:
+        """The run's process is alive; the answer says where the run stands (``Cancelling``: stop)."""
+        data = self.graphql(
+            "mutation($r: ID!) { heartbeat_flow_run(flow_run_id: $r) { heartbeat_interval dead_after status { "
+            + _STATUS_FIELDS
+            + " } } }",
+            {"r": flow_run_id},
+        )["heartbeat_flow_run"]
+        return RunHeartbeat(_status(data["status"]), data["heartbeat_interval"], data["dead_after"])
+
+    def run_to_execute(self, flow_run_id: str) -> RunToExecute:
+        """What ``plait execute flow-run`` needs: the run, its flow version's storage and fingerprint."""
+        data = self.graphql(
+            "query($id: ID!) { flow_run(id: $id) { id name flow_id state state_type version parameters context "
+            "labels scheduled_start_time run_count flow { name version fingerprint storage archived } } }",
+            {"id": flow_run_id},
+        )["flow_run"]
+        flow = data.pop("flow")
+        data["scheduled_start_time"] = _dt(data["scheduled_start_time"])
+        return RunToExecute(
+            flow_name=flow["name"],
+            flow_version=flow["version"],
+            fingerprint=flow["fingerprint"],
+            storage=flow["storage"],
+            **data,
+        )
+
+    def all_task_runs(self, flow_run_id: str) -> list[TaskRunInfo]:
+        """Every task run of a flow run (fetched in pages of 1,000)."""
+        out: list[TaskRunInfo] = []
+        while True:
+            page, total = self.task_runs(flow_run_id, limit=1000, offset=len(out))
+            out.extend(page)
+            if not page or len(out) >= total:
+                return out
+
+    def acquire_concurrency_slots(
+        self, flow_run_id: str, task_slug: str, map_index: int = -1
+    ) -> tuple[bool, list[str]]:
+        """Ask for a slot of each limited tag of a task: ``(granted, tags that are full)``."""
+        data = self.graphql(
+            "mutation($r: ID!, $t: String!, $m: Int!) { acquire_concurrency_slots(flow_run_id: $r, task_slug: $t, "
+            "map_index: $m) { granted full } }",
+            {"r": flow_run_id, "t": task_slug, "m": map_index},
+        )["acquire_concurrency_slots"]
+        return data["granted"], data["full"]
+
+    def restart_flow_run(self, flow_run_id: str) -> FlowRunInfo:
+        """Restart a failed run: its failed task runs go back to Pending, the run to Scheduled."""
+        return _run(
+            self.graphql(
+                "mutation($r: ID!) { restart_flow_run(flow_run_id: $r) { " + _RUN_FIELDS + " } }", {"r": flow_run_id}
+            )["restart_flow_run"]
+        )
+
+    def concurrency_limits(self, kind: str | None = None) -> list[ConcurrencyLimitInfo]:
+        """Concurrency limits (``kind``: ``"tag"`` or ``"label"``) with how much of each is in use."""
+        data = self.graphql(
+            "query($k: LimitKind) { concurrency_limits(kind: $k) { kind name max_running in_use } }",
+            {"k": kind.upper() if kind else None},
+        )["concurrency_limits"]
+        return [ConcurrencyLimitInfo(**c) for c in data]
+
+    def set_concurrency_limit(self, name: str, max_running: int, kind: str = "tag") -> ConcurrencyLimitInfo:
+        """Set a limit: at most ``max_running`` task runs with tag ``name`` (or flow runs with label ``name``)."""
+        data = self.graphql(
+            "mutation($n: String!, $m: Int!, $k: LimitKind!) { set_concurrency_limit(name: $n, max_running: $m, "
+            "kind: $k) { kind name max_running in_use } }",
+            {"n": name, "m": max_running, "k": kind.upper()},
+        )["set_concurrency_limit"]
+        return ConcurrencyLimitInfo(**data)
+
+    def delete_concurrency_limit(self, name: str, kind: str = "tag") -> None:
+        self.graphql(
+            "mutation($n: String!, $k: LimitKind!) { delete_concurrency_limit(name: $n, kind: $k) }",
+            {"n": name, "k": kind.upper()},
+        )
+
     # -- API keys -------------------------------------------------------------------------------
 
     def create_api_key(self, name: str, scope: str = "run") -> tuple[str, str]:
@@ -484,6 +646,86 @@ class Client:
 
     def revoke_api_key(self, key_id: str) -> None:
         self.graphql("mutation($id: ID!) { revoke_api_key(id: $id) { id } }", {"id": key_id})
+
+
+# --- orchestration records ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    id: str
+    name: str
+    type: str
+    labels: list[str]
+    max_runs: int | None
+    hostname: str | None
+    last_seen: datetime
+    started: datetime
+    running: int = 0
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a flow run stands (a heartbeat's answer)."""
+
+    id: str
+    state: str
+    state_type: str
+    version: int
+    state_timestamp: datetime
+    state_message: str | None = None
+
+
+@dataclass(frozen=True)
+class RunHeartbeat:
+    """A flow run's heartbeat answer: its status, and the server's timings."""
+
+    status: RunStatus
+    heartbeat_interval: float
+    dead_after: float
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run an agent claimed: the run, the run-scoped key for its process, its flow's storage."""
+
+    flow_run: FlowRunInfo
+    token: str
+    flow_version: int | None = None
+    storage: dict[str, Any] | None = None
+    flow_labels: list[str] | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"ClaimedRun({self.flow_run.id}, {self.flow_run.name!r})"
+
+
+@dataclass(frozen=True)
+class RunToExecute:
+    """A flow run as ``plait execute flow-run`` reads it."""
+
+    id: str
+    name: str
+    flow_id: str
+    flow_name: str
+    flow_version: int
+    fingerprint: str
+    storage: dict[str, Any]
+    state: str
+    state_type: str
+    version: int
+    parameters: dict[str, Any]
+    context: dict[str, Any]
+    labels: list[str]
+    scheduled_start_time: datetime
+    run_count: int
+
+
+@dataclass(frozen=True)
+class ConcurrencyLimitInfo:
+    kind: str
+    name: str
+    max_running: int
+    in_use: int
 
 
 # --- states on the wire ----------------------------------------------------------------------------
@@ -527,6 +769,8 @@ _TASK_RUN_FIELDS = (
 # Only what a writer needs back: the task slug and map index of an item are the ones it sent
 # (every field asked for is work for the server, 100 times per batch).
 _OUTCOME_FIELDS = "index ok id version state error { code message rule }"
+_AGENT_FIELDS = "id name type labels max_runs hostname last_seen started running"
+_STATUS_FIELDS = "id state state_type version state_timestamp state_message"
 
 
 def _answer(response: Any) -> dict[str, Any]:
@@ -583,3 +827,14 @@ def _outcome(data: dict[str, Any], **sent: Any) -> StateWriteOutcome:
     return StateWriteOutcome(
         code=error.get("code"), message=error.get("message"), rule=error.get("rule"), **data, **sent
     )
+
+
+def _agent(data: dict[str, Any]) -> AgentInfo:
+    data = dict(data)
+    for key in ("last_seen", "started"):
+        data[key] = _dt(data[key])
+    return AgentInfo(**data)
+
+
+def _status(data: dict[str, Any]) -> RunStatus:
+    return RunStatus(**{**data, "state_timestamp": _dt(data["state_timestamp"])})

@@ -305,8 +305,9 @@ def owner(path: str) -> str | None:
 
 
 def core_settings() -> list[Settings]:
-    """The core's own sections: ``[logging]``, ``[secrets]``, and the client's part of ``[server]``."""
-    return [LOGGING, SECRETS, SERVER_CLIENT]
+    """The core's own sections: ``[logging]``, ``[secrets]``, the client's part of ``[server]``,
+    ``[agent]`` (``plait agent start``) and ``[execution]`` (``plait execute flow-run``)."""
+    return [LOGGING, SECRETS, SERVER_CLIENT, AGENT, EXECUTION]
 
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -333,6 +334,45 @@ SERVER_CLIENT = Settings(
     Setting("api_key", str, secret=True, help="the clients' API key"),
     help="the Plait server, as its clients see it",
     extra_keys=True,
+)
+
+
+def _seconds(value: float) -> str | None:
+    return None if 0.01 <= value <= 3600 else "must be a number of seconds from 0.01 to 3600"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be more than 0"
+
+
+#: ``plait agent start``'s defaults (its options win); see ``plait.agents.AgentSettings``.
+AGENT = Settings(
+    "agent",
+    Setting("name", str, help="the agent's name (default: <type>-agent@<host>)"),
+    Setting("labels", list[str], [], help="it runs flow runs whose labels are all among these"),
+    Setting(
+        "max_runs",
+        int,
+        10,
+        help="flow runs at once",
+        check=lambda v: None if 1 <= v <= 10_000 else "must be 1 to 10000",
+    ),
+    Setting("poll_interval", float, 2.0, help="seconds between polls", check=_seconds),
+    Setting("cancel_grace", float, 30.0, help="seconds a cancelled run may take before it is killed", check=_seconds),
+    help="plait agent start: an agent that starts the server's due flow runs",
+)
+
+#: ``plait execute flow-run``: how a run reports; see ``plait.execution.ExecutionSettings``.
+EXECUTION = Settings(
+    "execution",
+    Setting("report_interval", float, 0.5, help="seconds between batches of reports", check=_positive),
+    Setting("queue_size", int, 100_000, help="reports kept in memory; more go to a spool file", check=_positive),
+    Setting("spool_dir", str, "~/.plait/spool", help="where spool files live while the server is away"),
+    Setting(
+        "delivery_timeout", float, 600.0, help="seconds to wait for an unreachable server at the end", check=_positive
+    ),
+    Setting("slot_poll", float, 1.0, help="seconds between asks for a task concurrency slot", check=_positive),
+    help="plait execute flow-run: a flow run of the Plait server executing here",
 )
 
 for _core in core_settings():

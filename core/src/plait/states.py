@@ -254,9 +254,14 @@ class Finished(State):
 
 
 class Success(Finished):
-    """Finished without error; ``result`` is the return value."""
+    """Finished without error; ``result`` is the return value.
 
-    __slots__ = ()
+    ``result_location`` is where the result was stored (a checkpoint or target, as its result
+    type's URI), when it was: read it with ``getattr(state, "result_location", None)``, since a
+    result that was not stored leaves it unset (so plain task runs pay nothing for it).
+    """
+
+    __slots__ = ("result_location",)
     _successful = True
 
 
@@ -273,7 +278,7 @@ class Cached(Success):
         result_location: where the result was read from (a target or a cache entry), if anywhere.
     """
 
-    __slots__ = ("cached_inputs", "cached_parameters", "cached_result_expiration", "result_location")
+    __slots__ = ("cached_inputs", "cached_parameters", "cached_result_expiration")
 
     def __init__(
         self,
@@ -566,7 +571,8 @@ def _make_remote_class(base: type[State]) -> type[State]:
         self._ref = None  # type: ignore[attr-defined]
 
     def reduce(self: State) -> tuple[Any, ...]:
-        return _plain_state, (base, {n: getattr(self, n) for n in _slot_names(base) if n != "_results"})
+        slots = {n: getattr(self, n) for n in _slot_names(base) if n != "_results" and hasattr(self, n)}
+        return _plain_state, (base, slots)
 
     cls = type(
         base.__name__,

@@ -37,6 +37,7 @@ def test_plugin_conforms_to_the_hook_specs():
         "plait_flow_state_changed",
         "plait_register_settings",
         "plait_register_tasks",
+        "plait_server_event",
         "plait_task_state_changed",
     }
     assert "plait_register_tasks" in assert_plugin_conforms("http")
@@ -202,3 +203,39 @@ def test_a_secret_pasted_into_a_secret_setting_is_named_never_shown(
         webhook_notifier(only_states=["Failed"])
     assert key in str(info.value) and pasted not in str(info.value)
     assert webhook_receiver.requests == []
+
+
+def test_server_events_post_one_document_each(webhook_receiver: WebhookReceiver, plait_config, plait_hooks):
+    from datetime import UTC, datetime
+
+    from plait.events import ServerEvent
+
+    plait_config(
+        CONFIG + "rate_limit = 2\n",
+        TEST_ALERT_URL=webhook_receiver.url + "/alerts/x",
+        TEST_ALERT_KEY="test-signing-key",
+    )
+    for i in range(4):  # the rate limit of the flow alerts applies: two get through
+        plugin.plait_server_event(
+            ServerEvent(
+                kind="flow_run_rescheduled",
+                message="its process exited with code -9",
+                time=datetime(2026, 1, 1, tzinfo=UTC),
+                id=i,
+                flow_name="etl",
+                flow_run_id=f"run-{i}",
+                state="Scheduled",
+                agent_name="box",
+            )
+        )
+    assert plugin.configured_notifier().flush(10)
+    documents = webhook_receiver.documents
+    assert len(documents) == 2 and webhook_receiver.signatures_ok == [True, True]
+    first = documents[0]
+    assert (first["event"], first["flow"], first["state"], first["flow_run_id"], first["agent"]) == (
+        "flow_run_rescheduled",
+        "etl",
+        "Scheduled",
+        "run-0",
+        "box",
+    )

@@ -63,6 +63,7 @@ def test_plugin_conforms_to_the_hook_specs():
         "plait_register_log_handlers",
         "plait_register_settings",
         "plait_register_tasks",
+        "plait_server_event",
         "plait_task_state_changed",
     }
 
@@ -393,3 +394,45 @@ def test_a_secret_pasted_into_a_secret_setting_is_named_never_shown(fake_slack, 
         slack_notifier(only_states=["Failed"])
     assert key in str(info.value) and pasted not in str(info.value)
     assert fake_slack.requests == []
+
+
+def server_event(kind="flow_run_crashed", flow="etl", run_id="run-1", event_id=1, agent=None):
+    from datetime import UTC, datetime
+
+    from plait.events import ServerEvent
+
+    return ServerEvent(
+        kind=kind,
+        message=f"{kind}: no heartbeat for 90s",
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+        id=event_id,
+        flow_name=flow,
+        flow_run_id=run_id,
+        state="Failed" if run_id else None,
+        agent_name=agent,
+        agent_id="agent-1" if agent else None,
+    )
+
+
+def test_server_events_alert_once_with_the_same_settings(fake_slack, plait_config, plait_hooks):
+    plait_config(
+        webhook_config(fake_slack, 'flows = ["etl"]\nserver_events = ["flow_run_crashed", "agent_lost"]'),
+        TEST_SLACK_WEBHOOK=fake_slack.webhook_url,
+    )
+    plugin.plait_server_event(server_event())
+    plugin.plait_server_event(server_event())  # the same occurrence again: sent once
+    plugin.plait_server_event(server_event(flow="other", run_id="run-2", event_id=2))  # not a flow we watch
+    plugin.plait_server_event(server_event(kind="flow_run_late", event_id=3))  # not a kind we chose
+    plugin.plait_server_event(server_event(kind="agent_lost", flow=None, run_id=None, event_id=4, agent="etl-box"))
+    assert plugin.configured_notifier().flush(10)
+    assert fake_slack.texts() == ["etl Failed: ", "agent etl-box Lost: "]
+
+
+def test_a_bad_server_events_setting_is_a_clear_error(fake_slack, plait_config, plait_hooks, caplog):
+    plait_config(
+        webhook_config(fake_slack, 'server_events = ["flow_run_exploded"]'), TEST_SLACK_WEBHOOK=fake_slack.webhook_url
+    )
+    with caplog.at_level(logging.ERROR):
+        plugin.plait_server_event(server_event())
+    assert "server_events has 'flow_run_exploded'" in caplog.text and "flow_run_crashed" in caplog.text
+    assert fake_slack.texts() == []

@@ -41,8 +41,19 @@ def server() -> None:
 @click.option("--database", default=None, help=_DATABASE_HELP)
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--access-log/--no-access-log", default=None, help="Log every request (default: off).")
+@click.option(
+    "--scheduler/--no-scheduler",
+    default=None,
+    help="Run the scheduler service (schedules, zombie killer, Lazarus, events) in this process "
+    "(default: on; [server] scheduler). Turn it off when `plait server scheduler` runs it elsewhere.",
+)
 def start(
-    host: str | None, port: int | None, database: str | None, log_level: str | None, access_log: bool | None
+    host: str | None,
+    port: int | None,
+    database: str | None,
+    log_level: str | None,
+    access_log: bool | None,
+    scheduler: bool | None,
 ) -> None:
     """Start the server (API at /graphql, health at /health).
 
@@ -50,7 +61,9 @@ def start(
     printed once and written to your Plait config, so `plait register` works at once.
     """
     started = time.perf_counter()
-    settings = _settings(host=host, port=port, database=database, log_level=log_level, access_log=access_log)
+    settings = _settings(
+        host=host, port=port, database=database, log_level=log_level, access_log=access_log, scheduler=scheduler
+    )
     from plait_server.settings import is_loopback
 
     store = _store(settings, prepare=True)
@@ -66,6 +79,37 @@ def start(
 
     click.echo(f"Plait server on {settings.client_url} (database {redact_url(settings.database)})", err=True)
     _serve(store, settings, started)
+
+
+@server.command("scheduler")
+@click.option("--database", default=None, help=_DATABASE_HELP)
+@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
+def scheduler_command(database: str | None, log_level: str | None) -> None:
+    """Run the scheduler service alone (no API): schedules, zombie killer, Lazarus, events.
+
+    Several can run side by side against one PostgreSQL database (replicas share the work and
+    never create a run twice). Stop it with Ctrl-C or SIGTERM.
+    """
+    import logging
+    import signal
+
+    settings = _settings(database=database, log_level=log_level)
+    store = _store(settings)
+    from plait_server.db.engine import redact_url
+    from plait_server.services import Services
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    services = Services(store, settings)
+
+    def stop(signum: int, frame: Any) -> None:
+        services._stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    click.echo(f"Plait scheduler service on {redact_url(settings.database)}", err=True)
+    services.run_forever()
+    store.events.wait_emitted(timeout=5.0)
+    store.dispose()
 
 
 @server.group()
@@ -240,7 +284,13 @@ def _serve(store: Store, settings: ServerSettings, started: float) -> None:
 
     from plait_server.api.app import create_app
 
-    app = create_app(store, settings)
+    store.policy = settings.run_policy()
+    services = None
+    if settings.scheduler:
+        from plait_server.services import Services
+
+        services = Services(store, settings)
+    app = create_app(store, settings, services=services)
     logging.getLogger("plait_server").setLevel(settings.log_level.upper())
     config = uvicorn.Config(
         app,

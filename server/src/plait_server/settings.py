@@ -13,6 +13,16 @@ max_body_bytes = 10485760          # 10 MiB per request
 max_query_depth = 10
 max_query_aliases = 30
 max_query_tokens = 5000
+
+# orchestration (see docs/orchestration.md)
+scheduler = true                   # run the scheduler service inside `plait server start`
+scheduler_interval = 1.0           # seconds between the scheduler's passes
+scheduled_runs = 10                # runs kept Scheduled ahead for every active schedule
+heartbeat_interval = 30.0          # seconds between a flow-run process's heartbeats
+missed_heartbeats = 3              # a run under way is dead after this many missed heartbeats
+max_reschedules = 3                # Lazarus reschedules a dead run this often, then fails it
+late_after = 300.0                 # a Scheduled run unclaimed this long after its time is late
+agent_lost_after = 120.0           # an agent silent this long is lost
 ```
 """
 
@@ -20,10 +30,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plait.settings import Setting, Settings
 from plait_server.errors import ServerConfigError
+
+if TYPE_CHECKING:
+    from plait_server.data.attempts import RunPolicy
 
 __all__ = ["DEFAULT_PORT", "SETTINGS", "ServerSettings", "is_loopback"]
 
@@ -32,6 +45,10 @@ DEFAULT_PORT = 4200
 
 def _at_least(low: int) -> Any:
     return lambda value: None if value >= low else f"must be at least {low}"
+
+
+def _seconds(value: float) -> str | None:
+    return None if 0.01 <= value <= 86_400 else "must be a number of seconds from 0.01 to 86400"
 
 
 def _port(value: int) -> str | None:
@@ -53,6 +70,14 @@ SETTINGS = Settings(
     Setting("max_query_tokens", int, 5000, help="tokens per GraphQL document", check=_at_least(100)),
     Setting("log_level", str, "info", choices=("debug", "info", "warning", "error"), help="the server's log level"),
     Setting("access_log", bool, False, help="log every request"),
+    Setting("scheduler", bool, True, help="run the scheduler service (schedules, watchdogs) in plait server start"),
+    Setting("scheduler_interval", float, 1.0, help="seconds between the scheduler's passes", check=_seconds),
+    Setting("scheduled_runs", int, 10, help="runs kept Scheduled ahead of every active schedule", check=_at_least(1)),
+    Setting("heartbeat_interval", float, 30.0, help="seconds between a flow-run process's heartbeats", check=_seconds),
+    Setting("missed_heartbeats", int, 3, help="a run under way is dead after this many intervals", check=_at_least(1)),
+    Setting("max_reschedules", int, 3, help="reschedules of a dead run before it fails", check=_at_least(0)),
+    Setting("late_after", float, 300.0, help="seconds after its time an unclaimed run is late", check=_seconds),
+    Setting("agent_lost_after", float, 120.0, help="seconds of silence after which an agent is lost", check=_seconds),
     help="the Plait server (plait server start) and where its clients find it",
 )
 
@@ -71,6 +96,14 @@ class ServerSettings:
     max_query_tokens: int = 5000
     log_level: str = "info"
     access_log: bool = False
+    scheduler: bool = True
+    scheduler_interval: float = 1.0
+    scheduled_runs: int = 10
+    heartbeat_interval: float = 30.0
+    missed_heartbeats: int = 3
+    max_reschedules: int = 3
+    late_after: float = 300.0
+    agent_lost_after: float = 120.0
 
     @classmethod
     def load(cls, **overrides: Any) -> ServerSettings:
@@ -115,6 +148,28 @@ class ServerSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise bad(name, f"expected a whole number of at least {low}")
+        for name, low in (("scheduled_runs", 1), ("missed_heartbeats", 1), ("max_reschedules", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise bad(name, f"expected a whole number of at least {low}")
+        for name in ("scheduler_interval", "heartbeat_interval", "late_after", "agent_lost_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.01 <= value <= 86_400:
+                raise bad(name, "expected a number of seconds from 0.01 to 86400")
+        if not isinstance(self.scheduler, bool):
+            raise bad("scheduler", "expected true or false")
+
+    def run_policy(self) -> RunPolicy:
+        """The timings the data layer judges runs by (``Store.policy``)."""
+        from plait_server.data.attempts import RunPolicy
+
+        return RunPolicy(
+            heartbeat_interval=float(self.heartbeat_interval),
+            missed_heartbeats=self.missed_heartbeats,
+            max_reschedules=self.max_reschedules,
+            late_after=float(self.late_after),
+            agent_lost_after=float(self.agent_lost_after),
+        )
 
     @property
     def client_url(self) -> str:

@@ -24,6 +24,9 @@ _COMMANDS: dict[str, str] = {
     "config": "plait.cli.config:config",
     "register": "plait.cli.register:register",
     "flow-run": "plait.cli.flow_run:flow_run",
+    "agent": "plait.cli.agent:agent",
+    "execute": "plait.cli.execute:execute",
+    "concurrency-limit": "plait.cli.concurrency:concurrency_limit",
 }
 
 

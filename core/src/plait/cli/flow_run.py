@@ -159,6 +159,20 @@ def cancel(flow_run_id: str) -> None:
     click.echo(f"Flow run {run.name} {run.id}: {run.state}")
 
 
+@flow_run.command()
+@click.argument("flow_run_id")
+def restart(flow_run_id: str) -> None:
+    """Restart a failed (or cancelled) flow run from where it failed.
+
+    Its failed task runs go back to Pending and the run to Scheduled; an agent picks it up and
+    the new attempt reuses the stored results of the task runs that succeeded (tasks with a
+    result / checkpoint), running only the rest.
+    """
+    with _client() as client:
+        run = client.restart_flow_run(flow_run_id)
+    click.echo(f"Flow run {run.name} {run.id}: {run.state} (restarted; an agent will pick it up)")
+
+
 # --- helpers ---------------------------------------------------------------------------------------
 
 

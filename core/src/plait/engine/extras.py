@@ -164,6 +164,7 @@ class TaskExtras:
                     template = result.default_location()
                 location = format_location(template, ctx, owner=f"Task {task.name!r} result")
                 result.write_bytes(location, result.serializer.serialize(value))
+                state.result_location = result.uri(location)  # states carry locations, never values
             except Exception as exc:
                 where = result.uri(location) if location is not None else "its result location"
                 return Failed(

@@ -267,6 +267,29 @@ class FlowRunner:
         if not (task.state_handlers or task.on_failure or self.task_observers):
             return None
         observers = self.task_observers
+        if not task.state_handlers and task.on_failure is None:
+            # Observers only (a plugin's hooks, a run's reporter): the short path, per change.
+            if len(observers) == 1:
+                (observer,) = observers
+
+                def notify_one(
+                    task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
+                ) -> State:
+                    if not interim:
+                        observer(task, old, new)
+                    return new
+
+                return notify_one
+
+            def notify_observers(
+                task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
+            ) -> State:
+                if not interim:
+                    for observer in observers:
+                        observer(task, old, new)
+                return new
+
+            return notify_observers
 
         def notify(
             task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None

@@ -1,4 +1,4 @@
-"""The core's built-in plugin: Plait's own executors, result types and storage kinds, offered
+"""The core's built-in plugin: Plait's own executors, result types, storage and agent kinds, offered
 through the same hooks as any installed plugin's, so there is one way to find them."""
 
 from __future__ import annotations
@@ -31,3 +31,10 @@ def plait_register_storage() -> dict[str, Any]:
     from plait.storage import FileStorage, ModuleStorage
 
     return {FileStorage.type: FileStorage, ModuleStorage.type: ModuleStorage}
+
+
+@hookimpl(trylast=True)
+def plait_register_agents() -> dict[str, Any]:
+    from plait.agents import LocalAgent
+
+    return {LocalAgent.type: LocalAgent}

@@ -363,6 +363,10 @@ class PlaitHooks:
         """``{type: StorageClass}`` from every plugin, the core's ``file`` and ``module`` included."""
         return dict(self._merged("plait_register_storage", "storage kind"))
 
+    def register_agents(self) -> dict[str, type]:
+        """``{type: AgentClass}`` from every plugin, the core's ``local`` included."""
+        return dict(self._merged("plait_register_agents", "agent kind"))
+
     def register_tasks(self) -> list[tuple[str, Any]]:
         """``[(plugin_name, task), ...]`` for every task every plugin offers."""
         cached = self._cache.get("tasks")
@@ -503,6 +507,11 @@ class PlaitHooks:
         observer = self.flow_observer()
         if observer is not None:
             observer(flow, old_state, new_state)
+
+    def server_event(self, event: Any) -> None:
+        """Call every ``plait_server_event`` implementation, each isolated: one that raises is
+        logged with its plugin's name and the others still run."""
+        self._collect("plait_server_event", {"event": event})
 
     def task_observer(self) -> Callable[[Any, Any, Any], None] | None:
         """An ``observer(task, old, new)`` calling the task hook's implementations, or ``None``."""

@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 
     import click
 
+    from plait.agents import Agent
     from plait.config import Config
     from plait.engine.executors import Executor
+    from plait.events import ServerEvent
     from plait.flow import Flow
     from plait.settings import Settings
     from plait.states import State
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "plait_flow_state_changed",
+    "plait_register_agents",
     "plait_register_commands",
     "plait_register_executors",
     "plait_register_log_handlers",
@@ -49,6 +52,7 @@ __all__ = [
     "plait_register_settings",
     "plait_register_storage",
     "plait_register_tasks",
+    "plait_server_event",
     "plait_task_run",
     "plait_task_state_changed",
 ]
@@ -113,6 +117,22 @@ def plait_register_storage() -> dict[str, type[Storage]]:
         ``{type: StorageClass}``, e.g. ``{"s3": S3Storage}``; each class subclasses
         ``plait.storage.Storage`` and has ``type`` set to its key. When two plugins offer the
         same kind the first in call order wins and a warning names both.
+    """
+
+
+@hookspec
+def plait_register_agents() -> dict[str, type[Agent]]:
+    """Offer agent kinds: what ``plait agent start --type NAME`` runs flow runs with.
+
+    Called once per process, the first time an agent kind is looked up (by ``plait agent
+    start``, and to list the kinds in its ``--help``). The core's ``local`` kind (each flow run
+    in a subprocess of the agent, in its own process group) comes through this hook too.
+
+    Returns:
+        ``{type: AgentClass}``, e.g. ``{"docker": DockerAgent}``; each class subclasses
+        ``plait.agents.Agent``, has ``type`` set to its key and implements ``start_run``
+        (see docs/orchestration.md, "Writing an agent kind"). When two plugins offer the same
+        kind the first in call order wins and a warning names both.
     """
 
 
@@ -227,6 +247,34 @@ def plait_task_state_changed(task: Task, old_state: State, new_state: State, con
         def plait_task_state_changed(task, new_state, context):
             if new_state.is_failed():
                 send_alert(f"{context.flow_name}: {context.task_full_name} failed: {new_state.message}")
+    """
+
+
+@hookspec
+def plait_server_event(event: ServerEvent) -> None:
+    """Observe what the Plait server notices on its own: runs whose process died, late runs,
+    lost agents.
+
+    Called in the *server* process (``plait server start`` or ``plait server scheduler``), on a
+    background thread, once per occurrence even when several server processes run (see
+    ``plait.events``). This is how alerts arrive when the flow-run process that would have sent
+    them is dead.
+
+    Args:
+        event: a ``plait.events.ServerEvent``: ``kind`` (``flow_run_rescheduled``,
+            ``flow_run_crashed``, ``flow_run_late``, ``agent_lost``), ``message``, ``time``,
+            and ``flow_name``, ``flow_run_id``, ``state``, ``agent_name`` where they apply.
+
+    Returns:
+        Nothing; the return value is ignored. An exception is logged with the plugin's name
+        and never stops the server's loops.
+
+    Example::
+
+        @plait.hookimpl
+        def plait_server_event(event):
+            if event.kind in ("flow_run_crashed", "agent_lost"):
+                page_someone(event.message)
     """
 
 

@@ -16,6 +16,7 @@ With ``[plugins.http.webhook]`` in the Plait config every flow run posts its ale
     rate_limit = 20                            # alerts per rate_period seconds
     rate_period = 60
     immediate = false
+    server_events = ["flow_run_crashed", ...]  # in the Plait server: which events alert (default: all)
     alerts = true                              # false: keep the config for webhook_notifier only
     headers = { Authorization = "..." }        # extra request headers
 
@@ -37,6 +38,7 @@ __all__ = [
     "plait_flow_state_changed",
     "plait_register_settings",
     "plait_register_tasks",
+    "plait_server_event",
     "plait_task_state_changed",
     "webhook_settings",
 ]
@@ -122,6 +124,12 @@ def plait_task_state_changed(task: Any, old_state: Any, new_state: Any) -> None:
 @hookimpl
 def plait_flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
     alerts.flow_state_changed(flow, old_state, new_state, context)
+
+
+@hookimpl
+def plait_server_event(event: Any) -> None:
+    # In the Plait server's process: a run whose process died, a late run, a lost agent.
+    alerts.server_event(event)
 
 
 # --- helpers ----------------------------------------------------------------------------------------

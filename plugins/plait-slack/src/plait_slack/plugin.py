@@ -15,6 +15,7 @@ With ``[plugins.slack]`` in the Plait config every flow run alerts, with no code
     rate_limit = 20                            # alerts per rate_period seconds
     rate_period = 60
     immediate = false                          # also send each task's first failure at once
+    server_events = ["flow_run_crashed", ...]  # in the Plait server: which events alert (default: all)
     alerts = true                              # false: keep the config for the log handler only
     log_level = "ERROR"                        # set it to add SlackLogHandler to the plait logger
     log_batch_size = 20
@@ -40,6 +41,7 @@ __all__ = [
     "plait_register_log_handlers",
     "plait_register_settings",
     "plait_register_tasks",
+    "plait_server_event",
     "plait_task_state_changed",
     "slack_settings",
 ]
@@ -150,6 +152,12 @@ def plait_task_state_changed(task: Any, old_state: Any, new_state: Any) -> None:
 @hookimpl
 def plait_flow_state_changed(flow: Any, old_state: Any, new_state: Any, context: Any) -> None:
     alerts.flow_state_changed(flow, old_state, new_state, context)
+
+
+@hookimpl
+def plait_server_event(event: Any) -> None:
+    # In the Plait server's process: a run whose process died, a late run, a lost agent.
+    alerts.server_event(event)
 
 
 # --- helpers ----------------------------------------------------------------------------------------

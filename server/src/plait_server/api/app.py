@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from plait_server.data.store import Store
+    from plait_server.services import Services
     from plait_server.settings import ServerSettings
 
 __all__ = ["create_app"]
@@ -69,8 +70,12 @@ class JSONResponse(Response):
             return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def create_app(store: Store, settings: ServerSettings) -> Starlette:
-    """The Starlette app serving ``store`` with ``settings`` (limits, CORS)."""
+def create_app(store: Store, settings: ServerSettings, services: Services | None = None) -> Starlette:
+    """The Starlette app serving ``store`` with ``settings`` (limits, CORS).
+
+    ``services`` (the scheduler and watchdogs) run while the app does: started at start-up,
+    stopped at shutdown.
+    """
     schema = build_schema(Limits(settings.max_query_depth, settings.max_query_aliases, settings.max_query_tokens))
     max_body = settings.max_body_bytes
     from plait_server import __version__
@@ -129,8 +134,14 @@ def create_app(store: Store, settings: ServerSettings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        store.dispose()
+        if services is not None:
+            services.start()
+        try:
+            yield
+        finally:
+            if services is not None:
+                await anyio.to_thread.run_sync(services.stop)
+            store.dispose()
 
     middleware = []
     if settings.cors_origins:

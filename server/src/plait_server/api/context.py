@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from strawberry.permission import BasePermission, PermissionExtension
 
 from plait_server.data.keys import allows
+from plait_server.errors import Forbidden
 
 if TYPE_CHECKING:
     from strawberry.types import Info
@@ -34,6 +35,13 @@ class Context:
             found = self._flows[flow_id] = self.store.flows.get(flow_id)
         return found
 
+    def own_run(self, flow_run_id: str) -> None:
+        """Refuse (``FORBIDDEN``) a run-scoped key acting on another flow run than its own."""
+        if self.key.flow_run_id is not None and flow_run_id != self.key.flow_run_id:
+            raise Forbidden(
+                f"This key belongs to flow run {self.key.flow_run_id}; it cannot read or change flow run {flow_run_id}"
+            )
+
 
 class _Scope(BasePermission):
     scope: ClassVar[str] = "read"
@@ -58,9 +66,30 @@ class IsAdmin(_Scope):
     message = "This needs an API key with scope admin"
 
 
+class NotRunScoped(BasePermission):
+    """Refuses run-scoped keys: a key given to one flow run's process may only use the few
+    fields that read and report that run (``needs(..., run_key=True)``)."""
+
+    message = (
+        "This key is run-scoped (an agent gave it to one flow run's process): it may only read and report "
+        "its own flow run"
+    )
+    error_extensions: ClassVar[dict[str, Any]] = {"code": "FORBIDDEN"}
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        return info.context.key.flow_run_id is None
+
+
 _CLASSES = {"read": CanRead, "run": CanRun, "admin": IsAdmin}
 
 
-def needs(scope: str) -> list[PermissionExtension]:
-    """The field extensions that let only keys of ``scope`` (or stronger) use a field."""
-    return [PermissionExtension(permissions=[_CLASSES[scope]()], use_directives=False)]
+def needs(scope: str, run_key: bool = False) -> list[PermissionExtension]:
+    """The field extensions that let only keys of ``scope`` (or stronger) use a field.
+
+    ``run_key``: run-scoped keys may use it too (the resolver checks the run with
+    ``Context.own_run``).
+    """
+    permissions: list[BasePermission] = [_CLASSES[scope]()]
+    if not run_key:
+        permissions.append(NotRunScoped())
+    return [PermissionExtension(permissions=permissions, use_directives=False)]

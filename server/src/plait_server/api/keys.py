@@ -21,6 +21,9 @@ class ApiKey:
     created: datetime
     revoked: datetime | None
     last_used: datetime | None
+    flow_run_id: strawberry.ID | None = strawberry.field(
+        description="Set for a run-scoped key (an agent gave it to one flow run's process): its flow run."
+    )
 
     @classmethod
     def of(cls, r: ApiKeyRecord) -> ApiKey:
@@ -44,7 +47,7 @@ class TransitionRule:
 
 @strawberry.type
 class KeyQueries:
-    @strawberry.field(extensions=needs("read"), description="The API key making this request.")
+    @strawberry.field(extensions=needs("read", run_key=True), description="The API key making this request.")
     def me(self, info: Info) -> ApiKey:
         return ApiKey.of(info.context.key)
 

@@ -75,8 +75,12 @@ class LogQueries:
 
 @strawberry.type
 class LogMutations:
-    @strawberry.mutation(extensions=needs("run"), description="Store up to 1,000 log records in one call.")
+    @strawberry.mutation(
+        extensions=needs("run", run_key=True), description="Store up to 1,000 log records in one call."
+    )
     def write_run_logs(self, info: Info, logs: list[LogInput]) -> WriteLogsResult:
+        for run_id in {x.flow_run_id for x in logs}:
+            info.context.own_run(run_id)
         rows = [
             LogRow(
                 flow_run_id=x.flow_run_id,

@@ -82,6 +82,7 @@ class FlowRun:
     agent_id: str | None
     created: datetime
     updated: datetime
+    reschedule_count: int = strawberry.field(description="How often the server rescheduled it after its process died.")
 
     @classmethod
     def of(cls, r: FlowRunRecord) -> FlowRun:
@@ -204,6 +205,10 @@ class TaskRunStateInput:
     map_index: int = -1
     version: int = strawberry.field(description="The version you read; 0 creates the task run.")
     state: StateInput
+    restart: bool = strawberry.field(
+        default=False,
+        description="Start a finished task run over (a new attempt of its Running flow run runs it again).",
+    )
 
 
 @strawberry.type
@@ -246,11 +251,12 @@ class RunQueries:
             has_more=page.has_more,
         )
 
-    @strawberry.field(extensions=needs("read"))
+    @strawberry.field(extensions=needs("read", run_key=True))
     def flow_run(self, info: Info, id: strawberry.ID) -> FlowRun:
+        info.context.own_run(id)
         return FlowRun.of(info.context.store.runs.get(id))
 
-    @strawberry.field(extensions=needs("read"), description="Task runs of a flow run (or by ids).")
+    @strawberry.field(extensions=needs("read", run_key=True), description="Task runs of a flow run (or by ids).")
     def task_runs(
         self,
         info: Info,
@@ -260,6 +266,8 @@ class RunQueries:
         limit: int = 100,
         offset: int = 0,
     ) -> TaskRunPage:
+        if info.context.key.flow_run_id is not None:
+            info.context.own_run(filter.flow_run_id or "")
         page = info.context.store.task_runs.list(
             TaskRunFilter(
                 flow_run_id=filter.flow_run_id,
@@ -305,17 +313,25 @@ class RunMutations:
         )
         return CreateFlowRunResult(flow_run=FlowRun.of(run), created=created)
 
-    @strawberry.mutation(extensions=needs("run"), description="Write flow-run states; one outcome per item.")
+    @strawberry.mutation(
+        extensions=needs("run", run_key=True), description="Write flow-run states; one outcome per item."
+    )
     def set_flow_run_states(self, info: Info, states: list[FlowRunStateInput]) -> list[StateWriteOutcome]:
+        for s in states:
+            info.context.own_run(s.flow_run_id)
         results = info.context.store.runs.set_states([(s.flow_run_id, s.version, s.state.to_write()) for s in states])
         return [StateWriteOutcome.of(r) for r in results]
 
     @strawberry.mutation(
-        extensions=needs("run"), description="Write task-run states (version 0 creates the task run); per item."
+        extensions=needs("run", run_key=True),
+        description="Write task-run states (version 0 creates the task run); per item.",
     )
     def set_task_run_states(self, info: Info, states: list[TaskRunStateInput]) -> list[StateWriteOutcome]:
+        for s in states:
+            info.context.own_run(s.flow_run_id)
         items = [
-            TaskRunStateItem(s.flow_run_id, s.task_slug, s.version, s.state.to_write(), s.map_index) for s in states
+            TaskRunStateItem(s.flow_run_id, s.task_slug, s.version, s.state.to_write(), s.map_index, s.restart)
+            for s in states
         ]
         return [StateWriteOutcome.of(r) for r in info.context.store.task_runs.set_states(items)]
 

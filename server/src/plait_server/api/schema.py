@@ -24,12 +24,13 @@ from strawberry.tools import merge_types
 from plait_server.api.flows import FlowMutations, FlowQueries
 from plait_server.api.keys import KeyMutations, KeyQueries
 from plait_server.api.logs import LogMutations, LogQueries
+from plait_server.api.orchestration import OrchestrationMutations, OrchestrationQueries
 from plait_server.api.runs import RunMutations, RunQueries
 
 __all__ = ["Limits", "build_schema", "schema_sdl"]
 
-Query = merge_types("Query", (FlowQueries, RunQueries, LogQueries, KeyQueries))
-Mutation = merge_types("Mutation", (FlowMutations, RunMutations, LogMutations, KeyMutations))
+Query = merge_types("Query", (FlowQueries, RunQueries, LogQueries, KeyQueries, OrchestrationQueries))
+Mutation = merge_types("Mutation", (FlowMutations, RunMutations, LogMutations, KeyMutations, OrchestrationMutations))
 
 
 class Limits:

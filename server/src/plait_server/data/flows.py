@@ -140,7 +140,16 @@ class Flows:
                     "created": now,
                 },
             )
-            conn.execute(group_t.update().where(group_t.c.id == group_id).values(updated=now))
+            conn.execute(
+                group_t.update()
+                .where(group_t.c.id == group_id)
+                .values(updated=now, next_schedule_check=None, scheduled_until=None)
+            )
+            # A new version replaces the previous one's runs that have not started: the
+            # scheduler creates them again from the new version (its schedule, its code).
+            from plait_server.data.runs import delete_unstarted_auto_scheduled
+
+            delete_unstarted_auto_scheduled(conn, group_id)
             tasks = _task_rows(flow_id, metadata)
             if tasks:
                 conn.execute(task_t.insert(), tasks)
@@ -172,7 +181,13 @@ class Flows:
             done = conn.execute(
                 update(group_t)
                 .where(group_t.c.id == flow_group_id)
-                .values(schedule_active=active, updated=utcnow(), scheduled_at=None)
+                .values(
+                    schedule_active=active,
+                    updated=utcnow(),
+                    scheduled_at=None,
+                    next_schedule_check=None,
+                    scheduled_until=None,
+                )
             )
             if done.rowcount == 0:
                 raise NotFound(f"No flow group with id {flow_group_id!r}", id=flow_group_id)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from plait_server.data.store import Store
 
-__all__ = ["KEY_PREFIX", "SCOPES", "ApiKeys", "allows"]
+__all__ = ["KEY_PREFIX", "SCOPES", "ApiKeys", "allows", "revoke_run_tokens"]
 
 key_t = models.ApiKey.__table__
 
@@ -72,6 +72,30 @@ class ApiKeys:
         self.store.changed("api_key", [row["id"]])
         return self.get(row["id"]), secret
 
+    def create_run_token(self, conn: Connection, flow_run_id: str, agent_name: str) -> str:
+        """A run-scoped key for one flow run's process, inside the caller's transaction.
+
+        It has scope ``run`` but may only read and report ``flow_run_id``; the server revokes it
+        when the run stops being under way (finished, rescheduled or restarted), so a process
+        that lost its run can no longer write to it.
+        """
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        conn.execute(
+            key_t.insert(),
+            {
+                "id": new_id(),
+                "name": f"flow run {flow_run_id} (claimed by {agent_name})"[:200],
+                "prefix": secret[:12],
+                "key_hash": hash_key(secret),
+                "scope": "run",
+                "created": utcnow(),
+                "revoked": None,
+                "last_used": None,
+                "flow_run_id": flow_run_id,
+            },
+        )
+        return secret
+
     def revoke(self, key_id: str) -> ApiKeyRecord:
         """Revoke a key: from the next request on, it is refused."""
 
@@ -94,7 +118,8 @@ class ApiKeys:
         return ApiKeyRecord(**row._mapping)
 
     def list(self, include_revoked: bool = True) -> list[ApiKeyRecord]:
-        query = _select().order_by(key_t.c.created, key_t.c.id)
+        """The keys people made (run-scoped keys, one per claimed flow run, are not listed)."""
+        query = _select().where(key_t.c.flow_run_id.is_(None)).order_by(key_t.c.created, key_t.c.id)
         if not include_revoked:
             query = query.where(key_t.c.revoked.is_(None))
         with self.store.read() as conn:
@@ -113,6 +138,8 @@ class ApiKeys:
         if row is None or row.revoked is not None:
             return None
         record = ApiKeyRecord(**row._mapping)
+        if record.flow_run_id is not None:
+            return record  # run-scoped keys live as long as one run: no last_used bookkeeping
         now = time.monotonic()
         with self._lock:
             due = now - self._last_written.get(record.id, -LAST_USED_EVERY) >= LAST_USED_EVERY
@@ -129,5 +156,22 @@ class ApiKeys:
 
 def _select():
     return select(
-        key_t.c.id, key_t.c.name, key_t.c.prefix, key_t.c.scope, key_t.c.created, key_t.c.revoked, key_t.c.last_used
+        key_t.c.id,
+        key_t.c.name,
+        key_t.c.prefix,
+        key_t.c.scope,
+        key_t.c.created,
+        key_t.c.revoked,
+        key_t.c.last_used,
+        key_t.c.flow_run_id,
     )
+
+
+def revoke_run_tokens(conn: Connection, flow_run_ids: list[str]) -> None:
+    """Revoke the run-scoped keys of these flow runs (they are no longer under way)."""
+    if flow_run_ids:
+        conn.execute(
+            update(key_t)
+            .where(key_t.c.flow_run_id.in_(flow_run_ids), key_t.c.revoked.is_(None))
+            .values(revoked=utcnow())
+        )

@@ -119,6 +119,8 @@ class FlowRunRecord:
     agent_id: str | None
     created: datetime
     updated: datetime
+    #: How many times the server rescheduled it after its process died.
+    reschedule_count: int = 0
 
 
 @dataclass(slots=True)
@@ -185,6 +187,8 @@ class ApiKeyRecord:
     created: datetime
     revoked: datetime | None
     last_used: datetime | None
+    #: Set for a run-scoped key: it may only read and report this flow run.
+    flow_run_id: str | None = None
 
     @property
     def active(self) -> bool:
@@ -226,3 +230,82 @@ class StateWriteResult:
     message: str | None = None
     rule: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- orchestration: agents, claims, heartbeats, concurrency limits, server events ---------------
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    """An agent and when it was last heard from."""
+
+    id: str
+    name: str
+    type: str
+    labels: list[str]
+    max_runs: int | None
+    hostname: str | None
+    core_version: str | None
+    created: datetime
+    started: datetime
+    last_seen: datetime
+
+
+@dataclass(slots=True)
+class ClaimedRun:
+    """A flow run an agent claimed (now ``Submitted``), with the run-scoped key its process uses."""
+
+    flow_run: FlowRunRecord
+    token: str
+
+
+@dataclass(slots=True)
+class RunStatus:
+    """Where a flow run stands, as a heartbeat answer reports it."""
+
+    id: str
+    state: str
+    state_type: str
+    version: int
+    state_timestamp: datetime
+    state_message: str | None = None
+
+
+@dataclass(slots=True)
+class ConcurrencyLimitRecord:
+    """A concurrency limit and how much of it is in use now."""
+
+    id: str
+    kind: str
+    name: str
+    max_running: int
+    in_use: int
+    created: datetime
+    updated: datetime
+
+
+@dataclass(slots=True)
+class SlotAnswer:
+    """The answer to a task run asking for its tags' concurrency slots."""
+
+    granted: bool
+    #: The tags whose limits are full (empty when granted).
+    full: list[str] = field(default_factory=list)
+    #: The tags the task run holds a slot of now.
+    held: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ServerEventRecord:
+    """Something the server noticed on its own: a dead or late run, a lost agent."""
+
+    id: int
+    kind: str
+    subject_id: str
+    occurrence: str
+    flow_run_id: str | None
+    agent_id: str | None
+    flow_name: str | None
+    state: str | None
+    message: str
+    created: datetime

@@ -35,6 +35,7 @@ __all__ = [
     "NoReturnFromCancelling",
     "RestartOnlyFinishedRuns",
     "Rule",
+    "TaskRunRestartsOnlyInLiveFlowRuns",
     "TaskRunsFrozenInFinishedFlowRuns",
     "TaskRunsStartInRunningFlowRuns",
     "Transition",
@@ -159,8 +160,23 @@ class TaskRunsFrozenInFinishedFlowRuns(Rule):
         return None
 
 
+class TaskRunRestartsOnlyInLiveFlowRuns(Rule):
+    """A task run starts over only while its flow run is being run again: Running (a new
+    attempt runs the task again and says so in its first write) or waiting to start (a restart
+    of the flow run resets its failed task runs). The record of a finished flow run is not
+    rewritten task by task."""
+
+    runs = frozenset({TASK_RUN})
+
+    def check(self, t: Transition) -> str | None:
+        if not t.restart or t.flow_run_type in WAITING | {RUNNING}:
+            return None
+        return f"a task run can start over only while its flow run is Running or waiting; it is {t.flow_run_type}"
+
+
 #: The rules every state write passes, in order.
 POLICY: list[Rule] = [
+    TaskRunRestartsOnlyInLiveFlowRuns(),
     RestartOnlyFinishedRuns(),
     FinishedIsFinal(),
     NoReturnFromCancelling(),

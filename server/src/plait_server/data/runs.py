@@ -28,7 +28,7 @@ from plait_server.data.records import (
     StateWriteResult,
     TaskRunRecord,
 )
-from plait_server.data.states import CANCELLING, FINISHED, RUNNING, SCHEDULED, WAITING, state_type
+from plait_server.data.states import ACTIVE, CANCELLING, FINISHED, RUNNING, SCHEDULED, WAITING, state_type
 from plait_server.data.store import RetryTransaction
 from plait_server.db import models
 from plait_server.db.models import utcnow
@@ -102,6 +102,9 @@ class TaskRunStateItem:
     version: int
     state: StateWrite
     map_index: int = -1
+    #: Start the task run over (a new attempt of its flow run runs it again): allowed from a
+    #: finished state, to a waiting one, while the flow run is Running.
+    restart: bool = False
 
 
 class FlowRuns:
@@ -277,6 +280,15 @@ class FlowRuns:
                 )
             _compare_and_set(db, "flow_run", changed)
             db.insert_many("run_state", _HISTORY_INSERT, history)
+            # A run that stops being under way gives back what its process held.
+            _left_active(
+                conn,
+                [
+                    i
+                    for i, (_, row) in changed.items()
+                    if current[i].state_type in ACTIVE and row["state_type"] not in ACTIVE
+                ],
+            )
             return results
 
         results = store.write(write)
@@ -411,6 +423,7 @@ class TaskRuns:
             history: list[tuple[Any, ...]] = []
             created: dict[tuple[str, str, int], dict[str, Any]] = {}
             changed: dict[str, tuple[int, dict[str, Any]]] = {}
+            touched: set[tuple[str, str, int]] = set()
             now = utcnow()
             for c in checked:
                 if isinstance(c, StateWriteResult):
@@ -439,7 +452,14 @@ class TaskRuns:
                         )
                         continue
                     t = rules.Transition(
-                        rules.TASK_RUN, None, None, item.state.type, new_type, flow_run_type, restart, conn
+                        rules.TASK_RUN,
+                        None,
+                        None,
+                        item.state.type,
+                        new_type,
+                        flow_run_type,
+                        restart or item.restart,
+                        conn,
                     )
                     refused = rules.check(t)
                     if refused is not None:
@@ -461,7 +481,14 @@ class TaskRuns:
                     created[key] = row
                 else:
                     refusal = _judge(
-                        rules.TASK_RUN, row, item.version, item.state, new_type, flow_run_type, restart, conn
+                        rules.TASK_RUN,
+                        row,
+                        item.version,
+                        item.state,
+                        new_type,
+                        flow_run_type,
+                        restart or item.restart,
+                        conn,
                     )
                     if refusal is not None:
                         results.append(_refused(i, refusal, row, id=row["id"], **where))
@@ -470,6 +497,7 @@ class TaskRuns:
                     if key not in created:
                         changed.setdefault(row["id"], (read_version[key], row))
                 history.append(_history_row(db, item.flow_run_id, row["id"], row, item.state, stamp))
+                touched.add(key)
                 results.append(
                     StateWriteResult(
                         i,
@@ -497,6 +525,11 @@ class TaskRuns:
                         raise RetryTransaction()
             _compare_and_set(db, "task_run", changed)
             db.insert_many("run_state", _HISTORY_INSERT, history)
+            # Concurrency slots are held while a task run runs: a task run that finished, or
+            # waits for a retry, gives its slots back.
+            _release_slots(
+                conn, [k for k, row in live.items() if row["state_type"] in _RELEASES_SLOTS and k in touched]
+            )
             return results
 
         results = store.write(write)
@@ -845,12 +878,36 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+#: Task-run state types in which a task run holds no concurrency slot.
+_RELEASES_SLOTS = FINISHED | {SCHEDULED}
+
+
+def _left_active(conn: Connection, flow_run_ids: list[str]) -> None:
+    """Flow runs that stopped being under way: revoke their run-scoped keys, release their slots."""
+    if flow_run_ids:
+        from plait_server.data.concurrency import release_run_slots
+        from plait_server.data.keys import revoke_run_tokens
+
+        revoke_run_tokens(conn, flow_run_ids)
+        release_run_slots(conn, flow_run_ids)
+
+
+def _release_slots(conn: Connection, keys: list[tuple[str, str, int]]) -> None:
+    if keys:
+        from plait_server.data.concurrency import release_task_slots
+
+        release_task_slots(conn, keys)
+
+
 def delete_unstarted_auto_scheduled(conn: Connection, flow_group_id: str) -> int:
-    """Delete the scheduler's runs of a flow group that have not started (a paused schedule)."""
+    """Delete the scheduler's runs of a flow group that have not started (a paused schedule, a
+    new version). Only runs still in their first state (version 1): a run that was claimed and
+    rescheduled, say, has a history worth keeping."""
     doomed = select(run_t.c.id).where(
         run_t.c.flow_group_id == flow_group_id,
         run_t.c.auto_scheduled.is_(True),
         run_t.c.state_type == SCHEDULED,
+        run_t.c.version == 1,
     )
     conn.execute(delete(state_t).where(state_t.c.flow_run_id.in_(doomed)))
     return conn.execute(delete(run_t).where(run_t.c.id.in_(doomed))).rowcount

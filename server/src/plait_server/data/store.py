@@ -34,6 +34,10 @@ from plait_server.db.engine import is_sqlite
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
+    from plait_server.data.agents import Agents
+    from plait_server.data.attempts import Attempts
+    from plait_server.data.concurrency import ConcurrencyLimits
+    from plait_server.data.events import ServerEvents
     from plait_server.data.flows import Flows
     from plait_server.data.keys import ApiKeys
     from plait_server.data.logs import Logs
@@ -60,6 +64,10 @@ class Store:
     """The server's data: flows, runs, states, logs and API keys, over one SQLAlchemy engine."""
 
     def __init__(self, engine: Engine) -> None:
+        from plait_server.data.agents import Agents
+        from plait_server.data.attempts import Attempts, RunPolicy
+        from plait_server.data.concurrency import ConcurrencyLimits
+        from plait_server.data.events import ServerEvents
         from plait_server.data.flows import Flows
         from plait_server.data.keys import ApiKeys
         from plait_server.data.logs import Logs
@@ -74,6 +82,13 @@ class Store:
         self.task_runs: TaskRuns = TaskRuns(self)
         self.logs: Logs = Logs(self)
         self.keys: ApiKeys = ApiKeys(self)
+        # Orchestration: agents and their claims, attempts of runs (heartbeats, crashes,
+        # restarts), concurrency limits, server events; ``policy`` holds the timings.
+        self.policy = RunPolicy()
+        self.agents: Agents = Agents(self)
+        self.attempts: Attempts = Attempts(self)
+        self.concurrency: ConcurrencyLimits = ConcurrencyLimits(self)
+        self.events: ServerEvents = ServerEvents(self)
 
     # -- transactions ---------------------------------------------------------------------------
 

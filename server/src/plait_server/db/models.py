@@ -31,14 +31,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "Agent",
     "ApiKey",
     "Base",
+    "ConcurrencyLimit",
+    "ConcurrencySlot",
     "Flow",
     "FlowGroup",
     "FlowRun",
     "Log",
     "Project",
     "RunState",
+    "ServerEvent",
     "Task",
     "TaskRun",
     "utcnow",
@@ -111,6 +115,10 @@ class FlowGroup(Base):
     schedule_active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: When the scheduler last created runs for this group (it scans the oldest first).
     scheduled_at: Mapped[datetime | None] = mapped_column(index=True)
+    #: When the scheduler looks at this group next (null: at its next pass); the column it advances.
+    next_schedule_check: Mapped[datetime | None] = mapped_column(index=True)
+    #: The scheduled start time of the newest run the scheduler created (null: none, or deleted).
+    scheduled_until: Mapped[datetime | None]
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -190,6 +198,8 @@ class FlowRun(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     #: How many times the run was started (a rescheduled run starts again).
     run_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: How many times the server rescheduled it after its process died (Lazarus).
+    reschedule_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     start_time: Mapped[datetime | None]
     end_time: Mapped[datetime | None]
     heartbeat: Mapped[datetime | None]
@@ -281,3 +291,80 @@ class ApiKey(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow)
     revoked: Mapped[datetime | None]
     last_used: Mapped[datetime | None]
+    #: A run-scoped key (given to one flow run's process): it may only read and report that run.
+    flow_run_id: Mapped[str | None] = mapped_column(String(36), index=True)
+
+
+class Agent(Base):
+    """An agent: a process that claims due flow runs and starts them where the code lives."""
+
+    __tablename__ = "agent"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(50))
+    labels: Mapped[list[str]] = mapped_column(JSONDoc)
+    max_runs: Mapped[int | None] = mapped_column(Integer)
+    hostname: Mapped[str | None] = mapped_column(String(200))
+    core_version: Mapped[str | None] = mapped_column(String(50))
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    #: When the agent (re)started, and when it was last heard from.
+    started: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ConcurrencyLimit(Base):
+    """At most ``max_running`` at once: flow runs with a label (``kind`` "label", checked when an
+    agent claims a run) or task runs with a tag (``kind`` "tag", a slot per running task run)."""
+
+    __tablename__ = "concurrency_limit"
+    __table_args__ = (UniqueConstraint("kind", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(100))
+    max_running: Mapped[int] = mapped_column(Integer)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    updated: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConcurrencySlot(Base):
+    """A task run holding one slot of a tag's concurrency limit (released when it stops running)."""
+
+    __tablename__ = "concurrency_slot"
+    __table_args__ = (
+        UniqueConstraint("tag", "flow_run_id", "task_slug", "map_index"),
+        Index("ix_concurrency_slot_flow_run_id", "flow_run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tag: Mapped[str] = mapped_column(String(100))
+    flow_run_id: Mapped[str] = mapped_column(String(36))
+    task_slug: Mapped[str] = mapped_column(String(300))
+    map_index: Mapped[int] = mapped_column(Integer)
+    acquired: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServerEvent(Base):
+    """Something the server noticed on its own (a dead run, a late run, a lost agent).
+
+    One row per occurrence, under a UNIQUE constraint: of several server processes noticing the
+    same thing, the one whose insert succeeds tells the plugins (``plait_server_event``).
+    """
+
+    __tablename__ = "server_event"
+    __table_args__ = (
+        UniqueConstraint("kind", "subject_id", "occurrence"),
+        Index("ix_server_event_created", "created"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    subject_id: Mapped[str] = mapped_column(String(36))
+    occurrence: Mapped[str] = mapped_column(String(64))
+    flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+    flow_name: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str | None] = mapped_column(String(50))
+    message: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,296 @@
+"""Orchestration benchmarks: runs through an agent against a real server, the reporter's cost,
+and the scheduler service's passes.
+
+    .venv/bin/python benchmarks/bench_orchestration.py            # everything (a few minutes)
+    .venv/bin/python benchmarks/bench_orchestration.py --quick    # smaller sizes
+
+1. **A 10,000-item map through an agent** (SQLite, then PostgreSQL when ``initdb`` is here):
+   the time from ``create_flow_run`` to the final state seen by a client polling every 50 ms,
+   every task-run state stored, against the same flow's plain ``flow.run()`` in this process.
+   The target is at most 3x plain + 3 s. The agent's poll interval and the process start-up
+   (from ``Submitted`` to ``Running`` in the run's history) are shown, since they are part of it.
+2. **The reporter's cost**: the same map run in this process with a ``Reporter`` attached
+   (sending to the server as it goes) and without; the run's own time, best of 3. Target: at
+   most 10% more.
+3. **Scheduled start to Running**: 100 runs of a one-task flow, due every 0.25 s, through one
+   agent: median and p95 of (Running - scheduled start), split into scheduled -> Submitted (the
+   agent's poll) and Submitted -> Running (process start-up and loading the flow).
+4. **The scheduler**: the first pass over 10,000 flows with active schedules (100,000 runs) on
+   SQLite, and a pass with nothing to do. Targets: under 30 s and under 1 s.
+
+Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from _common import best_of, machine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "src"))
+
+FLOW_FILE = """
+from plait import Flow, task
+
+@task
+def make(n):
+    return list(range(n))
+
+@task
+def inc(x):
+    return x + 1
+
+@task
+def total(xs):
+    return sum(xs)
+
+@task
+def one():
+    return 1
+
+with Flow("{name}") as flow:
+    total(inc.map(make({n})))
+
+with Flow("one-task") as one_task:
+    one()
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--n", type=int, default=None, help="items in the map (default 10,000)")
+    parser.add_argument("--poll", type=float, default=1.0, help="the agent's poll interval (default 1 s)")
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("plait").setLevel("WARNING")  # the runs' own log lines are not the figures
+    n = args.n or (2_000 if args.quick else 10_000)
+    print(machine())
+    print()
+    work = Path(tempfile.mkdtemp(prefix="plait-bench-orch-"))
+    backends = [("SQLite", f"sqlite:///{work / 'server.db'}")]
+    postgres = None
+    try:
+        from plait.testing import PostgresServer, find_postgres_program
+
+        if find_postgres_program("initdb"):
+            postgres = PostgresServer().start()
+            backends.append(("PostgreSQL", postgres.url.replace("postgresql://", "postgresql+psycopg://", 1)))
+    except Exception as exc:  # pragma: no cover - a machine without PostgreSQL
+        print(f"(PostgreSQL skipped: {exc})")
+    try:
+        print(f"1. a {n:,}-item map through an agent (poll interval {args.poll:g} s) vs plain flow.run()")
+        columns = ("plain run", 10), ("via agent", 10), ("ratio", 6), ("target", 8), ("start-up", 9), ("states", 8)
+        header = f"{'database':<11} " + " ".join(f"{title:>{width}}" for title, width in columns)
+        print(header)
+        print("-" * len(header))
+        for label, database in backends:
+            directory = work / label
+            directory.mkdir()
+            through_agent(label, database, directory, n, args.poll)
+        print()
+        reporter_cost(backends[0][1], work / "reporter", n)
+        print()
+        start_latency(backends[0][1], work / "latency", 30 if args.quick else 100, args.poll)
+        print()
+        scheduler_passes(work / "scheduler", 1_000 if args.quick else 10_000)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def _flow_file(directory: Path, name: str, n: int) -> Path:
+    path = directory / f"{name}.py"
+    path.write_text(textwrap.dedent(FLOW_FILE.format(name=name, n=n)))
+    return path
+
+
+def _register(client, path: Path, attribute: str):
+    from plait.cli.loading import load_flow
+    from plait.registration import flow_metadata
+    from plait.storage import FileStorage
+
+    flow = load_flow(f"{path}:{attribute}")
+    return flow, client.register_flow(metadata=flow_metadata(flow), storage=FileStorage(path, flow.name).reference())
+
+
+def through_agent(label: str, database: str, directory: Path, n: int, poll: float) -> None:
+    from plait_server.testing import AgentProcess, ServerProcess
+
+    path = _flow_file(directory, "bigmap", n)
+    server = ServerProcess(database, directory, settings={"late_after": 3600.0}).start()
+    agent = None
+    try:
+        client = server.client(timeout=120)
+        flow, registered = _register(client, path, "flow")
+        flow.run()  # warm: the plain figure is a warm run's, best of 3
+        plain = best_of(3, flow.run)
+        agent = AgentProcess(server, directory, name=f"bench-{label}", poll_interval=poll).start()
+        # let the agent register and settle into its loop before the clock starts
+        while not any(a.name == f"bench-{label}" for a in client.agents()):
+            time.sleep(0.05)
+        started = time.perf_counter()
+        run = client.create_flow_run(flow_id=registered.id)
+        while client.flow_run(run.id).state_type not in ("SUCCESS", "FAILED", "CANCELLED"):
+            time.sleep(0.05)
+        via_agent = time.perf_counter() - started
+        states = client.all_task_runs(run.id)
+        history = server.graphql(
+            "query($id: ID!) { flow_run(id: $id) { states { state timestamp } } }", {"id": run.id}
+        )["data"]["flow_run"]["states"]
+        times = {s["state"]: datetime.fromisoformat(s["timestamp"]) for s in history}
+        startup = (times["Running"] - times["Submitted"]).total_seconds()
+        target = 3 * plain + 3
+        print(
+            f"{label:<11} {plain:>9.2f}s {via_agent:>9.2f}s {via_agent / plain:>5.1f}x {target:>7.2f}s "
+            f"{startup:>8.2f}s {len(states):>8,}"
+        )
+    finally:
+        if agent is not None:
+            agent.stop()
+        server.stop()
+
+
+def reporter_cost(database: str, directory: Path, n: int, repeat: int = 5) -> None:
+    """The map run in this process, with and without a reporter sending to a real server."""
+    from plait_server.testing import ServerProcess
+
+    from plait.client import FlowRunState
+    from plait.engine.runner import FlowRunner
+    from plait.execution import ExecutionSettings, Reporter, RunControl
+
+    directory.mkdir()
+    path = _flow_file(directory, "reported", n)
+    server = ServerProcess(f"sqlite:///{directory / 'server.db'}", directory, settings={"late_after": 3600.0}).start()
+    try:
+        client = server.client(timeout=120)
+        flow, registered = _register(client, path, "flow")
+        plain, reported, delivered, plain_cpu, reported_cpu = [], [], [], [], []
+        FlowRunner(flow).run()
+        for _ in range(repeat):
+            started, cpu = time.perf_counter(), time.process_time()
+            FlowRunner(flow).run()
+            plain.append(time.perf_counter() - started)
+            plain_cpu.append(time.process_time() - cpu)
+            run = client.create_flow_run(flow_id=registered.id)
+            (submitted,) = client.set_flow_run_states([FlowRunState(run.id, run.version, {"type": "Submitted"})])
+            client.set_flow_run_states([FlowRunState(run.id, submitted.version, {"type": "Running"})])
+            reporter = Reporter(server.client(retries=0, timeout=120), run.id, [], ExecutionSettings(), RunControl())
+            reporter.start()
+            started, cpu = time.perf_counter(), time.process_time()
+            FlowRunner(flow, task_observers=[reporter.task_observer]).run(context={"flow_run_id": run.id})
+            reported.append(time.perf_counter() - started)
+            reported_cpu.append(time.process_time() - cpu)
+            reporter.close(600)
+            delivered.append(time.perf_counter() - started)
+        best_plain, best_reported = min(plain), min(reported)
+        print(f"2. the reporter's cost: a {n:,}-item map of trivial tasks run in this process (best of {repeat})")
+        print(
+            f"   wall: {best_plain:.3f}s without a reporter, {best_reported:.3f}s with one: "
+            f"{100 * (best_reported / best_plain - 1):+.1f}% (target <= +10%)"
+        )
+        print(
+            f"   CPU:  {min(plain_cpu):.3f}s without, {min(reported_cpu):.3f}s with: "
+            f"{100 * (min(reported_cpu) / min(plain_cpu) - 1):+.1f}%; "
+            f"{(min(reported_cpu) - min(plain_cpu)) / (2 * (n + 3)) * 1e6:.2f} us per task-run state change"
+        )
+        print(f"   all {n + 3:,} task-run states delivered {min(delivered):.2f}s after the run started")
+    finally:
+        server.stop()
+
+
+def start_latency(database: str, directory: Path, count: int, poll: float) -> None:
+    from plait_server.testing import AgentProcess, ServerProcess
+
+    directory.mkdir()
+    path = _flow_file(directory, "unused", 1)
+    server = ServerProcess(f"sqlite:///{directory / 'server.db'}", directory, settings={"late_after": 3600.0}).start()
+    agent = None
+    try:
+        client = server.client()
+        _, registered = _register(client, path, "one_task")
+        agent = AgentProcess(server, directory, name="latency", poll_interval=poll, max_runs=10).start()
+        first = datetime.now(UTC) + timedelta(seconds=3)
+        runs = [
+            client.create_flow_run(flow_id=registered.id, scheduled_start_time=first + timedelta(seconds=0.25 * i))
+            for i in range(count)
+        ]
+        pending = {r.id for r in runs}
+        while pending:
+            done, _ = client.flow_runs(flow_id=registered.id, states=["Success", "Failed"], limit=1000)
+            pending -= {r.id for r in done}
+            time.sleep(0.2)
+        to_running, to_submitted, startup = [], [], []
+        for r in runs:
+            history = server.graphql(
+                "query($id: ID!) { flow_run(id: $id) { scheduled_start_time states { state timestamp } } }",
+                {"id": r.id},
+            )["data"]["flow_run"]
+            due = datetime.fromisoformat(history["scheduled_start_time"])
+            times = {s["state"]: datetime.fromisoformat(s["timestamp"]) for s in history["states"]}
+            to_running.append((times["Running"] - due).total_seconds())
+            to_submitted.append((times["Submitted"] - due).total_seconds())
+            startup.append((times["Running"] - times["Submitted"]).total_seconds())
+
+        def p95(values: list[float]) -> float:
+            return sorted(values)[max(0, int(len(values) * 0.95) - 1)]
+
+        print(f"3. scheduled start -> Running, {count} runs of a one-task flow through one agent (poll {poll:g} s)")
+        print(f"   scheduled -> Running:    median {statistics.median(to_running):.2f}s  p95 {p95(to_running):.2f}s")
+        print(
+            f"   scheduled -> Submitted:  median {statistics.median(to_submitted):.2f}s  p95 {p95(to_submitted):.2f}s"
+            "   (the agent's poll)"
+        )
+        print(
+            f"   Submitted -> Running:    median {statistics.median(startup):.2f}s  p95 {p95(startup):.2f}s"
+            "   (process start-up, loading the flow)"
+        )
+    finally:
+        if agent is not None:
+            agent.stop()
+        server.stop()
+
+
+def scheduler_passes(directory: Path, flows: int) -> None:
+    from plait_server.data import Store
+    from plait_server.db.engine import make_engine
+    from plait_server.db.migrate import prepare_schema
+    from plait_server.services import Scheduler
+
+    from plait import Flow, task
+    from plait.registration import flow_metadata
+    from plait.schedules import IntervalSchedule
+
+    directory.mkdir()
+    store = Store(make_engine(f"sqlite:///{directory / 'server.db'}"))
+    prepare_schema(store.engine)
+
+    @task
+    def tick():
+        return 1
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    for i in range(flows):
+        with Flow(f"scheduled-{i}", schedule=IntervalSchedule(timedelta(minutes=5 + i % 50), start_date=start)) as flow:
+            tick()
+        store.flows.register(metadata=flow_metadata(flow), storage={"type": "module", "module": "m", "flow": flow.name})
+    scheduler = Scheduler(store)
+    now = datetime.now(UTC)
+    first = scheduler.run_pass(now)
+    idle = scheduler.run_pass(now + timedelta(seconds=1))
+    print(f"4. the scheduler on SQLite: {flows:,} flows with active schedules")
+    print(f"   first pass: {first.runs_created:,} runs in {first.seconds:.2f}s (target < 30 s)")
+    print(f"   a pass with nothing to do: {idle.groups} flows looked at, {idle.seconds * 1000:.1f} ms (target < 1 s)")
+    store.dispose()
+
+
+if __name__ == "__main__":
+    main()
