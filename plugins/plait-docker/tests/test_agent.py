@@ -1,0 +1,397 @@
+"""The Docker agent against a real ``plait server start`` and the real Podman service.
+
+Every run here goes the whole way: a flow registered with the server, ``plait agent start
+--type docker`` (a subprocess) claiming it, ``plait execute flow-run ID`` in a container of the
+``plait_image`` (Debian, Python and the Plait under test) on the host network, so the container
+reaches the server on 127.0.0.1, and its states and logs reported to the server. Flow files
+live in the test's folder, mounted read-only at the same path. Tests wait for conditions with
+deadlines; a flow that must be held open waits for a "gate" file the test creates. The
+``docker_agents`` fixture fails a test that leaves a container of its agents behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("plait_server", reason="the Docker agent's tests need plait-server (a real server)")
+
+from plait_server.testing import AgentProcess, ServerProcess, wait_until
+
+from plait.client import Client
+
+FINISHED = {"SUCCESS", "FAILED", "CANCELLED"}
+
+FLOW = """
+import os
+import socket
+import time
+
+import plait
+from plait import Flow, Parameter, task
+
+
+@task
+def where():
+    plait.context.logger.info("running in %s", socket.gethostname())
+    return os.path.exists("/run/.containerenv")  # Podman's mark inside a container
+
+
+@task
+def gate(path):
+    while path and not os.path.exists(path):  # held open until the test creates the file
+        time.sleep(0.05)
+    return True
+
+
+@task
+def report(inside, opened):
+    plait.context.logger.info("inside a container: %s", inside)
+    return inside and opened
+
+
+with Flow({name!r}{options}) as flow:
+    report(where(), gate(Parameter("gate_file", default="")))
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real server; heartbeats every second (a run is dead after 3 s without one)."""
+    directory = tmp_path_factory.mktemp("docker-agent-server")
+    server = ServerProcess(
+        f"sqlite:///{directory / 'server.db'}",
+        directory,
+        settings={"heartbeat_interval": 1.0, "scheduler_interval": 0.2, "late_after": 3600.0},
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def label():
+    """A label of this test's own: its runs go to its agents only."""
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def docker_agents(server, podman_service, docker_host, plait_image, tmp_path, label):
+    """``docker_agents(*options, image=True)`` starts ``plait agent start --type docker`` with the
+    test's label, host networking and the test's folder mounted; at the end every agent is
+    stopped and no container of theirs may be left (``podman ps -a`` by the agent's label)."""
+    started: list[AgentProcess] = []
+
+    def make(*options: str, image: bool = True, cancel_grace: float = 30.0) -> AgentProcess:
+        args = ["--network", "host", "--volume", f"{tmp_path}:{tmp_path}:ro", *options]
+        if image:
+            args += ["--image", plait_image]
+        agent = AgentProcess(
+            server,
+            tmp_path,
+            name=f"docker-{uuid.uuid4().hex[:6]}",
+            labels=[label],
+            kind="docker",
+            args=args,
+            cancel_grace=cancel_grace,
+            extra_env={"DOCKER_HOST": docker_host},
+        ).start()
+        started.append(agent)
+        return agent
+
+    yield make
+    for agent in started:
+        agent.stop()
+    names = [agent.name for agent in started]
+    try:
+        wait_until(lambda: not containers(podman_service, names), timeout=60, what="the agents' containers to go")
+    except AssertionError:
+        left = containers(podman_service, names)
+        for row in left:
+            podman_service.cli("rm", "-f", row["Id"], check=False)
+        pytest.fail(f"containers left behind: {[row['Names'] for row in left]}")
+
+
+def containers(podman, agents: list[str] | None = None, flow_run: str | None = None) -> list[dict]:
+    """``podman ps -a`` rows (as JSON) of these agents' containers, or of one flow run's."""
+    rows = []
+    filters = [f"label=plait.agent={name}" for name in agents or ()]
+    if flow_run:
+        filters = [f"label=plait.flow-run-id={flow_run}"]
+    for filter_ in filters:
+        out = podman.cli("ps", "-a", "--filter", filter_, "--format", "json").stdout
+        rows += json.loads(out or "[]")
+    return rows
+
+
+def flow_file(directory: Path, options: str = "") -> tuple[Path, str]:
+    name = f"flow_{uuid.uuid4().hex[:8]}"
+    path = directory / f"{name}.py"
+    path.write_text(textwrap.dedent(FLOW.format(name=name, options=options)))
+    return path, name
+
+
+def register(client: Client, path: Path, name: str, label: str, storage: dict | None = None):
+    from plait.cli.loading import load_flow
+    from plait.registration import flow_metadata
+    from plait.storage import FileStorage
+
+    flow = load_flow(f"{path}:{name}")
+    return client.register_flow(
+        metadata=flow_metadata(flow), storage=storage or FileStorage(path, name).reference(), labels=[label]
+    )
+
+
+def wait_finished(client: Client, run_id: str, timeout: float = 180.0):
+    return wait_until(
+        lambda: (r := client.flow_run(run_id)).state_type in FINISHED and r,
+        timeout=timeout,
+        interval=0.1,
+        what=f"flow run {run_id} to finish",
+    )
+
+
+def history(server: ServerProcess, run_id: str) -> list[tuple[str, str]]:
+    answer = server.graphql("query($id: ID!) { flow_run(id: $id) { states { state message } } }", {"id": run_id})
+    return [(s["state"], s["message"] or "") for s in answer["data"]["flow_run"]["states"]]
+
+
+def log_messages(client: Client, run_id: str) -> list[str]:
+    lines, _, _ = client.logs(run_id)
+    return [line.message for line in lines]
+
+
+def running_container(podman, run_id: str) -> dict:
+    return wait_until(
+        lambda: next((c for c in containers(podman, flow_run=run_id) if c.get("State") == "running"), None),
+        timeout=120,
+        interval=0.1,
+        what=f"the container of flow run {run_id} to run",
+    )
+
+
+def test_a_run_executes_in_a_container_and_reports_its_states_and_logs(
+    server, podman_service, docker_agents, tmp_path, label
+):
+    client = server.client()
+    path, name = flow_file(tmp_path)
+    flow = register(client, path, name, label)
+    gate = tmp_path / "gate"
+    run = client.create_flow_run(flow_id=flow.id, parameters={"gate_file": str(gate)})
+    agent = docker_agents()
+
+    container = running_container(podman_service, run.id)
+    details = json.loads(podman_service.cli("inspect", container["Id"]).stdout)[0]
+    labels = details["Config"]["Labels"]
+    assert labels["plait.flow-run-id"] == run.id
+    assert labels["plait.flow"] == name and labels["plait.agent"] == agent.name
+    assert labels["plait.flow-version"] == str(flow.version)
+    env = dict(e.split("=", 1) for e in details["Config"]["Env"])
+    token = env["PLAIT__SERVER__API_KEY"]
+    assert env["PLAIT__SERVER__URL"] == server.url and env["PLAIT_FLOW_RUN_ID"] == run.id
+    assert token != server.admin_key  # a run-scoped key, not the agent's
+    assert token not in json.dumps(labels)
+    assert details["Config"]["Cmd"][-3:] == ["execute", "flow-run", run.id]
+    assert details["HostConfig"]["AutoRemove"] is True
+
+    gate.touch()
+    done = wait_finished(client, run.id)
+    assert done.state == "Success", history(server, run.id)
+    states = {(t.task_slug, t.map_index): t.state for t in client.all_task_runs(run.id)}
+    assert states == {(slug, -1): "Success" for slug in ("gate_file", "where", "gate", "report")}
+    messages = log_messages(client, run.id)
+    assert "inside a container: True" in messages  # a task's log line, from the container to the server
+    assert any(m.startswith("running in ") for m in messages)
+    assert [s for s, _ in history(server, run.id)][-3:] == ["Submitted", "Running", "Success"]
+    wait_until(lambda: not containers(podman_service, flow_run=run.id), timeout=60, what="auto-removal")
+    log = agent.log.read_text()
+    assert token not in log  # the container's output reaches the agent's log, never its key
+    assert "inside a container: True" in log
+
+
+@pytest.mark.parametrize("how", ["kill", "rm -f"])
+def test_a_container_killed_from_outside_is_recovered_like_any_crashed_run(
+    server, podman_service, docker_agents, tmp_path, label, how
+):
+    client = server.client()
+    path, name = flow_file(tmp_path)
+    flow = register(client, path, name, label)
+    gate = tmp_path / "gate"
+    run = client.create_flow_run(flow_id=flow.id, parameters={"gate_file": str(gate)})
+    docker_agents()
+    first = running_container(podman_service, run.id)
+    wait_until(lambda: client.flow_run(run.id).state == "Running", timeout=60, what="the run to be Running")
+
+    podman_service.cli(*how.split(), first["Id"])
+
+    # the agent sees the exit and reports it: the server reschedules the run, an agent claims it
+    # again and a new container runs it
+    second = wait_until(
+        lambda: next(
+            (
+                c
+                for c in containers(podman_service, flow_run=run.id)
+                if c["Id"] != first["Id"] and c["State"] == "running"
+            ),
+            None,
+        ),
+        timeout=120,
+        interval=0.1,
+        what="a new container for the rescheduled run",
+    )
+    assert second["Names"] != first["Names"]
+    gate.touch()
+    done = wait_finished(client, run.id)
+    assert done.state == "Success"
+    states = history(server, run.id)
+    rescheduled = [message for state, message in states if state == "Scheduled"][1:]
+    assert rescheduled and "killed by signal 9" in rescheduled[0], states
+
+
+def test_a_cancelled_run_s_container_is_killed_and_removed(server, podman_service, docker_agents, tmp_path, label):
+    client = server.client()
+    path, name = flow_file(tmp_path)
+    flow = register(client, path, name, label)
+    run = client.create_flow_run(flow_id=flow.id, parameters={"gate_file": str(tmp_path / "never")})
+    agent = docker_agents(cancel_grace=1.0)
+    running_container(podman_service, run.id)
+    wait_until(lambda: client.flow_run(run.id).state == "Running", timeout=60, what="the run to be Running")
+
+    client.cancel_flow_run(run.id)  # the task never reaches a boundary: the agent kills the container
+
+    done = wait_finished(client, run.id)
+    assert done.state == "Cancelled"
+    wait_until(lambda: not containers(podman_service, flow_run=run.id), timeout=60, what="the container to go")
+    assert "did not stop within 1s of its cancellation" in agent.log.read_text()
+
+
+def test_a_stopped_agent_leaves_its_runs_going_and_their_containers_go_when_they_end(
+    server, podman_service, docker_agents, tmp_path, label
+):
+    client = server.client()
+    path, name = flow_file(tmp_path)
+    flow = register(client, path, name, label)
+    gate = tmp_path / "gate"
+    run = client.create_flow_run(flow_id=flow.id, parameters={"gate_file": str(gate)})
+    agent = docker_agents()
+    container = running_container(podman_service, run.id)
+    wait_until(lambda: client.flow_run(run.id).state == "Running", timeout=60, what="the run to be Running")
+
+    agent.stop()  # SIGTERM: the agent exits; the run goes on in its container, heartbeating itself
+
+    assert [c["Id"] for c in containers(podman_service, flow_run=run.id)] == [container["Id"]]
+    gate.touch()
+    assert wait_finished(client, run.id).state == "Success"
+    wait_until(lambda: not containers(podman_service, flow_run=run.id), timeout=60, what="the container to go")
+
+
+def test_the_flow_names_its_image_and_a_run_without_one_fails_saying_why(
+    server, podman_service, docker_agents, plait_image, tmp_path, label
+):
+    client = server.client()
+    with_image, name = flow_file(
+        tmp_path, f", run_config={{'docker': {{'image': {plait_image!r}, 'env': {{'STAGE': 'test'}}}}}}"
+    )
+    flow = register(client, with_image, name, label)
+    answer = server.graphql("query($id: ID!) { flow(id: $id) { run_config } }", {"id": flow.id})
+    assert answer["data"]["flow"]["run_config"] == {"docker": {"image": plait_image, "env": {"STAGE": "test"}}}
+    without, other = flow_file(tmp_path)
+    bare = register(client, without, other, label)
+    named = client.create_flow_run(flow_id=flow.id)
+    unnamed = client.create_flow_run(flow_id=bare.id)
+    docker_agents(image=False)  # an agent without --image
+
+    assert wait_finished(client, named.id).state == "Success"
+    failed = wait_finished(client, unnamed.id)
+    assert failed.state == "Failed"
+    assert f"Flow {other!r} names no image" in (failed.state_message or "")
+    assert any("names no image" in m for m in log_messages(client, unnamed.id))
+    assert not containers(podman_service, flow_run=unnamed.id)
+
+
+def test_registration_refuses_a_run_config_the_docker_agent_would_refuse(tmp_path, server):
+    import subprocess
+    import sys
+
+    path, _ = flow_file(tmp_path, ", run_config={'docker': {'imgae': 'app:1'}}")
+    env = {**server.env(), "PLAIT__SERVER__URL": server.url, "PLAIT__SERVER__API_KEY": server.admin_key}
+    plait = str(Path(sys.executable).with_name("plait"))
+    out = subprocess.run([plait, "register", str(path)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert "has no setting 'imgae'; did you mean 'image'?" in out.stderr
+
+
+def test_a_module_baked_into_the_image_is_its_storage(
+    server, podman_service, docker_agents, plait_image, tmp_path, label
+):
+    import subprocess
+    import sys
+
+    path, name = flow_file(tmp_path)
+    module = f"baked_{uuid.uuid4().hex[:6]}"
+    context = tmp_path / "image"
+    (context / "flows").mkdir(parents=True)
+    source = context / "flows" / f"{module}.py"
+    source.write_text(path.read_text())
+    (context / "Dockerfile").write_text(f"FROM {plait_image}\nCOPY flows /opt/flows\nENV PYTHONPATH=/opt/flows\n")
+    image = f"localhost/plait-test/{module}:1"
+    podman_service.cli("build", "--network", "none", "--tag", image, str(context))
+    env = {**server.env(), "PLAIT__SERVER__URL": server.url, "PLAIT__SERVER__API_KEY": server.admin_key}
+    plait = str(Path(sys.executable).with_name("plait"))
+    out = subprocess.run(
+        [plait, "register", f"{source}:{name}", "--storage", f"module:{module}", "--labels", label],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    flow_id = out.stdout.strip().rsplit(" ", 1)[-1]
+    path.unlink()
+    source.unlink()  # only the image has the code now
+    client = server.client()
+    run = client.create_flow_run(flow_id=flow_id)
+    docker_agents("--image", image, image=False)
+    done = wait_finished(client, run.id)
+    assert done.state == "Success", history(server, run.id)
+    assert "inside a container: True" in log_messages(client, run.id)
+    wait_until(lambda: not containers(podman_service, flow_run=run.id), timeout=60, what="the container to go")
+    podman_service.cli("rmi", image)
+
+
+def test_a_bad_agent_setting_stops_the_agent_at_once_with_the_reason(server, docker_host, tmp_path):
+    import subprocess
+    import sys
+
+    env = {
+        **server.env(),
+        "PLAIT__SERVER__URL": server.url,
+        "PLAIT__SERVER__API_KEY": server.admin_key,
+        "DOCKER_HOST": docker_host,
+    }
+    plait = str(Path(sys.executable).with_name("plait"))
+    cases = [
+        (["--image", "localhost/plait-test/nothing:1", "--pull", "never"], "is not on the engine"),
+        (["--volume", "relative-only"], "must be 'host:container'"),
+        (["--env", "NOT_SET_ANYWHERE_42"], "NOT_SET_ANYWHERE_42 is not set in the agent's environment"),
+    ]
+    for args, message in cases:
+        out = subprocess.run(
+            [plait, "agent", "start", "--type", "docker", *args], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert out.returncode == 2, (args, out.stderr)
+        assert message in out.stderr, (args, out.stderr)
+    unreachable = {**env, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
+    out = subprocess.run(
+        [plait, "agent", "start", "--type", "docker", "--image", "x:1"],
+        capture_output=True,
+        text=True,
+        env=unreachable,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "cannot reach the container engine" in out.stderr, out.stderr
+    assert os.environ.get("NOT_SET_ANYWHERE_42") is None
