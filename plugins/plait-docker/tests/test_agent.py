@@ -86,7 +86,7 @@ def docker_agents(server, podman_service, docker_host, plait_image, tmp_path, la
     stopped and no container of theirs may be left (``podman ps -a`` by the agent's label)."""
     started: list[AgentProcess] = []
 
-    def make(*options: str, image: bool = True, cancel_grace: float = 30.0) -> AgentProcess:
+    def make(*options: str, image: bool = True, cancel_grace: float = 30.0, env: dict | None = None) -> AgentProcess:
         args = ["--network", "host", "--volume", f"{tmp_path}:{tmp_path}:ro", *options]
         if image:
             args += ["--image", plait_image]
@@ -98,7 +98,7 @@ def docker_agents(server, podman_service, docker_host, plait_image, tmp_path, la
             kind="docker",
             args=args,
             cancel_grace=cancel_grace,
-            extra_env={"DOCKER_HOST": docker_host},
+            extra_env={"DOCKER_HOST": docker_host, **(env or {})},
         ).start()
         started.append(agent)
         return agent
@@ -395,3 +395,86 @@ def test_a_bad_agent_setting_stops_the_agent_at_once_with_the_reason(server, doc
     )
     assert out.returncode == 2 and "cannot reach the container engine" in out.stderr, out.stderr
     assert os.environ.get("NOT_SET_ANYWHERE_42") is None
+
+
+@pytest.fixture(scope="module")
+def plait_s3_image(podman_service, plait_image, tmp_path_factory):
+    """``plait_image`` with plait-s3 (and boto3) installed: flows stored in S3 run in it."""
+    pytest.importorskip("plait_s3", reason="plait-s3 is not installed")
+    import plait_s3
+    from plait_docker.testing import _pip_wheel
+
+    context = tmp_path_factory.mktemp("plait-s3-image")
+    source = Path(plait_s3.__file__).resolve().parents[2]
+    _pip_wheel(context / "wheels", "--no-deps", str(source))
+    _pip_wheel(context / "wheels", "boto3")
+    (context / "Dockerfile").write_text(
+        f"FROM {plait_image}\n"
+        "COPY wheels /tmp/wheels\n"
+        "RUN /opt/plait/bin/pip install --quiet --no-index --no-cache-dir --no-deps /tmp/wheels/*.whl"
+        " && rm -rf /tmp/wheels\n"
+    )
+    image = "localhost/plait-test/plait-s3:latest"
+    podman_service.cli("build", "--network", "none", "--tag", image, str(context))
+    return image
+
+
+def test_a_flow_stored_in_s3_runs_in_an_image_with_plait_s3(
+    server, podman_service, docker_agents, plait_s3_image, tmp_path, label
+):
+    import subprocess
+    import sys
+
+    pytest.importorskip("moto", reason="moto[server] (plait-s3's test extra) is not installed")
+    import boto3
+    from plait_s3.testing import moto_s3_server
+
+    path, _ = flow_file(tmp_path)
+    with moto_s3_server() as endpoint:
+        aws = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+        boto3.client("s3", endpoint_url=endpoint, **_boto(aws)).create_bucket(Bucket="flows")
+        env = {
+            **server.env(),
+            **aws,
+            "PLAIT__SERVER__URL": server.url,
+            "PLAIT__SERVER__API_KEY": server.admin_key,
+            "PLAIT__PLUGINS__S3__ENDPOINT_URL": endpoint,
+        }
+        plait = str(Path(sys.executable).with_name("plait"))
+        out = subprocess.run(
+            [plait, "register", str(path), "--storage", "s3://flows/team", "--labels", label],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        flow_id = out.stdout.strip().rsplit(" ", 1)[-1]
+        path.unlink()  # the bucket has the code now, and nothing on this machine
+        client = server.client()
+        run = client.create_flow_run(flow_id=flow_id)
+        agent = docker_agents(
+            "--image",
+            plait_s3_image,
+            "--env",
+            f"PLAIT__PLUGINS__S3__ENDPOINT_URL={endpoint}",
+            "--env",
+            "AWS_ACCESS_KEY_ID=test",
+            "--env",
+            "AWS_SECRET_ACCESS_KEY",  # passed through from the agent's environment
+            "--env",
+            "AWS_DEFAULT_REGION=us-east-1",
+            image=False,
+            env={"AWS_SECRET_ACCESS_KEY": "test"},
+        )
+        done = wait_finished(client, run.id)
+        assert done.state == "Success", (history(server, run.id), agent.log.read_text()[-3000:])
+        assert "inside a container: True" in log_messages(client, run.id)
+
+
+def _boto(env: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": env["AWS_DEFAULT_REGION"],
+    }

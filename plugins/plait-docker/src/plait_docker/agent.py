@@ -98,7 +98,8 @@ class DockerAgent(Agent):
                 ["--volume", "volumes"],
                 multiple=True,
                 metavar="HOST:CONTAINER[:ro]",
-                help="Mount into every run's container (repeatable), e.g. the folder of file-stored flows at the same path",
+                help="Mount into every run's container (repeatable), e.g. the folder of file-stored flows, "
+                "at the same path",
             ),
             click.Option(
                 ["--env", "env"],
@@ -166,6 +167,9 @@ class DockerAgent(Agent):
         _run_config(table, "run_config['docker']")
 
     def start_run(self, run: ClaimedRun) -> ContainerHandle:
+        """Start ``run``'s container; returns at once (the container is created, pulled if need
+        be, and started on a thread of its own, so a slow engine or a big pull never holds up
+        the agent's heartbeats and claims)."""
         try:
             spec = self.container_spec(run)
         except AgentError as exc:
@@ -173,12 +177,16 @@ class DockerAgent(Agent):
             # better, so the run fails now, saying why (instead of being rescheduled).
             self._fail_run(run, str(exc))
             raise
-        try:
-            return self._launch(run, spec)
-        except Exception as exc:
-            message = self._scrub(str(exc), run)
-            self._log_to_run(run, f"The Docker agent {self.name!r} could not start the run's container: {message}")
-            raise DockerEngineError(message) from None
+        handle = ContainerHandle(self.api, spec["name"], self.where, run.flow_run.id)
+        handle.launch(lambda: self._create(spec)["Id"], on_failure=lambda message: self._not_started(run, message))
+        logger.info(
+            "Agent %r: starting flow run %s in container %s (image %s)",
+            self.name,
+            run.flow_run.id,
+            spec["name"],
+            spec["image"],
+        )
+        return handle
 
     # -- the container ---------------------------------------------------------------------------
 
@@ -237,29 +245,11 @@ class DockerAgent(Agent):
             "stdin_open": False,
         }
 
-    def _launch(self, run: ClaimedRun, spec: dict[str, Any]) -> ContainerHandle:
-        from plait_docker.tasks import engine_error
-
-        created = self._create(spec)
-        container_id = created["Id"]
-        handle = ContainerHandle(self.api, container_id, spec["name"], self.where, run.flow_run.id)
-        try:
-            handle.watch()  # before the start: the engine then reports even an instant exit
-            self.api.start(container_id)
-        except BaseException as exc:
-            handle.remove()
-            if isinstance(exc, Exception) and not isinstance(exc, DockerError):
-                raise engine_error(f"Docker agent {self.name!r}", f"start {spec['name']}", self.where, exc) from None
-            raise
-        handle.follow()
-        logger.info(
-            "Agent %r: flow run %s runs in container %s (image %s)",
-            self.name,
-            run.flow_run.id,
-            spec["name"],
-            spec["image"],
-        )
-        return handle
+    def _not_started(self, run: ClaimedRun, message: str) -> None:
+        """The run's container could not be created or started (called from its launch thread)."""
+        message = self._scrub(message, run)
+        logger.error("Agent %r: could not start flow run %s: %s", self.name, run.flow_run.id, message)
+        self._log_to_run(run, f"The Docker agent {self.name!r} could not start the run's container: {message}")
 
     def _create(self, spec: dict[str, Any]) -> dict[str, Any]:
         from docker.errors import ImageNotFound
@@ -361,13 +351,14 @@ class DockerAgent(Agent):
 class ContainerHandle:
     """A flow run's container, as the agent watches it: ``poll()`` and ``kill()`` (``RunHandle``).
 
-    ``watch()`` registers a wait for the container's exit before it starts; ``follow()`` copies
-    its output to ``sink`` (the agent's standard error) as it comes. Both run on daemon threads.
+    ``launch(create)`` creates the container (``create()`` returns its id), registers a wait for
+    its exit, starts it and copies its output to ``sink`` (the agent's standard error), all on
+    daemon threads; a container that could not be created or started ends with code 127.
     """
 
-    def __init__(self, api: Any, container_id: str, name: str, where: str, flow_run_id: str, sink: Any = None) -> None:
+    def __init__(self, api: Any, name: str, where: str, flow_run_id: str, sink: Any = None) -> None:
         self.api = api
-        self.id = container_id
+        self.id: str | None = None
         self.name = name
         self.where = where
         self.flow_run_id = flow_run_id
@@ -375,14 +366,15 @@ class ContainerHandle:
         self.tail: deque[str] = deque(maxlen=20)
         self._code: int | None = None
         self._done = threading.Event()
-        self._waiter: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._killed = False
 
     # -- RunHandle -------------------------------------------------------------------------------
 
     def poll(self) -> int | None:
         """The exit code once the container has ended, else ``None``. A container killed by a
         signal (exit code 128 + N) gives ``-N``, as a killed process does; ``-1`` when the
-        container vanished before its code could be read."""
+        container vanished before its code could be read; 127 when it never started."""
         if not self._done.is_set():
             return None
         code = self._code if self._code is not None else -1
@@ -400,17 +392,75 @@ class ContainerHandle:
         return code
 
     def kill(self) -> None:
-        """Kill the container at once (it is removed by the engine; removed here too if not)."""
+        """Kill the container at once (the engine removes it; removed here too if not). A
+        container still being created is removed as soon as it exists, and never started."""
         from docker.errors import APIError, NotFound
 
+        with self._lock:
+            self._killed = True
+            container_id = self.id
+        if container_id is None:
+            return
         try:
-            self.api.kill(self.id)
+            self.api.kill(container_id)
         except NotFound:
             return
         except APIError as exc:
             if exc.status_code != 409:  # 409: not running any more
                 logger.warning("Could not kill container %s on %s: %s", self.name, self.where, exc)
+        except Exception as exc:
+            logger.warning("Could not kill container %s on %s: %s", self.name, self.where, exc)
         self.remove()
+
+    # -- starting ----------------------------------------------------------------------------------
+
+    def launch(self, create: Any, on_failure: Any = None) -> None:
+        """Create (``create()`` returns the container's id), watch and start the container on a
+        daemon thread; ``on_failure(message)`` is called when that fails."""
+        threading.Thread(
+            target=self._launch, args=(create, on_failure), name=f"plait-docker-start-{self.name}", daemon=True
+        ).start()
+
+    def _launch(self, create: Any, on_failure: Any) -> None:
+        from plait_docker.tasks import engine_error
+
+        try:
+            container_id = create()
+            with self._lock:
+                self.id = container_id
+                killed = self._killed
+            if killed:  # cancelled (or given to another attempt) while it was being created
+                self.remove()
+                self._finish(128 + 9)
+                return
+            self.watch()  # before the start: the engine then reports even an instant exit
+            self.api.start(container_id)
+        except BaseException as exc:
+            if self.id is not None:
+                self.remove()
+            with self._lock:
+                killed = self._killed
+            if killed and isinstance(exc, Exception):  # killed between its creation and its start
+                self._finish(128 + 9)
+                return
+            error = exc
+            if isinstance(exc, Exception) and not isinstance(exc, DockerError):
+                error = engine_error("Docker agent", f"start container {self.name}", self.where, exc)
+            if on_failure is not None:
+                try:
+                    on_failure(str(error))
+                except Exception:  # reporting is best effort; the exit code says it all
+                    pass
+            self._finish(127)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.follow()
+
+    def _finish(self, code: int) -> None:
+        if not self._done.is_set():
+            self._code = code
+            self._done.set()
 
     # -- watching --------------------------------------------------------------------------------
 
@@ -420,10 +470,9 @@ class ContainerHandle:
             self.api._url("/containers/{0}/wait", self.id), params={"condition": "next-exit"}, stream=True, timeout=None
         )
         self.api._raise_for_status(response)
-        self._waiter = threading.Thread(
-            target=self._wait, args=(response,), name=f"plait-docker-wait-{self.name}", daemon=True
-        )
-        self._waiter.start()
+        waiter = threading.Thread(target=self._wait, args=(response,), name=f"plait-docker-wait-{self.name}")
+        waiter.daemon = True
+        waiter.start()
 
     def follow(self) -> None:
         """Copy the container's output to ``sink`` as it comes (on a daemon thread)."""
@@ -432,6 +481,8 @@ class ContainerHandle:
     def remove(self) -> None:
         from docker.errors import APIError, NotFound
 
+        if self.id is None:
+            return
         try:
             self.api.remove_container(self.id, force=True, v=True)
         except NotFound:
@@ -447,12 +498,12 @@ class ContainerHandle:
 
         try:
             answer = json.loads(response.raw.read() or b"{}")
-            self._code = int(answer.get("StatusCode", -1))
+            code = int(answer.get("StatusCode", -1))
         except Exception as exc:  # the engine went away mid-wait: ask it again
-            self._code = self._wait_again(exc)
+            code = self._wait_again(exc)
         finally:
             response.close()
-            self._done.set()
+        self._finish(code)
 
     def _wait_again(self, first: BaseException) -> int:
         """The wait broke (the engine restarted?): wait again while the container exists."""
