@@ -9,6 +9,10 @@
 #   make fuzz    the long schemathesis run against a real plait-server (10,000 requests)
 #   make chaos   kill -9 200 flow-run processes at random moments (make test kills 50)
 #   make soak    3 scheduler replicas, 500 flows on 1 s schedules, 5 minutes on PostgreSQL
+#   make server-demo   a server with a demo database, an agent and scheduled flows (Ctrl-C stops it all)
+#   make screenshots   docs/ui/*.png: the web UI's pages from a demo database, in headless Chromium
+#   make bench-ui      the web UI's page timings (Navigation Timing in Chromium) and live-update delay
+#   make vendor-ui     download the UI's pinned JavaScript (htmx, htmx-ext-sse, dagre) from npm again
 #   make lint    ruff check and format check (make format fixes)
 #   make clean   remove .venv and caches
 
@@ -30,7 +34,7 @@ INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") -e "$(SER
 DEMO_INSTALL := -e core
 LINT_PATHS := $(wildcard core server tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick bench-server bench-orchestration lint format clean venv services graphviz services-prometheus services-postgres fuzz chaos soak
+.PHONY: demo test bench bench-quick bench-server bench-orchestration lint format clean venv services graphviz services-prometheus services-postgres fuzz chaos soak server-demo screenshots bench-ui vendor-ui
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
@@ -73,7 +77,8 @@ soak: $(STAMP) services
 # pg_ctl, for plait-sql's throwaway server), prometheus and prometheus-pushgateway (for
 # plait-metrics), podman, runc, busybox-static, debootstrap and docker-registry (for
 # plait-docker: a Podman service of the tests' own, images built from a static busybox and a
-# Debian root filesystem, a local registry to push to). What is missing is installed in one
+# Debian root filesystem, a local registry to push to), chromium and chromium-driver (the web
+# UI's tests and screenshots drive a real headless Chromium). What is missing is installed in one
 # apt-get call when we are root on Debian/Ubuntu. Elsewhere those tests skip and say why; under CI (CI set) a missing package
 # fails the run instead, so CI never passes by skipping them.
 services:
@@ -88,6 +93,7 @@ services:
 	{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing="$$missing busybox-static"; \
 	{ command -v debootstrap || [ -x /usr/sbin/debootstrap ]; } >/dev/null 2>&1 || missing="$$missing debootstrap"; \
 	[ -x /usr/bin/docker-registry ] || missing="$$missing docker-registry"; \
+	{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || missing="$$missing chromium chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing Debian packages for the tests:$$missing"; \
@@ -117,6 +123,18 @@ bench-server: $(STAMP) services
 # to Running, the scheduler's passes over 10,000 flows (benchmarks/bench_orchestration.py).
 bench-orchestration: $(STAMP) services
 	$(PY) benchmarks/bench_orchestration.py
+# The web UI: a demo server to click through, its screenshots, its timings, its vendored JavaScript.
+server-demo: $(STAMP)
+	$(PY) server/scripts/server_demo.py
+
+screenshots: $(STAMP) services
+	$(PY) server/scripts/screenshots.py
+
+bench-ui: $(STAMP) services
+	$(PY) benchmarks/bench_ui.py
+
+vendor-ui:
+	server/scripts/vendor-ui.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -9,7 +9,11 @@ cluster; the Plait flows are built as users write them:
 - ``fan-out``: one task, then N tasks that each take its result;
 - ``chain``: C tasks (default 1,000), each taking the result of the one before
   (``x = inc(x)``); plain Dask submits each with the previous future as its argument;
-- ``map bs=1``: the map with ``batch_size=1`` (each task run its own Dask task), once.
+- ``map bs=1``, ``chain bs=1``: the same with ``batch_size=1`` (each task run its own Dask
+  task), once each.
+
+A chain is pipelined: its tasks are sent together, each run on the cluster once the one before
+it succeeded, in batches of consecutive links (see plait-dask's README).
 
 ``--big`` adds a 100,000-item map, each side on a fresh cluster, with the resident memory of
 the scheduler's process before and after (a LocalCluster's scheduler lives in this process,
@@ -140,16 +144,21 @@ def main() -> None:
             )
             if name == "map":
                 map_dask_s = dask_s
+            elif name == "chain":
+                chain_dask_s = dask_s
         # The same map without batching (one Dask task per task run, plus one for its states):
         # what batching buys. One repeat: it is slow.
         single = DaskExecutor(c.scheduler_address, batch_size=1)
-        start = time.perf_counter()
-        assert flows["map"].run(executor=single).is_successful()
-        single_s = time.perf_counter() - start
-        print(
-            f"{'map bs=1':>10} {n:>8} {single_s:>9.2f} {map_dask_s:>9.2f} {single_s / map_dask_s:>7.2f} "
-            f"{single_s / n * 1e3:>10.2f} {map_dask_s / n * 1e3:>9.2f}"
-        )
+        for name, dask_s in (("map", map_dask_s), ("chain", chain_dask_s)):
+            start = time.perf_counter()
+            assert flows[name].run(executor=single).is_successful()
+            single_s = time.perf_counter() - start
+            size = sizes[name]
+            print(
+                f"{name + ' bs=1':>10} {size:>8} {single_s:>9.2f} {dask_s:>9.2f} {single_s / dask_s:>7.2f} "
+                f"{single_s / size * 1e3:>10.2f} {dask_s / size * 1e3:>9.2f}",
+                flush=True,
+            )
     if args.big:
         big = 100_000
         print(f"\n{'100k map':>10} {'seconds':>9} {'scheduler RSS before MB':>24} {'after MB':>9}")

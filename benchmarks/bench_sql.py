@@ -10,9 +10,9 @@ PostgreSQL is a throwaway local cluster (fsync off), so read its times as relati
   query, rows as dicts), ``SQLQuery.run`` in a loop, and a flow mapping ``SQLQuery`` over N
   params on the local executor; then the same plain queries on a ``ThreadPoolExecutor`` of 8
   threads against the flow on Plait's threads executor with 8 workers. ``vs plain`` is the
-  row's time over the plain row of the same concurrency (best of ``--repeat``, default 3);
-  ``connections`` counts the DBAPI connections the pool opened (its ``connect`` event)
-  during that row's last run.
+  row's time over the plain row of the same concurrency; each row is the best of ``--repeat``
+  (default 3), the rows taking turns; ``connections`` counts the DBAPI connections the pool
+  opened (its ``connect`` event) during that row's last run.
 - bulk insert: R rows of three columns, by ``SQLBulkInsert`` at several batch sizes, against
   one plain ``conn.execute(insert(table), rows)`` in one transaction.
 """
@@ -100,20 +100,15 @@ def bench_queries(label: str, url: str, n: int, repeat: int) -> list[list[str]]:
         q.run(params={"n": i})
         with engine.connect() as conn:
             conn.execute(stmt, {"n": i})
-    out = []
-    baseline: list[float] = []
+    connections: dict[str, int] = {}
 
-    def measure(how: str, fn, plain: bool = False) -> None:
-        times = []
-        for _ in range(repeat):
-            opened.clear()
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        took = min(times)
-        if plain:
-            baseline[:] = [took]
-        out.append([label, how, f"{took:.3f}", f"{took / n * 1e6:.0f}", f"{took / baseline[0]:.2f}", str(len(opened))])
+    def timed(how: str, fn) -> float:
+        opened.clear()
+        start = time.perf_counter()
+        fn()
+        took = time.perf_counter() - start
+        connections[how] = len(opened)
+        return took
 
     def query(i: int) -> dict:
         with engine.connect() as conn:
@@ -134,12 +129,19 @@ def bench_queries(label: str, url: str, n: int, repeat: int) -> list[list[str]]:
     with Flow("bench-sql") as flow:
         q.map(params=[{"n": i} for i in range(n)])
 
-    measure("plain SQLAlchemy loop", plain, plain=True)
-    measure("SQLQuery.run loop", task_loop)
-    measure("flow, mapped, local", lambda: flow.run())
-    measure("plain SQLAlchemy, 8 threads", plain_pool, plain=True)
-    measure("flow, mapped, threads(8)", lambda: flow.run(executor=ThreadExecutor(max_workers=8)))
-    return out
+    # (row, how, function, the plain row it is compared with)
+    rows = [
+        ("plain SQLAlchemy loop", plain, None),
+        ("SQLQuery.run loop", task_loop, "plain SQLAlchemy loop"),
+        ("flow, mapped, local", lambda: flow.run(), "plain SQLAlchemy loop"),
+        ("plain SQLAlchemy, 8 threads", plain_pool, None),
+        (
+            "flow, mapped, threads(8)",
+            lambda: flow.run(executor=ThreadExecutor(max_workers=8)),
+            "plain SQLAlchemy, 8 threads",
+        ),
+    ]
+    return _interleaved(label, rows, repeat, timed, lambda how, took: [f"{took / n * 1e6:.0f}"], connections)
 
 
 def bench_insert(label: str, url: str, n: int, repeat: int) -> list[list[str]]:
@@ -151,19 +153,12 @@ def bench_insert(label: str, url: str, n: int, repeat: int) -> list[list[str]]:
     SQLExecute("DROP TABLE IF EXISTS bench_rows", url=url).run()
     SQLExecute("CREATE TABLE bench_rows (id INTEGER, kind VARCHAR(10), amount INTEGER)", url=url).run()
     data = [{"id": i, "kind": "k" + str(i % 5), "amount": i % 100} for i in range(n)]
-    out = []
-    baseline: list[float] = []
 
-    def measure(how: str, fn) -> None:
-        times = []
-        for _ in range(repeat):
-            SQLExecute("DELETE FROM bench_rows", url=url).run()
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        took = min(times)
-        baseline[:] = baseline or [took]
-        out.append([label, how, f"{took:.3f}", f"{n / took:,.0f}", f"{took / baseline[0]:.2f}"])
+    def timed(how: str, fn) -> float:
+        SQLExecute("DELETE FROM bench_rows", url=url).run()
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
 
     target = table_clause("bench_rows", column("id"), column("kind"), column("amount"))
 
@@ -171,10 +166,30 @@ def bench_insert(label: str, url: str, n: int, repeat: int) -> list[list[str]]:
         with get_engine(url).begin() as conn:
             conn.execute(insert(target), data)
 
-    measure("plain insert, one executemany", plain)
+    rows = [("plain insert, one executemany", plain, None)]
     for size in (100, 1_000, 10_000):
         load = SQLBulkInsert(table="bench_rows", url=url, batch_size=size)
-        measure(f"SQLBulkInsert batch_size={size}", lambda load=load: load.run(rows=data))
+        rows.append(
+            (f"SQLBulkInsert batch_size={size}", lambda load=load: load.run(rows=data), "plain insert, one executemany")
+        )
+    return _interleaved(label, rows, repeat, timed, lambda how, took: [f"{n / took:,.0f}"])
+
+
+def _interleaved(label, rows, repeat, timed, figures, connections=None) -> list[list[str]]:
+    """Time every row ``repeat`` times, the rows taking turns (so a change of the machine's load
+    falls on all of them alike); each row's best, with its figures and its ratio to its plain row."""
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        for how, fn, _plain in rows:
+            took = timed(how, fn)
+            best[how] = min(best.get(how, took), took)
+    out = []
+    for how, _fn, plain in rows:
+        took = best[how]
+        line = [label, how, f"{took:.3f}", *figures(how, took), f"{took / best[plain or how]:.2f}"]
+        if connections is not None:
+            line.append(str(connections[how]))
+        out.append(line)
     return out
 
 

@@ -314,14 +314,14 @@ def plan_of(quick: bool) -> list[tuple[str, int, list[str]]]:
     sizes = {
         "chain": [100, 1_000, 10_000],
         "fanout": [100, 1_000, 10_000, 100_000],
-        "fanin": [100, 1_000, 10_000],
+        "fanin": [100, 1_000, 10_000, 100_000],
         "map": [100, 1_000, 10_000, 100_000],
     }
     if quick:
         sizes = {
             "chain": [100, 1_000],
             "fanout": [100, 1_000, 10_000],
-            "fanin": [100, 1_000],
+            "fanin": [100, 1_000, 10_000],
             "map": [100, 1_000, 10_000],
         }
     out = []
@@ -455,7 +455,7 @@ def main() -> None:
     print()
     big, small = (100_000, 10_000) if not args.quick else (10_000, 1_000)
     print(f"linear growth: time for {big:,} tasks / time for {small:,} tasks (target <= 12x; bare for reference)")
-    for kind in ("chain", "fanout", "map"):
+    for kind in ("chain", "fanout", "fanin", "map"):
         for executor in ("local", "threads"):
             key_big, key_small = (kind, big, executor), (kind, small, executor)
             if key_big in per_task and key_small in per_task:
@@ -481,6 +481,12 @@ def main() -> None:
         print(f"  fanout  threads  plait {ratio:6.1f}x   with the garbage collector disabled during the runs")
     print()
     print_first_run(5)
+    print()
+    # Memory of one big map per executor, each in a fresh process (benchmarks/bench_map_memory.py):
+    # the thread executor gets the runner's ready task runs in a bounded window.
+    from bench_map_memory import print_table
+
+    print_table(100_000 if args.quick else 1_000_000, ["local", "threads"])
     print()
     cumulative, wall, baseline = import_times(5)
     print("import plait:")

@@ -37,11 +37,11 @@ def fine():
     return 1
 
 
-def run_with(notifier, flow):
+def run_with(notifier, flow, executor=None):
     flow.state_handlers.append(notifier)
     for t in flow:
         t.state_handlers.append(notifier)
-    return flow.run()
+    return flow.run(executor=executor)
 
 
 def test_many_failing_children_give_one_summary_per_flow_run():
@@ -377,3 +377,54 @@ def test_a_failure_followed_by_a_retry_is_not_alerted():
     assert state.is_failed() and len(attempts) == 3
     [summary] = notifier.delivered
     assert [(t.task, t.state, t.count) for t in summary.tasks] == [("hopeless", "Failed", 1)]
+
+
+def test_a_retried_child_does_not_erase_another_childs_failure():
+    """Only the failure a retry follows is left out: child 0's final failure stays in the summary
+    when child 1 of the same mapped task fails, then retries and succeeds."""
+    notifier = Recording()
+    attempts = []
+
+    @task(max_retries=1, retry_delay=0, retry_on=ValueError)
+    def child(i):
+        attempts.append(i)
+        if i == 0:
+            raise TypeError("never retried")
+        if attempts.count(1) == 1:
+            raise ValueError("retried")
+        return i
+
+    with Flow("children") as flow:
+        child.map([0, 1])
+    state = run_with(notifier, flow)
+    assert state.is_failed() and attempts.count(1) == 2
+    [summary] = notifier.delivered
+    assert [(t.task, t.state, t.count) for t in summary.tasks] == [("child", "Failed", 1)]
+
+
+@pytest.mark.parametrize("executor", ["local", "threads", "processes"])
+def test_an_immediate_notifier_never_sends_the_failure_a_retry_follows(executor):
+    """``immediate=True`` sends the first change of each (task, state) at once: a failure that
+    a retry follows must not be sent at all (it cannot be recalled once sent)."""
+    notifier = Recording(immediate=True)
+
+    @task(max_retries=1, retry_delay=0)
+    def flaky():
+        import plait
+
+        if plait.context.get("task_run_count") == 1:
+            raise ValueError("first attempt")
+        return 1
+
+    @task
+    def hopeless():
+        raise ValueError("no retries")
+
+    with Flow("retried") as flow:
+        flaky()
+        hopeless()
+    state = run_with(notifier, flow, executor)
+    assert state.is_failed() and state.result[flow.get_tasks(name="flaky")[0]].is_successful()
+    assert [(e.task, e.state) for e in notifier.delivered if e.kind == "task"] == [("hopeless", "Failed")]
+    [summary] = [e for e in notifier.delivered if e.kind == "summary"]
+    assert summary.tasks == []  # single changes went out at once; flaky's first attempt is not one

@@ -638,3 +638,133 @@ def test_the_resumed_run_keeps_the_results_and_parameters_of_the_paused_one(tmp_
     saved = load_paused(str(path), load_flow(str(path)))
     assert saved.parameters == {"n": 41} and saved.paused == ["approve"]
     assert saved.states["prepare"].result == 41
+
+
+SECRET_PAUSING = """
+    from plait import Flow, Parameter, pause_task, task
+
+    @task
+    def connect(password, user):
+        return {"dsn": f"db://{user}:{password}@db/sales"}  # holds the secret
+
+    @task
+    def count_rows(connection):
+        return 3  # derived from the connection: not saved either
+
+    @task
+    def prepare(n):
+        return n
+
+    @task
+    def approve(rows, x):
+        pause_task("needs a human")
+        return rows + x
+
+    @task
+    def publish(x):
+        return x
+
+    with Flow("secret-release") as flow:
+        password = Parameter("password", secret=True, required=True)
+        connection = connect(password, Parameter("user", default="loader"))
+        publish(approve(count_rows(connection), prepare(Parameter("n", default=1))))
+    """
+
+
+def _cache_bytes(cache: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in cache.rglob("*") if p.is_file())
+
+
+def test_a_paused_run_never_writes_a_secret_parameter_to_disk(tmp_path, monkeypatch):
+    from plait.cli.paused import load_paused
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    path = write_flow(tmp_path, SECRET_PAUSING)
+    value = "paused-S3cret-value"
+    paused = invoke(str(path), "-p", f"password={value}", "-p", "n=41")
+    assert paused.exit_code == 3, paused.output
+    assert value not in paused.output
+    stored = _cache_bytes(cache)
+    assert stored  # the run was saved...
+    assert value.encode() not in stored  # ...without the secret, and without what was made from it
+    saved = load_paused(str(path), load_flow(str(path)))
+    assert saved.parameters == {"n": 41}
+    assert saved.withheld == ("password",)
+    assert saved.states["prepare"].result == 41  # what does not come from the secret is kept
+    assert not {"password", "connect", "count_rows"} & set(saved.states)
+    assert "connect, count_rows" in paused.output and "run again" in paused.output
+    assert "--resume approve --param password=..." in paused.output
+
+
+def test_resuming_asks_for_the_secret_parameter_again_and_runs_what_was_made_from_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = write_flow(tmp_path, SECRET_PAUSING)
+    value = "resume-S3cret-value"
+    assert invoke(str(path), "-p", f"password={value}", "-p", "n=41").exit_code == 3
+    refused = invoke(str(path), "--resume", "approve")
+    assert refused.exit_code == 2, refused.output
+    assert "secret parameter 'password'" in refused.output
+    assert "--param password=..." in refused.output
+    assert "Flow run" not in refused.output  # refused before anything ran
+    resumed = invoke(str(path), "--resume", "approve", "-p", f"password={value}")
+    assert resumed.exit_code == 0, resumed.output
+    assert value not in resumed.output
+    # connect and count_rows were not saved: they ran again, with the value given again
+    assert "connect -> Success" in resumed.output and "count_rows -> Success" in resumed.output
+    assert "prepare -> Success" not in resumed.output  # kept from the paused run
+    assert "approve -> Success" in resumed.output and "publish -> Success" in resumed.output
+
+
+def test_a_task_result_holding_a_registered_secret_is_not_saved(tmp_path, monkeypatch):
+    from plait.cli.paused import load_paused
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("PAUSED_API_TOKEN", "token-from-the-environment-123")
+    path = write_flow(
+        tmp_path,
+        """
+        from plait import Flow, pause_task, task
+        from plait.secrets import Secret
+
+        @task
+        def headers():
+            return {"Authorization": "Bearer " + Secret("PAUSED_API_TOKEN").get()}
+
+        @task
+        def plain():
+            return "nothing secret"
+
+        @task
+        def approve(h, p):
+            pause_task("needs a human")
+
+        with Flow("secret-result") as flow:
+            approve(headers(), plain())
+        """,
+    )
+    assert invoke(str(path)).exit_code == 3
+    assert b"token-from-the-environment-123" not in _cache_bytes(cache)
+    saved = load_paused(str(path), load_flow(str(path)))
+    assert "headers" not in saved.states and saved.states["plain"].result == "nothing secret"
+    assert saved.withheld == ()
+    resumed = invoke(str(path), "--resume", "approve")  # nothing to give again: headers reads its secret
+    assert resumed.exit_code == 0, resumed.output
+    assert "headers -> Success" in resumed.output
+
+
+def test_resuming_keeps_required_parameters_given_to_the_paused_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = write_flow(tmp_path, PAUSING.replace('Parameter("n", default=1)', 'Parameter("n")'))
+    assert invoke(str(path), "-p", "n=41").exit_code == 3
+    resumed = invoke(str(path), "--resume", "approve")
+    assert resumed.exit_code == 0, resumed.output
+
+
+def test_the_paused_run_file_is_readable_by_its_owner_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = write_flow(tmp_path, PAUSING)
+    assert invoke(str(path), "-p", "n=41").exit_code == 3
+    (saved,) = (tmp_path / "cache" / "plait" / "paused").iterdir()
+    assert saved.stat().st_mode & 0o777 == 0o600

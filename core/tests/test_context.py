@@ -167,3 +167,58 @@ def test_task_will_retry_is_true_only_while_handlers_see_a_failure_that_is_retri
     assert flow.run().is_successful()
     assert ("Running", "Failed", True) in seen
     assert all(will is False for _old, new, will in seen if new != "Failed")
+
+
+# --- plait.context as Prefect 1's mutable context ---------------------------------------------------
+
+
+def test_keys_set_on_the_context_last_until_the_end_of_their_block():
+    assert "answer" not in context
+    with context(answer=1):
+        context.answer = 2
+        assert context["answer"] == 2
+        context["other"] = "x"
+        context.update(third=3, answer=4)
+        assert context.setdefault("answer", 99) == 4
+        assert context.setdefault("fourth", 5) == 5
+        del context["other"]
+        assert "other" not in context
+        assert {"answer": 4, "third": 3, "fourth": 5}.items() <= context.copy().items()
+    for key in ("answer", "third", "fourth"):
+        assert key not in context
+
+
+def test_assigning_a_module_name_still_patches_the_module(monkeypatch):
+    calls = []
+    monkeypatch.setattr(context, "get", lambda key, default=None: calls.append(key) or default)
+    assert context.get("x") is None and calls == ["x"]
+
+
+def test_a_flow_block_is_a_context_scope_naming_its_flow():
+    assert "flow" not in context
+    with Flow("outer") as outer:
+        assert context.flow is outer
+        context.label = "outer"
+        with Flow("inner") as inner:
+            assert context.flow is inner
+            context.label = "inner"
+        assert context.label == "outer" and context.flow is outer
+    assert "flow" not in context and "label" not in context
+
+
+def test_a_key_set_by_one_task_run_does_not_reach_the_next():
+    @task
+    def setter():
+        context.shared = "mine"
+        return context.shared
+
+    @task
+    def reader(_):
+        return context.get("shared")
+
+    with Flow("scoped-keys") as flow:
+        first = setter()
+        second = reader(first)
+    state = flow.run()
+    assert state.result[first].result == "mine"
+    assert state.result[second].result is None

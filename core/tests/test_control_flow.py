@@ -122,9 +122,42 @@ def test_case_condition_failure_fails_the_branch_instead_of_skipping():
     assert state.is_failed()
 
 
-def test_case_outside_a_flow_is_a_clear_error():
-    with pytest.raises(TaskBindError, match="inside `with Flow"), case(identity, 1):
-        pass
+def test_case_works_with_the_imperative_api():
+    # Prefect 1's imperative style: no `with Flow` block, tasks bound with flow=
+    flow = Flow("imperative-case")
+    cond = identity.copy().bind("b", flow=flow)
+    with case(cond, "a"):
+        a = identity.copy().bind(1, flow=flow)
+    with case(cond, "b"):
+        b = identity.copy().bind(2, flow=flow)
+    state = flow.run()
+    assert state.result[a].is_skipped()
+    assert state.result[b].result == 2
+
+
+def test_a_case_block_feeding_two_flows_is_a_clear_error():
+    one, two = Flow("one"), Flow("two")
+    with pytest.raises(ValueError, match=r"'two'.*'one'"), case(identity, 1):
+        identity.copy().bind(1, flow=one)
+        identity.copy().bind(2, flow=two)
+
+
+def test_case_value_must_not_be_a_task():
+    with Flow("bad-case"), pytest.raises(TypeError, match="`value` cannot be a task"):
+        case(identity(1), identity(2))
+
+
+def test_the_open_case_block_is_in_the_context():
+    with Flow("ctx-case"):
+        outer = case(identity(True), True)
+        inner = case(identity(1), 1)
+        assert "case" not in plait.context
+        with outer:
+            assert plait.context["case"] is outer
+            with inner:
+                assert plait.context.case is inner
+            assert plait.context["case"] is outer
+        assert "case" not in plait.context
 
 
 def test_merge_of_all_skipped_branches_is_skipped():

@@ -495,3 +495,21 @@ def test_secret_parameter_is_marked_and_its_default_withheld_in_serialize():
     by_slug = {t["slug"]: t for t in data["tasks"]}
     assert by_slug["password"]["options"] == {"default": "****", "required": False, "tags": [], "secret": True}
     assert "default-pw-S3cret" not in json.dumps(data)
+
+
+def test_flow_save_never_writes_a_secret_parameters_default(tmp_path):
+    """``flow.save`` writes a file: a secret default stays out of it, and the loaded flow asks for it."""
+    with Flow("saved-secret") as flow:
+        password = Parameter("password", default="saved-default-S3cret", secret=True)
+        add(Parameter("n", default=10), 1)
+        call_api(password, api_key="k")
+    path = flow.save(tmp_path / "flow.plait")
+    assert b"saved-default-S3cret" not in (tmp_path / "flow.plait").read_bytes()
+    assert password.default == "saved-default-S3cret"  # the flow in memory keeps it
+    loaded = Flow.load(path)
+    (param,) = [p for p in loaded.parameters() if p.name == "password"]
+    assert param.secret and param.required and param.default is None
+    with pytest.raises(ParameterError, match="'password'"):
+        loaded.run()
+    assert loaded.run(parameters={"password": "given-again"}).is_successful()
+    assert [p.default for p in loaded.parameters() if p.name == "n"] == [10]  # other defaults are kept

@@ -6,6 +6,8 @@ from its documentation and source.
 
 from __future__ import annotations
 
+import os
+import select
 from datetime import timedelta
 
 import pytest
@@ -115,6 +117,54 @@ def test_parameter_without_default_is_required_and_named_before_anything_runs():
     state = flow.run(parameters={"x": 1})
     assert state.result[out].is_successful()
     assert state.result[y].result is None
+
+
+# --- 3. a timed-out task stops: TimedOut, and its later side effects never happen ------------------
+
+
+def test_a_timed_out_task_stops_and_its_later_side_effect_never_happens(executor):
+    """Prefect 1: a task that runs past its ``timeout`` ends ``TimedOut`` (result: a ``TimeoutError``).
+
+    Its work must stop too. The task waits on a pipe the test writes to only after the run has
+    returned, then writes its side effect to another pipe. A task still running (in a thread,
+    say) would get that go-ahead and write; a stopped one never does, and once every copy of
+    the pipe's write end is closed (the test's own, and the task's, which closes when its
+    process dies) reading it gives end-of-file: no sleep, no race.
+    """
+    go_read, go_write = os.pipe()
+    effect_read, effect_write = os.pipe()
+
+    @task(timeout=0.5)
+    def slow():
+        mine = os.dup(effect_write)  # the task's own copy of the write end
+        os.read(go_read, 1)  # blocks until the test says go, after the run
+        os.write(mine, b"late side effect")
+        os.close(mine)
+        return "late"
+
+    with Flow("timeout") as flow:
+        out = slow()
+        after = identity(out)
+    try:
+        state = flow.run(executor=executor)
+        os.write(go_write, b"x")  # a task still running would go on now...
+        os.close(effect_write)  # ...and hold the only write end left open
+        effect_write = None
+        ready, _, _ = select.select([effect_read], [], [], 60)
+        assert ready, "the timed-out task is still running: its copy of the pipe is open"
+        written = os.read(effect_read, 100)
+    finally:
+        for fd in (go_read, go_write, effect_read, effect_write):
+            if fd is not None:
+                os.close(fd)
+    assert written == b""  # the side effect never happened
+    timed_out = state.result[out]
+    assert type(timed_out) is TimedOut
+    assert timed_out.is_failed()
+    assert isinstance(timed_out.result, TimeoutError)
+    assert "timed out after 0.5s" in timed_out.message
+    assert type(state.result[after]) is TriggerFailed
+    assert state.is_failed()
 
 
 # --- 4. task_states / resume_from: a task given as succeeded never runs again ---------------------

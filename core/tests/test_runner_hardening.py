@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,42 @@ def test_plait_run_with_a_50_mb_exception_message_prints_a_bounded_summary(tmp_p
     assert "Failed" in proc.stdout and "characters left out" in proc.stdout
     assert len(proc.stdout) < 50_000
     assert len(proc.stderr) < 100_000
+
+
+@task
+def plus_one(x):
+    return x + 1
+
+
+@pytest.mark.parametrize("executor_cls", ["threads", "processes"])
+def test_a_big_map_is_handed_to_the_executor_in_a_bounded_window(executor_cls):
+    from plait.engine.executors import ProcessExecutor, ThreadExecutor
+
+    base = ThreadExecutor if executor_cls == "threads" else ProcessExecutor
+
+    class Counting(base):  # counts the task runs submitted and not yet finished
+        def __init__(self):
+            super().__init__(max_workers=2)
+            self.outstanding = 0
+            self.most = 0
+            self.lock = threading.Lock()
+
+        def submit(self, fn, /, *args, **kwargs):
+            future = super().submit(fn, *args, **kwargs)
+            with self.lock:
+                self.outstanding += 1
+                self.most = max(self.most, self.outstanding)
+            future.add_done_callback(self._done)
+            return future
+
+        def _done(self, future):
+            with self.lock:
+                self.outstanding -= 1
+
+    executor = Counting()
+    with Flow("window") as flow:
+        out = plus_one.map(list(range(600)))
+    state = flow.run(executor=executor)
+    assert state.result[out].result == list(range(1, 601))
+    assert executor.max_inflight == 8
+    assert executor.most <= 8 + 1  # + 1: a callback may not have run yet when the next submit comes

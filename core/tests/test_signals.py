@@ -144,3 +144,55 @@ def test_pause_signal_pauses_the_task_and_the_flow(executor):
     assert state.result[p].name == "Paused" and state.result[p].message == "waiting for approval"
     assert state.name == "Paused" and "pause" in state.message
     assert not state.result[later].is_finished()
+
+
+# --- Prefect 1's signal API --------------------------------------------------------------------
+
+
+def test_validationfail_ends_the_task_validation_failed():
+    from plait.states import ValidationFailed
+
+    @task
+    def check():
+        raise signals.VALIDATIONFAIL("result out of range")
+
+    with Flow("validate") as flow:
+        out = check()
+    state = flow.run().result[out]
+    assert type(state) is ValidationFailed and state.is_failed()
+    assert state.message == "result out of range"
+
+
+def test_signal_from_state_gives_the_signal_that_makes_that_kind_of_state():
+    from plait.states import Paused, Retrying, ValidationFailed
+
+    pairs = [
+        (Failed(), signals.FAIL),
+        (TriggerFailed(), signals.TRIGGERFAIL),
+        (ValidationFailed(), signals.VALIDATIONFAIL),
+        (Success(), signals.SUCCESS),
+        (Skipped(), signals.SKIP),
+        (Retrying(), signals.RETRY),
+        (Paused(), signals.PAUSE),
+    ]
+    for state, signal in pairs:
+        assert signals.signal_from_state(state) is signal
+
+
+def test_retry_takes_its_time_and_run_count_when_raised():
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC)
+    with plait.context(task_run_count=3):
+        sig = signals.RETRY("again")
+    state = sig.state  # built after the block: the count was taken when the signal was made
+    assert state.run_count == 3
+    assert before <= state.start_time <= datetime.now(UTC)
+    assert signals.RETRY(run_count=7).state.run_count == 7
+
+
+def test_a_signal_given_an_option_its_state_does_not_take_says_so():
+    import pytest
+
+    with pytest.raises(TypeError, match=r"SUCCESS.*'bad_result'"):
+        signals.SUCCESS(bad_result=100)

@@ -128,3 +128,60 @@ def test_flow_run_state_result_maps_every_task():
     assert isinstance(state, State) and type(state) is Success
     assert set(state.result) == {a, b}
     assert all(type(s) is Success and s.result == 1 for s in state.result.values())
+
+
+# --- Prefect 1's state API ---------------------------------------------------------------------
+
+
+def test_paused_is_a_scheduled_state_that_waits_for_a_resume_unless_given_a_start_time():
+    from plait.states import Scheduled as _Scheduled
+
+    assert issubclass(Paused, _Scheduled) and Paused().is_scheduled() and Paused().is_pending()
+    assert Paused().start_time is None
+    when = datetime(2030, 1, 1, tzinfo=UTC)
+    assert Paused("later", start_time=when).start_time == when
+
+
+def test_scheduled_and_retrying_start_now_when_no_time_is_given():
+    before = datetime.now(UTC)
+    for state in (Scheduled(), Retrying(), Scheduled(start_time=None)):
+        assert before <= state.start_time <= datetime.now(UTC)
+
+
+def test_retrying_and_looped_take_their_counts_from_the_running_task():
+    import plait
+    from plait.states import Looped
+
+    assert Retrying().run_count == 1 and Looped().loop_count == 1
+    with plait.context(task_run_count=4, task_loop_count=3):
+        assert Retrying().run_count == 4
+        assert Looped().loop_count == 3
+    assert Retrying(run_count=2).run_count == 2
+
+
+def test_states_are_equal_by_kind_and_result_whatever_their_message():
+    assert Success("one", 1) == Success("another", 1)
+    assert Success("same", 1) != Success("same", 2)
+    assert Success(result=1) != Failed(result=1)
+
+
+def test_a_mapped_state_can_be_given_its_result_and_its_number_of_children():
+    assert Mapped("m", result=[1, 2]).result == [1, 2]
+    assert Mapped(map_states=[Success(result=1), Success(result=2)]).n_map_states == 2
+    assert Mapped(n_map_states=4).n_map_states == 4
+
+
+def test_children_and_parents_walk_the_state_hierarchy():
+    from plait.states import Finished, Skipped, State, TimedOut, TriggerFailed, ValidationFailed
+
+    assert set(Success.children()) == {Cached, Mapped, Skipped}
+    assert Success.children(include_self=True, names_only=True)[0] == "Success"
+    assert TriggerFailed.children() == []
+    assert set(TimedOut.parents()) == {Failed, Finished, State}
+    assert State.parents(include_self=True) == [State]
+    assert issubclass(ValidationFailed, Failed) and ValidationFailed().is_failed()
+    # the same-named classes made for remote and read-only states are not the hierarchy's
+    from plait.states import read_only
+
+    read_only(Success())
+    assert Success not in Success.children() and len(Success.children()) == 3

@@ -233,3 +233,24 @@ def test_task_args_are_checked_and_normalized_like_options():
             plain(1, task_args={"trigger": "always"})
     with pytest.raises(TypeError, match=r"tags must be a collection of strings, got the string 'io'"):
         task(tags="io")(lambda: None)
+
+
+class Flaky(Task):
+    def run(self):
+        raise ValueError("flaky")
+
+
+def test_a_task_stored_before_newer_options_still_runs():
+    # A task pickled (or stored with a flow) by a Plait without retry_on and task_run_name has
+    # neither in its __dict__; the runner reads them as plain attributes on every task run.
+    old = Flaky(name="old", max_retries=1)
+    for option in ("retry_on", "task_run_name"):
+        del old.__dict__[option]
+    old = pickle.loads(pickle.dumps(old))
+    assert "retry_on" not in old.__dict__ and old.retry_on is None and old.task_run_name is None
+    with Flow("stored") as flow:
+        flow.add_task(old)
+    state = flow.run()
+    final = state.result[old]
+    assert type(final) is Failed and "flaky" in final.message
+    assert final.result.args == ("flaky",)

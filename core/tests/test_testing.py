@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
@@ -197,6 +198,26 @@ def test_recording_server_holds_answers_until_released_and_subclasses_fake_a_ser
         server.release()
         client.join(10)
     assert answers == [(418, b"short and stout")]
+
+
+def test_recording_server_scripts_through_pytest_httpserver_and_routes_replace(recording_server):
+    server = recording_server
+    # the library's own matching (method, JSON body); permanent answers match in the order added
+    server.httpserver.expect_request("/items", method="POST", json={"name": "x"}).respond_with_json({"made": 1}, 201)
+    server.route("/items", json={"v": 1})
+    server.route("/items", json={"v": 2})  # replaces the first, in its place
+    assert _fetch(server.url + "/items") == (200, b'{"v": 2}')
+    status, body = _fetch(server.url + "/items", data=b'{"name": "x"}', method="POST")
+    assert (status, json.loads(body)) == (201, {"made": 1})
+    assert _fetch(server.url + "/items", data=b'{"name": "y"}', method="POST") == (200, b'{"v": 2}')
+    assert _fetch(server.url + "/items%20x?q=a%20b") == (404, b"not found")
+    assert [(r.method, r.path, r.answered) for r in server.requests] == [
+        ("GET", "/items", 200),
+        ("POST", "/items", 201),
+        ("POST", "/items", 200),
+        ("GET", "/items%20x?q=a%20b", 404),  # the path as sent
+    ]
+    assert server.requests[-1].query == {"q": ["a b"]}
 
 
 def test_refused_url_refuses_connections(refused_url):

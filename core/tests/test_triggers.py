@@ -151,3 +151,47 @@ def test_manual_only_pauses_a_root_task_too(executor):
     assert type(state.result[gate]) is Paused
     assert type(state) is Paused
     assert flow.run(executor=executor, context={"resume": True}).result[gate].result == "ran"
+
+
+@task(cache_for=3600)
+def cached_once():
+    return "cached"
+
+
+@task
+def echo(x):
+    return x
+
+
+def test_default_trigger_reads_every_kind_of_upstream_state(executor):
+    # The runner answers the default trigger without calling it when every upstream state is a
+    # plain Success; every other kind of upstream state must still reach the trigger's rules.
+    with Flow("kinds") as flow:
+        cached = cached_once()
+        after_cached = after(upstream_tasks=[cached])
+        all_ok = pick.map(["a", "b"])
+        after_all_ok = after(upstream_tasks=[all_ok])
+        some_bad = pick.map(["a", "fail"])
+        after_some_bad = after(upstream_tasks=[some_bad])
+        after_skip = after(upstream_tasks=[skipped()])
+        after_mixed = after(upstream_tasks=[ok(), bad()])
+        child_after_bad = echo.map(pick.map(["a", "fail"]))
+    flow.run(executor=executor)  # fills the cache: the next run's cached_once ends Cached
+    state = flow.run(executor=executor)
+    results = state.result
+    assert type(results[cached]).__name__ == "Cached"
+    assert type(results[after_cached]) is Success
+    assert type(results[after_all_ok]) is Success
+    assert type(results[after_some_bad]) is TriggerFailed
+    assert type(results[after_skip]) is Skipped
+    assert type(results[after_mixed]) is TriggerFailed
+    kids = results[child_after_bad].map_states
+    assert type(kids[0]) is Success and kids[0].result == "a"
+    assert type(kids[1]) is TriggerFailed
+
+
+def test_counting_triggers_let_a_task_without_upstream_tasks_run():
+    for make in (triggers.some_successful, triggers.some_failed):
+        assert make()([]) is True
+        assert make(at_least=2, at_most=4)([]) is True
+        assert make(at_least=0.1, at_most=0.5)(set()) is True

@@ -80,11 +80,11 @@ def test_kill_9_flow_run_processes_at_random_moments(chaos_server, agents, tmp_p
 
         @task
         def items():
-            return list(range(4))
+            return list(range(6))
 
         @task
         def work(i):
-            time.sleep(random.uniform(0.02, 0.15))
+            time.sleep(random.uniform(0.15, 0.45))  # a run lives longer than the killer's 2 s window
             with open("{effects}", "a") as f:  # the side effect: one line per task run, with who and when
                 f.write(f"{{plait.context.flow_run_id}} {{i}} {{os.getpid()}} {{time.time()}}\\n")
             return i

@@ -81,3 +81,46 @@ def test_constants_and_results_never_reach_the_database(tmp_path, flow_file):
     assert b"shout finished" in database  # the search does see what the server stores
     assert constant.encode() not in database
     assert result_value.encode() not in database
+
+
+def test_secret_parameters_never_reach_the_database(tmp_path):
+    """``plait register`` of a flow with a secret parameter sends its name, never its default;
+    ``plait flow-run create -p secret=...`` is refused naming the parameter, never echoing the
+    value; neither value is in the database file afterwards."""
+    import subprocess
+
+    from conftest import PLAIT, ServerProcess
+
+    default = f"PLANTED-SECRET-DEFAULT-{uuid.uuid4().hex}"
+    given = f"PLANTED-SECRET-GIVEN-{uuid.uuid4().hex}"
+    path = tmp_path / "secret_flow.py"
+    path.write_text(
+        "from plait import Flow, Parameter, task\n\n"
+        "@task\ndef login(password):\n    return len(password)\n\n"
+        "with Flow('secret-params') as flow:\n"
+        f"    login(Parameter('password', default={default!r}, secret=True))\n"
+    )
+    server = ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path).start()
+    try:
+
+        def plait(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*PLAIT, *args], capture_output=True, text=True, env=server.env(), timeout=120)
+
+        registered = plait("register", str(path))
+        assert registered.returncode == 0, registered.stderr
+        refused = plait("flow-run", "create", "secret-params", "-p", f"password={given}")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "'password'" in refused.stderr and "secret" in refused.stderr
+        assert given not in refused.stdout + refused.stderr
+        created = plait("flow-run", "create", "secret-params")  # the default stays where the code is
+        assert created.returncode == 0, created.stderr
+        (flow,) = server.client().flows(name="secret-params")
+        assert default not in repr(flow)
+    finally:
+        server.stop()
+    database = b"".join(p.read_bytes() for p in tmp_path.glob("server.db*"))
+    assert b"secret-params" in database  # the search does see what the server stores
+    assert default.encode() not in database
+    assert given.encode() not in database
+    log = b"".join(p.read_bytes() for p in tmp_path.glob("server-*.log"))
+    assert given.encode() not in log and default.encode() not in log

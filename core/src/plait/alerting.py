@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plait.secrets import MASK, mask, register_secret
-from plait.states import STATES_BY_NAME, Failed, Retrying, State
+from plait.states import STATES_BY_NAME, Failed, State
 
 __all__ = [
     "DEFAULT_STATES",
@@ -213,23 +213,6 @@ class RunAlerts:
             if len(entry.examples) < MAX_EXAMPLES:
                 entry.examples.append((full_name, _short(state.message)))
             return first
-
-    def forget(self, run_id: str, task: str, full_name: str, state: State) -> None:
-        """Undo one ``record`` of ``state`` for task run ``full_name`` (a failure that turned
-        out to be followed by a retry)."""
-        key = (task, state.name)
-        with self._lock:
-            counts = self._runs.get(run_id)
-            entry = counts.get(key) if counts else None
-            if entry is None:
-                return
-            entry.count -= 1
-            for i, (name, _message) in enumerate(entry.examples):
-                if name == full_name:
-                    del entry.examples[i]
-                    break
-            if entry.count <= 0:
-                del counts[key]
 
     def pop(self, run_id: str | None) -> list[TaskCount]:
         """Everything recorded for ``run_id``, forgotten afterwards."""
@@ -450,10 +433,6 @@ class Notifier:
 
     def task_changed(self, task: Any, old_state: State, new_state: State) -> None:
         """Record (and with ``immediate`` send) a task state change; call within the task run's context."""
-        if isinstance(new_state, Retrying) and old_state._failed and self.states.matches(old_state):
-            # State handlers see the failure a task goes through before a retry (Running ->
-            # Failed, then Failed -> Retrying): it was not the run's failure after all.
-            self._forget(task, old_state)
         if not self.states.matches(new_state):
             return
         if self.tags is not None and not self.tags.intersection(getattr(task, "tags", ()) or ()):
@@ -461,7 +440,11 @@ class Notifier:
         from plait import context
 
         if new_state._failed and context.get("task_will_retry"):
-            return  # an attempt that is retried is not a failure: the Retrying state says so
+            # State handlers see the failure a task goes through before a retry (Running ->
+            # Failed, then Failed -> Retrying): it is not the run's failure, the Retrying says
+            # what happened. Left out before anything is counted or sent, so immediate alerts
+            # never send it either.
+            return
 
         flow = context.get("flow_name") or "-"
         if self.flows is not None and flow not in self.flows:
@@ -482,13 +465,6 @@ class Notifier:
                 run_url(self.ui_url, run_id, flow),
             )
             self.enqueue(event)
-
-    def _forget(self, task: Any, state: State) -> None:
-        from plait import context
-
-        run_id = context.get("flow_run_id")
-        if run_id:
-            self.runs.forget(run_id, task.name, context.get("task_full_name") or task.name, state)
 
     def flow_changed(self, flow: Any, old_state: State, new_state: State) -> None:
         """Handle a flow state change: at the run's end, queue its summary and flush."""

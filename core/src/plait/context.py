@@ -23,8 +23,12 @@ The context lives in ``contextvars``, so each thread and each asyncio task sees 
 
 As in Prefect 1, ``plait.context`` is also callable: ``with plait.context(key=value):`` (or
 ``plait.context({"key": value})``) sets keys for the block, and a flow run started inside the
-block sees them (``flow.run(context=...)`` wins over them). ``plait.context["key"]`` and
-``"key" in plait.context`` work too.
+block sees them (``flow.run(context=...)`` wins over them). ``plait.context["key"]``,
+``"key" in plait.context``, ``plait.context.key = value`` (or ``["key"] = value``), ``del
+plait.context["key"]``, ``update(...)``, ``setdefault(key, default)`` and ``copy()`` work too;
+a key set that way lasts until the end of the enclosing ``with plait.context(...)`` (or ``with
+Flow(...)``) block, or of the task run that set it. ``with Flow(...)`` sets ``flow`` to the
+flow being built.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from plait.tasks import Task
 
-__all__ = ["get", "local", "to_dict"]
+__all__ = ["copy", "get", "items", "keys", "local", "setdefault", "to_dict", "update"]
 
 _MISSING = object()
 
@@ -116,6 +120,55 @@ def to_dict() -> dict[str, Any]:
     if info is not None:
         data.update({key: getter(info) for key, getter in _TASK_KEYS.items()})
     return data
+
+
+def copy() -> dict[str, Any]:
+    """The same as ``to_dict()``: a snapshot of the current context (Prefect 1's ``context.copy()``)."""
+    return to_dict()
+
+
+def keys() -> list[str]:
+    """The keys of the current context."""
+    return list(to_dict())
+
+
+def items() -> list[tuple[str, Any]]:
+    """``(key, value)`` pairs of the current context."""
+    return list(to_dict().items())
+
+
+def update(*dicts: dict[str, Any], **values: Any) -> None:
+    """Set several keys at once (until the end of the enclosing block or task run, see the module doc)."""
+    merged: dict[str, Any] = {}
+    for extra in dicts:
+        merged.update(extra)
+    merged.update(values)
+    _assign(merged)
+
+
+def setdefault(key: str, default: Any = None) -> Any:
+    """``key``'s value, after setting it to ``default`` if it had none."""
+    value = get(key, _MISSING)
+    if value is _MISSING:
+        _assign({key: default})
+        return default
+    return value
+
+
+def _assign(values: dict[str, Any]) -> None:
+    # A new dict for the current scope: the dict a flow run shares with its task runs is never
+    # changed in place, so a key set in one task run does not leak into another.
+    merged = {**_flow_ctx.get(), **values}
+    if "scheduled_start_time" in values:
+        merged.update(date_keys(values["scheduled_start_time"], overrides=values))
+    _flow_ctx.set(merged)
+
+
+def _remove(key: str) -> None:
+    current = _flow_ctx.get()
+    if key not in current:
+        raise KeyError(key)
+    _flow_ctx.set({k: v for k, v in current.items() if k != key})
 
 
 @contextlib.contextmanager
@@ -204,6 +257,28 @@ class _ContextModule(types.ModuleType):
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and get(key, _MISSING) is not _MISSING
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        _assign({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        _remove(key)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # the module's own names (and private ones) stay module attributes: monkeypatching works
+        if name.startswith("_") or name in self.__dict__:
+            super().__setattr__(name, value)
+        else:
+            _assign({name: value})
+
+    def __delattr__(self, name: str) -> None:
+        if name.startswith("_") or name in self.__dict__:
+            super().__delattr__(name)
+        else:
+            try:
+                _remove(name)
+            except KeyError:
+                raise AttributeError(name) from None
 
 
 sys.modules[__name__].__class__ = _ContextModule

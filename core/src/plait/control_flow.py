@@ -23,8 +23,7 @@ until it is resumed (see ``Flow.run``'s ``resume``/``resume_from``).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from plait import signals, triggers
@@ -66,13 +65,14 @@ class Merge(Task):
         return None
 
 
-@contextlib.contextmanager
-def case(task: Any, value: Any) -> Iterator[CompareValue]:
-    """Tasks created in the block run only when ``task``'s result equals ``value``.
+class case:  # noqa: N801 - used as a statement: `with case(task, value):`
+    """Tasks added in the block run only when ``task``'s result equals ``value``.
 
     The block's tasks that do not depend on another of the block's tasks get an upstream
     ``CompareValue`` gate; when the result differs the gate skips and the skip reaches every
-    task of the branch. Blocks nest. Must be used inside ``with Flow(...)``.
+    task of the branch. Blocks nest. Inside ``with Flow(...)``, or with the imperative API
+    (``task.bind(..., flow=flow)``, ``flow.add_task``) as long as the tasks go to one flow.
+    In the block, ``plait.context["case"]`` is the block's ``case``.
 
     ```python
     with Flow("f") as flow:
@@ -81,26 +81,64 @@ def case(task: Any, value: Any) -> Iterator[CompareValue]:
             alert("no rows today")
     ```
     """
-    from plait.flow import Flow
 
-    flow = Flow.active()
-    if flow is None:
-        raise TaskBindError("case() must be used inside `with Flow(...)`: it adds its tasks to the active flow")
-    condition = as_task(task, flow)
-    if condition is None:
-        condition = flow.add_task(Constant(task, name=f"case condition {task!r}"))
-    gate = CompareValue(value)
-    before = set(flow.tasks)
-    before.add(condition)
-    yield gate
-    created = [t for t in flow if t not in before and not isinstance(t, Parameter)]
-    if not created:
-        return
-    gate.bind(value=condition, flow=flow)
-    inside = set(created)
-    for t in created:
-        if not any(up in inside for up in flow.upstream_tasks(t)):
-            flow.add_edge(gate, t)
+    def __init__(self, task: Any, value: Any) -> None:
+        if isinstance(value, Task):
+            raise TypeError(
+                f"case({task!r}, {value!r}): `value` cannot be a task; compare with a plain value, or "
+                "compute the comparison in a task and use case(that_task, True)"
+            )
+        self.task = task
+        self.value = value
+        self._tasks: list[Task] = []
+        self._flow: Any = None
+        self._tokens: list[tuple[Any, Any]] = []
+
+    def __enter__(self) -> case:
+        from plait.context import _flow_ctx
+        from plait.tasks import _active_cases
+
+        self._tokens.append(
+            (_active_cases.set(_active_cases.get() + (self,)), _flow_ctx.set({**_flow_ctx.get(), "case": self}))
+        )
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        from plait.context import _flow_ctx
+        from plait.tasks import _active_cases
+
+        cases, ctx = self._tokens.pop()
+        _flow_ctx.reset(ctx)
+        _active_cases.reset(cases)
+        if exc_type is not None or not self._tasks:
+            return
+        flow = self._flow
+        condition = as_task(self.task, flow)
+        if condition is None:
+            condition = flow.add_task(Constant(self.task, name=f"case condition {self.task!r}"))
+        gate = CompareValue(self.value)
+        gate.bind(value=condition, flow=flow)
+        inside = set(self._tasks)
+        inside.discard(condition)
+        for t in self._tasks:
+            if t is not condition and not any(up in inside for up in flow.upstream_tasks(t)):
+                flow.add_edge(gate, t)
+
+    def _add(self, task: Task, flow: Any) -> None:
+        """A task added to ``flow`` while this block is the innermost one open."""
+        if isinstance(task, Parameter):
+            return  # a flow's inputs belong to no branch
+        if self._flow is None:
+            self._flow = flow
+        elif flow is not self._flow:
+            raise ValueError(
+                f"Multiple flows cannot share one case block: task {task.name!r} goes to flow {flow.name!r} "
+                f"but the block's other tasks went to flow {self._flow.name!r}"
+            )
+        self._tasks.append(task)
+
+    def __repr__(self) -> str:
+        return f"<case: {self.task!r} == {self.value!r}>"
 
 
 def switch(condition: Any, cases: dict[Any, Task], mapped: bool = False) -> None:

@@ -41,6 +41,8 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -294,16 +296,38 @@ def _run(flow: Flow, run: RunToExecute, previous: dict[str, State], reporter: Re
         start = run.scheduled_start_time
     context.update(flow_run_id=run.id, flow_run_name=run.name, scheduled_start_time=start)
     runner = FlowRunner(flow, task_observers=[reporter.task_observer])
+    with _sigterm_cancels():
+        try:
+            return runner.run(
+                parameters=run.parameters,
+                executor=getattr(flow, "executor", None),
+                context=context,
+                resume_from=previous or None,
+            )
+        except PlaitError as exc:  # a bad parameter, a bad executor: nothing ran
+            logger.error("Flow run %s could not start: %s", run.id, exc)
+            return Failed(f"The flow run could not start: {exc}")
+
+
+@contextmanager
+def _sigterm_cancels() -> Iterator[None]:
+    """SIGTERM (``docker stop``, a supervisor) cancels the run, which then still reports its end:
+    the engine's interrupt path ends it ``Cancelled`` and this process delivers that before it
+    exits (``plait.interrupts``; without a handler of ours the signal would end the process
+    right after the run, before the reports go out)."""
+    import signal
+    import threading
+
+    from plait import interrupts
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupts.raise_interrupt)
     try:
-        return runner.run(
-            parameters=run.parameters,
-            executor=getattr(flow, "executor", None),
-            context=context,
-            resume_from=previous or None,
-        )
-    except PlaitError as exc:  # a bad parameter, a bad executor: nothing ran
-        logger.error("Flow run %s could not start: %s", run.id, exc)
-        return Failed(f"The flow run could not start: {exc}")
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _load_flow(run: RunToExecute) -> tuple[Flow | None, str]:

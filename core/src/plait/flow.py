@@ -29,6 +29,7 @@ from plait.tasks import (
     FunctionTask,
     Parameter,
     Task,
+    _active_cases,
     _active_flows,
     _binder,
     as_task,
@@ -178,11 +179,20 @@ class Flow:
         return stack[-1] if stack else None
 
     def __enter__(self) -> Flow:
-        self._token = _active_flows.set(_active_flows.get() + (self,))
+        from plait.context import _flow_ctx
+
+        # The block is a context scope too (Prefect 1's): `flow` is this flow in it, and keys
+        # set in it (plait.context.x = ...) end with it.
+        tokens = (_active_flows.set(_active_flows.get() + (self,)), _flow_ctx.set({**_flow_ctx.get(), "flow": self}))
+        self.__dict__.setdefault("_block_tokens", []).append(tokens)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _active_flows.reset(self._token)
+        from plait.context import _flow_ctx
+
+        active, ctx = self._block_tokens.pop()
+        _flow_ctx.reset(ctx)
+        _active_flows.reset(active)
 
     # -- tasks and edges ----------------------------------------------------------------------
 
@@ -230,6 +240,9 @@ class Flow:
         self._edges_in.setdefault(task, [])
         self._edges_out.setdefault(task, [])
         self._version += 1  # self._changed(), without the call: this runs once per task built
+        cases = _active_cases.get()
+        if cases:
+            cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
         return task
 
     def add_edge(
@@ -680,7 +693,7 @@ class Flow:
         new._reference_tasks = set(self._reference_tasks)
         new.state_handlers = list(self.state_handlers)
         new._sorted, new._validated, new._plan = None, -1, None
-        new.__dict__.pop("_token", None)
+        new.__dict__.pop("_block_tokens", None)
         return new
 
     def update(self, flow: Flow, validate: bool = False) -> None:
@@ -781,7 +794,7 @@ class Flow:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_plan"] = None  # rebuilt on the first run
-        state.pop("_token", None)
+        state.pop("_block_tokens", None)
         return state
 
     def __eq__(self, other: object) -> bool:

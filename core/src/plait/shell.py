@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from plait import signals
+from plait import interrupts, signals
 from plait.errors import ShellTaskError
 from plait.states import Cancelled, TimedOut
 from plait.tasks import Task
@@ -114,17 +114,22 @@ class ShellTask(Task):
         log_out = run_logger.info if self.stream_output else None
         log_err = run_logger.warning if self.stream_output else None
 
-        proc = subprocess.Popen(
-            [shell, "-c", cmd],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=self.cwd,
-            env=full_env,
-            start_new_session=True,  # its own process group, killable as a whole
-        )
-        with _running_lock:
-            _running[proc] = False
+        # Started and registered inside interrupts.starting(): an interrupt either finds the
+        # command registered (and kills it) or the command sees the interrupt (and kills itself).
+        with interrupts.starting() as epoch:
+            proc = subprocess.Popen(
+                [shell, "-c", cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=self.cwd,
+                env=full_env,
+                start_new_session=True,  # its own process group, killable as a whole
+            )
+            with _running_lock:
+                _running[proc] = interrupts.count() != epoch
+            if _running[proc]:
+                _signal_group(proc.pid, signal.SIGKILL)
         readers = [
             _start_reader(proc.stdout, stdout_lines.append, log_out, f"plait-shell-out-{proc.pid}"),
             _start_reader(proc.stderr, stderr_tail.append, log_err, f"plait-shell-err-{proc.pid}"),

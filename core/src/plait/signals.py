@@ -40,6 +40,8 @@ class PlaitSignal(Exception):
         super().__init__(message)
         self.message = message
         self.result = self if result is _NO_RESULT else result
+        if state_options:
+            _check_state_options(type(self), self._state_class_name(), state_options)
         self.state_options = state_options
         self._state: State | None = None
 
@@ -93,14 +95,34 @@ class SKIP(PlaitSignal):
     state_name = "Skipped"
 
 
+class VALIDATIONFAIL(FAIL):
+    """End the task run as ``ValidationFailed``: its result did not pass a check."""
+
+    state_name = "ValidationFailed"
+
+
 class RETRY(PlaitSignal):
     """Ask for another attempt now (or at ``start_time=``), whatever ``max_retries`` says.
 
     As in Prefect 1 a ``RETRY`` always retries: it is the task's own decision, not a failure,
     so it is not limited by ``max_retries`` (the attempt still counts in ``task_run_count``).
+    Its state (``signal.state``) is a ``Retrying`` due at ``start_time`` (default: when the
+    signal was raised) with ``run_count`` (default: the current run's ``task_run_count``).
     """
 
     state_name = "Retrying"
+
+    def __init__(self, message: str | None = None, *, result: Any = _NO_RESULT, **state_options: Any) -> None:
+        super().__init__(message, result=result, **state_options)
+        # taken now: the state is made later, maybe outside the task run
+        if state_options.get("start_time") is None:
+            from datetime import UTC, datetime
+
+            self.state_options["start_time"] = datetime.now(UTC)
+        if state_options.get("run_count") is None:
+            from plait import context
+
+            self.state_options["run_count"] = context.get("task_run_count") or 1
 
 
 class PAUSE(PlaitSignal):
@@ -133,9 +155,57 @@ class LOOP(PlaitSignal):
         return "Looped"
 
 
+def signal_from_state(state: State) -> type[PlaitSignal]:
+    """The signal class that makes ``state``'s kind of state (``Failed`` -> ``FAIL``), as Prefect 1's.
+
+    ```python
+    raise signal_from_state(upstream_state)(upstream_state.message)   # end like the upstream task
+    ```
+    """
+    for cls in type(state).__mro__:
+        signal = _SIGNAL_FOR_STATE.get(cls.__name__)
+        if signal is not None:
+            return signal
+    raise ValueError(f"No signal makes a {type(state).__name__} state")
+
+
+def _check_state_options(signal: type, state_name: str, options: dict[str, Any]) -> None:
+    """Options a signal passes to its state must be ones the state takes (a clear error at once)."""
+    import inspect
+
+    from plait.states import STATES_BY_NAME
+
+    accepted = _STATE_OPTIONS.get(state_name)
+    if accepted is None:
+        params = inspect.signature(STATES_BY_NAME[state_name].__init__).parameters
+        accepted = _STATE_OPTIONS[state_name] = frozenset(params) - {"self", "message", "result"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(
+            f"{signal.__name__}() got an unexpected keyword argument {unknown[0]!r}: its {state_name} state takes "
+            f"{', '.join(sorted(accepted)) or 'no options'}"
+        )
+
+
+_STATE_OPTIONS: dict[str, frozenset[str]] = {}
+
+
 class ENDRUN(Exception):
     """End the task run with the given ``state``, skipping every step that is left."""
 
     def __init__(self, state: State) -> None:
         super().__init__(state.message)
         self.state = state
+
+
+#: The signal for each kind of state, most specific first when read along a state's classes.
+_SIGNAL_FOR_STATE: dict[str, type[PlaitSignal]] = {
+    "TriggerFailed": TRIGGERFAIL,
+    "ValidationFailed": VALIDATIONFAIL,
+    "Failed": FAIL,
+    "Skipped": SKIP,
+    "Success": SUCCESS,
+    "Retrying": RETRY,
+    "Paused": PAUSE,
+    "Looped": LOOP,
+}

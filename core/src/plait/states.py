@@ -4,13 +4,12 @@ A run moves through states; each state is a small immutable-by-convention object
 ``message``, a ``result`` and a ``timestamp``. The hierarchy decides what a state means::
 
     State
-    ├── Pending ── Scheduled ── Retrying, Resume
-    │         ├── Paused
+    ├── Pending ── Scheduled ── Retrying, Resume, Paused
     │         └── Submitted
     ├── Running ── Cancelling
     └── Finished
         ├── Success ── Cached, Mapped, Skipped
-        ├── Failed ── TriggerFailed, TimedOut
+        ├── Failed ── TriggerFailed, TimedOut, ValidationFailed
         ├── Looped
         └── Cancelled
 
@@ -19,7 +18,9 @@ Ask a state what it means with ``is_successful()``, ``is_failed()``, ``is_finish
 successful, a ``TimedOut`` task has failed.
 
 States compare by value, as Prefect 1's do: two states are equal when they are of the same
-class with the same ``message`` and ``result`` (the ``timestamp`` is not compared).
+class with the same ``result`` (a ``Mapped`` state: the same children); the ``message`` and the
+``timestamp`` describe the state and are not compared. ``State.children()`` and
+``State.parents()`` walk the hierarchy, as in Prefect 1.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
     "Success",
     "TimedOut",
     "TriggerFailed",
+    "ValidationFailed",
     "gather_results",
     "read_only",
     "remote_state",
@@ -83,8 +85,9 @@ class State:
     def __init__(self, message: str | None = None, result: Any = None) -> None:
         # Every state message is made here, so this is where secrets are masked (registered
         # values and URL passwords, see plait.secrets): a handler's, a trigger's or a loop's
-        # exception text included. The test costs two loads when nothing is registered.
-        if message.__class__ is str and (_secret_values or "://" in message):
+        # exception text included. The test costs one comparison for a state without a message
+        # (most: Pending(), Running()) and a few loads when nothing is registered.
+        if message is not None and message.__class__ is str and (_secret_values or "://" in message):
             message = mask(message)
         self.message = message
         self.result = result
@@ -131,10 +134,11 @@ class State:
         return isinstance(self, Looped)
 
     def __eq__(self, other: object) -> bool:
-        # By value (Prefect 1's rule): same class, message and result; never by timestamp.
+        # By value (Prefect 1's rule): same class and result; the message and the timestamp
+        # only describe the state.
         if not isinstance(other, State):
             return NotImplemented
-        if _kind(type(self)) is not _kind(type(other)) or self.message != other.message:
+        if _kind(type(self)) is not _kind(type(other)):
             return False
         return _same_value(self._comparable_result(), other._comparable_result())
 
@@ -162,6 +166,25 @@ class State:
             "result_type": None if self.result is None else type(self.result).__name__,
         }
 
+    @classmethod
+    def children(cls, include_self: bool = False, names_only: bool = False) -> list[Any]:
+        """Every state class below this one (``Success.children()``: ``Cached``, ``Mapped``, ``Skipped``)."""
+        found: list[type[State]] = [cls] if include_self else []
+        todo = list(cls.__subclasses__())
+        while todo:
+            sub = todo.pop(0)
+            if sub in _remote_types or sub in _read_only_types or sub in found:
+                continue  # the same-named copies plait.states makes for remote and read-only states
+            found.append(sub)
+            todo.extend(sub.__subclasses__())
+        return [c.__name__ for c in found] if names_only else found
+
+    @classmethod
+    def parents(cls, include_self: bool = False, names_only: bool = False) -> list[Any]:
+        """Every state class above this one, up to ``State`` (``TimedOut.parents()``: ``Failed``, ...)."""
+        found = [c for c in cls.__mro__ if issubclass(c, State) and (include_self or c is not cls)]
+        return [c.__name__ for c in found] if names_only else found
+
     def __repr__(self) -> str:
         if self.message:
             return f"<{self.name}: {self.message!r}>"
@@ -175,19 +198,27 @@ class Pending(State):
     _pending = True
 
 
-class Paused(Pending):
-    """Stopped until someone resumes it (``signals.PAUSE``, ``manual_only`` trigger)."""
-
-    __slots__ = ()
-
-
 class Scheduled(Pending):
-    """Waiting for ``start_time`` (a UTC ``datetime``, or ``None`` for now)."""
+    """Waiting for ``start_time`` (an aware ``datetime``; when none is given, now)."""
 
     __slots__ = ("start_time",)
 
     def __init__(self, message: str | None = None, result: Any = None, start_time: datetime | None = None) -> None:
         super().__init__(message, result)
+        self.start_time = start_time if start_time is not None else datetime.now(UTC)
+
+
+class Paused(Scheduled):
+    """Stopped until someone resumes it (``signals.PAUSE``, ``manual_only`` trigger).
+
+    ``start_time``, when given, is when it may go on by itself (``None``, the default: only when
+    resumed), as in Prefect 1.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, message: str | None = None, result: Any = None, start_time: datetime | None = None) -> None:
+        State.__init__(self, message, result)
         self.start_time = start_time
 
 
@@ -206,12 +237,13 @@ class Retrying(Scheduled):
         message: str | None = None,
         result: Any = None,
         start_time: datetime | None = None,
-        run_count: int = 1,
+        run_count: int | None = None,
         loop_count: int | None = None,
         loop_result: Any = None,
     ) -> None:
         super().__init__(message, result, start_time)
-        self.run_count = run_count
+        # the attempts so far; made inside a task run (a RETRY signal), that run's count
+        self.run_count = run_count if run_count is not None else _context_value("task_run_count", 1)
         self.loop_count = loop_count
         self.loop_result = loop_result
 
@@ -317,11 +349,25 @@ class Mapped(Success):
     ``Mapped`` state is successful only when every child is, and failed when any child failed.
     """
 
-    __slots__ = ("_results", "map_states")
+    __slots__ = ("_n_map_states", "_results", "map_states")
 
-    def __init__(self, message: str | None = None, map_states: list[State] | None = None) -> None:
-        super().__init__(message, _UNREAD)
+    def __init__(
+        self,
+        message: str | None = None,
+        map_states: list[State] | None = None,
+        *,
+        result: Any = _UNREAD,
+        n_map_states: int | None = None,
+    ) -> None:
+        super().__init__(message, result)
         self.map_states: list[State] = map_states if map_states is not None else []
+        self._n_map_states = n_map_states
+
+    @property
+    def n_map_states(self) -> int:
+        """How many children the mapped task has (``len(map_states)`` unless given, as Prefect 1's)."""
+        n = self._n_map_states
+        return n if n is not None else len(self.map_states)
 
     @property
     def result(self) -> list[Any]:  # type: ignore[override]
@@ -384,6 +430,12 @@ class TimedOut(Failed):
     __slots__ = ()
 
 
+class ValidationFailed(Failed):
+    """The task's result did not pass a check (``signals.VALIDATIONFAIL``), as in Prefect 1."""
+
+    __slots__ = ()
+
+
 class Looped(Finished):
     """One iteration of a looping task ended (``signals.LOOP``); the next one starts at once.
 
@@ -395,7 +447,7 @@ class Looped(Finished):
 
     def __init__(self, message: str | None = None, result: Any = None, loop_count: int | None = None) -> None:
         super().__init__(message, result)
-        self.loop_count = loop_count
+        self.loop_count = loop_count if loop_count is not None else _context_value("task_loop_count", 1)
 
 
 class Cancelled(Finished):
@@ -453,9 +505,18 @@ STATES_BY_NAME: dict[str, type[State]] = {
         Failed,
         TriggerFailed,
         TimedOut,
+        ValidationFailed,
         Cancelled,
     )
 }
+
+
+def _context_value(key: str, default: Any) -> Any:
+    """A key of the run context (a state made inside a task run takes the run's counts from it)."""
+    from plait import context
+
+    value = context.get(key)
+    return default if value is None else value
 
 
 # --- results kept elsewhere ------------------------------------------------------------------

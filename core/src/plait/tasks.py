@@ -64,6 +64,9 @@ _instance_counter = itertools.count()
 #: The flows of the ``with Flow(...)`` blocks the current context is in, innermost last
 #: (``Flow.active()`` reads it; it lives here so binding a task needs no import).
 _active_flows: contextvars.ContextVar[tuple[Flow, ...]] = contextvars.ContextVar("plait_active_flows", default=())
+#: The ``case`` blocks the current context is in, innermost last: ``Flow.add_task`` tells the
+#: innermost one about each task added to a flow while it is open.
+_active_cases: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("plait_active_cases", default=())
 
 
 def _check_run_signature(owner: str, run: Callable[..., Any]) -> None:
@@ -125,6 +128,10 @@ class Task:
 
     #: ``run()`` arguments whose constants ``flow.serialize()`` withholds (``"****"``).
     secret_inputs: tuple[str, ...] = ()
+    # Class-level defaults of options added after 0.1, for tasks made by an older Plait (a
+    # pickled or stored flow): the runner reads them as plain attributes on every task run.
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None
+    task_run_name: str | Callable[..., str] | None = None
 
     def __init__(
         self,
@@ -539,7 +546,10 @@ class Parameter(Task):
         secret: the value is a secret (a password, a token): it is registered for masking
             (``plait.secrets``) when the run starts, so logs, state messages, alerts and
             ``plait run`` show ``********`` instead; ``flow.serialize()`` marks the parameter
-            ``"secret": true`` and shows its default as ``"****"``.
+            ``"secret": true`` and shows its default as ``"****"``. Nothing writes the value
+            to disk: ``flow.save()`` leaves the default out (the loaded flow requires the
+            parameter), and a run ``plait run`` saves when it pauses leaves the value out
+            (``--resume`` asks for it again).
 
     ```python
     password = Parameter("password", secret=True, required=True)
@@ -577,6 +587,15 @@ class Parameter(Task):
 
     def copy(self, **task_args: Any) -> Task:
         raise TypeError(f"Parameter {self.name!r} cannot be copied: a flow has one parameter per name")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        if self.secret and self.default is not None and _saving_whole_flow():
+            # Flow.save writes a file, and a secret is never written to disk: the loaded flow
+            # has no default for this parameter and asks for its value instead.
+            state["default"] = None
+            state["required"] = True
+        return state
 
     def __call__(self, *args: Any, **kwargs: Any) -> Task:  # type: ignore[override]
         raise TaskBindError(f"Parameter {self.name!r} takes no inputs; use it as an argument to other tasks")

@@ -54,8 +54,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from plait.flow import Flow
     from plait.hooks.manager import PlaitHooks
     from plait.states import State
@@ -365,6 +363,15 @@ def run_markdown_examples(
 
 
 # --- a recording HTTP server ---------------------------------------------------------------------
+#
+# The HTTP side (serving, parsing requests, matching them to scripted answers, building the
+# responses) is pytest-httpserver's (on Werkzeug's server). What RecordingServer adds, because
+# pytest-httpserver has no API for it: answers held until the test releases them (hold/release,
+# for client timeouts without sleeping), waiting until N requests have arrived (wait_for: the
+# library's wait() waits until its expected one-shot requests were used, not for a count of
+# arbitrary requests), a fallback answer computed per request for a fake service
+# (default_answer, instead of its "no handler" 500 and a failed assertion), and each request
+# recorded as it arrived, with the status it was answered with, for the tests' assertions.
 
 #: Request headers that change between runs or machines; ``RecordedRequest.stable_headers`` drops them.
 VOLATILE_HEADERS = frozenset(
@@ -377,7 +384,7 @@ class RecordedRequest:
     """One request a ``RecordingServer`` received (header names lower-cased)."""
 
     method: str
-    path: str
+    path: str  # as sent: with the query, not percent-decoded
     headers: dict[str, str]
     body: bytes
     answered: int = 0  # the status it was answered with
@@ -419,6 +426,15 @@ class Answer:
             return cls(status, _json_dumps(json).encode(), {"Content-Type": "application/json", **(headers or {})})
         return cls(status, (text or "").encode(), {"Content-Type": "text/plain; charset=utf-8", **(headers or {})})
 
+    def response(self) -> Any:
+        """This answer as a Werkzeug ``Response`` (no Content-Type unless ``headers`` has one)."""
+        from werkzeug.wrappers import Response
+
+        response = Response(self.body, status=self.status, headers=self.headers)
+        if not self.headers or not any(k.lower() == "content-type" for k in self.headers):
+            del response.headers["Content-Type"]
+        return response
+
 
 def _json_dumps(value: Any) -> str:
     return json.dumps(value)
@@ -431,11 +447,19 @@ class RecordingServer:
     - ``route(path, status, json=..., text=..., headers=...)``: a fixed answer for a path;
     - ``fail_next(status, count=...)``: the next ``count`` requests (any path) get that answer;
     - ``hold()``: answers wait until ``release()`` (test timeouts without sleeping);
-    - ``wait_for(count)``: block until that many requests arrived.
+    - ``wait_for(count)``: block until that many requests arrived;
+    - ``httpserver``: the ``pytest_httpserver.HTTPServer`` underneath, for everything else it
+      can script (``expect_request("/x", method="POST", json=...)``, ``expect_oneshot_request``,
+      ``assert_request_made``...).
+
+    A request gets the first of: a queued answer (``fail_next``, ``answer_next`` and the
+    library's one-shot ones, in the order they were queued), a permanent one (``route()`` and
+    the library's ``expect_request``, in the order they were added; a ``route()`` of a path
+    routed before takes the earlier one's place), ``default_answer``.
 
     Anything else is answered by ``default_answer(request)`` (404); subclass it to fake a
     service (plait-slack's ``FakeSlack`` does). With pytest, the ``recording_server`` fixture is
-    a started one.
+    a started one. Needs ``pytest-httpserver`` (in ``plait[test]``).
 
     ```python
     import urllib.request
@@ -454,32 +478,27 @@ class RecordingServer:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
-        self._routes: dict[str, Answer] = {}
-        self._queue: list[Answer] = []
-        self._lock = threading.Lock()
+        # Reentrant: default_answer runs under it, and a subclass's may read what was recorded.
+        self._lock = threading.RLock()
         self._arrived = threading.Condition(self._lock)
         self._release = threading.Event()
         self._release.set()
-        self._server: ThreadingHTTPServer | None = None
+        self.httpserver = _recording_httpserver(self)
+        self._routes: dict[str, Any] = {}  # path -> its handler in httpserver.handlers
 
     # -- life cycle ---------------------------------------------------------------------------------
 
     def start(self) -> Any:
         """Start serving (in a daemon thread); returns the server."""
-        self._server = _quiet_server(_recording_handler(self))
-        thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.thread_name, daemon=True
-        )
-        thread.start()
+        self.httpserver.start()
         return self
 
     def stop(self) -> None:
         """Release held answers and stop serving."""
         self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self.httpserver.is_running():
+            self.httpserver.stop()
+            self.httpserver.port = 0  # a restart takes a new free port
 
     def __enter__(self) -> Any:
         return self.start()
@@ -489,8 +508,8 @@ class RecordingServer:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, f"{type(self).__name__} is not started"
-        return self._server.server_address[1]
+        assert self.httpserver.is_running(), f"{type(self).__name__} is not started"
+        return self.httpserver.port
 
     @property
     def url(self) -> str:
@@ -506,8 +525,18 @@ class RecordingServer:
         text: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        """Answer requests to ``path`` (without the query) with ``json`` or ``text``."""
-        self._routes[path] = Answer.of(status, json, text, headers)
+        """Answer requests to ``path`` (without the query, any method) with ``json`` or ``text``;
+        a later ``route()`` of the same path replaces this one."""
+        answer = Answer.of(status, json, text, headers)
+        with self._lock:
+            handlers = self.httpserver.handlers
+            previous = self._routes.get(path)
+            self.httpserver.expect_request(path).respond_with_handler(lambda _request: answer.response())
+            self._routes[path] = handler = handlers.pop()
+            if previous is None:
+                handlers.append(handler)
+            else:  # in the place of the one it replaces
+                handlers[handlers.index(previous)] = handler
 
     def fail_next(
         self, status: int, text: str = "", headers: dict[str, str] | None = None, count: int = 1, json: Any = None
@@ -520,7 +549,10 @@ class RecordingServer:
     def answer_next(self, answer: Answer) -> None:
         """Answer the next ``answer.count`` requests (any path) with ``answer``, after those queued before."""
         with self._lock:
-            self._queue.append(answer)
+            for _ in range(answer.count):
+                self.httpserver.expect_oneshot_request(_ANY_PATH).respond_with_handler(
+                    lambda _request: answer.response()
+                )
 
     def hold(self) -> None:
         """Hold every answer until ``release()``."""
@@ -537,64 +569,70 @@ class RecordingServer:
 
     # -- the server side ----------------------------------------------------------------------------
 
-    def answer(self, request: RecordedRequest) -> Answer:
-        """Record ``request`` and choose its answer: queued, then routed, then ``default_answer``."""
-        with self._arrived:
-            self.requests.append(request)
-            self._arrived.notify_all()
-            scripted = self._queue[0] if self._queue else None
-            if scripted is not None:
-                scripted.count -= 1
-                if scripted.count <= 0:
-                    self._queue.pop(0)
-        self._release.wait()
-        if scripted is not None:
-            return scripted
-        return self._routes.get(request.path.split("?", 1)[0]) or self.default_answer(request)
-
     def default_answer(self, request: RecordedRequest) -> Answer:
         """The answer to a request nothing was scripted for: 404 (override to fake a service)."""
         return Answer.of(404, text="not found")
 
+    def _dispatch(self, request: Any, dispatch: Any) -> Any:
+        """Record ``request`` and answer it: ``dispatch`` (the library's: its one-shot answers,
+        then its permanent ones, then ``default_answer``), in arrival order, then held if asked."""
+        recorded = RecordedRequest(
+            request.method,
+            request.environ.get("RAW_URI") or request.full_path.rstrip("?"),
+            {k.lower(): v for k, v in request.headers.items()},
+            request.get_data(),
+        )
+        request.environ["plait.recorded"] = recorded
+        with self._arrived:  # the library's handler lists are not thread-safe
+            self.requests.append(recorded)
+            self._arrived.notify_all()
+            response = dispatch(request)
+        self._release.wait()
+        recorded.answered = response.status_code
+        return response
 
-def _quiet_server(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-    from http.server import ThreadingHTTPServer
 
-    class QuietServer(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass  # a client that gave up (timeouts in tests) is not an error of the server
-
-    return QuietServer(("127.0.0.1", 0), handler)
+_ANY_PATH: Any = None  # pytest-httpserver's URIPattern for every path (made on first use)
 
 
-def _recording_handler(server: RecordingServer) -> type[BaseHTTPRequestHandler]:
-    from http.server import BaseHTTPRequestHandler
+def _recording_httpserver(owner: RecordingServer) -> Any:
+    """A ``pytest_httpserver.HTTPServer`` on 127.0.0.1 that answers through ``owner``."""
+    global _ANY_PATH
+    try:
+        from pytest_httpserver import HTTPServer, URIPattern
+    except ImportError:  # pragma: no cover - pytest-httpserver is in plait's "test" extra
+        raise ImportError(
+            "plait.testing.RecordingServer needs pytest-httpserver: pip install pytest-httpserver (plait[test] has it)"
+        ) from None
+    if _ANY_PATH is None:
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+        class AnyPath(URIPattern):
+            def match(self, uri: str) -> bool:
+                return True
 
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            request = RecordedRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            answer = server.answer(request)
-            request.answered = answer.status
-            self.send_response(answer.status)
-            for key, value in (answer.headers or {}).items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(answer.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(answer.body)
+        _ANY_PATH = AnyPath()
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle  # noqa: N815
+    class Server(HTTPServer):
+        def thread_target(self) -> None:
+            threading.current_thread().name = owner.thread_name
+            assert self.server is not None
+            self.server.serve_forever(poll_interval=0.05)  # stop() returns within 50 ms, not 500
 
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-            pass
+        def dispatch(self, request: Any) -> Any:
+            return owner._dispatch(request, super().dispatch)
 
-    return Handler
+        def respond_nohandler(self, request: Any, extra_message: str = "") -> Any:
+            return owner.default_answer(request.environ["plait.recorded"]).response()
+
+    _quiet_werkzeug()
+    return Server(host="127.0.0.1", port=0, threaded=True)
+
+
+def _quiet_werkzeug() -> None:
+    """Werkzeug logs every request at INFO on stderr: tests log only what goes wrong."""
+    werkzeug_logger = logging.getLogger("werkzeug")
+    if werkzeug_logger.level == logging.NOTSET:
+        werkzeug_logger.setLevel(logging.WARNING)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

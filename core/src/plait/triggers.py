@@ -141,6 +141,8 @@ def _count_trigger(
         if isinstance(upstream_states, Mapping):
             return _prefect_style(trigger, upstream_states, f"the number of {what} upstream runs is out of bounds")
         flat = _flatten_mapped(upstream_states)
+        if not flat:
+            return True  # nothing upstream: like every trigger, it lets the task run
         hits = sum(1 for s in flat if test(s))
         total = len(flat)
         low = _bound(at_least, total, 0)

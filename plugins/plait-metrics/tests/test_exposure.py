@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import logging
 import os
 import socket
@@ -15,6 +14,7 @@ import plait_metrics
 import pytest
 from plait_metrics.testing import free_port, http_get
 from prometheus_client.parser import text_string_to_metric_families
+from pytest_httpserver import URIPattern
 
 from plait import Flow, task
 
@@ -307,52 +307,50 @@ def test_a_short_lived_flow_run_process_pushes_before_it_exits(pushgateway, tmp_
 # --- a Pushgateway behind HTTP basic auth ------------------------------------------------------------
 
 
-class _AuthGateway(http.server.BaseHTTPRequestHandler):
-    """Answers 200 to a push with the right basic auth, 401 otherwise; records every request."""
-
-    expected = ""
-    requests: list[tuple[str, str, str | None]] = []
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        auth = self.headers.get("Authorization")
-        type(self).requests.append((self.command, self.path, auth))
-        self.send_response(200 if auth == self.expected else 401)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
+PUSH_AUTH = "Basic " + base64.b64encode(b"ci:s3cret-pass").decode()
 
 
 @pytest.fixture
-def auth_gateway():
-    _AuthGateway.requests = []
-    _AuthGateway.expected = "Basic " + base64.b64encode(b"ci:s3cret-pass").decode()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthGateway)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+def auth_gateway(httpserver):
+    """A push endpoint (pytest-httpserver) that answers 200 to a push with the right basic auth, 401 otherwise."""
+    httpserver.expect_request(method="POST", uri=_ANY_PATH, headers={"Authorization": PUSH_AUTH}).respond_with_data("")
+    httpserver.no_handler_status_code = 401
+    return httpserver
+
+
+def address(gateway):
+    """The gateway's base URL (no trailing slash), for the ``pushgateway`` setting."""
+    return f"http://{gateway.host}:{gateway.port}"
+
+
+def pushes(gateway):
+    """(method, path, Authorization) of every request the gateway received."""
+    return [(request.method, request.path, request.headers.get("Authorization")) for request, _ in gateway.log]
+
+
+class _AnyPath(URIPattern):
+    def match(self, uri: str) -> bool:
+        return True
+
+
+_ANY_PATH = _AnyPath()
 
 
 def test_basic_auth_with_the_password_from_a_plait_secret(auth_gateway, monkeypatch, caplog):
     monkeypatch.setenv("PUSHGATEWAY_PASSWORD", "s3cret-pass")
     plait_metrics.start(
-        {"pushgateway": auth_gateway, "push_username": "ci", "push_password_secret": "PUSHGATEWAY_PASSWORD"}
+        {"pushgateway": address(auth_gateway), "push_username": "ci", "push_password_secret": "PUSHGATEWAY_PASSWORD"}
     )
     with caplog.at_level(logging.WARNING, logger="plait.plugins.metrics"):
         assert etl_flow("guarded").run().is_successful()
-    assert _AuthGateway.requests == [
-        ("POST", "/metrics/job/plait/flow/guarded", "Basic " + base64.b64encode(b"ci:s3cret-pass").decode())
-    ]
+    assert pushes(auth_gateway) == [("POST", "/metrics/job/plait/flow/guarded", PUSH_AUTH)]
     assert not [r for r in caplog.records if r.name == "plait.plugins.metrics"]
 
 
 def test_a_refused_push_is_logged_without_the_password(auth_gateway, monkeypatch, caplog):
     monkeypatch.setenv("PUSHGATEWAY_PASSWORD", "wrong-password")
     plait_metrics.start(
-        {"pushgateway": auth_gateway, "push_username": "ci", "push_password_secret": "PUSHGATEWAY_PASSWORD"}
+        {"pushgateway": address(auth_gateway), "push_username": "ci", "push_password_secret": "PUSHGATEWAY_PASSWORD"}
     )
     with caplog.at_level(logging.WARNING, logger="plait.plugins.metrics"):
         assert etl_flow("guarded").run().is_successful()
@@ -366,10 +364,10 @@ def test_a_missing_password_secret_is_logged_by_key_never_by_value(auth_gateway,
     """The setting holds a secret's name; when it names nothing, the log says which setting is
     wrong but not its value, which may be the password pasted by mistake."""
     monkeypatch.delenv("NO_SUCH_PUSH_SECRET", raising=False)
-    plait_metrics.start({"pushgateway": auth_gateway, "push_username": "ci", "push_password_secret": value})
+    plait_metrics.start({"pushgateway": address(auth_gateway), "push_username": "ci", "push_password_secret": value})
     with caplog.at_level(logging.WARNING, logger="plait.plugins.metrics"):
         assert etl_flow("guarded").run().is_successful()
     (message,) = [r.getMessage() for r in caplog.records if r.name == "plait.plugins.metrics"]
     assert "push_password_secret names no secret that is set" in message
     assert value not in caplog.text
-    assert _AuthGateway.requests == []
+    assert pushes(auth_gateway) == []

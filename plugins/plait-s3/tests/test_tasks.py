@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from plait_s3 import (
+    S3Config,
     S3ConfigError,
     S3Copy,
     S3Delete,
@@ -174,6 +175,43 @@ def test_large_download_to_a_file_round_trips(bucket, tmp_path):
     S3Upload(bucket=bucket, config=SMALL_PARTS).run(path=source, key="large")
     out = S3Download(bucket=bucket, config=SMALL_PARTS).run(key="large", path=tmp_path / "copy.bin")
     assert Path(out).read_bytes() == source.read_bytes()
+
+
+def _requests(seen: list[str], config: dict | None = None):
+    """Count the HTTP requests the plugin's shared client sends (boto3's own event hook)."""
+
+    def on_send(request, **_kwargs):
+        seen.append(request.method)
+
+    get_connection(S3Config(**config) if config else None).client.meta.events.register("before-send.s3", on_send)
+    return on_send
+
+
+def test_a_small_object_is_one_request(bucket, s3, tmp_path):
+    s3.put_object(Bucket=bucket, Key="small", Body=b"x" * 2048)
+    seen: list[str] = []
+    _requests(seen)
+    assert S3Download(bucket=bucket).run(key="small") == b"x" * 2048
+    assert seen == ["GET"]  # not a HEAD for the size, then a GET
+    seen.clear()
+    out = S3Download(bucket=bucket).run(key="small", path=tmp_path / "small.bin")
+    assert Path(out).read_bytes() == b"x" * 2048 and seen == ["GET"]
+
+
+def test_an_empty_object_downloads(bucket, s3, tmp_path):
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    assert S3Download(bucket=bucket).run(key="empty") == b""
+    assert Path(S3Download(bucket=bucket).run(key="empty", path=tmp_path / "e")).read_bytes() == b""
+
+
+def test_an_object_over_the_threshold_comes_down_in_parts(bucket, tmp_path):
+    source = _write_random_file(tmp_path / "src.bin", 11 * MiB)
+    S3Upload(bucket=bucket, config=SMALL_PARTS).run(path=source, key="large")
+    seen: list[str] = []
+    _requests(seen, SMALL_PARTS)
+    assert S3Download(bucket=bucket, config=SMALL_PARTS).run(key="large") == source.read_bytes()
+    # the first GET only learns the size (its body is left unread); then the parts, side by side
+    assert seen.count("GET") >= 1 + 3
 
 
 # --- S3List ----------------------------------------------------------------------------------

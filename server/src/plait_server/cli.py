@@ -78,6 +78,7 @@ def start(
     from plait_server.db.engine import redact_url
 
     click.echo(f"Plait server on {settings.client_url} (database {redact_url(settings.database)})", err=True)
+    click.echo(f"Web UI: {settings.client_url}/ (sign in with an API key)", err=True)
     _serve(store, settings, started)
 
 
@@ -301,7 +302,15 @@ def _serve(store: Store, settings: ServerSettings, started: float) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Open live pages hold streaming responses: end them now, so that stopping the
+            # server does not wait out the graceful-shutdown timeout for them.
+            app.state.ui.stop()
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     try:
         server.run()
     except KeyboardInterrupt:

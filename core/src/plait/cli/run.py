@@ -167,6 +167,14 @@ def run(
             raise click.UsageError("give the address once: --address or --executor-option address=..., not both")
         options["address"] = address
     flow = load_flow(flow_spec)
+    saved = None
+    if resume and not on_schedule:
+        from plait.cli.paused import check_withheld, load_paused
+
+        # the paused run's parameters, under --param; its secret ones were not saved: asked again
+        saved = load_paused(flow_spec, flow)
+        check_withheld(saved, flow_spec, flow, parameters)
+        parameters = {**saved.parameters, **parameters}
     check_cli_parameters(flow, parameters)
     run_executor: Executor | str | None = executor
     if options:
@@ -179,25 +187,21 @@ def run(
         from plait.cli.schedule_view import run_on_schedule
 
         state = run_on_schedule(flow, parameters=parameters, executor=run_executor, max_runs=max_runs)
-    elif resume:
-        from plait.cli.paused import load_paused
-
-        saved = load_paused(flow_spec, flow)
+    elif saved is not None:
         state = run_with_view(
-            flow,
-            parameters={**saved.parameters, **parameters},
-            executor=run_executor,
-            resume=list(resume),
-            resume_from=saved.states,
+            flow, parameters=parameters, executor=run_executor, resume=list(resume), resume_from=saved.states
         )
     else:
         state = run_with_view(flow, parameters=parameters, executor=run_executor)
-    from plait.states import Paused
+    from plait.states import Cancelled, Paused
+
+    if isinstance(state, Cancelled):
+        exit_interrupted()
 
     if isinstance(state, Paused):
         from plait.cli.paused import report_paused
 
-        report_paused(flow_spec, flow, state, {**(saved.parameters if resume else {}), **parameters})
+        report_paused(flow_spec, flow, state, parameters)
         sys.exit(EXIT_PAUSED)
     if resume:
         from plait.cli.paused import forget_paused
@@ -360,7 +364,7 @@ def run_with_view(
     # Attach the log handler now, while sys.stderr is the real one (rich swaps it during Live).
     configure_logging()
     try:
-        with view.showing():
+        with view.showing(), _sigterm_interrupts():
             extra: dict[str, Any] = {}
             if resume:
                 extra = {"resume": resume, "resume_from": resume_from}
@@ -369,6 +373,58 @@ def run_with_view(
         raise PlaitUsageError(str(exc)) from None
     view.print_summary(state)
     return state
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM cancels the run like Ctrl-C (its processes killed, the summary printed) instead of
+    killing ``plait run`` on the spot and leaving its workers and commands behind."""
+    import signal
+
+    from plait import interrupts
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not (
+        signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, interrupts.raise_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:  # a third signal cut the cleanup short: exit all the same
+        exit_interrupted()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def exit_interrupted() -> None:
+    """Exit after an interrupted run: ``128 + the signal`` (130 for Ctrl-C, 143 for SIGTERM), now.
+
+    A Python task that was running on a thread cannot be stopped; Python would wait for it at
+    exit, and it would go on with its side effects. The process exits without waiting: such a
+    task ends where it is, with the process. Exit handlers (log flushing, plugins' last alerts)
+    still run.
+    """
+    import atexit
+    import os
+    import signal
+
+    from plait import interrupts
+
+    signum = interrupts.last_signal() or signal.SIGINT
+    code = 128 + int(signum)
+    running = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not running:
+        sys.exit(code)
+    try:
+        atexit._run_exitfuncs()  # what sys.exit would run, without waiting for the abandoned threads
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
 
 
 # --- the view ---------------------------------------------------------------------------------

@@ -19,6 +19,13 @@ downstream task runs instead of the value, and the executor resolves it on its w
 
 Two optional methods: ``flush()``, called by the runner before it waits for completions (an
 executor may buffer ``submit`` calls and send them in batches), and the base ``wait``.
+
+An executor that keeps results may also set ``pipelines``: the runner then sends a plain task
+whose upstream tasks are still running along with them, its inputs the handles
+``pending_ref(future)`` gives for their results to come, and calls
+``plait.engine.runner.run_task_after`` with the handles ``pending_state(future)`` gives for
+their final states; the executor resolves both on its workers, where the task runs only if
+those tasks succeeded. Chains then run without a round trip to the driver at every step.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from plait import interrupts as _interrupts
 from plait.errors import ExecutorError
 
 __all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "ThreadExecutor", "available_executors", "get_executor"]
@@ -47,6 +55,12 @@ class Executor:
     in_process: ClassVar[bool] = True
     #: Results stay on the executor's workers: futures return remote states, inputs are refs.
     keeps_results: ClassVar[bool] = False
+    #: The most task runs the runner hands over at once (``None``: no limit). The others wait
+    #: in the runner's ready queue as small tuples: a million-item map does not become a
+    #: million futures, queued work items and argument dicts at once.
+    max_inflight: int | None = None
+    #: The executor can run a task after tasks still running (``pending_ref``/``pending_state``).
+    pipelines: ClassVar[bool] = False
 
     @contextmanager
     def start(self) -> Iterator[Executor]:
@@ -59,6 +73,18 @@ class Executor:
 
     def flush(self) -> None:
         """Send buffered submissions: the runner calls this before it waits for completions."""
+
+    def pending_ref(self, future: Any) -> Any:
+        """A handle to the result of a task run still running (``future``), for a task that follows it.
+
+        Only for executors with ``pipelines``: the handle is resolved on the worker to the
+        result of that run (as ``plait.states.result_ref`` handles are).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not pipeline task runs")
+
+    def pending_state(self, future: Any) -> Any:
+        """A handle to the final state of a task run still running, resolved on the worker (``pipelines``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not pipeline task runs")
 
     def wait(self, futures: Any) -> Any:
         """Block until ``futures`` (one, or a list) are done; return their results."""
@@ -99,11 +125,13 @@ class ThreadExecutor(Executor):
         _check_workers(max_workers, "ThreadExecutor")
         self.max_workers = max_workers
         self._pool: cf.ThreadPoolExecutor | None = None
+        self._epoch = 0
 
     @contextmanager
     def start(self) -> Iterator[ThreadExecutor]:
         pool = cf.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="plait-worker")
         self._pool = pool
+        self._epoch = _interrupts.count()
         try:
             yield self
         except BaseException:
@@ -117,7 +145,13 @@ class ThreadExecutor(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
         if self._pool is None:
             raise ExecutorError("ThreadExecutor.submit() called outside `with executor.start():`")
-        return self._pool.submit(fn, *args, **kwargs)
+        return self._pool.submit(_unless_interrupted, self._epoch, fn, args, kwargs)
+
+    @property
+    def max_inflight(self) -> int:  # type: ignore[override]
+        """Four task runs per thread are handed over at once: enough to keep every thread busy."""
+        workers = self.max_workers or min(32, (os.cpu_count() or 1) + 4)
+        return 4 * workers
 
     def __repr__(self) -> str:
         return f"<ThreadExecutor max_workers={self.max_workers}>"
@@ -175,8 +209,21 @@ class ProcessExecutor(Executor):
 
         return self._pool.submit(dumps_call((fn, args, kwargs)))
 
+    @property
+    def max_inflight(self) -> int:  # type: ignore[override]
+        """Four task runs per worker are handed over (and pickled) at once."""
+        return 4 * (self.max_workers or os.cpu_count() or 1)
+
     def __repr__(self) -> str:
         return f"<ProcessExecutor max_workers={self.max_workers}>"
+
+
+def _unless_interrupted(epoch: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # A worker thread takes the next call from the queue at once; once the run is interrupted
+    # (Ctrl-C, SIGTERM) nothing new may start, even before the queue is cancelled.
+    if _interrupts._count != epoch:
+        raise cf.CancelledError("the flow run was interrupted before this task run started")
+    return fn(*args, **kwargs)
 
 
 def available_executors() -> dict[str, type[Executor]]:

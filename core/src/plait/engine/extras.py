@@ -49,7 +49,7 @@ def uses_extras(task: Task) -> bool:
         or task.result is not None
         or task.target is not None
         or task.cache_for is not None
-        or getattr(task, "task_run_name", None) is not None
+        or task.task_run_name is not None
     )
 
 
@@ -59,7 +59,7 @@ def extras_for(task: Task, flow: Flow, resumed: bool) -> TaskExtras | None:
     checkpoint = task.checkpoint
     if checkpoint is None:
         checkpoint = result is not None and not _plumbing(task)
-    run_name = getattr(task, "task_run_name", None)
+    run_name = task.task_run_name
     if not (checkpoint or task.target is not None or task.cache_for is not None or resumed or run_name is not None):
         return None
     if result is None and (checkpoint or task.target is not None):
@@ -80,7 +80,7 @@ class TaskExtras:
         self.validator = task.cache_validator or cache_validators.duration_only
         self.cache_key = task.cache_key or f"{flow.name}/{task.slug}"
         self.resumed = resumed
-        self.run_name = getattr(task, "task_run_name", None)
+        self.run_name = task.task_run_name
 
     def flow_context(self, flow_ctx: dict[str, Any]) -> dict[str, Any]:
         """The flow context the task run sees: with ``resume=True`` when it is being resumed."""

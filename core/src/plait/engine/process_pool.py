@@ -60,6 +60,9 @@ class ProcessPool:
         self._workers: list[_Worker] = []
         self._closing = False
         self._cancel = False
+        from plait import interrupts
+
+        self._epoch = interrupts.count()  # once the run is interrupted, no call is handed out
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._thread = threading.Thread(target=self._loop, name="plait-process-pool", daemon=True)
@@ -129,6 +132,10 @@ class ProcessPool:
             raise
 
     def _dispatch(self) -> None:
+        from plait import interrupts
+
+        if interrupts.count() != self._epoch:
+            return
         for w in self._workers:
             if not self._queue:
                 return
@@ -353,9 +360,14 @@ def _is_recorded_run(value: Any) -> bool:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    # Stopped by the driver: take the processes this worker's task started along.
+    # Stopped by the driver: take the processes this worker's task started along (once a
+    # process being started right now is registered, so it is found).
+    from plait import interrupts
     from plait.engine.runner import _kill_subprocesses
 
+    if interrupts.defer_if_starting(lambda: _on_sigterm(signum, frame)):
+        return
+    interrupts.interrupt(signum)
     try:
         _kill_subprocesses()
     finally:

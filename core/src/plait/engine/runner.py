@@ -21,6 +21,7 @@ and of I/O: the graph is compiled once per flow version into integer-indexed lis
 
 from __future__ import annotations
 
+import copy
 import functools
 import heapq
 import itertools
@@ -35,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from plait import signals
+from plait import interrupts, signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import FlowRunError, ParameterError, portable_exception
@@ -58,12 +59,13 @@ from plait.states import (
     Success,
     TimedOut,
     TriggerFailed,
+    is_remote,
     remask,
     result_ref,
 )
 from plait.tasks import Task
 from plait.triggers import BUILT_IN as _BUILT_IN_TRIGGERS
-from plait.triggers import UpstreamStates, manual_only
+from plait.triggers import UpstreamStates, all_successful, manual_only
 
 if TYPE_CHECKING:
     from plait.engine.extras import TaskExtras
@@ -82,6 +84,7 @@ Observer = Callable[[Any, State, State], None]
 Notify = Callable[..., State]
 
 _EXPAND = -1  # map_index marker in the ready queue: split a mapped task into children
+_HELD = -2  # map_index marker in the ready queue: finish a pipelined run that came back early
 _NEVER = -(1 << 40)  # a child wait count that never reaches zero
 _SUCCESS_MESSAGE = "Task run succeeded."
 _IDLE_WAKEUP = 0.25  # seconds the driver waits for a completion before checking for signals
@@ -180,15 +183,22 @@ class FlowRunner:
             run = _TaskRuns(self, _plan(flow), executor, ctx, resumed)
             if previous:
                 run.restore(previous)
-            try:
-                with executor.start():
-                    run.run()
-            except KeyboardInterrupt:
-                _kill_subprocesses()
-                run.cancel("Flow run was interrupted.")
-                final = Cancelled("Flow run was interrupted.", result=run.task_states())
-                logger.warning("Flow run %r was interrupted", flow.name)
-                return self._flow_transition(state, final)
+            with interrupts.watching():  # Ctrl-C and SIGTERM cancel the run
+                try:
+                    with executor.start():
+                        run.run()
+                except KeyboardInterrupt as exc:
+                    # Nothing starts from now on (interrupts.count), then what runs is stopped:
+                    # the executor's exit cancelled what was queued and stopped its workers;
+                    # here go the processes tasks started in this process (ShellTask groups,
+                    # timed tasks' processes, plait.cancellation's cancellers).
+                    interrupts.interrupt()
+                    _kill_subprocesses()
+                    why = "terminated (SIGTERM)" if isinstance(exc, interrupts.Terminated) else "interrupted"
+                    run.cancel(f"Flow run was {why}.")
+                    final = Cancelled(f"Flow run was {why}.", result=run.task_states())
+                    logger.warning("Flow run %r was %s", flow.name, why)
+                    return self._flow_transition(state, final)
             final = self._final_state(run)
             if getattr(flow, "terminal_state_handler", None) is not None:
                 final = self._terminal_state(final)
@@ -529,6 +539,18 @@ class _TaskRuns:
         # An executor that keeps results on its workers gets handles (``result_ref``) for the
         # inputs of a task run instead of the values, which stay where they were computed.
         self.refs = executor.keeps_results
+        # Pipelining (an executor with ``pipelines``, e.g. Dask): a task whose upstream tasks are
+        # running is sent along with them, its inputs handles to their results to come; the
+        # worker runs it once they succeed, or hands it back unrun. A chain then runs on the
+        # cluster without a round trip to the driver at every step. See _pipeline_after.
+        self.pipelines = bool(getattr(executor, "pipelines", False)) and self.refs and not resumed
+        self.running: dict[int, Any] = {}  # task (not mapped) -> the future of its run in flight
+        self.pipelined: set[int] = set()  # tasks sent before their upstream tasks finished, not back yet
+        self.held: dict[int, Any] = {}  # their records, back before the driver saw the upstream finish
+        if self.pipelines:
+            self.can_follow = [_can_follow(plan, t, task) for t, task in enumerate(plan.tasks)]
+            # an upstream task whose state the driver may still change (its handlers) is waited for
+            self.final_on_worker = [not task.state_handlers and task.on_failure is None for task in plan.tasks]
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -549,7 +571,7 @@ class _TaskRuns:
                 continue
             if not state.is_finished() or not state.is_successful():
                 continue
-            self.states[t] = state
+            self.states[t] = _settled(state)
             self.restored.add(t)
             self.waits[t] = _NEVER  # kept: never run again, even when a task upstream of it runs
             for d in plan.finish_waiters[t]:
@@ -564,14 +586,22 @@ class _TaskRuns:
             if count == 0 and t not in restored:
                 ready.append((t, _EXPAND if self.plan.is_mapped[t] else None, 1, None))
         sync = self.executor.synchronous
-        while ready or self.inflight or self.retries:
-            while ready:
+        # A bounded number of task runs handed to the executor at once (threads, processes): a
+        # million ready children wait here as small tuples, not as a million futures.
+        window = getattr(self.executor, "max_inflight", None) or (1 << 62)
+        inflight = self.inflight
+        while ready or inflight or self.retries:
+            # (a synchronous executor runs each task run in _start: nothing is ever in flight)
+            while ready and (sync or len(inflight) < window):
                 t, i, count, old = ready.popleft()
-                if i == _EXPAND:
-                    self._expand(t)
-                else:
+                if i is None or i >= 0:  # a task run (the test the common case passes first)
                     self._start(t, i, count, old, sync)
-            if self.inflight:
+                elif i == _EXPAND:
+                    self._expand(t)
+                else:  # _HELD: a pipelined run that came back before its upstream tasks
+                    held = self.held.pop(t)
+                    self._finish(t, None, held if isinstance(held, State) else self._replay(t, None, 1, held))
+            if inflight:
                 self._collect()
             elif self.retries:
                 self._wait_for_retry(None)
@@ -595,10 +625,17 @@ class _TaskRuns:
                 state = future.result()
             except Exception as exc:
                 state = self._lost(t, i, count, exc, "could not complete on")
+                lost = True
             else:
-                if not self.executor.in_process:
+                lost = False
+            if self.pipelines and i is None:
+                self.running.pop(t, None)
+                if t in self.pipelined and self._came_back_early(t, state):
+                    state = None
+            if state is not None:
+                if not lost and not self.executor.in_process:
                     state = self._replay(t, i, count, state)
-            self._finish(t, i, state)
+                self._finish(t, i, state)
             try:
                 future = self.done.get_nowait()
             except queue.Empty:
@@ -652,9 +689,18 @@ class _TaskRuns:
         notify = self.notifiers[t]
         if old is None:
             old = Pending()
+            trigger = task.trigger
+            # The common case first: with the default trigger and every upstream state a plain
+            # Success, _check_upstream would say "run" (inline: this runs once per task run).
+            plain = trigger is all_successful
+            if plain:
+                for up in ups:
+                    if up.__class__ is not Success:
+                        plain = False
+                        break
             # a root task passes its trigger, except manual_only, which always waits for a resume
-            if ups or task.trigger is manual_only:
-                if task.trigger not in _BUILT_IN_TRIGGERS:  # may be written Prefect 1's way
+            if (ups or trigger is manual_only) and not plain:
+                if trigger not in _BUILT_IN_TRIGGERS:  # may be written Prefect 1's way
                     ups = UpstreamStates(ups, functools.partial(_edges_by_upstream, self.runner.flow, plan, t))
                 pre = _check_upstream(task, ups)
                 if pre is not None and self.resumed and task in self.resumed:
@@ -678,6 +724,69 @@ class _TaskRuns:
             return
         self.inflight[future] = (t, i, count)
         future.add_done_callback(self.done.put)
+        if self.pipelines and i is None:
+            self.running[t] = future
+            self._pipeline_after(t)
+
+    # -- pipelining ---------------------------------------------------------------------------
+
+    def _pipeline_after(self, t: int) -> None:
+        """Send the tasks that can follow ``t`` (just sent) on the workers, and theirs in turn.
+
+        A task can follow when it is a plain task with the default trigger and every upstream
+        task has succeeded or is running with a state the driver will not change. Its inputs
+        from running tasks are the executor's handles to their results (``pending_ref``); the
+        worker runs it (``run_task_after``) only if those tasks succeed, not skipped, which is
+        exactly when the driver would have run it, and otherwise hands it back unrun.
+        """
+        plan, states, running, executor = self.plan, self.states, self.running, self.executor
+        todo = [t]
+        while todo:
+            for d in plan.finish_waiters[todo.pop()]:
+                if not self.can_follow[d] or d in running or states[d] is not None or self.waits[d] == _NEVER:
+                    continue
+                gate = []
+                for u in plan.ups[d]:
+                    future = running.get(u)
+                    if future is not None:
+                        if not self.final_on_worker[u]:
+                            break
+                        gate.append(executor.pending_state(future))
+                    elif not _passes(states[u]):
+                        break
+                else:
+                    consts = plan.constants[d]
+                    kwargs = dict(consts) if consts else {}
+                    for key, u, _m, _f in plan.inputs[d]:
+                        future = running.get(u)
+                        kwargs[key] = executor.pending_ref(future) if future is not None else result_ref(states[u])
+                    task = plan.tasks[d]
+                    try:
+                        future = executor.submit(
+                            run_task_after, gate, task, kwargs, None, 1, Pending(), self.ctx, self.runners[d]
+                        )
+                    except Exception:  # not sent ahead: it goes the usual way, which reports why
+                        continue
+                    self.inflight[future] = (d, None, 1)
+                    future.add_done_callback(self.done.put)
+                    running[d] = future
+                    self.pipelined.add(d)
+                    todo.append(d)
+
+    def _came_back_early(self, t: int, recorded: Any) -> bool:
+        """A pipelined run of ``t`` is back: whether to hold it (True) or finish it now (False)."""
+        self.pipelined.discard(t)
+        if recorded is NOT_STARTED:
+            # Its upstream tasks did not all succeed: start it the usual way once they are done.
+            if self.waits[t] == 0:
+                self.ready.append((t, None, 1, None))
+            return True
+        if self.waits[t] > 0:
+            # Back before the driver has seen an upstream task finish: the handlers and hooks
+            # see the states in run order, so it waits for _release.
+            self.held[t] = recorded
+            return True
+        return False
 
     def _end_unrun(self, t: int, i: int | None, count: int, state: State) -> None:
         """End a task run that does not start (upstream, trigger or input decided ``state``)."""
@@ -926,6 +1035,10 @@ class _TaskRuns:
     def _release(self, d: int) -> None:
         self.waits[d] -= 1
         if self.waits[d] == 0:
+            if self.pipelines and (d in self.pipelined or d in self.held):
+                if d in self.held:
+                    self.ready.append((d, _HELD, 1, None))
+                return  # sent already: its pipelined run finishes it
             if self.plan.is_mapped[d]:
                 # expand a mapped task at once, so its children can follow their upstream
                 # children depth-first instead of waiting for a whole level to finish
@@ -1123,6 +1236,73 @@ def run_task_recorded(
 _PORTABLE_EXCEPTIONS = frozenset({ValueError, TypeError, KeyError, RuntimeError, ZeroDivisionError, IndexError})
 
 
+def _settled(state: State) -> State:
+    """A kept state of a previous run, as a plain state when its result was brought back.
+
+    The remote state of a run on a cluster keeps its handle (``result_ref``) after its result
+    was fetched at the end of that run; that handle names a place of a run that is over, so a
+    run resuming from it passes the value instead.
+    """
+    if hasattr(state, "_ref") and not is_remote(state):
+        return copy.copy(state)  # a remote state copies (and pickles) as a plain one with its result
+    return state
+
+
+class _NotStarted:
+    """What ``run_task_after`` returns for a task it did not run (one instance, kept by pickling)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "NOT_STARTED"
+
+    def __repr__(self) -> str:
+        return "NOT_STARTED"
+
+
+NOT_STARTED: Any = _NotStarted()
+
+
+def run_task_after(
+    upstream: list[Any],
+    task: Task,
+    kwargs: dict[str, Any],
+    map_index: int | None,
+    run_count: int,
+    old: State,
+    flow_ctx: dict[str, Any],
+    runner: Callable[..., State] = run_task,
+) -> list[tuple[State, State]] | _NotStarted:
+    """``run_task_recorded`` for a pipelined task: run it only if ``upstream`` all succeeded.
+
+    ``upstream`` holds the final states of the upstream tasks that were still running when the
+    task was sent (the executor resolved its handles to them on the worker). If one of them
+    did not succeed, or was skipped, the task is not run: ``NOT_STARTED`` goes back and the
+    driver decides (trigger, skip, retries), as for any task.
+    """
+    for state in upstream:
+        if not _passes(state):
+            return NOT_STARTED
+    return run_task_recorded(task, kwargs, map_index, run_count, old, flow_ctx, runner)
+
+
+def _passes(state: Any) -> bool:
+    """A finished, successful, not skipped upstream state: the default trigger lets the task run."""
+    return isinstance(state, State) and state._finished and state._successful and not state.is_skipped()
+
+
+def _can_follow(plan: _Plan, t: int, task: Task) -> bool:
+    """Whether task ``t`` may be pipelined: plain (not mapped), default trigger, no flattened input."""
+    return (
+        bool(plan.ups[t])
+        and not plan.is_mapped[t]
+        and not plan.mapped_ups[t]
+        and not plan.mapped_over[t]
+        and task.trigger is all_successful
+        and not any(flat for _k, _u, _m, flat in plan.inputs[t])
+    )
+
+
 class _Timeout(TimeoutError):
     """A task run took longer than its ``timeout`` (a ``TimeoutError``: the ``TimedOut`` state's result).
 
@@ -1221,7 +1401,7 @@ def _retrying(task: Task, failed: State, run_count: int, info: TaskRunInfo | Non
 
 def _retries_on(task: Task, failed: State) -> bool:
     """Whether ``failed`` is a failure ``task`` retries (``retry_on``: only those exceptions)."""
-    retry_on = getattr(task, "retry_on", None)
+    retry_on = task.retry_on
     return retry_on is None or isinstance(failed.result, retry_on)
 
 
@@ -1396,6 +1576,8 @@ def _previous_states(flow: Flow, resume_from: State | dict[Task, State] | None) 
 
 
 def _kill_subprocesses() -> None:
+    # Processes being started right now are registered first (or see the interrupt themselves).
+    interrupts.wait_for_starts()
     # Only if ShellTask was ever used in this process: its process groups must not outlive us.
     shell = sys.modules.get("plait.shell")
     if shell is not None:

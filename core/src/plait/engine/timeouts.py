@@ -22,6 +22,7 @@ observed on a thread: the state says so, and the run may go on in the background
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -81,17 +82,32 @@ def _in_child(name: str, call: Callable[[], Any], seconds: float, materialize: C
     from plait.engine.process_pool import _prctl
 
     _prctl()  # looked up once here, not in every child
-    parent_pid = os.getpid()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child; its outcome is what the tests check
-        os.close(read_fd)
-        _child(Connection(write_fd, readable=False), call, parent_pid, materialize)
-    os.close(write_fd)
-    conn = Connection(read_fd, writable=False)
-    child = _Child(pid)
+    from plait import interrupts
+
+    child: _Child | None = None
+    running = contextlib.ExitStack()
     try:
-        with on_cancel(lambda: child.stop("the flow run was interrupted"), name=f"the process of task {name!r}"):
+        with interrupts.starting() as epoch:
+            parent_pid = os.getpid()
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child; its outcome is what the tests check
+                os.close(read_fd)
+                _child(Connection(write_fd, readable=False), call, parent_pid, materialize)
+            child = _Child(pid)
+            os.close(write_fd)
+            conn = Connection(read_fd, writable=False)
+            running.enter_context(on_cancel(lambda: child.stop("the flow run was interrupted"), name=f"task {name!r}"))
+            if interrupts.count() != epoch:  # interrupted before the canceller was registered
+                child.stop("the flow run was interrupted")
+    except BaseException:  # Ctrl-C as the child started: it goes with the run
+        running.close()
+        if child is not None:
+            child.stop("interrupted")
+            child.wait()
+        raise
+    try:
+        with running:
             return _receive(conn, child, seconds)
     finally:
         conn.close()

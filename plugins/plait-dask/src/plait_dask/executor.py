@@ -92,6 +92,7 @@ class DaskExecutor(Executor, ResultSource):
     name = "dask"
     in_process = False
     keeps_results = True
+    pipelines = True
 
     def __init__(
         self,
@@ -160,8 +161,9 @@ class DaskExecutor(Executor, ResultSource):
                 client = self._connect(distributed)
             _register_flow_modules()
             level = logging.getLogger("plait").getEffectiveLevel()
-            client.register_plugin(PlaitWorkerSetup(level), name="plait-worker-setup")
             client.forward_logging("plait", level=level)
+            # after forward_logging: the set-up masks secrets in what the forwarding handler sends
+            client.register_plugin(PlaitWorkerSetup(level), name="plait-worker-setup")
             self.client, self.cluster = client, cluster
             self._run = _Run(self, client)
             yield self
@@ -191,6 +193,14 @@ class DaskExecutor(Executor, ResultSource):
         """Send the buffered task runs to the cluster, in batches."""
         if self._run is not None:
             self._run.flush()
+
+    def pending_ref(self, future: Any) -> Any:
+        """A handle to the result of a task run not finished yet, resolved on the worker (pipelining)."""
+        return _Pending(future, state=False)
+
+    def pending_state(self, future: Any) -> Any:
+        """A handle to the final state of a task run not finished yet, resolved on the worker."""
+        return _Pending(future, state=True)
 
     def wait(self, futures: Any) -> Any:
         """Send what is buffered, then block until ``futures`` are done; return their results."""
@@ -275,7 +285,7 @@ class DaskExecutor(Executor, ResultSource):
 class _TaskRunFuture:
     """The future ``submit`` returns: completed from the Dask callback thread, read by the runner."""
 
-    __slots__ = ("_callbacks", "_done", "_event", "_exc", "_value")
+    __slots__ = ("_callbacks", "_done", "_event", "_exc", "_value", "batch", "index")
 
     def __init__(self) -> None:
         self._callbacks: list[Callable[[Any], None]] = []
@@ -283,6 +293,8 @@ class _TaskRunFuture:
         self._event: threading.Event | None = None
         self._exc: BaseException | None = None
         self._value: Any = None
+        self.batch: str | None = None  # the key of the batch it went out in, and its place there
+        self.index = -1
 
     def add_done_callback(self, fn: Callable[[Any], None]) -> None:
         # The runner adds its callback right after submit, before the batch is even sent.
@@ -310,6 +322,16 @@ class _TaskRunFuture:
             self._event.set()
         for fn in self._callbacks:
             fn(self)
+
+
+class _Pending:
+    """``pending_ref``/``pending_state`` of a task run; made a ``Ref``/``StateRef`` when its batch goes out."""
+
+    __slots__ = ("future", "state")
+
+    def __init__(self, future: _TaskRunFuture, state: bool) -> None:
+        self.future = future
+        self.state = state
 
 
 class _Batch:
@@ -355,33 +377,72 @@ class _Run:
         pending, self.pending = self.pending, []
         if not pending:
             return
-        groups: dict[tuple[tuple[str, float], ...], list[Any]] = {}
+        keys = []
         for call in pending:
-            task = call[1][0] if call[1] and isinstance(call[1][0], Task) else None
+            task = _task_of(call)
             res = self._resources(task) if task is not None else None
-            groups.setdefault(tuple(sorted(res.items())) if res else (), []).append(call)
-        for res_key, calls in groups.items():
+            keys.append(tuple(sorted(res.items())) if res else ())
+        groups: dict[tuple[tuple[str, float], ...], list[Any]] = {}
+        pipelined = any(_has_pending(call) for call in pending)
+        if len(set(keys)) > 1 and pipelined:
+            # A pipelined task may follow a task of another group: send runs of one group in
+            # the order they came, so every batch goes out after those it refers to.
+            runs: list[tuple[Any, list[Any]]] = []
+            for key, call in zip(keys, pending, strict=True):
+                if runs and runs[-1][0] == key:
+                    runs[-1][1].append(call)
+                else:
+                    runs.append((key, [call]))
+        else:
+            for key, call in zip(keys, pending, strict=True):
+                groups.setdefault(key, []).append(call)
+            runs = list(groups.items())
+        followers = _followers(pending) if pipelined else None
+        for res_key, calls in runs:
             size = self.executor.batch_size or max(
                 1, min(MAX_BATCH, math.ceil(len(calls) / (BATCHES_PER_THREAD * self.threads)))
             )
-            for start in range(0, len(calls), size):
-                self._send(calls[start : start + size], dict(res_key) or None, Ref)
+            if followers is None:
+                for start in range(0, len(calls), size):
+                    self._send(calls[start : start + size], dict(res_key) or None, Ref)
+                continue
+            # A pipelined task joins the batch of the task it follows only as the next link of
+            # a chain: the tasks fanning out of one task go in other batches, run side by side.
+            chunk: list[Any] = []
+            in_chunk: set[int] = set()
+            for call in calls:
+                if chunk and (
+                    len(chunk) >= size or any(id(f) in in_chunk and followers[id(f)] > 1 for f in _pending_of(call))
+                ):
+                    self._send(chunk, dict(res_key) or None, Ref)
+                    chunk, in_chunk = [], set()
+                chunk.append(call)
+                in_chunk.add(id(call[3]))
+            if chunk:
+                self._send(chunk, dict(res_key) or None, Ref)
 
     def _send(self, calls: list[Any], resources: dict[str, float] | None, ref_type: type) -> None:
         from plait_dask.worker import batch_records, run_batch
 
+        first = _task_of(calls[0])
+        label = getattr(first, "slug", None) or getattr(first, "name", None) or "batch"
+        key = f"{self.prefix}-{label}-{next(self.counter)}"
+        for j, call in enumerate(calls):
+            call[3].batch, call[3].index = key, j
+        local = False
+        if any(_has_pending(call) for call in calls):
+            calls, local = [(fn, _placed(args, key), _placed(kwargs, key), f) for fn, args, kwargs, f in calls], True
         deps: dict[str, Any] = {}
         for _fn, args, kwargs, _f in calls:
             _collect_refs(args, ref_type, deps, self.batches)
             _collect_refs(kwargs.values(), ref_type, deps, self.batches)
-        first = calls[0][1][0] if calls[0][1] else None
-        label = getattr(first, "slug", None) or getattr(first, "name", None) or "batch"
-        key = f"{self.prefix}-{label}-{next(self.counter)}"
         batch = _Batch(key, [c[3] for c in calls])
         self.batches[key] = batch
-        payload = _dumps([(fn, args, kwargs) for fn, args, kwargs, _f in calls])
+        payload = _dumps_batch([(fn, args, kwargs) for fn, args, kwargs, _f in calls])
         client = self.client
-        batch.future = client.submit(run_batch, payload, deps, key=key, pure=False, resources=resources)
+        batch.future = client.submit(
+            run_batch, payload, deps, local, self.prefix, key=key, pure=False, resources=resources
+        )
         records = client.submit(batch_records, batch.future, key=f"{key}-states", pure=False)
         records.add_done_callback(lambda f, batch=batch: self.arrived.put((batch, f)))
 
@@ -426,6 +487,12 @@ class _Run:
         # Complete each task run's future with its state changes.
         from plait_dask.worker import Ref
 
+        secrets = getattr(records, "secrets", None)
+        if secrets:  # before anyone in the driver sees these states (or logs them)
+            from plait.secrets import register_secret
+
+            for value in secrets:
+                register_secret(value)
         if exc is not None:
             for f in batch.futures:
                 f._set(None, exc)
@@ -521,18 +588,90 @@ def task_resources(task: Task) -> dict[str, float] | None:
 
 def _collect_refs(items: Any, ref_type: type, deps: dict[str, Any], batches: dict[str, _Batch]) -> None:
     for v in items:
-        if type(v) is ref_type:
-            if v.key not in deps:
+        if isinstance(v, ref_type):  # Ref, or StateRef
+            if v.key is not None and v.key not in deps:
                 deps[v.key] = batches[v.key].future
         elif type(v) in (list, tuple):
             for w in v:
-                if type(w) is ref_type:
-                    if w.key not in deps:
+                if isinstance(w, ref_type):
+                    if w.key is not None and w.key not in deps:
                         deps[w.key] = batches[w.key].future
                 elif type(w) in (list, tuple, dict):
                     _collect_refs(w.values() if type(w) is dict else w, ref_type, deps, batches)
         elif type(v) is dict:
             _collect_refs(v.values(), ref_type, deps, batches)
+
+
+def _has_pending(call: tuple[Any, ...]) -> bool:
+    """Whether a call holds ``_Pending`` handles, among its arguments or in a list or dict there.
+
+    The runner puts them in two places only: the values of the keyword arguments, and the list
+    of upstream states of ``run_task_after``.
+    """
+    return any(type(v) is _Pending or _holds_pending(v) for v in call[1]) or _holds_pending(call[2])
+
+
+def _task_of(call: tuple[Any, ...]) -> Task | None:
+    """The task a buffered call runs: the first argument (``run_task_recorded``), or the second
+    (``run_task_after``, whose first is the list of upstream states)."""
+    for arg in call[1][:2]:
+        if isinstance(arg, Task):
+            return arg
+    return None
+
+
+def _pending_of(call: tuple[Any, ...]) -> set[_TaskRunFuture]:
+    """The task runs a call follows (its ``_Pending`` handles' futures)."""
+    found = set()
+    for v in (*call[1], *call[2].values()):
+        if type(v) is _Pending:
+            found.add(v.future)
+        elif type(v) is list or type(v) is dict:
+            for w in v.values() if type(v) is dict else v:
+                if type(w) is _Pending:
+                    found.add(w.future)
+    return found
+
+
+def _followers(calls: list[tuple[Any, ...]]) -> dict[int, int]:
+    """For each task run (by ``id`` of its future), how many of ``calls`` follow it."""
+    counts: dict[int, int] = {}
+    for call in calls:
+        for f in _pending_of(call):
+            counts[id(f)] = counts.get(id(f), 0) + 1
+    return counts
+
+
+def _holds_pending(obj: Any) -> bool:
+    kind = type(obj)
+    if kind is dict:
+        return any(type(v) is _Pending for v in obj.values())
+    return kind is list and any(type(v) is _Pending for v in obj)
+
+
+def _placed(obj: Any, key: str) -> Any:
+    """``obj`` (arguments of a call in batch ``key``) with each ``_Pending`` made a ``Ref``/``StateRef``.
+
+    Its task run went out in an earlier batch, or earlier in this one (key ``None``: the worker
+    takes it from the calls before). Only the containers holding one are copied.
+    """
+    from plait_dask.worker import Ref, StateRef
+
+    kind = type(obj)
+    if kind is _Pending:
+        f = obj.future
+        if f.batch is None:
+            raise DaskExecutorError("DaskExecutor: a task was pipelined after a task run that was never sent")
+        return (StateRef if obj.state else Ref)(None if f.batch == key else f.batch, f.index)
+    if kind is tuple:
+        if not any(type(v) is _Pending or _holds_pending(v) for v in obj):
+            return obj
+        return tuple(_placed(v, key) for v in obj)
+    if kind is list and _holds_pending(obj):
+        return [_placed(v, key) for v in obj]
+    if kind is dict and _holds_pending(obj):
+        return {k: _placed(v, key) for k, v in obj.items()}
+    return obj
 
 
 def _refused(address: str) -> str | None:
@@ -612,6 +751,28 @@ def _register_flow_modules() -> None:
 
 def _by_value(module: str | None) -> bool:
     return module is not None and (module == "__main__" or module.startswith("plait_flow_"))
+
+
+def _dumps_batch(calls: list[tuple[Any, Any, Any]]) -> bytes:
+    """``_dumps(calls)``; a call that cannot be pickled is replaced by one that fails with the reason.
+
+    One task run that does not pickle (a lock, a socket in its inputs) must fail alone, not
+    stop the batch (or ``flow.run()``); the others keep their places in the batch.
+    """
+    try:
+        return _dumps(calls)
+    except Exception:
+        from plait_dask.worker import unpicklable
+
+        fixed = []
+        for call in calls:
+            try:
+                _dumps(call)
+            except Exception as exc:
+                reason = f"it cannot be pickled to send it to the Dask cluster: {type(exc).__name__}: {exc}"
+                call = (unpicklable, (reason,), {})
+            fixed.append(call)
+        return _dumps(fixed)
 
 
 def _dumps(obj: Any) -> bytes:

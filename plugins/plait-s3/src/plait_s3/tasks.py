@@ -172,15 +172,20 @@ class S3Download(_S3Task):
         conn = self._connection()
         try:
             if path is None:
-                buffer = io.BytesIO()
-                conn.client.download_fileobj(bucket, key, buffer, Config=conn.transfer_config)
-                return buffer.getvalue()
+                data = _get_small(conn, bucket, key)
+                if data is None:
+                    buffer = io.BytesIO()
+                    conn.client.download_fileobj(bucket, key, buffer, Config=conn.transfer_config)
+                    data = buffer.getvalue()
+                return data
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-            os.close(fd)
             try:
-                conn.client.download_file(bucket, key, tmp, Config=conn.transfer_config)
+                with os.fdopen(fd, "wb") as out:
+                    small = _get_small(conn, bucket, key, out)
+                if small is None:
+                    conn.client.download_file(bucket, key, tmp, Config=conn.transfer_config)
                 os.replace(tmp, target)
             finally:
                 if os.path.exists(tmp):
@@ -368,6 +373,28 @@ class S3Copy(_S3Task):
                 error = translate(exc, action, bucket, None, conn)
             raise error from exc
         return f"s3://{bucket}/{key}"
+
+
+def _get_small(conn: S3Connection, bucket: str, key: str, out: Any = None) -> bytes | None:
+    """The object in one GET when it is below the multipart threshold; ``None`` when it is not.
+
+    Small objects (the common case) cost one request. boto3's transfer manager would first ask
+    for the size (a HEAD) and then GET it, twice the requests. A larger object is left for the
+    transfer manager, which fetches its parts side by side; this GET's body is closed unread.
+    With ``out`` the bytes are written there (and ``b""`` returned) instead of kept in memory.
+    """
+    response = conn.client.get_object(Bucket=bucket, Key=key)
+    body = response["Body"]
+    length = response.get("ContentLength")
+    if length is None or length >= conn.transfer_config.multipart_threshold:
+        body.close()
+        return None
+    with body:
+        if out is None:
+            return body.read()
+        for chunk in body.iter_chunks(1024 * 1024):
+            out.write(chunk)
+    return b""
 
 
 def _delete_failure(errors: list[dict[str, Any]], batch: int) -> Exception:

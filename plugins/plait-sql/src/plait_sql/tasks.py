@@ -491,19 +491,23 @@ def _batches(rows: Any, size: int, owner: str, keys_must_match: bool):
         batch = list(itertools.islice(iterator, size))
         if not batch:
             return
+        if keys_must_match and keys is None:
+            first = batch[0]
+            if not isinstance(first, Mapping):
+                raise SQLConfigError(f"{owner}: row 0 is a {type(first).__name__}, not a dict: {first!r}")
+            keys = set(first)
+            if not keys:
+                raise SQLConfigError(f"{owner}: row 0 is an empty dict; give each row its columns")
+        # Checked row by row (a bad row names its index), with what costs least per row: a
+        # type test before isinstance, and a keys view compared to a set without a new set.
         for i, row in enumerate(batch, index):
-            if not isinstance(row, Mapping):
+            if type(row) is not dict and not isinstance(row, Mapping):
                 raise SQLConfigError(f"{owner}: row {i} is a {type(row).__name__}, not a dict: {row!r}")
-            if keys_must_match:
-                if keys is None:
-                    keys = set(row)
-                    if not keys:
-                        raise SQLConfigError(f"{owner}: row 0 is an empty dict; give each row its columns")
-                elif set(row) != keys:
-                    raise SQLConfigError(
-                        f"{owner}: row {i} has columns {sorted(row)} but row 0 has {sorted(keys)}; "
-                        "give every row the same keys (use None for missing values)"
-                    )
+            if keys is not None and row.keys() != keys:
+                raise SQLConfigError(
+                    f"{owner}: row {i} has columns {sorted(row)} but row 0 has {sorted(keys)}; "
+                    "give every row the same keys (use None for missing values)"
+                )
         index += len(batch)
         yield batch
 

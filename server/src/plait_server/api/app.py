@@ -132,8 +132,14 @@ def create_app(store: Store, settings: ServerSettings, services: Services | None
             return JSONResponse({"status": "unavailable", "database": "not answering"}, status_code=503)
         return JSONResponse({"status": "ok", "version": __version__, "database": store.engine.dialect.name})
 
+    from plait_server.ui import WebUI
+
+    # The web UI at / (its writes execute this schema's mutations with the signed-in key).
+    ui = WebUI(store, schema)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ui.start()
         if services is not None:
             services.start()
         try:
@@ -141,6 +147,7 @@ def create_app(store: Store, settings: ServerSettings, services: Services | None
         finally:
             if services is not None:
                 await anyio.to_thread.run_sync(services.stop)
+            ui.stop()
             store.dispose()
 
     middleware = []
@@ -153,11 +160,17 @@ def create_app(store: Store, settings: ServerSettings, services: Services | None
                 allow_headers=["Authorization", "Content-Type"],
             )
         )
-    return Starlette(
-        routes=[Route("/graphql", graphql, methods=["GET", "POST"]), Route("/health", health, methods=["GET"])],
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/health", health, methods=["GET"]),
+            *ui.routes(),
+        ],
         middleware=middleware,
         lifespan=lifespan,
     )
+    app.state.ui = ui
+    return app
 
 
 def _bearer(header: str | None) -> str | None:

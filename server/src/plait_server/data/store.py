@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from plait_server.data.keys import ApiKeys
     from plait_server.data.logs import Logs
     from plait_server.data.runs import FlowRuns, TaskRuns
+    from plait_server.data.summaries import Summaries
 
 __all__ = ["Store"]
 
@@ -72,6 +73,7 @@ class Store:
         from plait_server.data.keys import ApiKeys
         from plait_server.data.logs import Logs
         from plait_server.data.runs import FlowRuns, TaskRuns
+        from plait_server.data.summaries import Summaries
 
         self.engine = engine
         self.sqlite = is_sqlite(engine)
@@ -89,6 +91,8 @@ class Store:
         self.attempts: Attempts = Attempts(self)
         self.concurrency: ConcurrencyLimits = ConcurrencyLimits(self)
         self.events: ServerEvents = ServerEvents(self)
+        #: Read-only summaries for the web UI (runs per hour, Gantt groups, live changes).
+        self.summaries: Summaries = Summaries(self)
 
     # -- transactions ---------------------------------------------------------------------------
 
