@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 
@@ -21,9 +22,10 @@ import pytest
 
 pytest.importorskip("plait_server", reason="the Docker agent's tests need plait-server (a real server)")
 
-from plait_server.testing import AgentProcess, ServerProcess, wait_until
+from plait_server.testing import AgentProcess, ServerProcess, run_processes, wait_until
 
 from plait.client import Client
+from plait.errors import ServerError
 
 FINISHED = {"SUCCESS", "FAILED", "CANCELLED"}
 
@@ -83,8 +85,10 @@ def label():
 def docker_agents(server, podman_service, docker_host, plait_image, tmp_path, label):
     """``docker_agents(*options, image=True)`` starts ``plait agent start --type docker`` with the
     test's label, host networking and the test's folder mounted; at the end every agent is
-    stopped and no container of theirs may be left (``podman ps -a`` by the agent's label)."""
+    stopped, and no container (``podman ps -a``: the agents' by their label, and any other the
+    test made) nor ``plait execute flow-run`` process of theirs may be left."""
     started: list[AgentProcess] = []
+    before = {row["Id"] for row in all_containers(podman_service)}
 
     def make(*options: str, image: bool = True, cancel_grace: float = 30.0, env: dict | None = None) -> AgentProcess:
         args = ["--network", "host", "--volume", f"{tmp_path}:{tmp_path}:ro", *options]
@@ -114,6 +118,15 @@ def docker_agents(server, podman_service, docker_host, plait_image, tmp_path, la
         for row in left:
             podman_service.cli("rm", "-f", row["Id"], check=False)
         pytest.fail(f"containers left behind: {[row['Names'] for row in left]}")
+    others = [row for row in all_containers(podman_service) if row["Id"] not in before]
+    assert not others, f"containers left behind: {[row['Names'] for row in others]}"
+    assert not run_processes(agents=set(names)), "flow-run processes left behind"
+    assert all(agent.process is None for agent in started)
+
+
+def all_containers(podman) -> list[dict]:
+    """Every container of the Podman service (``podman ps -a``)."""
+    return json.loads(podman.cli("ps", "-a", "--format", "json").stdout or "[]")
 
 
 def containers(podman, agents: list[str] | None = None, flow_run: str | None = None) -> list[dict]:
@@ -195,7 +208,8 @@ def test_a_run_executes_in_a_container_and_reports_its_states_and_logs(
     assert env["PLAIT__SERVER__URL"] == server.url and env["PLAIT_FLOW_RUN_ID"] == run.id
     assert token != server.admin_key  # a run-scoped key, not the agent's
     assert token not in json.dumps(labels)
-    assert details["Config"]["Cmd"][-3:] == ["execute", "flow-run", run.id]
+    assert details["Config"]["Cmd"] == ["plait", "execute", "flow-run", run.id]  # no key on the command line
+    assert token not in json.dumps(details["Config"]["Cmd"]) + json.dumps(details.get("Args") or [])
     assert details["HostConfig"]["AutoRemove"] is True
 
     gate.touch()
@@ -211,6 +225,10 @@ def test_a_run_executes_in_a_container_and_reports_its_states_and_logs(
     log = agent.log.read_text()
     assert token not in log  # the container's output reaches the agent's log, never its key
     assert "inside a container: True" in log
+    assert token not in server.log.read_text()
+    with Client(server.url, token, retries=0) as leaked, pytest.raises(ServerError) as refused:
+        leaked.flow_run(run.id)  # what `podman inspect` showed is dead now
+    assert refused.value.code == "UNAUTHENTICATED"
 
 
 @pytest.mark.parametrize("how", ["kill", "rm -f"])
@@ -252,6 +270,40 @@ def test_a_container_killed_from_outside_is_recovered_like_any_crashed_run(
     assert rescheduled and "killed by signal 9" in rescheduled[0], states
 
 
+def test_a_container_killed_with_its_agent_is_recovered_by_the_server_s_watchdog(
+    server, podman_service, docker_agents, tmp_path, label
+):
+    """Nobody reports the exit: the agent was killed first. The run's heartbeats stop, the
+    server's watchdog (Lazarus; 1 s heartbeats here, dead after 3) reschedules it, and another
+    agent runs it in a new container."""
+    from plait_server.testing import kill_group
+
+    client = server.client()
+    path, name = flow_file(tmp_path)
+    flow = register(client, path, name, label)
+    gate = tmp_path / "gate"
+    run = client.create_flow_run(flow_id=flow.id, parameters={"gate_file": str(gate)})
+    first_agent = docker_agents()
+    first = running_container(podman_service, run.id)
+    wait_until(lambda: client.flow_run(run.id).state == "Running", timeout=60, what="the run to be Running")
+
+    kill_group(first_agent.process)  # kill -9: the agent cannot see or report anything any more
+    first_agent.process = None
+    podman_service.cli("kill", first["Id"])
+
+    wait_until(
+        lambda: client.flow_run(run.id).state == "Scheduled", timeout=60, interval=0.1, what="Lazarus to reschedule"
+    )
+    gate.touch()
+    docker_agents()
+    done = wait_finished(client, run.id)
+    assert done.state == "Success"
+    states = history(server, run.id)
+    rescheduled = [message for state, message in states if state == "Scheduled"][1:]
+    assert rescheduled and "no heartbeat for 3s" in rescheduled[0], states
+    assert [c for c in containers(podman_service, flow_run=run.id) if c["Id"] == first["Id"]] == []
+
+
 def test_a_cancelled_run_s_container_is_killed_and_removed(server, podman_service, docker_agents, tmp_path, label):
     client = server.client()
     path, name = flow_file(tmp_path)
@@ -289,28 +341,40 @@ def test_a_stopped_agent_leaves_its_runs_going_and_their_containers_go_when_they
     wait_until(lambda: not containers(podman_service, flow_run=run.id), timeout=60, what="the container to go")
 
 
-def test_the_flow_names_its_image_and_a_run_without_one_fails_saying_why(
+def test_the_flow_s_image_wins_and_a_missing_image_fails_the_run_saying_why(
     server, podman_service, docker_agents, plait_image, tmp_path, label
 ):
     client = server.client()
-    with_image, name = flow_file(
-        tmp_path, f", run_config={{'docker': {{'image': {plait_image!r}, 'env': {{'STAGE': 'test'}}}}}}"
-    )
-    flow = register(client, with_image, name, label)
+    own = f"localhost/plait-test/flow-image-{uuid.uuid4().hex[:6]}:1"
+    podman_service.cli("tag", plait_image, own)  # the same content under the flow's own name
+    missing = "localhost/plait-test/not-built:1"
+    named, name = flow_file(tmp_path, f", run_config={{'docker': {{'image': {own!r}, 'env': {{'STAGE': 'test'}}}}}}")
+    flow = register(client, named, name, label)
     answer = server.graphql("query($id: ID!) { flow(id: $id) { run_config } }", {"id": flow.id})
-    assert answer["data"]["flow"]["run_config"] == {"docker": {"image": plait_image, "env": {"STAGE": "test"}}}
-    without, other = flow_file(tmp_path)
-    bare = register(client, without, other, label)
-    named = client.create_flow_run(flow_id=flow.id)
-    unnamed = client.create_flow_run(flow_id=bare.id)
-    docker_agents(image=False)  # an agent without --image
+    assert answer["data"]["flow"]["run_config"] == {"docker": {"image": own, "env": {"STAGE": "test"}}}
+    other_path, other = flow_file(tmp_path, f", run_config={{'docker': {{'image': {missing!r}}}}}")
+    broken = register(client, other_path, other, label)
+    gate = tmp_path / "gate"
+    run = client.create_flow_run(flow_id=flow.id, parameters={"gate_file": str(gate)})
+    doomed = client.create_flow_run(flow_id=broken.id)
+    docker_agents("--pull", "never")  # the agent's own image is plait_image
 
-    assert wait_finished(client, named.id).state == "Success"
-    failed = wait_finished(client, unnamed.id)
-    assert failed.state == "Failed"
-    assert f"Flow {other!r} names no image" in (failed.state_message or "")
-    assert any("names no image" in m for m in log_messages(client, unnamed.id))
-    assert not containers(podman_service, flow_run=unnamed.id)
+    container = running_container(podman_service, run.id)
+    details = json.loads(podman_service.cli("inspect", container["Id"]).stdout)[0]
+    assert details["Config"]["Image"] == own
+    assert "STAGE=test" in details["Config"]["Env"]
+    gate.touch()
+    assert wait_finished(client, run.id).state == "Success"
+
+    failed = wait_finished(client, doomed.id)
+    assert failed.state == "Failed"  # at once: no attempt could do better than this one
+    assert f"image {missing!r} is not on the engine" in (failed.state_message or "")
+    assert "pull policy is never" in (failed.state_message or "")
+    assert [s for s, _ in history(server, doomed.id)].count("Scheduled") == 1  # never rescheduled
+    assert any("is not on the engine" in m for m in log_messages(client, doomed.id))
+    assert not containers(podman_service, flow_run=doomed.id)
+    wait_until(lambda: not containers(podman_service, flow_run=run.id), timeout=60, what="the container to go")
+    podman_service.cli("rmi", own)
 
 
 def test_registration_refuses_a_run_config_the_docker_agent_would_refuse(tmp_path, server):
@@ -375,6 +439,7 @@ def test_a_bad_agent_setting_stops_the_agent_at_once_with_the_reason(server, doc
     }
     plait = str(Path(sys.executable).with_name("plait"))
     cases = [
+        ([], "Docker agent: no image. Give the image of flow runs whose flow names none"),
         (["--image", "localhost/plait-test/nothing:1", "--pull", "never"], "is not on the engine"),
         (["--volume", "relative-only"], "must be 'host:container'"),
         (["--env", "NOT_SET_ANYWHERE_42"], "NOT_SET_ANYWHERE_42 is not set in the agent's environment"),
@@ -478,3 +543,135 @@ def _boto(env: dict[str, str]) -> dict[str, str]:
         "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
         "region_name": env["AWS_DEFAULT_REGION"],
     }
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("imgae = 'app:1'", r"\[plugins.docker.agent\] has no setting 'imgae'; did you mean 'image'\?"),
+        (
+            "pull = 'sometimes'",
+            r"plugins.docker.agent.pull = 'sometimes' is not one of missing, always, never \(from .*config.toml\)",
+        ),
+        ("cpus = 0", r"plugins.docker.agent.cpus = 0 must be more than 0"),
+        ("volumes = 'data:/data'", r"plugins.docker.agent.volumes = 'data:/data' must be a list"),
+        ("volumes = ['data']", r"must be 'host:container"),
+        ("mem_limit = 'lots'", r"mem_limit"),
+        ("env = ['NOT A NAME']", r"'NOT A NAME' is not an environment variable name"),
+    ],
+)
+def test_bad_agent_settings_in_the_config_name_the_key_and_the_fix(plait_config, docker_host, toml, message):
+    from plait_docker.agent import DockerAgent
+
+    from plait.agents import AgentError
+
+    plait_config(f"[plugins.docker.agent]\nimage = 'localhost/plait-test/app:1'\n{toml}\n", DOCKER_HOST=docker_host)
+    with pytest.raises(AgentError, match=message):
+        DockerAgent(Client("http://127.0.0.1:9", "unused"))
+
+
+def test_agent_settings_come_from_the_config_and_options_win(plait_config, docker_host, plait_image):
+    from plait_docker.agent import DockerAgent
+
+    plait_config(
+        "[plugins.docker.agent]\n"
+        f"image = '{plait_image}'\n"
+        "network = 'none'\npull = 'never'\ncpus = 1.5\nmem_limit = '512m'\n"
+        "volumes = ['/srv/flows:/srv/flows:ro']\nenv = ['STAGE=prod']\nlabels = { team = 'data' }\n",
+        DOCKER_HOST=docker_host,
+    )
+    agent = DockerAgent(Client("http://127.0.0.1:9", "unused"), network="host")
+    assert (agent.image, agent.network, agent.pull, agent.cpus) == (plait_image, "host", "never", 1.5)
+    assert agent.volumes == ["/srv/flows:/srv/flows:ro"] and agent.env == {"STAGE": "prod"}
+    assert agent.labels == {"team": "data"}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"imgae": "app:1"}, r"has no setting 'imgae'; did you mean 'image'\?"),
+        ({"image": "app 1"}, r"image must be an image name or id"),
+        ({"env": ["STAGE=prod"]}, r"env must be a table of NAME -> text"),
+        ({"env": {"DB_PASSWORD": "hunter2"}}, r"env DB_PASSWORD looks like a secret.*--env DB_PASSWORD"),
+        ({"env": {"PLAIT__SERVER__API_KEY": "x"}}, r"env PLAIT__SERVER__API_KEY is the agent's to set"),
+        ({"env": {"STAGE": ["a"]}}, r"env STAGE must be text or a number"),
+        ("app:1", r"must be a table such as"),
+    ],
+)
+def test_a_flow_s_docker_run_config_is_checked(table, message):
+    from plait_docker.agent import DockerAgent
+
+    from plait.agents import AgentError, check_run_config
+
+    with pytest.raises(AgentError, match=message) as raised:
+        DockerAgent.check_run_config(table)
+    assert "hunter2" not in str(raised.value)
+    if isinstance(table, dict):
+        with pytest.raises(AgentError, match=message):
+            check_run_config({"docker": table})  # what plait register calls
+    DockerAgent.check_run_config({"image": "registry.example.com/etl:3", "env": {"STAGE": "prod", "WORKERS": 4}})
+
+
+# --- ContainerHandle on its own, against the real engine -----------------------------------------
+
+
+def _create(engine, image: str, command: list[str], release: threading.Event | None = None, made=None):
+    """A ``create()`` for ``ContainerHandle.launch``: makes the container (after ``release``)."""
+
+    def create() -> str:
+        if release is not None:
+            assert release.wait(60)
+        container_id = engine.create_container(
+            image,
+            command,
+            labels={"plait.managed": "test"},
+            host_config=engine.create_host_config(network_mode="none", auto_remove=True),
+        )["Id"]
+        if made is not None:
+            made.append(container_id)
+        return container_id
+
+    return create
+
+
+def test_a_container_handle_reports_the_exit_code_and_the_output(engine, busybox_image, no_containers_left):
+    import io
+
+    from plait_docker.agent import ContainerHandle
+
+    sink = io.StringIO()
+    handle = ContainerHandle(engine, "exit-3", "podman", "run-1", sink=sink)
+    handle.launch(_create(engine, busybox_image, ["sh", "-c", "echo one; echo two >&2; exit 3"]))
+    assert wait_until(lambda: handle.poll() is not None, timeout=60, what="the exit") is True
+    assert handle.poll() == 3
+    wait_until(lambda: "two" in sink.getvalue(), timeout=30, what="the output")
+    assert sink.getvalue().splitlines()[:2] == ["one", "two"]
+    wait_until(lambda: not engine.containers(all=True, filters={"id": handle.id}), timeout=60, what="auto-removal")
+
+
+def test_a_container_killed_while_it_is_being_created_is_never_started(engine, busybox_image, no_containers_left):
+    from plait_docker.agent import ContainerHandle
+
+    release = threading.Event()
+    made: list[str] = []
+    handle = ContainerHandle(engine, "slow-create", "podman", "run-2")
+    handle.launch(_create(engine, busybox_image, ["sleep", "60"], release, made))
+    assert handle.poll() is None  # still being created: the agent goes on meanwhile
+    handle.kill()  # a cancellation, or the server gave the run to a new attempt
+    release.set()
+    wait_until(lambda: handle.poll() is not None, timeout=60, what="the handle to end")
+    assert handle.poll() == -9
+    assert made and engine.containers(all=True, filters={"id": made[0]}) == []
+
+
+def test_a_container_that_cannot_start_ends_its_handle_with_127_and_says_why(engine, no_containers_left):
+    from plait_docker.agent import ContainerHandle
+    from plait_docker.errors import DockerError
+
+    errors: list[BaseException] = []
+    handle = ContainerHandle(engine, "no-image", "podman", "run-3")
+    handle.launch(_create(engine, "localhost/plait-test/not-built:1", ["true"]), on_failure=errors.append)
+    wait_until(lambda: handle.poll() is not None, timeout=60, what="the handle to end")
+    assert handle.poll() == 127
+    assert len(errors) == 1 and isinstance(errors[0], DockerError)
+    assert "not-built" in str(errors[0])

@@ -12,7 +12,10 @@ claimed run as ``plait execute flow-run ID`` in a new container:
   a module baked into the image (``plait register --storage module:pkg.flows``), or a storage
   kind that fetches it (``s3://`` with plait-s3 in the image);
 - **the environment** has the server's URL and the run's run-scoped key (plus ``--env``
-  values and the flow's ``env``); the key is never logged and never in a label;
+  values and the flow's ``env``). The key is never on the command line, in a label or in a
+  log; it *is* in the container's configuration, so the engine's users can read it with
+  ``docker inspect`` while the run is under way (it can only read and report that run, and
+  the server revokes it when the run stops being under way);
 - **labels** name the run (``plait.flow-run-id``, ``plait.flow``, ``plait.flow-run``,
   ``plait.flow-version``, ``plait.agent``);
 - the container is created with **auto-remove**: the engine removes it when it ends, whatever
@@ -70,7 +73,7 @@ class DockerAgent(Agent):
     Args:
         client: the server's API client (a key with scope ``run``).
         settings: the agent's ``AgentSettings`` (name, labels, max_runs, poll_interval, cancel_grace).
-        image: the image of runs whose flow names none.
+        image: the image of runs whose flow names none (required: here or in the config).
         volumes: ``"HOST:CONTAINER[:ro]"`` mounts of every run's container.
         env: ``"NAME=VALUE"`` (or ``"NAME"``: its value in the agent's environment) for every
             run's container.
@@ -92,7 +95,7 @@ class DockerAgent(Agent):
             click.Option(
                 ["--image"],
                 help="The image of runs whose flow names none (Flow(run_config={'docker': {'image': ...}})); "
-                "it needs Python and Plait",
+                "it needs Python and Plait. Required (or [plugins.docker.agent] image)",
             ),
             click.Option(
                 ["--volume", "volumes"],
@@ -151,6 +154,12 @@ class DockerAgent(Agent):
             self.cpus = _check_cpus(conf.get("cpus"), owner)
             self.user = conf.get("user")
             self.labels = dict(conf.get("labels") or {})
+            if self.image is None:
+                raise DockerConfigError(
+                    f"{owner}: no image. Give the image of flow runs whose flow names none: "
+                    'plait agent start --type docker --image IMAGE, or [plugins.docker.agent] image = "IMAGE" '
+                    "(a flow's Flow(run_config={'docker': {'image': ...}}) wins over it); it needs Python and Plait"
+                )
             self.docker_settings = effective_settings(as_settings(docker, owner))
             conn = connection(self.docker_settings)
         except DockerConfigError as exc:
@@ -178,7 +187,7 @@ class DockerAgent(Agent):
             self._fail_run(run, str(exc))
             raise
         handle = ContainerHandle(self.api, spec["name"], self.where, run.flow_run.id)
-        handle.launch(lambda: self._create(spec)["Id"], on_failure=lambda message: self._not_started(run, message))
+        handle.launch(lambda: self._create(spec)["Id"], on_failure=lambda error: self._not_started(run, error))
         logger.info(
             "Agent %r: starting flow run %s in container %s (image %s)",
             self.name,
@@ -195,13 +204,7 @@ class DockerAgent(Agent):
         flow_name = (run.flow_run.flow_name or "").strip()
         table = dict((run.run_config or {}).get("docker") or {})
         config = _run_config(table, f"flow {flow_name!r}: run_config['docker']")
-        image = config.get("image") or self.image
-        if not image:
-            raise AgentError(
-                f"Flow {flow_name!r} names no image (Flow(run_config={{'docker': {{'image': ...}}}})) and the Docker "
-                f"agent {self.name!r} has none (plait agent start --type docker --image IMAGE, or "
-                "[plugins.docker.agent] image)"
-            )
+        image = config.get("image") or self.image  # the agent always has one (checked at its start)
         environment = {**self.env, **config.get("env", {})}
         environment.update(self.environment(run))  # last: the run's own, which nobody overrides
         environment["PLAIT__SERVER__URL"] = self.server_url
@@ -245,10 +248,19 @@ class DockerAgent(Agent):
             "stdin_open": False,
         }
 
-    def _not_started(self, run: ClaimedRun, message: str) -> None:
-        """The run's container could not be created or started (called from its launch thread)."""
-        message = self._scrub(message, run)
+    def _not_started(self, run: ClaimedRun, error: BaseException) -> None:
+        """The run's container could not be created or started (called from its launch thread).
+
+        An image that is not on the engine while the agent may not pull fails the run now,
+        saying why (no attempt would do better); anything else (the engine away, a failed pull)
+        is a crash like any other: the exit code 127 is reported and the server reschedules
+        the run, or fails it after ``max_reschedules``; the reason is in the run's log.
+        """
+        message = self._scrub(str(error), run)
         logger.error("Agent %r: could not start flow run %s: %s", self.name, run.flow_run.id, message)
+        if isinstance(error, _ImageMissing):
+            self._fail_run(run, message)
+            return
         self._log_to_run(run, f"The Docker agent {self.name!r} could not start the run's container: {message}")
 
     def _create(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +276,7 @@ class DockerAgent(Agent):
             return self.api.create_container(**spec)
         except ImageNotFound:
             if self.pull == "never":
-                raise DockerEngineError(
+                raise _ImageMissing(
                     f"{owner}: image {image!r} is not on the engine at {self.where} (and the agent's pull policy "
                     "is never): build or pull it there"
                 ) from None
@@ -289,8 +301,6 @@ class DockerAgent(Agent):
             self.api.ping()
         except Exception as exc:
             raise AgentError(f"{owner}: {unreachable_message(self.where, exc)}") from None
-        if self.image is None:
-            return
         try:
             self.api.inspect_image(self.image)
         except ImageNotFound:
@@ -346,6 +356,10 @@ class DockerAgent(Agent):
         from plait.secrets import mask
 
         return mask(text.replace(run.token, _MASK)) if run.token else mask(text)
+
+
+class _ImageMissing(DockerEngineError):
+    """The run's image is not on the engine and the agent may not pull it: the run fails."""
 
 
 class ContainerHandle:
@@ -416,7 +430,7 @@ class ContainerHandle:
 
     def launch(self, create: Any, on_failure: Any = None) -> None:
         """Create (``create()`` returns the container's id), watch and start the container on a
-        daemon thread; ``on_failure(message)`` is called when that fails."""
+        daemon thread; ``on_failure(error)`` is called when that fails (a ``DockerError``)."""
         threading.Thread(
             target=self._launch, args=(create, on_failure), name=f"plait-docker-start-{self.name}", daemon=True
         ).start()
@@ -448,7 +462,7 @@ class ContainerHandle:
                 error = engine_error("Docker agent", f"start container {self.name}", self.where, exc)
             if on_failure is not None:
                 try:
-                    on_failure(str(error))
+                    on_failure(error)
                 except Exception:  # reporting is best effort; the exit code says it all
                     pass
             self._finish(127)
@@ -559,6 +573,7 @@ def _run_config(table: Any, where: str) -> dict[str, Any]:
     """A flow's ``run_config["docker"]`` table, checked: ``{"image": str, "env": {NAME: str}}``."""
     import difflib
 
+    from plait.secrets import is_secret_key
     from plait_docker.tasks import _check_image
 
     if not isinstance(table, dict):
@@ -583,6 +598,12 @@ def _run_config(table: Any, where: str) -> dict[str, Any]:
             _check_env_name(name, where)
             if name.startswith("PLAIT__SERVER__") or name in ("PLAIT_FLOW_RUN_ID", "PLAIT_AGENT_NAME"):
                 raise AgentError(f"{where}: env {name} is the agent's to set (the server and the run's key)")
+            if is_secret_key(name):
+                raise AgentError(
+                    f"{where}: env {name} looks like a secret, and a run_config is stored by the server with "
+                    f"the flow: give it to the agent instead (plait agent start --type docker --env {name}, its "
+                    "value from the agent's environment) or read it in the task with plait.secrets.Secret"
+                )
             if not isinstance(value, (str, int, float, bool)):
                 raise AgentError(f"{where}: env {name} must be text or a number, got {type(value).__name__}")
             out["env"][name] = str(value)
