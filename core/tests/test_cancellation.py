@@ -69,6 +69,7 @@ INTERRUPTED = textwrap.dedent(
 )
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_subprocesses")  # also when pytest runs in the background
 @pytest.mark.parametrize("executor", ["local", "threads"])
 def test_an_interrupted_run_calls_the_cancellers_of_running_tasks(tmp_path, executor):
     """On threads the task's wait is not interrupted by Ctrl-C: only its canceller ends it."""

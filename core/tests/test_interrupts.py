@@ -104,6 +104,7 @@ with Flow("interrupted") as flow:
 """
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_subprocesses")  # also when pytest runs in the background
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("executor", ["threads", "processes"])
 def test_plait_run_stops_at_a_signal_and_leaves_no_process_behind(tmp_path, executor, sig):
@@ -172,6 +173,7 @@ with Flow("python") as flow:
 """
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_subprocesses")  # also when pytest runs in the background
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_plait_run_exits_without_waiting_for_a_python_task_on_a_thread(tmp_path, sig):
     fifo = Announcements(tmp_path / "started")

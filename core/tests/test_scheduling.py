@@ -240,6 +240,7 @@ def read_until(proc, wanted):
     raise AssertionError(f"process ended before {wanted!r}; stdout: {lines}; stderr: {proc.stderr.read()}")
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_subprocesses")  # also when pytest runs in the background
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_a_run_lets_it_finish_then_stops(tmp_path, signum):
     proc = start_script(tmp_path, interval_ms=1)  # without the signal, runs would follow at once
@@ -271,6 +272,7 @@ def test_a_signal_while_waiting_stops_at_once(tmp_path):
     assert proc.returncode == 0
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_subprocesses")  # also when pytest runs in the background
 def test_a_second_sigint_interrupts_the_run_in_progress(tmp_path):
     proc = start_script(tmp_path, interval_ms=1)
     try:

@@ -333,6 +333,20 @@ def test_redact_withholds_credential_keys_and_masks_strings():
         assert is_secret_key(name), name
     for name in ("url", "headers", "region", "key", "bucket", "user", "params"):
         assert not is_secret_key(name), name
+    # names that only contain a credential word: an author, a count of tokens, a tokenizer
+    for name in (
+        "author",
+        "Authors",
+        "authority",
+        "max_tokens",
+        "max_query_tokens",
+        "num_tokens",
+        "n_tokens",
+        "tokenizer",
+    ):
+        assert not is_secret_key(name), name
+    for name in ("basic_auth", "AUTHORIZATION", "refresh_token", "tokens", "github_token", "oauth2"):
+        assert is_secret_key(name), name
     assert redact(("alice", "pw"), key="auth") == WITHHELD
     assert redact(None, key="password") is None and redact("", key="token") == ""
     assert redact({"a": {"token": "t-1", "n": 1}}) == {"a": {"token": WITHHELD, "n": 1}}

@@ -187,6 +187,7 @@ CANCEL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_subprocesses")  # also when pytest runs in the background
 @pytest.mark.parametrize("executor", ["local", "threads"])
 def test_interrupted_flow_run_kills_the_process_group(tmp_path, executor):
     script = tmp_path / "flow.py"

@@ -237,3 +237,25 @@ def test_plait_config_is_read_at_once_with_its_environment(plait_config):
     import os
 
     assert os.environ["PAGER_TOKEN"] == "t0ken"
+
+
+def test_sigint_not_ignored_lets_a_child_see_ctrl_c_when_pytest_runs_in_the_background():
+    import signal
+    import subprocess
+    import sys
+
+    from plait.testing import sigint_not_ignored
+
+    code = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+
+    def child_handles_sigint() -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a job a shell started with `&`
+    try:
+        assert child_handles_sigint() == "False"  # inherited: a Ctrl-C sent to it does nothing
+        with sigint_not_ignored():
+            assert child_handles_sigint() == "True"
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # put back
+    finally:
+        signal.signal(signal.SIGINT, previous)

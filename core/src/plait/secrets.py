@@ -198,21 +198,27 @@ WITHHELD = "****"
 # Key names whose values are credentials, matched anywhere in the name, case-insensitively:
 # "Authorization", "db_password", "X-Api-Key", "access_token", "client_secret", "auth"...
 _SECRET_KEY = re.compile(
-    r"passw|passphrase|pwd|secret|token|api[_-]?key|auth|credential|private[_-]?key|access[_-]?key|"
-    r"signing[_-]?key|cookie",
+    # ``auth`` but not ``author``/``authority`` (``authorization`` is kept); ``token`` but not a
+    # ``tokenizer``.
+    r"passw|passphrase|pwd|secret|token(?!iz)|api[_-]?key|auth(?!or(?!iz))|"
+    r"credential|private[_-]?key|access[_-]?key|signing[_-]?key|cookie",
     re.IGNORECASE,
 )
+# A count of tokens (``max_tokens``, ``max_query_tokens``, ``num_tokens``, ``n_tokens``) names no
+# credential, whatever the rule above says.
+_TOKEN_COUNT = re.compile(r"^(?:max|min|num|n|total)[_-](?:\w+[_-])?tokens?$", re.IGNORECASE)
 
 
 def is_secret_key(name: Any) -> bool:
     """Whether an input, header, option or config key named ``name`` holds a credential.
 
     The rule (documented in docs/reliability.md, "Secrets"): the name contains, in any case,
-    ``passw``, ``passphrase``, ``pwd``, ``secret``, ``token``, ``api_key``/``apikey``/``api-key``,
-    ``auth`` (``Authorization``, ``auth``, ``oauth``), ``credential``, ``private_key``,
-    ``access_key``, ``signing_key`` or ``cookie``.
+    ``passw``, ``passphrase``, ``pwd``, ``secret``, ``token`` (not a count of tokens such as
+    ``max_tokens`` or ``num_tokens``, nor ``tokenizer``), ``api_key``/``apikey``/``api-key``,
+    ``auth`` (``Authorization``, ``auth``, ``oauth``; not ``author`` or ``authority``),
+    ``credential``, ``private_key``, ``access_key``, ``signing_key`` or ``cookie``.
     """
-    return isinstance(name, str) and _SECRET_KEY.search(name) is not None
+    return isinstance(name, str) and _SECRET_KEY.search(name) is not None and not _TOKEN_COUNT.match(name)
 
 
 def redact(value: Any, key: Any = None, secret_keys: Iterable[str] = ()) -> Any:

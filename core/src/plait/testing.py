@@ -17,7 +17,9 @@ With ``plait`` installed, every pytest session has these fixtures:
 - ``plait_config``: ``plait_config(toml_text, **env)`` makes Plait read that config (and see
   those environment variables) for the rest of the test;
 - ``recording_server`` (a started ``RecordingServer``) and ``refused_url`` (a URL on
-  127.0.0.1 where nothing listens), for plugins that talk HTTP.
+  127.0.0.1 where nothing listens), for plugins that talk HTTP;
+- ``ctrl_c_reaches_subprocesses``: for a test that sends ``SIGINT`` (Ctrl-C) to a process it
+  started (see ``sigint_not_ignored``).
 
 ``run_task(task, inputs=..., upstream_states=...)`` runs one task the way a flow run would and
 returns its task-run state, to unit-test a task's state behaviour without building a flow (the
@@ -43,6 +45,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -75,6 +78,7 @@ __all__ = [
     "run_flow",
     "run_markdown_examples",
     "run_task",
+    "sigint_not_ignored",
     "using_plugins",
 ]
 
@@ -635,6 +639,29 @@ def _quiet_werkzeug() -> None:
         werkzeug_logger.setLevel(logging.WARNING)
 
 
+@contextmanager
+def sigint_not_ignored() -> Iterator[None]:
+    """Processes started inside the block get SIGINT's default disposition, as from a terminal.
+
+    A job that a non-interactive shell starts in the background (``make test &``, ``nohup``,
+    some CI runners) ignores SIGINT, and every process it starts inherits that: a Python child
+    then never sees the Ctrl-C a test sends it, and the test waits until it times out. Inside
+    the block this process handles SIGINT (``KeyboardInterrupt``, Python's default), and a
+    handled signal is reset to its default in a program it starts. Outside the main thread, or
+    when SIGINT is not ignored, it changes nothing.
+    """
+    ignored = (
+        threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    )
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on ``host`` that nothing listens on right now (the system picks it).
 
@@ -699,6 +726,12 @@ if pytest is not None:
 
         yield apply
         reset_config()
+
+    @pytest.fixture
+    def ctrl_c_reaches_subprocesses() -> Iterator[None]:
+        """For a test that sends SIGINT to a process it starts: ``sigint_not_ignored()`` around it."""
+        with sigint_not_ignored():
+            yield
 
     @pytest.fixture
     def refused_url() -> str:

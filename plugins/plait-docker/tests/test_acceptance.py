@@ -86,6 +86,7 @@ INTERRUPTED_FLOW = textwrap.dedent(
 )
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_subprocesses")  # also when pytest runs in the background
 @pytest.mark.parametrize("executor", ["threads", "local"])
 def test_ctrl_c_on_plait_run_leaves_no_container_behind(docker_host, podman_service, busybox_image, tmp_path, executor):
     script = tmp_path / "flow.py"
