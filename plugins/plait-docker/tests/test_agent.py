@@ -639,14 +639,22 @@ def test_a_container_handle_reports_the_exit_code_and_the_output(engine, busybox
 
     from plait_docker.agent import ContainerHandle
 
+    exits = ContainerHandle(engine, "exit-3", "podman", "run-1", sink=io.StringIO())
+    exits.launch(_create(engine, busybox_image, ["sh", "-c", "exit 3"]))  # ends at once: its code is still seen
     sink = io.StringIO()
-    handle = ContainerHandle(engine, "exit-3", "podman", "run-1", sink=sink)
-    handle.launch(_create(engine, busybox_image, ["sh", "-c", "echo one; echo two >&2; exit 3"]))
-    assert wait_until(lambda: handle.poll() is not None, timeout=60, what="the exit") is True
-    assert handle.poll() == 3
-    wait_until(lambda: "two" in sink.getvalue(), timeout=30, what="the output")
+    talks = ContainerHandle(engine, "talks", "podman", "run-1", sink=sink)
+    talks.launch(_create(engine, busybox_image, ["sh", "-c", "echo one; echo two >&2; exec sleep 120"]))
+
+    wait_until(lambda: exits.poll() is not None, timeout=60, what="the exit")
+    assert exits.poll() == 3
+    wait_until(lambda: "two" in sink.getvalue(), timeout=60, what="the output")  # while it runs
     assert sink.getvalue().splitlines()[:2] == ["one", "two"]
-    wait_until(lambda: not engine.containers(all=True, filters={"id": handle.id}), timeout=60, what="auto-removal")
+    assert talks.poll() is None
+    talks.kill()
+    wait_until(lambda: talks.poll() is not None, timeout=60, what="the kill")
+    assert talks.poll() == -9
+    for handle in (exits, talks):
+        wait_until(lambda h=handle: not engine.containers(all=True, filters={"id": h.id}), timeout=60, what="removal")
 
 
 def test_a_container_killed_while_it_is_being_created_is_never_started(engine, busybox_image, no_containers_left):

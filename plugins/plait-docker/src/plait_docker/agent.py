@@ -368,6 +368,10 @@ class ContainerHandle:
     ``launch(create)`` creates the container (``create()`` returns its id), registers a wait for
     its exit, starts it and copies its output to ``sink`` (the agent's standard error), all on
     daemon threads; a container that could not be created or started ends with code 127.
+    Its exit code is never missed (the wait is registered before the start); its output is
+    read from the engine while it runs, so the lines of a container that ends (and is
+    auto-removed) before they are read can be missed: they are diagnostics only, the run's own
+    log lines go to the server.
     """
 
     def __init__(self, api: Any, name: str, where: str, flow_run_id: str, sink: Any = None) -> None:
