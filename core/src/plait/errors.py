@@ -158,6 +158,10 @@ class ScheduleError(PlaitError, ValueError):
     """A schedule, clock, filter or adjustment was given a bad value (an end before a start, ...)."""
 
 
+class ScheduleTypeError(ScheduleError, TypeError):
+    """A schedule or clock was given a value of the wrong type (a ``TypeError`` too, as in Prefect 1)."""
+
+
 class CronExpressionError(ScheduleError):
     """A cron expression is not valid; ``expression`` holds it."""
 

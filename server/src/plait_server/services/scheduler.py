@@ -199,7 +199,8 @@ class Scheduler:
                     "name": f"{flow.name}-{when:%Y%m%d-%H%M%S}-{run_id[:6]}",
                     "parameters": defaults,
                     "context": {"scheduled_start_time": event.start_time.isoformat()},
-                    "labels": list(flow.labels or []),
+                    # a clock's labels, when it has some, replace the flow's (as in Prefect 1)
+                    "labels": list(flow.labels or []) if event.labels is None else list(event.labels),
                     "idempotency_key": idempotency_key(event.start_time, defaults),
                     "auto_scheduled": True,
                     "scheduled_start_time": when,
