@@ -90,6 +90,15 @@ class Flow:
         """The whole record (read now if this one was made brief)."""
         return info.context.flow(self.id, full=True) if self.brief else self.record
 
+    @strawberry.field(
+        description="How agents run this version, a table per agent kind (Flow(run_config=...)), e.g. "
+        '{"docker": {"image": "..."}}; null when the flow sets none.'
+    )
+    def run_config(self, info: Info) -> JSON | None:
+        definition = self.full(info).definition
+        value = definition.get("run_config") if isinstance(definition, dict) else None
+        return value if isinstance(value, dict) and value else None
+
     @strawberry.field(description="The flow's tasks, by slug.")
     def tasks(self, info: Info) -> list[Task]:
         return [Task.of(t) for t in info.context.store.flows.tasks(self.id)]
