@@ -123,6 +123,13 @@ def test_create_is_idempotent_with_a_key_and_list_shows_the_run(server, flow_fil
     assert listed.returncode == 0 and run_id in listed.stdout and "Scheduled" in listed.stdout
     assert "1 of 1 runs" in listed.stdout
 
+    # piped, with no COLUMNS (a script, a CI log): the table is not squeezed to 80 columns
+    env = {k: v for k, v in server.env().items() if k != "COLUMNS"}
+    piped = subprocess.run(
+        [*PLAIT, "flow-run", "list", "--flow", name], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert piped.returncode == 0 and run_id in piped.stdout and "Scheduled" in piped.stdout, piped.stdout
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
