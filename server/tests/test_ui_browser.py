@@ -468,6 +468,28 @@ def test_the_flow_runs_list_filters_by_flow_state_label_and_time_and_pages(ui_se
     assert answer.status_code == 400 and "after" in answer.json()["error"]
 
 
+def test_the_follow_switch_keeps_the_newest_log_line_in_view_and_off_leaves_the_reader_where_they_are(
+    page, ui_server, keys
+):
+    flow = register(ui_server, "ui-follow")
+    run = running_run(ui_server, flow.id)
+    client = ui_server.client()
+    sign_in(page, ui_server, keys["read"], f"/flow-runs/{run.id}")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#follow")).to_be_checked()  # on for a run under way
+    logbox = page.locator("#logbox")
+
+    client.write_run_logs([{"flow_run_id": run.id, "message": f"first batch {i}"} for i in range(80)])
+    expect(page.locator("#log-live")).to_contain_text("first batch 79")
+    assert logbox.evaluate("b => b.scrollHeight > b.clientHeight && b.scrollHeight - b.scrollTop - b.clientHeight < 2")
+
+    page.uncheck("#follow")
+    logbox.evaluate("b => { b.scrollTop = 0; }")
+    client.write_run_logs([{"flow_run_id": run.id, "message": f"second batch {i}"} for i in range(80)])
+    expect(page.locator("#log-live")).to_contain_text("second batch 79")
+    assert logbox.evaluate("b => b.scrollTop") == 0
+
+
 def test_logs_open_with_the_first_200_lines_and_load_more_on_demand_filtered(page, ui_server, keys):
     flow = register(ui_server, "ui-logs")
     run = running_run(ui_server, flow.id)
