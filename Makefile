@@ -7,7 +7,8 @@
 #   make bench-server  plait-server through its API on SQLite and PostgreSQL (a few minutes)
 #   make bench-orchestration  runs through agents, the reporter's cost, the scheduler (a few minutes)
 #   make fuzz    the long schemathesis run against a real plait-server (10,000 requests)
-#   make chaos   kill -9 200 flow-run processes at random moments (make test kills 50)
+#   make chaos   kill -9 200 flow-run processes at random moments, two agents race for 200 runs, the server
+#                away 60 s in the middle of a 10,000-task run (make test: 50 kills, 60 runs, 8 s in 3,000 tasks)
 #   make soak    3 scheduler replicas, 500 flows on 1 s schedules, 5 minutes on PostgreSQL
 #   make server-demo   a server with a demo database, an agent and scheduled flows (Ctrl-C stops it all)
 #   make screenshots   docs/ui/*.png: the web UI's pages from a demo database, in headless Chromium
@@ -68,10 +69,11 @@ fuzz: $(STAMP) services
 
 # Orchestration's long fault and soak runs (`make test` runs shorter versions of both).
 chaos: $(STAMP) services
-	cd $(SERVER_DIR) && PLAIT_CHAOS_KILLS=200 $(CURDIR)/$(PY) -m pytest -q tests/test_chaos.py -p no:cacheprovider
+	cd $(SERVER_DIR) && PLAIT_CHAOS_KILLS=200 PLAIT_CHAOS_RUNS=200 PLAIT_OUTAGE_SECONDS=60 PLAIT_OUTAGE_TASKS=10000 \
+		$(CURDIR)/$(PY) -m pytest -q tests/test_chaos.py tests/test_outage.py -p no:cacheprovider
 
 soak: $(STAMP) services
-	cd $(SERVER_DIR) && PLAIT_SOAK_SECONDS=300 PLAIT_SOAK_FLOWS=500 $(CURDIR)/$(PY) -m pytest -q tests/test_soak.py -p no:cacheprovider
+	cd $(SERVER_DIR) && PLAIT_SOAK_SECONDS=300 PLAIT_SOAK_FLOWS=500 $(CURDIR)/$(PY) -m pytest -q -s tests/test_soak.py -p no:cacheprovider
 
 # Debian packages some tests use: graphviz (`dot`, for flow.visualize), postgresql (initdb and
 # pg_ctl, for plait-sql's throwaway server), prometheus and prometheus-pushgateway (for

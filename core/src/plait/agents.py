@@ -186,6 +186,7 @@ class Agent:
         self.started_count = 0
         self._stop = threading.Event()
         self._unreachable_since: float | None = None
+        self._failing: str | None = None  # the server's last failure of a poll, until one succeeds
 
     # -- what a kind implements ----------------------------------------------------------------
 
@@ -274,10 +275,20 @@ class Agent:
                 logger.warning("Agent %r: the server does not know this agent any more; registering again", self.name)
                 self.register()
                 return 0
-            raise
+            if exc.code in ("UNAUTHENTICATED", "FORBIDDEN"):
+                raise  # our key is refused: nothing this agent does can succeed
+            # A failure of the server's (an internal error, a refusal we cannot act on): one
+            # bad answer must not stop the agent; it says so and tries again at the next poll.
+            if self._failing != str(exc):
+                self._failing = str(exc)
+                logger.error("Agent %r: the server failed a poll (%s: %s); trying again", self.name, exc.code, exc)
+            return 0
         if self._unreachable_since is not None:
             logger.warning("Agent %r: the server answers again", self.name)
             self._unreachable_since = None
+        if self._failing is not None:
+            logger.warning("Agent %r: the server answers polls again", self.name)
+            self._failing = None
         for run in claimed:
             self._start(run)
         return len(claimed)

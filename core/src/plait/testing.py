@@ -860,12 +860,8 @@ class PostgresServer:
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between our check and the bind
             self.port = free_port()
-            options = (
-                f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-            )
             try:
-                self._run([pg_ctl, "-D", str(data), "-l", str(self.log_path), "-w", "-t", "60", "-o", options, "start"])
+                self._pg_ctl_start()
                 break
             except PostgresUnavailable as exc:
                 last_error = str(exc)
@@ -874,6 +870,35 @@ class PostgresServer:
             raise PostgresUnavailable(last_error)
         self._create_role_and_database()
         return self
+
+    def halt(self) -> None:
+        """Stop the server but keep its cluster and port: a database outage, until ``resume()``.
+
+        Connections are closed at once (``pg_ctl stop -m fast``); clients see their connections
+        refused until the server is back.
+        """
+        if self.directory is None:
+            raise PostgresUnavailable("the PostgreSQL server is not started; call start() first")
+        pg_ctl = find_postgres_program("pg_ctl")
+        assert pg_ctl is not None
+        self._run([pg_ctl, "-D", str(self.directory / "data"), "-w", "-t", "60", "-m", "fast", "stop"], "pg_ctl stop")
+
+    def resume(self) -> None:
+        """Start a server stopped by ``halt()`` again, on the same port with the same data."""
+        if self.directory is None or self.port is None:
+            raise PostgresUnavailable("the PostgreSQL server was never started; call start() first")
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
+        assert self.directory is not None
+        pg_ctl = find_postgres_program("pg_ctl")
+        assert pg_ctl is not None
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+        )
+        data = self.directory / "data"
+        self._run([pg_ctl, "-D", str(data), "-l", str(self.log_path), "-w", "-t", "60", "-o", options, "start"])
 
     def stop(self) -> None:
         """Stop the server and delete its directory."""
