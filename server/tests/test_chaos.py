@@ -210,8 +210,9 @@ def test_two_agents_start_each_due_run_exactly_once(chaos_server, agents, tmp_pa
 
 
 def test_the_watchdog_settles_a_run_whose_agent_and_process_both_died(chaos_server, agents, tmp_path):
-    """Nobody reports the exit: Lazarus notices the missing heartbeats and reschedules the run,
-    which another agent then runs to its end."""
+    """Nobody reports the exit: the watchdog notices the missing heartbeats. The zombie killer
+    ends the task run the dead process was running (Retrying: it has a retry left), Lazarus
+    reschedules the run, and another agent runs it to its end, the task included."""
     name = f"lazarus_{uuid.uuid4().hex[:6]}"
     started = tmp_path / "started"
     client = chaos_server.client()
@@ -221,10 +222,11 @@ def test_the_watchdog_settles_a_run_whose_agent_and_process_both_died(chaos_serv
         name,
         f"""
         import time
+        from datetime import timedelta
         from pathlib import Path
         from plait import Flow, task
 
-        @task
+        @task(max_retries=1, retry_delay=timedelta(seconds=0))
         def slow():
             first = not Path("{started}").exists()
             Path("{started}").touch()
@@ -238,7 +240,11 @@ def test_the_watchdog_settles_a_run_whose_agent_and_process_both_died(chaos_serv
     )
     run = client.create_flow_run(flow_id=flow.id)
     agent = agents()
-    wait_until(started.exists, timeout=60, what="the run to start")
+    wait_until(
+        lambda: [t.state for t in client.all_task_runs(run.id)] == ["Running"],
+        timeout=60,
+        what="the server to know the task is running",
+    )
     (pid,) = run_processes({run.id})
     os.kill(agent.pid, signal.SIGKILL)
     agent.process.wait(10)
@@ -247,11 +253,16 @@ def test_the_watchdog_settles_a_run_whose_agent_and_process_both_died(chaos_serv
         lambda: (r := client.flow_run(run.id)).state == "Scheduled" and r, timeout=60, what="Lazarus"
     )
     assert "no heartbeat" in rescheduled.state_message
+    ((slug, index, state, message),) = [
+        (t.task_slug, t.map_index, t.state, t.state_message) for t in client.all_task_runs(run.id)
+    ]
+    assert (slug, index, state) == ("slow", -1, "Retrying") and "No heartbeat: the process running it died" in message
     agents()
     done = wait_until(
         lambda: (r := client.flow_run(run.id)).state_type in FINISHED and r, timeout=90, what="the rerun to end"
     )
     assert done.state == "Success"
+    assert [(t.task_slug, t.state) for t in client.all_task_runs(run.id)] == [("slow", "Success")]
     events = client.graphql("{ server_events(limit: 100) { kind flow_run_id message } }")["server_events"]
     assert any(e["kind"] == "flow_run_rescheduled" and e["flow_run_id"] == run.id for e in events)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from plait.errors import ServerError, ServerUnavailableError
@@ -730,6 +730,8 @@ class ConcurrencyLimitInfo:
 
 # --- states on the wire ----------------------------------------------------------------------------
 
+_fromtimestamp = datetime.fromtimestamp
+
 
 def state_payload(state: State, *, result_location: str | None = None) -> dict[str, Any]:
     """A state as the server takes it: its name, message, time, and its result's *location*.
@@ -739,10 +741,12 @@ def state_payload(state: State, *, result_location: str | None = None) -> dict[s
     """
     location = result_location or getattr(state, "result_location", None)
     payload: dict[str, Any] = {
-        "type": state.name,
-        "message": None if state.message is None else str(state.message)[:20_000],
-        "timestamp": _iso(state.datetime),
+        "type": type(state).__name__,
+        "timestamp": _fromtimestamp(state.timestamp, UTC).isoformat(),
     }
+    message = state.message
+    if message is not None:
+        payload["message"] = str(message)[:20_000]
     if location:
         payload["result_location"] = str(location)
     start_time = getattr(state, "start_time", None)
