@@ -6,6 +6,7 @@
 #   make bench   print the benchmark tables (about 2 minutes; bench-quick: about 15 seconds)
 #   make bench-server  plait-server through its API on SQLite and PostgreSQL (a few minutes)
 #   make bench-orchestration  runs through agents, the reporter's cost, the scheduler (a few minutes)
+#   make bench-docker  a flow run's start-up in a container (the Docker agent, Podman) vs a local agent
 #   make fuzz    the long schemathesis run against a real plait-server (10,000 requests)
 #   make chaos   kill -9 200 flow-run processes at random moments, two agents race for 200 runs, the server
 #                away 60 s in the middle of a 10,000-task run (make test: 50 kills, 60 runs, 8 s in 3,000 tasks)
@@ -35,7 +36,7 @@ INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") -e "$(SER
 DEMO_INSTALL := -e core
 LINT_PATHS := $(wildcard core server tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick bench-server bench-orchestration lint format clean venv services graphviz services-prometheus services-postgres fuzz chaos soak server-demo screenshots bench-ui vendor-ui
+.PHONY: demo test bench bench-quick bench-server bench-orchestration bench-docker lint format clean venv services graphviz services-prometheus services-postgres fuzz chaos soak server-demo screenshots bench-ui vendor-ui
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
@@ -125,6 +126,11 @@ bench-server: $(STAMP) services
 # to Running, the scheduler's passes over 10,000 flows (benchmarks/bench_orchestration.py).
 bench-orchestration: $(STAMP) services
 	$(PY) benchmarks/bench_orchestration.py
+
+# A flow run's start-up through the Docker agent (a container on a Podman service of its own)
+# vs the local agent, one run at a time (benchmarks/bench_docker_agent.py; --quick: 10 runs).
+bench-docker: $(STAMP) services
+	$(PY) benchmarks/bench_docker_agent.py
 # The web UI: a demo server to click through, its screenshots, its timings, its vendored JavaScript.
 server-demo: $(STAMP)
 	$(PY) server/scripts/server_demo.py

@@ -66,6 +66,7 @@ __all__ = [
     "ProcessHandle",
     "RunHandle",
     "available_agents",
+    "check_run_config",
     "get_agent_class",
 ]
 
@@ -198,6 +199,15 @@ class Agent:
     def start_run(self, run: ClaimedRun) -> RunHandle:
         """Start ``plait execute flow-run ID`` for ``run`` (see ``command`` and ``environment``)."""
         raise NotImplementedError
+
+    @classmethod
+    def check_run_config(cls, table: dict[str, Any]) -> None:
+        """Check this kind's table of a flow's ``run_config`` (``Flow(run_config={type: table})``).
+
+        ``plait register`` calls it for every installed kind the flow's ``run_config`` names, so a
+        typo fails at registration, not when a run starts. Raise ``AgentError`` naming the bad
+        key and the fix; the default accepts anything.
+        """
 
     # -- what a kind uses -----------------------------------------------------------------------
 
@@ -444,6 +454,23 @@ def available_agents() -> dict[str, type[Agent]]:
     from plait.hooks.manager import get_hooks
 
     return get_hooks().register_agents()
+
+
+def check_run_config(run_config: dict[str, Any] | None) -> None:
+    """Check each table of a flow's ``run_config`` with its agent kind's ``check_run_config``.
+
+    Kinds that are not installed here are not checked (they may be where the agents run).
+
+    Raises:
+        AgentError: a table its kind refuses; the message names the kind.
+    """
+    if not run_config:
+        return
+    kinds = available_agents()
+    for kind, table in run_config.items():
+        cls = kinds.get(kind)
+        if cls is not None:
+            cls.check_run_config(dict(table))
 
 
 def get_agent_class(kind: str) -> type[Agent]:

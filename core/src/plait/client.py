@@ -528,7 +528,7 @@ class Client:
         data = self.graphql(
             "mutation($a: ID!, $n: Int!) { claim_flow_runs(agent_id: $a, limit: $n) { token flow_run { "
             + _RUN_FIELDS
-            + " flow { version storage labels } } } }",
+            + " flow { version storage labels run_config } } } }",
             {"a": agent_id, "n": limit},
         )["claim_flow_runs"]
         out = []
@@ -542,6 +542,7 @@ class Client:
                     flow_version=flow.get("version"),
                     storage=flow.get("storage") or {},
                     flow_labels=flow.get("labels") or [],
+                    run_config=flow.get("run_config") or {},
                 )
             )
         return out
@@ -694,6 +695,8 @@ class ClaimedRun:
     flow_version: int | None = None
     storage: dict[str, Any] | None = None
     flow_labels: list[str] | None = None
+    #: The flow's ``run_config`` (``Flow(run_config=...)``): a table per agent kind.
+    run_config: dict[str, Any] | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"ClaimedRun({self.flow_run.id}, {self.flow_run.name!r})"

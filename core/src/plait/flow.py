@@ -20,7 +20,7 @@ import copy
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +121,10 @@ class Flow:
         on_failure: ``fn(flow, state)`` called when a flow run ends failed (Prefect 1's
             option; it is one more state handler).
         validate: check each edge as it is added (see ``add_edge``) and the graph once built.
+        run_config: how agents of the Plait server run this flow, one table per agent kind:
+            ``{"docker": {"image": "registry.example.com/etl:3"}}`` (the Docker agent's image,
+            see plait-docker). Plain JSON registered with the flow (``plait register``): it
+            must hold no secret. Agent kinds it does not name ignore it; ``flow.run()`` too.
     """
 
     def __init__(
@@ -136,9 +140,11 @@ class Flow:
         schedule: Schedule | None = None,
         on_failure: Callable[[Flow, State], Any] | None = None,
         validate: bool | None = None,
+        run_config: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Flow name must be a non-empty string, got {name!r}")
+        self.run_config = _checked_run_config(name, run_config)
         if schedule is not None and not callable(getattr(schedule, "events", None)):
             raise TypeError(f"Flow {name!r}: schedule must be a plait.schedules.Schedule, got {schedule!r}")
         self.schedule = schedule
@@ -799,6 +805,8 @@ class Flow:
                 "parameters": [_serialized_parameter(p) for p in sorted(self.parameters(), key=lambda p: p.name)],
                 "reference_tasks": sorted(t.slug for t in self.reference_tasks()),
                 "schedule": None if self.schedule is None else self.schedule.serialize(),
+                # only when set: flows without one keep the shape (and fingerprint) they had
+                **({"run_config": self.run_config} if self.run_config else {}),
             }
         )
 
@@ -1053,6 +1061,27 @@ def _is_iterable(value: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+def _checked_run_config(flow: str, run_config: Any) -> dict[str, dict[str, Any]] | None:
+    """``run_config`` as plain JSON data (a copy), or a ``TypeError`` saying what is wrong."""
+    if run_config is None or (isinstance(run_config, Mapping) and not run_config):
+        return None
+    example = '{"docker": {"image": "registry.example.com/etl:3"}}'
+    if not isinstance(run_config, Mapping) or not all(
+        isinstance(kind, str) and kind and isinstance(table, Mapping) for kind, table in run_config.items()
+    ):
+        raise TypeError(
+            f"Flow {flow!r}: run_config must be a table per agent kind, e.g. {example}, got {run_config!r:.200}"
+        )
+    import json
+
+    try:
+        return json.loads(json.dumps(run_config, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"Flow {flow!r}: run_config must be plain JSON data (strings, numbers, lists, tables): {exc}"
+        ) from None
 
 
 def _serialized_parameter(p: Parameter) -> dict[str, Any]:
