@@ -8,8 +8,9 @@ PostgreSQL is a throwaway local cluster (fsync off) and SQLite's file is in ``/d
 there is one, so neither measures the disk; read the times as relative.
 
 - queries: N times ``SELECT :n + 1``: a plain SQLAlchemy loop (one ``engine.connect()`` per
-  query, the row as a dict), ``SQLQuery.run`` in a loop, and a flow mapping ``SQLQuery`` over N
-  params on the local executor; N times ``UPDATE ... WHERE id = :id`` in its own transaction,
+  query, the row as a dict), ``SQLQuery.run`` in a loop (given the URL, and given the name of a
+  connection in Plait's configuration), and a flow mapping ``SQLQuery`` over N params on the
+  local executor; N times ``UPDATE ... WHERE id = :id`` in its own transaction,
   plain (``engine.begin()``) and by ``SQLExecute.run``; then the plain queries on a
   ``ThreadPoolExecutor`` of 8 threads against the flow on Plait's threads executor with 8
   workers. ``connections`` counts the DBAPI connections the pool opened (its ``connect``
@@ -46,6 +47,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,6 +81,9 @@ def main() -> None:
     import psycopg
     import sqlalchemy
     from plait_sql.testing import PostgresServer, PostgresUnavailable
+
+    # a kill (SIGTERM) still stops the throwaway PostgreSQL server: the finally blocks run
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     logging.getLogger("plait").setLevel(logging.WARNING)  # log lines would measure the terminal
     print(
@@ -134,8 +139,12 @@ def query_rows(url: str, sizes: list[int], counter: list[int] | None = None) -> 
     from sqlalchemy import event, text
 
     from plait import Flow
+    from plait.config import reset_config
     from plait.executors import ThreadExecutor
 
+    # the same database as a named connection, [plugins.sql.connections.bench]
+    os.environ["PLAIT__PLUGINS__SQL__CONNECTIONS__BENCH__URL"] = url
+    reset_config()
     engine = get_engine(url)
     if counter is not None:
         lock = threading.Lock()
@@ -153,6 +162,7 @@ def query_rows(url: str, sizes: list[int], counter: list[int] | None = None) -> 
     update_sql = f"UPDATE {UPDATE_TABLE} SET n = :n WHERE id = 1"
     stmt, update_stmt = text(sql), text(update_sql)
     q = SQLQuery(sql, url=url, fetch="one")
+    named = SQLQuery(sql, connection="bench", fetch="one")
     execute = SQLExecute(update_sql, url=url)
 
     def query(i: int) -> dict:
@@ -170,6 +180,10 @@ def query_rows(url: str, sizes: list[int], counter: list[int] | None = None) -> 
     def task_loop(n: int) -> None:
         for i in range(n):
             q.run(params={"n": i})
+
+    def named_loop(n: int) -> None:
+        for i in range(n):
+            named.run(params={"n": i})
 
     def plain_update(n: int) -> None:
         for i in range(n):
@@ -192,6 +206,7 @@ def query_rows(url: str, sizes: list[int], counter: list[int] | None = None) -> 
     return [
         ("plain SQLAlchemy loop", each(plain), None),
         ("SQLQuery.run loop", each(task_loop), "plain SQLAlchemy loop"),
+        ("SQLQuery.run loop, connection=", each(named_loop), "plain SQLAlchemy loop"),
         ("flow, mapped, local", {n: flows[n].run for n in sizes}, "plain SQLAlchemy loop"),
         ("plain SQLAlchemy UPDATE loop", each(plain_update), None),
         ("SQLExecute.run loop", each(execute_loop), "plain SQLAlchemy UPDATE loop"),
