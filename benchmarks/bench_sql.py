@@ -18,9 +18,11 @@ there is one, so neither measures the disk; read the times as relative.
 - bulk insert: R rows of three columns, by ``SQLBulkInsert`` at several batch sizes (1,000 is
   its default), against one plain ``conn.execute(insert(table), rows)`` in one transaction.
 
-Every row is run ``--repeat`` times (default 5) in rounds: each round runs every row once, in
+Every row is run ``--repeat`` times (default 20) in rounds: each round runs every row once, in
 turn (every other round in reverse order), so a change of the machine's load falls on plain
-and plait rows alike; each row keeps its best. Two figures per row:
+and plait rows alike; each row keeps its best. The samples are short (250 queries, a fraction
+of a second) so that some of them fall in a quiet moment even on a loaded machine; a flow's
+run pays its start once per sample (a few microseconds per query). Two figures per row:
 
 - ``wall us``: elapsed time per query (or per inserted row), and ``vs plain``, its ratio to
   the plain row of the same kind;
@@ -65,10 +67,10 @@ UPDATE_TABLE = "bench_counter"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller run (about 20 seconds)")
-    parser.add_argument("--repeat", type=int, default=5, help="rounds; each row keeps its best (default 5)")
-    parser.add_argument("--queries", type=int, default=None, help="queries per row (default 2,000; --quick: 300)")
-    parser.add_argument("--rows", type=int, default=None, help="rows per bulk insert (default 50,000; --quick: 5,000)")
+    parser.add_argument("--quick", action="store_true", help="a smaller run (about 30 seconds)")
+    parser.add_argument("--repeat", type=int, default=None, help="rounds (default 20; --quick: 6); the best is kept")
+    parser.add_argument("--queries", type=int, default=None, help="queries per sample (default 250; --quick: 100)")
+    parser.add_argument("--rows", type=int, default=None, help="rows per bulk insert (default 10,000; --quick: 2,000)")
     parser.add_argument("--callgrind", action="store_true", help="count instructions under valgrind instead of timing")
     parser.add_argument("--callgrind-n", type=int, default=200, help="N for --callgrind (default 200)")
     parser.add_argument("--sqlite-only", action="store_true", help="leave out PostgreSQL")
@@ -97,8 +99,8 @@ def main() -> None:
     if args.callgrind:
         n_queries, n_rows = args.callgrind_n, args.callgrind_n * 10
     else:
-        n_queries, n_rows = (300, 5_000) if args.quick else (2_000, 50_000)
-        n_queries, n_rows = args.queries or n_queries, args.rows or n_rows
+        n_queries, n_rows, repeat = (100, 2_000, 6) if args.quick else (250, 10_000, 20)
+        n_queries, n_rows, repeat = args.queries or n_queries, args.rows or n_rows, args.repeat or repeat
     print(f"queries: N = {n_queries}; bulk insert: R = {n_rows:,} rows")
 
     # SQLite's file in memory where there is /dev/shm: a commit's fsync would measure the disk.
@@ -116,7 +118,7 @@ def main() -> None:
             if args.callgrind:
                 callgrind_tables(targets, n_queries, n_rows, Path(tmp))
             else:
-                timed_tables(targets, n_queries, n_rows, args.repeat)
+                timed_tables(targets, n_queries, n_rows, repeat)
         finally:
             plait_sql.dispose_engines()
             server.stop()
