@@ -6,8 +6,10 @@
 #   make bench   print the benchmark tables (about 2 minutes; bench-quick: about 15 seconds)
 #   make bench-server  plait-server through its API on SQLite and PostgreSQL (a few minutes)
 #   make bench-orchestration  runs through agents, the reporter's cost, the scheduler (a few minutes)
+#   make bench-docker  a flow run's start-up in a container (the Docker agent, Podman) vs a local agent
 #   make fuzz    the long schemathesis run against a real plait-server (10,000 requests)
-#   make chaos   kill -9 200 flow-run processes at random moments (make test kills 50)
+#   make chaos   kill -9 200 flow-run processes at random moments, two agents race for 200 runs, the server
+#                away 60 s in the middle of a 10,000-task run (make test: 50 kills, 60 runs, 8 s in 3,000 tasks)
 #   make soak    3 scheduler replicas, 500 flows on 1 s schedules, 5 minutes on PostgreSQL
 #   make server-demo   a server with a demo database, an agent and scheduled flows (Ctrl-C stops it all)
 #   make screenshots   docs/ui/*.png: the web UI's pages from a demo database, in headless Chromium
@@ -34,7 +36,7 @@ INSTALL := -e "core[test]" $(foreach d,$(PLUGIN_DIRS),-e "$(d)[test]") -e "$(SER
 DEMO_INSTALL := -e core
 LINT_PATHS := $(wildcard core server tests benchmarks examples plugins cookiecutter-plugin)
 
-.PHONY: demo test bench bench-quick bench-server bench-orchestration lint format clean venv services graphviz services-prometheus services-postgres fuzz chaos soak server-demo screenshots bench-ui vendor-ui
+.PHONY: demo test bench bench-quick bench-server bench-orchestration bench-docker lint format clean venv services graphviz services-prometheus services-postgres fuzz chaos soak server-demo screenshots bench-ui vendor-ui
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
@@ -68,10 +70,11 @@ fuzz: $(STAMP) services
 
 # Orchestration's long fault and soak runs (`make test` runs shorter versions of both).
 chaos: $(STAMP) services
-	cd $(SERVER_DIR) && PLAIT_CHAOS_KILLS=200 $(CURDIR)/$(PY) -m pytest -q tests/test_chaos.py -p no:cacheprovider
+	cd $(SERVER_DIR) && PLAIT_CHAOS_KILLS=200 PLAIT_CHAOS_RUNS=200 PLAIT_OUTAGE_SECONDS=60 PLAIT_OUTAGE_TASKS=10000 \
+		$(CURDIR)/$(PY) -m pytest -q tests/test_chaos.py tests/test_outage.py -p no:cacheprovider
 
 soak: $(STAMP) services
-	cd $(SERVER_DIR) && PLAIT_SOAK_SECONDS=300 PLAIT_SOAK_FLOWS=500 $(CURDIR)/$(PY) -m pytest -q tests/test_soak.py -p no:cacheprovider
+	cd $(SERVER_DIR) && PLAIT_SOAK_SECONDS=300 PLAIT_SOAK_FLOWS=500 $(CURDIR)/$(PY) -m pytest -q -s tests/test_soak.py -p no:cacheprovider
 
 # Debian packages some tests use: graphviz (`dot`, for flow.visualize), postgresql (initdb and
 # pg_ctl, for plait-sql's throwaway server), prometheus and prometheus-pushgateway (for
@@ -123,6 +126,11 @@ bench-server: $(STAMP) services
 # to Running, the scheduler's passes over 10,000 flows (benchmarks/bench_orchestration.py).
 bench-orchestration: $(STAMP) services
 	$(PY) benchmarks/bench_orchestration.py
+
+# A flow run's start-up through the Docker agent (a container on a Podman service of its own)
+# vs the local agent, one run at a time (benchmarks/bench_docker_agent.py; --quick: 10 runs).
+bench-docker: $(STAMP) services
+	$(PY) benchmarks/bench_docker_agent.py
 # The web UI: a demo server to click through, its screenshots, its timings, its vendored JavaScript.
 server-demo: $(STAMP)
 	$(PY) server/scripts/server_demo.py

@@ -46,30 +46,36 @@ def measure(n: int, executor: str) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def print_table(n: int, executors: list[str]) -> None:
+    """One row per executor (each in a fresh process): run time, memory built, peak and ratio to local."""
+    print(f"map {n:,} (n + 2 task runs), each executor in a fresh process; peak = ru_maxrss")
+    print("(target: threads' peak <= 1.5x local's)")
+    header = (
+        f"{'executor':<10} {'run s':>8} {'us/task':>8} {'built MB':>9} {'peak MB':>8} {'run MB':>8} {'vs local':>9}"
+    )
+    print_header(header)
+    local_peak = None
+    for executor in executors:
+        r = measure(n, executor)
+        run_mb = (r["peak_kb"] - r["built_kb"]) / 1024
+        if executor == "local":
+            local_peak = r["peak_kb"]
+        ratio = f"{r['peak_kb'] / local_peak:8.2f}x" if local_peak else ""
+        print(
+            f"{executor:<10} {r['seconds']:8.2f} {r['seconds'] / (n + 2) * 1e6:8.2f} "
+            f"{r['built_kb'] / 1024:9.0f} {r['peak_kb'] / 1024:8.0f} {run_mb:8.0f} {ratio:>9}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="mapped children (default 1,000,000)")
     parser.add_argument("--executors", default="local,threads", help="comma-separated (default local,threads)")
     args = parser.parse_args()
     print(machine())
-    print(f"map {args.n:,} (n + 2 task runs), each executor in a fresh process; peak = ru_maxrss")
     print()
-    header = (
-        f"{'executor':<10} {'run s':>8} {'us/task':>8} {'built MB':>9} {'peak MB':>8} {'run MB':>8} {'vs local':>9}"
-    )
-    print_header(header)
-    local_run = None
-    for executor in args.executors.split(","):
-        r = measure(args.n, executor)
-        run_mb = (r["peak_kb"] - r["built_kb"]) / 1024
-        if executor == "local":
-            local_run = r["peak_kb"]
-        ratio = f"{r['peak_kb'] / local_run:8.2f}x" if local_run else ""
-        print(
-            f"{executor:<10} {r['seconds']:8.2f} {r['seconds'] / (args.n + 2) * 1e6:8.2f} "
-            f"{r['built_kb'] / 1024:9.0f} {r['peak_kb'] / 1024:8.0f} {run_mb:8.0f} {ratio:>9}",
-            flush=True,
-        )
+    print_table(args.n, args.executors.split(","))
 
 
 if __name__ == "__main__":

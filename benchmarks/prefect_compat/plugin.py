@@ -31,7 +31,7 @@ for _name in ("toml",):
     except ImportError:
         sys.modules[_name] = types.ModuleType(_name)
 
-TIMEOUT = float(os.environ.get("PREFECT_COMPAT_TIMEOUT", "60"))
+TIMEOUT = float(os.environ.get("PREFECT_COMPAT_TIMEOUT", "20"))
 _REPORT = os.environ.get("PREFECT_COMPAT_REPORT")
 
 EXECUTORS = {

@@ -47,7 +47,7 @@ def main() -> int:
         help="list the cases of one category (repeatable)",
     )
     parser.add_argument("-k", default=None, help="only modules whose path contains this text")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per test (default 60)")
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per test (default 20)")
     parser.add_argument("--json", type=Path, default=None, help="also write every case's outcome here")
     args = parser.parse_args()
 

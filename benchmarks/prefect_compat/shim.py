@@ -72,10 +72,16 @@ RENAMES: dict[str, dict[str, str]] = {
     "prefect": {"context": "plait.context"},
     "prefect.utilities.context": {"context": "plait.context"},
     "prefect.engine.signals": {"PrefectStateSignal": "plait.signals:PlaitSignal"},
-    "prefect.exceptions": {"PrefectSignal": "plait.signals:PlaitSignal"},
+    "prefect.exceptions": {
+        "PrefectSignal": "plait.signals:PlaitSignal",
+        "TaskTimeoutSignal": "plait.errors:TaskTimeoutError",
+    },
     "prefect.engine.flow_runner": {"ENDRUN": "plait.signals:ENDRUN"},
     "prefect.engine.task_runner": {"ENDRUN": "plait.signals:ENDRUN"},
-    "prefect.engine": {"FlowRunner": "plait.engine.runner:FlowRunner"},
+    "prefect.engine": {
+        "FlowRunner": "plait.engine.runner:FlowRunner",
+        "TaskRunner": "plait.testing:TaskRunner",
+    },
 }
 
 _PREFIX = "prefect"

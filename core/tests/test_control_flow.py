@@ -507,3 +507,78 @@ def test_resume_from_matches_tasks_of_another_copy_of_the_flow_by_slug():
     state = build().run(resume_from={t.slug: s for t, s in old.result.items()}, resume=["identity"])
     assert state.is_successful()
     assert calls == [1, 1]  # only the step after the gate ran; the first one was kept
+
+
+# --- Prefect 1's control-flow tasks --------------------------------------------------------------
+
+
+def test_filter_task_drops_skipped_and_failed_children_by_default():
+    from plait.control_flow import FilterTask
+
+    @task
+    def check(x):
+        if x == 2:
+            raise ValueError("two")
+        if x == 3:
+            raise signals.SKIP("three")
+        return x
+
+    with Flow("filter") as flow:
+        checked = check.map([1, 2, 3, 4])
+        kept = FilterTask()(checked)
+        evens = FilterTask(filter_func=lambda r: isinstance(r, int) and r % 2 == 0)(checked)
+    state = flow.run()
+    assert state.result[kept].result == [1, 4]
+    assert state.result[evens].result == [4]
+    assert FilterTask().trigger is triggers.all_finished and FilterTask().skip_on_upstream_skip is False
+
+
+def test_filter_task_can_log_what_it_kept(caplog):
+    from plait.control_flow import FilterTask
+
+    FilterTask(log_func=lambda kept: f"kept {len(kept)} of them").run([1, None, 3])
+    assert "kept 2 of them" in caplog.text
+
+
+def test_merge_after_a_mapped_switch_merges_child_by_child():
+    @task
+    def pick(x):
+        return x
+
+    with Flow("mapped-merge") as flow:
+        cond = pick.map(["a", "b", "a"])
+        a = identity("A")
+        b = identity("B")
+        switch(cond, {"a": a, "b": b}, mapped=True)
+        out = merge(a, b, mapped=True)
+    assert flow.run().result[out].result == ["A", "B", "A"]
+
+
+def test_merge_refuses_to_skip_with_its_upstream_and_is_skipped_with_no_result():
+    from plait.control_flow import Merge
+
+    with pytest.raises(ValueError, match="skip_on_upstream_skip=False"):
+        Merge(skip_on_upstream_skip=True)
+
+    @task
+    def nothing():
+        raise signals.SKIP("not today")
+
+    with Flow("all-skipped") as flow:
+        out = merge(nothing(), nothing())
+    state = flow.run().result[out]
+    assert state.is_skipped() and state.result is None
+
+
+def test_a_branch_can_be_a_list_of_tasks():
+    from plait.tasks import List
+
+    with Flow("list-branch") as flow:
+        cond = identity(False)
+        both = [identity(1), identity(2)]
+        other = identity(3)
+        ifelse(cond, both, other)
+    state = flow.run()
+    gathered = next(t for t in flow if isinstance(t, List))
+    assert state.result[gathered].is_skipped()
+    assert state.result[other].result == 3

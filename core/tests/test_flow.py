@@ -99,7 +99,7 @@ def test_upstream_tasks_add_ordering_only_edges(executor):
         second = add(2, upstream_tasks=[first])
     (edge,) = flow.edges_to(second)
     assert edge.upstream_task is first and edge.key is None
-    assert flow.sorted_tasks() == [first, second]
+    assert flow.sorted_tasks() == (first, second)
     assert flow.run(executor=executor).result[second].result == 2
 
 
@@ -513,3 +513,124 @@ def test_flow_save_never_writes_a_secret_parameters_default(tmp_path):
         loaded.run()
     assert loaded.run(parameters={"password": "given-again"}).is_successful()
     assert [p.default for p in loaded.parameters() if p.name == "n"] == [10]  # other defaults are kept
+
+
+# --- Prefect 1's Flow API ------------------------------------------------------------------------
+
+
+def test_parameters_can_be_given_as_keywords_with_a_clear_error_for_others():
+    with Flow("kw") as flow:
+        x = Parameter("x")
+        y = add(x)
+    assert flow.run(x=2).result[y].result == 2
+    with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+        flow.run(x=2, z=3)
+    with pytest.raises(ValueError, match="return_tasks"):
+        flow.run(x=1, return_tasks=[y])
+
+
+def test_flow_run_name_reaches_the_context():
+    @task
+    def run_name():
+        return plait.context.flow_run_name
+
+    with Flow("named") as flow:
+        out = run_name()
+    assert flow.run(flow_run_name="nightly-42").result[out].result == "nightly-42"
+
+
+def test_on_failure_is_called_once_when_a_run_fails():
+    calls = []
+
+    @task
+    def boom():
+        raise ValueError("boom")
+
+    flow = Flow("fails", tasks=[boom], on_failure=lambda flow, state: calls.append((flow, state)))
+    assert len(flow.state_handlers) == 1
+    state = flow.run()
+    assert calls == [(flow, state)] and state.is_failed()
+    Flow("fine", tasks=[one_task()], on_failure=lambda *a: calls.append(a)).run()
+    assert len(calls) == 1
+
+
+def one_task():
+    from plait.tasks import Task
+
+    return Task(name="nothing")
+
+
+def test_edges_can_be_checked_as_they_are_added():
+    from plait.errors import CycleError, DuplicateInputError
+    from plait.tasks import Task
+
+    first, second = add.copy(), add.copy()
+    flow = Flow("checked")
+    flow.add_edge(first, second, key="x")
+    with pytest.raises(DuplicateInputError, match="already been assigned"):
+        flow.add_edge(Task(), second, key="x", validate=True)
+    with pytest.raises(CycleError):
+        flow.add_edge(second, first, validate=True)
+    with pytest.raises(TaskBindError, match="cannot take input 'nope'"):
+        flow.add_edge(Task(), second, key="nope", validate=True)
+    a, b = Task(), Task()
+    with pytest.raises(CycleError):
+        Flow("cyclic", edges=[Edge(a, b), Edge(b, a)], validate=True)
+    assert Flow("cyclic-later", edges=[Edge(a, b), Edge(b, a)], validate=False)
+
+
+def test_asking_about_a_task_that_is_not_in_the_flow_is_an_error():
+    from plait.tasks import Task
+
+    flow = Flow("empty")
+    stranger = Task(name="stranger")
+    for ask in (flow.edges_to, flow.edges_from, flow.upstream_tasks, flow.downstream_tasks):
+        with pytest.raises(ValueError, match=r"stranger.* was not found in Flow 'empty'"):
+            ask(stranger)
+    alone = flow.add_task(Task())
+    assert flow.edges_to(alone) == set() and flow.upstream_tasks(alone) == set()
+
+
+def test_a_parameter_cannot_be_downstream_of_a_task():
+    from plait.tasks import Task
+
+    with pytest.raises(ValueError, match="can not have upstream dependencies"):
+        Flow("p").add_edge(Task(), Parameter("p"))
+
+
+def test_sorted_tasks_is_a_tuple_and_can_start_from_some_tasks():
+    from plait.tasks import Task
+
+    flow = Flow("line")
+    t1, t2, t3, t4 = (Task(name=str(i)) for i in range(4))
+    flow.chain(t1, t2, t3)
+    flow.add_edge(t2, t4)
+    assert flow.sorted_tasks() == (t1, t2, t3, t4) or flow.sorted_tasks() == (t1, t2, t4, t3)
+    assert set(flow.sorted_tasks(root_tasks=[t2])) == {t2, t3, t4}
+    assert flow.sorted_tasks(root_tasks=[]) == flow.sorted_tasks()
+    with pytest.raises(ValueError, match="not found in Flow"):
+        flow.sorted_tasks(root_tasks=[Task()])
+
+
+def test_get_tasks_by_type_slugs_and_logger():
+    from plait.tasks import Constant, Task
+
+    flow = Flow("kinds", tasks=[Task(name="a"), Constant(1, name="c")])
+    assert [t.name for t in flow.get_tasks(task_type=Constant)] == ["c"]
+    assert sorted(flow.slugs.values()) == ["a", "c"]
+    flow.logger.info("a flow's logger")
+
+
+def test_update_can_merge_parameters_of_the_same_name():
+    with Flow("add") as adder:
+        n = Parameter("n", default=1)
+        total = add(n)
+    with Flow("double") as doubler:
+        n2 = Parameter("n", default=5)
+        twice = add(n2, 10)
+    with pytest.raises(ParameterError, match="already has a parameter named 'n'"):
+        adder.copy().update(doubler)
+    adder.update(doubler, merge_parameters=True)
+    assert [p.name for p in adder.parameters()] == ["n"]
+    state = adder.run(parameters={"n": 3})
+    assert state.result[total].result == 3 and state.result[twice].result == 13

@@ -330,3 +330,69 @@ def test_flow_handler_raising_at_start_runs_nothing():
     state = flow.run()
     assert type(state) is Failed and "refuse_to_start" in state.message
     assert ran == []
+
+
+# --- Prefect 1's FlowRunner arguments --------------------------------------------------------------
+
+
+def _pair():
+    with Flow("pair") as flow:
+        a = one()
+        b = plus_one(a)
+    return flow, a, b
+
+
+def test_a_final_state_given_to_run_is_returned_without_running():
+    flow, a, _b = _pair()
+    given = Failed("stopped elsewhere")
+    assert FlowRunner(flow).run(state=given) is given
+    state = flow.run(state=Success("done"))
+    assert state.is_successful() and state.message == "done"
+    assert all(s.is_pending() for s in state.result.values()) and a in state.result
+
+
+def test_a_flow_run_scheduled_for_later_does_not_start_and_a_due_one_does():
+    from datetime import UTC, datetime, timedelta
+
+    from plait.states import Scheduled
+
+    flow, _a, b = _pair()
+    later = Scheduled(start_time=datetime.now(UTC) + timedelta(hours=1))
+    assert FlowRunner(flow).run(state=later) is later
+    due = Scheduled(start_time=datetime.now(UTC) - timedelta(minutes=1))
+    assert FlowRunner(flow).run(state=due).result[b].result == 2
+
+
+def test_return_tasks_narrows_the_result_and_a_stranger_fails_the_run():
+    flow, a, b = _pair()
+    state = FlowRunner(flow).run(return_tasks=[b])
+    assert state.is_successful() and list(state.result) == [b]
+    assert set(FlowRunner(flow).run().result) == {a, b}  # default: every task
+    bad = FlowRunner(flow).run(return_tasks=[plus_one])
+    assert bad.is_failed() and "not a task of the flow" in bad.message
+
+
+def test_runner_state_handlers_see_every_flow_state_change_after_the_flows_own():
+    seen = []
+
+    def flow_handler(flow, old, new):
+        seen.append(("flow", new.name))
+
+    def runner_handler(runner, old, new):
+        assert isinstance(runner, FlowRunner)
+        seen.append(("runner", new.name))
+        if new.is_successful():
+            return Success("rewritten by the runner's handler", new.result)
+
+    flow, _a, _b = _pair()
+    flow.state_handlers.append(flow_handler)
+    state = FlowRunner(flow, state_handlers=[runner_handler]).run()
+    assert state.message == "rewritten by the runner's handler"
+    assert seen == [("flow", "Running"), ("runner", "Running"), ("flow", "Success"), ("runner", "Success")]
+    with pytest.raises(TypeError, match="not callable"):
+        FlowRunner(flow, state_handlers=["nope"])
+
+
+def test_the_runner_has_a_logger():
+    flow, _a, _b = _pair()
+    FlowRunner(flow).logger.info("hello from a test")

@@ -420,14 +420,12 @@ def test_end_before_start_and_bad_intervals():
     with pytest.raises(ScheduleError, match="end_date 2025-01-01T00:00:00\\+00:00 is before start_date"):
         IntervalClock(timedelta(hours=1), start_date=utc(2026, 1, 1), end_date=utc(2025, 1, 1))
     for bad in (timedelta(0), timedelta(seconds=-5), -1):
-        with pytest.raises(ScheduleError, match="must be positive"):
+        with pytest.raises(ScheduleError, match="must be greater than 0"):
             IntervalClock(bad)
     with pytest.raises(ScheduleError, match="must be a timedelta"):
         IntervalClock("1h")
     with pytest.raises(ScheduleError, match="not a known time zone"):
         CronClock("0 9 * * *", timezone="Mars/Olympus")
-    with pytest.raises(ScheduleError, match="at least one clock"):
-        Schedule([])
 
 
 @pytest.mark.parametrize(
@@ -577,3 +575,106 @@ def test_datetime_filters_and_schedule_bounds():
         times(Schedule.deserialize(bounded.serialize()).next(5, after=utc(2026, 1, 1)))[-1]
         == "2026-01-06T09:00:00+00:00"
     )
+
+
+# -- Prefect 1's clock and schedule API --------------------------------------------------------
+
+
+def test_clock_events_compare_as_their_start_times():
+    from plait.schedules import ClockEvent
+
+    nine, ten = utc(2026, 1, 1, 9), utc(2026, 1, 1, 10)
+    event = ClockEvent(nine)
+    assert event == nine and event == datetime(2026, 1, 1, 10, tzinfo=ZoneInfo("Europe/Paris"))
+    assert event != ten and event < ten and event <= nine and ten > event and event >= nine
+    assert event != datetime(2026, 1, 1, 9)  # a naive time is no instant
+    assert sorted([ClockEvent(ten), event]) == [nine, ten]
+    # two events at one instant are one event only with the same parameters and labels
+    assert ClockEvent(nine, {"a": 1}) == ClockEvent(nine, {"a": 1}) != ClockEvent(nine, {"a": 2})
+    assert ClockEvent(nine, labels=["gpu"]) != ClockEvent(nine)
+    assert ClockEvent(nine, {"a": 1}) == nine  # against a datetime only the time counts
+    assert len({ClockEvent(nine), ClockEvent(nine)}) == 1
+
+
+def test_clock_events_default_to_after_now():
+    now = datetime.now(UTC)
+    first = next(iter(IntervalClock(timedelta(hours=1)).events()))
+    assert now < first.start_time <= now + timedelta(hours=1)
+    assert next(iter(CronClock("* * * * *").events())) > now
+
+
+def test_clocks_carry_labels_to_their_events_and_through_serialization():
+    from dateutil import rrule
+
+    s = Schedule(
+        [
+            IntervalClock(timedelta(days=1), start_date=utc(2026, 1, 1), labels=["gpu"]),
+            CronClock("0 12 * * *", labels=[]),
+            DatesClock([utc(2026, 1, 1, 6)], labels=["dev", "eu"]),
+            RRuleClock(rrule.rrule(rrule.DAILY, dtstart=utc(2026, 1, 1, 18)), labels=["x"]),
+            IntervalClock(timedelta(days=1), start_date=utc(2026, 1, 1, 3)),
+        ]
+    )
+    got = [(e.start_time.hour, e.labels) for e in s.next(5, after=utc(2026, 1, 1, 1))]
+    assert got == [(3, None), (6, ["dev", "eu"]), (12, []), (18, ["x"]), (0, ["gpu"])]
+    again = Schedule.deserialize(json.loads(json.dumps(s.serialize())))
+    assert [e.labels for e in again.next(5, after=utc(2026, 1, 1, 1))] == [e for _, e in got]
+    # same instant, same parameters, different labels: two events (two runs)
+    both = Schedule([DatesClock([utc(2026, 2, 1)], labels=["a"]), DatesClock([utc(2026, 2, 1)], labels=["b"])])
+    assert [e.labels for e in both.next(5, after=utc(2026, 1, 1))] == [["a"], ["b"]]
+    with pytest.raises(TypeError, match="labels must be a list of strings"):
+        IntervalClock(timedelta(hours=1), labels="gpu")
+
+
+def test_schedule_next_gives_datetimes_on_request_and_may_have_no_clock():
+    s = Schedule([IntervalClock(timedelta(hours=6), start_date=utc(2026, 1, 1))])
+    got = s.next(2, after=utc(2026, 1, 1, 1), return_events=False)
+    assert got == [utc(2026, 1, 1, 6), utc(2026, 1, 1, 12)] and all(type(t) is datetime for t in got)
+    assert s.next(2, after=utc(2026, 1, 1, 1)) == got  # events, equal to those times
+    empty = Schedule(clocks=[])
+    assert empty.next(3) == [] and empty.start_date is None and empty.end_date is None
+
+
+def test_schedule_start_and_end_dates_default_to_those_of_its_clocks():
+    s = Schedule(
+        [
+            IntervalClock(timedelta(hours=1), start_date=utc(2026, 3, 1), end_date=utc(2026, 6, 1)),
+            IntervalClock(timedelta(hours=1), start_date=utc(2026, 1, 1), end_date=utc(2026, 4, 1)),
+            CronClock("0 0 * * *"),
+        ]
+    )
+    assert (s.start_date, s.end_date) == (utc(2026, 1, 1), utc(2026, 6, 1))
+    # they describe the clocks; they do not bound the clock that has no end
+    assert s.next(1, after=utc(2027, 1, 1)) == [utc(2027, 1, 2)]
+    bounded = Schedule([CronClock("0 0 * * *")], start_date=utc(2026, 5, 1), end_date=utc(2026, 5, 2))
+    assert (bounded.start_date, bounded.end_date) == (utc(2026, 5, 1), utc(2026, 5, 2))
+    assert bounded.next(5, after=utc(2026, 1, 1)) == [utc(2026, 5, 1), utc(2026, 5, 2)]
+    dates = DatesClock([utc(2026, 5, 3), utc(2026, 5, 1), utc(2026, 5, 2)])
+    assert (dates.start_date, dates.end_date) == (utc(2026, 5, 1), utc(2026, 5, 3))
+
+
+def test_bad_clock_arguments_are_type_errors_and_cron_day_or_none_is_true():
+    for make in (lambda: IntervalClock(None), lambda: RRuleClock(42), lambda: CronClock(5), lambda: DatesClock(7)):
+        with pytest.raises(TypeError):
+            make()
+    with pytest.raises(ValueError, match="greater than 0"):
+        IntervalClock(timedelta(0))
+    assert CronClock("0 0 * * *", day_or=None).day_or is True
+
+
+def test_pendulum_times_in_give_pendulum_times_out():
+    pendulum = pytest.importorskip("pendulum")
+
+    start = pendulum.datetime(2026, 3, 28, 12, tz="Europe/London")
+    clock = IntervalClock(timedelta(days=1), start_date=start)
+    events = list(itertools.islice(clock.events(after=start), 2))
+    assert all(isinstance(e.start_time, pendulum.DateTime) for e in events)
+    # across the change to summer time, still noon in London (11:00 UTC)
+    assert [e.start_time.in_tz("UTC").hour for e in events] == [11, 11]
+    plain = list(
+        itertools.islice(IntervalClock(timedelta(days=1), start_date=utc(2026, 1, 1)).events(utc(2026, 1, 1)), 1)
+    )
+    assert type(plain[0].start_time) is datetime
+    after = pendulum.datetime(2026, 1, 1)
+    times_ = Schedule([CronClock("0 9 * * *")]).next(1, after=after, return_events=False)
+    assert isinstance(times_[0], pendulum.DateTime) and times_[0] == utc(2026, 1, 1, 9)

@@ -196,3 +196,19 @@ def test_a_signal_given_an_option_its_state_does_not_take_says_so():
 
     with pytest.raises(TypeError, match=r"SUCCESS.*'bad_result'"):
         signals.SUCCESS(bad_result=100)
+
+
+def test_retry_at_a_naive_time_is_due_at_that_time_in_utc():
+    from datetime import UTC, datetime, timedelta
+
+    from plait.testing import run_task
+
+    at = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=5)
+
+    @plait.task
+    def later():
+        raise signals.RETRY(start_time=at)
+
+    state = run_task(later)
+    assert state.is_retrying()
+    assert state.start_time == at.replace(tzinfo=UTC)

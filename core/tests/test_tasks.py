@@ -139,7 +139,7 @@ def test_nout_unpacking(executor):
 
 
 def test_unpacking_without_nout_explains_the_fix():
-    with Flow("nout"), pytest.raises(TypeError, match=r"Task 'pair' is not iterable: give it nout=N"):
+    with Flow("nout"), pytest.raises(TypeError, match=r"Task is not iterable: give task 'pair' nout=N"):
         _a, _b = pair()
 
 
@@ -254,3 +254,189 @@ def test_a_task_stored_before_newer_options_still_runs():
     final = state.result[old]
     assert type(final) is Failed and "flaky" in final.message
     assert final.result.args == ("flaky",)
+
+
+# --- Prefect 1's Task API ------------------------------------------------------------------------
+
+import plait  # noqa: E402 - the section's own imports
+from plait import Parameter  # noqa: E402
+
+
+@task
+def one():
+    return 1
+
+
+def test_linking_tasks_outside_a_flow_says_no_flow_was_passed():
+    from plait.errors import NoActiveFlowError
+    from plait.tasks import Task
+
+    a, b = Task(), Task()
+    for link in (lambda: a.set_upstream(b), lambda: a.set_downstream(b), lambda: a.set_dependencies()):
+        with pytest.raises(ValueError, match="No Flow was passed") as caught:
+            link()
+        assert isinstance(caught.value, NoActiveFlowError)
+    with pytest.raises(ValueError, match="called outside a flow"):
+        a.bind()
+
+
+def test_set_upstream_downstream_and_dependencies_return_the_task_for_chaining():
+    from plait.tasks import Task
+
+    a, b, c = Task(name="a"), Task(name="b"), Task(name="c")
+    with Flow("chain") as flow:
+        assert a.set_downstream(b) is a
+        assert c.set_upstream(b) is c
+        assert c.set_dependencies(flow, upstream_tasks=[a]) is c
+    assert flow.upstream_tasks(c) == {a, b}
+
+
+def test_tags_set_in_the_context_go_to_tasks_made_or_bound_there():
+    from plait.tasks import Task
+
+    with plait.context(tags=["team-a"]):
+        made = Task(tags=["etl"])
+    assert made.tags == {"etl", "team-a"}
+    base = Task(tags=["math"])
+    with plait.context(tags=["nightly"]), Flow("tags"):
+        bound = base(task_args={"tags": ["extra"]})
+    assert bound.tags == {"math", "extra", "nightly"}
+    assert base.tags == {"math"}
+
+
+def test_task_args_naming_an_unknown_option_is_an_attribute_error():
+    from plait.tasks import Task
+
+    with Flow("bad-args"), pytest.raises(AttributeError, match="no option 'foo'"):
+        Task()(task_args={"foo": "bar"})
+
+
+def test_reserved_run_parameters_and_varargs_are_value_errors():
+    from plait.tasks import Task
+
+    with pytest.raises(ValueError, match="reserved"):
+
+        class Mapped(Task):
+            def run(self, x, mapped=None):
+                pass
+
+    with pytest.raises(ValueError, match=r"cannot take \*rest"):
+        task(lambda x, *rest: None)
+
+
+def test_inputs_and_outputs_describe_run():
+    from typing import Any
+
+    @task
+    def scale(x, factor: int = 2) -> float:
+        return x * factor
+
+    assert scale.inputs() == {
+        "x": {"type": Any, "required": True, "default": None},
+        "factor": {"type": int, "required": False, "default": 2},
+    }
+    assert scale.outputs() is float
+    assert task(lambda: 1).outputs() is Any
+
+
+def test_nout_comes_from_a_fixed_tuple_annotation():
+    @task
+    def pair(x) -> tuple[int, str]:
+        return x, str(x)
+
+    @task
+    def any_length(x) -> tuple[int, ...]:
+        return (x,)
+
+    assert pair.nout == 2 and any_length.nout is None
+    with Flow("unpack") as flow:
+        n, s = pair(7)
+    state = flow.run()
+    assert (state.result[n].result, state.result[s].result) == (7, "7")
+
+
+def test_a_mapped_task_cannot_be_unpacked():
+    @task(nout=2)
+    def pair(x):
+        return x, x
+
+    with Flow("mapped-unpack"), pytest.raises(TypeError, match="is mapped"):
+        _a, _b = pair.map([1, 2])
+
+
+def test_retry_on_needs_retries():
+    with pytest.raises(ValueError, match="`max_retries` must be provided"):
+        task(retry_on=ConnectionError)(lambda: None)
+
+
+def test_a_task_logs_through_the_run_logger(caplog):
+    class Loud(plait.Task):
+        def run(self):
+            self.logger.warning("hello from %s", self.name)
+            return plait.context.logger is self.logger
+
+    with Flow("logs") as flow:
+        out = Loud()()
+    assert flow.run().result[out].result is True
+    assert "hello from Loud" in caplog.text
+
+
+def test_a_parameter_called_joins_the_flow_and_copies_under_another_name():
+    with Flow("params") as flow:
+        x = Parameter("x", default=1)()
+    assert x in flow
+    lone = Flow("lone")
+    Parameter("y")(flow=lone)
+    assert [p.name for p in lone.parameters()] == ["y"]
+    z = x.copy("z")
+    assert (z.name, z.slug, z.default) == ("z", "z", 1)
+    with Flow("bad"), pytest.raises(TypeError, match="unexpected keyword argument 'mapped'"):
+        Parameter("w")(mapped=True)
+
+
+def test_a_datetime_parameter_parses_strings():
+    from datetime import UTC, datetime
+
+    from plait.tasks import DateTimeParameter
+
+    with Flow("dates") as flow:
+        when = DateTimeParameter("when", required=False)()
+    moment = datetime(2026, 3, 1, 6, 30, tzinfo=UTC)
+    assert flow.run(when=moment.isoformat()).result[when].result == moment
+    assert flow.run(when=moment).result[when].result is moment
+    assert flow.run().result[when].result is None
+    assert flow.run(when="not a date").result[when].is_failed()
+
+
+def test_collection_tasks_gather_their_inputs():
+    from plait.tasks import Dict, List, Set, Tuple
+
+    with Flow("collections") as flow:
+        as_list = List().bind(1, one())
+        as_tuple = Tuple().bind(*range(12))
+        as_set = Set().bind(1, 1, 2)
+        as_dict = Dict().bind(keys=["a", None], values=[1, 2])
+        bad_dict = Dict().bind(keys=["a"], values=[1, 2])
+    state = flow.run()
+    assert state.result[as_list].result == [1, 1]
+    assert state.result[as_tuple].result == tuple(range(12))
+    assert state.result[as_set].result == {1, 2}
+    assert state.result[as_dict].result == {"a": 1, None: 2}
+    assert isinstance(state.result[bad_dict].result, ValueError)
+    assert {e.key for e in flow.edges_to(as_list)} == {"arg_2"}
+    assert flow.constants[as_list] == {"arg_1": 1}
+
+
+def test_mapped_maps_over_one_argument_of_a_plain_call():
+    from plait.tasks import mapped
+
+    @task
+    def scale(x, factor):
+        return x * factor
+
+    with Flow("one-mapped") as flow:
+        out = scale(x=mapped([1, 2, 3]), factor=10)
+        from_task = scale(x=mapped(Parameter("xs", default=[4, 5])), factor=one())
+    state = flow.run()
+    assert state.result[out].result == [10, 20, 30]
+    assert state.result[from_task].result == [4, 5]

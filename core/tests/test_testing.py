@@ -259,3 +259,209 @@ def test_sigint_not_ignored_lets_a_child_see_ctrl_c_when_pytest_runs_in_the_back
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # put back
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# --- TaskRunner (Prefect 1's name) and raise_on_exception ------------------------------------
+
+
+def test_task_runner_runs_a_task_from_edges_and_keeps_finished_or_future_states():
+    from datetime import UTC, datetime, timedelta
+
+    from plait.flow import Edge
+    from plait.states import Failed, Pending, Retrying, Running, Scheduled, Success
+    from plait.tasks import Task
+    from plait.testing import TaskRunner
+
+    @task
+    def divide(num, den):
+        return num / den
+
+    source = Task(name="source")
+    edges = {Edge(source, divide, key="num"): Success(result=6), Edge(source, divide, key="den"): Success(result=3)}
+    assert TaskRunner(divide).run(upstream_states=edges).result == 2
+
+    # states a run does not start from come back as they are: the same objects
+    for start in (
+        Success(result=1),
+        Failed("before"),
+        Running(),
+        Scheduled(start_time=datetime.now(UTC) + timedelta(hours=1)),
+    ):
+        assert TaskRunner(divide).run(state=start, upstream_states=edges) is start
+    later = Retrying(start_time=datetime.now(UTC) + timedelta(hours=1), run_count=1)
+    assert TaskRunner(divide).run(state=later) is later
+
+    # the trigger sees the upstream states
+    state = TaskRunner(divide).run(upstream_states={Edge(source, divide, key="num"): Failed("no")})
+    assert state.name == "TriggerFailed"
+    assert isinstance(TaskRunner(divide).run(state=Pending(), upstream_states=edges), Success)
+
+
+def test_task_runner_counts_attempts_from_a_retrying_state_and_goes_on_with_a_loop():
+    from datetime import timedelta
+
+    from plait.states import Failed, Retrying
+    from plait.testing import TaskRunner
+
+    seen = []
+
+    @task(max_retries=2, retry_delay=timedelta(0))
+    def flaky():
+        seen.append(plait.context.task_run_count)
+        raise RuntimeError("down")
+
+    runner = TaskRunner(flaky)
+    first = runner.run()
+    assert isinstance(first, Retrying) and first.run_count == 1
+    second = runner.run(state=first)
+    assert isinstance(second, Retrying) and second.run_count == 2
+    assert isinstance(runner.run(state=second), Failed)
+    assert seen == [1, 2, 3]
+    with plait.context(task_run_count=5):  # outside a retry the count comes from the context
+        runner.run(state=None)
+    assert seen[-1] == 5
+
+
+def test_task_runner_pauses_and_resumes():
+    from datetime import UTC, datetime, timedelta
+
+    from plait.flow import Edge
+    from plait.states import Paused, Resume, Success
+    from plait.tasks import Task
+    from plait.testing import TaskRunner
+    from plait.triggers import manual_only
+
+    @task(trigger=manual_only)
+    def approve():
+        return "approved"
+
+    ups = {Edge(Task(), approve): Success()}
+    assert isinstance(TaskRunner(approve).run(upstream_states=ups), Paused)
+    assert TaskRunner(approve).run(state=Resume(), upstream_states=ups).result == "approved"
+    assert TaskRunner(approve).run(upstream_states=ups, context={"resume": True}).is_successful()
+    # a pause whose time has come lets the task through; one still to come is kept
+    due = Paused(start_time=datetime.now(UTC) - timedelta(seconds=1))
+    assert TaskRunner(approve).run(state=due, upstream_states=ups).is_successful()
+    waiting = Paused(start_time=datetime.now(UTC) + timedelta(hours=1))
+    assert TaskRunner(approve).run(state=waiting, upstream_states=ups) is waiting
+
+
+def test_task_runner_calls_its_handlers_after_the_tasks_and_they_may_replace_the_state():
+    from datetime import timedelta
+
+    from plait.states import Failed, Skipped
+    from plait.testing import TaskRunner
+
+    calls = []
+
+    def task_handler(t, old, new):
+        calls.append(("task", type(old).__name__, type(new).__name__))
+
+    def runner_handler(runner, old, new):
+        assert isinstance(runner, TaskRunner)
+        calls.append(("runner", type(old).__name__, type(new).__name__))
+        return Skipped("handled") if isinstance(new, Failed) else None
+
+    @task(state_handlers=[task_handler])
+    def boom():
+        raise ValueError("x")
+
+    state = TaskRunner(boom, state_handlers=[runner_handler]).run()
+    assert isinstance(state, Skipped) and state.message == "handled"
+    assert calls == [
+        ("task", "Pending", "Running"),
+        ("runner", "Pending", "Running"),
+        ("task", "Running", "Failed"),
+        ("runner", "Running", "Failed"),
+    ]
+
+    # a failure with a retry left: the handlers see Running, the failure, then the retry
+    seen = []
+
+    @task(max_retries=1, retry_delay=timedelta(0))
+    def flaky():
+        raise ValueError("x")
+
+    state = TaskRunner(flaky, state_handlers=[lambda r, old, new: seen.append(type(new).__name__)]).run()
+    assert state.is_retrying()
+    assert seen == ["Running", "Failed", "Retrying"]
+
+
+def test_task_runner_maps_over_mapped_edges():
+    from plait.flow import Edge
+    from plait.states import Mapped, Success
+    from plait.tasks import Task
+    from plait.testing import TaskRunner
+
+    @task
+    def add(x, y):
+        return x + y
+
+    source = Task()
+    state = TaskRunner(add).run(
+        upstream_states={
+            Edge(source, add, key="x", mapped=True): Success(result=[1, 2, 3]),
+            Edge(source, add, key="y"): Success(result=10),
+        },
+        is_mapped_parent=True,
+    )
+    assert isinstance(state, Mapped)
+    assert state.result == [11, 12, 13]
+    assert [s.is_successful() for s in state.map_states] == [True, True, True]
+
+
+def test_task_runner_logs_start_and_end_of_the_run(caplog):
+    from plait.testing import TaskRunner
+
+    @task(log_stdout=True)
+    def chatty():
+        print("hello from the task")
+        return 1
+
+    with caplog.at_level("INFO"):
+        TaskRunner(chatty).run()
+    messages = [r.getMessage() for r in caplog.records]
+    assert "hello from the task" in messages
+    assert any("Starting" in m for m in messages) and any("Finished" in m and "Success" in m for m in messages)
+
+
+def test_raise_on_exception_lets_the_task_error_out_of_the_run():
+    from plait.signals import FAIL
+    from plait.testing import TaskRunner, raise_on_exception
+
+    @task
+    def broken():
+        raise ZeroDivisionError("by zero")
+
+    @task
+    def signals_failure():
+        raise FAIL("no")
+
+    with Flow("debug") as flow:
+        broken()
+    assert flow.run().is_failed()  # without it: a Failed state
+    with raise_on_exception():
+        with pytest.raises(ZeroDivisionError):
+            flow.run()
+        with pytest.raises(ZeroDivisionError):
+            TaskRunner(broken).run()
+        assert TaskRunner(signals_failure).run().is_failed()  # signals are states, not errors
+    assert "raise_on_exception" not in plait.context
+    assert TaskRunner(broken).run().is_failed()
+
+
+def test_raise_on_exception_lets_a_state_handler_error_out():
+    from plait.testing import TaskRunner, raise_on_exception
+
+    def handler(obj, old, new):
+        raise KeyError("handler bug")
+
+    @task(state_handlers=[handler])
+    def fine():
+        return 1
+
+    assert TaskRunner(fine).run().is_failed()
+    with raise_on_exception(), pytest.raises(KeyError):
+        TaskRunner(fine).run()
+    with raise_on_exception(), pytest.raises(KeyError):
+        Flow("f", state_handlers=[handler]).run()

@@ -19,6 +19,7 @@ import plait
 from plait import Flow, task
 from plait.engine import timeouts
 from plait.engine.executors import LocalExecutor, ProcessExecutor, ThreadExecutor
+from plait.errors import TaskTimeoutError
 from plait.secrets import MASK, Secret
 from plait.states import TimedOut
 
@@ -65,6 +66,7 @@ def test_a_timed_out_task_is_stopped_with_the_processes_it_started(executor, tmp
     assert type(final) is TimedOut
     assert "timed out after 0.5s; its process was killed" in final.message
     assert isinstance(final.result, TimeoutError)
+    assert isinstance(final.result, TaskTimeoutError)  # Prefect 1's TaskTimeoutSignal
     assert state.result[after].name == "TriggerFailed"
     task_pid, sleeper_pid = map(int, out.read_text().split())
     assert task_pid != os.getpid()

@@ -195,3 +195,16 @@ def test_counting_triggers_let_a_task_without_upstream_tasks_run():
         assert make()([]) is True
         assert make(at_least=2, at_most=4)([]) is True
         assert make(at_least=0.1, at_most=0.5)(set()) is True
+
+
+def test_a_task_skipped_after_an_upstream_skip_says_why():
+    from plait.states import Skipped
+    from plait.testing import run_task
+
+    @task
+    def after():
+        return 1
+
+    state = run_task(after, upstream_states=[Skipped()])
+    assert isinstance(state, Skipped)
+    assert "skip_on_upstream_skip" in state.message

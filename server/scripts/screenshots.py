@@ -1,7 +1,8 @@
 """Screenshots of the web UI's main pages for docs/ui.md (`make screenshots`).
 
-Builds a demo database (``plait_server.demo_data``: a day of runs of three flows, a failed run,
-a running one, late and upcoming runs, a run mapped over 1,000 items), starts a real
+Builds a demo database (``plait_server.demo_data``: a day of runs of three flows claimed by two
+agents, a failed run, a running one, late and upcoming runs, concurrency limits, a run mapped
+over 1,000 items), starts a real
 ``plait server start`` on it, signs in with headless Chromium (Debian's /usr/bin/chromium,
 driven by Playwright) and saves one PNG per page into docs/ui/. Run it again after changing a
 page, so the pictures in the docs stay true.
@@ -80,16 +81,12 @@ def build(database: str) -> dict[str, str]:
     prepare_schema(engine)
     store = Store(engine)
     history = fill(store, runs=300)
-    map_run = big_map_run(store, 1000, history.flows["image-batch"], finished=False)
+    map_run = big_map_run(
+        store, 1000, history.flows["image-batch"], finished=False, agent_id=history.agents["agent-eu-1"]
+    )
     _, secret = store.keys.create("docs (screenshots)", "admin")
     store.keys.create("ci", "run")
     store.keys.create("dashboard-tv", "read")
-    if hasattr(store, "agents"):
-        store.agents.register("agent-eu-1", "local", ["eu", "gpu"], 4, "worker-1", None)
-        store.agents.register("agent-eu-2", "local", ["eu"], 4, "worker-2", None)
-    if hasattr(store, "concurrency"):
-        store.concurrency.set("db", 3, "tag")
-        store.concurrency.set("gpu", 1, "label")
     failed = store.runs.list(FlowRunFilter(state_types=["FAILED"]), limit=1).items[0]
     failed_task = store.task_runs.list(TaskRunFilter(flow_run_id=failed.id, state_types=["FAILED"])).items[0]
     etl = store.flows.list(FlowFilter(name="etl-daily")).items[0]

@@ -170,9 +170,13 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\nStopping the demo ...")
     finally:
-        for child in reversed(children):
+        # The agent first (it starts nothing more), then the runs it started (while the server
+        # still takes their last reports), then the server.
+        for child in reversed(children[1:]):
             end(child)
         end_flow_runs(directory)
+        for child in children[:1]:
+            end(child)
         if args.keep:
             print(f"Kept {directory}")
         else:
@@ -204,22 +208,50 @@ def end(process: subprocess.Popen) -> None:
         process.wait(10)
 
 
-def end_flow_runs(directory: Path) -> None:
-    """Stop the flow runs the demo's agent started (each runs in a process group of its own)."""
-    mine = str(directory)
+def end_flow_runs(directory: Path, timeout: float = 20.0) -> None:
+    """Stop the flow runs the demo's agent started (each runs in a process group of its own):
+    SIGTERM, then SIGKILL for those still alive after ``timeout`` seconds."""
+    groups = flow_run_processes(directory)
+    for pid in groups:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + timeout
+    while groups and time.monotonic() < deadline:
+        groups = [pid for pid in groups if alive(pid)]
+        time.sleep(0.1)
+    for pid in groups:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def flow_run_processes(directory: Path) -> list[int]:
+    """The ``plait execute flow-run`` processes of this demo (their environment names its config)."""
+    mine = f"PLAIT_CONFIG={directory / 'config.toml'}".encode()
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"execute" in cmdline and f"PLAIT_CONFIG={mine}/".encode() in environ:
-            try:
-                os.killpg(int(entry.name), signal.SIGTERM)
-            except OSError:
-                pass
+        if b"execute" in cmdline and b"flow-run" in cmdline and mine in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, ended but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def port_free(port: int) -> bool:

@@ -152,6 +152,146 @@ def test_a_run_goes_through_an_agent_and_every_state_and_log_reaches_the_server(
     assert any(a.last_seen is not None for a in client.agents())
 
 
+def test_a_scheduled_flow_runs_on_time_through_the_servers_scheduler_and_an_agent(orch, agents, tmp_path):
+    """The issue's story: register a flow with a schedule, start an agent, walk away. The
+    scheduler inside `plait server start` creates its runs, the agent runs them when due, each
+    with its clock's parameters and its scheduled time in the clock's zone (what flow.run() on
+    that schedule gives); pausing the schedule removes the runs not yet started."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    name = unique("scheduled")
+    seen = tmp_path / "seen.txt"
+    path = flow_file(
+        tmp_path,
+        name,
+        f"""
+        from datetime import datetime, timedelta
+        from zoneinfo import ZoneInfo
+        import plait
+        from plait import Flow, Parameter, task
+        from plait.schedules import IntervalClock, Schedule
+
+        @task
+        def record(region):
+            start = plait.context.scheduled_start_time
+            with open("{seen}", "a") as f:
+                f.write(f"{{plait.context.flow_run_id}} {{start.isoformat()}} {{plait.context.today}} {{region}}\\n")
+
+        clock = IntervalClock(
+            timedelta(seconds=1),
+            start_date=datetime(2024, 1, 1, tzinfo=ZoneInfo("America/New_York")),
+            parameter_defaults={{"region": "us"}},
+        )
+        with Flow("{name}", schedule=Schedule(clocks=[clock])) as flow:
+            record(Parameter("region", default="eu"))
+        """,
+    )
+    client = orch.client()
+    flow = register(client, path, name)
+    agents()
+    lines = wait_until(
+        lambda: seen.exists() and len(lines := seen.read_text().splitlines()) >= 3 and lines,
+        timeout=120,
+        what="three scheduled runs to run",
+    )
+    client.set_schedule_active(flow.flow_group_id, False)
+    start = datetime(2024, 1, 1, tzinfo=ZoneInfo("America/New_York"))
+    for line in lines[:3]:
+        run_id, when, today, region = line.split()
+        run = client.flow_run(run_id)
+        when = datetime.fromisoformat(when)
+        assert run.flow_id == flow.id and run.parameters == {"region": "us"} and region == "us"
+        assert when.utcoffset() == start.astimezone(ZoneInfo("America/New_York")).utcoffset()  # the clock's zone
+        assert when == run.scheduled_start_time and today == when.strftime("%Y-%m-%d")
+        assert (when - start) % timedelta(seconds=1) == timedelta(0)  # a time of the schedule
+        assert run.scheduled_start_time > datetime.now(UTC) - timedelta(minutes=5)  # created by the scheduler, ahead
+    # Paused: the runs that had not started are gone; what had started finishes.
+    wait_until(lambda: client.flow_runs(flow_id=flow.id, states=["Scheduled"])[1] == 0, timeout=30, what="the pause")
+    for run in client.flow_runs(flow_id=flow.id, limit=100)[0]:
+        wait_finished(client, run.id)
+
+
+def listening_sockets(pid: int) -> list[str]:
+    """The TCP sockets of process ``pid`` in LISTEN state and its UDP sockets (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and (table.startswith("udp") or fields[3] == "0A"):
+                found.append(f"{table} {fields[1]}")
+    return found
+
+
+def test_reports_arrive_while_the_run_runs_and_a_heartbeat_brings_its_cancellation(orch, agents, tmp_path):
+    """States and log lines reach the server in batches while the run is still running; the
+    heartbeat's answer tells the process that its run was cancelled (nothing else could: it
+    writes nothing while its task waits), and it stops at the next task boundary. Neither the
+    agent nor the flow-run process listens on a socket: every connection goes out."""
+    name = unique("live")
+    waiting, go = tmp_path / "waiting", tmp_path / "go"
+    path = flow_file(
+        tmp_path,
+        name,
+        f"""
+        import time
+        from pathlib import Path
+        import plait
+        from plait import Flow, task
+
+        @task
+        def first():
+            plait.context.logger.info("first is done")
+            return 1
+
+        @task
+        def wait(x):
+            Path("{waiting}").touch()
+            while not Path("{go}").exists():
+                time.sleep(0.05)
+            return x
+
+        @task
+        def never(x):
+            return x
+
+        with Flow("{name}") as flow:
+            never(wait(first()))
+        """,
+    )
+    client = orch.client()
+    run = client.create_flow_run(flow_id=register(client, path, name).id)
+    agent = agents()
+    wait_until(waiting.exists, timeout=60, what="the run to reach its waiting task")
+    live = wait_until(
+        lambda: (s := task_states(client, run.id)).get(("wait", -1)) == "Running" and s,
+        timeout=30,
+        what="the states so far to reach the server while the run runs",
+    )
+    assert live == {("first", -1): "Success", ("wait", -1): "Running"}
+    assert "first is done" in {line.message for line in client.logs(run.id)[0]}
+    (pid,) = run_processes({run.id})
+    assert listening_sockets(orch.process.pid)  # the server does listen: the check sees listeners
+    assert listening_sockets(agent.pid) == [] and listening_sockets(pid) == []
+    client.cancel_flow_run(run.id)
+    told = "The flow run was cancelled"  # the process's log line when its heartbeat brings the news
+    wait_until(lambda: told in agent.log.read_text(), timeout=30, what="a heartbeat to tell the process")
+    go.touch()
+    done = wait_finished(client, run.id)
+    assert done.state == "Cancelled" and "Cancelled at a task boundary" in done.state_message
+    states = task_states(client, run.id)
+    assert states[("first", -1)] == "Success" and states[("wait", -1)] == "Success"
+    assert states.get(("never", -1)) in (None, "Cancelled")  # it never ran
+
+
 def test_cancelling_stops_a_run_at_the_next_task_and_one_that_does_not_stop_is_killed(orch, agents, tmp_path):
     name = unique("cancel")
     effects = tmp_path / "effects.txt"

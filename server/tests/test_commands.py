@@ -123,6 +123,13 @@ def test_create_is_idempotent_with_a_key_and_list_shows_the_run(server, flow_fil
     assert listed.returncode == 0 and run_id in listed.stdout and "Scheduled" in listed.stdout
     assert "1 of 1 runs" in listed.stdout
 
+    # piped, with no COLUMNS (a script, a CI log): the table is not squeezed to 80 columns
+    env = {k: v for k, v in server.env().items() if k != "COLUMNS"}
+    piped = subprocess.run(
+        [*PLAIT, "flow-run", "list", "--flow", name], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert piped.returncode == 0 and run_id in piped.stdout and "Scheduled" in piped.stdout, piped.stdout
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -254,4 +261,52 @@ def test_commands_without_a_key_explain_where_it_comes_from(server, tmp_path):
     config.write_text(f'[server]\nurl = "{server.url}"\n')
     result = plait(server, "flow-run", "list", env={**server.env(), "PLAIT_CONFIG": str(config)})
     assert result.returncode == 2 and "No API key for the Plait server" in result.stderr
+    no_traceback(result)
+
+
+# --- plait agent start, plait execute flow-run, plait server scheduler, plait concurrency-limit ----------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["agent", "start", "--max-runs", "0"], {}, "max_runs = 0 is not valid: expected a whole number from 1"),
+        (["agent", "start", "--poll-interval", "-1"], {}, "poll_interval = -1.0 is not valid"),
+        (["agent", "start", "--type", "nope"], {}, "Invalid value for '--type'"),
+        (["agent", "start", "--label", " "], {}, "labels = [' '] is not valid"),
+        (["agent", "start"], {"PLAIT__AGENT__MAX_RUNS": "many"}, "PLAIT__AGENT__MAX_RUNS = 'many'"),
+        (["agent", "start"], {"PLAIT__SERVER__API_KEY": "plait_wrong-key-1234"}, "Unknown or revoked API key"),
+        (["execute", "flow-run", "no-such-run"], {}, "No flow run with id 'no-such-run'"),
+        (["execute", "flow-run", "x"], {"PLAIT__EXECUTION__QUEUE_SIZE": "0"}, "queue_size = 0 is not valid"),
+        (["execute", "flow-run", "x"], {"PLAIT__SERVER__API_KEY": "plait_wrong-key-1234"}, "Unknown or revoked"),
+        (["server", "scheduler", "--database", "mysql://db/plait"], {}, "is not supported"),
+        (["concurrency-limit", "delete", "no-such-tag"], {}, "No tag concurrency limit named 'no-such-tag'"),
+        (["concurrency-limit", "set", "db", "1000001"], {}, "is not in the range 0<=x<=1000000"),
+        (["flow-run", "restart", "no-such-run"], {}, "No flow run with id 'no-such-run'"),
+    ],
+)
+def test_orchestration_commands_bad_input_exits_2_with_a_message(server, args, env, message):
+    result = plait(server, *args, env={**server.env(), **env}, timeout=60)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "plait_wrong-key-1234" not in result.stdout + result.stderr
+    no_traceback(result)
+
+
+def test_execute_refuses_a_finished_or_held_run_and_scheduler_an_unprepared_database(server, flow_file, tmp_path):
+    name, _ = registered(server, flow_file)
+    client = server.client()
+    held = client.create_flow_run(flow_name=name)
+    client.set_flow_run_states(
+        [FlowRunState(held.id, 1, {"type": "Submitted"}), FlowRunState(held.id, 2, {"type": "Running"})]
+    )
+    result = plait(server, "execute", "flow-run", held.id)
+    assert result.returncode == 2 and "is Running already: another process holds it" in result.stderr
+    no_traceback(result)
+    client.set_flow_run_states([FlowRunState(held.id, 3, {"type": "Success"})])
+    result = plait(server, "execute", "flow-run", held.id)
+    assert result.returncode == 2 and "has already finished (Success); nothing to execute" in result.stderr
+    no_traceback(result)
+    result = plait(server, "server", "scheduler", "--database", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert result.returncode == 2 and "run `plait server database upgrade`" in result.stderr
     no_traceback(result)

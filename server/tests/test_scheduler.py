@@ -155,3 +155,19 @@ def test_a_flow_without_schedule_or_with_an_unreadable_one_is_looked_at_rarely(s
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert scheduler.run_pass(now).groups == 1
     assert scheduler.run_pass(now + timedelta(minutes=5)).groups == 0
+
+
+def test_a_clock_with_labels_gives_its_runs_those_labels_instead_of_the_flows(store):
+    schedule = Schedule(
+        clocks=[
+            IntervalClock(timedelta(days=1), start_date=START, labels=["gpu"]),
+            IntervalClock(timedelta(days=1), start_date=START + timedelta(hours=12)),
+        ]
+    )
+    flow = make_flow("labelled", schedule)
+    registered = store.flows.register(
+        metadata=flow_metadata(flow), storage={"type": "file", "path": "/srv/x.py", "flow": flow.name}, labels=["etl"]
+    )
+    Scheduler(store).run_pass(datetime(2026, 1, 1, 6, tzinfo=UTC))
+    runs = runs_of(store, registered.flow.flow_group_id)
+    assert [(r.scheduled_start_time.hour, r.labels) for r in runs[:3]] == [(12, ["etl"]), (0, ["gpu"]), (12, ["etl"])]

@@ -13,13 +13,11 @@ import re
 import pytest
 import requests
 from conftest import ServerProcess
+from playwright.sync_api import expect, sync_playwright
 from uibrowser import WAIT_MS, launch, sign_in
 
 from plait import Flow, Parameter, task
 from plait.registration import flow_metadata
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +30,7 @@ def ui_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         b = launch(p)
         yield b
         b.close()
@@ -155,6 +153,32 @@ def test_a_revoked_key_is_signed_out_at_once(page, ui_server):
     client.revoke_api_key(key_id)
     page.goto(ui_server.url + "/flows")
     expect(page).to_have_url(re.compile(r"/login"))
+
+
+def test_an_open_live_stream_stops_when_its_key_is_revoked(ui_server):
+    flow = register(ui_server, "ui-stream-revoked")
+    run = running_run(ui_server, flow.id)
+    client = ui_server.client()
+    key_id, secret = client.create_api_key("stream-reader", "read")
+    headers = {"Authorization": f"Bearer {secret}"}
+    cursors = requests.get(f"{ui_server.url}/flow-runs/{run.id}.json", headers=headers, timeout=30).json()["cursors"]
+    url = f"{ui_server.url}/flow-runs/{run.id}/events?s={cursors['state']}&l={cursors['log']}"
+    with requests.get(url, headers=headers, stream=True, timeout=(10, 60)) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        assert next(lines) == b"retry: 1000"
+        # While the key is valid, a state streams in.
+        task_states(ui_server, run.id, [("add", -1, 0, "Running")])
+        seen = b""
+        while b'"Running"' not in seen:
+            seen += next(lines) + b"\n"
+        # Revoked: the stream sends nothing more (not the state written next) and ends.
+        client.revoke_api_key(key_id)
+        task_states(ui_server, run.id, [("add", -1, 1, "Success")])
+        rest = b"\n".join(lines)
+    assert b"event:" not in rest, rest
+    # Its page reconnecting is refused.
+    assert requests.get(url, headers=headers, timeout=30).status_code == 401
 
 
 # --- pages ---------------------------------------------------------------------------------------
@@ -328,59 +352,6 @@ def schedule_active(server, flow_id: str) -> bool:
     return graphql(server, "query($id: ID!) { flow(id: $id) { schedule_active } }", {"id": flow_id})["flow"][
         "schedule_active"
     ]
-
-
-# --- what a read key may do ----------------------------------------------------------------------
-
-
-def test_a_read_key_sees_no_button_that_changes_anything(page, ui_server, keys):
-    flow = register(ui_server, "ui-read")
-    run = running_run(ui_server, flow.id)
-    sign_in(page, ui_server, keys["read"])
-    pages = ("/", "/flows", f"/flows/{flow.id}", "/flow-runs", f"/flow-runs/{run.id}", "/agents", "/concurrency-limits")
-    for path in pages:
-        page.goto(ui_server.url + path)
-        # The only form that posts is signing out.
-        posts = page.locator("form[method=post]")
-        expect(posts).to_have_count(1)
-        expect(posts.first).to_have_attribute("action", "/logout")
-    expect(page.locator("header nav")).not_to_contain_text("API keys")
-    page.goto(ui_server.url + "/api-keys")
-    expect(page.locator(".error")).to_contain_text("scope admin")
-
-
-def test_forged_and_unauthorised_posts_are_refused(page, ui_server, keys):
-    flow = register(ui_server, "ui-forged")
-    run = running_run(ui_server, flow.id)
-    # A post carrying the session cookie but no CSRF token (what a forged cross-site form would
-    # send, if SameSite did not stop the cookie) is refused and changes nothing.
-    sign_in(page, ui_server, keys["admin"])
-    response = page.request.post(f"{ui_server.url}/flow-runs/{run.id}/cancel", form={"x": "1"})
-    assert response.status == 403
-    assert "CSRF" in response.text()
-    response = page.request.post(f"{ui_server.url}/flow-runs/{run.id}/cancel", form={"csrf_token": "0" * 64})
-    assert response.status == 403
-    assert ui_server.client().flow_run(run.id).state == "Running"
-
-    # A read key with a valid token of its own is refused by the API's own permission check.
-    session = requests.Session()
-    _sign_in_requests(session, ui_server, keys["read"])
-    token = _csrf_of(session, ui_server, f"/flow-runs/{run.id}")
-    answer = session.post(f"{ui_server.url}/flow-runs/{run.id}/cancel", data={"csrf_token": token})
-    assert answer.status_code == 403
-    assert ui_server.client().flow_run(run.id).state == "Running"
-
-
-def _sign_in_requests(session: requests.Session, server, key: str) -> None:
-    form = session.get(server.url + "/login").text
-    token = re.search(r'name="login_token" value="([^"]+)"', form).group(1)
-    answer = session.post(server.url + "/login", data={"login_token": token, "api_key": key}, allow_redirects=False)
-    assert answer.status_code == 303
-
-
-def _csrf_of(session: requests.Session, server, path: str) -> str:
-    page = session.get(server.url + path).text
-    return re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page).group(1)
 
 
 # --- without JavaScript --------------------------------------------------------------------------

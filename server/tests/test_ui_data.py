@@ -168,3 +168,29 @@ def test_the_live_feed_sees_a_transaction_that_commits_after_a_later_one(store):
     slow.close()
     assert [t.task_slug for t in feed.read().task_runs] == ["one"]
     assert feed.read().task_runs == []
+
+
+def test_the_demo_history_is_claimed_by_agents_and_keeps_late_runs_late(store):
+    from plait_server.data.runs import FlowRunFilter
+    from plait_server.demo_data import big_map_run, fill
+
+    history = fill(store, runs=12)
+    assert set(history.agents) == {"agent-eu-1", "agent-eu-2"}
+    runs = store.runs.list(FlowRunFilter(), limit=100).items
+    finished = [r for r in runs if r.state_type in ("SUCCESS", "FAILED")]
+    assert len(finished) == 12
+    # Every run an agent would have run was claimed by one of them.
+    assert {r.agent_id for r in finished} == set(history.agents.values())
+    assert store.runs.get(history.running_run).agent_id == history.agents["agent-eu-1"]
+    # The running run's load task holds one slot of the db limit.
+    limits = {(limit.kind, limit.name): limit for limit in store.concurrency.list()}
+    assert limits[("tag", "db")].in_use == 1 and limits[("label", "gpu")].max_running == 1
+    # The late runs wait for an agent with the label gpu, which neither agent has.
+    late, total = store.summaries.late_runs(timedelta(minutes=5))
+    assert total == 2 and all(r.labels == ["gpu"] for r in late)
+    assert store.agents.claim(history.agents["agent-eu-2"], limit=10) == []
+
+    map_run = big_map_run(store, 40, history.flows["image-batch"], agent_id=history.agents["agent-eu-2"])
+    run = store.runs.get(map_run)
+    assert run.state == "Success" and run.agent_id == history.agents["agent-eu-2"]
+    assert store.summaries.mapped_children(map_run, "process", limit=1, offset=0)[1] == 40

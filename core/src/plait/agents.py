@@ -66,6 +66,7 @@ __all__ = [
     "ProcessHandle",
     "RunHandle",
     "available_agents",
+    "check_run_config",
     "get_agent_class",
 ]
 
@@ -186,6 +187,7 @@ class Agent:
         self.started_count = 0
         self._stop = threading.Event()
         self._unreachable_since: float | None = None
+        self._failing: str | None = None  # the server's last failure of a poll, until one succeeds
 
     # -- what a kind implements ----------------------------------------------------------------
 
@@ -197,6 +199,15 @@ class Agent:
     def start_run(self, run: ClaimedRun) -> RunHandle:
         """Start ``plait execute flow-run ID`` for ``run`` (see ``command`` and ``environment``)."""
         raise NotImplementedError
+
+    @classmethod
+    def check_run_config(cls, table: dict[str, Any]) -> None:
+        """Check this kind's table of a flow's ``run_config`` (``Flow(run_config={type: table})``).
+
+        ``plait register`` calls it for every installed kind the flow's ``run_config`` names, so a
+        typo fails at registration, not when a run starts. Raise ``AgentError`` naming the bad
+        key and the fix; the default accepts anything.
+        """
 
     # -- what a kind uses -----------------------------------------------------------------------
 
@@ -274,10 +285,20 @@ class Agent:
                 logger.warning("Agent %r: the server does not know this agent any more; registering again", self.name)
                 self.register()
                 return 0
-            raise
+            if exc.code in ("UNAUTHENTICATED", "FORBIDDEN"):
+                raise  # our key is refused: nothing this agent does can succeed
+            # A failure of the server's (an internal error, a refusal we cannot act on): one
+            # bad answer must not stop the agent; it says so and tries again at the next poll.
+            if self._failing != str(exc):
+                self._failing = str(exc)
+                logger.error("Agent %r: the server failed a poll (%s: %s); trying again", self.name, exc.code, exc)
+            return 0
         if self._unreachable_since is not None:
             logger.warning("Agent %r: the server answers again", self.name)
             self._unreachable_since = None
+        if self._failing is not None:
+            logger.warning("Agent %r: the server answers polls again", self.name)
+            self._failing = None
         for run in claimed:
             self._start(run)
         return len(claimed)
@@ -433,6 +454,23 @@ def available_agents() -> dict[str, type[Agent]]:
     from plait.hooks.manager import get_hooks
 
     return get_hooks().register_agents()
+
+
+def check_run_config(run_config: dict[str, Any] | None) -> None:
+    """Check each table of a flow's ``run_config`` with its agent kind's ``check_run_config``.
+
+    Kinds that are not installed here are not checked (they may be where the agents run).
+
+    Raises:
+        AgentError: a table its kind refuses; the message names the kind.
+    """
+    if not run_config:
+        return
+    kinds = available_agents()
+    for kind, table in run_config.items():
+        cls = kinds.get(kind)
+        if cls is not None:
+            cls.check_run_config(dict(table))
 
 
 def get_agent_class(kind: str) -> type[Agent]:

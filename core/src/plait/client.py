@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from plait.errors import ServerError, ServerUnavailableError
@@ -528,7 +528,7 @@ class Client:
         data = self.graphql(
             "mutation($a: ID!, $n: Int!) { claim_flow_runs(agent_id: $a, limit: $n) { token flow_run { "
             + _RUN_FIELDS
-            + " flow { version storage labels } } } }",
+            + " flow { version storage labels run_config } } } }",
             {"a": agent_id, "n": limit},
         )["claim_flow_runs"]
         out = []
@@ -542,6 +542,7 @@ class Client:
                     flow_version=flow.get("version"),
                     storage=flow.get("storage") or {},
                     flow_labels=flow.get("labels") or [],
+                    run_config=flow.get("run_config") or {},
                 )
             )
         return out
@@ -694,6 +695,8 @@ class ClaimedRun:
     flow_version: int | None = None
     storage: dict[str, Any] | None = None
     flow_labels: list[str] | None = None
+    #: The flow's ``run_config`` (``Flow(run_config=...)``): a table per agent kind.
+    run_config: dict[str, Any] | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"ClaimedRun({self.flow_run.id}, {self.flow_run.name!r})"
@@ -730,6 +733,8 @@ class ConcurrencyLimitInfo:
 
 # --- states on the wire ----------------------------------------------------------------------------
 
+_fromtimestamp = datetime.fromtimestamp
+
 
 def state_payload(state: State, *, result_location: str | None = None) -> dict[str, Any]:
     """A state as the server takes it: its name, message, time, and its result's *location*.
@@ -739,10 +744,12 @@ def state_payload(state: State, *, result_location: str | None = None) -> dict[s
     """
     location = result_location or getattr(state, "result_location", None)
     payload: dict[str, Any] = {
-        "type": state.name,
-        "message": None if state.message is None else str(state.message)[:20_000],
-        "timestamp": _iso(state.datetime),
+        "type": type(state).__name__,
+        "timestamp": _fromtimestamp(state.timestamp, UTC).isoformat(),
     }
+    message = state.message
+    if message is not None:
+        payload["message"] = str(message)[:20_000]
     if location:
         payload["result_location"] = str(location)
     start_time = getattr(state, "start_time", None)

@@ -30,7 +30,7 @@ from plait import signals, triggers
 from plait.errors import TaskBindError
 from plait.tasks import Constant, Parameter, Task, as_task, flatten, unmapped
 
-__all__ = ["CompareValue", "Merge", "apply_map", "case", "ifelse", "merge", "pause_task", "switch"]
+__all__ = ["CompareValue", "FilterTask", "Merge", "apply_map", "case", "ifelse", "merge", "pause_task", "switch"]
 
 
 class CompareValue(Task):
@@ -52,8 +52,12 @@ class Merge(Task):
     """
 
     def __init__(self, name: str = "merge", **options: Any) -> None:
+        if options.get("skip_on_upstream_skip"):
+            raise ValueError(
+                "Merge needs skip_on_upstream_skip=False: it exists to run after the branches not taken were skipped"
+            )
         options.setdefault("trigger", triggers.not_all_skipped)
-        options.setdefault("skip_on_upstream_skip", False)
+        options["skip_on_upstream_skip"] = False
         super().__init__(name=name, **options)
 
     def run(self, **task_results: Any) -> Any:
@@ -156,7 +160,9 @@ def switch(condition: Any, cases: dict[Any, Task], mapped: bool = False) -> None
     cond = as_task(condition, flow) or flow.add_task(Constant(condition, name="switch condition"))
     for value, branch in cases.items():
         if not isinstance(branch, Task):
-            raise TaskBindError(f"switch() case {value!r} must be a task, got {type(branch).__name__}: {branch!r}")
+            branch = as_task(branch, flow)  # a list of tasks: the List task gathering them is gated
+        if branch is None:
+            raise TaskBindError(f"switch() case {value!r} must be a task, got {type(cases[value]).__name__}")
         gate = CompareValue(value)
         gate.bind(value=cond, mapped=mapped, flow=flow)
         flow.add_edge(gate, branch, mapped=mapped)
@@ -185,8 +191,11 @@ def ifelse(condition: Any, true_task: Task | None, false_task: Task | None, mapp
         switch(truth, cases, mapped=mapped)
 
 
-def merge(*tasks: Task, flow: Any = None) -> Merge:
-    """A task returning the result of whichever of ``tasks`` ran (the first non-``None``)."""
+def merge(*tasks: Task, flow: Any = None, mapped: bool = False) -> Merge:
+    """A task returning the result of whichever of ``tasks`` ran (the first non-``None``).
+
+    ``mapped=True`` merges child by child, after a mapped ``switch``/``ifelse``.
+    """
     from plait.flow import Flow
 
     flow = flow or Flow.active()
@@ -195,8 +204,47 @@ def merge(*tasks: Task, flow: Any = None) -> Merge:
     if not tasks:
         raise TaskBindError("merge() needs at least one task")
     node = Merge()
-    node.bind(**{f"task_{i}": t for i, t in enumerate(tasks)}, flow=flow)
+    node.bind(**{f"task_{i}": t for i, t in enumerate(tasks)}, flow=flow, mapped=mapped)
     return node
+
+
+class FilterTask(Task):
+    """Keeps the items of a list that ``filter_func`` accepts: by default, drops ``None`` and exceptions.
+
+    Made for what a mapped task returns: ``FilterTask()(results)`` drops the children that were
+    skipped (``None``) or failed (their exception). It runs whatever happened upstream
+    (``all_finished``, not skipped with its upstream).
+
+    ```python
+    good = FilterTask(filter_func=lambda r: r["status"] == "ok")(fetch.map(urls))
+    ```
+
+    Args:
+        filter_func: ``fn(item) -> bool``, true to keep the item.
+        log_func: ``fn(kept_items) -> str``, logged after filtering (nothing by default).
+    """
+
+    def __init__(
+        self,
+        filter_func: Callable[[Any], bool] | None = None,
+        log_func: Callable[[list[Any]], str] | None = None,
+        **options: Any,
+    ) -> None:
+        options.setdefault("skip_on_upstream_skip", False)
+        options.setdefault("trigger", triggers.all_finished)
+        self.filter_func = filter_func if filter_func is not None else _is_value
+        self.log_func = log_func
+        super().__init__(**options)
+
+    def run(self, task_results: list[Any]) -> list[Any]:
+        kept = [r for r in task_results if self.filter_func(r)]
+        if self.log_func is not None:
+            self.logger.info(self.log_func(kept))
+        return kept
+
+
+def _is_value(item: Any) -> bool:
+    return item is not None and not isinstance(item, BaseException)
 
 
 def pause_task(message: str | None = None) -> None:

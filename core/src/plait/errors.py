@@ -40,6 +40,25 @@ class TaskBindError(PlaitError, TypeError):
     """A task was called with arguments its ``run()`` does not take, or outside a flow."""
 
 
+class DuplicateInputError(TaskBindError, ValueError):
+    """A task input is given twice (a ``ValueError`` too, as in Prefect 1)."""
+
+
+class NoActiveFlowError(TaskBindError, ValueError):
+    """A task was called or linked outside ``with Flow(...)`` without ``flow=``.
+
+    A ``ValueError`` too, as in Prefect 1.
+    """
+
+
+class TaskOptionError(TaskBindError, AttributeError):
+    """``task_args`` names an option a task does not have (an ``AttributeError`` too, as in Prefect 1)."""
+
+
+class TaskDefinitionError(TaskBindError, ValueError):
+    """A task's ``run()`` cannot be a task's: ``*args``, or a parameter name Plait reserves (a ``ValueError`` too)."""
+
+
 class FlowRunError(PlaitError, RuntimeError):
     """A flow cannot be run the way it was asked to (e.g. ``flow.run()`` inside ``with Flow``)."""
 
@@ -87,6 +106,14 @@ def portable_exception(exc: BaseException) -> BaseException:
         return RemoteError(name, text)
 
 
+class TaskTimeoutError(PlaitError, TimeoutError):
+    """A task run took longer than its ``timeout``: the result of its ``TimedOut`` state.
+
+    Its text says whether the run was stopped (its process killed) or only observed.
+    Prefect 1 calls it ``TaskTimeoutSignal``.
+    """
+
+
 class ConfigError(PlaitError, ValueError):
     """The configuration file or a ``PLAIT__*`` environment variable is not valid."""
 
@@ -129,6 +156,10 @@ class ShellTaskError(PlaitError, ValueError):
 
 class ScheduleError(PlaitError, ValueError):
     """A schedule, clock, filter or adjustment was given a bad value (an end before a start, ...)."""
+
+
+class ScheduleTypeError(ScheduleError, TypeError):
+    """A schedule or clock was given a value of the wrong type (a ``TypeError`` too, as in Prefect 1)."""
 
 
 class CronExpressionError(ScheduleError):

@@ -84,7 +84,7 @@ _BATCH = 1000
 
 _SET_TASK_RUN_STATES = (
     "mutation($s: [TaskRunStateInput!]!) { set_task_run_states(states: $s) { "
-    "index ok version state task_slug map_index error { code message rule } } }"
+    "ok version state error { code message rule } } }"  # only what _check reads: every field is server work
 )
 _WRITE_LOGS = "mutation($l: [LogInput!]!) { write_run_logs(logs: $l) { count } }"
 

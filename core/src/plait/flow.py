@@ -16,14 +16,22 @@ parameter is a ``plait.errors`` exception with the names involved.
 from __future__ import annotations
 
 import contextvars
+import copy
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plait.errors import CycleError, FlowRunError, FlowValidationError, ParameterError, TaskBindError
+from plait.errors import (
+    CycleError,
+    DuplicateInputError,
+    FlowRunError,
+    FlowValidationError,
+    ParameterError,
+    TaskBindError,
+)
 from plait.tasks import (
     Constant,
     FunctionTask,
@@ -36,6 +44,7 @@ from plait.tasks import (
     flatten,
     unmapped,
 )
+from plait.tasks import mapped as mapped_
 
 if TYPE_CHECKING:
     from datetime import date, datetime, timedelta
@@ -109,6 +118,13 @@ class Flow:
             handlers see it; a returned state replaces the final one.
         schedule: a ``plait.schedules.Schedule``; ``run()`` then runs the flow at each of its
             times (see ``run``), and ``backfill()`` uses its times.
+        on_failure: ``fn(flow, state)`` called when a flow run ends failed (Prefect 1's
+            option; it is one more state handler).
+        validate: check each edge as it is added (see ``add_edge``) and the graph once built.
+        run_config: how agents of the Plait server run this flow, one table per agent kind:
+            ``{"docker": {"image": "registry.example.com/etl:3"}}`` (the Docker agent's image,
+            see plait-docker). Plain JSON registered with the flow (``plait register``): it
+            must hold no secret. Agent kinds it does not name ignore it; ``flow.run()`` too.
     """
 
     def __init__(
@@ -122,17 +138,27 @@ class Flow:
         result: Any = None,
         terminal_state_handler: Callable[..., Any] | None = None,
         schedule: Schedule | None = None,
+        on_failure: Callable[[Flow, State], Any] | None = None,
+        validate: bool | None = None,
+        run_config: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Flow name must be a non-empty string, got {name!r}")
+        self.run_config = _checked_run_config(name, run_config)
         if schedule is not None and not callable(getattr(schedule, "events", None)):
             raise TypeError(f"Flow {name!r}: schedule must be a plait.schedules.Schedule, got {schedule!r}")
         self.schedule = schedule
         self.name = name
+        if state_handlers is not None and not isinstance(state_handlers, (list, tuple)):
+            raise TypeError(f"Flow {name!r}: state_handlers must be a list of callables, got {state_handlers!r}")
         self.state_handlers = list(state_handlers or ())
         for handler in self.state_handlers:
             if not callable(handler):
                 raise TypeError(f"Flow {name!r}: state handler {handler!r} is not callable")
+        if on_failure is not None:
+            if not callable(on_failure):
+                raise TypeError(f"Flow {name!r}: on_failure {on_failure!r} is not callable")
+            self.state_handlers.append(_OnFailure(on_failure))
         self.executor = executor
         if result is not None:
             from plait.results import resolve_result
@@ -154,7 +180,7 @@ class Flow:
         self._slug_counters: dict[str, int] = {}
         self._reference_tasks: set[Task] = set()
         self._version = 0
-        self._sorted: tuple[int, list[Task]] | None = None
+        self._sorted: tuple[int, tuple[Task, ...]] | None = None
         self._validated = -1
         self._plan: Any = None  # the runner's cached plan, keyed by _version
         for t in tasks or ():
@@ -163,6 +189,20 @@ class Flow:
             self.add_edge(e.upstream_task, e.downstream_task, e.key, e.mapped, e.flattened)
         if reference_tasks:
             self.set_reference_tasks(reference_tasks)
+        if validate:
+            self.validate()
+
+    @property
+    def logger(self) -> Any:
+        """A run-aware logger for the flow's own messages (Prefect 1's ``flow.logger``)."""
+        from plait.logging import get_logger
+
+        return get_logger("flow")
+
+    @property
+    def slugs(self) -> dict[Task, str]:
+        """``{task: slug}`` for every task of the flow."""
+        return {t: t.slug for t in self._tasks}
 
     # -- the active flow ----------------------------------------------------------------------
 
@@ -246,13 +286,26 @@ class Flow:
         key: str | None = None,
         mapped: bool = False,
         flattened: bool = False,
+        validate: bool | None = None,
     ) -> Edge:
-        """Make ``downstream_task`` depend on ``upstream_task`` (adding both to the flow)."""
+        """Make ``downstream_task`` depend on ``upstream_task`` (adding both to the flow).
+
+        ``validate=True`` checks the edge at once: ``key`` must be an input the downstream
+        task's ``run()`` takes, and the edge must not close a cycle (otherwise the flow is
+        checked when it runs).
+        """
         if not (isinstance(upstream_task, Task) and isinstance(downstream_task, Task)):
             t = downstream_task if isinstance(upstream_task, Task) else upstream_task
             raise TypeError(f"Flow {self.name!r}: add_edge expects tasks, got {type(t).__name__}: {t!r}")
         if upstream_task is downstream_task:
             raise CycleError(self.name, [upstream_task.name, upstream_task.name])
+        if isinstance(downstream_task, Parameter):
+            raise FlowValidationError(
+                f"Parameter {downstream_task.name!r} can not have upstream dependencies (here task "
+                f"{upstream_task.name!r}): a parameter's value comes from the run"
+            )
+        if validate:
+            self._check_edge(upstream_task, downstream_task, key)
         if upstream_task not in self._tasks:
             self.add_task(upstream_task)
         if downstream_task not in self._tasks:
@@ -262,8 +315,9 @@ class Flow:
                 raise TaskBindError(f"Task {downstream_task.name!r} already has a value for input {key!r}")
             other = self._keyed_inputs.get((id(downstream_task), key))
             if other is not None and other in self.edges:  # (see _input_edge)
-                raise TaskBindError(
-                    f"Task {downstream_task.name!r} already gets input {key!r} from {other.upstream_task.name!r}"
+                raise DuplicateInputError(
+                    f"Task {downstream_task.name!r} already gets input {key!r} from {other.upstream_task.name!r} "
+                    "(it has already been assigned)"
                 )
         edge = Edge(upstream_task, downstream_task, key, mapped, flattened)
         # A keyed edge cannot be there already (the input would be taken): no lookup for it.
@@ -275,6 +329,37 @@ class Flow:
                 self._keyed_inputs[(id(downstream_task), key)] = edge
             self._version += 1
         return edge
+
+    def _check_edge(self, upstream: Task, downstream: Task, key: str | None) -> None:
+        """``add_edge(..., validate=True)``: the input exists and the edge closes no cycle."""
+        if key is not None:
+            accepted, _ = _inputs_of(downstream)
+            if accepted is not None and key not in accepted:
+                raise TaskBindError(
+                    f"Task {downstream.name!r} cannot take input {key!r}: its run{downstream.signature()} "
+                    "has no such parameter"
+                )
+        if upstream in self._tasks and downstream in self._tasks:
+            path = self._path(downstream, upstream)
+            if path:
+                raise CycleError(self.name, [t.name for t in [*path, downstream]])
+
+    def _path(self, start: Task, goal: Task) -> list[Task]:
+        """Tasks from ``start`` down to ``goal`` along edges (empty when ``goal`` is not downstream)."""
+        parents: dict[Task, Task | None] = {start: None}
+        todo = [start]
+        while todo:
+            task = todo.pop()
+            if task is goal:
+                path = [task]
+                while parents[path[-1]] is not None:
+                    path.append(parents[path[-1]])  # type: ignore[arg-type]
+                return path[::-1]
+            for edge in self._edges_out[task]:
+                if edge.downstream_task not in parents:
+                    parents[edge.downstream_task] = task
+                    todo.append(edge.downstream_task)
+        return []
 
     def set_dependencies(
         self,
@@ -332,6 +417,8 @@ class Flow:
             is_mapped, flattened = mapped, False
             if isinstance(value, unmapped):
                 value, is_mapped = value.value, False
+            elif isinstance(value, mapped_):
+                value, is_mapped = value.value, True
             if isinstance(value, flatten):
                 value, flattened = value.value, True
             up_task = value if isinstance(value, Task) else as_task(value, self)
@@ -357,19 +444,25 @@ class Flow:
         """Make each task run after the one before it: ``flow.chain(a, b, c)``."""
         return [self.add_edge(a, b) for a, b in itertools.pairwise(tasks)]
 
-    def edges_to(self, task: Task) -> list[Edge]:
+    def edges_to(self, task: Task) -> set[Edge]:
         """Edges into ``task``."""
-        return list(self._edges_in.get(task, ()))
+        return set(self._edges_in.get(task) or self._unknown(task))
 
-    def edges_from(self, task: Task) -> list[Edge]:
+    def edges_from(self, task: Task) -> set[Edge]:
         """Edges out of ``task``."""
-        return list(self._edges_out.get(task, ()))
+        return set(self._edges_out.get(task) or self._unknown(task))
 
     def upstream_tasks(self, task: Task) -> set[Task]:
-        return {e.upstream_task for e in self._edges_in.get(task, ())}
+        return {e.upstream_task for e in self._edges_in.get(task) or self._unknown(task)}
 
     def downstream_tasks(self, task: Task) -> set[Task]:
-        return {e.downstream_task for e in self._edges_out.get(task, ())}
+        return {e.downstream_task for e in self._edges_out.get(task) or self._unknown(task)}
+
+    def _unknown(self, task: Task) -> tuple[()]:
+        # an empty list of edges: a task of the flow without edges there, or a stranger
+        if task not in self._tasks:
+            raise FlowValidationError(f"Task {task!r} was not found in Flow {self.name!r}")
+        return ()
 
     def root_tasks(self) -> set[Task]:
         """Tasks with no upstream task."""
@@ -384,22 +477,36 @@ class Flow:
         return set(self._reference_tasks) or self.terminal_tasks()
 
     def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
+        """Make these tasks decide the flow run's state (``[]``: back to the terminal tasks)."""
+        if isinstance(tasks, Task) or not isinstance(tasks, Iterable):
+            raise TypeError(f"Flow {self.name!r}: set_reference_tasks takes a list of tasks, got {tasks!r}")
         tasks = set(tasks)
+        if not all(isinstance(t, Task) for t in tasks):
+            raise TypeError(f"Flow {self.name!r}: reference tasks must be tasks, got {tasks!r}")
         missing = [t.name for t in tasks if t not in self._tasks]
         if missing:
-            raise FlowValidationError(f"Flow {self.name!r}: reference tasks not in the flow: {', '.join(missing)}")
+            raise FlowValidationError(
+                f"Flow {self.name!r}: reference tasks must be part of the flow; not in the flow: {', '.join(missing)}"
+            )
         self._reference_tasks = tasks
         self._changed()  # the runner's cached plan holds the reference tasks
 
     def get_tasks(
-        self, name: str | None = None, slug: str | None = None, tags: Iterable[str] | None = None
+        self,
+        name: str | None = None,
+        slug: str | None = None,
+        tags: Iterable[str] | None = None,
+        task_type: type | None = None,
     ) -> list[Task]:
-        """Tasks matching every filter given."""
+        """Tasks matching every filter given (``task_type``: instances of that class)."""
         wanted = set(tags or ())
         return [
             t
             for t in self._tasks
-            if (name is None or t.name == name) and (slug is None or t.slug == slug) and wanted <= t.tags
+            if (name is None or t.name == name)
+            and (slug is None or t.slug == slug)
+            and wanted <= t.tags
+            and (task_type is None or isinstance(t, task_type))
         ]
 
     def parameters(self) -> set[Parameter]:
@@ -408,8 +515,28 @@ class Flow:
 
     # -- checking -----------------------------------------------------------------------------
 
-    def sorted_tasks(self) -> list[Task]:
-        """The tasks in an order where each comes after its upstream tasks (raises on a cycle)."""
+    def sorted_tasks(self, root_tasks: Iterable[Task] | None = None) -> tuple[Task, ...]:
+        """The tasks in an order where each comes after its upstream tasks (raises on a cycle).
+
+        With ``root_tasks``, only those tasks and the tasks downstream of them.
+        """
+        order = self._sorted_all()
+        if not root_tasks:
+            return order
+        roots = list(root_tasks)
+        for t in roots:
+            if t not in self._tasks:
+                raise FlowValidationError(f"Task {t!r} was not found in Flow {self.name!r}")
+        reached = set(roots)
+        todo = list(roots)
+        while todo:
+            for edge in self._edges_out[todo.pop()]:
+                if edge.downstream_task not in reached:
+                    reached.add(edge.downstream_task)
+                    todo.append(edge.downstream_task)
+        return tuple(t for t in order if t in reached)
+
+    def _sorted_all(self) -> tuple[Task, ...]:
         cached = self._sorted
         if cached is not None and cached[0] == self._version:
             return cached[1]
@@ -440,8 +567,9 @@ class Flow:
                     order.append(down)
         if len(order) != len(self._tasks):
             raise CycleError(self.name, self._find_cycle({t for t, n in indegree.items() if n > 0}))
-        self._sorted = (self._version, order)
-        return order
+        result = tuple(order)
+        self._sorted = (self._version, result)
+        return result
 
     def validate(self) -> None:
         """Check the graph: no cycle, every required input provided, reference tasks present.
@@ -509,6 +637,8 @@ class Flow:
         run_on_schedule: bool | None = None,
         max_runs: int | None = None,
         task_states: State | dict[Task, State] | None = None,
+        state: State | None = None,
+        **kwargs: Any,
     ) -> State:
         """Run the flow now and return the flow-run state.
 
@@ -530,7 +660,14 @@ class Flow:
         ``max_runs`` runs or the end of the schedule; it returns the last run's state. Missed
         times (a run overran them) are logged and skipped. ``run_on_schedule=False`` runs once
         now. See ``plait.engine.scheduling``.
+
+        Prefect 1's spellings work too: parameters as keywords (``flow.run(x=1)``, for the
+        flow's parameters), ``flow_run_name=`` (the run's name in the context), ``state=`` (the
+        flow run's state so far: a finished one is returned as it is, with a ``Pending`` state
+        for each task).
         """
+        if kwargs:
+            parameters, context = self._run_keywords(kwargs, parameters, context)
         if _active_flows.get():
             raise FlowRunError(
                 f"flow.run() was called inside `with Flow(...)` for flow {self.name!r}: "
@@ -551,12 +688,44 @@ class Flow:
             extra["resume_from"] = resume_from
         if task_states is not None:  # Prefect 1's name for resume_from
             extra["task_states"] = task_states
-        return FlowRunner(self).run(
+        if state is not None:
+            extra["state"] = state
+        final = FlowRunner(self).run(
             parameters=parameters,
             executor=executor if executor is not None else self.executor,
             context=context,
             **extra,
         )
+        if final.result is None:  # a state given as finished: nothing ran
+            from plait.states import Pending
+
+            final = copy.copy(final)
+            final.result = {t: Pending("Task not run: the flow run's state was already final.") for t in self._tasks}
+        return final
+
+    def _run_keywords(
+        self, kwargs: dict[str, Any], parameters: dict[str, Any] | None, context: dict[str, Any] | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """``flow.run(x=1, flow_run_name="n")``: keywords that name parameters, and the run's name."""
+        if "return_tasks" in kwargs:
+            raise ValueError(
+                "`return_tasks` keyword cannot be provided to Flow.run(): its state holds every task's "
+                "state; FlowRunner(flow).run(return_tasks=[...]) narrows it"
+            )
+        names = {p.name for p in self.parameters()}
+        given = dict(parameters or {})
+        for key in list(kwargs):
+            if key in names:
+                given.setdefault(key, kwargs.pop(key))
+        if "flow_run_name" in kwargs:
+            context = {**(context or {}), "flow_run_name": kwargs.pop("flow_run_name")}
+        if kwargs:
+            unknown = sorted(kwargs)[0]
+            raise TypeError(
+                f"Flow.run() got an unexpected keyword argument {unknown!r}; flow {self.name!r} has "
+                f"parameters {sorted(names) or 'none'} (pass others with parameters={{...}})"
+            )
+        return (given or parameters), context
 
     def backfill(
         self,
@@ -636,6 +805,8 @@ class Flow:
                 "parameters": [_serialized_parameter(p) for p in sorted(self.parameters(), key=lambda p: p.name)],
                 "reference_tasks": sorted(t.slug for t in self.reference_tasks()),
                 "schedule": None if self.schedule is None else self.schedule.serialize(),
+                # only when set: flows without one keep the shape (and fingerprint) they had
+                **({"run_config": self.run_config} if self.run_config else {}),
             }
         )
 
@@ -688,18 +859,28 @@ class Flow:
         new.__dict__.pop("_block_tokens", None)
         return new
 
-    def update(self, flow: Flow, validate: bool = False) -> None:
-        """Add every task, edge and constant of ``flow`` to this flow (its reference tasks too, if set)."""
+    def update(self, flow: Flow, validate: bool = False, merge_parameters: bool = False) -> None:
+        """Add every task, edge and constant of ``flow`` to this flow (its reference tasks too, if set).
+
+        A parameter of ``flow`` named like one of this flow's is an error, unless
+        ``merge_parameters=True``: then this flow's parameter feeds what ``flow``'s fed.
+        """
         if not isinstance(flow, Flow):
             raise TypeError(f"Flow {self.name!r}: update() expects a Flow, got {type(flow).__name__}: {flow!r}")
+        same: dict[Task, Task] = {}
+        if merge_parameters:
+            mine = {p.name: p for p in self.parameters()}
+            same = {p: mine[p.name] for p in flow.parameters() if p.name in mine and mine[p.name] is not p}
         for task in flow._tasks:
-            self.add_task(task)
+            if task not in same:
+                self.add_task(task)
         for edge in flow.edges:
-            self.add_edge(edge.upstream_task, edge.downstream_task, edge.key, edge.mapped, edge.flattened)
+            up, down = same.get(edge.upstream_task, edge.upstream_task), edge.downstream_task
+            self.add_edge(up, down, edge.key, edge.mapped, edge.flattened)
         for task, consts in flow.constants.items():
             self.constants.setdefault(task, {}).update(consts)
         if flow._reference_tasks:
-            self._reference_tasks |= flow._reference_tasks
+            self._reference_tasks |= {same.get(t, t) for t in flow._reference_tasks}
         self._changed()
         if validate:
             self.validate()
@@ -842,6 +1023,20 @@ class Flow:
 _whole_pickle: contextvars.ContextVar[bool] = contextvars.ContextVar("plait_whole_pickle", default=False)
 
 
+class _OnFailure:
+    """``Flow(on_failure=fn)`` as a state handler: ``fn(flow, state)`` when a run ends failed."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, flow: Flow, old: State, new: State) -> None:
+        if new.is_failed() and new.is_finished():
+            self.fn(flow, new)
+
+    def __repr__(self) -> str:
+        return f"on_failure({getattr(self.fn, '__name__', self.fn)!r})"
+
+
 def _default_flow_path(name: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "flow"
     return Path.home() / ".plait" / "flows" / f"{slug}.plait"
@@ -866,6 +1061,27 @@ def _is_iterable(value: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+def _checked_run_config(flow: str, run_config: Any) -> dict[str, dict[str, Any]] | None:
+    """``run_config`` as plain JSON data (a copy), or a ``TypeError`` saying what is wrong."""
+    if run_config is None or (isinstance(run_config, Mapping) and not run_config):
+        return None
+    example = '{"docker": {"image": "registry.example.com/etl:3"}}'
+    if not isinstance(run_config, Mapping) or not all(
+        isinstance(kind, str) and kind and isinstance(table, Mapping) for kind, table in run_config.items()
+    ):
+        raise TypeError(
+            f"Flow {flow!r}: run_config must be a table per agent kind, e.g. {example}, got {run_config!r:.200}"
+        )
+    import json
+
+    try:
+        return json.loads(json.dumps(run_config, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"Flow {flow!r}: run_config must be plain JSON data (strings, numbers, lists, tables): {exc}"
+        ) from None
 
 
 def _serialized_parameter(p: Parameter) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -78,8 +79,18 @@ def sanitize_metadata(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def flow_fingerprint(metadata: dict[str, Any]) -> str:
-    """sha256 (hex) of the metadata's canonical JSON: equal for the same flow structure."""
-    return hashlib.sha256(canonical_json(metadata).encode()).hexdigest()
+    """sha256 (hex) of the metadata's canonical JSON: equal for the same flow structure.
+
+    A flow file is imported under a module name made from its path (``plait_flow_<hash>``, see
+    ``plait.cli.loading``), and that name is in its tasks' ``function`` and ``type``: it is left
+    out, so the same file loaded from another path (a download from ``s3://``, an agent's copy)
+    has the same fingerprint.
+    """
+    text = _FILE_MODULE.sub("<flow file>.", canonical_json(metadata))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_FILE_MODULE = re.compile(r"\bplait_flow_[0-9a-f]{12}\.")
 
 
 def canonical_json(value: Any) -> str:

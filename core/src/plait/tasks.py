@@ -32,13 +32,28 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, overload
 
 from plait import triggers as _triggers
-from plait.errors import TaskBindError
+from plait.context import _flow_ctx
+from plait.errors import NoActiveFlowError, TaskBindError, TaskDefinitionError, TaskOptionError
 
 if TYPE_CHECKING:
     from plait.flow import Flow
     from plait.states import State
 
-__all__ = ["Constant", "GetItem", "Parameter", "Task", "flatten", "task", "unmapped"]
+__all__ = [
+    "Constant",
+    "DateTimeParameter",
+    "Dict",
+    "GetItem",
+    "List",
+    "Parameter",
+    "Set",
+    "Task",
+    "Tuple",
+    "flatten",
+    "mapped",
+    "task",
+    "unmapped",
+]
 
 StateHandler = Callable[[Any, "State", "State"], "State | None"]
 
@@ -69,6 +84,33 @@ _active_flows: contextvars.ContextVar[tuple[Flow, ...]] = contextvars.ContextVar
 _active_cases: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("plait_active_cases", default=())
 
 
+def _type_hints(fn: Any) -> dict[str, Any]:
+    """A function's annotations, resolved (``from __future__ import annotations`` makes them strings)."""
+    import typing
+
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # a name the annotation uses is not importable here: the raw annotations
+        return dict(getattr(fn, "__annotations__", None) or {})
+
+
+def _nout_from_annotation(fn: Callable[..., Any]) -> int | None:
+    """``n`` for a function annotated ``-> tuple[A, B, ...]`` (n fixed items), else ``None``."""
+    import typing
+
+    if not getattr(fn, "__annotations__", None):
+        return None
+    annotation = _type_hints(fn).get("return")
+    if annotation is None or isinstance(annotation, str):
+        return None
+    if typing.get_origin(annotation) is not tuple:
+        return None
+    args = typing.get_args(annotation)
+    if not args or Ellipsis in args or args == ((),):
+        return None
+    return len(args)
+
+
 def _check_run_signature(owner: str, run: Callable[..., Any]) -> None:
     try:
         params = inspect.signature(run).parameters
@@ -76,9 +118,9 @@ def _check_run_signature(owner: str, run: Callable[..., Any]) -> None:
         return
     for p in params.values():
         if p.kind is inspect.Parameter.VAR_POSITIONAL:
-            raise TaskBindError(f"Task {owner!r}: run() cannot take *{p.name}; name each input instead")
+            raise TaskDefinitionError(f"Task {owner!r}: run() cannot take *{p.name}; name each input instead")
         if p.name in _RESERVED:
-            raise TaskBindError(
+            raise TaskDefinitionError(
                 f"Task {owner!r}: run() parameter {p.name!r} is reserved by Plait; rename it "
                 f"(reserved: {', '.join(sorted(_RESERVED))})"
             )
@@ -160,6 +202,9 @@ class Task:
         self.slug = slug
         name = self.name
         self.tags = _checked_option(name, "tags", tags)
+        context_tags = _flow_ctx.get().get("tags")
+        if context_tags:  # `with plait.context(tags=[...])`: every task made in the block has them
+            self.tags = self.tags | _checked_option(name, "tags", context_tags)
         self.max_retries = _checked_option(name, "max_retries", max_retries)
         self.retry_delay = _checked_option(name, "retry_delay", retry_delay)
         self.timeout = _checked_option(name, "timeout", timeout)
@@ -171,6 +216,11 @@ class Task:
         self.log_stdout = log_stdout
         self._set_result_options(checkpoint, result, target, cache_for, cache_validator, cache_key)
         self.retry_on = _checked_option(name, "retry_on", retry_on)
+        if self.retry_on is not None and not self.max_retries:
+            raise ValueError(
+                f"Task {name!r}: retry_on={retry_on!r} needs max_retries: `max_retries` must be provided "
+                "(how many times to retry) when retry_on is"
+            )
         self.task_run_name = _checked_option(name, "task_run_name", task_run_name)
         self._id = next(_instance_counter)
 
@@ -233,7 +283,9 @@ class Task:
         new.state_handlers = list(self.state_handlers)
         for key, value in task_args.items():
             if not hasattr(new, key) or key.startswith("_"):
-                raise TaskBindError(f"Task {self.name!r} has no option {key!r} to set through task_args")
+                raise TaskOptionError(f"Task {self.name!r} has no option {key!r} to set through task_args")
+            if key == "tags":  # task_args tags add to the task's own (Prefect 1's rule)
+                value = self.tags | _checked_option(new.name, key, value)
             if key == "result" and value is not None:
                 from plait.results import resolve_result
 
@@ -300,10 +352,14 @@ class Task:
         if flow is None:
             stack = _active_flows.get()
             if not stack:
-                raise TaskBindError(
-                    f"Task {self.name!r} was called outside a flow: call it inside `with Flow(...):` or pass flow=."
+                raise NoActiveFlowError(
+                    f"Task {self.name!r} was called outside a flow: call it inside `with Flow(...):` or pass "
+                    f"flow=; to run it on its own, call {self.name}.run(...)"
                 )
             flow = stack[-1]
+        context_tags = _flow_ctx.get().get("tags")
+        if context_tags:
+            self.tags = self.tags | _checked_option(self.name, "tags", context_tags)
         callargs = None
         if type(self).bind_arguments is Task.bind_arguments:
             callargs = _binder(self).bind(args, kwargs)  # the common case, without inspect
@@ -347,23 +403,40 @@ class Task:
         """Names of ``run()`` parameters that have no default."""
         return list(_binder(self).required)
 
-    def set_upstream(self, task: Any, flow: Flow | None = None, key: str | None = None, mapped: bool = False) -> None:
-        """Make ``task`` run before this one (passing its result as ``key`` when given)."""
+    def set_upstream(self, task: Any, flow: Flow | None = None, key: str | None = None, mapped: bool = False) -> Task:
+        """Make ``task`` run before this one (passing its result as ``key`` when given); returns this task."""
+        if key is None:
+            return self.set_dependencies(flow, upstream_tasks=[task], mapped=mapped)
+        return self.set_dependencies(flow, keyword_tasks={key: task}, mapped=mapped)
+
+    def set_downstream(
+        self, task: Task, flow: Flow | None = None, key: str | None = None, mapped: bool = False
+    ) -> Task:
+        """Make this task run before ``task``; returns this task (so calls chain)."""
+        task.set_upstream(self, flow=flow, key=key, mapped=mapped)
+        return self
+
+    def set_dependencies(
+        self,
+        flow: Flow | None = None,
+        upstream_tasks: Iterable[Any] | None = None,
+        downstream_tasks: Iterable[Task] | None = None,
+        keyword_tasks: dict[str, Any] | None = None,
+        mapped: bool = False,
+        validate: bool | None = None,
+    ) -> Task:
+        """``flow.set_dependencies(self, ...)`` on ``flow`` or the active one (Prefect 1's); returns this task."""
         from plait.flow import Flow
 
         flow = flow if flow is not None else Flow.active()
         if flow is None:
-            raise TaskBindError(f"set_upstream on task {self.name!r} needs a flow: pass flow= or use `with Flow(...)`")
-        if key is None:
-            flow.set_dependencies(self, upstream_tasks=[task], mapped=mapped)
-        else:
-            flow.set_dependencies(self, keyword_tasks={key: task}, mapped=mapped)
-
-    def set_downstream(
-        self, task: Task, flow: Flow | None = None, key: str | None = None, mapped: bool = False
-    ) -> None:
-        """Make this task run before ``task``."""
-        task.set_upstream(self, flow=flow, key=key, mapped=mapped)
+            raise NoActiveFlowError(
+                f"No Flow was passed to link task {self.name!r}, and no `with Flow(...)` block is open: pass flow="
+            )
+        flow.set_dependencies(self, upstream_tasks, downstream_tasks, keyword_tasks, mapped)
+        if validate:
+            flow.validate()
+        return self
 
     def pipe(self, task: Task, **kwargs: Any) -> Task:
         """Pass this task's result to ``task`` as its first input: ``fetch(url).pipe(parse, strict=True)``.
@@ -379,8 +452,42 @@ class Task:
 
     def __iter__(self):
         if self.nout is None:
-            raise TypeError(f"Task {self.name!r} is not iterable: give it nout=N to unpack its N results")
+            raise TypeError(f"Task is not iterable: give task {self.name!r} nout=N to unpack its N results")
+        from plait.flow import Flow
+
+        flow = Flow.active()
+        if flow is not None and self in flow and any(e.mapped for e in flow._edges_in[self]):
+            raise TypeError(
+                f"Task is not iterable: task {self.name!r} is mapped, its result is one value per child; "
+                "index it (result[i]) in a task downstream instead of unpacking it"
+            )
         return (self[i] for i in range(self.nout))
+
+    @property
+    def logger(self) -> Any:
+        """The run-aware logger (``plait.context.logger``): ``self.logger.info(...)`` in ``run()``."""
+        from plait.logging import run_logger
+
+        return run_logger
+
+    def inputs(self) -> dict[str, dict[str, Any]]:
+        """``run()``'s inputs: ``{name: {"type": annotation, "required": bool, "default": value}}``."""
+        hints = _type_hints(self.run)
+        out: dict[str, dict[str, Any]] = {}
+        for name, p in self.signature().parameters.items():
+            if p.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
+                continue
+            required = p.default is inspect.Parameter.empty
+            out[name] = {
+                "type": hints.get(name, Any),
+                "required": required,
+                "default": None if required else p.default,
+            }
+        return out
+
+    def outputs(self) -> Any:
+        """``run()``'s return annotation (``typing.Any`` when it has none)."""
+        return _type_hints(self.run).get("return", Any)
 
     # -- description -----------------------------------------------------------------------
 
@@ -462,6 +569,10 @@ class FunctionTask(Task):
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
         _check_run_signature(getattr(fn, "__name__", repr(fn)), fn)
+        if options.get("nout") is None:
+            nout = _nout_from_annotation(fn)
+            if nout:
+                options["nout"] = nout
         super().__init__(name=name or getattr(fn, "__name__", None), **options)
         self.run = fn  # type: ignore[method-assign]  # no wrapper on the hot path
         self.__doc__ = fn.__doc__
@@ -585,8 +696,11 @@ class Parameter(Task):
             return params[self.name]
         return self.default
 
-    def copy(self, **task_args: Any) -> Task:
-        raise TypeError(f"Parameter {self.name!r} cannot be copied: a flow has one parameter per name")
+    def copy(self, name: str, **task_args: Any) -> Parameter:  # type: ignore[override]
+        """A parameter like this one under another ``name`` (a flow has one parameter per name)."""
+        new = super().copy(**task_args)
+        new.name = new.slug = name
+        return new  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -597,8 +711,23 @@ class Parameter(Task):
             state["required"] = True
         return state
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Task:  # type: ignore[override]
-        raise TaskBindError(f"Parameter {self.name!r} takes no inputs; use it as an argument to other tasks")
+    def __call__(self, *args: Any, flow: Flow | None = None, **kwargs: Any) -> Parameter:  # type: ignore[override]
+        """Add the parameter to ``flow`` (or the active one); it takes no inputs."""
+        from plait.flow import Flow
+
+        if args or kwargs:
+            got = f"an unexpected keyword argument {next(iter(kwargs))!r}" if kwargs else f"{len(args)} input(s)"
+            raise TaskBindError(
+                f"Parameter {self.name!r} takes no inputs (got {got}); use it as an argument to other tasks"
+            )
+        target = flow if flow is not None else Flow.active()
+        if target is None:
+            raise NoActiveFlowError(
+                f"Parameter {self.name!r} was called outside a flow: could not infer an active Flow; "
+                "call it inside `with Flow(...):` or pass flow="
+            )
+        target.add_task(self)
+        return self
 
     def options(self) -> dict[str, Any]:
         options = {"default": self.serialized_default(), "required": self.required, "tags": sorted(self.tags)}
@@ -616,6 +745,29 @@ class Parameter(Task):
 
     def __repr__(self) -> str:
         return f"<Parameter: {self.name}>"
+
+
+class DateTimeParameter(Parameter):
+    """A parameter whose value is a ``datetime``: a string given for it is parsed (ISO 8601).
+
+    ```python
+    day = DateTimeParameter("day", required=False)   # flow.run(day="2026-03-01T06:00:00+00:00")
+    ```
+    """
+
+    def run(self) -> Any:
+        value = super().run()
+        if isinstance(value, str):
+            from datetime import datetime
+
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"DateTimeParameter {self.name!r}: {value!r} is not an ISO 8601 date and time "
+                    "(e.g. 2026-03-01T06:00:00+00:00)"
+                ) from None
+        return value
 
 
 class Constant(Task):
@@ -645,14 +797,72 @@ class Collection(Task):
         super().__init__(name=options.pop("name", kind.__name__.capitalize()), **options)
 
     def run(self, **items: Any) -> Any:
-        values = [items[f"item_{i}"] for i in range(len(items))]
+        values = [items[k] for k in sorted(items, key=_position)]
         if self.kind is dict:
             return dict(zip(self.keys or [], values, strict=True))
         return self.kind(values)
 
 
+class _Sequence(Collection):
+    # Prefect 1's collection tasks: bound with positional inputs, passed as arg_1, arg_2, ...
+    kind: type = list
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(type(self).kind, **options)
+
+    def bind(
+        self, *args: Any, mapped: bool = False, upstream_tasks: Any = None, flow: Any = None, **kwargs: Any
+    ) -> Task:
+        kwargs.update({f"arg_{i}": value for i, value in enumerate(args, 1)})
+        return self._bind((), kwargs, mapped, upstream_tasks, flow)
+
+
+class List(_Sequence):
+    """A task returning the list of its inputs: ``List().bind(a, b)`` (what a list of tasks becomes)."""
+
+    kind = list
+
+
+class Tuple(_Sequence):
+    """A task returning the tuple of its inputs: ``Tuple().bind(a, b)``."""
+
+    kind = tuple
+
+
+class Set(_Sequence):
+    """A task returning the set of its inputs: ``Set().bind(a, b)``."""
+
+    kind = set
+
+
+class Dict(Task):
+    """A task returning ``dict(zip(keys, values))``: ``Dict().bind(keys=[...], values=[...])``."""
+
+    def run(self, keys: Any, values: Any) -> dict[Any, Any]:
+        keys, values = list(keys), list(values)
+        if len(keys) != len(values):
+            raise ValueError(f"Task {self.name!r}: {len(keys)} keys but {len(values)} values; give one value per key")
+        return dict(zip(keys, values, strict=True))
+
+
+def _position(key: str) -> int:
+    return int(key.rpartition("_")[2])
+
+
 class unmapped:  # noqa: N801 - reads as a function at the call site
     """Pass a value or task whole to every child of a ``map`` instead of mapping over it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class mapped:  # noqa: N801
+    """Map over this argument in a plain call: ``add(x=mapped(numbers), y=1)`` maps over ``x`` only.
+
+    The other arguments and ``upstream_tasks`` are passed whole, as if wrapped in ``unmapped``.
+    """
 
     __slots__ = ("value",)
 
@@ -674,14 +884,21 @@ def as_task(value: Any, flow: Flow) -> Task | None:
     if isinstance(value, Task):
         return value
     if isinstance(value, (list, tuple, set, dict)) and _holds_task(value):
-        keys = list(value.keys()) if isinstance(value, dict) else None
-        items = list(value.values()) if isinstance(value, dict) else list(value)
-        collection = Collection(type(value), keys=keys)
+        if isinstance(value, dict):
+            collection: Collection = Collection(dict, keys=list(value.keys()))
+            items = list(value.values())
+        else:
+            kind = _SEQUENCES.get(type(value))
+            collection = kind() if kind is not None else Collection(type(value))
+            items = list(value)
         flow.add_task(collection)
-        kw = {f"item_{i}": item for i, item in enumerate(items)}
+        kw = {f"arg_{i}": item for i, item in enumerate(items, 1)}
         flow.set_dependencies(collection, keyword_tasks=kw)
         return collection
     return None
+
+
+_SEQUENCES: dict[type, type[_Sequence]] = {list: List, tuple: Tuple, set: Set}
 
 
 def _holds_task(value: Any) -> bool:

@@ -22,8 +22,9 @@ With ``plait`` installed, every pytest session has these fixtures:
   started (see ``sigint_not_ignored``).
 
 ``run_task(task, inputs=..., upstream_states=...)`` runs one task the way a flow run would and
-returns its task-run state, to unit-test a task's state behaviour without building a flow (the
-replacement for Prefect 1's ``TaskRunner(task).run(...)``).
+returns its task-run state, to unit-test a task's state behaviour without building a flow;
+``TaskRunner(task).run(state=..., upstream_states=...)`` is the same under Prefect 1's name and
+arguments. ``raise_on_exception()`` lets a task's exception out of a run, for debugging.
 
 And plain functions, usable without pytest: ``isolated_hooks(*plugins)``,
 ``using_plugins(*plugins)``, ``run_flow(flow)``, ``assert_plugin_conforms(plugin)``,
@@ -70,11 +71,13 @@ __all__ = [
     "RecordedRun",
     "RecordingServer",
     "StateChange",
+    "TaskRunner",
     "assert_plugin_conforms",
     "find_postgres_program",
     "isolated_hooks",
     "postgres_server",
     "postgres_url",
+    "raise_on_exception",
     "run_flow",
     "run_markdown_examples",
     "run_task",
@@ -218,15 +221,211 @@ def run_task(
     ``Retrying``), timeout, signals, targets, caches and ``task_run_name`` all apply; plugins'
     hooks are not called.
     """
+    from plait.engine.runner import FlowRunner
+    from plait.flow import Flow
+
+    notify = FlowRunner(Flow(f"run_task-{task.name}"), plugins=False)._task_notifier(task)
+    return _run_one(task, upstream_states, context, state, run_count, map_index, notify, False, inputs)
+
+
+@contextmanager
+def raise_on_exception() -> Iterator[None]:
+    """Let exceptions out, for debugging (Prefect 1's ``prefect.utilities.debug.raise_on_exception``).
+
+    Inside the block, an exception a task raises (not a signal), or that a task's or flow's
+    state handler raises, propagates out of ``flow.run()``, ``FlowRunner.run()`` or
+    ``TaskRunner.run()`` instead of ending the run ``Failed``, so a debugger or pytest sees it
+    where it happened::
+
+        with raise_on_exception():
+            flow.run()      # ZeroDivisionError, with the task's own traceback
+
+    It sets the context key ``raise_on_exception``.
+    """
+    from plait import context
+
+    with context.local(raise_on_exception=True):
+        yield
+
+
+class TaskRunner:
+    """Run one task outside a flow, from a given state (Prefect 1's ``TaskRunner``).
+
+    ```python
+    from plait.flow import Edge
+    from plait.states import Retrying, Success
+    from plait.testing import TaskRunner
+
+    x = Edge(one, add, key="x")
+    state = TaskRunner(add).run(upstream_states={x: Success(result=1)}, context={"today": "2026-01-31"})
+    state = TaskRunner(flaky).run(state=Retrying(run_count=1))   # attempt 2
+    ```
+
+    ``run(state=None, upstream_states=None, context=None, is_mapped_parent=False)`` returns the
+    task-run state:
+
+    - ``state`` is where the run starts (default ``Pending()``). A finished or ``Running`` state
+      is returned as it is (the task does not run again); so is a ``Scheduled``, ``Retrying``
+      or ``Paused`` state whose ``start_time`` is still to come. From ``Retrying`` the run is
+      attempt ``run_count + 1``; from ``Resume``, or a ``Paused`` state whose time has come, it
+      runs with ``plait.context.resume`` set (a ``manual_only`` trigger or ``pause_task()`` lets
+      it through).
+    - ``upstream_states``: ``{edge: state}`` (or a list of states); the trigger sees them, a
+      skipped one skips the task (``skip_on_upstream_skip``), and an ``Edge`` with a ``key``
+      passes its state's result as that input.
+    - ``context``: keys for the run's context, over those of ``with plait.context(...)``
+      blocks around the call (``task_run_count``, ``resume``, ``today``...).
+    - ``is_mapped_parent=True``: the task is mapped over the results of the ``mapped=True``
+      edges; one child run per item, and the answer is a ``Mapped`` state.
+
+    ``state_handlers`` are called ``handler(runner, old_state, new_state)`` after the task's
+    own state handlers, at each change; like those, they may return a new state. The
+    task's trigger, retries, timeout, signals, ``LOOP``, ``log_stdout``, targets, caches and
+    ``task_run_name`` all apply; plugins' hooks are not called (``run_task`` is the same thing as
+    a function).
+    """
+
+    def __init__(self, task: Any, state_handlers: Any = None) -> None:
+        from plait import context
+
+        self.task = task
+        self.state_handlers = list(state_handlers or [])
+        #: the context when the runner was made; ``run()`` adds the current one and its ``context``.
+        self.context: dict[str, Any] = context.to_dict()
+
+    @property
+    def logger(self) -> logging.Logger:
+        return logging.getLogger("plait.TaskRunner")
+
+    def __repr__(self) -> str:
+        return f"<TaskRunner: {self.task.name}>"
+
+    def run(
+        self,
+        state: State | None = None,
+        upstream_states: Any = None,
+        context: dict[str, Any] | None = None,
+        is_mapped_parent: bool = False,
+    ) -> State:
+        from datetime import UTC, datetime
+
+        from plait import context as plait_context
+        from plait.states import Paused, Pending, Resume, Retrying, Running, Scheduled
+
+        if state is None:
+            state = Pending()
+        if state.is_finished() or isinstance(state, Running):
+            return state
+        ctx = {**self.context, **plait_context.to_dict(), **(context or {})}
+        start = getattr(state, "start_time", None)
+        due = start is None or start <= datetime.now(UTC)
+        if isinstance(state, Resume):
+            ctx["resume"] = True
+        elif isinstance(state, Paused):
+            if start is None or not due:
+                return state
+            ctx["resume"] = True
+        elif isinstance(state, Scheduled) and not due:
+            return state
+        run_count = state.run_count + 1 if isinstance(state, Retrying) else int(ctx.get("task_run_count") or 1)
+        name = self.task.name
+        self.logger.info("Task %r: Starting its run.", name)
+        if is_mapped_parent:
+            new = self._run_mapped(state, upstream_states, ctx, run_count)
+        else:
+            new = _run_one(self.task, upstream_states, ctx, state, run_count, None, self._notifier(), True)
+        self.logger.info("Task %r: Finished its run in state %s.", name, type(new).__name__)
+        return new
+
+    def _notifier(self) -> Any:
+        """The task's own notifier, followed by the runner's handlers."""
+        from plait.engine.runner import FlowRunner, _callable_name, _checked_state, _state_from_signal
+        from plait.flow import Flow
+        from plait.signals import ENDRUN, PlaitSignal
+        from plait.states import Failed
+        from plait.states import State as StateClass
+
+        task = self.task
+        inner = FlowRunner(Flow(f"TaskRunner-{task.name}"), plugins=False)._task_notifier(task)
+        if not self.state_handlers:
+            return inner
+        handlers = self.state_handlers
+
+        def notify(task: Any, old: Any, new: Any, interim: bool = False, handlers_old: Any = None) -> Any:
+            if inner is not None:
+                new = inner(task, old, new, interim, handlers_old)
+            for handler in handlers:
+                try:
+                    out = handler(self, handlers_old or old, new)
+                except PlaitSignal as sig:
+                    return _state_from_signal(sig)
+                except ENDRUN as end:
+                    return end.state
+                except Exception as exc:
+                    from plait import context
+
+                    if context.get("raise_on_exception"):
+                        raise
+                    label = _callable_name(handler)
+                    self.logger.exception(
+                        "Task %r: the task runner's state handler %r raised %r", task.name, label, exc
+                    )
+                    return Failed(f"Exception raised in state handler {label!r} of task {task.name!r}: {exc!r}", exc)
+                if out is not None:
+                    new = out if isinstance(out, StateClass) else _checked_state(out, handler, f"task {task.name!r}")
+            return new
+
+        return notify
+
+    def _run_mapped(self, state: State, upstream_states: Any, ctx: dict[str, Any], run_count: int) -> State:
+        from plait.flow import Edge
+        from plait.states import Mapped, Success
+
+        items = dict(upstream_states or {})
+        lengths = [
+            len(up.map_states) if isinstance(up, Mapped) else len(up.result)
+            for edge, up in items.items()
+            if isinstance(edge, Edge) and edge.mapped
+        ]
+        n = min(lengths) if lengths else getattr(state, "n_map_states", 0) or 0
+        notify = self._notifier()
+        children = []
+        for i in range(n):
+            child_ups = {}
+            for edge, up in items.items():
+                if isinstance(edge, Edge) and edge.mapped:
+                    up = up.map_states[i] if isinstance(up, Mapped) else Success(result=up.result[i])
+                child_ups[edge] = up
+            children.append(_run_one(self.task, child_ups, ctx, state, run_count, i, notify, True))
+        mapped = Mapped(f"Mapped {n} runs.", map_states=children)
+        if notify is not None:
+            mapped = notify(self.task, state, mapped)
+        return mapped
+
+
+def _run_one(
+    task: Any,
+    upstream_states: Any,
+    context: dict[str, Any] | None,
+    state: State | None,
+    run_count: int,
+    map_index: int | None,
+    notify: Any,
+    always_check: bool,
+    inputs: dict[str, Any] | None = None,
+) -> State:
+    """One task run from ``state`` (``run_task`` and ``TaskRunner.run``)."""
     from plait.context import _flow_ctx, flow_context
     from plait.engine.extras import extras_for
-    from plait.engine.runner import _RUNS_AFTER_SKIP, FlowRunner, _check_upstream, _run_task_with_extras
+    from plait.engine.runner import _RUNS_AFTER_SKIP, _check_upstream, _log_failure, _run_task_with_extras
     from plait.engine.runner import run_task as engine_run_task
     from plait.flow import Edge, Flow
+    from plait.logging import configure_logging
     from plait.states import Pending
     from plait.triggers import BUILT_IN, UpstreamStates, manual_only
 
-    kwargs = dict(inputs or {})
+    configure_logging()
+    kwargs: dict[str, Any] = dict(inputs or {})
     edges: list[Any] = []
     if upstream_states is None:
         ups: list[Any] = []
@@ -240,11 +439,10 @@ def run_task(
         ups = list(upstream_states)
     flow = Flow(f"run_task-{task.name}")
     ctx = flow_context(flow.name, dict((context or {}).get("parameters") or {}), context)
-    notify = FlowRunner(flow, plugins=False)._task_notifier(task)
     old = state if state is not None else Pending()
     token = _flow_ctx.set(ctx)
     try:
-        if state is None and (ups or task.trigger is manual_only):
+        if (always_check or state is None) and (ups or task.trigger is manual_only):
             if task.trigger not in BUILT_IN:
                 ups = UpstreamStates(ups, edges)
             pre = _check_upstream(task, ups)
@@ -254,8 +452,12 @@ def run_task(
                 return notify(task, old, pre) if notify is not None else pre
         extras = extras_for(task, flow, bool(ctx.get("resume")))
         if extras is None:
-            return engine_run_task(task, kwargs, map_index, run_count, old, ctx, notify)
-        return _run_task_with_extras(extras, task, kwargs, map_index, run_count, old, ctx, notify)
+            new = engine_run_task(task, kwargs, map_index, run_count, old, ctx, notify)
+        else:
+            new = _run_task_with_extras(extras, task, kwargs, map_index, run_count, old, ctx, notify)
+        if always_check and new.is_failed():
+            _log_failure(task, map_index, new)
+        return new
     finally:
         _flow_ctx.reset(token)
 
@@ -860,12 +1062,8 @@ class PostgresServer:
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between our check and the bind
             self.port = free_port()
-            options = (
-                f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-            )
             try:
-                self._run([pg_ctl, "-D", str(data), "-l", str(self.log_path), "-w", "-t", "60", "-o", options, "start"])
+                self._pg_ctl_start()
                 break
             except PostgresUnavailable as exc:
                 last_error = str(exc)
@@ -874,6 +1072,35 @@ class PostgresServer:
             raise PostgresUnavailable(last_error)
         self._create_role_and_database()
         return self
+
+    def halt(self) -> None:
+        """Stop the server but keep its cluster and port: a database outage, until ``resume()``.
+
+        Connections are closed at once (``pg_ctl stop -m fast``); clients see their connections
+        refused until the server is back.
+        """
+        if self.directory is None:
+            raise PostgresUnavailable("the PostgreSQL server is not started; call start() first")
+        pg_ctl = find_postgres_program("pg_ctl")
+        assert pg_ctl is not None
+        self._run([pg_ctl, "-D", str(self.directory / "data"), "-w", "-t", "60", "-m", "fast", "stop"], "pg_ctl stop")
+
+    def resume(self) -> None:
+        """Start a server stopped by ``halt()`` again, on the same port with the same data."""
+        if self.directory is None or self.port is None:
+            raise PostgresUnavailable("the PostgreSQL server was never started; call start() first")
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
+        assert self.directory is not None
+        pg_ctl = find_postgres_program("pg_ctl")
+        assert pg_ctl is not None
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+        )
+        data = self.directory / "data"
+        self._run([pg_ctl, "-D", str(data), "-l", str(self.log_path), "-w", "-t", "60", "-o", options, "start"])
 
     def stop(self) -> None:
         """Stop the server and delete its directory."""

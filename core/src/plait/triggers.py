@@ -107,7 +107,7 @@ def not_all_skipped(upstream_states: Sequence[State]) -> bool:
     if not all(s.is_successful() for s in flat):
         return False
     if flat and all(s.is_skipped() for s in flat):
-        raise signals.SKIP("All upstream tasks were skipped.")
+        raise signals.SKIP("All upstream tasks were skipped.", result=None)
     return True
 
 

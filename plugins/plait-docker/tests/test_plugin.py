@@ -65,3 +65,20 @@ def test_tasks_pickle_for_process_executors():
     task = DockerRun(image="busybox", command=["true"], env={"TOKEN": Secret("TOKEN")}, timeout=5)
     copy = pickle.loads(pickle.dumps(task))
     assert copy.image == "busybox" and copy.env["TOKEN"].name == "TOKEN"
+
+
+def test_registers_the_docker_agent_kind():
+    from plait_docker.agent import DockerAgent
+
+    from plait.agents import available_agents, get_agent_class
+
+    assert available_agents()["docker"] is DockerAgent
+    assert get_agent_class("docker") is DockerAgent
+    assert "plait_register_agents" in plait_cli("plugins").stdout
+    help_ = plait_cli("agent", "start", "--help")
+    assert help_.returncode == 0, help_.stderr
+    words = " ".join(help_.stdout.split())
+    assert "docker" in words and "local" in words  # the --type choices
+    for option in ("--image", "--volume", "--env", "--network", "--server-url", "--pull"):
+        assert option in words
+    assert "(agent kind: docker)" in words

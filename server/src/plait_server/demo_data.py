@@ -1,11 +1,13 @@
 """A synthetic history in a server database, for the UI's screenshots, benchmarks and demos.
 
-``fill(store)`` registers a few flows (real ``plait`` flows' metadata, with schedules) and writes
-a day of runs through the data layer, exactly as agents would report them: each run
-``Scheduled -> Submitted -> Running -> Success/Failed``, each task run ``Running -> Success``
-with timestamps spread over the run, a few log lines per task, some failures, one run still
-running, late and upcoming runs. ``big_map_run(store, n)`` adds one run of a flow whose task is
-mapped over ``n`` items (every child with its states and a log line).
+``fill(store)`` registers a few flows (real ``plait`` flows' metadata, with schedules), two
+agents and two concurrency limits, and writes a day of runs through the data layer, exactly as
+agents would report them: each run claimed by an agent (``Scheduled -> Submitted``), then
+``Running -> Success/Failed``, each task run ``Running -> Success`` with timestamps spread over
+the run, a few log lines per task, some failures, one run still running (its ``load`` task
+holding a slot of the ``db`` limit), late runs (labelled ``gpu``, which no agent has) and
+upcoming runs. ``big_map_run(store, n)`` adds one run of a flow whose task is mapped over ``n``
+items (every child with its states and a log line).
 
 Everything goes through ``Store`` (the transition rules judge every state), so the result is a
 database the server serves as it would serve a real one::
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,8 @@ class DemoHistory:
 
     flows: dict[str, str]
     runs: int
+    #: Agent ids by name.
+    agents: dict[str, str] = field(default_factory=dict)
     failed_run: str | None = None
     running_run: str | None = None
     map_run: str | None = None
@@ -119,22 +123,39 @@ def fill(store: Store, runs: int = 300, hours: float = 24.0, seed: int = 7) -> D
         ]
     now = utcnow()
     history = DemoHistory(flows=ids, runs=0)
+    for name, labels, host in (("agent-eu-1", ["eu"], "worker-1"), ("agent-eu-2", ["eu"], "worker-2")):
+        history.agents[name] = store.agents.register(name, "local", labels, 4, host, None).id
+    agent_ids = list(history.agents.values())
+    store.concurrency.set("db", 3, "tag")
+    store.concurrency.set("gpu", 1, "label")
     names = list(flows)
     for i in range(runs):
         name = names[i % len(names)]
         start = now - timedelta(hours=hours) + timedelta(seconds=(hours * 3600) * (i + rng.random()) / runs)
         failed = rng.random() < 0.08 or (name == "report" and rng.random() < 0.3)
         parameters = {"day": start.strftime("%Y-%m-%d")} if name == "report" else {}
-        run_id = _finished_run(store, ids[name], tasks[name], start, rng, failed, parameters)
+        agent = agent_ids[i % len(agent_ids)]
+        run_id = _finished_run(store, ids[name], tasks[name], start, rng, failed, parameters, agent)
         history.runs += 1
         if failed:
             history.failed_run = run_id
-    # One running now, two late, some upcoming.
+    # One running now (its load task holds a slot of the db limit), two late, some upcoming.
     history.running_run = _finished_run(
-        store, ids["etl-daily"], tasks["etl-daily"], now - timedelta(seconds=40), rng, False, {}, running=True
+        store,
+        ids["etl-daily"],
+        tasks["etl-daily"],
+        now - timedelta(seconds=40),
+        rng,
+        False,
+        {},
+        agent_ids[0],
+        running_at="load",
     )
     for minutes in (-12, -9):
-        store.runs.create(flow_id=ids["etl-daily"], scheduled_start_time=now + timedelta(minutes=minutes))
+        # Late: they need an agent with the label gpu, and there is none.
+        store.runs.create(
+            flow_id=ids["etl-daily"], scheduled_start_time=now + timedelta(minutes=minutes), labels=["gpu"]
+        )
     for minutes in (5, 25, 45, 65):
         store.runs.create(
             flow_id=ids["image-batch"], scheduled_start_time=now + timedelta(minutes=minutes), auto_scheduled=True
@@ -165,14 +186,17 @@ def many_runs(store: Store, n: int, flow_ids: list[str], hours: float = 24.0, se
         store.runs.set_states(pending)
 
 
-def big_map_run(store: Store, n: int, flow_id: str | None = None, finished: bool = True) -> str:
-    """A run of the ``image-batch`` flow whose ``process`` task is mapped over ``n`` items."""
+def big_map_run(
+    store: Store, n: int, flow_id: str | None = None, finished: bool = True, agent_id: str | None = None
+) -> str:
+    """A run of the ``image-batch`` flow whose ``process`` task is mapped over ``n`` items
+    (claimed by ``agent_id`` if given)."""
     if flow_id is None:
         flow_id = store.flows.find(name="image-batch").id
     rng = random.Random(n)
     start = utcnow() - timedelta(minutes=10)
     run, _ = store.runs.create(flow_id=flow_id, scheduled_start_time=start, name=f"image-batch-{n}-items")
-    _flow_states(store, run.id, ["Submitted", "Running"], start)
+    _start(store, run.id, start, agent_id)
     t = start + timedelta(seconds=1)
     store.task_runs.set_states(
         [
@@ -219,16 +243,18 @@ def _finished_run(
     rng: random.Random,
     failed: bool,
     parameters: dict[str, Any],
-    running: bool = False,
+    agent_id: str | None = None,
+    running_at: str | None = None,
 ) -> str:
+    """A run from its start to its end (or, with ``running_at``, until that task is running)."""
     run, _ = store.runs.create(flow_id=flow_id, scheduled_start_time=start, parameters=parameters)
-    _flow_states(store, run.id, ["Submitted", "Running"], start)
+    _start(store, run.id, start, agent_id)
     t = start + timedelta(seconds=rng.uniform(0.5, 2))
     items: list[TaskRunStateItem] = []
     logs: list[LogInput] = []
     failed_at = rng.randrange(len(tasks)) if failed else None
     for k, (slug, mapped) in enumerate(tasks):
-        if running and k == len(tasks) - 1:
+        if slug == running_at:
             items.append(TaskRunStateItem(run.id, slug, 0, StateWrite("Running", timestamp=t)))
             break
         took = timedelta(seconds=rng.uniform(0.5, 20))
@@ -260,7 +286,9 @@ def _finished_run(
         t += took
     store.task_runs.set_states(items)
     store.logs.write(logs)
-    if not running:
+    if running_at is not None:
+        store.concurrency.acquire(run.id, running_at)
+    else:
         _flow_states(
             store,
             run.id,
@@ -270,6 +298,18 @@ def _finished_run(
             message="Some reference tasks failed." if failed else None,
         )
     return run.id
+
+
+def _start(store: Store, run_id: str, at: datetime, agent_id: str | None) -> None:
+    """``Scheduled -> Submitted -> Running``: claimed by the agent (as ``plait agent start``
+    would, at ``at``), or submitted without one."""
+    if agent_id is None:
+        _flow_states(store, run_id, ["Submitted", "Running"], at)
+        return
+    claimed = store.agents.claim(agent_id, limit=1, now=at)
+    if [c.flow_run.id for c in claimed] != [run_id]:
+        raise RuntimeError(f"demo data: agent {agent_id} claimed {[c.flow_run.id for c in claimed]}, not {run_id}")
+    _flow_states(store, run_id, ["Running"], at + timedelta(seconds=0.3), version=2)
 
 
 def _flow_states(
@@ -302,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     history = fill(store, args.runs)
     print(f"{history.runs} runs of {', '.join(history.flows)}")
     if args.map:
-        print(f"map run {big_map_run(store, args.map, history.flows['image-batch'])}")
+        agent = history.agents["agent-eu-1"]
+        print(f"map run {big_map_run(store, args.map, history.flows['image-batch'], agent_id=agent)}")
     store.dispose()
 
 

@@ -144,6 +144,9 @@ class AgentProcess:
     poll_interval: float = 0.2
     cancel_grace: float = 5.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The agent kind (``--type``) and options of that kind (``["--image", "app:1"]``).
+    kind: str = "local"
+    args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
     log: Path = field(init=False)
 
@@ -170,6 +173,9 @@ class AgentProcess:
         ]
         for label in self.labels:
             argv += ["--label", label]
+        if self.kind != "local":
+            argv += ["--type", self.kind]
+        argv += self.args
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         return self

@@ -33,10 +33,10 @@ def agent() -> None:
 @agent.command("list")
 def list_agents() -> None:
     """List the agents the server knows, most recently seen first."""
-    from rich.console import Console
     from rich.table import Table
 
     from plait.cli.flow_run import _client, _when
+    from plait.cli.output import stdout_console
 
     with _client() as client:
         agents = client.agents()
@@ -54,7 +54,7 @@ def list_agents() -> None:
             a.hostname or "",
             _when(a.last_seen),
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def _start_command() -> click.Command:

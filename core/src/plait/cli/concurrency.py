@@ -36,17 +36,17 @@ def set_limit(name: str, limit: int, by_label: bool) -> None:
 @concurrency_limit.command("list")
 def list_limits() -> None:
     """List the limits and how much of each is in use."""
-    from rich.console import Console
     from rich.table import Table
 
     from plait.cli.flow_run import _client
+    from plait.cli.output import stdout_console
 
     with _client() as client:
         limits = client.concurrency_limits()
     table = Table("kind", "name", "limit", "in use", title=f"{len(limits)} concurrency limits")
     for c in limits:
         table.add_row(c.kind, c.name, str(c.max_running), str(c.in_use))
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @concurrency_limit.command("delete")

@@ -65,8 +65,9 @@ def create(
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 def list_runs(flow_name: str | None, states: tuple[str, ...], limit: int) -> None:
     """List flow runs, newest first."""
-    from rich.console import Console
     from rich.table import Table
+
+    from plait.cli.output import stdout_console
 
     with _client() as client:
         runs, total = client.flow_runs(flow_name=flow_name, states=list(states) or None, limit=limit)
@@ -85,20 +86,21 @@ def list_runs(flow_name: str | None, states: tuple[str, ...], limit: int) -> Non
             _when(r.start_time),
             _when(r.end_time),
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @flow_run.command()
 @click.argument("flow_run_id")
 def show(flow_run_id: str) -> None:
     """Show a flow run and its task runs."""
-    from rich.console import Console
     from rich.table import Table
+
+    from plait.cli.output import stdout_console
 
     with _client() as client:
         run = client.flow_run(flow_run_id)
         task_runs, total = client.task_runs(flow_run_id)
-    console = Console()
+    console = stdout_console()
     console.print(
         f"[bold]{run.name}[/] {run.id}  flow {run.flow_name!r}  state [bold]{run.state}[/]"
         + (f": {run.state_message}" if run.state_message else "")

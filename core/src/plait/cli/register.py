@@ -26,7 +26,8 @@ class ServerCommandError(click.ClickException):
     "location",
     default=None,
     metavar="LOCATION",
-    help="Where agents find the code: the file itself (default), module:pkg.flows, or a URL a plugin handles (s3://...).",
+    help="Where agents find the code: the file itself (default), module:pkg.flows (imported here too, as agents "
+    "will), or a URL a plugin handles (s3://...).",
 )
 def register(flow_spec: str, project: str, labels: str, location: str | None) -> None:
     """Register a flow with the Plait server: its metadata, never its code or constant values.
@@ -39,12 +40,18 @@ def register(flow_spec: str, project: str, labels: str, location: str | None) ->
     flow = load_flow(flow_spec)
     path = flow_spec.partition(":")[0] if ":" in flow_spec and not flow_spec.endswith(".py") else flow_spec
     try:
+        from plait.agents import check_run_config
         from plait.client import Client
         from plait.registration import flow_metadata
         from plait.storage import storage_for
 
-        metadata = flow_metadata(flow)
+        check_run_config(getattr(flow, "run_config", None))  # a typo fails here, not when a run starts
         storage = storage_for(path, flow.name, location)
+        if storage.type == "module":
+            # Agents import the module: describe the flow as they will see it (its tasks'
+            # functions are named after the module), so it matches the registered version.
+            flow = storage.load_flow()
+        metadata = flow_metadata(flow)
         client = Client()
         registered = client.register_flow(
             metadata=metadata,

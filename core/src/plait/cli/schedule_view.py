@@ -22,8 +22,9 @@ __all__ = ["run_on_schedule", "show_next_runs"]
 
 def show_next_runs(flow: Flow, count: int = 5, clock: Clock | None = None) -> None:
     """Print a table of the flow's next ``count`` scheduled times."""
-    from rich.console import Console
     from rich.table import Table
+
+    from plait.cli.output import stdout_console
 
     if flow.schedule is None:
         raise click.UsageError(f"Flow {flow.name!r} has no schedule; give it one with Flow(..., schedule=...)")
@@ -35,7 +36,7 @@ def show_next_runs(flow: Flow, count: int = 5, clock: Clock | None = None) -> No
         table.add_row(
             event.start_time.isoformat(), ", ".join(f"{k}={v!r}" for k, v in event.parameter_defaults.items())
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def run_on_schedule(

@@ -32,14 +32,14 @@ import time
 import traceback
 import types
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from plait import interrupts, signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import FlowRunError, ParameterError, portable_exception
+from plait.errors import FlowRunError, ParameterError, TaskTimeoutError, portable_exception
 from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
@@ -110,6 +110,9 @@ class FlowRunner:
         plugins: also call the installed plugins' ``plait_task_state_changed`` and
             ``plait_flow_state_changed`` hooks (after the observers given here), isolated: a
             plugin that raises is logged and never changes the run.
+        state_handlers: ``fn(runner, old_state, new_state) -> State | None`` on every flow-run
+            state change, after the flow's own handlers (Prefect 1's ``FlowRunner`` handlers); a
+            returned state replaces the new one.
     """
 
     def __init__(
@@ -118,10 +121,15 @@ class FlowRunner:
         task_observers: Sequence[Observer] = (),
         flow_observers: Sequence[Observer] = (),
         plugins: bool = True,
+        state_handlers: Sequence[Callable[..., Any]] | None = None,
     ) -> None:
         self.flow = flow
         self.task_observers = tuple(task_observers)
         self.flow_observers = tuple(flow_observers)
+        self.state_handlers = list(state_handlers or ())
+        for handler in self.state_handlers:
+            if not callable(handler):
+                raise TypeError(f"FlowRunner: state handler {handler!r} is not callable")
         if plugins:
             # Looked up once per run: with no plugin observing, these are empty and cost nothing.
             from plait.hooks.manager import plugin_observers
@@ -132,6 +140,11 @@ class FlowRunner:
         else:
             self.wrap_task_runs = False
 
+    @property
+    def logger(self) -> Any:
+        """The engine's run-aware logger (Prefect 1's ``runner.logger``)."""
+        return logger
+
     def run(
         self,
         parameters: dict[str, Any] | None = None,
@@ -140,6 +153,8 @@ class FlowRunner:
         resume: Sequence[Task | str] | None = None,
         resume_from: State | dict[Task, State] | None = None,
         task_states: State | dict[Task, State] | None = None,
+        state: State | None = None,
+        return_tasks: Iterable[Task] | None = None,
     ) -> State:
         """Run the flow once and return its final state (``state.result``: ``{task: State}``).
 
@@ -150,8 +165,25 @@ class FlowRunner:
         ``resume`` names tasks (objects, names or slugs) to let through: they run with
         ``plait.context.resume`` set, so a ``manual_only`` trigger or ``pause_task()`` passes.
         ``executor`` defaults to the flow's own (``Flow(executor=...)``), then ``local``.
+
+        Prefect 1's arguments: ``state`` is the flow run's state so far (a finished one, or a
+        ``Scheduled`` one due later, is returned as it is, without running); ``return_tasks``
+        limits ``state.result`` to those tasks (default: every task; a task that is not in the
+        flow makes the run ``Failed``, saying which).
         """
         flow = self.flow
+        if state is not None and _not_runnable(state):
+            return state
+        wanted = None
+        if return_tasks is not None:
+            wanted = list(return_tasks)
+            strangers = [t for t in wanted if not isinstance(t, Task) or t not in flow]
+            if strangers:
+                return Failed(
+                    f"Flow {flow.name!r}: return_tasks holds {', '.join(map(_short_repr, strangers))}, "
+                    "which is not a task of the flow",
+                    result={},
+                )
         flow.validate()
         if context is not None and not isinstance(context, Mapping):
             raise FlowRunError(
@@ -177,7 +209,7 @@ class FlowRunner:
         token = _flow_ctx.set(ctx)
         try:
             logger.info("Beginning flow run %r", flow.name)
-            state = self._flow_transition(Pending(), Running("Running flow."))
+            state = self._flow_transition(state or Pending(), Running("Running flow."))
             if not state.is_running():
                 return state
             run = _TaskRuns(self, _plan(flow), executor, ctx, resumed)
@@ -206,6 +238,9 @@ class FlowRunner:
             # A pause waits for a person: not an error.
             log = logger.info if final.is_successful() or isinstance(final, Paused) else logger.error
             log("Flow run %s: %s", final.name.upper(), final.message)
+            if wanted is not None and isinstance(final.result, dict):
+                final = copy.copy(final)  # the handlers and observers saw every task's state
+                final.result = {t: final.result[t] for t in wanted if t in final.result}
             return final
         finally:
             _flow_ctx.reset(token)
@@ -245,9 +280,12 @@ class FlowRunner:
 
     def _flow_transition(self, old: State, new: State) -> State:
         flow = self.flow
-        for handler in flow.state_handlers:
+        handlers: list[tuple[Any, Any]] = [(flow, h) for h in flow.state_handlers]
+        if self.state_handlers:
+            handlers += [(self, h) for h in self.state_handlers]
+        for owner, handler in handlers:
             try:
-                out = handler(flow, old, new)
+                out = handler(owner, old, new)
             except signals.PlaitSignal as sig:  # a handler may pick the state with a signal
                 new = _state_from_signal(sig)
                 break
@@ -255,8 +293,10 @@ class FlowRunner:
                 new = end.state
                 break
             except Exception as exc:
+                if _flow_ctx.get().get("raise_on_exception"):
+                    raise
                 name = _callable_name(handler)
-                logger.exception("State handler %r of flow %r raised", name, flow.name)
+                logger.exception("Flow %r: its state handler %r raised %r", flow.name, name, exc)
                 # A handler's error never loses the run's work: a finished run keeps its
                 # {task: State} (the exception is in the message and the traceback).
                 new = Failed(
@@ -317,8 +357,10 @@ class FlowRunner:
                     new = end.state
                     break
                 except Exception as exc:
+                    if _flow_ctx.get().get("raise_on_exception"):
+                        raise
                     name = _callable_name(handler)
-                    logger.exception("State handler %r of task %r raised", name, task.name)
+                    logger.exception("Task %r: its state handler %r raised %r", task.name, name, exc)
                     new = Failed(
                         f"Exception raised in state handler {name!r} of task {task.name!r}: {exc!r}",
                         result=exc,
@@ -805,6 +847,8 @@ class _TaskRuns:
         """
         from plait.errors import PlaitError
 
+        if self.ctx.get("raise_on_exception") and what == "could not complete on":
+            raise exc
         detail = str(exc) if isinstance(exc, PlaitError) else repr(exc)
         task = self.plan.tasks[t]
         name = task.name if i is None else f"{task.name}[{i}]"
@@ -1139,6 +1183,8 @@ def run_task(
         except _Timeout as exc:
             new = TimedOut(_timed_out(task, exc), exc)
         except Exception as exc:
+            if flow_ctx.get("raise_on_exception"):
+                raise
             new = Failed(mask(f"Error during execution of task: {exc!r}"), exc, mask(traceback.format_exc()))
         if new._failed and run_count <= task.max_retries and not isinstance(new, TriggerFailed):
             if _retries_on(task, new):
@@ -1303,11 +1349,7 @@ def _can_follow(plan: _Plan, t: int, task: Task) -> bool:
     )
 
 
-class _Timeout(TimeoutError):
-    """A task run took longer than its ``timeout`` (a ``TimeoutError``: the ``TimedOut`` state's result).
-
-    Its text says whether the run was stopped (its process killed) or only observed.
-    """
+_Timeout = TaskTimeoutError
 
 
 def _timed_out(task: Task, exc: _Timeout) -> str:
@@ -1379,6 +1421,8 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
         except _Timeout as exc:
             return TimedOut(_timed_out(task, exc), exc)
         except Exception as exc:
+            if _flow_ctx.get().get("raise_on_exception"):
+                raise
             return Failed(
                 f"Error during execution of task (loop {info.loop_count}): {exc!r}", exc, traceback.format_exc()
             )
@@ -1412,6 +1456,8 @@ def _state_from_signal(sig: signals.PlaitSignal) -> State:
         return cls(message, sig.result, traceback.format_exc())
     if cls is Retrying:
         start = sig.state_options.get("start_time") or datetime.now(UTC)
+        if start.tzinfo is None:  # a naive time is taken as UTC
+            start = start.replace(tzinfo=UTC)
         return Retrying(message, result=sig.result, start_time=start)
     return cls(message, sig.result)
 
@@ -1425,7 +1471,7 @@ def _check_upstream(task: Task, ups: list[State]) -> State | None:
     for state in ups:
         if state.is_skipped():
             if task.skip_on_upstream_skip:
-                return Skipped("Upstream task was skipped.")
+                return Skipped("Upstream task was skipped (the task has skip_on_upstream_skip=True).")
             skipped = True
     try:
         ok = task.trigger(ups)
@@ -1573,6 +1619,14 @@ def _previous_states(flow: Flow, resume_from: State | dict[Task, State] | None) 
             f"{{task: State}} mapping, got {type(resume_from).__name__}: {resume_from!r}"
         )
     return states
+
+
+def _not_runnable(state: State) -> bool:
+    """A flow-run state a run does not start from: finished, or scheduled for later (Prefect 1's rule)."""
+    if not (state.is_pending() or state.is_running()):
+        return True
+    start = getattr(state, "start_time", None)
+    return isinstance(start, datetime) and start.tzinfo is not None and start > datetime.now(UTC)
 
 
 def _kill_subprocesses() -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from plait.errors import ScheduleError
 from plait.schedules import adjustments, filters
-from plait.schedules._zones import get_zone, require_aware, utc
+from plait.schedules._zones import as_pendulum, get_zone, is_pendulum, require_aware, utc
 from plait.schedules.clocks import Clock, ClockEvent, CronClock, DatesClock, IntervalClock, RRuleClock
 
 __all__ = [
@@ -59,15 +59,16 @@ class Schedule:
     """Clocks, filters and adjustments: the times a flow runs.
 
     Args:
-        clocks: one or more clocks; their events merge in time order. Two clocks firing at
-            the same instant with the same ``parameter_defaults`` make one event; with
-            different defaults they make two (two runs with different parameters).
+        clocks: clocks (a list; may be empty); their events merge in time order. Two clocks
+            firing at the same instant with the same ``parameter_defaults`` and ``labels`` make
+            one event; with different ones they make two (two runs with different parameters).
         filters: keep a time only if every filter accepts it.
         or_filters: keep a time only if at least one of these accepts it.
         not_filters: drop a time if any of these accepts it.
         adjustments: applied in order to the times that pass the filters.
-        start_date, end_date: no event before / after these (aware), whatever the clocks say
-            (Prefect 1's ``Schedule(start_date=..., end_date=...)``).
+        start_date, end_date: no event before / after these (aware), whatever the clocks say.
+            Without them, the ``start_date`` and ``end_date`` attributes are the earliest start
+            and the latest end of the clocks that have one (Prefect 1's), or ``None``.
 
     Filters and adjustments see the start time in its clock's zone.
     """
@@ -82,17 +83,15 @@ class Schedule:
         start_date: datetime | None = None,
         end_date: datetime | None = None,
     ) -> None:
-        self.start_date = None if start_date is None else require_aware(start_date, "Schedule start_date")
-        self.end_date = None if end_date is None else require_aware(end_date, "Schedule end_date")
-        if self.start_date is not None and self.end_date is not None and utc(self.end_date) < utc(self.start_date):
+        self._start_date = None if start_date is None else require_aware(start_date, "Schedule start_date")
+        self._end_date = None if end_date is None else require_aware(end_date, "Schedule end_date")
+        if self._start_date is not None and self._end_date is not None and utc(self._end_date) < utc(self._start_date):
             raise ScheduleError(
-                f"Schedule: end_date {self.end_date.isoformat()} is before start_date {self.start_date.isoformat()}"
+                f"Schedule: end_date {self._end_date.isoformat()} is before start_date {self._start_date.isoformat()}"
             )
         if isinstance(clocks, Clock):
             clocks = [clocks]
         self.clocks = list(clocks)
-        if not self.clocks:
-            raise ScheduleError("Schedule needs at least one clock, e.g. Schedule(clocks=[IntervalClock(...)])")
         for c in self.clocks:
             if not isinstance(c, Clock):
                 raise ScheduleError(f"Schedule clocks must be Clock objects, got {type(c).__name__}: {c!r}")
@@ -101,16 +100,33 @@ class Schedule:
         self.not_filters = _callables(not_filters, "not_filters")
         self.adjustments = _callables(adjustments, "adjustments")
 
+    @property
+    def start_date(self) -> datetime | None:
+        """The schedule's ``start_date``, else the earliest of its clocks' (``None`` if none has one)."""
+        if self._start_date is not None:
+            return self._start_date
+        starts = [c.start_date for c in self.clocks if getattr(c, "start_date", None) is not None]
+        return min(starts, key=utc) if starts else None
+
+    @property
+    def end_date(self) -> datetime | None:
+        """The schedule's ``end_date``, else the latest of its clocks' (``None`` if none has one)."""
+        if self._end_date is not None:
+            return self._end_date
+        ends = [c.end_date for c in self.clocks if getattr(c, "end_date", None) is not None]
+        return max(ends, key=utc) if ends else None
+
     def events(self, after: datetime | None = None) -> Iterator[ClockEvent]:
         """Every event strictly after ``after`` (default: now), in order; possibly endless."""
+        pendulum_out = is_pendulum(after)
         after = datetime.now(UTC) if after is None else require_aware(after, "Schedule.next after")
-        if self.start_date is not None and utc(after) < utc(self.start_date):
-            after = self.start_date - timedelta(microseconds=1)
+        if self._start_date is not None and utc(after) < utc(self._start_date):
+            after = self._start_date - timedelta(microseconds=1)
         after_utc = utc(after)
-        end_utc = None if self.end_date is None else utc(self.end_date)
+        end_utc = None if self._end_date is None else utc(self._end_date)
         merged = heapq.merge(*(c.events(after) for c in self.clocks), key=lambda e: utc(e.start_time))
         last_utc: datetime | None = None
-        seen_at_last: list[dict[str, Any]] = []
+        seen_at_last: list[tuple[dict[str, Any], list[str] | None]] = []
         rejected = 0
         for event in merged:
             t = event.start_time
@@ -131,16 +147,22 @@ class Schedule:
                 continue
             if end_utc is not None and t_utc > end_utc:
                 return
+            what = (event.parameter_defaults, event.labels)
             if t_utc == last_utc:
-                if event.parameter_defaults in seen_at_last:
+                if what in seen_at_last:
                     continue
-                seen_at_last.append(event.parameter_defaults)
+                seen_at_last.append(what)
             else:
-                last_utc, seen_at_last = t_utc, [event.parameter_defaults]
-            yield event if t is event.start_time else ClockEvent(t, event.parameter_defaults, event.clock)
+                last_utc, seen_at_last = t_utc, [what]
+            if pendulum_out and not is_pendulum(t):
+                t = as_pendulum(t)
+            yield event if t is event.start_time else ClockEvent(t, event.parameter_defaults, event.labels, event.clock)
 
-    def next(self, n: int, after: datetime | None = None) -> list[ClockEvent]:
+    def next(self, n: int, after: datetime | None = None, return_events: bool = True) -> list[Any]:
         """The next ``n`` events strictly after ``after`` (default: now), in order.
+
+        An event compares as its start time (``schedule.next(2) == [datetime(...), ...]``);
+        ``return_events=False`` gives the start times alone, as datetimes.
 
         ```python
         >>> s = IntervalSchedule(timedelta(hours=1), start_date=datetime(2026, 1, 1, tzinfo=UTC))
@@ -150,7 +172,8 @@ class Schedule:
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ScheduleError(f"Schedule.next(n): n must be a non-negative integer, got {n!r}")
-        return list(itertools.islice(self.events(after), n))
+        events = list(itertools.islice(self.events(after), n))
+        return events if return_events else [e.start_time for e in events]
 
     def between(self, start: datetime, end: datetime) -> list[ClockEvent]:
         """Every event with ``start <= start_time <= end``, in order."""
@@ -187,8 +210,8 @@ class Schedule:
             "or_filters": [_serialize_rule(f, "filter") for f in self.or_filters],
             "not_filters": [_serialize_rule(f, "filter") for f in self.not_filters],
             "adjustments": [_serialize_rule(a, "adjustment") for a in self.adjustments],
-            **({"start_date": self.start_date.isoformat()} if self.start_date is not None else {}),
-            **({"end_date": self.end_date.isoformat()} if self.end_date is not None else {}),
+            **({"start_date": self._start_date.isoformat()} if self._start_date is not None else {}),
+            **({"end_date": self._end_date.isoformat()} if self._end_date is not None else {}),
         }
 
     @classmethod
@@ -288,6 +311,7 @@ def _deserialize_clock(data: dict[str, Any]) -> Clock:
         "start_date": _parse_time(data.get("start_date"), zone),
         "end_date": _parse_time(data.get("end_date"), zone),
         "parameter_defaults": data.get("parameter_defaults") or None,
+        "labels": data.get("labels"),
     }
     if kind == "IntervalClock":
         return IntervalClock(timedelta(seconds=data["interval"]), timezone=zone, **common)
@@ -301,5 +325,5 @@ def _deserialize_clock(data: dict[str, Any]) -> Clock:
     if kind == "DatesClock":
         zones = data.get("timezones") or [None] * len(data["dates"])
         dates = [_parse_time(d, z) for d, z in zip(data["dates"], zones, strict=True)]
-        return DatesClock(dates, parameter_defaults=common["parameter_defaults"])  # type: ignore[arg-type]
+        return DatesClock(dates, parameter_defaults=common["parameter_defaults"], labels=common["labels"])  # type: ignore[arg-type]
     raise ScheduleError(f"Unknown clock type {kind!r}; known: IntervalClock, CronClock, DatesClock, RRuleClock")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from plait.errors import NaiveDatetimeError, ScheduleError
+from plait.errors import NaiveDatetimeError, ScheduleError, ScheduleTypeError
 
 ONE_DAY = timedelta(days=1)
 
@@ -26,7 +26,7 @@ def require_aware(value: Any, what: str) -> datetime:
     same instant as a plain ``datetime`` in the same zone (a ``ZoneInfo`` when it has a name).
     """
     if not isinstance(value, datetime):
-        raise ScheduleError(f"{what} must be a datetime with a time zone, got {type(value).__name__}: {value!r}")
+        raise ScheduleTypeError(f"{what} must be a datetime with a time zone, got {type(value).__name__}: {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise NaiveDatetimeError(
             f"{what} {value.isoformat()} has no time zone; give it one, e.g. "
@@ -146,8 +146,20 @@ def add_interval(dt: datetime, interval: timedelta) -> datetime:
 def parse_interval(value: Any, what: str) -> timedelta:
     """A positive ``timedelta`` from a ``timedelta`` or a number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (timedelta, int, float)):
-        raise ScheduleError(f"{what} must be a timedelta, got {type(value).__name__}: {value!r}")
+        raise ScheduleTypeError(f"{what} must be a timedelta, got {type(value).__name__}: {value!r}")
     interval = value if isinstance(value, timedelta) else timedelta(seconds=value)
     if interval <= timedelta(0):
-        raise ScheduleError(f"{what} must be positive, got {interval!r}; e.g. timedelta(hours=1)")
+        raise ScheduleError(f"{what} must be greater than 0, got {interval!r}; e.g. timedelta(hours=1)")
     return interval
+
+
+def is_pendulum(value: Any) -> bool:
+    """Whether ``value`` is one of pendulum's datetimes (Prefect 1's)."""
+    return isinstance(value, datetime) and type(value).__module__.split(".")[0] == "pendulum"
+
+
+def as_pendulum(value: datetime) -> datetime:
+    """``value`` as a pendulum ``DateTime`` (only called when the caller gave pendulum times)."""
+    import pendulum
+
+    return pendulum.instance(value)

@@ -18,11 +18,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from plait.errors import CronExpressionError, ScheduleError
+from plait.errors import CronExpressionError, ScheduleError, ScheduleTypeError
 from plait.schedules._zones import (
     ONE_DAY,
+    as_pendulum,
     get_zone,
     is_ambiguous,
+    is_pendulum,
     localize,
     parse_interval,
     require_aware,
@@ -37,42 +39,88 @@ DEFAULT_ANCHOR = datetime(2000, 1, 1)
 
 
 class ClockEvent:
-    """One scheduled time: ``start_time`` (aware), the clock's ``parameter_defaults`` and the ``clock``."""
+    """One scheduled time: ``start_time`` (aware), the clock's ``parameter_defaults`` and
+    ``labels``, and the ``clock``.
 
-    __slots__ = ("clock", "parameter_defaults", "start_time")
+    An event compares as its start time, with events and with aware datetimes (``event ==
+    datetime(...)``, ``event < other``, ``sorted(events)``); two events at the same instant are
+    equal only if their parameter defaults and labels are too.
+    """
 
-    def __init__(self, start_time: datetime, parameter_defaults: Mapping[str, Any] | None = None, clock: Any = None):
+    __slots__ = ("clock", "labels", "parameter_defaults", "start_time")
+
+    def __init__(
+        self,
+        start_time: datetime,
+        parameter_defaults: Mapping[str, Any] | None = None,
+        labels: Iterable[str] | None = None,
+        clock: Any = None,
+    ):
         self.start_time = start_time
         self.parameter_defaults = dict(parameter_defaults or {})
+        self.labels = None if labels is None else list(labels)
         self.clock = clock
 
-    def _key(self) -> tuple[datetime, str]:
-        return utc(self.start_time), repr(sorted(self.parameter_defaults.items()))
+    def _key(self) -> tuple[datetime, str, str]:
+        return utc(self.start_time), repr(sorted(self.parameter_defaults.items())), repr(self.labels)
+
+    @staticmethod
+    def _instant(other: object) -> datetime | None:
+        if isinstance(other, ClockEvent):
+            return utc(other.start_time)
+        if isinstance(other, datetime) and other.utcoffset() is not None:
+            return utc(other)
+        return None
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ClockEvent) and self._key() == other._key()
+        if isinstance(other, ClockEvent):
+            return self._key() == other._key()
+        if isinstance(other, datetime):
+            return self._instant(other) == utc(self.start_time)
+        return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(utc(self.start_time))
 
-    def __lt__(self, other: ClockEvent) -> bool:
-        return utc(self.start_time) < utc(other.start_time)
+    def __lt__(self, other: object) -> bool:
+        at = self._instant(other)
+        return NotImplemented if at is None else utc(self.start_time) < at
+
+    def __le__(self, other: object) -> bool:
+        at = self._instant(other)
+        return NotImplemented if at is None else utc(self.start_time) <= at
+
+    def __gt__(self, other: object) -> bool:
+        at = self._instant(other)
+        return NotImplemented if at is None else utc(self.start_time) > at
+
+    def __ge__(self, other: object) -> bool:
+        at = self._instant(other)
+        return NotImplemented if at is None else utc(self.start_time) >= at
 
     def __repr__(self) -> str:
         params = f", parameter_defaults={self.parameter_defaults!r}" if self.parameter_defaults else ""
-        return f"ClockEvent({self.start_time.isoformat()}{params})"
+        labels = f", labels={self.labels!r}" if self.labels is not None else ""
+        return f"ClockEvent({self.start_time.isoformat()}{params}{labels})"
 
 
 class Clock:
-    """Base class of clocks. Subclasses implement ``events(after)`` and ``serialize()``."""
+    """Base class of clocks. Subclasses implement ``_events(after)`` (or ``events``) and ``serialize()``.
+
+    ``labels`` (a list of strings), when given, replace the flow's labels on the runs this
+    clock's events start, as in Prefect 1 (the agents that may run them).
+    """
 
     def __init__(
         self,
         start_date: datetime | None = None,
         end_date: datetime | None = None,
         parameter_defaults: Mapping[str, Any] | None = None,
+        labels: Iterable[str] | None = None,
     ) -> None:
         name = type(self).__name__
+        # pendulum in, pendulum out: Prefect 1 code calls pendulum methods on the times
+        self._pendulum = is_pendulum(start_date) or is_pendulum(end_date)
         if start_date is not None:
             start_date = require_aware(start_date, f"{name} start_date")
         if end_date is not None:
@@ -87,20 +135,32 @@ class Clock:
                 f"{name}: parameter_defaults must be a dict of parameter values, "
                 f"got {type(parameter_defaults).__name__}: {parameter_defaults!r}"
             )
+        if labels is not None and (
+            isinstance(labels, str) or not all(isinstance(label, str) for label in labels)  # type: ignore[union-attr]
+        ):
+            raise ScheduleTypeError(f"{name}: labels must be a list of strings, got {labels!r}")
         self.start_date = start_date
         self.end_date = end_date
         self.parameter_defaults = dict(parameter_defaults or {})
+        self.labels: list[str] | None = None if labels is None else list(labels)
 
-    def events(self, after: datetime) -> Iterator[ClockEvent]:
-        """The clock's events strictly after ``after`` (aware), in order."""
-        raise NotImplementedError
+    def events(self, after: datetime | None = None) -> Iterator[ClockEvent]:
+        """The clock's events strictly after ``after`` (aware; default: now), in order."""
+        pendulum_out = self._pendulum or is_pendulum(after)
+        events = self._events(datetime.now(UTC) if after is None else after)
+        if not pendulum_out:
+            return events
+        return (ClockEvent(as_pendulum(e.start_time), e.parameter_defaults, e.labels, e.clock) for e in events)
+
+    def _events(self, after: datetime) -> Iterator[ClockEvent]:
+        raise NotImplementedError(f"{type(self).__name__} must implement events(after)")
 
     def serialize(self) -> dict[str, Any]:
         """The clock as plain JSON data (``Schedule.deserialize`` reads it back)."""
         raise NotImplementedError
 
     def _event(self, start_time: datetime) -> ClockEvent:
-        return ClockEvent(start_time, self.parameter_defaults, self)
+        return ClockEvent(start_time, self.parameter_defaults, self.labels, self)
 
     def _past_end(self, t: datetime) -> bool:
         return self.end_date is not None and utc(t) > utc(self.end_date)
@@ -110,6 +170,7 @@ class Clock:
             "start_date": self.start_date.isoformat() if self.start_date else None,
             "end_date": self.end_date.isoformat() if self.end_date else None,
             "parameter_defaults": dict(self.parameter_defaults),
+            **({"labels": list(self.labels)} if self.labels is not None else {}),
         }
 
 
@@ -134,6 +195,7 @@ class IntervalClock(Clock):
         end_date: no event after this (aware).
         parameter_defaults: flow parameters for the runs this clock starts.
         timezone: zone name or ``tzinfo`` to count in (default: ``start_date``'s zone, else UTC).
+        labels: labels for the runs this clock starts (instead of the flow's).
     """
 
     def __init__(
@@ -143,8 +205,9 @@ class IntervalClock(Clock):
         end_date: datetime | None = None,
         parameter_defaults: Mapping[str, Any] | None = None,
         timezone: str | tzinfo | None = None,
+        labels: Iterable[str] | None = None,
     ) -> None:
-        super().__init__(start_date, end_date, parameter_defaults)
+        super().__init__(start_date, end_date, parameter_defaults, labels)
         self.interval = parse_interval(interval, "IntervalClock interval")
         zone = get_zone(timezone, "IntervalClock timezone")
         if start_date is None:
@@ -155,7 +218,7 @@ class IntervalClock(Clock):
             self._start = self.start_date.astimezone(zone)  # type: ignore[union-attr]
         self.timezone: tzinfo = zone  # type: ignore[assignment]
 
-    def events(self, after: datetime) -> Iterator[ClockEvent]:
+    def _events(self, after: datetime) -> Iterator[ClockEvent]:
         after_utc = utc(require_aware(after, "after"))
         start_utc = utc(self._start)
         if self.interval < ONE_DAY:
@@ -198,8 +261,9 @@ class CronClock(Clock):
 
     - a time skipped by the spring-forward change fires once, at the first instant after the
       change (a 01:30 London job runs at 02:00 BST on the last Sunday of March);
-    - a time repeated by the fall-back change fires once, at its first occurrence (Prefect 1's
-      rule, so an hourly job runs 24 times that day, not 25). With ``fall_back="both"`` a job
+    - a time repeated by the fall-back change fires once, at its first occurrence (so an
+      hourly job runs 24 times that day, not 25, as in Prefect 1, where an hourly job took the
+      second occurrence of the repeated hour instead). With ``fall_back="both"`` a job
       whose hour field is ``*`` runs in both copies of the repeated hour instead (an hourly job
       keeps running every hour of absolute time), as Vixie cron does.
 
@@ -216,6 +280,7 @@ class CronClock(Clock):
             rule, the default) or, with ``False``, both.
         fall_back: ``"once"`` (the default, Prefect 1's rule) or ``"both"`` (Vixie cron's: a
             job with ``*`` as its hour runs in both copies of a repeated hour).
+        labels: labels for the runs this clock starts (instead of the flow's).
     """
 
     def __init__(
@@ -225,15 +290,17 @@ class CronClock(Clock):
         end_date: datetime | None = None,
         parameter_defaults: Mapping[str, Any] | None = None,
         timezone: str | tzinfo | None = None,
-        day_or: bool = True,
+        day_or: bool | None = True,
         fall_back: str = "once",
+        labels: Iterable[str] | None = None,
     ) -> None:
-        super().__init__(start_date, end_date, parameter_defaults)
+        super().__init__(start_date, end_date, parameter_defaults, labels)
+        day_or = True if day_or is None else day_or
         if fall_back not in ("once", "both"):
             raise ScheduleError(f"CronClock fall_back must be 'once' or 'both', got {fall_back!r}")
         self.fall_back = fall_back
         if not isinstance(cron, str):
-            raise ScheduleError(f"CronClock cron must be a string such as '0 9 * * *', got {type(cron).__name__}")
+            raise ScheduleTypeError(f"CronClock cron must be a string such as '0 9 * * *', got {type(cron).__name__}")
         from croniter import CroniterError, croniter
 
         try:
@@ -247,7 +314,7 @@ class CronClock(Clock):
         # Vixie cron's rule: only jobs that run every hour repeat in the fall-back hour.
         self._every_hour = parsed.expanded[1] == ["*"] and fall_back == "both"
 
-    def events(self, after: datetime) -> Iterator[ClockEvent]:
+    def _events(self, after: datetime) -> Iterator[ClockEvent]:
         from croniter import CroniterError, croniter
 
         lower = utc(require_aware(after, "after"))
@@ -306,17 +373,29 @@ class DatesClock(Clock):
     ```
     """
 
-    def __init__(self, dates: Iterable[datetime], parameter_defaults: Mapping[str, Any] | None = None) -> None:
-        super().__init__(None, None, parameter_defaults)
+    def __init__(
+        self,
+        dates: Iterable[datetime],
+        parameter_defaults: Mapping[str, Any] | None = None,
+        labels: Iterable[str] | None = None,
+    ) -> None:
+        super().__init__(None, None, parameter_defaults, labels)
         if isinstance(dates, datetime) or not isinstance(dates, Iterable):
-            raise ScheduleError(f"DatesClock dates must be a list of datetimes, got {type(dates).__name__}: {dates!r}")
+            raise ScheduleTypeError(
+                f"DatesClock dates must be a list of datetimes, got {type(dates).__name__}: {dates!r}"
+            )
+        dates = list(dates)
+        self._pendulum = any(is_pendulum(d) for d in dates)
         checked = [require_aware(d, "DatesClock date") for d in dates]
         unique: dict[datetime, datetime] = {}
         for d in checked:
             unique.setdefault(utc(d), d)  # the first of equal instants wins
         self.dates = [unique[k] for k in sorted(unique)]
+        # the first and the last date (Prefect 1's); the events need no other bound
+        self.start_date = self.dates[0] if self.dates else None
+        self.end_date = self.dates[-1] if self.dates else None
 
-    def events(self, after: datetime) -> Iterator[ClockEvent]:
+    def _events(self, after: datetime) -> Iterator[ClockEvent]:
         after_utc = utc(require_aware(after, "after"))
         for d in self.dates:
             if utc(d) > after_utc:
@@ -328,6 +407,7 @@ class DatesClock(Clock):
             "dates": [d.isoformat() for d in self.dates],
             "timezones": [zone_name(d.tzinfo) for d in self.dates],
             "parameter_defaults": dict(self.parameter_defaults),
+            **({"labels": list(self.labels)} if self.labels is not None else {}),
         }
 
     def __repr__(self) -> str:
@@ -354,19 +434,21 @@ class RRuleClock(Clock):
         end_date: datetime | None = None,
         parameter_defaults: Mapping[str, Any] | None = None,
         timezone: str | tzinfo | None = None,
+        labels: Iterable[str] | None = None,
     ) -> None:
-        super().__init__(start_date, end_date, parameter_defaults)
+        super().__init__(start_date, end_date, parameter_defaults, labels)
         from dateutil.rrule import rrule as rrule_class
         from dateutil.rrule import rruleset
 
         if not isinstance(rrule, (rrule_class, rruleset)):
-            raise ScheduleError(
+            raise ScheduleTypeError(
                 f"RRuleClock needs a dateutil.rrule.rrule, got {type(rrule).__name__}: {rrule!r}; "
                 "e.g. rrule.rrule(rrule.DAILY, byhour=9, dtstart=datetime(2026, 1, 1))"
             )
         if isinstance(rrule, rruleset):
             raise ScheduleError("RRuleClock takes one rrule; use one RRuleClock per rule in Schedule(clocks=[...])")
         dtstart = rrule._dtstart
+        self._pendulum = self._pendulum or is_pendulum(dtstart)
         zone = get_zone(timezone, "RRuleClock timezone")
         if zone is None:
             zone = (require_aware(dtstart, "RRuleClock dtstart").tzinfo if dtstart.tzinfo is not None else None) or UTC
@@ -377,7 +459,7 @@ class RRuleClock(Clock):
         if until is not None and until.tzinfo is not None:
             self.rrule = self.rrule.replace(until=until.astimezone(zone).replace(tzinfo=None))
 
-    def events(self, after: datetime) -> Iterator[ClockEvent]:
+    def _events(self, after: datetime) -> Iterator[ClockEvent]:
         lower = utc(require_aware(after, "after"))
         if self.start_date is not None:
             lower = max(lower, utc(self.start_date) - timedelta(microseconds=1))

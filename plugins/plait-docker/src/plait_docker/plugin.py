@@ -4,6 +4,8 @@
   ``DockerRemove`` (``plait tasks`` lists them).
 - ``plait_register_commands``: ``plait docker check``, ``plait docker containers`` and
   ``plait docker cleanup`` (containers a killed run left behind).
+- ``plait_register_agents``: the ``docker`` agent kind (``plait agent start --type docker``:
+  each flow run in a container of its own; ``plait_docker.agent.DockerAgent``).
 - ``plait_register_settings``: ``[plugins.docker]`` (``plait_docker.settings.SETTINGS``), so
   ``plait config`` and ``plait plugins`` show it and unknown keys get a did-you-mean.
 """
@@ -38,3 +40,11 @@ def plait_register_settings() -> Settings:
     from plait_docker.settings import SETTINGS
 
     return SETTINGS
+
+
+@hookimpl
+def plait_register_agents() -> dict[str, Any]:
+    """The ``docker`` agent kind: each flow run in a container of its own."""
+    from plait_docker.agent import DockerAgent
+
+    return {DockerAgent.type: DockerAgent}

@@ -88,6 +88,8 @@ class DockerSettings:
         ``DockerConfigError`` naming it (checked against ``SETTINGS``, the declaration)."""
         if not isinstance(values, dict):
             raise DockerConfigError(f"{origin}: expected a table of settings, got {values!r}")
+        if "agent" in values:
+            raise DockerConfigError(f"{origin}: the Docker agent's settings belong in [plugins.docker.agent]")
         checked = _validated(values, origin)
         return cls(**{k: v for k, v in checked.items() if k in values}, origin=origin)
 
@@ -141,6 +143,18 @@ def plugin_settings() -> DockerSettings:
     except ConfigError as exc:
         raise DockerConfigError(str(exc)) from None
     return DockerSettings(**{k: v for k, v in values.items() if k in _FIELDS}, origin="config [plugins.docker]")
+
+
+def agent_settings() -> dict[str, Any]:
+    """``[plugins.docker.agent]``, checked, with its defaults (for ``DockerAgent``)."""
+    from plait.config import get_config
+    from plait.errors import ConfigError
+
+    declare(SETTINGS, owner="docker")
+    try:
+        return dict(get_config().values(SETTINGS.path).get("agent") or {})
+    except ConfigError as exc:
+        raise DockerConfigError(str(exc)) from None
 
 
 def effective_settings(settings: DockerSettings | None = None) -> DockerSettings:
@@ -236,6 +250,34 @@ SETTINGS = Settings(
             )
         ),
         help='credentials for pulls and pushes: [plugins.docker.registries."HOST"]',
+    ),
+    Setting(
+        "agent",
+        Settings(
+            "agent",
+            Setting("image", str, help="the image of flow runs whose flow names none (run_config docker.image)"),
+            Setting("volumes", list[str], [], help='mounts of every run\'s container: ["/srv/flows:/srv/flows:ro"]'),
+            Setting(
+                "env",
+                list[str],
+                [],
+                help='environment of every run\'s container: ["NAME=VALUE", "NAME" (its value here)]',
+            ),
+            Setting("network", str, help="the containers' network: host, bridge, a network's name (default: engine's)"),
+            Setting("server_url", str, help="the server's URL as containers reach it (default: the agent's)"),
+            Setting("pull", str, "missing", choices=("missing", "always", "never"), help="when to pull the image"),
+            Setting("mem_limit", str, help="memory limit of each run's container: 512m, 2g"),
+            Setting(
+                "cpus",
+                float,
+                help="CPUs each run's container may use",
+                check=lambda v: None if v > 0 else "must be more than 0",
+            ),
+            Setting("user", str, help="the user runs execute as in their containers (default: the image's)"),
+            Setting("labels", dict[str, str], help="more labels on every run's container", check=_labels_reason),
+        ),
+        {},
+        help="the Docker agent (plait agent start --type docker); its options win",
     ),
     check=_client_pair,
     help="containers (plait-docker): the engine and container defaults",

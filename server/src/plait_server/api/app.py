@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 import orjson
 from graphql import GraphQLError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -81,6 +82,12 @@ def create_app(store: Store, settings: ServerSettings, services: Services | None
     from plait_server import __version__
 
     def execute(secret: str | None, payload: Any) -> tuple[int, dict[str, Any]]:
+        try:
+            return _execute(secret, payload)
+        except (OperationalError, PoolTimeout) as exc:
+            return _unavailable(exc)
+
+    def _execute(secret: str | None, payload: Any) -> tuple[int, dict[str, Any]]:
         key = store.keys.authenticate(secret) if secret else None
         if key is None:
             why = "No API key: send Authorization: Bearer <key>" if not secret else "Unknown or revoked API key"
@@ -99,6 +106,11 @@ def create_app(store: Store, settings: ServerSettings, services: Services | None
         )
         body: dict[str, Any] = {"data": result.data}
         if result.errors:
+            for error in result.errors:
+                if isinstance(error.original_error, (OperationalError, PoolTimeout)):
+                    # The database does not answer: nothing was written (every write is one
+                    # transaction), and the client should try again, not take it for a refusal.
+                    return _unavailable(error.original_error)
             body["errors"] = [_format_error(e) for e in result.errors]
         return 200, body
 
@@ -224,6 +236,16 @@ def _format_error(error: GraphQLError) -> dict[str, Any]:
         out["message"] = f"Internal server error (reference {reference} in the server's log)"
         out["extensions"] = {"code": "INTERNAL_SERVER_ERROR", "reference": reference}
     return out
+
+
+def _unavailable(exc: Exception) -> tuple[int, dict[str, Any]]:
+    """``503`` for a request the database could not serve (it is restarting, unreachable, or
+    busy past the retries): clients wait and try again (``plait.client`` does, and so do
+    agents and flow-run processes, whose reports wait meanwhile)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    reason = lines[0] if lines and "://" not in lines[0] else type(exc).__name__  # never a URL's password
+    logger.warning("the database did not answer a request (503): %s", reason)
+    return 503, _error("The server's database does not answer; try again shortly", "UNAVAILABLE")
 
 
 def _ping(store: Store) -> None:

@@ -70,6 +70,14 @@ class Flow:
             created=r.created,
         )
 
+    @strawberry.field(
+        description="How agents run this version, a table per agent kind (Flow(run_config=...)), e.g. "
+        '{"docker": {"image": "..."}}; null when the flow sets none.'
+    )
+    def run_config(self) -> JSON | None:
+        value = self.definition.get("run_config") if isinstance(self.definition, dict) else None
+        return value if isinstance(value, dict) and value else None
+
     @strawberry.field(description="The flow's tasks, by slug.")
     def tasks(self, info: Info) -> list[Task]:
         return [Task.of(t) for t in info.context.store.flows.tasks(self.id)]

@@ -420,13 +420,6 @@ class Summaries:
             rows = conn.execute(query.order_by(log_t.c.id).limit(limit + 1)).all()
         return [LogRecord(**r._mapping) for r in rows[:limit]], len(rows) > limit
 
-    def log_task_slugs(self, flow_id: str) -> list[str]:
-        """The task slugs of a flow version (for the log filter)."""
-        task_t = models.Task.__table__
-        with self.store.read() as conn:
-            query = select(task_t.c.slug).where(task_t.c.flow_id == flow_id).order_by(task_t.c.slug)
-            return list(conn.execute(query).scalars())
-
 
 def _brief_select(*extra: Any) -> Any:
     return select(

@@ -63,6 +63,8 @@ RUNS_PAGE = 50
 MAX_FORM_BYTES = 1024 * 1024
 #: How often an open flow-run page's stream looks for writes made by other server processes.
 POLL_INTERVAL = 0.5
+#: How often an open stream checks that its key is still valid (seconds).
+REAUTHENTICATE_EVERY = 30.0
 #: The least time between two updates a stream sends (bursts of writes are coalesced).
 MIN_SEND_INTERVAL = 0.1
 LEVELS = [(0, "all levels"), (10, "DEBUG and up"), (20, "INFO and up"), (30, "WARNING and up"), (40, "ERROR and up")]
@@ -190,7 +192,7 @@ class WebUI:
         if not secret:
             return None
         key = self.store.keys.authenticate(secret)
-        if key is None or getattr(key, "flow_run_id", None) is not None:
+        if key is None or key.flow_run_id is not None:
             return None  # unknown, revoked, or a run-scoped key (it is for one run's process)
         return Session(key, secret)
 
@@ -308,7 +310,7 @@ class WebUI:
             return self._login_page(request, target, "The sign-in form expired: try again.", 403)
         secret = (form.get("api_key") or "").strip()
         key = await anyio.to_thread.run_sync(self.store.keys.authenticate, secret) if secret else None
-        if key is None or getattr(key, "flow_run_id", None) is not None:
+        if key is None or key.flow_run_id is not None:
             return self._login_page(request, target, "Unknown or revoked API key.", 401)
         response = RedirectResponse(target, status_code=303)
         auth.set_session(response, request, secret)
@@ -341,8 +343,10 @@ class WebUI:
             start = first_hour + timedelta(hours=i)
             by_type = {c.state_type: c.count for c in counts if c.hour == start}
             hours.append({"hour": start, "counts": by_type, "total": sum(by_type.values())})
-        late_after = timedelta(seconds=getattr(getattr(self.store, "policy", None), "late_after", 300.0))
+        late_after = timedelta(seconds=self.store.policy.late_after)
         late, late_total = s.late_runs(late_after)
+        agents = self._agents()
+        day_ago = now - timedelta(hours=24)
         data = {
             "hours": hours,
             "max_per_hour": max([h["total"] for h in hours] + [1]),
@@ -351,21 +355,22 @@ class WebUI:
             "late_total": late_total,
             "late_after": late_after.total_seconds(),
             "upcoming_runs": s.upcoming_runs(10),
-            "agents": self._agents(),
+            # Agents seen in the last day (the Agents page lists every one ever registered).
+            "agents": [a for a in agents if a["agent"].last_seen >= day_ago],
+            "agents_older": sum(1 for a in agents if a["agent"].last_seen < day_ago),
             "totals_24h": _totals(counts),
         }
         return "dashboard.html", {"data": data, **data}
 
-    def _agents(self) -> list[dict[str, Any]] | None:
-        agents = getattr(self.store, "agents", None)
-        if agents is None:
-            return None
-        running = agents.running_counts()
-        lost_after = getattr(getattr(self.store, "policy", None), "agent_lost_after", 120.0)
+    def _agents(self, seen_after: datetime | None = None) -> list[dict[str, Any]]:
+        """Agents, most recently seen first, with the runs each holds and whether it is lost
+        (not heard from for ``agent_lost_after`` seconds)."""
+        running = self.store.agents.running_counts()
+        lost_after = self.store.policy.agent_lost_after
         now = utcnow()
         return [
             {"agent": a, "running": running.get(a.id, 0), "lost": (now - a.last_seen).total_seconds() > lost_after}
-            for a in agents.list()
+            for a in self.store.agents.list(seen_after)
         ]
 
     # -- flows ----------------------------------------------------------------------------------
@@ -573,11 +578,10 @@ class WebUI:
         return "flow_run.html", context
 
     def _agent_name(self, agent_id: str | None) -> str | None:
-        agents = getattr(self.store, "agents", None)
-        if agent_id is None or agents is None:
-            return agent_id
+        if agent_id is None:
+            return None
         try:
-            return agents.get(agent_id).name
+            return self.store.agents.get(agent_id).name
         except NotFound:
             return agent_id
 
@@ -675,20 +679,19 @@ class WebUI:
         )
         flow = await anyio.to_thread.run_sync(self.store.flows.get, run.flow_id)
         return StreamingResponse(
-            self._stream(request, session, feed, run, flow),
+            self._stream(request, session, feed, flow),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    async def _stream(
-        self, request: Request, session: Session, feed: FlowRunFeed, run: FlowRunRecord, flow: FlowRecord
-    ) -> Any:
+    async def _stream(self, request: Request, session: Session, feed: FlowRunFeed, flow: FlowRecord) -> Any:
         yield b"retry: 1000\n\n"
+        loop = asyncio.get_running_loop()
         last_sent = 0.0
-        last_ping = asyncio.get_running_loop().time()
+        last_ping = last_auth = loop.time()
+        key_changes = self.hub.key_changes
         while not self.hub.closing.is_set():
-            loop_time = asyncio.get_running_loop().time()
-            wait = max(MIN_SEND_INTERVAL - (loop_time - last_sent), 0)
+            wait = max(MIN_SEND_INTERVAL - (loop.time() - last_sent), 0)
             if wait:
                 await asyncio.sleep(wait)
             try:
@@ -696,7 +699,14 @@ class WebUI:
             except Exception:
                 logger.exception("live feed of flow run %s failed", feed.flow_run_id)
                 return
-            last_sent = asyncio.get_running_loop().time()
+            last_sent = loop.time()
+            # The key again, before anything is sent: at once after a key was revoked in this
+            # process, every REAUTHENTICATE_EVERY seconds otherwise (another process revoked it).
+            if key_changes != self.hub.key_changes or last_sent - last_auth > REAUTHENTICATE_EVERY:
+                key_changes = self.hub.key_changes
+                if await anyio.to_thread.run_sync(self.store.keys.authenticate, session.secret) is None:
+                    return
+                last_auth = loop.time()
             chunks = self._events_for(session, changes, feed, flow)
             if chunks:
                 yield "".join(chunks).encode()
@@ -766,11 +776,11 @@ class WebUI:
 
     def agents(self, request: Request, session: Session) -> tuple[str, dict[str, Any]]:
         agents = self._agents()
-        data = {"agents": agents}
-        return "agents.html", {"data": data, "agents": agents}
+        data = {"agents": agents, "agent_lost_after": self.store.policy.agent_lost_after}
+        return "agents.html", {"data": data, "agents": agents, "lost_after": self.store.policy.agent_lost_after}
 
     def api_keys(self, request: Request, session: Session) -> tuple[str, dict[str, Any]]:
-        keys = [k for k in self.store.keys.list() if getattr(k, "flow_run_id", None) is None]
+        keys = self.store.keys.list()
         data = {"api_keys": keys}
         return "api_keys.html", {"data": data, "keys": keys, "created": None}
 
@@ -779,7 +789,7 @@ class WebUI:
         scope = form.get("scope") or "read"
         data = self.mutate(session, CREATE_KEY, {"name": name, "scope": scope})
         created = data["create_api_key"]
-        keys = [k for k in self.store.keys.list() if getattr(k, "flow_run_id", None) is None]
+        keys = self.store.keys.list()
         # The secret is shown once, in this answer only (never stored, never in a URL).
         return self.render(request, session, "api_keys.html", {"keys": keys, "created": created})
 
@@ -788,8 +798,7 @@ class WebUI:
         return RedirectResponse("/api-keys", status_code=303)
 
     def limits(self, request: Request, session: Session) -> tuple[str, dict[str, Any]]:
-        concurrency = getattr(self.store, "concurrency", None)
-        limits = concurrency.list() if concurrency is not None else None
+        limits = self.store.concurrency.list()
         data = {"concurrency_limits": limits}
         return "limits.html", {"data": data, "limits": limits}
 

@@ -11,6 +11,10 @@ state in the run's history and the id of the last log record (both tables have a
   processes on the same database (several ``plait server start`` behind a load balancer, on
   one PostgreSQL) reach the page: within about half a second.
 
+A stream checks its API key again before it sends anything after a key was revoked in this
+process (``ChangeHub.key_changes``), and every 30 seconds in any case (a key revoked through
+another server process): a revoked key's open pages stop getting updates.
+
 On PostgreSQL, ids are taken when a row is inserted but become visible when its transaction
 commits, so a later id can be seen before an earlier one. The feed therefore reads again the
 ids of the last ``reread_window`` seconds (2), skipping those it already sent: a transaction
@@ -54,6 +58,9 @@ class ChangeHub:
         self._stop: Callable[[], None] | None = None
         self._pending = False
         self._lock = threading.Lock()
+        #: Counts the API-key writes (created, revoked) this process committed: an open stream
+        #: whose count is behind checks its key again before it sends anything more.
+        self.key_changes = 0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -74,7 +81,12 @@ class ChangeHub:
 
     def _changed(self, kind: str, ids: list[str]) -> None:
         loop = self._loop
-        if loop is None or kind not in ("flow_run", "task_run", "log"):
+        if kind == "api_key":
+            with self._lock:
+                self.key_changes += 1
+        elif kind not in ("flow_run", "task_run", "log"):
+            return
+        if loop is None:
             return
         with self._lock:
             # Many writes in a row wake the streams once.
