@@ -75,3 +75,30 @@ def test_state_types_come_from_the_core_states():
     for bad in ("State", "Finished", "Exploded"):
         with pytest.raises(BadInput):
             state_type(bad)
+
+
+def test_a_rule_that_reads_more_than_the_transition_is_asked_every_time(monkeypatch):
+    """Answers are remembered only while every rule is pure: a rule added without
+    ``pure = True`` (one that reads the database, say) sees every transition."""
+    asked = []
+
+    class Counting(rules.Rule):
+        def check(self, t):
+            asked.append(t)
+            return "no more" if len(asked) > 1 else None
+
+    t = task("Pending", "Running")
+    assert refused_by(t) is None and refused_by(t) is None  # the pure policy: remembered
+    monkeypatch.setattr(rules, "POLICY", [*rules.POLICY, Counting()])
+    assert refused_by(t) is None
+    assert refused_by(t) == "Counting"
+    assert len(asked) == 2
+    monkeypatch.setattr(rules, "POLICY", [*rules.POLICY[:-1]])
+    assert refused_by(t) is None  # back to the pure policy: its own answers again
+    assert refused_by(flow("Success", "Running")) == "FinishedIsFinal"
+
+
+def test_every_rule_of_the_policy_is_pure():
+    # A rule that needs the database must say so (pure = False) and then costs every write a
+    # check per item; today none does.
+    assert all(rule.pure for rule in rules.POLICY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from plait_server.data.records import StateWrite, StateWriteResult
 T = TypeVar("T")
 
 
-def plain_input(cls: type[T]) -> type[T]:
+def plain_input(cls: type[T] | None = None, *, into: Callable[..., Any] | None = None) -> Any:
     """Build ``cls`` (a ``@strawberry.input``) straight from the value graphql-core coerced.
 
     Strawberry's generic conversion resolves each field's type annotation again for every
@@ -24,7 +25,13 @@ def plain_input(cls: type[T]) -> type[T]:
     other plain inputs needs none of that: graphql-core has already checked and parsed every
     value, so the fields are taken as they are. This sets the type definition's ``from_input``,
     strawberry's hook for input types that build their own value; the schema is unchanged.
+
+    ``into``: build this class instead (the data layer's record of the same fields, so a
+    batch of 100 states is not built twice, once as input types and again as records); the
+    resolvers then receive ``into`` objects. Its parameters must take every field's Python name.
     """
+    if cls is None:
+        return lambda klass: plain_input(klass, into=into)
     definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
     fields: list[tuple[str, str, Callable[[Any], Any] | None]] = []
     for field in definition.fields:
@@ -47,14 +54,19 @@ def plain_input(cls: type[T]) -> type[T]:
                 raise TypeError(f"plain_input({cls.__name__}): mark {kind.__name__} plain_input first")
             convert = _nested(kind, nested)
         fields.append((field.name or field.python_name, field.python_name, convert))
+    if into is not None:
+        accepted = inspect.signature(into).parameters
+        missing = [python for _, python, _ in fields if python not in accepted]
+        if missing:
+            raise TypeError(f"plain_input({cls.__name__}, into={into.__name__}): it takes no {', '.join(missing)}")
 
-    def from_input(klass: type[T], value: Mapping[str, Any], context: Any) -> T:
+    def from_input(klass: type[T], value: Mapping[str, Any], context: Any) -> Any:
         kwargs = {}
         for graphql_name, python_name, convert in fields:
             if graphql_name in value:
                 v = value[graphql_name]
                 kwargs[python_name] = v if convert is None or v is None else convert(v)
-        return klass(**kwargs)
+        return (into or klass)(**kwargs)
 
     definition.from_input = from_input
     return cls
@@ -100,7 +112,7 @@ class StateWriteOutcome:
         )
 
 
-@plain_input
+@plain_input(into=StateWrite)  # resolvers get the data layer's StateWrite
 @strawberry.input(description="A state to enter. Results travel by location, never by value.")
 class StateInput:
     type: str = strawberry.field(description='The state\'s name: "Running", "Success", "Submitted"...')
@@ -109,16 +121,6 @@ class StateInput:
     start_time: datetime | None = strawberry.field(default=None, description="Scheduled and Retrying: when due.")
     timestamp: datetime | None = strawberry.field(default=None, description="When it happened (default: now).")
     run_count: int | None = None
-
-    def to_write(self) -> StateWrite:
-        return StateWrite(
-            type=self.type,
-            message=self.message,
-            result_location=self.result_location,
-            start_time=self.start_time,
-            timestamp=self.timestamp,
-            run_count=self.run_count,
-        )
 
 
 @strawberry.type(description="A state a run entered (its history).")

@@ -25,14 +25,15 @@ class Context:
 
     store: Store
     key: ApiKeyRecord
-    _flows: dict[str, FlowRecord] = field(default_factory=dict)
+    _flows: dict[tuple[str, bool], FlowRecord] = field(default_factory=dict)
 
-    def flow(self, flow_id: str) -> FlowRecord:
+    def flow(self, flow_id: str, full: bool = False) -> FlowRecord:
         """The flow version ``flow_id``, read once per request (a page of 100 runs of one flow
-        asks for its ``flow`` 100 times)."""
-        found = self._flows.get(flow_id)
+        asks for its ``flow`` 100 times); without its two big documents (``definition`` and
+        ``storage``) unless ``full``."""
+        found = self._flows.get((flow_id, True)) or self._flows.get((flow_id, full))
         if found is None:
-            found = self._flows[flow_id] = self.store.flows.get(flow_id)
+            found = self._flows[(flow_id, full)] = self.store.flows.find(flow_id, full=full)
         return found
 
     def own_run(self, flow_run_id: str) -> None:

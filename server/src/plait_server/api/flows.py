@@ -32,6 +32,15 @@ class Task:
         )
 
 
+# A run's ``flow`` is read without its two big documents; these read them when they are asked for.
+def _definition(root: Flow, info: Info) -> JSON:
+    return root.full(info).definition
+
+
+def _storage(root: Flow, info: Info) -> JSON:
+    return root.full(info).storage
+
+
 @strawberry.type(description="One registered version of a flow: its metadata, never its code.")
 class Flow:
     id: strawberry.ID
@@ -40,8 +49,10 @@ class Flow:
     name: str
     version: int
     fingerprint: str = strawberry.field(description="sha256 of the metadata: equal for the same flow structure.")
-    definition: JSON = strawberry.field(description="Tasks, edges, parameters, schedule (no constant values).")
-    storage: JSON = strawberry.field(description="Where agents find the flow's code.")
+    definition: JSON = strawberry.field(
+        resolver=_definition, description="Tasks, edges, parameters, schedule (no constant values)."
+    )
+    storage: JSON = strawberry.field(resolver=_storage, description="Where agents find the flow's code.")
     schedule: JSON | None
     parameters: JSON
     labels: list[str]
@@ -49,9 +60,14 @@ class Flow:
     archived: bool
     schedule_active: bool
     created: datetime
+    #: The record it was made of; without its two big documents when ``brief``.
+    record: strawberry.Private[FlowRecord]
+    brief: strawberry.Private[bool] = False
 
     @classmethod
-    def of(cls, r: FlowRecord) -> Flow:
+    def of(cls, r: FlowRecord, brief: bool = False) -> Flow:
+        """The flow version of record ``r``; ``brief``: ``r`` was read without ``definition``
+        and ``storage`` (``Flows.find(full=False)``), which are then read when asked for."""
         return cls(
             id=r.id,
             flow_group_id=r.flow_group_id,
@@ -59,8 +75,6 @@ class Flow:
             name=r.name,
             version=r.version,
             fingerprint=r.fingerprint,
-            definition=r.definition,
-            storage=r.storage,
             schedule=r.schedule,
             parameters=r.parameters,
             labels=r.labels,
@@ -68,14 +82,21 @@ class Flow:
             archived=r.archived,
             schedule_active=r.schedule_active,
             created=r.created,
+            record=r,
+            brief=brief,
         )
+
+    def full(self, info: Info) -> FlowRecord:
+        """The whole record (read now if this one was made brief)."""
+        return info.context.flow(self.id, full=True) if self.brief else self.record
 
     @strawberry.field(
         description="How agents run this version, a table per agent kind (Flow(run_config=...)), e.g. "
         '{"docker": {"image": "..."}}; null when the flow sets none.'
     )
-    def run_config(self) -> JSON | None:
-        value = self.definition.get("run_config") if isinstance(self.definition, dict) else None
+    def run_config(self, info: Info) -> JSON | None:
+        definition = self.full(info).definition
+        value = definition.get("run_config") if isinstance(definition, dict) else None
         return value if isinstance(value, dict) and value else None
 
     @strawberry.field(description="The flow's tasks, by slug.")

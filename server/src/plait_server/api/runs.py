@@ -90,7 +90,7 @@ class FlowRun:
 
     @strawberry.field(description="The flow version this run runs.")
     def flow(self, info: Info) -> Flow:
-        return Flow.of(info.context.flow(self.flow_id))
+        return Flow.of(info.context.flow(self.flow_id), brief=True)
 
     @strawberry.field(description="Every state this flow run entered, oldest first.")
     def states(self, info: Info, after: int | None = None, limit: int = 1000) -> list[State]:
@@ -197,7 +197,7 @@ class FlowRunStateInput:
     state: StateInput
 
 
-@plain_input
+@plain_input(into=TaskRunStateItem)  # resolvers get the data layer's items (state: a StateWrite)
 @strawberry.input
 class TaskRunStateInput:
     flow_run_id: strawberry.ID
@@ -317,9 +317,11 @@ class RunMutations:
         extensions=needs("run", run_key=True), description="Write flow-run states; one outcome per item."
     )
     def set_flow_run_states(self, info: Info, states: list[FlowRunStateInput]) -> list[StateWriteOutcome]:
-        for s in states:
-            info.context.own_run(s.flow_run_id)
-        results = info.context.store.runs.set_states([(s.flow_run_id, s.version, s.state.to_write()) for s in states])
+        if info.context.key.flow_run_id is not None:
+            for s in states:
+                info.context.own_run(s.flow_run_id)
+        # s.state is the data layer's StateWrite already (StateInput is built into one).
+        results = info.context.store.runs.set_states([(s.flow_run_id, s.version, s.state) for s in states])
         return [StateWriteOutcome.of(r) for r in results]
 
     @strawberry.mutation(
@@ -327,12 +329,11 @@ class RunMutations:
         description="Write task-run states (version 0 creates the task run); per item.",
     )
     def set_task_run_states(self, info: Info, states: list[TaskRunStateInput]) -> list[StateWriteOutcome]:
-        for s in states:
-            info.context.own_run(s.flow_run_id)
-        items = [
-            TaskRunStateItem(s.flow_run_id, s.task_slug, s.version, s.state.to_write(), s.map_index, s.restart)
-            for s in states
-        ]
+        # The items arrive as the data layer's TaskRunStateItem (see TaskRunStateInput).
+        items: list[TaskRunStateItem] = states  # type: ignore[assignment]
+        if info.context.key.flow_run_id is not None:
+            for s in items:
+                info.context.own_run(s.flow_run_id)
         return [StateWriteOutcome.of(r) for r in info.context.store.task_runs.set_states(items)]
 
     @strawberry.mutation(

@@ -21,6 +21,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
+from plait_server.api.execution import executor_class
 from plait_server.api.flows import FlowMutations, FlowQueries
 from plait_server.api.keys import KeyMutations, KeyQueries
 from plait_server.api.logs import LogMutations, LogQueries
@@ -60,6 +61,8 @@ def build_schema(limits: Limits | None = None) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(auto_camel_case=False),
+        # Plain scalar fields completed without graphql-core's per-field machinery (same answers).
+        execution_context_class=executor_class(),
         # Factories: each request gets its own extension objects (requests run on many threads).
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+import uuid_utils
 
 from plait_server.errors import BadInput
 
@@ -15,7 +16,7 @@ MAX_MESSAGE = 20_000
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    return str(uuid_utils.uuid7())
 
 
 def check_limit(limit: int | None, offset: int | None = 0, default: int = 100) -> tuple[int, int]:

@@ -215,8 +215,18 @@ def release_task_slots(conn: Connection, keys: list[tuple[str, str, int]]) -> No
     """Release the slots of these task runs (flow run id, task slug, map index), if any are held."""
     if not keys:
         return
+    from plait_server.data.driver import Driver
+
     run_ids = sorted({k[0] for k in keys})
-    if conn.execute(select(slot_t.c.id).where(slot_t.c.flow_run_id.in_(run_ids)).limit(1)).first() is None:
+    db = Driver(conn)
+    # Every state write that ends a task run asks this: on the driver's cursor, it is cheap.
+    if db.sqlite:
+        held = db.fetch(
+            f"SELECT 1 FROM concurrency_slot WHERE flow_run_id IN ({db.marks(len(run_ids))}) LIMIT 1", run_ids
+        )
+    else:
+        held = db.fetch("SELECT 1 FROM concurrency_slot WHERE flow_run_id = ANY(%s) LIMIT 1", [run_ids])
+    if not held:
         return  # the common case: nobody holds a slot in these runs
     for start in range(0, len(keys), 300):
         chunk = keys[start : start + 300]

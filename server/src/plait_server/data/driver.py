@@ -32,21 +32,36 @@ __all__ = ["Driver"]
 class Driver:
     """The open connection's DBAPI cursor, its placeholder and its datetime conversion."""
 
-    __slots__ = ("conn", "mark", "sqlite")
+    __slots__ = ("_last", "conn", "mark", "sqlite")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.sqlite = conn.dialect.name == "sqlite"
         self.mark = "?" if self.sqlite else "%s"
+        self._last: tuple[Any, Any] = (None, None)
 
     def to_db(self, value: Any) -> Any:
         """An aware datetime as the database stores it; anything else as it is."""
         if type(value) is datetime and value.tzinfo is not None:
+            last = self._last
+            if value is last[0]:
+                return last[1]  # a batch's rows share one "now": converted once
+            original = value
             if value.tzinfo is not UTC:
                 value = value.astimezone(UTC)
             value = value.replace(tzinfo=None)
-            return value.isoformat(" ", "microseconds") if self.sqlite else value
+            converted = value.isoformat(" ", "microseconds") if self.sqlite else value
+            self._last = (original, converted)
+            return converted
         return value
+
+    def from_db(self, value: Any) -> Any:
+        """A datetime read through this module as the aware UTC datetime the records hold."""
+        if value is None:
+            return None
+        if type(value) is str:  # SQLite's text
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
 
     def marks(self, n: int) -> str:
         """``?, ?, ?`` (or ``%s, ...``) for ``n`` values."""

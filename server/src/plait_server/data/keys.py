@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, update
 
 from plait_server.data.common import check_text, new_id
+from plait_server.data.driver import Driver
 from plait_server.data.records import ApiKeyRecord
 from plait_server.db import models
 from plait_server.db.models import utcnow
@@ -130,14 +131,25 @@ class ApiKeys:
             return conn.execute(select(func.count()).select_from(key_t)).scalar_one()
 
     def authenticate(self, secret: str) -> ApiKeyRecord | None:
-        """The active key whose secret this is, or ``None``; records ``last_used`` (at most once a minute)."""
+        """The active key whose secret this is, or ``None``; records ``last_used`` (at most once a minute).
+
+        Every request asks the database (one indexed read, on the driver's cursor: it is paid
+        per request), so a key revoked by anyone, this process or another, is refused at once.
+        """
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
-        with self.store.read() as conn:
-            row = conn.execute(_select().where(key_t.c.key_hash == hash_key(secret))).first()
-        if row is None or row.revoked is not None:
+        digest = hash_key(secret)
+        with self.store.engine.connect() as conn:
+            db = Driver(conn)
+            rows = db.fetch(f"SELECT {_COLUMNS} FROM api_key WHERE key_hash = {db.mark}", (digest,))
+        if not rows:
             return None
-        record = ApiKeyRecord(**row._mapping)
+        key_id, name, prefix, scope, created, revoked, last_used, flow_run_id = rows[0]
+        if revoked is not None:
+            return None
+        record = ApiKeyRecord(
+            key_id, name, prefix, scope, db.from_db(created), None, db.from_db(last_used), flow_run_id
+        )
         if record.flow_run_id is not None:
             return record  # run-scoped keys live as long as one run: no last_used bookkeeping
         now = time.monotonic()
@@ -152,6 +164,9 @@ class ApiKeys:
             )
             record.last_used = stamp
         return record
+
+
+_COLUMNS = "id, name, prefix, scope, created, revoked, last_used, flow_run_id"
 
 
 def _select():

@@ -10,6 +10,11 @@ A rule sees a ``Transition``: the run kind, the old and new state names and type
 the flow run a task run belongs to, and whether the write is an explicit restart. Rules that
 need the database (concurrency limits, say) can be added to ``POLICY`` the same way: a
 ``Transition`` carries the open connection.
+
+A rule that decides from the transition alone says so (``pure = True``): while every rule of
+the policy is pure, ``check`` remembers its answer per transition (a batch of 100 states is a
+handful of distinct transitions). A rule that reads the database leaves ``pure`` False, and
+every transition is then checked afresh.
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ class Rule:
     """A rule about some transitions. ``check`` returns why it refuses, or ``None`` to allow."""
 
     runs: ClassVar[frozenset[str]] = frozenset({FLOW_RUN, TASK_RUN})
+    #: Whether ``check`` depends on the transition alone (not on the database, the time...).
+    pure: ClassVar[bool] = False
     #: The old state types the rule looks at (``None`` in the set: a task run's first state).
     from_types: ClassVar[frozenset[str | None]] = ANY | {None}
     to_types: ClassVar[frozenset[str]] = ANY
@@ -89,6 +96,7 @@ class FinishedIsFinal(Rule):
     is history that alerts, downstream runs and users rely on. Only an explicit restart may move
     it back to a waiting state (Scheduled, Pending)."""
 
+    pure = True
     from_types = FINISHED
 
     def check(self, t: Transition) -> str | None:
@@ -104,6 +112,8 @@ class RestartOnlyFinishedRuns(Rule):
     """A restart is for runs that have ended; restarting one that is waiting or under way would
     start it twice."""
 
+    pure = True
+
     def check(self, t: Transition) -> str | None:
         if t.restart and t.from_type is not None and t.from_type not in FINISHED:
             return f"only a finished {t.run} can be restarted; this one is {t.from_state}"
@@ -114,6 +124,7 @@ class NoReturnFromCancelling(Rule):
     """A run asked to stop (Cancelling) may only end: Cancelled, or the final state it reached
     before it noticed. Going back to Running or waiting would ignore the user's cancel."""
 
+    pure = True
     from_types = frozenset({CANCELLING})
     to_types = ANY - FINISHED - {CANCELLING}
 
@@ -126,6 +137,7 @@ class ClaimOnlyWaitingRuns(Rule):
     run (Scheduled, Pending) can be claimed, and only once: with the version compare-and-set,
     this is what makes two agents racing for one run start it once."""
 
+    pure = True
     runs = frozenset({FLOW_RUN})
     from_types = (ANY | {None}) - {SCHEDULED, PENDING}
     to_types = frozenset({SUBMITTED})
@@ -139,6 +151,7 @@ class TaskRunsStartInRunningFlowRuns(Rule):
     started, and not once it is being cancelled or has finished (a process that lost its flow
     run must not go on working)."""
 
+    pure = True
     runs = frozenset({TASK_RUN})
     to_types = frozenset({RUNNING})
 
@@ -152,6 +165,7 @@ class TaskRunsFrozenInFinishedFlowRuns(Rule):
     """The task runs of a finished flow run are its record and do not change afterwards; a
     restart of the flow run comes first."""
 
+    pure = True
     runs = frozenset({TASK_RUN})
 
     def check(self, t: Transition) -> str | None:
@@ -166,6 +180,7 @@ class TaskRunRestartsOnlyInLiveFlowRuns(Rule):
     of the flow run resets its failed task runs). The record of a finished flow run is not
     rewritten task by task."""
 
+    pure = True
     runs = frozenset({TASK_RUN})
 
     def check(self, t: Transition) -> str | None:
@@ -188,12 +203,45 @@ POLICY: list[Rule] = [
 
 def check(t: Transition, policy: list[Rule] | None = None) -> tuple[Rule, str] | None:
     """The first rule of ``policy`` that refuses ``t`` and its reason, or ``None`` when allowed."""
-    for rule in POLICY if policy is None else policy:
+    rules = POLICY if policy is None else policy
+    if policy is None:
+        snapshot = tuple(rules)
+        if _memo.policy != snapshot:
+            _memo.reset(snapshot)
+        if _memo.pure:
+            key = (t.run, t.from_state, t.from_type, t.to_state, t.to_type, t.flow_run_type, t.restart)
+            found = _memo.answers.get(key, _MISSING)
+            if found is _MISSING:
+                found = _first_refusal(t, rules)
+                if len(_memo.answers) < 10_000:
+                    _memo.answers[key] = found
+            return found  # type: ignore[return-value]
+    return _first_refusal(t, rules)
+
+
+def _first_refusal(t: Transition, rules: list[Rule]) -> tuple[Rule, str] | None:
+    for rule in rules:
         if rule.applies(t):
             reason = rule.check(t)
             if reason is not None:
                 return rule, reason
     return None
+
+
+class _Memo:
+    """``check``'s answers for the current ``POLICY`` (forgotten when the policy changes)."""
+
+    def __init__(self) -> None:
+        self.reset(())
+
+    def reset(self, policy: tuple[Rule, ...]) -> None:
+        self.policy = policy
+        self.pure = all(rule.pure for rule in policy)
+        self.answers: dict[tuple[Any, ...], tuple[Rule, str] | None] = {}
+
+
+_memo = _Memo()
+_MISSING = object()
 
 
 def policy_table(policy: list[Rule] | None = None) -> list[dict[str, str]]:

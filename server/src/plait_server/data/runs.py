@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, delete, func, select, text
+from sqlalchemy import String, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from plait_server.data import rules
@@ -338,51 +338,83 @@ class FlowRuns:
     ) -> Page[FlowRunRecord]:
         limit, offset = check_limit(limit, offset)
         where = where or FlowRunFilter()
-        conditions: list[Any] = []
-        if where.ids is not None:
-            conditions.append(run_t.c.id.in_(where.ids[:MAX_LIMIT]))
-        if where.flow_id:
-            conditions.append(run_t.c.flow_id == where.flow_id)
-        if where.flow_group_id:
-            conditions.append(run_t.c.flow_group_id == where.flow_group_id)
-        if where.flow_name:
-            conditions.append(run_t.c.flow_id.in_(select(flow_t.c.id).where(flow_t.c.name == where.flow_name)))
-        if where.states:
-            conditions.append(run_t.c.state.in_(where.states))
-        if where.state_types:
-            conditions.append(run_t.c.state_type.in_(where.state_types))
-        for i, label in enumerate(check_labels(where.labels, "labels")):
-            conditions.append(self._has_label(label, i))
-        for column, op, value in (
-            (run_t.c.scheduled_start_time, ">=", where.scheduled_after),
-            (run_t.c.scheduled_start_time, "<", where.scheduled_before),
-            (run_t.c.created, ">=", where.created_after),
-            (run_t.c.created, "<", where.created_before),
-        ):
-            value = check_time(value, "time filter")
-            if value is not None:
-                conditions.append(column >= value if op == ">=" else column < value)
         column = _RUN_ORDERS.get(order_by)
         if column is None:
             raise BadInput(f"Cannot order flow runs by {order_by!r}; use one of {', '.join(_RUN_ORDERS)}")
-        query = select(run_t).where(and_(*conditions))
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if where.ids is not None:
+            params["ids"] = where.ids[:MAX_LIMIT]
+        for name in ("flow_id", "flow_group_id", "flow_name", "states", "state_types"):
+            value = getattr(where, name)
+            if value:
+                params[name] = value
+        labels = check_labels(where.labels, "labels")
+        for i, label in enumerate(labels):
+            params[f"label_{i}"] = label
+        for name in ("scheduled_after", "scheduled_before", "created_after", "created_before"):
+            value = check_time(getattr(where, name), "time filter")
+            if value is not None:
+                params[name] = value
+        shape = ("flow_run", self.store.sqlite, tuple(sorted(params)), order_by, descending)
+        count, page = _statements(shape, lambda: self._statements(params, len(labels), column, descending))
         with self.store.read() as conn:
-            total = conn.execute(select(func.count()).select_from(run_t).where(and_(*conditions))).scalar_one()
-            rows = conn.execute(
-                query.order_by(column.desc() if descending else column.asc(), run_t.c.id).limit(limit).offset(offset)
-            ).all()
+            total = conn.execute(count, params).scalar_one()
+            rows = conn.execute(page, params).all()
         return Page([FlowRunRecord(**r._mapping) for r in rows], total, limit, offset)
+
+    def _statements(self, params: dict[str, Any], labels: int, column: Any, descending: bool) -> tuple[Any, Any]:
+        """The count and page statements of a list with these parameters (``bindparam`` names)."""
+        conditions: list[Any] = []
+        if "ids" in params:
+            conditions.append(run_t.c.id.in_(bindparam("ids", expanding=True)))
+        if "flow_id" in params:
+            conditions.append(run_t.c.flow_id == bindparam("flow_id"))
+        if "flow_group_id" in params:
+            conditions.append(run_t.c.flow_group_id == bindparam("flow_group_id"))
+        if "flow_name" in params:
+            conditions.append(run_t.c.flow_id.in_(select(flow_t.c.id).where(flow_t.c.name == bindparam("flow_name"))))
+        if "states" in params:
+            conditions.append(run_t.c.state.in_(bindparam("states", expanding=True)))
+        if "state_types" in params:
+            conditions.append(run_t.c.state_type.in_(bindparam("state_types", expanding=True)))
+        for i in range(labels):
+            conditions.append(self._label_condition(i))
+        for name, column_, op in (
+            ("scheduled_after", run_t.c.scheduled_start_time, ">="),
+            ("scheduled_before", run_t.c.scheduled_start_time, "<"),
+            ("created_after", run_t.c.created, ">="),
+            ("created_before", run_t.c.created, "<"),
+        ):
+            if name in params:
+                value = bindparam(name, type_=column_.type)
+                conditions.append(column_ >= value if op == ">=" else column_ < value)
+        count = select(func.count()).select_from(run_t).where(*conditions)
+        page = (
+            select(run_t)
+            .where(*conditions)
+            .order_by(column.desc() if descending else column.asc(), run_t.c.id)
+            .limit(bindparam("limit"))
+            .offset(bindparam("offset"))
+        )
+        return count, page
 
     def history(self, flow_run_id: str, after: int | None = None, limit: int | None = None) -> list[StateRecord]:
         """The flow run's states, oldest first."""
         return _history(self.store, state_t.c.flow_run_id == flow_run_id, state_t.c.task_run_id.is_(None), after, limit)
 
     def _has_label(self, label: str, i: int) -> Any:
+        """The condition "the run has ``label``" (the ``i``-th of a query's labels)."""
         if self.store.sqlite:
             return text(
                 f"EXISTS (SELECT 1 FROM json_each(flow_run.labels) WHERE json_each.value = :label_{i})"
             ).bindparams(bindparam(f"label_{i}", label))
         return run_t.c.labels.cast(JSONB).contains([label])
+
+    def _label_condition(self, i: int) -> Any:
+        """The condition "the run has the label in parameter ``label_{i}``" (statements built once)."""
+        if self.store.sqlite:
+            return text(f"EXISTS (SELECT 1 FROM json_each(flow_run.labels) WHERE json_each.value = :label_{i})")
+        return run_t.c.labels.cast(JSONB).contains(func.jsonb_build_array(bindparam(f"label_{i}", type_=String())))
 
 
 class TaskRuns:
@@ -555,30 +587,30 @@ class TaskRuns:
     ) -> Page[TaskRunRecord]:
         limit, offset = check_limit(limit, offset)
         where = where or TaskRunFilter()
-        conditions: list[Any] = []
+        params: dict[str, Any] = {}
         if where.flow_run_id:
-            conditions.append(task_run_t.c.flow_run_id == where.flow_run_id)
+            params["flow_run_id"] = where.flow_run_id
         if where.ids is not None:
-            conditions.append(task_run_t.c.id.in_(where.ids[:MAX_LIMIT]))
+            params["ids"] = where.ids[:MAX_LIMIT]
         if where.task_slug:
-            conditions.append(task_run_t.c.task_slug == where.task_slug)
+            params["task_slug"] = where.task_slug
         if where.map_index is not None:
-            conditions.append(task_run_t.c.map_index == where.map_index)
+            params["map_index"] = where.map_index
         if where.states:
-            conditions.append(task_run_t.c.state.in_(where.states))
+            params["states"] = where.states
         if where.state_types:
-            conditions.append(task_run_t.c.state_type.in_(where.state_types))
-        if not conditions:
+            params["state_types"] = where.state_types
+        if not params:
             raise BadInput("Filter task runs by flow run (flow_run_id) or by ids")
         column = _TASK_RUN_ORDERS.get(order_by)
         if column is None:
             raise BadInput(f"Cannot order task runs by {order_by!r}; use one of {', '.join(_TASK_RUN_ORDERS)}")
-        order = [column.desc() if descending else column.asc(), task_run_t.c.map_index, task_run_t.c.id]
+        params.update(limit=limit, offset=offset)
+        shape = ("task_run", tuple(sorted(params)), order_by, descending)
+        count, page = _statements(shape, lambda: _task_run_statements(params, column, descending))
         with self.store.read() as conn:
-            total = conn.execute(select(func.count()).select_from(task_run_t).where(and_(*conditions))).scalar_one()
-            rows = conn.execute(
-                select(task_run_t).where(and_(*conditions)).order_by(*order).limit(limit).offset(offset)
-            ).all()
+            total = conn.execute(count, params).scalar_one()
+            rows = conn.execute(page, params).all()
         return Page([_task_run_record(r) for r in rows], total, limit, offset)
 
     def counts(self, flow_run_id: str) -> dict[str, int]:
@@ -770,7 +802,10 @@ def _compare_and_set(db: Driver, table: str, changed: dict[str, tuple[int, dict[
     assignments = ", ".join(f"{c} = {db.mark}" for c in columns)
     sql = f"UPDATE {table} SET {assignments} WHERE id = {db.mark} AND version = {db.mark}"
     to_db = db.to_db
-    params = [(*(to_db(row[c]) for c in columns), run_id, expected) for run_id, (expected, row) in changed.items()]
+    params = [
+        (*[to_db(v) if type(v) is datetime else v for v in map(row.__getitem__, columns)], run_id, expected)
+        for run_id, (expected, row) in changed.items()
+    ]
     done = db.execute_many(sql, params)
     if done != len(params):
         # Another transaction changed a run between our read and our write; on SQLite the write
@@ -866,6 +901,40 @@ def _history(store: Store, condition: Any, extra: Any, after: int | None, limit:
     with store.read() as conn:
         rows = conn.execute(query.order_by(state_t.c.id).limit(limit)).all()
     return [StateRecord(**r._mapping) for r in rows]
+
+
+#: The statements of list queries by their shape (which filters, which order): built once, so
+#: SQLAlchemy neither builds them nor computes their cache key again (most of a page's cost).
+_STATEMENTS: dict[Any, tuple[Any, Any]] = {}
+#: Shapes kept (the oldest goes first): clients use a few; odd ones must not fill memory.
+_MAX_SHAPES = 256
+
+
+def _statements(shape: Any, build: Any) -> tuple[Any, Any]:
+    found = _STATEMENTS.get(shape)
+    if found is None:
+        found = build()
+        if len(_STATEMENTS) >= _MAX_SHAPES:
+            _STATEMENTS.pop(next(iter(_STATEMENTS)), None)
+        _STATEMENTS[shape] = found
+    return found
+
+
+def _task_run_statements(params: dict[str, Any], column: Any, descending: bool) -> tuple[Any, Any]:
+    conditions: list[Any] = []
+    for name in ("flow_run_id", "task_slug", "map_index"):
+        if name in params:
+            conditions.append(task_run_t.c[name] == bindparam(name))
+    if "ids" in params:
+        conditions.append(task_run_t.c.id.in_(bindparam("ids", expanding=True)))
+    if "states" in params:
+        conditions.append(task_run_t.c.state.in_(bindparam("states", expanding=True)))
+    if "state_types" in params:
+        conditions.append(task_run_t.c.state_type.in_(bindparam("state_types", expanding=True)))
+    order = [column.desc() if descending else column.asc(), task_run_t.c.map_index, task_run_t.c.id]
+    count = select(func.count()).select_from(task_run_t).where(*conditions)
+    page = select(task_run_t).where(*conditions).order_by(*order).limit(bindparam("limit")).offset(bindparam("offset"))
+    return count, page
 
 
 def _task_run_record(row: Any) -> TaskRunRecord:

@@ -88,6 +88,12 @@ class ChangeHub:
             return
         if loop is None:
             return
+        if not self._waiters:
+            # No open page waits (the common case for an API under load): nothing to wake, and
+            # a wake-up of the event loop per write costs the writers. A stream that starts to
+            # wait just after this still reads within its poll interval, as it would have if
+            # the wake-up had reached the loop before it waited.
+            return
         with self._lock:
             # Many writes in a row wake the streams once.
             if self._pending:
