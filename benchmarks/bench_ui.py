@@ -5,8 +5,9 @@ smaller database). It needs ``server[test]`` (Playwright) and Debian's ``chromiu
 ``make test`` installs. It prints tables and asserts nothing.
 
 The database (SQLite) is built through the data layer (``plait_server.demo_data``): 10,000
-finished runs over the last 24 hours (``--runs``), 300 runs with task runs and logs, and one
-run of a flow whose task is mapped over 10,000 items (``--map``): every child with its
+finished runs over the last 24 hours (``--runs``), 300 runs with task runs and logs claimed by
+two agents, and one run (claimed by an agent) of a flow whose task is mapped over 10,000 items
+(``--map``): every child with its
 ``Running`` and ``Success`` states and a log line (30,000 states and 10,000 log lines for that
 run). A real ``plait server start`` serves it; Chromium (``/usr/bin/chromium`` through
 Playwright) signs in and loads each page ``--repeat`` times. From the browser's own
@@ -101,7 +102,7 @@ def build(database: str, runs: int, items: int) -> dict[str, str]:
     store = Store(engine)
     history = fill(store, runs=300)
     many_runs(store, runs, [history.flows["etl-daily"], history.flows["image-batch"]])
-    map_run = big_map_run(store, items, history.flows["image-batch"])
+    map_run = big_map_run(store, items, history.flows["image-batch"], agent_id=history.agents["agent-eu-1"])
     live_run = store.runs.create(flow_id=history.flows["image-batch"], name="live-target")[0].id
     burst_run = store.runs.create(flow_id=history.flows["image-batch"], name="burst-target")[0].id
     _, secret = store.keys.create("bench", "admin")

@@ -186,6 +186,11 @@ def _resolve(target: str) -> Any:
 class _ShimModule(types.ModuleType):
     """A ``prefect.*`` module: Plait's objects under their Prefect names."""
 
+    def __reduce__(self) -> Any:
+        # pickled by name, like any importable module (a test's globals hold `prefect` when a
+        # task function goes to a worker process)
+        return importlib.import_module, (self.__name__,)
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)

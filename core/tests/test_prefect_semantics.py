@@ -397,7 +397,7 @@ def test_observers_and_on_failure_do_not_see_the_failure_before_a_retry():
 
     with Flow("observed") as flow:
         flaky()
-    FlowRunner(flow, task_observers=[lambda t, o, n: observed.append(n.name)]).run()
+    FlowRunner(flow, task_observers=[lambda t, o, n: observed.append(n.name)]).run(wait_for_retries=True)
     assert observed == ["Running", "Retrying", "Running", "Success"]
     assert failures == []
 

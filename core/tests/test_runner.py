@@ -396,3 +396,133 @@ def test_runner_state_handlers_see_every_flow_state_change_after_the_flows_own()
 def test_the_runner_has_a_logger():
     flow, _a, _b = _pair()
     FlowRunner(flow).logger.info("hello from a test")
+
+
+# --- one pass (Prefect 1's FlowRunner.run) and task_states ------------------------------------
+
+
+def _flaky(fail_times, **options):
+    calls = []
+
+    @task(max_retries=2, retry_delay=0, **options)
+    def flaky(x=0):
+        calls.append(plait.context.task_run_count)
+        if len(calls) <= fail_times:
+            raise ConnectionError("down")
+        return x + 1
+
+    return flaky, calls
+
+
+def test_one_pass_leaves_a_retry_to_the_next_pass_and_flow_run_waits_for_it():
+    from plait.states import Retrying
+
+    flaky, calls = _flaky(1)
+
+    @task
+    def after(y):
+        return y * 10
+
+    @task
+    def independent():
+        return "ran"
+
+    with Flow("one-pass") as flow:
+        retried = flaky(1)
+        out = after(retried)
+        other = independent()
+    first = FlowRunner(flow).run()
+    assert isinstance(first, Running) and "flaky" in first.message
+    states = first.result
+    assert isinstance(states[retried], Retrying) and states[retried].run_count == 1
+    assert states[out].is_pending() and states[other].result == "ran"  # the rest of the flow went on
+    second = FlowRunner(flow).run(task_states=states)
+    assert second.is_successful() and second.result[out].result == 20
+    assert calls == [1, 2]  # attempt 2, counted from the Retrying state
+    assert second.result[other] is states[other]  # finished: kept, not run again
+
+    calls.clear()
+    assert flow.run().result[out].result == 20 and calls == [1, 2]  # flow.run(): to the end
+    calls.clear()
+    assert FlowRunner(flow).run(wait_for_retries=True).is_successful() and calls == [1, 2]
+
+
+def test_task_states_keep_failures_future_retries_pauses_and_running_states():
+    from datetime import UTC, datetime, timedelta
+
+    from plait.states import Paused, Retrying, TriggerFailed
+
+    ran = []
+
+    @task
+    def step(name, after=None):
+        ran.append(name)
+        return name
+
+    with Flow("given") as flow:
+        a = step("a")
+        b = step("b", a)
+        c = step("c")
+        d = step("d", c)
+        e = step("e")
+        f = step("f")
+    later = Retrying(start_time=datetime.now(UTC) + timedelta(hours=1), run_count=1)
+    given = {a: Failed("before"), c: later, e: Paused(), f: Running()}
+    state = FlowRunner(flow).run(task_states=given)
+    assert ran == []  # nothing could run: a failed, c waits for its retry, e is paused, f runs elsewhere
+    assert isinstance(state, Running)
+    assert state.result[a] is given[a] and isinstance(state.result[b], TriggerFailed)
+    assert state.result[c] is later and state.result[d].is_pending()
+    assert state.result[e] is given[e] and state.result[f] is given[f]
+    # flow.run() with the same states: the pause stops the flow run
+    assert isinstance(flow.run(task_states={e: Paused()}), Paused)
+
+
+def test_task_states_of_a_mapped_task_keep_its_finished_children():
+    from datetime import UTC, datetime, timedelta
+
+    from plait.states import Mapped, Retrying
+
+    seen = []
+
+    @task(max_retries=1, retry_delay=0)
+    def inverse(x):
+        seen.append((x, plait.context.task_run_count))
+        return 1 / x
+
+    with Flow("children") as flow:
+        out = inverse.map([4, 0, 2])
+    first = FlowRunner(flow).run()
+    assert isinstance(first, Running)
+    children = first.result[out].map_states
+    assert [type(c).__name__ for c in children] == ["Success", "Retrying", "Success"]
+    again = FlowRunner(flow).run(task_states=first.result)
+    # only the retrying child ran again (attempt 2), and failed for good
+    assert seen[-1] == (0, 2) and len(seen) == 4
+    assert [type(c).__name__ for c in again.result[out].map_states] == ["Success", "Failed", "Success"]
+    assert again.result[out].map_states[0] is children[0]
+    # a child with no state runs; one retrying later is kept (one pass) or waited for
+    later = Retrying(start_time=datetime.now(UTC) + timedelta(hours=1), run_count=1)
+    state = FlowRunner(flow).run(task_states={out: Mapped(map_states=[None, later, Success(result=9)])})
+    assert isinstance(state, Running)
+    kids = state.result[out].map_states
+    assert kids[0].result == 0.25 and kids[1] is later and kids[2].result == 9
+
+
+def test_resume_from_still_runs_again_what_did_not_succeed():
+    flaky, calls = _flaky(0)
+
+    @task
+    def boom():
+        raise ValueError("no")
+
+    with Flow("resume") as flow:
+        ok = flaky(1)
+        bad = boom()
+    first = flow.run()
+    assert first.result[ok].is_successful() and first.result[bad].is_failed()
+    again = flow.run(resume_from=first)
+    assert again.result[ok] is first.result[ok] and again.result[bad] is not first.result[bad]
+    kept = flow.run(task_states=first.result)  # Prefect 1's task_states: the failure is kept
+    assert kept.result[bad] is first.result[bad]
+    assert calls == [1]

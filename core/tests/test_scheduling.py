@@ -417,3 +417,37 @@ def test_a_flow_serializes_its_schedule_and_the_schedule_reads_back():
     with Flow("unscheduled") as plain:
         noop()
     assert plain.serialize()["schedule"] is None
+
+
+def test_a_schedule_subclass_that_decides_its_times_with_next_drives_the_runs():
+    from plait.schedules import ClockEvent
+
+    class Twice(Schedule):
+        def __init__(self):
+            super().__init__(clocks=[])
+            self.asked = 0
+
+        def next(self, n, after=None, return_events=True):
+            self.asked += 1
+            if self.asked > 2:
+                return []
+            when = after + timedelta(minutes=5)
+            # one answer an event, the other a bare datetime: both are accepted
+            return [ClockEvent(when, {"n": self.asked})] if self.asked == 1 else [when]
+
+    schedule = Twice()
+    flow, out = make_flow(schedule)
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    runner = ScheduleRunner(flow, clock=clock)
+    state = runner.run()
+    assert runner.runs == 2 and schedule.asked == 3
+    assert state.result[out].result["n"] == 1  # the second time had no parameter defaults
+
+
+def test_no_more_scheduled_runs_is_a_value_error_too():
+    from plait.errors import NoMoreScheduledRunsError
+
+    flow, _ = make_flow(Schedule([DatesClock([datetime(2020, 1, 1, tzinfo=UTC)])]))
+    with pytest.raises(NoMoreScheduledRunsError, match="no more scheduled runs") as info:
+        flow.run()
+    assert isinstance(info.value, ValueError) and isinstance(info.value, FlowRunError)

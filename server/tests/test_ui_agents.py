@@ -202,6 +202,15 @@ def test_a_run_started_from_the_form_turns_green_live_and_its_log_line_shows(pag
     expect(page.locator("#run-header")).to_contain_text(orch.agent_name)
     expect(page.locator(".kv")).to_contain_text("Ada")
 
+    # Run again: a new run with the same parameters, run by the agent in its turn.
+    first = page.url
+    page.click("button[data-action=run-again]")
+    expect(page).not_to_have_url(first)
+    expect(page.locator("#run-header .run-state")).to_contain_text("Success")
+    expect(page.locator("#logbox")).to_contain_text("hello Ada, from the agent")
+    again = orch.client().flow_run(page.url.rsplit("/", 1)[1])
+    assert again.parameters == {"who": "Ada"} and again.flow_id == flow.id
+
 
 def test_cancel_stops_a_running_run_from_its_page(page, orch, tmp_path):
     name = f"ui_cancel_{uuid.uuid4().hex[:6]}"

@@ -438,6 +438,52 @@ def test_a_state_written_through_another_server_process_appears_live(browser, tm
         first.stop()
 
 
+def test_a_database_outage_answers_503_and_an_open_page_goes_on_live_once_it_is_back(browser, tmp_path):
+    from plait.testing import PostgresServer, PostgresUnavailable
+
+    try:
+        postgres = PostgresServer().start()
+    except PostgresUnavailable as exc:  # pragma: no cover - a machine without PostgreSQL
+        pytest.skip(str(exc))
+    server = ServerProcess(postgres.url, tmp_path)
+    context = None
+    try:
+        server.start()
+        flow = register(server, "ui-outage")
+        run = running_run(server, flow.id)
+        context = browser.new_context()
+        context.set_default_timeout(WAIT_MS)
+        page = context.new_page()
+        sign_in(page, server, server.admin_key, f"/flow-runs/{run.id}")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        token = page.locator("form[action$='/cancel'] input[name=csrf_token]").get_attribute("value")
+
+        postgres.halt()
+        headers = {"Authorization": f"Bearer {server.admin_key}"}
+        answer = requests.get(f"{server.url}/flows", headers=headers, timeout=60)
+        assert answer.status_code == 503 and "database does not answer" in answer.text
+        answer = requests.get(f"{server.url}/flows.json", headers=headers, timeout=60)
+        assert answer.status_code == 503 and "database does not answer" in answer.json()["error"]
+        # A button pressed meanwhile is answered the same way, and changes nothing.
+        answer = page.request.post(f"{server.url}/flow-runs/{run.id}/cancel", form={"csrf_token": token})
+        assert answer.status == 503 and "try again shortly" in answer.text()
+
+        postgres.resume()
+        task_states(server, run.id, [("add", -1, 0, "Running")])
+        # The page left open goes on live, without a reload.
+        expect(page.locator('#schematic g.node[data-slug="add"]')).to_have_class(re.compile(r"\bstate-running\b"))
+        assert server.client().flow_run(run.id).state == "Running"
+        # No request failed with an internal error on the way (the scheduler may log its own).
+        log = server.log.read_text()
+        assert "Exception in ASGI application" not in log and "UI action failed" not in log
+        assert "the database did not answer a web UI request" in log
+    finally:
+        if context is not None:
+            context.close()
+        server.stop()
+        postgres.stop()
+
+
 def test_the_flow_runs_list_filters_by_flow_state_label_and_time_and_pages(ui_server, keys):
     flow = register(ui_server, "ui-filters")
     client = ui_server.client()
@@ -466,6 +512,28 @@ def test_the_flow_runs_list_filters_by_flow_state_label_and_time_and_pages(ui_se
     # A bad time is a clear 400, not a server error.
     answer = requests.get(ui_server.url + "/flow-runs.json", params={"after": "yesterday"}, headers=headers, timeout=30)
     assert answer.status_code == 400 and "after" in answer.json()["error"]
+
+
+def test_the_follow_switch_keeps_the_newest_log_line_in_view_and_off_leaves_the_reader_where_they_are(
+    page, ui_server, keys
+):
+    flow = register(ui_server, "ui-follow")
+    run = running_run(ui_server, flow.id)
+    client = ui_server.client()
+    sign_in(page, ui_server, keys["read"], f"/flow-runs/{run.id}")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#follow")).to_be_checked()  # on for a run under way
+    logbox = page.locator("#logbox")
+
+    client.write_run_logs([{"flow_run_id": run.id, "message": f"first batch {i}"} for i in range(80)])
+    expect(page.locator("#log-live")).to_contain_text("first batch 79")
+    assert logbox.evaluate("b => b.scrollHeight > b.clientHeight && b.scrollHeight - b.scrollTop - b.clientHeight < 2")
+
+    page.uncheck("#follow")
+    logbox.evaluate("b => { b.scrollTop = 0; }")
+    client.write_run_logs([{"flow_run_id": run.id, "message": f"second batch {i}"} for i in range(80)])
+    expect(page.locator("#log-live")).to_contain_text("second batch 79")
+    assert logbox.evaluate("b => b.scrollTop") == 0
 
 
 def test_logs_open_with_the_first_200_lines_and_load_more_on_demand_filtered(page, ui_server, keys):

@@ -162,6 +162,10 @@ class ScheduleTypeError(ScheduleError, TypeError):
     """A schedule or clock was given a value of the wrong type (a ``TypeError`` too, as in Prefect 1)."""
 
 
+class NoMoreScheduledRunsError(FlowRunError, ScheduleError):
+    """``flow.run()`` on a schedule that has no time left to run at (a ``ValueError`` too, as in Prefect 1)."""
+
+
 class CronExpressionError(ScheduleError):
     """A cron expression is not valid; ``expression`` holds it."""
 

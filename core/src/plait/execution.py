@@ -303,6 +303,7 @@ def _run(flow: Flow, run: RunToExecute, previous: dict[str, State], reporter: Re
                 executor=getattr(flow, "executor", None),
                 context=context,
                 resume_from=previous or None,
+                wait_for_retries=True,
             )
         except PlaitError as exc:  # a bad parameter, a bad executor: nothing ran
             logger.error("Flow run %s could not start: %s", run.id, exc)

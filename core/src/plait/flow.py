@@ -694,6 +694,7 @@ class Flow:
             parameters=parameters,
             executor=executor if executor is not None else self.executor,
             context=context,
+            wait_for_retries=True,
             **extra,
         )
         if final.result is None:  # a state given as finished: nothing ran

@@ -69,7 +69,7 @@ def test_a_worker_killed_mid_task_the_task_runs_again_and_the_flow_succeeds(tmp_
         executor = DaskExecutor(
             cluster_kwargs={"n_workers": 2, "threads_per_worker": 1},
         )
-        result["state"] = FlowRunner(flow, task_observers=[observer]).run(executor=executor)
+        result["state"] = FlowRunner(flow, task_observers=[observer]).run(executor=executor, wait_for_retries=True)
 
     runner = threading.Thread(target=run)
     runner.start()

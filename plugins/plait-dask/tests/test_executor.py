@@ -134,7 +134,7 @@ def test_state_handlers_and_observers_see_every_change_once_in_the_driver(addres
         def observer(task, old, new):
             seen.append((task.name, plait.context.map_index, old.name, new.name, os.getpid()))
 
-        FlowRunner(build_flow(), task_observers=[observer]).run(executor=executor)
+        FlowRunner(build_flow(), task_observers=[observer]).run(executor=executor, wait_for_retries=True)
         return seen
 
     local = changes(LocalExecutor())
@@ -164,7 +164,7 @@ def test_results_stay_on_the_workers_until_read(address):
         a = numbers(1000)
         b = total(a)
         c = inc(b)
-    state = FlowRunner(flow, task_observers=[observer]).run(executor=DaskExecutor(address))
+    state = FlowRunner(flow, task_observers=[observer]).run(executor=DaskExecutor(address), wait_for_retries=True)
     assert remote_when_seen == {"numbers": True, "total": True, "inc": True}
     assert state.result[a].result == list(range(1000))
     assert state.result[c].result == sum(range(1000)) + 1

@@ -102,7 +102,7 @@ def chain(n: int, step=inc) -> tuple[Flow, plait.Task]:
 def changes(flow: Flow, executor) -> list[tuple[str, str, str]]:
     seen = []
     FlowRunner(flow, task_observers=[lambda t, old, new: seen.append((t.slug, old.name, new.name))]).run(
-        executor=executor
+        executor=executor, wait_for_retries=True
     )
     return seen
 

@@ -51,7 +51,7 @@ def orders_flow(name: str = "orders", fail: bool = True) -> Flow:
 
 def run(flow: Flow, metrics: PlaitMetrics, executor: str = "local"):
     return FlowRunner(flow, task_observers=[metrics.task_observer], flow_observers=[metrics.flow_observer]).run(
-        executor=executor
+        executor=executor, wait_for_retries=True
     )
 
 

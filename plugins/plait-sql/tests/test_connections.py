@@ -222,6 +222,33 @@ def test_named_connection_with_password_from_a_secret(connections_config, postgr
         q.run()
 
 
+def test_a_connection_is_read_once_per_configuration_and_again_after_a_change(
+    connections_config, tmp_path, monkeypatch
+):
+    """Tasks resolve their database on every run: a named connection's table and a call-time
+    URL are read and parsed once (not once per run), and a new configuration is read again."""
+    import sqlalchemy.engine
+
+    first, second = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'second.db'}"
+    SQLExecute("CREATE TABLE only_in_second (x INTEGER)", url=second).run()
+    connections_config(warehouse={"url": first})
+    parsed: list[str] = []
+    make_url = sqlalchemy.engine.make_url
+    monkeypatch.setattr(sqlalchemy.engine, "make_url", lambda url: parsed.append(str(url)) or make_url(url))
+
+    q = SQLQuery("SELECT 1 AS one", connection="warehouse", fetch="one")
+    for _ in range(20):
+        assert q.run() == {"one": 1}
+    by_url = SQLQuery("SELECT 2 AS two", fetch="one")
+    for _ in range(20):
+        assert by_url.run(url=first) == {"two": 2}
+    # once for the connection, once for the call-time URL, once where their shared pool is made
+    assert 2 <= len(parsed) <= 3, parsed
+
+    connections_config(warehouse={"url": second})  # a new config file (reset_config): read again
+    assert q.run(query="SELECT COUNT(*) AS n FROM only_in_second") == {"n": 0}
+
+
 def test_run_time_connection_overrides_the_tasks_url(connections_config, tmp_path):
     a, b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
     connections_config(other={"url": b})

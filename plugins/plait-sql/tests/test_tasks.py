@@ -204,6 +204,35 @@ def test_bulk_insert_rejects_a_later_row_with_other_keys_and_inserts_nothing(sql
     assert count(sqlite_url, "events") == 0
 
 
+def test_rows_that_are_mappings_or_in_another_key_order_are_accepted(sqlite_url):
+    from collections import OrderedDict
+    from types import MappingProxyType
+
+    SQLExecute("CREATE TABLE events (id INTEGER, kind TEXT)", url=sqlite_url).run()
+    rows = [
+        {"id": 0, "kind": "a"},
+        {"kind": "b", "id": 1},  # same columns, another order
+        OrderedDict(id=2, kind="c"),  # a dict subclass
+        MappingProxyType({"id": 3, "kind": "d"}),  # a Mapping that is not a dict
+    ]
+    assert SQLBulkInsert(table="events", url=sqlite_url, batch_size=3).run(rows=rows) == 4
+    assert SQLExecuteMany("UPDATE events SET kind = :kind WHERE id = :id", url=sqlite_url).run(params=rows) == 4
+    got = SQLQuery("SELECT id, kind FROM events ORDER BY id", url=sqlite_url, row_type="tuple").run()
+    assert got == [(0, "a"), (1, "b"), (2, "c"), (3, "d")]
+
+
+@pytest.mark.parametrize("bad", [("x", 1), ["x", 1], None, "id"])
+def test_a_later_row_that_is_not_a_dict_is_named_by_its_index(sqlite_url, bad):
+    SQLExecute("CREATE TABLE events (id INTEGER, kind TEXT)", url=sqlite_url).run()
+    rows = [{"id": i, "kind": "x"} for i in range(7)] + [bad]
+    kind = type(bad).__name__
+    with pytest.raises(SQLConfigError, match=f"row 7 is a {kind}, not a dict"):
+        SQLBulkInsert(table="events", url=sqlite_url, batch_size=5).run(rows=rows)
+    with pytest.raises(SQLConfigError, match=f"row 7 is a {kind}, not a dict"):
+        SQLExecuteMany("UPDATE events SET kind = :kind WHERE id = :id", url=sqlite_url, batch_size=5).run(params=rows)
+    assert count(sqlite_url, "events") == 0
+
+
 def test_bulk_insert_of_no_rows_is_zero_and_opens_no_connection(tmp_path):
     url = f"sqlite:///{tmp_path / 'never.db'}"
     assert SQLBulkInsert(table="events", url=url).run(rows=[]) == 0

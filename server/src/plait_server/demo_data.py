@@ -103,6 +103,7 @@ def demo_flows() -> dict[str, Any]:
 
 def fill(store: Store, runs: int = 300, hours: float = 24.0, seed: int = 7) -> DemoHistory:
     """Register the demo flows and write about ``runs`` runs spread over the last ``hours``."""
+    from plait import __version__ as plait_version
     from plait.registration import flow_metadata
 
     rng = random.Random(seed)
@@ -124,7 +125,7 @@ def fill(store: Store, runs: int = 300, hours: float = 24.0, seed: int = 7) -> D
     now = utcnow()
     history = DemoHistory(flows=ids, runs=0)
     for name, labels, host in (("agent-eu-1", ["eu"], "worker-1"), ("agent-eu-2", ["eu"], "worker-2")):
-        history.agents[name] = store.agents.register(name, "local", labels, 4, host, None).id
+        history.agents[name] = store.agents.register(name, "local", labels, 4, host, plait_version).id
     agent_ids = list(history.agents.values())
     store.concurrency.set("db", 3, "tag")
     store.concurrency.set("gpu", 1, "label")

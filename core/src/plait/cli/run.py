@@ -368,7 +368,9 @@ def run_with_view(
             extra: dict[str, Any] = {}
             if resume:
                 extra = {"resume": resume, "resume_from": resume_from}
-            state = runner.run(parameters=parameters, executor=executor_obj, context=context, **extra)
+            state = runner.run(
+                parameters=parameters, executor=executor_obj, context=context, wait_for_retries=True, **extra
+            )
     except PlaitError as exc:
         raise PlaitUsageError(str(exc)) from None
     view.print_summary(state)

@@ -54,6 +54,7 @@ from plait.states import (
     Resume,
     Retrying,
     Running,
+    Scheduled,
     Skipped,
     State,
     Success,
@@ -155,13 +156,25 @@ class FlowRunner:
         task_states: State | dict[Task, State] | None = None,
         state: State | None = None,
         return_tasks: Iterable[Task] | None = None,
+        wait_for_retries: bool = False,
     ) -> State:
         """Run the flow once and return its final state (``state.result``: ``{task: State}``).
 
-        ``resume_from`` (a previous flow-run state, or its ``{task or slug: State}``) keeps the tasks
-        that succeeded there: they are not run again and their results feed the rest.
-        ``task_states`` is the same argument under Prefect 1's name; a ``Resume()`` state there
-        lets that task through as ``resume`` does.
+        As Prefect 1's ``FlowRunner.run``, this is one pass over the flow: a task that ends
+        ``Retrying`` stays so (its downstream tasks ``Pending``) and the flow run ends
+        ``Running``; run it again with ``task_states=state.result`` once the retry is due.
+        ``wait_for_retries=True`` (what ``flow.run()`` passes) runs the retries within the run
+        instead, each at its time while the rest of the flow goes on, to the end.
+
+        ``task_states`` (a previous flow-run state, or its ``{task or slug: State}``) are the
+        tasks' states so far, as in Prefect 1: a finished state is kept (the task does not run
+        again, its downstream tasks see it), a ``Retrying`` state runs attempt ``run_count + 1``
+        once due, one due later is kept (unless ``wait_for_retries``: then the run waits for
+        it), a ``Paused`` or ``Running`` state is kept, a ``Mapped`` state keeps its finished
+        children and runs the others, and a ``Resume()`` state lets its task through as
+        ``resume`` does.
+        ``resume_from`` (the same kinds of values) keeps only the tasks that succeeded there:
+        the others run again from the start, and the successful results feed them.
         ``resume`` names tasks (objects, names or slugs) to let through: they run with
         ``plait.context.resume`` set, so a ``manual_only`` trigger or ``pause_task()`` passes.
         ``executor`` defaults to the flow's own (``Flow(executor=...)``), then ``local``.
@@ -189,9 +202,10 @@ class FlowRunner:
             raise FlowRunError(
                 f"Flow {flow.name!r}: context must be a dict of key -> value, got {type(context).__name__}: {context!r}"
             )
-        if task_states is not None:
+        prefect_states = task_states is not None
+        if prefect_states:
             if resume_from is not None:
-                raise FlowRunError(f"Flow {flow.name!r}: pass resume_from or task_states (its other name), not both")
+                raise FlowRunError(f"Flow {flow.name!r}: pass resume_from or task_states, not both")
             resume_from = task_states
         context = _outer_context(context)
         if context and isinstance(context.get("parameters"), Mapping):
@@ -212,9 +226,9 @@ class FlowRunner:
             state = self._flow_transition(state or Pending(), Running("Running flow."))
             if not state.is_running():
                 return state
-            run = _TaskRuns(self, _plan(flow), executor, ctx, resumed)
+            run = _TaskRuns(self, _plan(flow), executor, ctx, resumed, one_pass=not wait_for_retries)
             if previous:
-                run.restore(previous)
+                run.restore(previous, prefect_states)
             with interrupts.watching():  # Ctrl-C and SIGTERM cancel the run
                 try:
                     with executor.start():
@@ -236,7 +250,7 @@ class FlowRunner:
                 final = self._terminal_state(final)
             final = self._flow_transition(state, final)
             # A pause waits for a person: not an error.
-            log = logger.info if final.is_successful() or isinstance(final, Paused) else logger.error
+            log = logger.info if final.is_successful() or isinstance(final, (Paused, Running)) else logger.error
             log("Flow run %s: %s", final.name.upper(), final.message)
             if wanted is not None and isinstance(final.result, dict):
                 final = copy.copy(final)  # the handlers and observers saw every task's state
@@ -250,9 +264,22 @@ class FlowRunner:
     def _final_state(self, run: _TaskRuns) -> State:
         states = run.task_states()
         plan = run.plan
-        paused = [t.name for t, s in states.items() if _is_paused(s)]
-        if paused:
+        paused: list[str] = []
+        unfinished: list[str] = []
+        for task, s in states.items():
+            if s._finished and type(s) is not Mapped:  # the common case: nothing to look at
+                continue
+            if not _all_finished(s):
+                unfinished.append(task.name)
+                if _is_paused(s):  # (a pause has not finished)
+                    paused.append(task.name)
+        if paused and not run.one_pass:
             return Paused(f"Flow run paused at task(s): {', '.join(paused)}", result=states)
+        if unfinished:
+            # Prefect 1's rule: the flow run goes on while a task has not finished (a retry
+            # to come, a pause, a task kept Running)
+            shown = ", ".join(unfinished[:5]) + (f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else "")
+            return Running(f"Flow run in progress: task(s) {shown} not finished.", result=states)
         reference = [states[plan.tasks[i]] for i in plan.reference]
         failed = [s for s in reference if s.is_failed() or not s.is_finished()]
         if failed:
@@ -540,8 +567,11 @@ class _TaskRuns:
         executor: Executor,
         ctx: dict[str, Any],
         resumed: frozenset[Task] = frozenset(),
+        one_pass: bool = False,
     ) -> None:
         n = len(plan.tasks)
+        #: Prefect 1's one pass: a Retrying task run is kept as it is instead of retried.
+        self.one_pass = one_pass
         self.runner = runner
         self.plan = plan
         self.executor = executor
@@ -573,6 +603,10 @@ class _TaskRuns:
         self.restored: set[int] = set()
         self.previous_maps: dict[int, list[State]] = {}  # mapped tasks a resumed run partly keeps
         self.reused: dict[int, set[int]] = {}
+        self.prefect_states = False  # task_states (keep every given state) rather than resume_from
+        # (count, old state) of the first run of tasks given a Retrying state (task_states)
+        self.initial: dict[int, tuple[int, State]] = {}
+        self.child_initial: dict[tuple[int, int], tuple[int, State]] = {}
         self.ready: deque[tuple[int, int | None, int, State | None]] = deque()
         self.retries: list[tuple[float, int, int, int | None, int, State]] = []
         self.inflight: dict[Any, tuple[int, int | None, int]] = {}
@@ -596,9 +630,14 @@ class _TaskRuns:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def restore(self, previous: dict[Task, State]) -> None:
-        """Keep the successful states of a previous run: those tasks do not run again."""
+    def restore(self, previous: dict[Task, State], prefect_states: bool = False) -> None:
+        """Keep the successful states of a previous run: those tasks do not run again.
+
+        With ``prefect_states`` (``task_states``), every given state is the task's state so far
+        (see ``FlowRunner.run``).
+        """
         plan = self.plan
+        self.prefect_states = prefect_states
         # Tasks of another copy of the flow (loaded again, or from another process) match by slug.
         by_slug = {getattr(k, "slug", k): v for k, v in previous.items()}
         for t, task in enumerate(plan.tasks):
@@ -606,6 +645,8 @@ class _TaskRuns:
             if state is None:
                 state = by_slug.get(task.slug)
             if state is None:
+                continue
+            if prefect_states and self._given_state(t, task, state):
                 continue
             if isinstance(state, Mapped) and not state.is_successful():
                 # Some children did not succeed: run those again, keep the others.
@@ -621,9 +662,67 @@ class _TaskRuns:
             for d in plan.expand_waiters[t]:
                 self.waits[d] -= 1
 
+    def _given_state(self, t: int, task: Task, state: State) -> bool:
+        """Take ``state`` as task ``t``'s state so far (``task_states``); ``False``: restore as usual."""
+        if isinstance(state, Mapped) and not all(c is not None and c.is_finished() for c in state.map_states):
+            self.previous_maps[t] = state.map_states
+            return True
+        if state.is_finished():
+            # kept, whatever it ended in: a failure stays one, and its downstream tasks see it
+            self.states[t] = _settled(state)
+            self.restored.add(t)
+            self.waits[t] = _NEVER
+            for d in self.plan.finish_waiters[t]:
+                self.waits[d] -= 1
+            for d in self.plan.expand_waiters[t]:
+                self.waits[d] -= 1
+            return True
+        if task in self.resumed:
+            return True  # Resume() or resume=[...]: runs, let through
+        if self.plan.is_mapped[t]:  # a mapped task given a plain state: kept, or mapped again
+            if isinstance(state, Running) or not _due(state):
+                self._hold(t, state)
+            return True
+        if isinstance(state, Running) or (isinstance(state, Paused) and not _due(state)):
+            self._hold(t, state)
+        elif isinstance(state, Retrying):
+            if self.one_pass and not _due(state):
+                self._hold(t, state)
+            else:
+                self.initial[t] = (state.run_count + 1, state)
+        elif isinstance(state, Scheduled) and not _due(state):
+            if self.one_pass:
+                self._hold(t, state)
+            else:
+                self.initial[t] = (1, state)
+        return True
+
+    def _hold(self, t: int, state: State) -> None:
+        """Keep a state that has not finished: the task does not run, its downstream tasks wait."""
+        self.states[t] = state
+        self.waits[t] = _NEVER
+
+    def _enqueue_first(self, t: int) -> None:
+        """Queue the first run of task ``t``, given a ``Retrying`` (or later ``Scheduled``) state."""
+        count, old = self.initial.pop(t)
+        start = getattr(old, "start_time", None)
+        if start is not None and not _due(old):  # its time is to come: it waits like a retry
+            self._seq += 1
+            given = old if isinstance(old, Retrying) else None
+            heapq.heappush(self.retries, (start.timestamp(), self._seq, t, None, count, given))
+            return
+        self.ready.append((t, None, count, old if isinstance(old, Retrying) else None))  # a retry skips the trigger
+
     def run(self) -> None:
         ready = self.ready
         restored = self.restored
+        first = self.initial
+        if first:
+            self._release = self._release_given  # type: ignore[method-assign]
+            restored = restored | first.keys()
+            for t in list(first):
+                if self.waits[t] == 0:
+                    self._enqueue_first(t)
         for t, count in enumerate(self.waits):
             if count == 0 and t not in restored:
                 ready.append((t, _EXPAND if self.plan.is_mapped[t] else None, 1, None))
@@ -980,7 +1079,8 @@ class _TaskRuns:
             previous = self.previous_maps[t]
             for i in reuse:
                 kids[i] = previous[i]
-            self.child_remaining[t] -= len(reuse)
+                if previous[i]._finished:
+                    self.child_remaining[t] -= 1
         for u in plan.expand_waiters[t]:
             self._release(u)
         if n == 0:
@@ -1000,9 +1100,9 @@ class _TaskRuns:
                 for i in reuse:
                     waits[i] = _NEVER  # kept from the previous run: never started again
             self.child_wait[t] = waits
-            self.ready.extend((t, i, 1, None) for i in range(n) if waits[i] == 0)
-        elif reuse:
-            self.ready.extend((t, i, 1, None) for i in range(n) if i not in reuse)
+            self.ready.extend(e for i in range(n) if waits[i] == 0 and (e := self._child_entry(t, i)) is not None)
+        elif reuse is not None:
+            self.ready.extend(e for i in range(n) if i not in reuse and (e := self._child_entry(t, i)) is not None)
         else:
             self.ready.extend((t, i, 1, None) for i in range(n))
         if self.child_remaining[t] == 0:
@@ -1015,7 +1115,13 @@ class _TaskRuns:
         upstream task was kept whole, or is a streaming upstream whose child ``i`` was kept.
         """
         previous = self.previous_maps.get(t)
-        if previous is None or len(previous) != n:
+        if previous is None:
+            return None
+        if self.prefect_states:
+            # task_states are the children's states, as Prefect 1 takes them (no check that
+            # their inputs are the same; a longer map runs its new children)
+            return self._given_children(t, previous, range(min(n, len(previous))))
+        if len(previous) != n:
             return None
         allowed = set(range(n))
         for u in self.plan.ups[t]:
@@ -1025,9 +1131,43 @@ class _TaskRuns:
                 allowed &= self.reused[u]
                 continue
             return None
-        keep = {i for i in allowed if previous[i].is_finished() and previous[i].is_successful()}
+        keep = {i for i in allowed if previous[i] is not None and previous[i]._finished and previous[i].is_successful()}
         self.reused[t] = keep
         return keep
+
+    def _given_children(self, t: int, previous: list[State], indices: Iterable[int]) -> set[int]:
+        """task_states: finished children are kept whatever they ended in; retries and
+        scheduled children wait for their time (one pass: they are kept as they are)."""
+        keep = set()
+        for i in indices:
+            child = previous[i]
+            if child is None:  # no state yet: it runs
+                continue
+            if child.is_finished() or isinstance(child, Running) or (isinstance(child, Paused) and not _due(child)):
+                keep.add(i)  # an unfinished one is kept as it is: not run, not counted as done
+            elif isinstance(child, Scheduled) and not isinstance(child, Resume):
+                if self.one_pass and not _due(child):
+                    keep.add(i)
+                else:
+                    count = child.run_count + 1 if isinstance(child, Retrying) else 1
+                    self.child_initial[(t, i)] = (count, child)
+        self.reused[t] = {i for i in keep if previous[i]._finished}
+        return keep
+
+    def _child_entry(self, t: int, i: int) -> tuple[int, int | None, int, State | None] | None:
+        """The ready-queue entry of child ``i`` of mapped task ``t``, or ``None`` when a state given
+        in task_states makes it wait for its time (it is then on the retry heap)."""
+        if self.child_initial:
+            first = self.child_initial.pop((t, i), None)
+            if first is not None:
+                count, old = first
+                given = old if isinstance(old, Retrying) else None
+                if not _due(old):
+                    self._seq += 1
+                    heapq.heappush(self.retries, (old.start_time.timestamp(), self._seq, t, i, count, given))  # type: ignore[attr-defined]
+                    return None
+                return (t, i, count, given)
+        return (t, i, 1, None)
 
     def _finish_mapped(self, t: int) -> None:
         task = self.plan.tasks[t]
@@ -1043,7 +1183,10 @@ class _TaskRuns:
 
     def _finish(self, t: int, i: int | None, state: State) -> None:
         if type(state) is Retrying:
-            self._schedule_retry(t, i, state)
+            if self.one_pass:
+                self._keep_retrying(t, i, state)
+            else:
+                self._schedule_retry(t, i, state)
             return
         if state._failed and not isinstance(state, TriggerFailed):
             _log_failure(self.plan.tasks[t], i, state)
@@ -1060,7 +1203,10 @@ class _TaskRuns:
                 waits[i] -= 1
                 if waits[i] == 0:
                     # to the front: child i goes down the chain of maps before child i + 1 starts
-                    self.ready.appendleft((d, i, 1, None))
+                    if not self.child_initial:
+                        self.ready.appendleft((d, i, 1, None))
+                    elif (entry := self._child_entry(d, i)) is not None:
+                        self.ready.appendleft(entry)
         self.child_remaining[t] -= 1
         if self.child_remaining[t] == 0:
             self._finish_mapped(t)
@@ -1089,6 +1235,24 @@ class _TaskRuns:
                 self.ready.appendleft((d, _EXPAND, 1, None))
             else:
                 self.ready.append((d, None, 1, None))
+
+    def _release_given(self, d: int) -> None:
+        """``_release`` for a run with tasks given a ``Retrying`` state in task_states (their
+        first run keeps their attempt count; one due later waits for its time)."""
+        if d in self.initial and self.waits[d] == 1 and not self.plan.is_mapped[d]:
+            self.waits[d] = 0
+            self._enqueue_first(d)
+            return
+        _TaskRuns._release(self, d)
+
+    def _keep_retrying(self, t: int, i: int | None, state: Retrying) -> None:
+        """One pass (Prefect 1's ``FlowRunner.run``): the retry is left to the next pass."""
+        task = self.plan.tasks[t]
+        logger.warning("Task %r: %s", task.name if i is None else f"{task.name}[{i}]", state.message)
+        if i is None:
+            self.states[t] = state
+        else:
+            self.children[t][i] = state
 
     def _schedule_retry(self, t: int, i: int | None, state: Retrying) -> None:
         task = self.plan.tasks[t]
@@ -1680,6 +1844,21 @@ def _log_failure(task: Task, i: int | None, state: State) -> None:
     record.task_full_name = name
     record.map_index = i
     base.handle(record)
+
+
+def _due(state: State) -> bool:
+    """Whether a scheduled state's ``start_time`` has come (no time: at once; a pause without
+    one waits to be resumed)."""
+    start = getattr(state, "start_time", None)
+    if start is None:
+        return not isinstance(state, Paused)
+    return start <= datetime.now(UTC)
+
+
+def _all_finished(state: State) -> bool:
+    if isinstance(state, Mapped):
+        return all(c._finished for c in state.map_states)
+    return state._finished
 
 
 def _is_paused(state: State) -> bool:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Protocol
 
-from plait.errors import FlowRunError, NaiveDatetimeError, ScheduleError
+from plait.errors import FlowRunError, NaiveDatetimeError, NoMoreScheduledRunsError, ScheduleError
 from plait.logging import configure_logging, get_logger
 from plait.states import Cancelled, Failed, State
 
@@ -166,17 +166,23 @@ class ScheduleRunner:
 
     def _loop(self) -> State:
         from plait.engine.runner import check_parameters
+        from plait.schedules import ClockEvent
 
         flow = self.flow
         flow.validate()
         last: State | None = None
         after = self.clock.now()
         while not self._stopping:
-            event = next(iter(self.schedule.events(after)), None)
+            # next(), not events(): a Schedule subclass may decide the times (as in Prefect 1)
+            upcoming = self.schedule.next(1, after=after, return_events=True)
+            event = upcoming[0] if upcoming else None
+            if event is not None and not isinstance(event, ClockEvent):
+                event = ClockEvent(event)  # a bare datetime
             if event is None:
                 if last is None:
-                    raise FlowRunError(
-                        f"Flow {flow.name!r}: its schedule has no times after {after.isoformat()}; nothing to run"
+                    raise NoMoreScheduledRunsError(
+                        f"Flow {flow.name!r}: its schedule has no more scheduled runs (no times after "
+                        f"{after.isoformat()}); nothing to run"
                     )
                 logger.info("Flow %r: the schedule has no more times; stopping", flow.name)
                 break

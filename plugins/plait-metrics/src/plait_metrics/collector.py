@@ -46,7 +46,7 @@ class PlaitMetrics:
         metrics = PlaitMetrics()
         FlowRunner(flow,
                    task_observers=[metrics.task_observer],
-                   flow_observers=[metrics.flow_observer]).run()
+                   flow_observers=[metrics.flow_observer]).run(wait_for_retries=True)
         print(generate_latest(metrics.registry).decode())
 
     Args:

@@ -35,6 +35,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
+from plait.config import config_path, get_config
+from plait.secrets import mask, read_secret_setting
+from plait.secrets import register_secret as _register_secret
 from plait_sql.errors import SQLConfigError
 
 if TYPE_CHECKING:
@@ -110,7 +113,11 @@ class ConnectionSpec:
     @property
     def key(self) -> tuple[str, str]:
         """What identifies the shared engine: the URL and the engine options."""
-        return (self.url, repr(sorted(self.options.items())))
+        key = self.__dict__.get("_key")
+        if key is None:  # made once per spec: get_engine looks it up on every task run
+            key = (self.url, _options_key(self.options))
+            object.__setattr__(self, "_key", key)
+        return key
 
     def describe(self) -> str:
         """``connection 'warehouse' (url)`` or just the masked URL, for messages."""
@@ -138,17 +145,29 @@ def resolve_connection(
         SQLConfigError: neither or both given, an unknown connection name, a URL SQLAlchemy
             cannot parse, or an engine option SQLAlchemy does not take here.
     """
+    return _resolve(url, connection, check_engine_options(engine_options, owner), owner)
+
+
+def _resolve(url: str | URL | None, connection: str | None, options: dict[str, Any], owner: str) -> ConnectionSpec:
+    """``resolve_connection`` with ``options`` already checked.
+
+    Tasks resolve their database on every run, so what costs (reading a connection's table,
+    parsing and rendering a URL: tens of microseconds) is done once per configuration and
+    remembered: a named connection's table once per ``get_config()`` object (a new
+    configuration, after ``reset_config()``, is read again), and the spec once per URL,
+    password and options. The secrets a connection names are read on every call, as before,
+    so a changed secret gives a new spec.
+    """
     if url is not None and connection is not None:
         raise SQLConfigError(
             f"{owner} was given both url= and connection={connection!r}; pass only one of them "
             "(a connection's URL comes from [plugins.sql.connections.NAME] in Plait's config)"
         )
-    options = check_engine_options(engine_options, owner)
     if connection is not None:
-        settings = connection_settings(connection, owner)
+        settings, conn_options = _connection_table(connection, owner)
         url_value, password = _url_from_settings(connection, settings, owner)
-        conn_options = {k: v for k, v in settings.items() if k not in CONNECTION_KEYS}
-        options = {**conn_options, **options}  # the task's own options win
+        if conn_options:
+            options = {**conn_options, **options}  # the task's own options win
     elif url is not None:
         url_value, password = url, None
     else:
@@ -157,6 +176,16 @@ def resolve_connection(
             "(e.g. 'sqlite:///data.db') or connection='NAME' for a [plugins.sql.connections.NAME] "
             "table in Plait's config, when you create the task or when you call it"
         )
+    try:
+        key: Any = (connection, url_value, password, _options_key(options))
+        spec = _specs.get(key)
+    except TypeError:  # something unhashable (a URL with a list in its query): not remembered
+        key, spec = None, None
+    if spec is not None:
+        for secret in (spec.password, *spec.other_secrets):
+            if secret:
+                register_secret(secret)  # cheap when known; masked again if masking was reset
+        return spec
     parsed = parse_url(url_value, owner)
     if password is not None:
         parsed = parsed.set(password=password)
@@ -167,14 +196,48 @@ def resolve_connection(
     for secret in (password, *other_secrets):
         if secret:
             register_secret(secret)
-    return ConnectionSpec(
+    spec = ConnectionSpec(
         url=parsed.render_as_string(hide_password=False),
         masked_url=parsed.render_as_string(hide_password=True),
-        options=options,
+        options=dict(options),
         connection=connection,
         password=password,
         other_secrets=other_secrets,
     )
+    if key is not None:
+        if len(_specs) >= _MAX_SPECS:  # a task mapped over many URLs: keep the memory bounded
+            _specs.clear()
+        _specs[key] = spec
+    return spec
+
+
+def _options_key(options: dict[str, Any]) -> str:
+    """What tells engine options apart (their values need not be hashable: ``connect_args``)."""
+    return repr(sorted(options.items())) if options else ""
+
+
+def _connection_table(name: str, owner: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checked ``[plugins.sql.connections.NAME]`` table and its engine options, read once
+    per configuration object."""
+    global _tables_config
+    config = get_config()
+    if config is not _tables_config:
+        _tables.clear()
+        _tables_config = config
+    entry = _tables.get(name) if isinstance(name, str) else None
+    if entry is None:
+        settings = connection_settings(name, owner)
+        entry = (settings, {k: v for k, v in settings.items() if k not in CONNECTION_KEYS})
+        _tables[name] = entry
+    return entry
+
+
+#: Resolved specs by (connection, URL, password, options); and the connections' tables read
+#: from the configuration object ``_tables_config``.
+_specs: dict[Any, ConnectionSpec] = {}
+_MAX_SPECS = 1024
+_tables: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+_tables_config: Any = None
 
 
 def parse_url(url: str | URL, owner: str = "SQL task") -> URL:
@@ -222,14 +285,29 @@ def check_engine_options(options: dict[str, Any] | None, owner: str) -> dict[str
 
 def timeout_defaults() -> dict[str, float]:
     """``connect_timeout`` and ``statement_timeout`` from ``[plugins.sql]`` (or the defaults)."""
-    from plait.config import get_config
+    connect, statement = _timeouts()
+    return {"connect_timeout": connect, "statement_timeout": statement}
 
-    section = get_config().plugin_section("sql")
+
+def _timeouts() -> tuple[float, float]:
+    """``(connect_timeout, statement_timeout)`` of ``[plugins.sql]``, read once per configuration
+    object (``get_engine`` needs them on every task run)."""
+    global _timeouts_cache
+    config = get_config()
+    cached = _timeouts_cache
+    if cached is not None and cached[0] is config:
+        return cached[1]
+    section = config.plugin_section("sql")
     out = {"connect_timeout": DEFAULT_CONNECT_TIMEOUT, "statement_timeout": DEFAULT_STATEMENT_TIMEOUT}
     for key in TIMEOUT_OPTIONS:
         if key in section:
             out[key] = _check_timeout(section[key], key, "[plugins.sql]")
-    return out
+    timeouts = (out["connect_timeout"], out["statement_timeout"])
+    _timeouts_cache = (config, timeouts)
+    return timeouts
+
+
+_timeouts_cache: tuple[Any, tuple[float, float]] | None = None
 
 
 def _check_timeout(value: Any, key: str, owner: str) -> float:
@@ -288,11 +366,11 @@ def get_engine(target: str | URL | ConnectionSpec, **engine_options: Any) -> Eng
         spec = resolve_connection(target, engine_options=engine_options)
     # [plugins.sql]'s timeouts are part of the engine's identity: changing them (a new config)
     # gives new connections with the new settings.
-    defaults = timeout_defaults()
-    key = (*spec.key, defaults["connect_timeout"], defaults["statement_timeout"])
+    key = (spec.key, _timeouts())
     engine = _engines.get(key)
     if engine is not None and _engines_pid == os.getpid():
         return engine
+    defaults = timeout_defaults()
     with _engines_lock:
         _forget_inherited_engines()
         engine = _engines.get(key)
@@ -329,8 +407,6 @@ def dispose_engines() -> int:
 
 def mask_secrets(text: str, *passwords: str | None) -> str:
     """``text`` with each password (raw and URL-encoded) and every Plait-registered secret masked."""
-    from plait.secrets import mask
-
     if not isinstance(text, str):
         return text
     for password in passwords:
@@ -343,9 +419,7 @@ def mask_secrets(text: str, *passwords: str | None) -> str:
 
 def register_secret(value: str) -> None:
     """Ask Plait to mask ``value`` in its logs and error messages (``plait.secrets``)."""
-    from plait.secrets import register_secret as register
-
-    register(value)
+    _register_secret(value)
 
 
 # --- the shared engines ------------------------------------------------------------------------
@@ -444,15 +518,11 @@ def _url_from_settings(name: str, settings: dict[str, Any], owner: str) -> tuple
 
 def _read_secret(secret_name: Any, key: str, connection: str, owner: str) -> str:
     # the error names the key, never its value: it may be the secret itself, pasted by mistake
-    from plait.secrets import read_secret_setting
-
     return read_secret_setting(f"{owner}: [plugins.sql.connections.{connection}]", key, secret_name, SQLConfigError)
 
 
 def configured_connections() -> tuple[dict[str, Any], str]:
     """The ``[plugins.sql.connections]`` tables, and the config file they are read from."""
-    from plait.config import config_path, get_config
-
     config = get_config()
     connections = config.plugin_section("sql").get("connections", {})
     if not isinstance(connections, dict):

@@ -27,6 +27,8 @@ SQLAlchemy is imported when a task first runs, not when this module is imported.
 from __future__ import annotations
 
 import itertools
+import logging
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from plait.tasks import Task
 from plait_sql.connections import (
     ConnectionSpec,
+    _resolve,
     check_engine_options,
     get_engine,
     parse_url,
@@ -108,7 +111,11 @@ class SQLTask(Task):
                 self._own_spec = (self.url, dict(self.engine_options), spec)
                 return spec
             url, connection = self.url, self.connection
-        return resolve_connection(url, connection, self.engine_options, self._owner())
+        # A named connection (or a call-time URL): plait_sql.connections remembers what it read.
+        options = self.engine_options
+        if options:
+            options = check_engine_options(options, self._owner())
+        return _resolve(url, connection, options, self._owner())
 
     def executable(self, sql: Any, what: str = "statement") -> Any:
         """``sql`` as an executable statement (text is wrapped in ``text()``, once per task)."""
@@ -125,13 +132,21 @@ class SQLTask(Task):
         The replacement carries no reference to the original exception (whose text and
         attributes can hold the URL), and its message has every password masked.
         """
-        from sqlalchemy.exc import SQLAlchemyError
-
         try:
             return fn(get_engine(spec), *args)
-        except SQLAlchemyError as exc:
+        except _sqlalchemy_error() as exc:  # (an except clause's class is looked up only on an error)
             error = _execution_error(self._owner(), action, spec, exc)
         raise error  # outside the except block: no __context__ pointing at the original
+
+    def merged_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The task's own ``params`` overridden by the call's; a dict the caller gave is passed
+        on as it is (SQLAlchemy only reads it), without a copy per run."""
+        own = self.params
+        if params is None:
+            return own if own is not None else {}
+        if type(params) is not dict:
+            params = _check_params(params, self._owner())
+        return {**own, **params} if own else params
 
     def _owner(self) -> str:
         return f"{type(self).__name__} {self.name!r}"
@@ -221,12 +236,12 @@ class SQLQuery(SQLTask):
         size: int | None = None,
     ) -> Any:
         """Run the query (arguments given here override the task's own) and return its rows."""
-        owner = self._owner()
         statement = self.executable(query if query is not None else self.query, "query")
-        values = {**(self.params or {}), **(_check_params(params, owner) or {})}
+        values = self.merged_params(params)
         mode = fetch if fetch is not None else self.fetch
         count = size if size is not None else self.size
-        _check_fetch(mode, count, owner)
+        if mode != "all" and mode != "one":  # the common modes, checked at creation
+            _check_fetch(mode, count, self._owner())
         spec = self.resolve(url, connection)
         return self.guarded(spec, "query", self._fetch, statement, values, mode, count)
 
@@ -238,13 +253,19 @@ class SQLQuery(SQLTask):
                     f"{self._owner()}: the statement returned no rows; use SQLExecute for statements "
                     "that change data or the schema"
                 )
-            rows = result.mappings() if self.row_type == "dict" else result
-            convert = dict if self.row_type == "dict" else tuple
+            # Rows as dicts by zipping them with the column names: what dict(row._mapping) gives
+            # (a repeated name keeps its last value), without a RowMapping per row.
+            as_dict = self.row_type == "dict"
             if mode == "one":
-                row = rows.fetchone()
-                return None if row is None else convert(row)
-            fetched = rows.fetchmany(size) if mode == "many" else rows.fetchall()
-            return [convert(row) for row in fetched]
+                row = result.fetchone()
+                if row is None:
+                    return None
+                return dict(zip(result.keys(), row, strict=True)) if as_dict else tuple(row)
+            fetched = result.fetchmany(size) if mode == "many" else result.fetchall()
+            if as_dict:
+                keys = tuple(result.keys())
+                return [dict(zip(keys, row, strict=True)) for row in fetched]
+            return [tuple(row) for row in fetched]
 
 
 class SQLExecute(SQLTask):
@@ -287,12 +308,13 @@ class SQLExecute(SQLTask):
         connection: str | None = None,
     ) -> int:
         """Execute the statement and return its row count."""
-        owner = self._owner()
         stmt = self.executable(statement if statement is not None else self.statement, "statement")
-        values = {**(self.params or {}), **(_check_params(params, owner) or {})}
+        values = self.merged_params(params)
         spec = self.resolve(url, connection)
         count = self.guarded(spec, "statement", _execute_one, stmt, values)
-        _logger().info("%s changed %s row(s) on %s", owner, count, spec.masked_url)
+        log = _logger()
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s changed %s row(s) on %s", self._owner(), count, spec.masked_url)
         return count
 
 
@@ -498,8 +520,12 @@ def _batches(rows: Any, size: int, owner: str, keys_must_match: bool):
             keys = set(first)
             if not keys:
                 raise SQLConfigError(f"{owner}: row 0 is an empty dict; give each row its columns")
-        # Checked row by row (a bad row names its index), with what costs least per row: a
-        # type test before isinstance, and a keys view compared to a set without a new set.
+        if _plain_dicts(batch, keys):  # the usual case, checked without a Python loop per row
+            index += len(batch)
+            yield batch
+            continue
+        # Checked row by row, so that the error names the bad row's index (and Mappings that are
+        # not dicts are accepted).
         for i, row in enumerate(batch, index):
             if type(row) is not dict and not isinstance(row, Mapping):
                 raise SQLConfigError(f"{owner}: row {i} is a {type(row).__name__}, not a dict: {row!r}")
@@ -510,6 +536,17 @@ def _batches(rows: Any, size: int, owner: str, keys_must_match: bool):
                 )
         index += len(batch)
         yield batch
+
+
+def _plain_dicts(batch: list[Any], keys: set[str] | None) -> bool:
+    """True when every row of ``batch`` is a dict and (if ``keys`` is given) has exactly those
+    keys; the loops run in C (``map``), the cost of a check per row is a few dict operations."""
+    if keys is None:
+        return set(map(type, batch)) == {dict}
+    try:
+        return all(map(operator.eq, map(dict.keys, batch), itertools.repeat(keys)))
+    except TypeError:  # a row that is not a dict: the row-by-row check says which
+        return False
 
 
 def _execute_one(engine: Any, statement: Any, values: dict[str, Any]) -> int:
@@ -561,6 +598,19 @@ def _timeout_hint(spec: ConnectionSpec, sqlstate: str | None, text: str) -> str:
 
 
 def _logger():
-    from plait import get_logger
+    global _log
+    if _log is None:
+        from plait import get_logger
 
-    return get_logger("sql")
+        _log = get_logger("sql")
+    return _log
+
+
+_log = None
+
+
+def _sqlalchemy_error() -> type[Exception]:
+    """``sqlalchemy.exc.SQLAlchemyError``, imported on the first error (not on every run)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return SQLAlchemyError

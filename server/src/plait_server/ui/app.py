@@ -27,6 +27,8 @@ import anyio.to_thread
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
@@ -65,8 +67,14 @@ MAX_FORM_BYTES = 1024 * 1024
 POLL_INTERVAL = 0.5
 #: How often an open stream checks that its key is still valid (seconds).
 REAUTHENTICATE_EVERY = 30.0
+#: How often an open stream tries the database again while it does not answer (seconds).
+OUTAGE_RETRY = 1.0
 #: The least time between two updates a stream sends (bursts of writes are coalesced).
 MIN_SEND_INTERVAL = 0.1
+#: Errors that mean the database does not answer (restarting, unreachable, busy past the
+#: retries): a page answers 503 and asks to try again, an open stream waits for it.
+DATABASE_DOWN = (OperationalError, PoolTimeout)
+UNAVAILABLE = "The server's database does not answer; try again shortly."
 LEVELS = [(0, "all levels"), (10, "DEBUG and up"), (20, "INFO and up"), (30, "WARNING and up"), (40, "ERROR and up")]
 LEVEL_NAMES = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
@@ -201,6 +209,12 @@ class WebUI:
         ``(template, context)`` whose context's ``data`` is the ``.json`` answer."""
 
         def endpoint(request: Request) -> Response:
+            try:
+                return answer(request)
+            except DATABASE_DOWN as exc:
+                return self._unavailable(request, exc)
+
+        def answer(request: Request) -> Response:
             wants_json = request.url.path.endswith(".json")
             session = self._session(request)
             if session is None:
@@ -234,6 +248,12 @@ class WebUI:
                 form = await _read_form(request)
             except ActionError as exc:
                 return HTMLResponse(exc.message, status_code=exc.status)
+            try:
+                return await answer(request, form)
+            except DATABASE_DOWN as exc:
+                return await anyio.to_thread.run_sync(self._unavailable, request, exc)
+
+        async def answer(request: Request, form: dict[str, str]) -> Response:
             session = await anyio.to_thread.run_sync(self._session, request)
             if session is None:
                 return HTMLResponse("Sign in first.", status_code=401)
@@ -268,6 +288,11 @@ class WebUI:
         )
         return HTMLResponse(body, status_code=status, headers=_PAGE_HEADERS)
 
+    def _unavailable(self, request: Request, exc: BaseException) -> Response:
+        """503: the database does not answer (nothing was changed; the page asks to try again)."""
+        logger.warning("the database did not answer a web UI request for %s (503): %s", request.url.path, _reason(exc))
+        return self._error(request, None, 503, UNAVAILABLE)
+
     def _error(self, request: Request, session: Session | None, status: int, message: str) -> Response:
         if request.url.path.endswith(".json") or request.headers.get("hx-request"):
             return _json({"error": message}, status)
@@ -289,6 +314,8 @@ class WebUI:
             code = (error.extensions or {}).get("code")
             if code == "FORBIDDEN":
                 raise ActionError(error.message, 403)
+            if isinstance(original, DATABASE_DOWN):
+                raise original  # the caller answers 503: nothing was written
             if original is not None and not isinstance(original, ApiError):
                 logger.error("UI action failed: %s", document.split("(")[0], exc_info=original)
                 raise ActionError("The server could not do this; see its log.", 500)
@@ -309,7 +336,10 @@ class WebUI:
         if not auth.login_token_valid(request, form.get("login_token")):
             return self._login_page(request, target, "The sign-in form expired: try again.", 403)
         secret = (form.get("api_key") or "").strip()
-        key = await anyio.to_thread.run_sync(self.store.keys.authenticate, secret) if secret else None
+        try:
+            key = await anyio.to_thread.run_sync(self.store.keys.authenticate, secret) if secret else None
+        except DATABASE_DOWN as exc:
+            return await anyio.to_thread.run_sync(self._unavailable, request, exc)
         if key is None or key.flow_run_id is not None:
             return self._login_page(request, target, "Unknown or revoked API key.", 401)
         response = RedirectResponse(target, status_code=303)
@@ -362,7 +392,7 @@ class WebUI:
         }
         return "dashboard.html", {"data": data, **data}
 
-    def _agents(self, seen_after: datetime | None = None) -> list[dict[str, Any]]:
+    def _agents(self) -> list[dict[str, Any]]:
         """Agents, most recently seen first, with the runs each holds and whether it is lost
         (not heard from for ``agent_lost_after`` seconds)."""
         running = self.store.agents.running_counts()
@@ -370,7 +400,7 @@ class WebUI:
         now = utcnow()
         return [
             {"agent": a, "running": running.get(a.id, 0), "lost": (now - a.last_seen).total_seconds() > lost_after}
-            for a in self.store.agents.list(seen_after)
+            for a in self.store.agents.list()
         ]
 
     # -- flows ----------------------------------------------------------------------------------
@@ -655,7 +685,16 @@ class WebUI:
 
     async def events(self, request: Request) -> Response:
         """The flow run's changes as Server-Sent Events: ``states`` (JSON for the schematic and the
-        Gantt), ``run`` (the run's header, HTML) and ``logs`` (new log rows, HTML)."""
+        Gantt), ``run`` (the run's header, HTML) and ``logs`` (new log rows, HTML).
+
+        While the database does not answer, a stream that is open waits for it; a new one is
+        refused with 503, and the page's SSE extension tries again (0.5 s, 1 s, 2 s ... 64 s)."""
+        try:
+            return await self._open_stream(request)
+        except DATABASE_DOWN as exc:
+            return await anyio.to_thread.run_sync(self._unavailable, request, exc)
+
+    async def _open_stream(self, request: Request) -> Response:
         session = await anyio.to_thread.run_sync(self._session, request)
         if session is None:
             return Response("Sign in first.", status_code=401)
@@ -690,23 +729,40 @@ class WebUI:
         last_sent = 0.0
         last_ping = last_auth = loop.time()
         key_changes = self.hub.key_changes
+        outage = False
         while not self.hub.closing.is_set():
             wait = max(MIN_SEND_INTERVAL - (loop.time() - last_sent), 0)
             if wait:
                 await asyncio.sleep(wait)
             try:
                 changes = await anyio.to_thread.run_sync(feed.read)
+                last_sent = loop.time()
+                # The key again, before anything is sent: at once after a key was revoked in this
+                # process, every REAUTHENTICATE_EVERY seconds otherwise (another process revoked it).
+                if key_changes != self.hub.key_changes or last_sent - last_auth > REAUTHENTICATE_EVERY or outage:
+                    key_changes = self.hub.key_changes
+                    if await anyio.to_thread.run_sync(self.store.keys.authenticate, session.secret) is None:
+                        return
+                    last_auth = loop.time()
+            except DATABASE_DOWN as exc:
+                # Keep the page's connection and read again shortly: the database may be
+                # restarting. The page gets what changed meanwhile once it answers.
+                if not outage:
+                    reason = _reason(exc)
+                    logger.warning("live feed of flow run %s waits for the database: %s", feed.flow_run_id, reason)
+                outage = True
+                last_sent = loop.time()
+                if last_sent - last_ping > 15:
+                    yield b": keep-alive\n\n"
+                    last_ping = last_sent
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(OUTAGE_RETRY)
+                continue
             except Exception:
                 logger.exception("live feed of flow run %s failed", feed.flow_run_id)
                 return
-            last_sent = loop.time()
-            # The key again, before anything is sent: at once after a key was revoked in this
-            # process, every REAUTHENTICATE_EVERY seconds otherwise (another process revoked it).
-            if key_changes != self.hub.key_changes or last_sent - last_auth > REAUTHENTICATE_EVERY:
-                key_changes = self.hub.key_changes
-                if await anyio.to_thread.run_sync(self.store.keys.authenticate, session.secret) is None:
-                    return
-                last_auth = loop.time()
+            outage = False
             chunks = self._events_for(session, changes, feed, flow)
             if chunks:
                 yield "".join(chunks).encode()
@@ -851,6 +907,12 @@ _PAGE_HEADERS = {
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a database error, for the log (never a connection URL, which may hold a password)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines and "://" not in lines[0] else type(exc).__name__
 
 
 async def _read_form(request: Request) -> dict[str, str]:
