@@ -38,11 +38,17 @@ LINT_PATHS := $(wildcard core server tests benchmarks examples plugins cookiecut
 
 .PHONY: demo test bench bench-quick bench-server bench-orchestration bench-docker lint format clean venv services graphviz services-prometheus services-postgres fuzz chaos soak server-demo screenshots bench-ui vendor-ui
 
+# pip >= 24: the pip that Python 3.11's venv bundles (23.2) does not let an editable
+# distribution installed with extras (`-e "server[test]"`) satisfy another one's plain
+# requirement on it (plait-docker's test extra needs plait-server) and looks for it on PyPI.
+PIP_MIN := pip>=24
+
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plait needs Python >= 3.11; run make PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) core/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) $(SERVER_DIR)/pyproject.toml Makefile
+	$(PY) -m pip install -q --disable-pip-version-check "$(PIP_MIN)"
 	$(PY) -m pip install -q --disable-pip-version-check $(INSTALL)
 	touch $(STAMP) $(DEMO_STAMP)
 

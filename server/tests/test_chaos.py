@@ -145,7 +145,7 @@ def test_kill_9_flow_run_processes_at_random_moments(chaos_server, agents, tmp_p
             first_pid = entries[0][1]
             assert first_pid == dead_pid
             assert all(when > died for when, pid in entries[1:]), (entries, killed[run_id])
-    events = client.graphql("{ server_events(limit: 1000) { kind flow_run_id } }")["server_events"]
+    events = _events(client)
     rescheduled = {e["flow_run_id"] for e in events if e["kind"] == "flow_run_rescheduled" and e["flow_run_id"] in runs}
     assert rescheduled <= set(killed)
     for run_id in runs:
@@ -263,8 +263,21 @@ def test_the_watchdog_settles_a_run_whose_agent_and_process_both_died(chaos_serv
     )
     assert done.state == "Success"
     assert [(t.task_slug, t.state) for t in client.all_task_runs(run.id)] == [("slow", "Success")]
-    events = client.graphql("{ server_events(limit: 100) { kind flow_run_id message } }")["server_events"]
+    events = _events(client)
     assert any(e["kind"] == "flow_run_rescheduled" and e["flow_run_id"] == run.id for e in events)
+
+
+def _events(client) -> list[dict]:
+    """Every server event so far, oldest first (the module's tests share one server)."""
+    events: list[dict] = []
+    while True:
+        page = client.graphql(
+            "query($after: Int) { server_events(after: $after, limit: 1000) { id kind flow_run_id message } }",
+            {"after": events[-1]["id"] if events else None},
+        )["server_events"]
+        events += page
+        if len(page) < 1000:
+            return events
 
 
 def _states(client, run_ids: list[str]) -> dict[str, str]:

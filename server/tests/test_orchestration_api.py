@@ -128,6 +128,7 @@ def test_agents_heartbeats_claims_and_limits_through_the_api(fresh_server):
     client.delete_concurrency_limit(label, kind="label")
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # the commands talk to the API: the database does not matter
 def test_the_commands_set_limits_restart_runs_and_list_agents(server, tmp_path):
     env = server.env()
     env["PLAIT__SERVER__URL"], env["PLAIT__SERVER__API_KEY"] = server.url, server.admin_key
