@@ -20,10 +20,12 @@ import copy
 import itertools
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plait.context import _flow_ctx
 from plait.errors import (
     CycleError,
     DuplicateInputError,
@@ -33,6 +35,7 @@ from plait.errors import (
     TaskBindError,
 )
 from plait.tasks import (
+    UNUSED_TASKS_KEY,
     Constant,
     FunctionTask,
     Parameter,
@@ -217,16 +220,32 @@ class Flow:
 
         # The block is a context scope too (Prefect 1's): `flow` is this flow in it, and keys
         # set in it (plait.context.x = ...) end with it.
-        tokens = (_active_flows.set(_active_flows.get() + (self,)), _flow_ctx.set({**_flow_ctx.get(), "flow": self}))
+        # The block also tracks the tasks made in it that never join a flow (Prefect 1's
+        # warning): `Parameter("x")` without using it, a task made but not called.
+        unused: set[Task] = set()
+        tokens = (
+            _active_flows.set(_active_flows.get() + (self,)),
+            _flow_ctx.set({**_flow_ctx.get(), "flow": self, UNUSED_TASKS_KEY: unused}),
+        )
         self.__dict__.setdefault("_block_tokens", []).append(tokens)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         from plait.context import _flow_ctx
 
+        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
         active, ctx = self._block_tokens.pop()
         _flow_ctx.reset(ctx)
         _active_flows.reset(active)
+        if unused and exc_type is None:
+            names = ", ".join(sorted(repr(t) for t in unused))
+            warnings.warn(
+                f"Tasks were created but not added to the flow {self.name!r}: {names}. A task made in a "
+                "`with Flow(...)` block joins the flow only when it is called there, passed to another "
+                "task, or added with flow.add_task(); these are not part of any run.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     # -- tasks and edges ----------------------------------------------------------------------
 
@@ -250,6 +269,9 @@ class Flow:
             raise TypeError(f"Flow {self.name!r}: add_task expects a Task, got {type(task).__name__}: {task!r}")
         if task in self._tasks:
             return task
+        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
+        if unused:
+            unused.discard(task)
         if isinstance(task, Parameter):
             other = self._slugs.get(task.name)
             if isinstance(other, Parameter):
