@@ -96,3 +96,76 @@ def test_the_tracker_is_a_context_key_of_the_block_only():
         assert p in plait.context.get("_unused_task_tracker")
         plait.context.get("flow").add_task(p)
     assert "_unused_task_tracker" not in plait.context
+
+
+# -- edges --------------------------------------------------------------------------------------
+
+
+def test_an_edge_cannot_join_a_task_to_itself():
+    t = Task()
+    with pytest.raises(ValueError, match="can not connect a task to itself"):
+        plait.Edge(t, t)
+
+
+@pytest.mark.parametrize("key", [1, "two words", "3x", ""])
+def test_an_edge_key_must_name_an_argument(key):
+    with pytest.raises(ValueError, match="not a valid input name"):
+        plait.Edge(Task(), Task(), key=key)
+
+
+def test_an_edge_knows_its_two_tasks():
+    a, b = Task(), Task()
+    assert plait.Edge(a, b, key="rows").tasks == {a, b}
+
+
+# -- constants and validation -------------------------------------------------------------------
+
+
+@task
+def double(x):
+    return 2 * x
+
+
+def test_a_constant_task_given_to_one_input_becomes_that_inputs_constant():
+    flow = Flow("consts")
+    flow.add_edge(plait.tasks.Constant(21), double, key="x")
+    assert flow.tasks == {double}
+    assert flow.constants[double] == {"x": 21}
+    assert flow.run().result[double].result == 42
+
+
+def test_a_mapped_constant_task_stays_a_task():
+    flow = Flow("consts")
+    numbers = plait.tasks.Constant([1, 2])
+    flow.add_edge(numbers, double, key="x", mapped=True)
+    assert numbers in flow.tasks
+    assert flow.run().result[double].result == [2, 4]
+
+
+def test_replacing_a_parameter_with_a_value_feeds_the_value_as_a_constant():
+    with Flow("consts") as flow:
+        x = Parameter("x")
+        doubled = double(x)
+    copy = flow.copy()
+    copy.replace(x, 5)
+    assert copy.constants[doubled] == {"x": 5}
+    assert flow.constants == {}
+    assert copy.run().result[doubled].result == 10
+
+
+def test_values_given_as_downstream_tasks_become_constant_tasks():
+    flow = Flow("consts")
+    flow.set_dependencies(double, upstream_tasks=[1], downstream_tasks=[2], keyword_tasks={"x": 3})
+    assert len(flow.tasks) == 3
+    assert flow.constants[double] == {"x": 3}
+
+
+def test_a_cycle_is_reported_by_validate_and_serialize():
+    a, b = Task(name="a"), Task(name="b")
+    flow = Flow("loop")
+    flow.add_edge(a, b)
+    flow.add_edge(b, a)
+    with pytest.raises(ValueError, match=r"Cycle found in flow 'loop': (a -> b -> a|b -> a -> b)"):
+        flow.validate()
+    with pytest.raises(ValueError, match="Cycle found"):
+        flow.serialize()
