@@ -41,8 +41,9 @@ def tune_gc() -> None:
     process: ``gc.freeze()`` moves it out of the collector's sight, so that full collections
     walk only what requests made. A batch of 1,000 states allocates tens of thousands of
     short-lived objects: a higher young-generation threshold collects them in a few passes
-    rather than a hundred. Together about a fifth of the server's CPU time on a batch
-    (``make bench-orchestration``). Call it once, after the imports and before serving.
+    rather than a hundred. Together 13-20% of the server's CPU time on batches of task-run
+    states, a third of the scheduler's first pass (docs/orchestration.md, Performance). Call
+    it once, after the imports and before serving.
     """
     import gc
 
