@@ -946,7 +946,7 @@ class _TaskRuns:
         """
         from plait.errors import PlaitError
 
-        if self.ctx.get("raise_on_exception") and what == "could not complete on":
+        if self.ctx.get("raise_on_exception"):  # Prefect 1's debug mode: the executor's error too
             raise exc
         detail = str(exc) if isinstance(exc, PlaitError) else repr(exc)
         task = self.plan.tasks[t]
