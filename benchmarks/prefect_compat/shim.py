@@ -78,6 +78,9 @@ RENAMES: dict[str, dict[str, str]] = {
     },
     "prefect.engine.flow_runner": {"ENDRUN": "plait.signals:ENDRUN"},
     "prefect.engine.task_runner": {"ENDRUN": "plait.signals:ENDRUN"},
+    # Plait's Dask executor is its plait-dask distribution (imported when first used)
+    "prefect.executors": {"DaskExecutor": "plait_dask:DaskExecutor"},
+    "prefect.engine.executors": {"DaskExecutor": "plait_dask:DaskExecutor"},
     "prefect.engine": {
         "FlowRunner": "plait.engine.runner:FlowRunner",
         "TaskRunner": "plait.testing:TaskRunner",
@@ -241,7 +244,10 @@ def _populate(module: _ShimModule) -> None:
             if isinstance(value, type) and not attr.startswith("__") and getattr(value, "__module__", "") == base:
                 module.__dict__.setdefault(attr, value)
     for attr, target in RENAMES.get(name, {}).items():
-        module.__dict__[attr] = _resolve(target)
+        try:
+            module.__dict__[attr] = _resolve(target)
+        except ImportError:  # a plugin distribution (plait-dask) that is not installed
+            module.__dict__[attr] = Missing(f"{name}.{attr}")
 
 
 class _Loader(importlib.abc.Loader):

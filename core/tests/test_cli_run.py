@@ -347,7 +347,7 @@ def test_flow_with_a_cycle(tmp_path):
         flow.add_edge(second, first)
         """,
     )
-    assert_usage_error(invoke(str(path)), "Flow 'loop' has a cycle")
+    assert_usage_error(invoke(str(path)), "Cycle found in flow 'loop'")
 
 
 # --- parse_parameters -------------------------------------------------------------------------

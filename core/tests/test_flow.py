@@ -217,7 +217,7 @@ def test_cycle_names_the_tasks_on_it_in_order():
     with pytest.raises(CycleError) as info:
         flow.run()
     message = str(info.value)
-    assert "Flow 'loop' has a cycle" in message
+    assert "Cycle found in flow 'loop'" in message
     # the cycle may start anywhere on it, but must follow the edges
     names = info.value.cycle
     assert names[0] == names[-1] and len(names) == 4

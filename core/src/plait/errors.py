@@ -29,7 +29,7 @@ class CycleError(FlowValidationError):
 
     def __init__(self, flow_name: str, cycle: list[str]) -> None:
         self.cycle = cycle
-        super().__init__(f"Flow {flow_name!r} has a cycle: {' -> '.join(cycle)}")
+        super().__init__(f"Cycle found in flow {flow_name!r}: {' -> '.join(cycle)}")
 
 
 class ParameterError(PlaitError, ValueError):

@@ -20,10 +20,12 @@ import copy
 import itertools
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plait.context import _flow_ctx
 from plait.errors import (
     CycleError,
     DuplicateInputError,
@@ -33,6 +35,7 @@ from plait.errors import (
     TaskBindError,
 )
 from plait.tasks import (
+    UNUSED_TASKS_KEY,
     Constant,
     FunctionTask,
     Parameter,
@@ -74,6 +77,13 @@ class Edge:
         mapped: bool = False,
         flattened: bool = False,
     ) -> None:
+        if upstream_task is downstream_task:
+            raise ValueError(f"Edges can not connect a task to itself: {upstream_task!r} -> {upstream_task!r}")
+        if key is not None and not (isinstance(key, str) and key.isidentifier()):
+            raise ValueError(
+                f"Edge key {key!r} is not a valid input name: a key names an argument of the downstream "
+                "task's run(), so it must be a string that is a Python identifier"
+            )
         self.upstream_task = upstream_task
         self.downstream_task = downstream_task
         self.key = key
@@ -82,6 +92,11 @@ class Edge:
         # Hashed once: a flow looks every new edge up in its set of edges. (An edge is a
         # value; its fields are not meant to change once it is made.)
         self._hash = hash((upstream_task, downstream_task, key, mapped, flattened))
+
+    @property
+    def tasks(self) -> set[Task]:
+        """``{upstream_task, downstream_task}``."""
+        return {self.upstream_task, self.downstream_task}
 
     def _tuple(self) -> tuple[Any, ...]:
         return (self.upstream_task, self.downstream_task, self.key, self.mapped, self.flattened)
@@ -217,16 +232,32 @@ class Flow:
 
         # The block is a context scope too (Prefect 1's): `flow` is this flow in it, and keys
         # set in it (plait.context.x = ...) end with it.
-        tokens = (_active_flows.set(_active_flows.get() + (self,)), _flow_ctx.set({**_flow_ctx.get(), "flow": self}))
+        # The block also tracks the tasks made in it that never join a flow (Prefect 1's
+        # warning): `Parameter("x")` without using it, a task made but not called.
+        unused: set[Task] = set()
+        tokens = (
+            _active_flows.set(_active_flows.get() + (self,)),
+            _flow_ctx.set({**_flow_ctx.get(), "flow": self, UNUSED_TASKS_KEY: unused}),
+        )
         self.__dict__.setdefault("_block_tokens", []).append(tokens)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         from plait.context import _flow_ctx
 
+        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
         active, ctx = self._block_tokens.pop()
         _flow_ctx.reset(ctx)
         _active_flows.reset(active)
+        if unused and exc_type is None:
+            names = ", ".join(sorted(repr(t) for t in unused))
+            warnings.warn(
+                f"Tasks were created but not added to the flow {self.name!r}: {names}. A task made in a "
+                "`with Flow(...)` block joins the flow only when it is called there, passed to another "
+                "task, or added with flow.add_task(); these are not part of any run.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     # -- tasks and edges ----------------------------------------------------------------------
 
@@ -250,6 +281,9 @@ class Flow:
             raise TypeError(f"Flow {self.name!r}: add_task expects a Task, got {type(task).__name__}: {task!r}")
         if task in self._tasks:
             return task
+        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
+        if unused:
+            unused.discard(task)
         if isinstance(task, Parameter):
             other = self._slugs.get(task.name)
             if isinstance(other, Parameter):
@@ -306,6 +340,16 @@ class Flow:
             )
         if validate:
             self._check_edge(upstream_task, downstream_task, key)
+        if (
+            key is not None
+            and type(upstream_task) is Constant
+            and not (mapped or flattened)
+            and upstream_task not in self._tasks
+        ):
+            # A value given as a Constant task to one input is stored as that input's constant
+            # (Prefect 1's rule): no task to run for it. The edge returned is not in the flow.
+            self.set_dependencies(downstream_task, keyword_tasks={key: upstream_task.value})
+            return Edge(upstream_task, downstream_task, key)
         if upstream_task not in self._tasks:
             self.add_task(upstream_task)
         if downstream_task not in self._tasks:
@@ -398,6 +442,8 @@ class Flow:
                 up_task = self.add_task(Constant(value, name=f"{task.name}.upstream"))
             self.add_edge(up_task, task, mapped=up_mapped)
         for down in downstream_tasks or ():
+            if not isinstance(down, Task):  # a value downstream: a Constant task (as upstream)
+                down = self.add_task(Constant(down, name=f"{task.name}.downstream"))
             self.add_edge(task, down)
         for key, value in (keyword_tasks or {}).items():
             if isinstance(value, Task):  # the usual input: another task's result
@@ -917,6 +963,14 @@ class Flow:
         was_reference = old in self._reference_tasks
         self._reference_tasks.discard(old)
         self.add_task(new)
+        if value_given:
+            # the value goes to the inputs old fed as their constant (Prefect 1's); the Constant
+            # task stays for the edges that need a task (no key, mapped)
+            edges = [e for e in edges if e.upstream_task is old]
+            plain = [e for e in edges if e.key is not None and not (e.mapped or e.flattened)]
+            for edge in plain:
+                self.constants.setdefault(edge.downstream_task, {})[edge.key] = new.value
+            edges = [e for e in edges if e not in plain]
         if consts:
             self.constants.setdefault(new, {}).update(consts)
         for edge in edges:

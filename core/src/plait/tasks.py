@@ -204,7 +204,11 @@ class Task:
         self.slug = slug
         name = self.name
         self.tags = _checked_option(name, "tags", tags)
-        context_tags = _flow_ctx.get().get("tags")
+        ctx = _flow_ctx.get()
+        unused = ctx.get(UNUSED_TASKS_KEY)
+        if unused is not None:  # made in a `with Flow(...)` block: it should end up in the flow
+            unused.add(self)
+        context_tags = ctx.get("tags")
         if context_tags:  # `with plait.context(tags=[...])`: every task made in the block has them
             self.tags = self.tags | _checked_option(name, "tags", context_tags)
         self.max_retries = _checked_option(name, "max_retries", max_retries)
@@ -283,6 +287,9 @@ class Task:
         new.slug = None
         new._id = next(_instance_counter)
         new.state_handlers = list(self.state_handlers)
+        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
+        if unused is not None:
+            unused.add(new)
         for key, value in task_args.items():
             if not hasattr(new, key) or key.startswith("_"):
                 raise TaskOptionError(f"Task {self.name!r} has no option {key!r} to set through task_args")
@@ -309,16 +316,24 @@ class Task:
         **kwargs: Any,
     ) -> Task:
         """Bind a copy of this task into the active flow with these inputs; returns the copy."""
+        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
+        if unused is not None:
+            unused.discard(self)  # a task made in the block to be called there: it was used
         if "_binding" not in self.__dict__:
             try:
                 _binder(self)  # worked out once, on this task: its copies inherit it
             except (TypeError, ValueError):
                 pass  # no signature to read: binding the copy says so
         new = self.copy(**task_args) if task_args else self.copy()
-        if type(new).bind is Task.bind:
-            new._bind(args, kwargs, mapped, upstream_tasks, flow)  # bind(), without repacking the arguments
-        else:
-            new.bind(*args, mapped=mapped, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
+        try:
+            if type(new).bind is Task.bind:
+                new._bind(args, kwargs, mapped, upstream_tasks, flow)  # bind(), without repacking the arguments
+            else:
+                new.bind(*args, mapped=mapped, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
+        except BaseException:
+            if unused is not None:
+                unused.discard(new)  # the call failed with its own error: no warning about the copy
+            raise
         return new
 
     def map(
@@ -1105,6 +1120,11 @@ def _binder(task: Task) -> _Binder:
 _CHECKED_OPTIONS = frozenset(
     {"tags", "max_retries", "retry_delay", "timeout", "trigger", "state_handlers", "nout", "retry_on", "task_run_name"}
 )
+
+
+#: The context key of the set of tasks made in the innermost ``with Flow(...)`` block and not
+#: added to a flow yet (``Flow.__exit__`` warns about those left: a task made and forgotten).
+UNUSED_TASKS_KEY = "_unused_task_tracker"
 
 
 def _checked_option(name: str, key: str, value: Any) -> Any:

@@ -1,0 +1,171 @@
+"""Building flows as Prefect 1 users do (issue 12): the checks and warnings they rely on.
+
+Each test states a behaviour a flow ported from Prefect 1 depends on when it is *built* (not
+run): a forgotten task is reported, bad options are refused with a clear error, edges and
+flows are validated. The expected behaviour is Prefect 1's, read from its docs and source.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import plait
+from plait import Flow, Parameter, Task, task
+
+
+def _no_warnings(fn):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn()
+    return [str(w.message) for w in caught]
+
+
+# -- a task made in a `with Flow` block and never used ------------------------------------------
+
+
+def test_a_parameter_made_in_a_flow_block_and_never_used_is_reported():
+    with pytest.warns(UserWarning, match=r"Tasks were created but not added to the flow 'etl': <Parameter: day>"):
+        with Flow("etl") as flow:
+            Parameter("day")
+    assert flow.parameters() == set()
+
+
+def test_a_decorated_task_defined_in_a_block_but_never_called_is_reported():
+    with pytest.warns(UserWarning, match="Tasks were created but not added"):
+        with Flow("etl"):
+
+            @task
+            def extract():
+                return 1
+
+
+def test_a_copy_made_in_a_block_and_dropped_is_reported():
+    template = Task(name="load")
+    with pytest.warns(UserWarning, match="<Task: load>"):
+        with Flow("etl"):
+            template.copy()
+
+
+def test_tasks_that_join_the_flow_are_not_reported():
+    def build():
+        with Flow("etl") as flow:
+            day = Parameter("day")
+            flow.add_task(Parameter("extra"))
+
+            @task
+            def extract(d):
+                return [d]
+
+            @task
+            def first(rows):
+                return rows
+
+            rows = extract(day)
+            first(rows[0])  # an indexing task, and its constant key
+            first(task(lambda: 1)())  # a lambda task made and called in the block
+        return flow
+
+    assert _no_warnings(build) == []
+
+
+def test_only_the_inner_block_reports_its_own_forgotten_task():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Flow("outer"):
+            with Flow("inner"):
+                Parameter("x")
+    assert [str(w.message).split(":")[0] for w in caught] == ["Tasks were created but not added to the flow 'inner'"]
+
+
+def test_a_block_that_raises_does_not_add_a_warning_to_the_error():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError):
+            with Flow("etl"):
+                Parameter("x")
+                raise RuntimeError("boom")
+    assert caught == []
+
+
+def test_the_tracker_is_a_context_key_of_the_block_only():
+    with Flow("etl"):
+        assert plait.context.get("_unused_task_tracker") == set()
+        p = Parameter("x")
+        assert p in plait.context.get("_unused_task_tracker")
+        plait.context.get("flow").add_task(p)
+    assert "_unused_task_tracker" not in plait.context
+
+
+# -- edges --------------------------------------------------------------------------------------
+
+
+def test_an_edge_cannot_join_a_task_to_itself():
+    t = Task()
+    with pytest.raises(ValueError, match="can not connect a task to itself"):
+        plait.Edge(t, t)
+
+
+@pytest.mark.parametrize("key", [1, "two words", "3x", ""])
+def test_an_edge_key_must_name_an_argument(key):
+    with pytest.raises(ValueError, match="not a valid input name"):
+        plait.Edge(Task(), Task(), key=key)
+
+
+def test_an_edge_knows_its_two_tasks():
+    a, b = Task(), Task()
+    assert plait.Edge(a, b, key="rows").tasks == {a, b}
+
+
+# -- constants and validation -------------------------------------------------------------------
+
+
+@task
+def double(x):
+    return 2 * x
+
+
+def test_a_constant_task_given_to_one_input_becomes_that_inputs_constant():
+    flow = Flow("consts")
+    flow.add_edge(plait.tasks.Constant(21), double, key="x")
+    assert flow.tasks == {double}
+    assert flow.constants[double] == {"x": 21}
+    assert flow.run().result[double].result == 42
+
+
+def test_a_mapped_constant_task_stays_a_task():
+    flow = Flow("consts")
+    numbers = plait.tasks.Constant([1, 2])
+    flow.add_edge(numbers, double, key="x", mapped=True)
+    assert numbers in flow.tasks
+    assert flow.run().result[double].result == [2, 4]
+
+
+def test_replacing_a_parameter_with_a_value_feeds_the_value_as_a_constant():
+    with Flow("consts") as flow:
+        x = Parameter("x")
+        doubled = double(x)
+    copy = flow.copy()
+    copy.replace(x, 5)
+    assert copy.constants[doubled] == {"x": 5}
+    assert flow.constants == {}
+    assert copy.run().result[doubled].result == 10
+
+
+def test_values_given_as_downstream_tasks_become_constant_tasks():
+    flow = Flow("consts")
+    flow.set_dependencies(double, upstream_tasks=[1], downstream_tasks=[2], keyword_tasks={"x": 3})
+    assert len(flow.tasks) == 3
+    assert flow.constants[double] == {"x": 3}
+
+
+def test_a_cycle_is_reported_by_validate_and_serialize():
+    a, b = Task(name="a"), Task(name="b")
+    flow = Flow("loop")
+    flow.add_edge(a, b)
+    flow.add_edge(b, a)
+    with pytest.raises(ValueError, match=r"Cycle found in flow 'loop': (a -> b -> a|b -> a -> b)"):
+        flow.validate()
+    with pytest.raises(ValueError, match="Cycle found"):
+        flow.serialize()
