@@ -26,6 +26,7 @@ import contextvars
 import importlib
 import inspect
 import itertools
+import operator
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -45,6 +46,7 @@ __all__ = [
     "Dict",
     "GetItem",
     "List",
+    "Operator",
     "Parameter",
     "Set",
     "Task",
@@ -314,14 +316,42 @@ class Task:
         **kwargs: Any,
     ) -> Task:
         """Bind a copy of this task into the active flow with these inputs; returns the copy."""
-        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
+        ctx = _flow_ctx.get()
+        unused = ctx.get(UNUSED_TASKS_KEY)
         if unused is not None:
             unused.discard(self)  # a task made in the block to be called there: it was used
-        if "_binding" not in self.__dict__:
+        attrs = self.__dict__
+        binding = attrs.get("_binding")
+        if binding is None:
             try:
                 _binder(self)  # worked out once, on this task: its copies inherit it
             except (TypeError, ValueError):
                 pass  # no signature to read: binding the copy says so
+            binding = attrs.get("_binding")
+        cls = type(self)
+        # The common call (`inc(x)` in a `with Flow` block: no options, a task class that keeps
+        # Task's copying and binding) in one go: what copy() and bind() would do, without their
+        # calls and checks. Anything else takes the general path below.
+        if (
+            binding is not None
+            and not (mapped or task_args or upstream_tasks is not None or flow is not None)
+            and binding[0] is (attrs.get("run") or cls.run)
+            and cls.copy is Task.copy
+            and cls.__copy__ is Task.__copy__
+            and cls.bind is Task.bind
+            and cls.bind_arguments is Task.bind_arguments
+        ):
+            stack = _active_flows.get()
+            if stack and not ctx.get("tags"):
+                callargs = binding[1].bind(args, kwargs)
+                if callargs is not None:
+                    new = cls.__new__(cls)
+                    new.__dict__ = copied = attrs.copy()
+                    copied["slug"] = None
+                    copied["_id"] = next(_instance_counter)
+                    copied["state_handlers"] = list(attrs["state_handlers"])
+                    stack[-1]._add_bound(new, callargs)
+                    return new
         new = self.copy(**task_args) if task_args else self.copy()
         try:
             if type(new).bind is Task.bind:
@@ -464,6 +494,69 @@ class Task:
         """A task that picks ``result[key]`` from this task's result."""
         name = f"{self.name}[{key!r}]"
         return GetItem(name=name)(self, key)
+
+    # Operators, as in Prefect 1: ``total = x + 1`` (``x`` a task) adds an ``Operator`` task that
+    # computes the sum when the flow runs. ``==`` and ``!=`` keep comparing tasks themselves (a
+    # task is a dict key and a set member), and ``|`` is not defined.
+    def __add__(self, other: Any) -> Task:
+        return Operator("Add")(self, other)
+
+    def __radd__(self, other: Any) -> Task:
+        return Operator("Add")(other, self)
+
+    def __sub__(self, other: Any) -> Task:
+        return Operator("Sub")(self, other)
+
+    def __rsub__(self, other: Any) -> Task:
+        return Operator("Sub")(other, self)
+
+    def __mul__(self, other: Any) -> Task:
+        return Operator("Mul")(self, other)
+
+    def __rmul__(self, other: Any) -> Task:
+        return Operator("Mul")(other, self)
+
+    def __truediv__(self, other: Any) -> Task:
+        return Operator("Div")(self, other)
+
+    def __rtruediv__(self, other: Any) -> Task:
+        return Operator("Div")(other, self)
+
+    def __floordiv__(self, other: Any) -> Task:
+        return Operator("FloorDiv")(self, other)
+
+    def __rfloordiv__(self, other: Any) -> Task:
+        return Operator("FloorDiv")(other, self)
+
+    def __mod__(self, other: Any) -> Task:
+        return Operator("Mod")(self, other)
+
+    def __rmod__(self, other: Any) -> Task:
+        return Operator("Mod")(other, self)
+
+    def __pow__(self, other: Any) -> Task:
+        return Operator("Pow")(self, other)
+
+    def __rpow__(self, other: Any) -> Task:
+        return Operator("Pow")(other, self)
+
+    def __and__(self, other: Any) -> Task:
+        return Operator("And")(self, other)
+
+    def __rand__(self, other: Any) -> Task:
+        return Operator("And")(other, self)
+
+    def __gt__(self, other: Any) -> Task:
+        return Operator("GreaterThan")(self, other)
+
+    def __ge__(self, other: Any) -> Task:
+        return Operator("GreaterThanOrEqual")(self, other)
+
+    def __lt__(self, other: Any) -> Task:
+        return Operator("LessThan")(self, other)
+
+    def __le__(self, other: Any) -> Task:
+        return Operator("LessThanOrEqual")(self, other)
 
     def __iter__(self):
         if self.nout is None:
@@ -803,6 +896,47 @@ class GetItem(Task):
         return task_result[key]
 
 
+def _logical_and(x: Any, y: Any) -> bool:
+    return bool(x and y)
+
+
+#: What each ``Operator`` computes, by its name (Prefect 1's operator task names).
+OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {
+    "Add": operator.add,
+    "Sub": operator.sub,
+    "Mul": operator.mul,
+    "Div": operator.truediv,
+    "FloorDiv": operator.floordiv,
+    "Mod": operator.mod,
+    "Pow": operator.pow,
+    "And": _logical_and,
+    "GreaterThan": operator.gt,
+    "GreaterThanOrEqual": operator.ge,
+    "LessThan": operator.lt,
+    "LessThanOrEqual": operator.le,
+}
+_BOOLEAN = frozenset({"And", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual"})
+
+
+class Operator(Task):
+    """``x <op> y`` on two task results; made by the operators on tasks (``t + 1``, ``a > b``).
+
+    ``operation`` is one of ``OPERATIONS`` (``"Add"``, ``"Sub"``, ``"Mul"``, ``"Div"``,
+    ``"FloorDiv"``, ``"Mod"``, ``"Pow"``, ``"And"``, ``"GreaterThan"``, ...); the task is named
+    after it. ``And`` and the comparisons return a ``bool``, as Prefect 1's did.
+    """
+
+    def __init__(self, operation: str, **options: Any) -> None:
+        if operation not in OPERATIONS:
+            raise ValueError(f"Operator: unknown operation {operation!r}; known: {', '.join(OPERATIONS)}")
+        self.operation = operation
+        super().__init__(name=options.pop("name", operation), **options)
+
+    def run(self, x: Any, y: Any) -> Any:
+        out = OPERATIONS[self.operation](x, y)
+        return bool(out) if self.operation in _BOOLEAN else out
+
+
 class Collection(Task):
     """Builds a list, tuple, set or dict from task results (made when such a value holds tasks)."""
 
@@ -953,7 +1087,12 @@ class _Binder:
         """``{parameter: value}`` in ``run()``'s order (``**kwargs`` last), or ``None`` (ask inspect)."""
         if not self.quick or len(args) > len(self.positional):
             return None
-        callargs = dict(zip(self.positional, args, strict=False))
+        if not args:
+            callargs = {}
+        elif len(args) == 1:  # the usual call: one input (zip with a keyword costs more than the rest)
+            callargs = {self.positional[0]: args[0]}
+        else:
+            callargs = dict(zip(self.positional, args, strict=False))
         if not kwargs:
             return callargs
         index = self.index

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from plait import interrupts, signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import FlowRunError, ParameterError, TaskTimeoutError, portable_exception
+from plait.errors import FlowRunError, ParameterError, StateHandlerError, TaskTimeoutError, portable_exception
 from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
@@ -64,6 +64,7 @@ from plait.states import (
     remask,
     result_ref,
 )
+from plait.flow import _without_gc
 from plait.tasks import Task
 from plait.triggers import BUILT_IN as _BUILT_IN_TRIGGERS
 from plait.triggers import UpstreamStates, all_successful, manual_only
@@ -310,6 +311,7 @@ class FlowRunner:
         handlers: list[tuple[Any, Any]] = [(flow, h) for h in flow.state_handlers]
         if self.state_handlers:
             handlers += [(self, h) for h in self.state_handlers]
+        odd = None  # the handler that returned something other than a State or a false value
         for owner, handler in handlers:
             try:
                 out = handler(owner, old, new)
@@ -332,8 +334,13 @@ class FlowRunner:
                     traceback=traceback.format_exc(),
                 )
                 break
-            if out is not None:
-                new = _checked_state(out, handler, f"flow {flow.name!r}") if not isinstance(out, State) else out
+            if out is not None and out is not new:
+                if isinstance(out, State):
+                    new = out
+                elif out:  # Prefect 1 hands it to the next handler (a false value changes nothing)
+                    new, odd = out, handler
+        if odd is not None and not isinstance(new, State):
+            new = _not_a_state(new, odd, f"flow {flow.name!r}")
         for observer in self.flow_observers:
             observer(flow, old, new)
         return new
@@ -374,6 +381,7 @@ class FlowRunner:
             info = _task_ctx.get() if interim else None
             if info is not None:
                 info.will_retry = True  # plait.context.task_will_retry: this failure is retried
+            odd = None
             for handler in task.state_handlers:
                 try:
                     out = handler(task, handlers_old or old, new)
@@ -394,8 +402,13 @@ class FlowRunner:
                         traceback=traceback.format_exc(),
                     )
                     break
-                if out is not None:
-                    new = out if isinstance(out, State) else _checked_state(out, handler, f"task {task.name!r}")
+                if out is not None and out is not new:
+                    if isinstance(out, State):
+                        new = out
+                    elif out:  # Prefect 1 hands it to the next handler (a false value changes nothing)
+                        new, odd = out, handler
+            if odd is not None and not isinstance(new, State):
+                new = _not_a_state(new, odd, f"task {task.name!r}")
             if interim:
                 if info is not None:
                     info.will_retry = False
@@ -483,8 +496,10 @@ class _Plan:
         self.is_mapped: list[bool] = []
         self.mapped_ups: list[tuple[int, ...]] = []
         self.mapped_over: list[tuple[int, ...]] = []
-        self.expand_waiters: list[list[int]] = [[] for _ in range(n)]
-        self.finish_waiters: list[list[int]] = [[] for _ in range(n)]
+        # A task's waiters: the shared empty tuple until it has one (most tasks of a fan-out
+        # have none; two lists per task were a third of what planning allocated).
+        self.expand_waiters: list[list[int] | tuple[()]] = [()] * n
+        self.finish_waiters: list[list[int] | tuple[()]] = [()] * n
         self.waits: list[int] = []
         inputs, ups_of, is_mapped, mapped_ups = self.inputs, self.ups, self.is_mapped, self.mapped_ups
         mapped_over = self.mapped_over
@@ -514,7 +529,11 @@ class _Plan:
                 ordering = e.key is None and mapped
                 mapped_ups.append((u,) if ordering and is_mapped[u] else ())
                 mapped_over.append((u,) if ordering and not is_mapped[u] else ())
-                (expand_waiters if stream else finish_waiters)[u].append(d)
+                waiters = expand_waiters if stream else finish_waiters
+                if waiters[u]:
+                    waiters[u].append(d)  # type: ignore[union-attr]
+                else:
+                    waiters[u] = [d]
                 waits.append(1)
                 continue
             keyed = []
@@ -542,7 +561,11 @@ class _Plan:
                 if not (e.mapped and not e.flattened):
                     streams[index[e.upstream_task]] = False
             for u, stream in streams.items():
-                (expand_waiters if stream and is_mapped[u] else finish_waiters)[u].append(d)
+                waiters = expand_waiters if stream and is_mapped[u] else finish_waiters
+                if waiters[u]:
+                    waiters[u].append(d)  # type: ignore[union-attr]
+                else:
+                    waiters[u] = [d]
             waits.append(len(ups))
         self.reference = sorted(index[t] for t in flow.reference_tasks())
 
@@ -550,7 +573,7 @@ class _Plan:
 def _plan(flow: Flow) -> _Plan:
     plan = flow._plan
     if plan is None or plan.version != flow._version:
-        plan = flow._plan = _Plan(flow)
+        plan = flow._plan = _without_gc(_Plan, flow)
     return plan
 
 
@@ -946,7 +969,7 @@ class _TaskRuns:
         """
         from plait.errors import PlaitError
 
-        if self.ctx.get("raise_on_exception") and what == "could not complete on":
+        if self.ctx.get("raise_on_exception"):  # Prefect 1's debug mode: the executor's error too
             raise exc
         detail = str(exc) if isinstance(exc, PlaitError) else repr(exc)
         task = self.plan.tasks[t]
@@ -1871,6 +1894,20 @@ def _checked_state(out: Any, handler: Any, owner: str) -> State:
     return Failed(
         f"State handler {_callable_name(handler)!r} of {owner} returned {type(out).__name__}, not a State or None."
     )
+
+
+def _not_a_state(out: Any, handler: Any, owner: str) -> State:
+    """What a chain of state handlers ending in something other than a State gives.
+
+    Under ``raise_on_exception`` it is an error (Prefect 1 let the resulting error out); else a
+    ``Failed`` state naming the handler, as ``_checked_state``.
+    """
+    if _flow_ctx.get().get("raise_on_exception"):
+        raise StateHandlerError(
+            f"State handler {_callable_name(handler)!r} of {owner} returned {type(out).__name__} "
+            f"({_short_repr(out)}), not a State or None"
+        )
+    return _checked_state(out, handler, owner)
 
 
 def _callable_name(fn: Any) -> str:
