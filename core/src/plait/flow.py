@@ -295,14 +295,7 @@ class Flow:
             if base not in self._slugs and not isinstance(task, Parameter):
                 slug = base
             else:
-                # A counter per name keeps adding many copies of one task linear.
-                n = self._slug_counters.get(base, 0)
-                while True:
-                    n += 1
-                    slug = f"{base}-{n}"
-                    if slug not in self._slugs:
-                        break
-                self._slug_counters[base] = n
+                slug = self._next_slug(base)
             task.slug = slug
         self._slugs[slug] = task
         self._tasks[task] = None
@@ -313,6 +306,18 @@ class Flow:
         if cases:
             cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
         return task
+
+    def _next_slug(self, base: str) -> str:
+        """``base-N``, the first N not taken (a counter per name keeps adding many copies linear)."""
+        slugs = self._slugs
+        n = self._slug_counters.get(base, 0)
+        while True:
+            n += 1
+            slug = f"{base}-{n}"
+            if slug not in slugs:
+                break
+        self._slug_counters[base] = n
+        return slug
 
     def add_edge(
         self,
@@ -503,8 +508,19 @@ class Flow:
             elif isinstance(value, _NOT_PLAIN):
                 break
         else:
-            self.add_task(task)
-            edges, edges_in, edges_out = self.edges, self._edges_in[task], self._edges_out
+            # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
+            name = task.name
+            slugs = self._slugs
+            slug = task.__dict__["slug"] = name if name not in slugs else self._next_slug(name)
+            slugs[slug] = task
+            tasks[task] = None
+            edges_in = self._edges_in[task] = []
+            edges_out = self._edges_out
+            edges_out[task] = []
+            cases = _active_cases.get()
+            if cases:
+                cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
+            edges = self.edges
             consts: dict[str, Any] | None = None
             for key, value in callargs.items():
                 if isinstance(value, Task):

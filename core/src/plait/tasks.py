@@ -343,7 +343,11 @@ class Task:
         ):
             stack = _active_flows.get()
             if stack and not ctx.get("tags"):
-                callargs = binding[1].bind(args, kwargs)
+                binder = binding[1]
+                if len(args) == 1 and not kwargs and binder.quick and binder.positional:
+                    callargs = {binder.positional[0]: args[0]}  # binder.bind's answer, without the call
+                else:
+                    callargs = binder.bind(args, kwargs)
                 if callargs is not None:
                     new = cls.__new__(cls)
                     new.__dict__ = copied = attrs.copy()
@@ -1040,8 +1044,10 @@ def as_task(value: Any, flow: Flow) -> Task | None:
             kind = _SEQUENCES.get(type(value))
             collection = kind() if kind is not None else Collection(type(value))
             items = list(value)
-        flow.add_task(collection)
         kw = {f"arg_{i}": item for i, item in enumerate(items, 1)}
+        # set_dependencies adds the new collection itself, and so takes its inputs as those
+        # of a new task: each edge goes in directly, without add_edge's checks for a task
+        # that may already have inputs (half of building a 10,000-task fan-in)
         flow.set_dependencies(collection, keyword_tasks=kw)
         return collection
     return None
