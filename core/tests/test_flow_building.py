@@ -421,3 +421,24 @@ def test_a_plan_gives_every_task_its_waiters():
     assert list(plan.expand_waiters[index[inner]]) == [index[outer]]
     assert list(plan.finish_waiters[index[outer]]) == [index[out]]
     assert flow.run().result[out].result == 7
+
+
+def test_an_edge_made_by_a_quick_call_is_the_edge_the_constructor_makes():
+    from plait.flow import Edge
+
+    @task
+    def pair(a, **rest):
+        return a, rest
+
+    with Flow("f") as flow:
+        src = task(one)()
+        out = pair(src, b=src)
+    with Flow("g"):
+        other = task(one)()
+        with pytest.raises(ValueError, match="not a valid input name"):
+            pair(other, **{"not a name": other})  # a key from **kwargs is still checked
+    made = {e.key: e for e in flow.edges_to(out)}
+    for key in ("a", "b"):
+        assert made[key] == Edge(src, out, key) and hash(made[key]) == hash(Edge(src, out, key))
+        assert (made[key].mapped, made[key].flattened, made[key].tasks) == (False, False, {src, out})
+    assert Edge(src, out, "a") in flow.edges and len(flow.edges) == 2

@@ -501,9 +501,9 @@ class Flow:
         hold tasks, ``unmapped``/``mapped``/``flatten``) takes ``set_dependencies``.
         """
         tasks = self._tasks
-        for value in callargs.values():
+        for key, value in callargs.items():
             if isinstance(value, Task):
-                if value not in tasks:
+                if value not in tasks or not key.isidentifier():  # (a key from **kwargs: Edge's error)
                     break
             elif isinstance(value, _NOT_PLAIN):
                 break
@@ -511,7 +511,16 @@ class Flow:
             # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
             name = task.name
             slugs = self._slugs
-            slug = task.__dict__["slug"] = name if name not in slugs else self._next_slug(name)
+            if name not in slugs:
+                slug = name
+            else:  # _next_slug(name), without the call when the next number is free (it usually is)
+                n = self._slug_counters.get(name, 0) + 1
+                slug = f"{name}-{n}"
+                if slug in slugs:
+                    slug = self._next_slug(name)
+                else:
+                    self._slug_counters[name] = n
+            task.__dict__["slug"] = slug
             slugs[slug] = task
             tasks[task] = None
             edges_in = self._edges_in[task] = []
@@ -524,7 +533,12 @@ class Flow:
             consts: dict[str, Any] | None = None
             for key, value in callargs.items():
                 if isinstance(value, Task):
-                    edge = Edge(value, task, key)
+                    # Edge(value, task, key), without the call: the task is new, so it is not
+                    # value, and the key is a name (checked above)
+                    edge = _new_edge(Edge)
+                    edge.upstream_task, edge.downstream_task, edge.key = value, task, key
+                    edge.mapped = edge.flattened = False
+                    edge._hash = hash((value, task, key, False, False))
                     edges.add(edge)
                     edges_in.append(edge)
                     edges_out[value].append(edge)
@@ -1144,6 +1158,8 @@ def _without_gc(fn: Callable[..., Any], *args: Any) -> Any:
     finally:
         gc.enable()
 
+
+_new_edge = object.__new__
 
 #: Inputs ``Flow._add_bound`` leaves to ``set_dependencies``: collections may hold tasks, and
 #: the wrappers change how an input is passed.

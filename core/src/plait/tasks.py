@@ -336,10 +336,10 @@ class Task:
             binding is not None
             and not (mapped or task_args or upstream_tasks is not None or flow is not None)
             and binding[0] is (attrs.get("run") or cls.run)
-            and cls.copy is Task.copy
-            and cls.__copy__ is Task.__copy__
-            and cls.bind is Task.bind
-            and cls.bind_arguments is Task.bind_arguments
+            and cls.copy is _TASK_COPY
+            and cls.__copy__ is _TASK_DUNDER_COPY
+            and cls.bind is _TASK_BIND
+            and cls.bind_arguments is _TASK_BIND_ARGUMENTS
         ):
             stack = _active_flows.get()
             if stack and not ctx.get("tags"):
@@ -672,6 +672,12 @@ class Task:
         self.__dict__.update(state)
         if self.trigger is None:
             self.trigger = _triggers.all_successful
+
+
+# What Task.__call__'s quick path does in place of these: a class that overrides one takes the
+# general path (module globals: cheaper to read on every call than Task's attributes).
+_TASK_COPY, _TASK_DUNDER_COPY = Task.copy, Task.__copy__
+_TASK_BIND, _TASK_BIND_ARGUMENTS = Task.bind, Task.bind_arguments
 
 
 class FunctionTask(Task):
