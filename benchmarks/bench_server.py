@@ -56,9 +56,10 @@ BATCH = 100
 class Server:
     """A ``plait server start`` subprocess on a free port, with its own config file."""
 
-    def __init__(self, database: str, directory: Path) -> None:
+    def __init__(self, database: str, directory: Path, workers: int = 1) -> None:
         self.database = database
         self.directory = directory
+        self.workers = workers
         self.config = directory / "config.toml"
         self.log = directory / "server.log"
         self.process: subprocess.Popen | None = None
@@ -81,7 +82,11 @@ class Server:
         started = time.perf_counter()
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [PLAIT, "server", "start", "--database", self.database, "--port", str(self.port)],
+                [
+                    PLAIT,
+                    *("server", "start", "--database", self.database, "--port", str(self.port)),
+                    *(("--workers", str(self.workers)) if self.workers > 1 else ()),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -106,12 +111,12 @@ class Server:
         return elapsed
 
     def cpu(self) -> float:
-        """CPU seconds the server process has used (user + system; Linux's /proc)."""
+        """CPU seconds the server's processes have used (user + system; Linux's /proc): the
+        ``plait server start`` process and, with ``--workers``, its worker processes."""
         try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return sum(_cpu(pid) for pid in [self.process.pid, *_children(self.process.pid)])
         except (OSError, AttributeError):
             return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -127,6 +132,21 @@ class Server:
         from plait.client import Client
 
         return Client(self.url, self.key, retries=3, backoff=0.1)
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # gone meanwhile
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def free_port() -> int:
@@ -363,8 +383,8 @@ def best(rounds: list[dict[str, Any]], key: str = "rate") -> dict[str, Any]:
     return max(rounds, key=lambda r: r[key])
 
 
-def bench_backend(name: str, database: str, directory: Path, args: argparse.Namespace) -> None:
-    server = Server(database, directory)
+def bench_backend(name: str, database: str, directory: Path, args: argparse.Namespace, workers: int = 1) -> None:
+    server = Server(database, directory, workers)
     server.start()
     try:
         client = server.client()
@@ -438,6 +458,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds per case; the best is kept (default 3)")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--only", choices=["writes", "start"], default=None, help="run one part only")
+    parser.add_argument(
+        "--pg-workers",
+        type=int,
+        default=1,
+        help="plait server start --workers for the PostgreSQL rows (default 1; SQLite always runs one)",
+    )
     args = parser.parse_args()
 
     import plait_server
@@ -477,7 +503,8 @@ def main() -> None:
             try:
                 d = directory / "postgres"
                 d.mkdir()
-                bench_backend("PostgreSQL", pg.url, d, args)
+                label = "PostgreSQL" + (f", {args.pg_workers} workers" if args.pg_workers > 1 else "")
+                bench_backend(label, pg.url, d, args, workers=args.pg_workers)
             finally:
                 pg.stop()
     print(f"\n{load()}")

@@ -277,7 +277,12 @@ def test_reports_arrive_while_the_run_runs_and_a_heartbeat_brings_its_cancellati
         what="the states so far to reach the server while the run runs",
     )
     assert live == {("first", -1): "Success", ("wait", -1): "Running"}
-    assert "first is done" in {line.message for line in client.logs(run.id)[0]}
+    # the logs of a batch go in their own request, after its states: wait for them too
+    wait_until(
+        lambda: "first is done" in {line.message for line in client.logs(run.id)[0]},
+        timeout=30,
+        what="the first task's log line to reach the server while the run runs",
+    )
     (pid,) = run_processes({run.id})
     assert listening_sockets(orch.process.pid)  # the server does listen: the check sees listeners
     assert listening_sockets(agent.pid) == [] and listening_sockets(pid) == []

@@ -7,6 +7,8 @@ import uuid
 
 from test_api import register, unique
 
+from plait.client import FlowRunState
+
 LATE = "9999-12-31T23:00:00-05:00"  # valid ISO 8601, but past year 9999 in UTC
 EARLY = "0001-01-01T00:30:00+01:00"  # before year 1 in UTC
 
@@ -64,3 +66,30 @@ def test_a_nul_character_in_a_log_message_is_not_a_server_error(server):
         assert "NUL" in answer["errors"][0]["message"]
     else:
         assert answer["data"]["write_run_logs"]["count"] == 1
+
+
+def test_a_nul_character_in_a_batch_of_states_is_not_a_server_error(server):
+    """A batch is one statement on PostgreSQL (its rows as JSON): a value the database refuses
+    fails the batch with BAD_INPUT and stores none of it, as one parameter would."""
+    flow = register(server, unique("nul-batch"))
+    client = server.client()
+    run = client.create_flow_run(flow_id=flow.id)
+    assert all(
+        o.ok
+        for o in client.set_flow_run_states(
+            [FlowRunState(run.id, 1, {"type": "Submitted"}), FlowRunState(run.id, 2, {"type": "Running"})]
+        )
+    )
+    states = [
+        {"flow_run_id": run.id, "task_slug": "inc", "map_index": i, "version": 0, "state": {"type": "Pending"}}
+        for i in range(3)
+    ]
+    states[1]["state"]["message"] = "before\x00after"
+    answer = server.graphql(
+        "mutation($s: [TaskRunStateInput!]!) { set_task_run_states(states: $s) { ok } }", {"s": states}
+    )
+    if "errors" in answer:
+        assert answer["errors"][0]["extensions"]["code"] == "BAD_INPUT"
+        assert client.task_runs(run.id)[1] == 0
+    else:
+        assert [o["ok"] for o in answer["data"]["set_task_run_states"]] == [True, True, True]

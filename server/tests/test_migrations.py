@@ -50,3 +50,35 @@ def test_a_bad_database_url_is_a_clear_error(tmp_path):
     for url, words in (("mysql://x/y", "not supported"), ("sqlite://", "SQLite *file*"), ("nonsense", "not valid")):
         result = plait("server", "database", "current", "--database", url)
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_head_constant_is_alembics_head():
+    """``migrate.HEAD`` lets a current database skip Alembic at start-up: it must be the newest
+    revision of the migration scripts (add a migration, change HEAD)."""
+    from alembic.script import ScriptDirectory
+    from plait_server.db import migrate
+
+    assert ScriptDirectory.from_config(migrate.alembic_config()).get_current_head() == migrate.HEAD
+
+
+def test_a_current_database_is_checked_without_loading_alembic(db_url):
+    import sys
+
+    from plait_server.db import migrate
+    from plait_server.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        migrate.prepare_schema(engine)  # an empty database: Alembic creates the schema
+    finally:
+        engine.dispose()
+    check = (
+        "import sys\n"
+        "from plait_server.db import migrate\n"
+        "from plait_server.db.engine import make_engine\n"
+        f"engine = make_engine({db_url!r})\n"
+        "status = migrate.prepare_schema(engine)\n"
+        "print(status.current, status.up_to_date, 'alembic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == [migrate.HEAD, "True", "False"], out.stderr

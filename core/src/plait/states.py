@@ -186,8 +186,8 @@ class State:
         return [c.__name__ for c in found] if names_only else found
 
     def __repr__(self) -> str:
-        if self.message:
-            return f"<{self.name}: {self.message!r}>"
+        if self.message:  # Prefect 1's form: <Success: "Task run succeeded.">
+            return f'<{self.name}: "{self.message}">'
         return f"<{self.name}>"
 
 

@@ -27,6 +27,7 @@ import functools
 import importlib
 import inspect
 import itertools
+import operator
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -48,6 +49,7 @@ __all__ = [
     "Dict",
     "GetItem",
     "List",
+    "Operator",
     "Parameter",
     "Set",
     "Task",
@@ -562,6 +564,69 @@ class Task:
         name = f"{self.name}[{key!r}]"
         return GetItem(name=name)(self, key)
 
+    # Operators, as in Prefect 1: ``total = x + 1`` (``x`` a task) adds an ``Operator`` task that
+    # computes the sum when the flow runs. ``==`` and ``!=`` keep comparing tasks themselves (a
+    # task is a dict key and a set member), and ``|`` is not defined.
+    def __add__(self, other: Any) -> Task:
+        return Operator("Add")(self, other)
+
+    def __radd__(self, other: Any) -> Task:
+        return Operator("Add")(other, self)
+
+    def __sub__(self, other: Any) -> Task:
+        return Operator("Sub")(self, other)
+
+    def __rsub__(self, other: Any) -> Task:
+        return Operator("Sub")(other, self)
+
+    def __mul__(self, other: Any) -> Task:
+        return Operator("Mul")(self, other)
+
+    def __rmul__(self, other: Any) -> Task:
+        return Operator("Mul")(other, self)
+
+    def __truediv__(self, other: Any) -> Task:
+        return Operator("Div")(self, other)
+
+    def __rtruediv__(self, other: Any) -> Task:
+        return Operator("Div")(other, self)
+
+    def __floordiv__(self, other: Any) -> Task:
+        return Operator("FloorDiv")(self, other)
+
+    def __rfloordiv__(self, other: Any) -> Task:
+        return Operator("FloorDiv")(other, self)
+
+    def __mod__(self, other: Any) -> Task:
+        return Operator("Mod")(self, other)
+
+    def __rmod__(self, other: Any) -> Task:
+        return Operator("Mod")(other, self)
+
+    def __pow__(self, other: Any) -> Task:
+        return Operator("Pow")(self, other)
+
+    def __rpow__(self, other: Any) -> Task:
+        return Operator("Pow")(other, self)
+
+    def __and__(self, other: Any) -> Task:
+        return Operator("And")(self, other)
+
+    def __rand__(self, other: Any) -> Task:
+        return Operator("And")(other, self)
+
+    def __gt__(self, other: Any) -> Task:
+        return Operator("GreaterThan")(self, other)
+
+    def __ge__(self, other: Any) -> Task:
+        return Operator("GreaterThanOrEqual")(self, other)
+
+    def __lt__(self, other: Any) -> Task:
+        return Operator("LessThan")(self, other)
+
+    def __le__(self, other: Any) -> Task:
+        return Operator("LessThanOrEqual")(self, other)
+
     def __iter__(self):
         if self.nout is None:
             raise TypeError(f"Task is not iterable: give task {self.name!r} nout=N to unpack its N results")
@@ -898,6 +963,47 @@ class GetItem(Task):
 
     def run(self, task_result: Any, key: Any) -> Any:
         return task_result[key]
+
+
+def _logical_and(x: Any, y: Any) -> bool:
+    return bool(x and y)
+
+
+#: What each ``Operator`` computes, by its name (Prefect 1's operator task names).
+OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {
+    "Add": operator.add,
+    "Sub": operator.sub,
+    "Mul": operator.mul,
+    "Div": operator.truediv,
+    "FloorDiv": operator.floordiv,
+    "Mod": operator.mod,
+    "Pow": operator.pow,
+    "And": _logical_and,
+    "GreaterThan": operator.gt,
+    "GreaterThanOrEqual": operator.ge,
+    "LessThan": operator.lt,
+    "LessThanOrEqual": operator.le,
+}
+_BOOLEAN = frozenset({"And", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual"})
+
+
+class Operator(Task):
+    """``x <op> y`` on two task results; made by the operators on tasks (``t + 1``, ``a > b``).
+
+    ``operation`` is one of ``OPERATIONS`` (``"Add"``, ``"Sub"``, ``"Mul"``, ``"Div"``,
+    ``"FloorDiv"``, ``"Mod"``, ``"Pow"``, ``"And"``, ``"GreaterThan"``, ...); the task is named
+    after it. ``And`` and the comparisons return a ``bool``, as Prefect 1's did.
+    """
+
+    def __init__(self, operation: str, **options: Any) -> None:
+        if operation not in OPERATIONS:
+            raise ValueError(f"Operator: unknown operation {operation!r}; known: {', '.join(OPERATIONS)}")
+        self.operation = operation
+        super().__init__(name=options.pop("name", operation), **options)
+
+    def run(self, x: Any, y: Any) -> Any:
+        out = OPERATIONS[self.operation](x, y)
+        return bool(out) if self.operation in _BOOLEAN else out
 
 
 class Collection(Task):

@@ -39,6 +39,13 @@ def server() -> None:
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1, this machine only).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 4200).")
 @click.option("--database", default=None, help=_DATABASE_HELP)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="API worker processes (default 1; [server] workers). More than one needs PostgreSQL: "
+    "SQLite takes one writer at a time.",
+)
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--access-log/--no-access-log", default=None, help="Log every request (default: off).")
 @click.option(
@@ -51,6 +58,7 @@ def start(
     host: str | None,
     port: int | None,
     database: str | None,
+    workers: int | None,
     log_level: str | None,
     access_log: bool | None,
     scheduler: bool | None,
@@ -62,10 +70,22 @@ def start(
     """
     started = time.perf_counter()
     settings = _settings(
-        host=host, port=port, database=database, log_level=log_level, access_log=access_log, scheduler=scheduler
+        host=host,
+        port=port,
+        database=database,
+        workers=workers,
+        log_level=log_level,
+        access_log=access_log,
+        scheduler=scheduler,
     )
     from plait_server.settings import is_loopback
 
+    if settings.workers > 1 and settings.database.startswith("sqlite"):
+        raise ServerUsageError(
+            f"--workers {settings.workers} needs PostgreSQL: SQLite takes one writer at a time, so more "
+            "worker processes would only wait for each other. Run one (the default), or use "
+            "--database postgresql+psycopg://..."
+        )
     store = _store(settings, prepare=True)
     _first_key(store, settings)
     if not is_loopback(settings.host):
@@ -283,7 +303,7 @@ def _serve(store: Store, settings: ServerSettings, started: float) -> None:
 
     import uvicorn
 
-    from plait_server.api.app import create_app
+    from plait_server.api.serving import PlaitServer
 
     store.policy = settings.run_policy()
     services = None
@@ -291,26 +311,24 @@ def _serve(store: Store, settings: ServerSettings, started: float) -> None:
         from plait_server.services import Services
 
         services = Services(store, settings)
-    app = create_app(store, settings, services=services)
     logging.getLogger("plait_server").setLevel(settings.log_level.upper())
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.workers > 1:
+        from plait_server.api.serving import serve_workers
 
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            # Open live pages hold streaming responses: end them now, so that stopping the
-            # server does not wait out the graceful-shutdown timeout for them.
-            app.state.ui.stop()
-            super().handle_exit(sig, frame)
+        serve_workers(store, settings, services, options)
+        return
+    from plait_server.api.app import create_app
 
-    server = Server(config)
+    app = create_app(store, settings, services=services)
+    server = PlaitServer(uvicorn.Config(app, **options))
     try:
         server.run()
     except KeyboardInterrupt:

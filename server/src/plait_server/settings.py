@@ -13,6 +13,7 @@ max_body_bytes = 10485760          # 10 MiB per request
 max_query_depth = 10
 max_query_aliases = 30
 max_query_tokens = 5000
+workers = 1                        # API processes (PostgreSQL only: SQLite takes one writer)
 
 # orchestration (see docs/orchestration.md)
 scheduler = true                   # run the scheduler service inside `plait server start`
@@ -68,6 +69,13 @@ SETTINGS = Settings(
     Setting("max_query_depth", int, 10, help="the deepest GraphQL document", check=_at_least(2)),
     Setting("max_query_aliases", int, 30, help="aliases per GraphQL document", check=_at_least(1)),
     Setting("max_query_tokens", int, 5000, help="tokens per GraphQL document", check=_at_least(100)),
+    Setting(
+        "workers",
+        int,
+        1,
+        help="API worker processes (PostgreSQL; SQLite takes one)",
+        check=lambda value: None if 1 <= value <= 64 else "must be from 1 to 64",
+    ),
     Setting("log_level", str, "info", choices=("debug", "info", "warning", "error"), help="the server's log level"),
     Setting("access_log", bool, False, help="log every request"),
     Setting("scheduler", bool, True, help="run the scheduler service (schedules, watchdogs) in plait server start"),
@@ -94,6 +102,7 @@ class ServerSettings:
     max_query_depth: int = 10
     max_query_aliases: int = 30
     max_query_tokens: int = 5000
+    workers: int = 1
     log_level: str = "info"
     access_log: bool = False
     scheduler: bool = True
@@ -148,6 +157,8 @@ class ServerSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise bad(name, f"expected a whole number of at least {low}")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or not 1 <= self.workers <= 64:
+            raise bad("workers", "expected a whole number from 1 to 64")
         for name, low in (("scheduled_runs", 1), ("missed_heartbeats", 1), ("max_reschedules", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:

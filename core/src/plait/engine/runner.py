@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from plait import interrupts, signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import FlowRunError, ParameterError, TaskTimeoutError, portable_exception
+from plait.errors import FlowRunError, ParameterError, StateHandlerError, TaskTimeoutError, portable_exception
 from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
@@ -310,6 +310,7 @@ class FlowRunner:
         handlers: list[tuple[Any, Any]] = [(flow, h) for h in flow.state_handlers]
         if self.state_handlers:
             handlers += [(self, h) for h in self.state_handlers]
+        odd = None  # the handler that returned something other than a State or a false value
         for owner, handler in handlers:
             try:
                 out = handler(owner, old, new)
@@ -332,8 +333,13 @@ class FlowRunner:
                     traceback=traceback.format_exc(),
                 )
                 break
-            if out is not None:
-                new = _checked_state(out, handler, f"flow {flow.name!r}") if not isinstance(out, State) else out
+            if out is not None and out is not new:
+                if isinstance(out, State):
+                    new = out
+                elif out:  # Prefect 1 hands it to the next handler (a false value changes nothing)
+                    new, odd = out, handler
+        if odd is not None and not isinstance(new, State):
+            new = _not_a_state(new, odd, f"flow {flow.name!r}")
         for observer in self.flow_observers:
             observer(flow, old, new)
         return new
@@ -374,6 +380,7 @@ class FlowRunner:
             info = _task_ctx.get() if interim else None
             if info is not None:
                 info.will_retry = True  # plait.context.task_will_retry: this failure is retried
+            odd = None
             for handler in task.state_handlers:
                 try:
                     out = handler(task, handlers_old or old, new)
@@ -394,8 +401,13 @@ class FlowRunner:
                         traceback=traceback.format_exc(),
                     )
                     break
-                if out is not None:
-                    new = out if isinstance(out, State) else _checked_state(out, handler, f"task {task.name!r}")
+                if out is not None and out is not new:
+                    if isinstance(out, State):
+                        new = out
+                    elif out:  # Prefect 1 hands it to the next handler (a false value changes nothing)
+                        new, odd = out, handler
+            if odd is not None and not isinstance(new, State):
+                new = _not_a_state(new, odd, f"task {task.name!r}")
             if interim:
                 if info is not None:
                     info.will_retry = False
@@ -946,7 +958,7 @@ class _TaskRuns:
         """
         from plait.errors import PlaitError
 
-        if self.ctx.get("raise_on_exception") and what == "could not complete on":
+        if self.ctx.get("raise_on_exception"):  # Prefect 1's debug mode: the executor's error too
             raise exc
         detail = str(exc) if isinstance(exc, PlaitError) else repr(exc)
         task = self.plan.tasks[t]
@@ -1871,6 +1883,20 @@ def _checked_state(out: Any, handler: Any, owner: str) -> State:
     return Failed(
         f"State handler {_callable_name(handler)!r} of {owner} returned {type(out).__name__}, not a State or None."
     )
+
+
+def _not_a_state(out: Any, handler: Any, owner: str) -> State:
+    """What a chain of state handlers ending in something other than a State gives.
+
+    Under ``raise_on_exception`` it is an error (Prefect 1 let the resulting error out); else a
+    ``Failed`` state naming the handler, as ``_checked_state``.
+    """
+    if _flow_ctx.get().get("raise_on_exception"):
+        raise StateHandlerError(
+            f"State handler {_callable_name(handler)!r} of {owner} returned {type(out).__name__} "
+            f"({_short_repr(out)}), not a State or None"
+        )
+    return _checked_state(out, handler, owner)
 
 
 def _callable_name(fn: Any) -> str:

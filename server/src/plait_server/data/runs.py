@@ -279,7 +279,7 @@ class FlowRuns:
                     )
                 )
             _compare_and_set(db, "flow_run", changed)
-            db.insert_many("run_state", _HISTORY_INSERT, history)
+            db.insert_many(state_t, _HISTORY_INSERT, history)
             # A run that stops being under way gives back what its process held.
             _left_active(
                 conn,
@@ -548,7 +548,7 @@ class TaskRuns:
                 else:
                     # Another writer may have created one of them since we looked: start over.
                     inserted = db.insert_many(
-                        "task_run",
+                        task_run_t,
                         _TASK_RUN_INSERT,
                         new_rows,
                         " ON CONFLICT (flow_run_id, task_slug, map_index) DO NOTHING",
@@ -556,7 +556,7 @@ class TaskRuns:
                     if inserted != len(new_rows):
                         raise RetryTransaction()
             _compare_and_set(db, "task_run", changed)
-            db.insert_many("run_state", _HISTORY_INSERT, history)
+            db.insert_many(state_t, _HISTORY_INSERT, history)
             # Concurrency slots are held while a task run runs: a task run that finished, or
             # waits for a retry, gives its slots back.
             _release_slots(
@@ -799,14 +799,12 @@ def _compare_and_set(db: Driver, table: str, changed: dict[str, tuple[int, dict[
     if not changed:
         return
     columns = _CAS_COLUMNS + (("result_location",) if table == "task_run" else ())
-    assignments = ", ".join(f"{c} = {db.mark}" for c in columns)
-    sql = f"UPDATE {table} SET {assignments} WHERE id = {db.mark} AND version = {db.mark}"
     to_db = db.to_db
     params = [
         (*[to_db(v) if type(v) is datetime else v for v in map(row.__getitem__, columns)], run_id, expected)
         for run_id, (expected, row) in changed.items()
     ]
-    done = db.execute_many(sql, params)
+    done = db.update_many(task_run_t if table == "task_run" else run_t, columns, ("id", "version"), params)
     if done != len(params):
         # Another transaction changed a run between our read and our write; on SQLite the write
         # lock rules that out, on PostgreSQL the row locks do. Start over rather than guess.
