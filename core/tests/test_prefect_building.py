@@ -259,3 +259,42 @@ def test_calling_a_task_outside_a_flow_says_how_to_run_it(function):
     with pytest.raises(ValueError, match="Could not infer an active Flow context") as info:
         scale(1)
     assert f"you need to call {expected}" in str(info.value)
+
+
+# -- LOOP: each iteration is a run of its own ---------------------------------------------------
+
+
+def test_each_loop_iteration_has_its_own_retries_and_run_count():
+    seen = []
+
+    @task(max_retries=1)
+    def pages(step):
+        loop, count = plait.context.task_loop_count, plait.context.task_run_count
+        seen.append((loop, count))
+        if count == 1 and loop in (2, 4):  # a transient failure on two different pages
+            raise ConnectionError("flaky page")
+        if loop < 5:
+            raise plait.signals.LOOP(result=plait.context.get("task_loop_result", 0) + step)
+        return plait.context.task_loop_result + step
+
+    with Flow("paging") as flow:
+        total = pages(1)
+    state = flow.run()
+    assert state.is_successful()
+    assert state.result[total].result == 5
+    # iterations 2 and 4 each failed once and were retried; every other run is a first attempt
+    assert seen == [(1, 1), (2, 1), (2, 2), (3, 1), (4, 1), (4, 2), (5, 1)]
+
+
+def test_a_loop_can_start_at_an_iteration_given_in_the_run_context():
+    @task
+    def countdown(step):
+        if plait.context.task_loop_count < 5:
+            raise plait.signals.LOOP(result=plait.context.get("task_loop_result", 0) + step)
+        return plait.context.get("task_loop_result", 0) + step
+
+    with Flow("loop") as flow:
+        out = countdown(10)
+    assert flow.run().result[out].result == 50
+    assert flow.run(context={"task_loop_count": 5}).result[out].result == 10
+    assert flow.run(context={"task_loop_count": 4}).result[out].result == 20
