@@ -407,14 +407,42 @@ class Task:
         **kwargs: Any,
     ) -> Task:
         """Bind a copy of this task into the active flow with these inputs; returns the copy."""
-        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
+        ctx = _flow_ctx.get()
+        unused = ctx.get(UNUSED_TASKS_KEY)
         if unused is not None:
             unused.discard(self)  # a task made in the block to be called there: it was used
-        if "_binding" not in self.__dict__:
+        attrs = self.__dict__
+        binding = attrs.get("_binding")
+        if binding is None:
             try:
                 _binder(self)  # worked out once, on this task: its copies inherit it
             except (TypeError, ValueError):
                 pass  # no signature to read: binding the copy says so
+            binding = attrs.get("_binding")
+        cls = type(self)
+        # The common call (`inc(x)` in a `with Flow` block: no options, a task class that keeps
+        # Task's copying and binding) in one go: what copy() and bind() would do, without their
+        # calls and checks. Anything else takes the general path below.
+        if (
+            binding is not None
+            and not (mapped or task_args or upstream_tasks is not None or flow is not None)
+            and binding[0] is (attrs.get("run") or cls.run)
+            and cls.copy is Task.copy
+            and cls.__copy__ is Task.__copy__
+            and cls.bind is Task.bind
+            and cls.bind_arguments is Task.bind_arguments
+        ):
+            stack = _active_flows.get()
+            if stack and not ctx.get("tags"):
+                callargs = binding[1].bind(args, kwargs)
+                if callargs is not None:
+                    new = cls.__new__(cls)
+                    new.__dict__ = copied = attrs.copy()
+                    copied["slug"] = None
+                    copied["_id"] = next(_instance_counter)
+                    copied["state_handlers"] = list(attrs["state_handlers"])
+                    stack[-1]._add_bound(new, callargs)
+                    return new
         new = self.copy(**task_args) if task_args else self.copy()
         try:
             if type(new).bind is Task.bind:
@@ -1156,7 +1184,12 @@ class _Binder:
         """``{parameter: value}`` in ``run()``'s order (``**kwargs`` last), or ``None`` (ask inspect)."""
         if not self.quick or len(args) > len(self.positional):
             return None
-        callargs = dict(zip(self.positional, args, strict=False))
+        if not args:
+            callargs = {}
+        elif len(args) == 1:  # the usual call: one input (zip with a keyword costs more than the rest)
+            callargs = {self.positional[0]: args[0]}
+        else:
+            callargs = dict(zip(self.positional, args, strict=False))
         if not kwargs:
             return callargs
         index = self.index

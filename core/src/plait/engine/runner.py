@@ -64,6 +64,7 @@ from plait.states import (
     remask,
     result_ref,
 )
+from plait.flow import _without_gc
 from plait.tasks import Task
 from plait.triggers import BUILT_IN as _BUILT_IN_TRIGGERS
 from plait.triggers import UpstreamStates, all_successful, manual_only
@@ -495,8 +496,10 @@ class _Plan:
         self.is_mapped: list[bool] = []
         self.mapped_ups: list[tuple[int, ...]] = []
         self.mapped_over: list[tuple[int, ...]] = []
-        self.expand_waiters: list[list[int]] = [[] for _ in range(n)]
-        self.finish_waiters: list[list[int]] = [[] for _ in range(n)]
+        # A task's waiters: the shared empty tuple until it has one (most tasks of a fan-out
+        # have none; two lists per task were a third of what planning allocated).
+        self.expand_waiters: list[list[int] | tuple[()]] = [()] * n
+        self.finish_waiters: list[list[int] | tuple[()]] = [()] * n
         self.waits: list[int] = []
         inputs, ups_of, is_mapped, mapped_ups = self.inputs, self.ups, self.is_mapped, self.mapped_ups
         mapped_over = self.mapped_over
@@ -526,7 +529,11 @@ class _Plan:
                 ordering = e.key is None and mapped
                 mapped_ups.append((u,) if ordering and is_mapped[u] else ())
                 mapped_over.append((u,) if ordering and not is_mapped[u] else ())
-                (expand_waiters if stream else finish_waiters)[u].append(d)
+                waiters = expand_waiters if stream else finish_waiters
+                if waiters[u]:
+                    waiters[u].append(d)  # type: ignore[union-attr]
+                else:
+                    waiters[u] = [d]
                 waits.append(1)
                 continue
             keyed = []
@@ -554,7 +561,11 @@ class _Plan:
                 if not (e.mapped and not e.flattened):
                     streams[index[e.upstream_task]] = False
             for u, stream in streams.items():
-                (expand_waiters if stream and is_mapped[u] else finish_waiters)[u].append(d)
+                waiters = expand_waiters if stream and is_mapped[u] else finish_waiters
+                if waiters[u]:
+                    waiters[u].append(d)  # type: ignore[union-attr]
+                else:
+                    waiters[u] = [d]
             waits.append(len(ups))
         self.reference = sorted(index[t] for t in flow.reference_tasks())
 
@@ -562,7 +573,7 @@ class _Plan:
 def _plan(flow: Flow) -> _Plan:
     plan = flow._plan
     if plan is None or plan.version != flow._version:
-        plan = flow._plan = _Plan(flow)
+        plan = flow._plan = _without_gc(_Plan, flow)
     return plan
 
 
