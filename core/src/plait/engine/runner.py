@@ -210,8 +210,12 @@ class FlowRunner:
             resume_from = task_states
         context = _outer_context(context)
         if context and isinstance(context.get("parameters"), Mapping):
-            # parameters given in the context are defaults under parameters= (Prefect 1's rule)
-            parameters = {**context["parameters"], **(parameters or {})}
+            # parameters given in the context are defaults under parameters= (Prefect 1's rule);
+            # the context may hold other flows' (an enclosing `with plait.context(...)`): only
+            # this flow's are taken, and parameters= alone is checked for unknown names
+            declared = {p.name for p in flow.parameters()}
+            from_context = {k: v for k, v in context["parameters"].items() if k in declared}
+            parameters = {**from_context, **(parameters or {})}
             context = {k: v for k, v in context.items() if k != "parameters"}
         params = check_parameters(flow, parameters)
         resumed = _resume_set(flow, resume)
