@@ -210,8 +210,12 @@ class FlowRunner:
             resume_from = task_states
         context = _outer_context(context)
         if context and isinstance(context.get("parameters"), Mapping):
-            # parameters given in the context are defaults under parameters= (Prefect 1's rule)
-            parameters = {**context["parameters"], **(parameters or {})}
+            # parameters given in the context are defaults under parameters= (Prefect 1's rule);
+            # the context may hold other flows' (an enclosing `with plait.context(...)`): only
+            # this flow's are taken, and parameters= alone is checked for unknown names
+            declared = {p.name for p in flow.parameters()}
+            from_context = {k: v for k, v in context["parameters"].items() if k in declared}
+            parameters = {**from_context, **(parameters or {})}
             context = {k: v for k, v in context.items() if k != "parameters"}
         params = check_parameters(flow, parameters)
         resumed = _resume_set(flow, resume)
@@ -1363,6 +1367,7 @@ def run_task(
         except signals.PlaitSignal as sig:
             if isinstance(sig, signals.LOOP):
                 new = _run_loop(task, kwargs, sig, notify, running)
+                run_count = info.run_count  # each iteration is a run of its own (see _run_loop)
             else:
                 new = _state_from_signal(sig)
         except signals.ENDRUN as end:
@@ -1580,6 +1585,11 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
     """
     info = _task_ctx.get()
     assert info is not None
+    if info.loop_count == 1:
+        # flow.run(context={"task_loop_count": n}): the loop starts at iteration n (Prefect 1's)
+        start = _flow_ctx.get().get("task_loop_count")
+        if isinstance(start, int) and start > 1:
+            info.loop_count = start
     while True:
         if notify is not None:
             message = loop.message or f"Task is looping ({info.loop_count})"
@@ -1591,6 +1601,9 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
                 return running
         info.loop_count += 1
         info.loop_result = loop.result
+        # Each iteration is a new run (Prefect 1's): task_run_count starts again at 1, and an
+        # iteration that fails has the task's max_retries of its own.
+        info.run_count = 1
         try:
             if task.timeout is None and not task.log_stdout:
                 value = task.run(**kwargs)
