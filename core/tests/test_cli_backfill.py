@@ -27,11 +27,11 @@ FLOW_FILE = textwrap.dedent(
 
     @task
     def report(region, out_dir):
-        if plait.context.date == "2026-01-13":
+        if plait.context.today == "2026-01-13":
             raise ValueError("no data for the 13th")
         path = os.path.join(out_dir, plait.context.scheduled_start_time.strftime("%Y%m%dT%H%M") + ".json")
         with open(path, "w") as f:
-            json.dump({"region": region, "date": plait.context.date}, f)
+            json.dump({"region": region, "date": plait.context.today}, f)
 
     with Flow("daily") as flow:
         report(Parameter("region", default="eu"), Parameter("out_dir"))
@@ -46,7 +46,7 @@ SCHEDULED_FLOW_FILE = textwrap.dedent(
 
     @task
     def hello(name):
-        return f"hello {name} on {plait.context.date}"
+        return f"hello {name} on {plait.context.today}"
 
     with Flow("weekdays", schedule=CronSchedule("0 9 * * mon-fri", timezone="Europe/London")) as flow:
         hello(Parameter("name", default="world"))

@@ -49,7 +49,7 @@ def test_context_keys_inside_tasks(any_executor):
     start = one["scheduled_start_time"]
     assert isinstance(start, datetime) and start.tzinfo is not None
     day = start.date()
-    assert one["date"] == one["today"] == day.isoformat()
+    assert one["date"] == start and one["today"] == day.isoformat()  # date: a datetime (Prefect 1)
     assert one["yesterday"] == (day - timedelta(days=1)).isoformat()
     assert one["tomorrow"] == (day + timedelta(days=1)).isoformat()
     assert one["parameters"] == {"n": 3}
@@ -78,7 +78,7 @@ def test_scheduled_start_time_override_changes_date_keys(any_executor):
     start = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
     got = flow.run(executor=any_executor, context={"scheduled_start_time": start}).result[s].result
     assert got["scheduled_start_time"] == start
-    assert got["date"] == got["today"] == "2026-03-01"
+    assert got["date"] == start and got["today"] == "2026-03-01"
     assert got["yesterday"] == "2026-02-28"
     assert got["tomorrow"] == "2026-03-02"
 
@@ -222,3 +222,46 @@ def test_a_key_set_by_one_task_run_does_not_reach_the_next():
     state = flow.run()
     assert state.result[first].result == "mine"
     assert state.result[second].result is None
+
+
+def test_date_is_a_datetime_and_a_given_date_moves_the_day_keys(any_executor, caplog):
+    with Flow("ctx") as flow:
+        s = snapshot()
+    start = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
+    # a datetime given as date: the day strings follow it, not the scheduled start
+    got = (
+        flow.run(
+            executor=any_executor,
+            context={"scheduled_start_time": start, "date": datetime(2027, 1, 31, 23, 0, tzinfo=UTC)},
+        )
+        .result[s]
+        .result
+    )
+    assert got["date"] == datetime(2027, 1, 31, 23, 0, tzinfo=UTC) and got["scheduled_start_time"] == start
+    assert (got["yesterday"], got["today"], got["tomorrow"]) == ("2027-01-30", "2027-01-31", "2027-02-01")
+    # ISO text around the run is parsed (read in the start's zone when it has none)
+    with context(date="2027-06-15 08:30:00"):
+        got = flow.run(executor=any_executor, context={"scheduled_start_time": start}).result[s].result
+    assert got["date"] == datetime(2027, 6, 15, 8, 30, tzinfo=UTC) and got["today"] == "2027-06-15"
+    # a day string given explicitly still wins
+    got = flow.run(context={"date": "2027-06-15", "today": "mine"}).result[s].result
+    assert got["today"] == "mine" and got["tomorrow"] == "2027-06-16"
+    # text that is not a date is kept as given, with a warning; the days come from the start
+    with caplog.at_level("WARNING", logger="plait"):
+        got = flow.run(context={"scheduled_start_time": start, "date": "someday"}).result[s].result
+    assert got["date"] == "someday" and got["today"] == "2026-03-01"
+    assert any("'someday'" in r.getMessage() and "not a datetime" in r.getMessage() for r in caplog.records)
+
+
+def test_a_result_location_can_format_the_date(tmp_path):
+    from plait.results import LocalResult
+
+    @task(checkpoint=True, result=LocalResult(dir=tmp_path, location="{date:%Y/%m}/{today}-{task_name}.pkl"))
+    def made():
+        return plait.context.date.strftime("%d %b")
+
+    with Flow("dated") as flow:
+        out = made()
+    state = flow.run(context={"scheduled_start_time": datetime(2026, 2, 3, 4, 5, tzinfo=UTC)})
+    assert state.result[out].result == "03 Feb"
+    assert (tmp_path / "2026/02/2026-02-03-made.pkl").exists()

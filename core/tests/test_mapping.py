@@ -312,3 +312,30 @@ def test_handler_replacing_a_mapped_tasks_running_state_stops_its_children():
     assert ran == []
     assert state.result[kids].message == "not today"
     assert state.result[after].is_skipped()
+
+
+def test_a_skipped_child_is_its_skip_signal_in_the_mapped_result_and_for_a_reduce(any_executor):
+    from plait.control_flow import FilterTask
+    from plait.signals import SKIP
+
+    @task
+    def odd_only(x):
+        if x % 2 == 0:
+            raise SKIP(f"{x} is even")
+        return x
+
+    @task
+    def describe(items):
+        return [type(i).__name__ for i in items]
+
+    with Flow("skips") as flow:
+        kept = odd_only.map([1, 2, 3])
+        described = describe(kept)
+        filtered = FilterTask()(kept)
+    state = flow.run(executor=any_executor)
+    assert state.is_successful()
+    mapped = state.result[kept]
+    assert mapped.result[0] == 1 and mapped.result[2] == 3
+    assert isinstance(mapped.result[1], SKIP) and mapped.map_states[1].is_skipped()
+    assert state.result[described].result == ["int", "SKIP", "int"]
+    assert state.result[filtered].result == [1, 3]

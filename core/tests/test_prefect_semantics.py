@@ -294,6 +294,12 @@ def test_context_around_flow_run_reaches_tasks_and_does_not_override_parameters(
     assert state.result[out].result == ("us", 5)
     state = flow.run(context={"parameters": {"n": 2}})
     assert state.result[out].result == (None, 2)
+    # parameters in the surrounding context that this flow does not have are left alone
+    with plait.context(parameters={"n": 3, "other_flows": 4}):
+        assert flow.run(executor=executor).result[out].result == (None, 3)
+        assert flow.run(parameters={"n": 6}, executor=executor).result[out].result == (None, 6)
+    with pytest.raises(ParameterError, match="no parameter 'other_flows'"):
+        flow.run(parameters={"other_flows": 4})
 
 
 # --- 8. RETRY always retries ------------------------------------------------------------------------
@@ -568,7 +574,7 @@ def test_retry_on_retries_only_those_exceptions():
         raise ValueError("a bug, not a hiccup")
 
     assert type(run_task(broken)) is Failed
-    with pytest.raises(TypeError, match="retry_on must be an exception class"):
+    with pytest.raises(TypeError, match="retry_on must be exception classes.*got an instance of str"):
         task(retry_on="ValueError")(lambda: None)
 
 

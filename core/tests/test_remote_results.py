@@ -188,7 +188,7 @@ def test_a_remote_state_looks_like_its_state_and_fetches_once():
     source = CountingSource()
     state = remote_state(Success("done"), source, 7)
     assert isinstance(state, Success)
-    assert (state.name, repr(state)) == ("Success", "<Success: 'done'>")
+    assert (state.name, repr(state)) == ("Success", '<Success: "done">')
     assert is_remote(state) and result_ref(state) == 7
     assert state.result == 700 and state.result == 700
     assert source.calls == [[7]]

@@ -133,6 +133,43 @@ def test_handler_returning_a_non_state_fails_the_task():
     assert "returned str, not a State or None" in final.message
 
 
+def test_handlers_chain_what_each_returns_as_in_prefect_1():
+    from plait.errors import StateHandlerError
+    from plait.testing import TaskRunner, raise_on_exception
+
+    seen = []
+
+    def looks(obj, old, new):
+        seen.append(new)
+
+    # a false value changes nothing; anything else is the next handler's new state
+    a = one.copy(state_handlers=[lambda t, o, n: 0, lambda t, o, n: "odd", looks])
+    with Flow("h") as flow:
+        flow.add_task(a)
+    final = flow.run().result[a]
+    assert "odd" in seen and not any(isinstance(s, str) and s != "odd" for s in seen)
+    assert type(final) is Failed and "returned str, not a State or None" in final.message
+    # a later handler that returns a State repairs the chain
+    b = one.copy(state_handlers=[lambda t, o, n: "odd", lambda t, o, n: Success("fixed", result=5)])
+    assert TaskRunner(b).run().result == 5
+
+    # under raise_on_exception: the next handler's own error, or a clear one at the end
+    def needs_a_state(obj, old, new):
+        assert new.is_finished() or new.is_running() or new.is_pending()
+
+    with raise_on_exception():
+        with pytest.raises(AttributeError):
+            TaskRunner(one.copy(state_handlers=[lambda t, o, n: True, needs_a_state])).run()
+        with pytest.raises(StateHandlerError, match="returned bool"):
+            TaskRunner(one.copy(state_handlers=[lambda t, o, n: True])).run()
+        with pytest.raises(StateHandlerError, match="returned bool"):
+            TaskRunner(one.copy(), state_handlers=[lambda r, o, n: True]).run()
+        with pytest.raises(StateHandlerError, match="of flow 'f'"):
+            Flow("f", tasks=[one.copy()], state_handlers=[lambda f, o, n: 1]).run()
+    state = Flow("f", tasks=[one.copy()], state_handlers=[lambda f, o, n: 1]).run()
+    assert state.is_failed() and "returned int" in state.message
+
+
 def test_state_handler_must_be_callable():
     with pytest.raises(TypeError, match="state handler 3 is not callable"):
         task(state_handlers=[3])(lambda: None)

@@ -635,6 +635,15 @@ def test_schedule_next_gives_datetimes_on_request_and_may_have_no_clock():
     assert empty.next(3) == [] and empty.start_date is None and empty.end_date is None
 
 
+def test_schedule_clocks_must_be_a_list_as_in_prefect_1():
+    clock = IntervalClock(timedelta(hours=6), start_date=utc(2026, 1, 1))
+    with pytest.raises(TypeError, match=r"clocks must be a list of clocks, got IntervalClock.*pass clocks=\[clock\]"):
+        Schedule(clocks=clock)
+    with pytest.raises(TypeError, match="got int: 3"):
+        Schedule(3)
+    assert Schedule((clock,)).clocks == [clock]  # any iterable of clocks
+
+
 def test_schedule_start_and_end_dates_default_to_those_of_its_clocks():
     s = Schedule(
         [

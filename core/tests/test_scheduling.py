@@ -46,7 +46,7 @@ class FakeClock:
 def record(n):
     return {
         "scheduled_start_time": plait.context.scheduled_start_time,
-        "date": plait.context.date,
+        "date": plait.context.today,
         "today_nodash": plait.context.today_nodash,
         "yesterday": plait.context.yesterday,
         "n": n,
@@ -348,7 +348,7 @@ def test_backfill_interval_and_time_zone():
 def test_backfill_records_failures():
     @task
     def flaky():
-        if plait.context.date == "2026-01-02":
+        if plait.context.today == "2026-01-02":
             raise ValueError("bad day")
 
     with Flow("flaky") as flow:

@@ -68,7 +68,7 @@ def test_message_result_name_and_repr():
     state = Success("done", result=42)
     assert state.message == "done" and state.result == 42
     assert state.name == "Success"
-    assert repr(state) == "<Success: 'done'>"
+    assert repr(state) == '<Success: "done">'  # Prefect 1's form
     assert repr(Pending()) == "<Pending>"
     assert state.datetime.tzinfo is UTC
 

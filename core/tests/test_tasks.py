@@ -440,3 +440,45 @@ def test_mapped_maps_over_one_argument_of_a_plain_call():
     state = flow.run()
     assert state.result[out].result == [10, 20, 30]
     assert state.result[from_task].result == [4, 5]
+
+
+def test_operators_on_tasks_build_tasks_that_compute_when_the_flow_runs(any_executor):
+    from plait import Parameter
+    from plait.control_flow import case
+    from plait.tasks import Operator
+
+    with Flow("operators") as flow:
+        x = Parameter("x", default=7)
+        two = one() + 1
+        results = {
+            "add": x + 1, "radd": 1 + x, "sub": x - two, "rsub": 10 - x, "mul": x * two, "rmul": 3 * x,
+            "div": x / two, "rdiv": 14 / x, "floordiv": x // two, "rfloordiv": 15 // x, "mod": x % 4,
+            "rmod": 9 % x, "pow": two**3, "rpow": 2**two, "gt": x > 6, "ge": x >= 8, "lt": x < two,
+            "le": two <= 2, "and": two & 0, "rand": True & x,
+        }  # fmt: skip
+        with case(x > 5, False):
+            skipped = x * 100
+    state = flow.run(executor=any_executor)
+    assert state.is_successful()
+    got = {k: state.result[t].result for k, t in results.items()}
+    assert got == {
+        "add": 8, "radd": 8, "sub": 5, "rsub": 3, "mul": 14, "rmul": 21, "div": 3.5, "rdiv": 2.0,
+        "floordiv": 3, "rfloordiv": 2, "mod": 3, "rmod": 2, "pow": 8, "rpow": 4, "gt": True, "ge": False,
+        "lt": False, "le": True, "and": False, "rand": True,
+    }  # fmt: skip
+    assert state.result[skipped].is_skipped()
+    assert isinstance(results["add"], Operator) and results["add"].name == "Add"
+    assert {e.upstream_task for e in flow.edges_to(results["sub"])} == {x, two}
+    # tasks still compare and hash as themselves
+    assert x == x and x != two and len({x, two, x}) == 2
+    assert pickle.loads(pickle.dumps(results["gt"])).run(2, 1) is True
+
+
+def test_an_operator_outside_a_flow_says_so_and_unknown_operations_are_refused():
+    from plait.errors import NoActiveFlowError
+    from plait.tasks import Operator
+
+    with pytest.raises(NoActiveFlowError):
+        Task(name="alone") + 1
+    with pytest.raises(ValueError, match="unknown operation 'Xor'"):
+        Operator("Xor")

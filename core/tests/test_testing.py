@@ -465,3 +465,29 @@ def test_raise_on_exception_lets_a_state_handler_error_out():
         TaskRunner(fine).run()
     with raise_on_exception(), pytest.raises(KeyError):
         Flow("f", state_handlers=[handler]).run()
+
+
+def test_raise_on_exception_lets_an_executor_error_out_of_flow_runner_and_flow_run():
+    from plait.engine.runner import FlowRunner
+    from plait.executors import Executor
+    from plait.testing import raise_on_exception
+
+    class Refuses(Executor):
+        def submit(self, fn, /, *args, **kwargs):
+            raise RuntimeError("this executor takes no work")
+
+    @task
+    def fine():
+        return 1
+
+    with Flow("on-flow", executor=Refuses()) as flow:
+        ran = fine()
+    state = FlowRunner(flow).run(return_tasks=[ran])  # without it: the run fails, naming the error
+    assert state.is_failed() and "this executor takes no work" in state.result[ran].message
+    with raise_on_exception():
+        with pytest.raises(RuntimeError, match="takes no work"):
+            FlowRunner(flow).run()  # the flow's own executor
+        with pytest.raises(RuntimeError, match="takes no work"):
+            flow.run()
+        with pytest.raises(NotImplementedError):  # the base class runs nothing
+            FlowRunner(Flow("other", tasks=[fine])).run(executor=Executor())

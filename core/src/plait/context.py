@@ -10,8 +10,10 @@
         return plait.context.parameters["n"]
 
 Flow-level keys: ``flow_name``, ``flow_run_id``, ``scheduled_start_time`` (aware ``datetime``),
-``date``, ``today``, ``yesterday``, ``tomorrow`` (``YYYY-MM-DD`` of the scheduled start, plus
-``*_nodash`` forms), ``parameters``, and anything passed as ``flow.run(context={...})``.
+``date`` (a ``datetime``: the scheduled start, as in Prefect 1), ``today``, ``yesterday``,
+``tomorrow`` (``YYYY-MM-DD`` of ``date``, plus ``*_nodash`` forms), ``parameters``, and anything
+passed as ``flow.run(context={...})``. A ``date`` given in the context (a datetime, or ISO
+text, which is parsed) moves ``today``, ``yesterday`` and ``tomorrow`` with it.
 Task-level keys: ``task_name``, ``task_full_name`` (``name[map_index]``), ``task_run_id``,
 ``task_tags``, ``map_index`` (``None`` unless mapped), ``task_run_count`` (1 on the first
 attempt), ``task_slug``, ``task_loop_count`` (1, then 2, 3, ... after each ``signals.LOOP``)
@@ -40,6 +42,7 @@ import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
+from datetime import date as _date  # not `date`: plait.context.date is the context key
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -91,7 +94,8 @@ _TASK_KEYS = {
     "task_run_id": lambda t: t.run_id,
     "map_index": lambda t: t.map_index,
     "task_run_count": lambda t: t.run_count,
-    "task_loop_count": lambda t: t.loop_count,
+    # before any LOOP: the iteration flow.run(context={"task_loop_count": n}) starts at, or 1
+    "task_loop_count": lambda t: t.loop_count if t.loop_count > 1 else _flow_ctx.get().get("task_loop_count", 1),
     "task_loop_result": lambda t: t.loop_result,
     "task_will_retry": lambda t: t.will_retry,
 }
@@ -211,27 +215,62 @@ def flow_context(
         "scheduled_start_time": start,
         "parameters": parameters,
     }
-    ctx.update(date_keys(start, overrides))
+    dates = date_keys(start, overrides)
+    ctx.update(dates)
     ctx.update(overrides)
+    ctx["date"] = dates["date"]  # a ``date`` given as text is read as a datetime
     return ctx
 
 
-def date_keys(start: datetime, overrides: dict[str, Any] | None = None) -> dict[str, str]:
-    """``date``/``today``/``yesterday``/``tomorrow`` (and ``_nodash`` forms) for a start time."""
+def date_keys(start: datetime, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``date`` and the ``today``/``yesterday``/``tomorrow`` strings (and ``_nodash`` forms).
+
+    As in Prefect 1, ``date`` is a datetime: the scheduled start time, or the ``date`` given in
+    ``overrides`` (a datetime, a ``date``, or ISO text, which is parsed); the day strings are
+    that date's. A ``date`` text that does not parse is kept as it is, with a warning, and the
+    day strings come from ``start``. Day strings given in ``overrides`` win.
+    """
     if not isinstance(start, datetime):
         raise TypeError(f"scheduled_start_time must be a datetime, got {type(start).__name__}: {start!r}")
-    day = start.date()
-    keys = {
-        "date": day.isoformat(),
-        "today": day.isoformat(),
-        "yesterday": (day - timedelta(days=1)).isoformat(),
-        "tomorrow": (day + timedelta(days=1)).isoformat(),
+    base: Any = start
+    given = overrides.get("date", _MISSING) if overrides else _MISSING
+    if given is not _MISSING:
+        base = _as_date(given, start)
+    day = base if isinstance(base, (datetime, _date)) else start
+    keys: dict[str, Any] = {
+        "date": base,
+        "today": day.strftime("%Y-%m-%d"),
+        "yesterday": (day - timedelta(days=1)).strftime("%Y-%m-%d"),
+        "tomorrow": (day + timedelta(days=1)).strftime("%Y-%m-%d"),
     }
     for name in ("today", "yesterday", "tomorrow"):
         keys[f"{name}_nodash"] = keys[name].replace("-", "")
     if overrides:
-        keys.update({k: v for k, v in overrides.items() if k in keys})
+        keys.update({k: v for k, v in overrides.items() if k in keys and k != "date"})
     return keys
+
+
+def _as_date(value: Any, start: datetime) -> Any:
+    """A ``date`` context value as a datetime (or date) if it is one or reads as one, else as given."""
+    if isinstance(value, (datetime, _date)):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+        else:
+            # text without a zone is read in the scheduled start's zone
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=start.tzinfo)
+    import logging
+
+    logging.getLogger("plait").warning(
+        "Context key 'date' (%r) is not a datetime nor ISO 8601 text; it is kept as given, and "
+        "today, yesterday and tomorrow come from scheduled_start_time (%s)",
+        value,
+        start.isoformat(),
+    )
+    return value
 
 
 def __getattr__(name: str) -> Any:

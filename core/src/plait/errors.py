@@ -63,6 +63,10 @@ class FlowRunError(PlaitError, RuntimeError):
     """A flow cannot be run the way it was asked to (e.g. ``flow.run()`` inside ``with Flow``)."""
 
 
+class StateHandlerError(PlaitError, TypeError):
+    """A state handler returned something other than a State or ``None`` (raised under ``raise_on_exception``)."""
+
+
 class ExecutorError(PlaitError, ValueError):
     """An executor name or option is not known."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import gc
 import itertools
 import os
 import re
@@ -294,14 +295,7 @@ class Flow:
             if base not in self._slugs and not isinstance(task, Parameter):
                 slug = base
             else:
-                # A counter per name keeps adding many copies of one task linear.
-                n = self._slug_counters.get(base, 0)
-                while True:
-                    n += 1
-                    slug = f"{base}-{n}"
-                    if slug not in self._slugs:
-                        break
-                self._slug_counters[base] = n
+                slug = self._next_slug(base)
             task.slug = slug
         self._slugs[slug] = task
         self._tasks[task] = None
@@ -312,6 +306,18 @@ class Flow:
         if cases:
             cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
         return task
+
+    def _next_slug(self, base: str) -> str:
+        """``base-N``, the first N not taken (a counter per name keeps adding many copies linear)."""
+        slugs = self._slugs
+        n = self._slug_counters.get(base, 0)
+        while True:
+            n += 1
+            slug = f"{base}-{n}"
+            if slug not in slugs:
+                break
+        self._slug_counters[base] = n
+        return slug
 
     def add_edge(
         self,
@@ -486,6 +492,65 @@ class Flow:
             self.constants.setdefault(task, {})[key] = value
             self._changed()
 
+    def _add_bound(self, task: Task, callargs: dict[str, Any]) -> None:
+        """``set_dependencies(task, keyword_tasks=callargs)`` for a copy ``Task.__call__`` just made.
+
+        The usual call, whose inputs are tasks already in the flow or plain values, goes in
+        directly: the task is new, so it has no inputs yet and none of ``set_dependencies``'
+        checks can fail. Anything else (a task not in the flow yet, a list or dict that may
+        hold tasks, ``unmapped``/``mapped``/``flatten``) takes ``set_dependencies``.
+        """
+        tasks = self._tasks
+        for key, value in callargs.items():
+            if isinstance(value, Task):
+                if value not in tasks or not key.isidentifier():  # (a key from **kwargs: Edge's error)
+                    break
+            elif isinstance(value, _NOT_PLAIN):
+                break
+        else:
+            # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
+            name = task.name
+            slugs = self._slugs
+            if name not in slugs:
+                slug = name
+            else:  # _next_slug(name), without the call when the next number is free (it usually is)
+                n = self._slug_counters.get(name, 0) + 1
+                slug = f"{name}-{n}"
+                if slug in slugs:
+                    slug = self._next_slug(name)
+                else:
+                    self._slug_counters[name] = n
+            task.__dict__["slug"] = slug
+            slugs[slug] = task
+            tasks[task] = None
+            edges_in = self._edges_in[task] = []
+            edges_out = self._edges_out
+            edges_out[task] = []
+            cases = _active_cases.get()
+            if cases:
+                cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
+            edges = self.edges
+            consts: dict[str, Any] | None = None
+            for key, value in callargs.items():
+                if isinstance(value, Task):
+                    # Edge(value, task, key), without the call: the task is new, so it is not
+                    # value, and the key is a name (checked above)
+                    edge = _new_edge(Edge)
+                    edge.upstream_task, edge.downstream_task, edge.key = value, task, key
+                    edge.mapped = edge.flattened = False
+                    edge._hash = hash((value, task, key, False, False))
+                    edges.add(edge)
+                    edges_in.append(edge)
+                    edges_out[value].append(edge)
+                    self._keyed_inputs[(id(task), key)] = edge
+                elif consts is None:
+                    consts = self.constants[task] = {key: value}
+                else:
+                    consts[key] = value
+            self._version += 1
+            return
+        self.set_dependencies(task, None, None, callargs, False)
+
     def chain(self, *tasks: Task) -> list[Edge]:
         """Make each task run after the one before it: ``flow.chain(a, b, c)``."""
         return [self.add_edge(a, b) for a, b in itertools.pairwise(tasks)]
@@ -622,8 +687,10 @@ class Flow:
 
         Raises ``CycleError``, ``FlowValidationError`` or ``TaskBindError`` naming what is wrong.
         """
-        if self._validated == self._version:
-            return
+        if self._validated != self._version:
+            _without_gc(self._validate)
+
+    def _validate(self) -> None:
         self.sorted_tasks()
         edges_in, constants = self._edges_in, self.constants
         binding: Any = None
@@ -1073,6 +1140,30 @@ class Flow:
         names = [t.name for t in cycle]
         return names + [names[0]]
 
+
+def _without_gc(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` with Python's cyclic garbage collector paused (work that makes no garbage).
+
+    Checking and planning a flow walk every task and allocate a few containers for each, none
+    of them garbage; on a big flow that allocation sets off full collections that scan every
+    object of the process for nothing (a third of planning a 10,000-task flow). Paused, the
+    new objects are examined once, by the first young collection after. (The collector is
+    process-wide: one left disabled by the program stays so.)
+    """
+    if not gc.isenabled():
+        return fn(*args)
+    gc.disable()
+    try:
+        return fn(*args)
+    finally:
+        gc.enable()
+
+
+_new_edge = object.__new__
+
+#: Inputs ``Flow._add_bound`` leaves to ``set_dependencies``: collections may hold tasks, and
+#: the wrappers change how an input is passed.
+_NOT_PLAIN = (list, tuple, set, dict, unmapped, mapped_, flatten)
 
 #: Set while ``Flow.save`` pickles: tasks then keep their handlers, triggers and functions.
 _whole_pickle: contextvars.ContextVar[bool] = contextvars.ContextVar("plait_whole_pickle", default=False)

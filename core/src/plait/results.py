@@ -8,7 +8,7 @@ object serves every task run::
     from plait.results import LocalResult
 
     @task(checkpoint=True, result=LocalResult(dir="/data/results",
-                                               location="{flow_name}/{date}/{task_name}.pkl"))
+                                               location="{flow_name}/{today}/{task_name}.pkl"))
     def extract():
         return [1, 2, 3]
 

@@ -186,8 +186,8 @@ class State:
         return [c.__name__ for c in found] if names_only else found
 
     def __repr__(self) -> str:
-        if self.message:
-            return f"<{self.name}: {self.message!r}>"
+        if self.message:  # Prefect 1's form: <Success: "Task run succeeded.">
+            return f'<{self.name}: "{self.message}">'
         return f"<{self.name}>"
 
 
@@ -345,7 +345,7 @@ class Skipped(Success):
 class Mapped(Success):
     """A mapped task: one child state per item in ``map_states``.
 
-    ``result`` is the list of the children's results (``None`` for a skipped child). A
+    ``result`` is the list of the children's results (a skipped child's is its ``SKIP``). A
     ``Mapped`` state is successful only when every child is, and failed when any child failed.
     """
 
@@ -590,7 +590,7 @@ def result_ref(state: State) -> Any:
 def gather_results(states: list[State]) -> list[Any]:
     """``[s.result for s in states]``, fetching the remote ones with one ``fetch`` per source.
 
-    A skipped child gives ``None`` (its state's ``result`` is the ``SKIP`` signal that skipped it).
+    A skipped child gives the ``SKIP`` signal that skipped it, as in Prefect 1.
     """
     pending: dict[int, tuple[ResultSource, list[State]]] = {}
     for s in states:
@@ -602,8 +602,8 @@ def gather_results(states: list[State]) -> list[Any]:
         for s, value in zip(remote, values, strict=True):
             _RESULT_SLOT.__set__(s, value)
             s._source = None  # type: ignore[attr-defined]
-    # a skipped child holds the SKIP signal as its result; as data it is "no value"
-    return [None if s._skipped else s.result for s in states]
+    # a skipped child's result is the SKIP signal that skipped it (Prefect 1's)
+    return [s.result for s in states]
 
 
 _remote_types: set[type[State]] = set()

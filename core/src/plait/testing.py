@@ -339,7 +339,7 @@ class TaskRunner:
 
     def _notifier(self) -> Any:
         """The task's own notifier, followed by the runner's handlers."""
-        from plait.engine.runner import FlowRunner, _callable_name, _checked_state, _state_from_signal
+        from plait.engine.runner import FlowRunner, _callable_name, _not_a_state, _state_from_signal
         from plait.flow import Flow
         from plait.signals import ENDRUN, PlaitSignal
         from plait.states import Failed
@@ -354,6 +354,7 @@ class TaskRunner:
         def notify(task: Any, old: Any, new: Any, interim: bool = False, handlers_old: Any = None) -> Any:
             if inner is not None:
                 new = inner(task, old, new, interim, handlers_old)
+            odd = None
             for handler in handlers:
                 try:
                     out = handler(self, handlers_old or old, new)
@@ -371,8 +372,13 @@ class TaskRunner:
                         "Task %r: the task runner's state handler %r raised %r", task.name, label, exc
                     )
                     return Failed(f"Exception raised in state handler {label!r} of task {task.name!r}: {exc!r}", exc)
-                if out is not None:
-                    new = out if isinstance(out, StateClass) else _checked_state(out, handler, f"task {task.name!r}")
+                if out is not None and out is not new:
+                    if isinstance(out, StateClass):
+                        new = out
+                    elif out:  # Prefect 1 hands it to the next handler (a false value changes nothing)
+                        new, odd = out, handler
+            if odd is not None and not isinstance(new, StateClass):
+                new = _not_a_state(new, odd, f"task {task.name!r}")
             return new
 
         return notify

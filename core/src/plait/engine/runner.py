@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 from plait import interrupts, signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
-from plait.errors import FlowRunError, ParameterError, TaskTimeoutError, portable_exception
+from plait.errors import FlowRunError, ParameterError, StateHandlerError, TaskTimeoutError, portable_exception
+from plait.flow import _without_gc
 from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
@@ -209,8 +210,12 @@ class FlowRunner:
             resume_from = task_states
         context = _outer_context(context)
         if context and isinstance(context.get("parameters"), Mapping):
-            # parameters given in the context are defaults under parameters= (Prefect 1's rule)
-            parameters = {**context["parameters"], **(parameters or {})}
+            # parameters given in the context are defaults under parameters= (Prefect 1's rule);
+            # the context may hold other flows' (an enclosing `with plait.context(...)`): only
+            # this flow's are taken, and parameters= alone is checked for unknown names
+            declared = {p.name for p in flow.parameters()}
+            from_context = {k: v for k, v in context["parameters"].items() if k in declared}
+            parameters = {**from_context, **(parameters or {})}
             context = {k: v for k, v in context.items() if k != "parameters"}
         params = check_parameters(flow, parameters)
         resumed = _resume_set(flow, resume)
@@ -310,6 +315,7 @@ class FlowRunner:
         handlers: list[tuple[Any, Any]] = [(flow, h) for h in flow.state_handlers]
         if self.state_handlers:
             handlers += [(self, h) for h in self.state_handlers]
+        odd = None  # the handler that returned something other than a State or a false value
         for owner, handler in handlers:
             try:
                 out = handler(owner, old, new)
@@ -332,8 +338,13 @@ class FlowRunner:
                     traceback=traceback.format_exc(),
                 )
                 break
-            if out is not None:
-                new = _checked_state(out, handler, f"flow {flow.name!r}") if not isinstance(out, State) else out
+            if out is not None and out is not new:
+                if isinstance(out, State):
+                    new = out
+                elif out:  # Prefect 1 hands it to the next handler (a false value changes nothing)
+                    new, odd = out, handler
+        if odd is not None and not isinstance(new, State):
+            new = _not_a_state(new, odd, f"flow {flow.name!r}")
         for observer in self.flow_observers:
             observer(flow, old, new)
         return new
@@ -374,6 +385,7 @@ class FlowRunner:
             info = _task_ctx.get() if interim else None
             if info is not None:
                 info.will_retry = True  # plait.context.task_will_retry: this failure is retried
+            odd = None
             for handler in task.state_handlers:
                 try:
                     out = handler(task, handlers_old or old, new)
@@ -394,8 +406,13 @@ class FlowRunner:
                         traceback=traceback.format_exc(),
                     )
                     break
-                if out is not None:
-                    new = out if isinstance(out, State) else _checked_state(out, handler, f"task {task.name!r}")
+                if out is not None and out is not new:
+                    if isinstance(out, State):
+                        new = out
+                    elif out:  # Prefect 1 hands it to the next handler (a false value changes nothing)
+                        new, odd = out, handler
+            if odd is not None and not isinstance(new, State):
+                new = _not_a_state(new, odd, f"task {task.name!r}")
             if interim:
                 if info is not None:
                     info.will_retry = False
@@ -483,8 +500,10 @@ class _Plan:
         self.is_mapped: list[bool] = []
         self.mapped_ups: list[tuple[int, ...]] = []
         self.mapped_over: list[tuple[int, ...]] = []
-        self.expand_waiters: list[list[int]] = [[] for _ in range(n)]
-        self.finish_waiters: list[list[int]] = [[] for _ in range(n)]
+        # A task's waiters: the shared empty tuple until it has one (most tasks of a fan-out
+        # have none; two lists per task were a third of what planning allocated).
+        self.expand_waiters: list[list[int] | tuple[()]] = [()] * n
+        self.finish_waiters: list[list[int] | tuple[()]] = [()] * n
         self.waits: list[int] = []
         inputs, ups_of, is_mapped, mapped_ups = self.inputs, self.ups, self.is_mapped, self.mapped_ups
         mapped_over = self.mapped_over
@@ -514,7 +533,11 @@ class _Plan:
                 ordering = e.key is None and mapped
                 mapped_ups.append((u,) if ordering and is_mapped[u] else ())
                 mapped_over.append((u,) if ordering and not is_mapped[u] else ())
-                (expand_waiters if stream else finish_waiters)[u].append(d)
+                waiters = expand_waiters if stream else finish_waiters
+                if waiters[u]:
+                    waiters[u].append(d)  # type: ignore[union-attr]
+                else:
+                    waiters[u] = [d]
                 waits.append(1)
                 continue
             keyed = []
@@ -542,7 +565,11 @@ class _Plan:
                 if not (e.mapped and not e.flattened):
                     streams[index[e.upstream_task]] = False
             for u, stream in streams.items():
-                (expand_waiters if stream and is_mapped[u] else finish_waiters)[u].append(d)
+                waiters = expand_waiters if stream and is_mapped[u] else finish_waiters
+                if waiters[u]:
+                    waiters[u].append(d)  # type: ignore[union-attr]
+                else:
+                    waiters[u] = [d]
             waits.append(len(ups))
         self.reference = sorted(index[t] for t in flow.reference_tasks())
 
@@ -550,7 +577,7 @@ class _Plan:
 def _plan(flow: Flow) -> _Plan:
     plan = flow._plan
     if plan is None or plan.version != flow._version:
-        plan = flow._plan = _Plan(flow)
+        plan = flow._plan = _without_gc(_Plan, flow)
     return plan
 
 
@@ -946,7 +973,7 @@ class _TaskRuns:
         """
         from plait.errors import PlaitError
 
-        if self.ctx.get("raise_on_exception") and what == "could not complete on":
+        if self.ctx.get("raise_on_exception"):  # Prefect 1's debug mode: the executor's error too
             raise exc
         detail = str(exc) if isinstance(exc, PlaitError) else repr(exc)
         task = self.plan.tasks[t]
@@ -1340,6 +1367,7 @@ def run_task(
         except signals.PlaitSignal as sig:
             if isinstance(sig, signals.LOOP):
                 new = _run_loop(task, kwargs, sig, notify, running)
+                run_count = info.run_count  # each iteration is a run of its own (see _run_loop)
             else:
                 new = _state_from_signal(sig)
         except signals.ENDRUN as end:
@@ -1557,6 +1585,11 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
     """
     info = _task_ctx.get()
     assert info is not None
+    if info.loop_count == 1:
+        # flow.run(context={"task_loop_count": n}): the loop starts at iteration n (Prefect 1's)
+        start = _flow_ctx.get().get("task_loop_count")
+        if isinstance(start, int) and start > 1:
+            info.loop_count = start
     while True:
         if notify is not None:
             message = loop.message or f"Task is looping ({info.loop_count})"
@@ -1568,6 +1601,9 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
                 return running
         info.loop_count += 1
         info.loop_result = loop.result
+        # Each iteration is a new run (Prefect 1's): task_run_count starts again at 1, and an
+        # iteration that fails has the task's max_retries of its own.
+        info.run_count = 1
         try:
             if task.timeout is None and not task.log_stdout:
                 value = task.run(**kwargs)
@@ -1871,6 +1907,20 @@ def _checked_state(out: Any, handler: Any, owner: str) -> State:
     return Failed(
         f"State handler {_callable_name(handler)!r} of {owner} returned {type(out).__name__}, not a State or None."
     )
+
+
+def _not_a_state(out: Any, handler: Any, owner: str) -> State:
+    """What a chain of state handlers ending in something other than a State gives.
+
+    Under ``raise_on_exception`` it is an error (Prefect 1 let the resulting error out); else a
+    ``Failed`` state naming the handler, as ``_checked_state``.
+    """
+    if _flow_ctx.get().get("raise_on_exception"):
+        raise StateHandlerError(
+            f"State handler {_callable_name(handler)!r} of {owner} returned {type(out).__name__} "
+            f"({_short_repr(out)}), not a State or None"
+        )
+    return _checked_state(out, handler, owner)
 
 
 def _callable_name(fn: Any) -> str:

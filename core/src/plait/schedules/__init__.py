@@ -89,8 +89,12 @@ class Schedule:
             raise ScheduleError(
                 f"Schedule: end_date {self._end_date.isoformat()} is before start_date {self._start_date.isoformat()}"
             )
-        if isinstance(clocks, Clock):
-            clocks = [clocks]
+        if isinstance(clocks, Clock) or not isinstance(clocks, Iterable):  # Prefect 1 refuses them too
+            hint = "[clock]" if isinstance(clocks, Clock) else "[...]"
+            raise TypeError(
+                f"Schedule: clocks must be a list of clocks, got {type(clocks).__name__}: {clocks!r}; "
+                f"pass clocks={hint}"
+            )
         self.clocks = list(clocks)
         for c in self.clocks:
             if not isinstance(c, Clock):
