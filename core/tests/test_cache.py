@@ -193,11 +193,25 @@ def test_mapped_children_are_cached_one_by_one(clock):
     assert state.result[m].result == [10, 20, 30]
 
 
-def test_cache_options_need_cache_for():
-    with pytest.raises(ValueError, match="cache_for"):
-        task(lambda: 1, cache_validator=cache_validators.all_inputs)
-    with pytest.raises(ValueError, match="cache_for"):
+def test_cache_options_without_cache_for_warn_that_nothing_is_cached():
+    # Prefect 1 builds such a task and never caches it; a warning says so
+    with pytest.warns(UserWarning, match="cache_validator given without cache_for.*will not be cached"):
+        t = task(lambda: 1, cache_validator=cache_validators.all_inputs)
+    assert t.cache_validator is cache_validators.all_inputs
+    with pytest.warns(UserWarning, match="cache_key given without cache_for"):
         task(lambda: 1, cache_key="k")
+
+
+def test_the_validator_in_use_is_never_use_without_cache_for_and_duration_only_with_it():
+    assert task(lambda: 1).cache_validator is cache_validators.never_use
+    assert task(lambda: 1, cache_for=60).cache_validator is cache_validators.duration_only
+    assert task(lambda: 1, cache_for=60, cache_validator=cache_validators.all_inputs).cache_validator is (
+        cache_validators.all_inputs
+    )
+    # cache_for given later (task_args) turns the default validator into duration_only
+    with Flow("f"):
+        copy = task(lambda: 1)(task_args={"cache_for": 60})
+    assert copy.cache_validator is cache_validators.duration_only
 
 
 def test_partial_validators_need_names():

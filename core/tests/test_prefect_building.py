@@ -169,3 +169,132 @@ def test_a_cycle_is_reported_by_validate_and_serialize():
         flow.validate()
     with pytest.raises(ValueError, match="Cycle found"):
         flow.serialize()
+
+
+# -- task options and construction --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_retries", [0, None, False])
+def test_a_retry_delay_without_retries_is_refused(max_retries):
+    with pytest.raises(ValueError, match=r"`max_retries` argument greater than 0 must be provided if specifying a retry"):
+        Task(retry_delay=5, max_retries=max_retries)
+    with pytest.raises(ValueError, match="so it would never retry"):
+        task(retry_delay=5)(lambda: 1)
+    assert Task(max_retries=2).retry_delay.total_seconds() == 0  # retries without a delay: at once
+
+
+def test_retry_on_names_what_is_not_an_exception_class():
+    with pytest.raises(TypeError, match="must be an exception type but got an instance of str"):
+        Task(retry_on={"ValueError"}, max_retries=1)
+
+
+def test_a_builtin_without_a_signature_cannot_be_a_task():
+    with pytest.raises(ValueError, match="This function can not be inspected.*wrap it"):
+        task(zip)
+
+
+def test_a_subclass_given_a_task_in_its_constructor_is_warned():
+    class Scale(Task):
+        def __init__(self, factor, **kwargs):
+            self.factor = factor
+            super().__init__(**kwargs)
+
+        def run(self, x):
+            return x * self.factor
+
+    class Triple(Scale):
+        def __init__(self, **kwargs):
+            super().__init__(3, **kwargs)
+
+    assert _no_warnings(lambda: Triple()) == []
+    with Flow("scale") as flow:
+        x = flow.add_task(Parameter("x"))
+        with pytest.warns(UserWarning, match="A Task was passed as an argument to Scale") as caught:
+            scaled = Scale(x)(1)
+        assert len(caught) == 1
+    assert scaled.factor is x  # only a warning: the object is still made
+    assert _no_warnings(lambda: Scale(2)) == []
+    del flow
+
+
+def test_a_subclass_that_sets_an_option_attribute_before_init_is_warned():
+    class Upload(Task):
+        def __init__(self, **kwargs):
+            self.bucket = "raw"
+            self.target = "s3://raw/out"  # Task's own `target` option
+            super().__init__(**kwargs)
+
+    with pytest.warns(UserWarning, match="`Upload` sets a `target` attribute, which is reserved"):
+        up = Upload()
+    assert up.target is None and up.bucket == "raw"
+
+
+def test_copying_a_task_with_edges_in_the_active_flow_warns_that_they_are_not_copied():
+    a, b = Task(name="a"), Task(name="b")
+    with Flow("copies") as flow:
+        a.set_dependencies(downstream_tasks=[b])
+        with pytest.warns(UserWarning, match="You are making a copy of <Task: a>"):
+            flow.add_task(a.copy())
+    with Flow("other") as other:
+        assert _no_warnings(lambda: other.add_task(a.copy())) == []
+
+
+@pytest.mark.parametrize("function", [True, False])
+def test_calling_a_task_outside_a_flow_says_how_to_run_it(function):
+    if function:
+
+        @task
+        def scale(x):
+            return x
+
+        expected = "`scale.run(...)`"
+    else:
+
+        class Scale(Task):
+            def run(self, x):
+                return x
+
+        scale = Scale()
+        expected = "`Scale(...).run(...)`"
+    with pytest.raises(ValueError, match="Could not infer an active Flow context") as info:
+        scale(1)
+    assert f"you need to call {expected}" in str(info.value)
+
+
+# -- LOOP: each iteration is a run of its own ---------------------------------------------------
+
+
+def test_each_loop_iteration_has_its_own_retries_and_run_count():
+    seen = []
+
+    @task(max_retries=1)
+    def pages(step):
+        loop, count = plait.context.task_loop_count, plait.context.task_run_count
+        seen.append((loop, count))
+        if count == 1 and loop in (2, 4):  # a transient failure on two different pages
+            raise ConnectionError("flaky page")
+        if loop < 5:
+            raise plait.signals.LOOP(result=plait.context.get("task_loop_result", 0) + step)
+        return plait.context.task_loop_result + step
+
+    with Flow("paging") as flow:
+        total = pages(1)
+    state = flow.run()
+    assert state.is_successful()
+    assert state.result[total].result == 5
+    # iterations 2 and 4 each failed once and were retried; every other run is a first attempt
+    assert seen == [(1, 1), (2, 1), (2, 2), (3, 1), (4, 1), (4, 2), (5, 1)]
+
+
+def test_a_loop_can_start_at_an_iteration_given_in_the_run_context():
+    @task
+    def countdown(step):
+        if plait.context.task_loop_count < 5:
+            raise plait.signals.LOOP(result=plait.context.get("task_loop_result", 0) + step)
+        return plait.context.get("task_loop_result", 0) + step
+
+    with Flow("loop") as flow:
+        out = countdown(10)
+    assert flow.run().result[out].result == 50
+    assert flow.run(context={"task_loop_count": 5}).result[out].result == 10
+    assert flow.run(context={"task_loop_count": 4}).result[out].result == 20

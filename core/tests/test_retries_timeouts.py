@@ -123,15 +123,15 @@ def test_bad_retry_options():
     with pytest.raises(ValueError, match="max_retries must be an integer >= 0, got -1"):
         task(max_retries=-1)(lambda: None)
     with pytest.raises(ValueError, match="retry_delay cannot be negative"):
-        task(retry_delay=-1)(lambda: None)
+        task(max_retries=1, retry_delay=-1)(lambda: None)
     with pytest.raises(TypeError, match="retry_delay must be seconds or a timedelta"):
-        task(retry_delay="1s")(lambda: None)
+        task(max_retries=1, retry_delay="1s")(lambda: None)
     with pytest.raises(ValueError, match="timeout must be positive"):
         task(timeout=timedelta(0))(lambda: None)
 
 
 def test_options_accept_seconds_or_timedelta():
-    t = task(retry_delay=2, timeout=1.5)(lambda: None)
+    t = task(max_retries=1, retry_delay=2, timeout=1.5)(lambda: None)
     assert t.retry_delay == timedelta(seconds=2) and t.timeout == timedelta(seconds=1.5)
     t = Task(timeout=timedelta(minutes=1))
     assert t.timeout == timedelta(minutes=1)

@@ -94,7 +94,8 @@ _TASK_KEYS = {
     "task_run_id": lambda t: t.run_id,
     "map_index": lambda t: t.map_index,
     "task_run_count": lambda t: t.run_count,
-    "task_loop_count": lambda t: t.loop_count,
+    # before any LOOP: the iteration flow.run(context={"task_loop_count": n}) starts at, or 1
+    "task_loop_count": lambda t: t.loop_count if t.loop_count > 1 else _flow_ctx.get().get("task_loop_count", 1),
     "task_loop_result": lambda t: t.loop_result,
     "task_will_retry": lambda t: t.will_retry,
 }

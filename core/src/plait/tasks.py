@@ -23,15 +23,18 @@ that runs once per item.
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib
 import inspect
 import itertools
 import operator
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, overload
 
+from plait import cache_validators as _cache_validators
 from plait import triggers as _triggers
 from plait.context import _flow_ctx
 from plait.errors import NoActiveFlowError, TaskBindError, TaskDefinitionError, TaskOptionError
@@ -113,10 +116,18 @@ def _nout_from_annotation(fn: Callable[..., Any]) -> int | None:
     return len(args)
 
 
-def _check_run_signature(owner: str, run: Callable[..., Any]) -> None:
+def _check_run_signature(owner: str, run: Callable[..., Any], function: bool = False) -> None:
     try:
         params = inspect.signature(run).parameters
-    except (TypeError, ValueError):
+    except ValueError:
+        if function:  # @task(fn): fn's inputs would be unknown
+            raise TaskDefinitionError(
+                f"This function can not be inspected: {run!r} has no signature Plait can read (common with "
+                "builtins and C functions), so its inputs are unknown; wrap it in a function of your own "
+                "(@task def pairs(a, b): return list(zip(a, b)))"
+            ) from None
+        return
+    except TypeError:
         return
     for p in params.values():
         if p.kind is inspect.Parameter.VAR_POSITIONAL:
@@ -126,6 +137,50 @@ def _check_run_signature(owner: str, run: Callable[..., Any]) -> None:
                 f"Task {owner!r}: run() parameter {p.name!r} is reserved by Plait; rename it "
                 f"(reserved: {', '.join(sorted(_RESERVED))})"
             )
+
+
+#: Attributes Task.__init__ sets from its options: a subclass that sets one before calling it
+#: loses its value (a warning says so).
+_OPTION_ATTRIBUTES = frozenset(
+    {
+        "name", "slug", "tags", "max_retries", "retry_delay", "timeout", "trigger", "skip_on_upstream_skip",
+        "state_handlers", "on_failure", "nout", "log_stdout", "checkpoint", "result", "target", "cache_for",
+        "cache_validator", "cache_key", "retry_on", "task_run_name",
+    }
+)
+
+
+def _warn_reserved_attributes(task: Task) -> None:
+    for attr in sorted(_OPTION_ATTRIBUTES.intersection(task.__dict__)):
+        warnings.warn(
+            f"`{type(task).__name__}` sets a `{attr}` attribute, which is reserved: it is the Task option "
+            f"of that name, and Task.__init__ replaces the value; rename the attribute, or pass {attr}= "
+            "to super().__init__()",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _warning_on_task_arguments(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a Task subclass's ``__init__``: warn when it is given a task (a common porting slip)."""
+
+    @functools.wraps(init)
+    def __init__(self: Task, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+        if type(self).__init__ is __init__ and any(
+            isinstance(v, Task) for v in itertools.chain(args, kwargs.values())
+        ):
+            name = type(self).__name__
+            warnings.warn(
+                f"A Task was passed as an argument to {name}: a task's constructor takes its options and "
+                f"static values; make it first ({name}(...)), then call it with the tasks whose results "
+                f"it needs ({name}(...)(upstream_task))",
+                UserWarning,
+                stacklevel=2,
+            )
+        init(self, *args, **kwargs)
+
+    return __init__
+
 
 
 class Task:
@@ -200,19 +255,23 @@ class Task:
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         task_run_name: str | Callable[..., str] | None = None,
     ) -> None:
+        if self.__dict__:  # a subclass set attributes before calling Task.__init__
+            _warn_reserved_attributes(self)
         self.name = name or type(self).__name__
         self.slug = slug
         name = self.name
         self.tags = _checked_option(name, "tags", tags)
         ctx = _flow_ctx.get()
-        unused = ctx.get(UNUSED_TASKS_KEY)
-        if unused is not None:  # made in a `with Flow(...)` block: it should end up in the flow
-            unused.add(self)
         context_tags = ctx.get("tags")
         if context_tags:  # `with plait.context(tags=[...])`: every task made in the block has them
             self.tags = self.tags | _checked_option(name, "tags", context_tags)
-        self.max_retries = _checked_option(name, "max_retries", max_retries)
         self.retry_delay = _checked_option(name, "retry_delay", retry_delay)
+        if retry_delay is not None and not max_retries:
+            raise ValueError(
+                f"A `max_retries` argument greater than 0 must be provided if specifying a retry delay: task "
+                f"{name!r} has retry_delay={retry_delay!r} and max_retries={max_retries!r}, so it would never retry"
+            )
+        self.max_retries = _checked_option(name, "max_retries", max_retries)
         self.timeout = _checked_option(name, "timeout", timeout)
         self.trigger = _checked_option(name, "trigger", trigger)
         self.skip_on_upstream_skip = skip_on_upstream_skip
@@ -229,6 +288,9 @@ class Task:
             )
         self.task_run_name = _checked_option(name, "task_run_name", task_run_name)
         self._id = next(_instance_counter)
+        unused = ctx.get(UNUSED_TASKS_KEY)
+        if unused is not None:  # made in a `with Flow(...)` block: it should end up in the flow
+            unused.add(self)
 
     def _set_result_options(
         self,
@@ -253,11 +315,18 @@ class Task:
         self.cache_for = _as_timedelta(cache_for, "cache_for", self.name)
         if cache_validator is not None and not callable(cache_validator):
             raise TypeError(f"Task {self.name!r}: cache_validator must be callable, got {cache_validator!r}")
-        if self.cache_for is None and (cache_validator is not None or cache_key is not None):
-            raise ValueError(
-                f"Task {self.name!r}: cache_validator and cache_key need cache_for, how long a cached "
-                "result stays valid; pass cache_for=timedelta(...)"
+        given = [n for n, v in (("cache_validator", cache_validator), ("cache_key", cache_key)) if v is not None]
+        if self.cache_for is None and given and cache_validator is not _cache_validators.never_use:
+            # Prefect 1 builds such a task (and never caches it): a warning, not an error
+            warnings.warn(
+                f"Task {self.name!r}: {' and '.join(given)} given without cache_for (how long a cached "
+                "result stays valid), so this Task will not be cached; pass cache_for=timedelta(...)",
+                UserWarning,
+                stacklevel=3,
             )
+        # the validator in use: never_use without cache_for, duration_only with it (Prefect 1's)
+        if cache_validator is None:
+            cache_validator = _cache_validators.never_use if self.cache_for is None else _cache_validators.duration_only
         self.cache_validator = cache_validator
         if cache_key is not None and (not isinstance(cache_key, str) or not cache_key):
             raise TypeError(f"Task {self.name!r}: cache_key must be a non-empty string, got {cache_key!r}")
@@ -268,6 +337,9 @@ class Task:
         run = cls.__dict__.get("run")
         if run is not None:
             _check_run_signature(cls.__name__, run)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _warning_on_task_arguments(init)  # type: ignore[method-assign]
 
     # -- what subclasses implement ---------------------------------------------------------
 
@@ -282,14 +354,24 @@ class Task:
     # -- building flows --------------------------------------------------------------------
 
     def copy(self, **task_args: Any) -> Task:
-        """A shallow copy with a fresh identity, with ``task_args`` set as attributes."""
+        """A shallow copy with a fresh identity, with ``task_args`` set as attributes.
+
+        The copy has none of this task's edges: copying a task that has some in the active flow
+        warns (the copy will not run after, or feed, what this task does).
+        """
+        flow = _active_flows.get()
+        if flow and self in flow[-1] and (flow[-1]._edges_in[self] or flow[-1]._edges_out[self]):
+            warnings.warn(
+                f"You are making a copy of {self!r}, which has dependencies in the active flow "
+                f"{flow[-1].name!r}: the copy does not keep them (call the copy with its inputs, or "
+                "set them with set_dependencies)",
+                UserWarning,
+                stacklevel=2,
+            )
         new = self.__copy__()  # what copy.copy(self) calls; keeps trigger, on_failure and handlers
         new.slug = None
         new._id = next(_instance_counter)
         new.state_handlers = list(self.state_handlers)
-        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
-        if unused is not None:
-            unused.add(new)
         for key, value in task_args.items():
             if not hasattr(new, key) or key.startswith("_"):
                 raise TaskOptionError(f"Task {self.name!r} has no option {key!r} to set through task_args")
@@ -301,9 +383,18 @@ class Task:
                 value = resolve_result(value)
             elif key == "cache_for":
                 value = _as_timedelta(value, key, self.name)
+                if (
+                    value is not None
+                    and new.cache_validator is _cache_validators.never_use
+                    and "cache_validator" not in task_args
+                ):
+                    new.cache_validator = _cache_validators.duration_only  # the default with cache_for
             elif key in _CHECKED_OPTIONS:
                 value = _checked_option(new.name, key, value)
             setattr(new, key, value)
+        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
+        if unused is not None:
+            unused.add(new)
         return new
 
     def __call__(
@@ -336,14 +427,18 @@ class Task:
             binding is not None
             and not (mapped or task_args or upstream_tasks is not None or flow is not None)
             and binding[0] is (attrs.get("run") or cls.run)
-            and cls.copy is Task.copy
-            and cls.__copy__ is Task.__copy__
-            and cls.bind is Task.bind
-            and cls.bind_arguments is Task.bind_arguments
+            and cls.copy is _TASK_COPY
+            and cls.__copy__ is _TASK_DUNDER_COPY
+            and cls.bind is _TASK_BIND
+            and cls.bind_arguments is _TASK_BIND_ARGUMENTS
         ):
             stack = _active_flows.get()
             if stack and not ctx.get("tags"):
-                callargs = binding[1].bind(args, kwargs)
+                binder = binding[1]
+                if len(args) == 1 and not kwargs and binder.quick and binder.positional:
+                    callargs = {binder.positional[0]: args[0]}  # binder.bind's answer, without the call
+                else:
+                    callargs = binder.bind(args, kwargs)
                 if callargs is not None:
                     new = cls.__new__(cls)
                     new.__dict__ = copied = attrs.copy()
@@ -397,9 +492,15 @@ class Task:
         if flow is None:
             stack = _active_flows.get()
             if not stack:
+                if isinstance(self, FunctionTask):
+                    run_call = f"`{getattr(self.run, '__name__', self.name)}.run(...)`"
+                else:
+                    run_call = f"`{type(self).__name__}(...).run(...)`"
                 raise NoActiveFlowError(
-                    f"Task {self.name!r} was called outside a flow: call it inside `with Flow(...):` or pass "
-                    f"flow=; to run it on its own, call {self.name}.run(...)"
+                    f"Task {self.name!r} was called outside a flow. Could not infer an active Flow context "
+                    f"while creating edge to {self!r}: call the task "
+                    "inside `with Flow(...):` or pass flow=. If you're trying to run this task outside of a "
+                    f"Flow context, you need to call {run_call}"
                 )
             flow = stack[-1]
         context_tags = _flow_ctx.get().get("tags")
@@ -636,7 +737,7 @@ class Task:
             out["target"] = self.target if isinstance(self.target, str) else _callable_name(self.target)
         if self.cache_for is not None:
             out["cache_for"] = self.cache_for.total_seconds()
-        if self.cache_validator is not None:
+        if self.cache_for is not None and self.cache_validator not in (None, _cache_validators.duration_only):
             out["cache_validator"] = _callable_name(self.cache_validator)
         if self.cache_key is not None:
             out["cache_key"] = self.cache_key
@@ -670,6 +771,12 @@ class Task:
             self.trigger = _triggers.all_successful
 
 
+# What Task.__call__'s quick path does in place of these: a class that overrides one takes the
+# general path (module globals: cheaper to read on every call than Task's attributes).
+_TASK_COPY, _TASK_DUNDER_COPY = Task.copy, Task.__copy__
+_TASK_BIND, _TASK_BIND_ARGUMENTS = Task.bind, Task.bind_arguments
+
+
 class FunctionTask(Task):
     """A task made from a function: ``@task`` makes one, as does ``FunctionTask(fn, name=...)``.
 
@@ -679,7 +786,7 @@ class FunctionTask(Task):
     def __init__(self, fn: Callable[..., Any], name: str | None = None, **options: Any) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
-        _check_run_signature(getattr(fn, "__name__", repr(fn)), fn)
+        _check_run_signature(getattr(fn, "__name__", repr(fn)), fn, function=True)
         if options.get("nout") is None:
             nout = _nout_from_annotation(fn)
             if nout:
@@ -1043,8 +1150,10 @@ def as_task(value: Any, flow: Flow) -> Task | None:
             kind = _SEQUENCES.get(type(value))
             collection = kind() if kind is not None else Collection(type(value))
             items = list(value)
-        flow.add_task(collection)
         kw = {f"arg_{i}": item for i, item in enumerate(items, 1)}
+        # set_dependencies adds the new collection itself, and so takes its inputs as those
+        # of a new task: each edge goes in directly, without add_edge's checks for a task
+        # that may already have inputs (half of building a 10,000-task fan-in)
         flow.set_dependencies(collection, keyword_tasks=kw)
         return collection
     return None
@@ -1196,7 +1305,11 @@ def _checked_option(name: str, key: str, value: Any) -> Any:
         classes = tuple(value) if isinstance(value, (list, tuple, set, frozenset)) else (value,)
         for cls in classes:
             if not (isinstance(cls, type) and issubclass(cls, BaseException)):
-                raise TypeError(f"Task {name!r}: retry_on must be an exception class or a tuple of them, got {cls!r}")
+                got = f"the class {cls.__name__}" if isinstance(cls, type) else f"an instance of {type(cls).__name__}"
+                raise TypeError(
+                    f"Task {name!r}: retry_on must be exception classes: each item must be an exception type "
+                    f"but got {got} ({cls!r})"
+                )
         return classes
     if key == "task_run_name":
         if value is not None and not isinstance(value, str) and not callable(value):

@@ -40,6 +40,7 @@ from plait import interrupts, signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import FlowRunError, ParameterError, StateHandlerError, TaskTimeoutError, portable_exception
+from plait.flow import _without_gc
 from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
@@ -64,7 +65,6 @@ from plait.states import (
     remask,
     result_ref,
 )
-from plait.flow import _without_gc
 from plait.tasks import Task
 from plait.triggers import BUILT_IN as _BUILT_IN_TRIGGERS
 from plait.triggers import UpstreamStates, all_successful, manual_only
@@ -1367,6 +1367,7 @@ def run_task(
         except signals.PlaitSignal as sig:
             if isinstance(sig, signals.LOOP):
                 new = _run_loop(task, kwargs, sig, notify, running)
+                run_count = info.run_count  # each iteration is a run of its own (see _run_loop)
             else:
                 new = _state_from_signal(sig)
         except signals.ENDRUN as end:
@@ -1584,6 +1585,11 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
     """
     info = _task_ctx.get()
     assert info is not None
+    if info.loop_count == 1:
+        # flow.run(context={"task_loop_count": n}): the loop starts at iteration n (Prefect 1's)
+        start = _flow_ctx.get().get("task_loop_count")
+        if isinstance(start, int) and start > 1:
+            info.loop_count = start
     while True:
         if notify is not None:
             message = loop.message or f"Task is looping ({info.loop_count})"
@@ -1595,6 +1601,9 @@ def _run_loop(task: Task, kwargs: dict[str, Any], loop: signals.LOOP, notify: No
                 return running
         info.loop_count += 1
         info.loop_result = loop.result
+        # Each iteration is a new run (Prefect 1's): task_run_count starts again at 1, and an
+        # iteration that fails has the task's max_retries of its own.
+        info.run_count = 1
         try:
             if task.timeout is None and not task.log_stdout:
                 value = task.run(**kwargs)
