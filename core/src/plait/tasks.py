@@ -143,9 +143,26 @@ def _check_run_signature(owner: str, run: Callable[..., Any], function: bool = F
 #: loses its value (a warning says so).
 _OPTION_ATTRIBUTES = frozenset(
     {
-        "name", "slug", "tags", "max_retries", "retry_delay", "timeout", "trigger", "skip_on_upstream_skip",
-        "state_handlers", "on_failure", "nout", "log_stdout", "checkpoint", "result", "target", "cache_for",
-        "cache_validator", "cache_key", "retry_on", "task_run_name",
+        "name",
+        "slug",
+        "tags",
+        "max_retries",
+        "retry_delay",
+        "timeout",
+        "trigger",
+        "skip_on_upstream_skip",
+        "state_handlers",
+        "on_failure",
+        "nout",
+        "log_stdout",
+        "checkpoint",
+        "result",
+        "target",
+        "cache_for",
+        "cache_validator",
+        "cache_key",
+        "retry_on",
+        "task_run_name",
     }
 )
 
@@ -166,9 +183,7 @@ def _warning_on_task_arguments(init: Callable[..., None]) -> Callable[..., None]
 
     @functools.wraps(init)
     def __init__(self: Task, *args: Any, **kwargs: Any) -> None:  # noqa: N807
-        if type(self).__init__ is __init__ and any(
-            isinstance(v, Task) for v in itertools.chain(args, kwargs.values())
-        ):
+        if type(self).__init__ is __init__ and any(isinstance(v, Task) for v in itertools.chain(args, kwargs.values())):
             name = type(self).__name__
             warnings.warn(
                 f"A Task was passed as an argument to {name}: a task's constructor takes its options and "
@@ -180,7 +195,6 @@ def _warning_on_task_arguments(init: Callable[..., None]) -> Callable[..., None]
         init(self, *args, **kwargs)
 
     return __init__
-
 
 
 class Task:
@@ -659,6 +673,23 @@ class Task:
     def __le__(self, other: Any) -> Task:
         return Operator("LessThanOrEqual")(self, other)
 
+    # Prefect 1's named operators, for what Python's syntax cannot build (``==`` compares tasks)
+    def is_equal(self, other: Any) -> Task:
+        """A task computing ``self == other`` when the flow runs."""
+        return Operator("Equal")(self, other)
+
+    def is_not_equal(self, other: Any) -> Task:
+        """A task computing ``self != other`` when the flow runs."""
+        return Operator("NotEqual")(self, other)
+
+    def or_(self, other: Any) -> Task:
+        """A task computing ``bool(self or other)`` when the flow runs."""
+        return Operator("Or")(self, other)
+
+    def not_(self) -> Task:
+        """A task computing ``not self`` when the flow runs."""
+        return Operator("Not")(self)
+
     def __iter__(self):
         if self.nout is None:
             raise TypeError(f"Task is not iterable: give task {self.name!r} nout=N to unpack its N results")
@@ -1010,6 +1041,14 @@ def _logical_and(x: Any, y: Any) -> bool:
     return bool(x and y)
 
 
+def _logical_or(x: Any, y: Any) -> bool:
+    return bool(x or y)
+
+
+def _logical_not(x: Any, y: Any = None) -> bool:
+    return not x
+
+
 #: What each ``Operator`` computes, by its name (Prefect 1's operator task names).
 OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {
     "Add": operator.add,
@@ -1020,20 +1059,28 @@ OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {
     "Mod": operator.mod,
     "Pow": operator.pow,
     "And": _logical_and,
+    "Or": _logical_or,
+    "Not": _logical_not,
+    "Equal": operator.eq,
+    "NotEqual": operator.ne,
     "GreaterThan": operator.gt,
     "GreaterThanOrEqual": operator.ge,
     "LessThan": operator.lt,
     "LessThanOrEqual": operator.le,
 }
-_BOOLEAN = frozenset({"And", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual"})
+_BOOLEAN = frozenset(
+    {"And", "Or", "Not", "Equal", "NotEqual", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual"}
+)
 
 
 class Operator(Task):
     """``x <op> y`` on two task results; made by the operators on tasks (``t + 1``, ``a > b``).
 
     ``operation`` is one of ``OPERATIONS`` (``"Add"``, ``"Sub"``, ``"Mul"``, ``"Div"``,
-    ``"FloorDiv"``, ``"Mod"``, ``"Pow"``, ``"And"``, ``"GreaterThan"``, ...); the task is named
-    after it. ``And`` and the comparisons return a ``bool``, as Prefect 1's did.
+    ``"FloorDiv"``, ``"Mod"``, ``"Pow"``, ``"And"``, ``"Or"``, ``"Not"``, ``"Equal"``,
+    ``"GreaterThan"``, ...); the task is named after it. The logical ones and the comparisons
+    return a ``bool``, as Prefect 1's did. ``t.is_equal(x)``, ``t.is_not_equal(x)``, ``t.or_(x)``
+    and ``t.not_()`` make the ones Python's syntax cannot.
     """
 
     def __init__(self, operation: str, **options: Any) -> None:
@@ -1042,7 +1089,7 @@ class Operator(Task):
         self.operation = operation
         super().__init__(name=options.pop("name", operation), **options)
 
-    def run(self, x: Any, y: Any) -> Any:
+    def run(self, x: Any, y: Any = None) -> Any:  # ``Not`` takes ``x`` alone
         out = OPERATIONS[self.operation](x, y)
         return bool(out) if self.operation in _BOOLEAN else out
 
