@@ -272,3 +272,173 @@ def test_a_map_over_many_items_still_binds_unmapped_values():
     with Flow("f") as flow:
         out = scale.map(list(range(5)), factor=unmapped(10))
     assert flow.run().result[out].result == [0, 10, 20, 30, 40]
+
+
+# -- the quick call (Task.__call__ -> Flow._add_bound) builds what the general path builds -----
+
+
+class _SlowCall(Task):
+    """A task whose bind() is its own, so every call of it takes the general path."""
+
+    def bind(self, *args, **kwargs):
+        return super().bind(*args, **kwargs)
+
+
+def _shape(flow: Flow) -> tuple:
+    """The flow as comparable data: slugs, edges by slug, constants by slug."""
+    return (
+        sorted(t.slug for t in flow),
+        sorted((e.upstream_task.slug, e.downstream_task.slug, e.key, e.mapped, e.flattened) for e in flow.edges),
+        sorted((t.slug, sorted(c.items())) for t, c in flow.constants.items()),
+    )
+
+
+def _calls(make: Callable[[Callable], Task]) -> Flow:
+    """The same calls with tasks made by ``make``: plain values, tasks, collections, wrappers, keywords."""
+
+    def add(x, y=0, **extra):
+        return (x, y, sorted(extra.items()))
+
+    t_add = make(add)
+    other = task(one).copy()  # a task not in the flow yet: it joins it through the call
+    with Flow("calls") as flow:
+        a = t_add(1)
+        b = t_add(a, 2)
+        c = t_add(x=b, y=a, z=3)
+        d = t_add(other, y=[a, b])  # a list holding tasks: a List task
+        e = t_add(sum, y=(1, 2))  # a function and a tuple of values: constants
+        t_add(c, y=d, w=e)
+        t_add.map([1, 2], y=unmapped(a))
+    return flow
+
+
+def test_the_quick_call_builds_the_same_flow_as_the_general_path():
+    class Slow(_SlowCall):
+        pass
+
+    def slow(fn):
+        t = Slow(name=fn.__name__)
+        t.run = fn
+        return t
+
+    quick, general = _calls(task), _calls(slow)
+    assert _shape(quick) == _shape(general)
+
+    def results(flow):
+        state = flow.run()
+        assert state.is_successful()
+        return {t.slug: s.result for t, s in state.result.items()}
+
+    assert results(quick) == results(general)
+
+
+def test_a_quick_call_records_its_inputs_for_later_edges():
+    with Flow("f") as flow:
+        x = task(inc)(task(one)())
+        y = task(inc)(5)
+    with pytest.raises(plait.errors.DuplicateInputError, match="already gets input 'x'"):
+        flow.add_edge(task(one).copy(), x, key="x")
+    with pytest.raises(TaskBindError, match="already has a value for input 'x'"):
+        flow.add_edge(task(one).copy(), y, key="x")
+    assert flow.constants[y] == {"x": 5}
+    assert flow.edges_to(x) == {next(iter(flow.edges_to(x)))} and next(iter(flow.edges_to(x))).key == "x"
+
+
+def test_copies_made_by_quick_calls_are_their_own_tasks():
+    def handler(task, old, new):
+        return None
+
+    t_inc = task(inc, state_handlers=[handler])
+    with Flow("f") as flow:
+        a = t_inc(1)
+        b = t_inc(a)
+    a.state_handlers.append(handler)  # a copy's handlers are its own list
+    assert t_inc.state_handlers == [handler] and b.state_handlers == [handler]
+    assert len({a._id, b._id, t_inc._id}) == 3
+    assert (a.slug, b.slug, t_inc.slug) == ("inc", "inc-1", None)
+    assert flow.run().result[b].result == 3
+
+
+def test_context_tags_still_reach_tasks_called_in_the_block():
+    t_inc = task(inc)
+    with Flow("f") as flow, plait.context(tags=["etl"]):
+        tagged = t_inc(1)
+    untagged = next(iter(Flow("g", tasks=[t_inc.copy()])))
+    assert tagged.tags == frozenset({"etl"}) and untagged.tags == frozenset()
+    assert flow.run().is_successful()
+
+
+def test_a_quick_call_that_fails_adds_nothing_and_warns_about_nothing(recwarn):
+    t_inc = task(inc)
+    with Flow("f") as flow:
+        with pytest.raises(TaskBindError, match="unexpected keyword argument 'y'"):
+            t_inc(1, y=2)
+        t_inc(1)
+    assert len(flow) == 1
+    assert not [w for w in recwarn if "not added to the flow" in str(w.message)]
+
+
+# -- checking and planning pause the garbage collector, and only while they run --------------
+
+
+def test_validating_and_planning_leave_the_garbage_collector_as_they_found_it():
+    import gc
+
+    assert gc.isenabled()
+    flow = chain(50)
+    flow.validate()
+    _plan(flow)
+    assert gc.isenabled()
+    broken = fan_in(3)
+    broken.add_edge(task(one).copy(), next(t for t in broken if t.name == "inc"), key="nope")
+    with pytest.raises(TaskBindError, match="'nope'"):
+        broken.validate()
+    assert gc.isenabled()  # an error in the check does not leave it paused
+    gc.disable()
+    try:
+        chain(60).validate()
+        _plan(chain(70))
+        assert not gc.isenabled()  # the program's choice stays
+    finally:
+        gc.enable()
+
+
+def test_a_plan_gives_every_task_its_waiters():
+    # fan-out: the source has every task waiting for it, the others none
+    plan = _plan(fan_out(5))
+    waiting = {
+        plan.tasks[u].name: sorted(plan.tasks[d].name for d in ds) for u, ds in enumerate(plan.finish_waiters) if ds
+    }
+    assert waiting == {"one": ["inc"] * 5}
+    assert all(not w for w in plan.expand_waiters)
+    # a map of a map: the second waits for each child of the first (expand), the sum for the whole
+    t_inc, t_total = task(inc), task(total)
+    with Flow("maps") as flow:
+        out = t_total(t_inc.map(t_inc.map([1, 2])))
+    plan = _plan(flow)
+    index = {t: i for i, t in enumerate(plan.tasks)}
+    inner, outer = (t for t in plan.tasks if t.name == "inc")
+    assert list(plan.expand_waiters[index[inner]]) == [index[outer]]
+    assert list(plan.finish_waiters[index[outer]]) == [index[out]]
+    assert flow.run().result[out].result == 7
+
+
+def test_an_edge_made_by_a_quick_call_is_the_edge_the_constructor_makes():
+    from plait.flow import Edge
+
+    @task
+    def pair(a, **rest):
+        return a, rest
+
+    with Flow("f") as flow:
+        src = task(one)()
+        out = pair(src, b=src)
+    with Flow("g"):
+        other = task(one)()
+        with pytest.raises(ValueError, match="not a valid input name"):
+            pair(other, **{"not a name": other})  # a key from **kwargs is still checked
+    made = {e.key: e for e in flow.edges_to(out)}
+    for key in ("a", "b"):
+        assert made[key] == Edge(src, out, key) and hash(made[key]) == hash(Edge(src, out, key))
+        assert (made[key].mapped, made[key].flattened, made[key].tasks) == (False, False, {src, out})
+    assert Edge(src, out, "a") in flow.edges and len(flow.edges) == 2

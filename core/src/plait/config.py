@@ -33,12 +33,14 @@ from __future__ import annotations
 import os
 import re
 import threading
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plait.errors import ConfigError
+
+if TYPE_CHECKING:
+    import tomllib
 
 __all__ = [
     "Config",
@@ -293,6 +295,8 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"Config file {file} cannot be read: {exc}") from None
+        import tomllib  # only when there is a file to read: a process without one never imports it
+
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -403,6 +407,8 @@ def _toml_error(file: Path, text: str, exc: tomllib.TOMLDecodeError) -> str:
 
 def parse_scalar(raw: str) -> Any:
     """``raw`` read as a TOML value if it is one, else the string itself (for undeclared keys)."""
+    import tomllib
+
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:

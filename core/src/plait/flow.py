@@ -295,14 +295,7 @@ class Flow:
             if base not in self._slugs and not isinstance(task, Parameter):
                 slug = base
             else:
-                # A counter per name keeps adding many copies of one task linear.
-                n = self._slug_counters.get(base, 0)
-                while True:
-                    n += 1
-                    slug = f"{base}-{n}"
-                    if slug not in self._slugs:
-                        break
-                self._slug_counters[base] = n
+                slug = self._next_slug(base)
             task.slug = slug
         self._slugs[slug] = task
         self._tasks[task] = None
@@ -313,6 +306,18 @@ class Flow:
         if cases:
             cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
         return task
+
+    def _next_slug(self, base: str) -> str:
+        """``base-N``, the first N not taken (a counter per name keeps adding many copies linear)."""
+        slugs = self._slugs
+        n = self._slug_counters.get(base, 0)
+        while True:
+            n += 1
+            slug = f"{base}-{n}"
+            if slug not in slugs:
+                break
+        self._slug_counters[base] = n
+        return slug
 
     def add_edge(
         self,
@@ -496,19 +501,44 @@ class Flow:
         hold tasks, ``unmapped``/``mapped``/``flatten``) takes ``set_dependencies``.
         """
         tasks = self._tasks
-        for value in callargs.values():
+        for key, value in callargs.items():
             if isinstance(value, Task):
-                if value not in tasks:
+                if value not in tasks or not key.isidentifier():  # (a key from **kwargs: Edge's error)
                     break
             elif isinstance(value, _NOT_PLAIN):
                 break
         else:
-            self.add_task(task)
-            edges, edges_in, edges_out = self.edges, self._edges_in[task], self._edges_out
+            # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
+            name = task.name
+            slugs = self._slugs
+            if name not in slugs:
+                slug = name
+            else:  # _next_slug(name), without the call when the next number is free (it usually is)
+                n = self._slug_counters.get(name, 0) + 1
+                slug = f"{name}-{n}"
+                if slug in slugs:
+                    slug = self._next_slug(name)
+                else:
+                    self._slug_counters[name] = n
+            task.__dict__["slug"] = slug
+            slugs[slug] = task
+            tasks[task] = None
+            edges_in = self._edges_in[task] = []
+            edges_out = self._edges_out
+            edges_out[task] = []
+            cases = _active_cases.get()
+            if cases:
+                cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
+            edges = self.edges
             consts: dict[str, Any] | None = None
             for key, value in callargs.items():
                 if isinstance(value, Task):
-                    edge = Edge(value, task, key)
+                    # Edge(value, task, key), without the call: the task is new, so it is not
+                    # value, and the key is a name (checked above)
+                    edge = _new_edge(Edge)
+                    edge.upstream_task, edge.downstream_task, edge.key = value, task, key
+                    edge.mapped = edge.flattened = False
+                    edge._hash = hash((value, task, key, False, False))
                     edges.add(edge)
                     edges_in.append(edge)
                     edges_out[value].append(edge)
@@ -1128,6 +1158,8 @@ def _without_gc(fn: Callable[..., Any], *args: Any) -> Any:
     finally:
         gc.enable()
 
+
+_new_edge = object.__new__
 
 #: Inputs ``Flow._add_bound`` leaves to ``set_dependencies``: collections may hold tasks, and
 #: the wrappers change how an input is passed.

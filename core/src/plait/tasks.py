@@ -469,14 +469,18 @@ class Task:
             binding is not None
             and not (mapped or task_args or upstream_tasks is not None or flow is not None)
             and binding[0] is (attrs.get("run") or cls.run)
-            and cls.copy is Task.copy
-            and cls.__copy__ is Task.__copy__
-            and cls.bind is Task.bind
-            and cls.bind_arguments is Task.bind_arguments
+            and cls.copy is _TASK_COPY
+            and cls.__copy__ is _TASK_DUNDER_COPY
+            and cls.bind is _TASK_BIND
+            and cls.bind_arguments is _TASK_BIND_ARGUMENTS
         ):
             stack = _active_flows.get()
             if stack and not ctx.get("tags"):
-                callargs = binding[1].bind(args, kwargs)
+                binder = binding[1]
+                if len(args) == 1 and not kwargs and binder.quick and binder.positional:
+                    callargs = {binder.positional[0]: args[0]}  # binder.bind's answer, without the call
+                else:
+                    callargs = binder.bind(args, kwargs)
                 if callargs is not None:
                     new = cls.__new__(cls)
                     new.__dict__ = copied = attrs.copy()
@@ -807,6 +811,12 @@ class Task:
         self.__dict__.update(state)
         if self.trigger is None:
             self.trigger = _triggers.all_successful
+
+
+# What Task.__call__'s quick path does in place of these: a class that overrides one takes the
+# general path (module globals: cheaper to read on every call than Task's attributes).
+_TASK_COPY, _TASK_DUNDER_COPY = Task.copy, Task.__copy__
+_TASK_BIND, _TASK_BIND_ARGUMENTS = Task.bind, Task.bind_arguments
 
 
 class FunctionTask(Task):
@@ -1179,8 +1189,10 @@ def as_task(value: Any, flow: Flow) -> Task | None:
             kind = _SEQUENCES.get(type(value))
             collection = kind() if kind is not None else Collection(type(value))
             items = list(value)
-        flow.add_task(collection)
         kw = {f"arg_{i}": item for i, item in enumerate(items, 1)}
+        # set_dependencies adds the new collection itself, and so takes its inputs as those
+        # of a new task: each edge goes in directly, without add_edge's checks for a task
+        # that may already have inputs (half of building a 10,000-task fan-in)
         flow.set_dependencies(collection, keyword_tasks=kw)
         return collection
     return None

@@ -40,6 +40,7 @@ from plait import interrupts, signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import FlowRunError, ParameterError, StateHandlerError, TaskTimeoutError, portable_exception
+from plait.flow import _without_gc
 from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
@@ -64,7 +65,6 @@ from plait.states import (
     remask,
     result_ref,
 )
-from plait.flow import _without_gc
 from plait.tasks import Task
 from plait.triggers import BUILT_IN as _BUILT_IN_TRIGGERS
 from plait.triggers import UpstreamStates, all_successful, manual_only
