@@ -442,3 +442,23 @@ def test_an_edge_made_by_a_quick_call_is_the_edge_the_constructor_makes():
         assert made[key] == Edge(src, out, key) and hash(made[key]) == hash(Edge(src, out, key))
         assert (made[key].mapped, made[key].flattened, made[key].tasks) == (False, False, {src, out})
     assert Edge(src, out, "a") in flow.edges and len(flow.edges) == 2
+
+
+def test_inputs_of_a_new_task_given_imperatively_are_still_checked():
+    flow = Flow("f")
+    src = task(one).copy()
+    flow.add_task(src)
+    with pytest.raises(ValueError, match="not a valid input name"):
+        flow.set_dependencies(task(gather).copy(), keyword_tasks={"no name": src})
+    with pytest.raises(ValueError, match="not a valid input name"):
+        flow.set_dependencies(task(gather).copy(), keyword_tasks={3: src})
+    sink = task(gather).copy()
+    flow.set_dependencies(sink, keyword_tasks={"a": src}, mapped=True)
+    (edge,) = flow.edges_to(sink)
+    assert edge == flow_edge(src, sink, "a", mapped=True) and hash(edge) == hash(flow_edge(src, sink, "a", mapped=True))
+
+
+def flow_edge(*args, **kwargs):
+    from plait.flow import Edge
+
+    return Edge(*args, **kwargs)

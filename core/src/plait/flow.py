@@ -457,7 +457,10 @@ class Flow:
                     # A task new to the flow has no data inputs yet, and these keys are unique:
                     # add_edge's checks cannot fail, so the edge goes in directly (the path of
                     # every task called in a `with Flow` block).
-                    edge = Edge(value, task, key, mapped, False)
+                    if isinstance(key, str) and key.isidentifier():
+                        edge = _checked_edge(value, task, key, mapped)
+                    else:
+                        edge = Edge(value, task, key, mapped)  # its error
                     self.edges.add(edge)
                     self._edges_in[task].append(edge)
                     self._edges_out[value].append(edge)
@@ -1160,6 +1163,17 @@ def _without_gc(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 _new_edge = object.__new__
+
+
+def _checked_edge(upstream: Task, downstream: Task, key: str, mapped: bool) -> Edge:
+    """``Edge(upstream, downstream, key, mapped)`` for two tasks and a key already known to be
+    fine (not the same task, a name): without the constructor's checks and call."""
+    edge = _new_edge(Edge)
+    edge.upstream_task, edge.downstream_task, edge.key = upstream, downstream, key
+    edge.mapped, edge.flattened = mapped, False
+    edge._hash = hash((upstream, downstream, key, mapped, False))
+    return edge
+
 
 #: Inputs ``Flow._add_bound`` leaves to ``set_dependencies``: collections may hold tasks, and
 #: the wrappers change how an input is passed.
