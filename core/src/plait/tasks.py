@@ -820,7 +820,10 @@ _TASK_BIND, _TASK_BIND_ARGUMENTS = Task.bind, Task.bind_arguments
 
 
 class FunctionTask(Task):
-    """A task made from a function by ``@task``; ``run`` is the function itself."""
+    """A task made from a function: ``@task`` makes one, as does ``FunctionTask(fn, name=...)``.
+
+    ``run`` is the function itself, and the instance's ``__doc__`` is the function's.
+    """
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, **options: Any) -> None:
         if not callable(fn):
