@@ -197,6 +197,33 @@ def _warning_on_task_arguments(init: Callable[..., None]) -> Callable[..., None]
     return __init__
 
 
+class _CallSignature:
+    """``inspect.signature(task)``: ``run()``'s inputs and the keyword-only options of a call.
+
+    On the class it is ``None``, so ``inspect.signature(MyTask)`` still shows ``__init__``'s.
+    """
+
+    _CALL_OPTIONS = ("mapped", "task_args", "upstream_tasks", "flow")
+
+    def __get__(self, task: Task | None, owner: type) -> inspect.Signature | None:
+        if task is None:
+            return None
+        try:
+            run_sig = task.signature()
+        except (TypeError, ValueError):
+            return None
+        params = list(run_sig.parameters.values())
+        var_kw = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+        params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        names = {p.name for p in params}
+        params += [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False if name == "mapped" else None)
+            for name in self._CALL_OPTIONS
+            if name not in names
+        ]
+        return run_sig.replace(parameters=params + var_kw, return_annotation="Task")
+
+
 class Task:
     """A unit of work. Subclass it and implement ``run()``, or use ``@task``.
 
@@ -241,6 +268,7 @@ class Task:
 
     #: ``run()`` arguments whose constants ``flow.serialize()`` withholds (``"****"``).
     secret_inputs: tuple[str, ...] = ()
+    __signature__ = _CallSignature()
     # Class-level defaults of options added after 0.1, for tasks made by an older Plait (a
     # pickled or stored flow): the runner reads them as plain attributes on every task run.
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None
@@ -326,6 +354,7 @@ class Task:
         if target is not None and not isinstance(target, str) and not callable(target):
             raise TypeError(f"Task {self.name!r}: target must be a location template or a function, got {target!r}")
         self.target = target
+        self._result_at_target()
         self.cache_for = _as_timedelta(cache_for, "cache_for", self.name)
         if cache_validator is not None and not callable(cache_validator):
             raise TypeError(f"Task {self.name!r}: cache_validator must be callable, got {cache_validator!r}")
@@ -345,6 +374,17 @@ class Task:
         if cache_key is not None and (not isinstance(cache_key, str) or not cache_key):
             raise TypeError(f"Task {self.name!r}: cache_key must be a non-empty string, got {cache_key!r}")
         self.cache_key = cache_key
+
+    def _result_at_target(self) -> None:
+        # With both a result and a target, the task's result is a copy located at the target
+        # (Prefect 1's): task.result.location says where the value goes.
+        result, target = self.result, self.target
+        if result is not None and target is not None and getattr(result, "location", target) != target:
+            import copy as _copy
+
+            result = _copy.copy(result)
+            result.location = target
+            self.result = result
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -406,6 +446,8 @@ class Task:
             elif key in _CHECKED_OPTIONS:
                 value = _checked_option(new.name, key, value)
             setattr(new, key, value)
+        if task_args and ("target" in task_args or "result" in task_args):
+            new._result_at_target()
         unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
         if unused is not None:
             unused.add(new)
