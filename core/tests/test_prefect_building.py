@@ -298,3 +298,43 @@ def test_a_loop_can_start_at_an_iteration_given_in_the_run_context():
     assert flow.run().result[out].result == 50
     assert flow.run(context={"task_loop_count": 5}).result[out].result == 10
     assert flow.run(context={"task_loop_count": 4}).result[out].result == 20
+
+
+# -- what a task shows of itself ----------------------------------------------------------------
+
+
+def test_a_tasks_signature_is_its_inputs_and_the_call_options():
+    import inspect
+
+    class Load(Task):
+        def __init__(self, table="events", **kwargs):
+            self.table = table
+            super().__init__(**kwargs)
+
+        def run(self, rows: list, strict: bool = False, **extra):
+            return rows
+
+    sig = inspect.signature(Load())
+    assert list(sig.parameters) == ["rows", "strict", "mapped", "task_args", "upstream_tasks", "flow", "extra"]
+    assert sig.parameters["rows"].annotation in (list, "list")  # as run() declares it
+    assert sig.return_annotation == "Task"
+    assert "table" in inspect.signature(Load).parameters  # the class still shows its constructor
+    assert list(inspect.signature(double).parameters)[0] == "x"
+
+
+def test_a_target_is_the_location_of_the_tasks_result(tmp_path):
+    from plait.results import LocalResult
+
+    shared = LocalResult(dir=str(tmp_path))
+
+    @task(target="out/{task_name}.pkl", result=shared)
+    def produce():
+        return 7
+
+    assert produce.result.location == "out/{task_name}.pkl"
+    assert shared.location is None  # the task has its own copy; the given result is unchanged
+    with Flow("targets") as flow:
+        other = produce(task_args={"target": "other.pkl"})
+    assert other.result.location == "other.pkl"
+    assert flow.run().result[other].result == 7
+    assert (tmp_path / "other.pkl").exists()

@@ -468,6 +468,13 @@ def test_operators_on_tasks_build_tasks_that_compute_when_the_flow_runs(any_exec
     }  # fmt: skip
     assert state.result[skipped].is_skipped()
     assert isinstance(results["add"], Operator) and results["add"].name == "Add"
+    with Flow("named") as named:
+        p = Parameter("p")
+        checks = {"eq": p.is_equal(3), "ne": p.is_not_equal(3), "or": p.or_(0), "not": p.not_()}
+    for value, expected in [(3, {"eq": True, "ne": False, "or": True, "not": False}),
+                            (0, {"eq": False, "ne": True, "or": False, "not": True})]:  # fmt: skip
+        ran = named.run(parameters={"p": value}, executor=any_executor)
+        assert {k: ran.result[t].result for k, t in checks.items()} == expected
     assert {e.upstream_task for e in flow.edges_to(results["sub"])} == {x, two}
     # tasks still compare and hash as themselves
     assert x == x and x != two and len({x, two, x}) == 2

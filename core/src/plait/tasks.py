@@ -143,9 +143,26 @@ def _check_run_signature(owner: str, run: Callable[..., Any], function: bool = F
 #: loses its value (a warning says so).
 _OPTION_ATTRIBUTES = frozenset(
     {
-        "name", "slug", "tags", "max_retries", "retry_delay", "timeout", "trigger", "skip_on_upstream_skip",
-        "state_handlers", "on_failure", "nout", "log_stdout", "checkpoint", "result", "target", "cache_for",
-        "cache_validator", "cache_key", "retry_on", "task_run_name",
+        "name",
+        "slug",
+        "tags",
+        "max_retries",
+        "retry_delay",
+        "timeout",
+        "trigger",
+        "skip_on_upstream_skip",
+        "state_handlers",
+        "on_failure",
+        "nout",
+        "log_stdout",
+        "checkpoint",
+        "result",
+        "target",
+        "cache_for",
+        "cache_validator",
+        "cache_key",
+        "retry_on",
+        "task_run_name",
     }
 )
 
@@ -166,9 +183,7 @@ def _warning_on_task_arguments(init: Callable[..., None]) -> Callable[..., None]
 
     @functools.wraps(init)
     def __init__(self: Task, *args: Any, **kwargs: Any) -> None:  # noqa: N807
-        if type(self).__init__ is __init__ and any(
-            isinstance(v, Task) for v in itertools.chain(args, kwargs.values())
-        ):
+        if type(self).__init__ is __init__ and any(isinstance(v, Task) for v in itertools.chain(args, kwargs.values())):
             name = type(self).__name__
             warnings.warn(
                 f"A Task was passed as an argument to {name}: a task's constructor takes its options and "
@@ -181,6 +196,32 @@ def _warning_on_task_arguments(init: Callable[..., None]) -> Callable[..., None]
 
     return __init__
 
+
+class _CallSignature:
+    """``inspect.signature(task)``: ``run()``'s inputs and the keyword-only options of a call.
+
+    On the class it is ``None``, so ``inspect.signature(MyTask)`` still shows ``__init__``'s.
+    """
+
+    _CALL_OPTIONS = ("mapped", "task_args", "upstream_tasks", "flow")
+
+    def __get__(self, task: Task | None, owner: type) -> inspect.Signature | None:
+        if task is None:
+            return None
+        try:
+            run_sig = task.signature()
+        except (TypeError, ValueError):
+            return None
+        params = list(run_sig.parameters.values())
+        var_kw = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+        params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        names = {p.name for p in params}
+        params += [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False if name == "mapped" else None)
+            for name in self._CALL_OPTIONS
+            if name not in names
+        ]
+        return run_sig.replace(parameters=params + var_kw, return_annotation="Task")
 
 
 class Task:
@@ -227,6 +268,7 @@ class Task:
 
     #: ``run()`` arguments whose constants ``flow.serialize()`` withholds (``"****"``).
     secret_inputs: tuple[str, ...] = ()
+    __signature__ = _CallSignature()
     # Class-level defaults of options added after 0.1, for tasks made by an older Plait (a
     # pickled or stored flow): the runner reads them as plain attributes on every task run.
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None
@@ -312,6 +354,7 @@ class Task:
         if target is not None and not isinstance(target, str) and not callable(target):
             raise TypeError(f"Task {self.name!r}: target must be a location template or a function, got {target!r}")
         self.target = target
+        self._result_at_target()
         self.cache_for = _as_timedelta(cache_for, "cache_for", self.name)
         if cache_validator is not None and not callable(cache_validator):
             raise TypeError(f"Task {self.name!r}: cache_validator must be callable, got {cache_validator!r}")
@@ -331,6 +374,17 @@ class Task:
         if cache_key is not None and (not isinstance(cache_key, str) or not cache_key):
             raise TypeError(f"Task {self.name!r}: cache_key must be a non-empty string, got {cache_key!r}")
         self.cache_key = cache_key
+
+    def _result_at_target(self) -> None:
+        # With both a result and a target, the task's result is a copy located at the target
+        # (Prefect 1's): task.result.location says where the value goes.
+        result, target = self.result, self.target
+        if result is not None and target is not None and getattr(result, "location", target) != target:
+            import copy as _copy
+
+            result = _copy.copy(result)
+            result.location = target
+            self.result = result
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -392,6 +446,8 @@ class Task:
             elif key in _CHECKED_OPTIONS:
                 value = _checked_option(new.name, key, value)
             setattr(new, key, value)
+        if task_args and ("target" in task_args or "result" in task_args):
+            new._result_at_target()
         unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
         if unused is not None:
             unused.add(new)
@@ -658,6 +714,23 @@ class Task:
 
     def __le__(self, other: Any) -> Task:
         return Operator("LessThanOrEqual")(self, other)
+
+    # Prefect 1's named operators, for what Python's syntax cannot build (``==`` compares tasks)
+    def is_equal(self, other: Any) -> Task:
+        """A task computing ``self == other`` when the flow runs."""
+        return Operator("Equal")(self, other)
+
+    def is_not_equal(self, other: Any) -> Task:
+        """A task computing ``self != other`` when the flow runs."""
+        return Operator("NotEqual")(self, other)
+
+    def or_(self, other: Any) -> Task:
+        """A task computing ``bool(self or other)`` when the flow runs."""
+        return Operator("Or")(self, other)
+
+    def not_(self) -> Task:
+        """A task computing ``not self`` when the flow runs."""
+        return Operator("Not")(self)
 
     def __iter__(self):
         if self.nout is None:
@@ -1010,6 +1083,14 @@ def _logical_and(x: Any, y: Any) -> bool:
     return bool(x and y)
 
 
+def _logical_or(x: Any, y: Any) -> bool:
+    return bool(x or y)
+
+
+def _logical_not(x: Any, y: Any = None) -> bool:
+    return not x
+
+
 #: What each ``Operator`` computes, by its name (Prefect 1's operator task names).
 OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {
     "Add": operator.add,
@@ -1020,20 +1101,28 @@ OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {
     "Mod": operator.mod,
     "Pow": operator.pow,
     "And": _logical_and,
+    "Or": _logical_or,
+    "Not": _logical_not,
+    "Equal": operator.eq,
+    "NotEqual": operator.ne,
     "GreaterThan": operator.gt,
     "GreaterThanOrEqual": operator.ge,
     "LessThan": operator.lt,
     "LessThanOrEqual": operator.le,
 }
-_BOOLEAN = frozenset({"And", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual"})
+_BOOLEAN = frozenset(
+    {"And", "Or", "Not", "Equal", "NotEqual", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual"}
+)
 
 
 class Operator(Task):
     """``x <op> y`` on two task results; made by the operators on tasks (``t + 1``, ``a > b``).
 
     ``operation`` is one of ``OPERATIONS`` (``"Add"``, ``"Sub"``, ``"Mul"``, ``"Div"``,
-    ``"FloorDiv"``, ``"Mod"``, ``"Pow"``, ``"And"``, ``"GreaterThan"``, ...); the task is named
-    after it. ``And`` and the comparisons return a ``bool``, as Prefect 1's did.
+    ``"FloorDiv"``, ``"Mod"``, ``"Pow"``, ``"And"``, ``"Or"``, ``"Not"``, ``"Equal"``,
+    ``"GreaterThan"``, ...); the task is named after it. The logical ones and the comparisons
+    return a ``bool``, as Prefect 1's did. ``t.is_equal(x)``, ``t.is_not_equal(x)``, ``t.or_(x)``
+    and ``t.not_()`` make the ones Python's syntax cannot.
     """
 
     def __init__(self, operation: str, **options: Any) -> None:
@@ -1042,7 +1131,7 @@ class Operator(Task):
         self.operation = operation
         super().__init__(name=options.pop("name", operation), **options)
 
-    def run(self, x: Any, y: Any) -> Any:
+    def run(self, x: Any, y: Any = None) -> Any:  # ``Not`` takes ``x`` alone
         out = OPERATIONS[self.operation](x, y)
         return bool(out) if self.operation in _BOOLEAN else out
 
