@@ -21,7 +21,7 @@ from plait import cache_validators, context, control_flow, executors, signals, s
 from plait.control_flow import apply_map, case, ifelse, merge, pause_task, switch
 from plait.flow import Edge, Flow
 from plait.logging import get_logger
-from plait.tasks import Parameter, Task, flatten, task, unmapped
+from plait.tasks import Parameter, Task, flatten, tags, task, unmapped
 
 __version__ = "0.1.0"
 
@@ -47,6 +47,7 @@ __all__ = [
     "signals",
     "states",
     "switch",
+    "tags",
     "task",
     "triggers",
     "unmapped",

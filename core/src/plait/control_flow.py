@@ -28,7 +28,7 @@ from typing import Any
 
 from plait import signals, triggers
 from plait.errors import TaskBindError
-from plait.tasks import Constant, Parameter, Task, as_task, flatten, unmapped
+from plait.tasks import Constant, Parameter, Task, _task_of, flatten, unmapped
 
 __all__ = ["CompareValue", "FilterTask", "Merge", "apply_map", "case", "ifelse", "merge", "pause_task", "switch"]
 
@@ -117,7 +117,7 @@ class case:  # noqa: N801 - used as a statement: `with case(task, value):`
         if exc_type is not None or not self._tasks:
             return
         flow = self._flow
-        condition = as_task(self.task, flow)
+        condition = _task_of(self.task, flow)
         if condition is None:
             condition = flow.add_task(Constant(self.task, name=f"case condition {self.task!r}"))
         gate = CompareValue(self.value)
@@ -157,10 +157,10 @@ def switch(condition: Any, cases: dict[Any, Task], mapped: bool = False) -> None
         raise TaskBindError("switch() must be used inside `with Flow(...)`")
     if not isinstance(cases, dict) or not cases:
         raise TaskBindError(f"switch() needs a dict of {{value: task}}, got {cases!r}")
-    cond = as_task(condition, flow) or flow.add_task(Constant(condition, name="switch condition"))
+    cond = _task_of(condition, flow) or flow.add_task(Constant(condition, name="switch condition"))
     for value, branch in cases.items():
         if not isinstance(branch, Task):
-            branch = as_task(branch, flow)  # a list of tasks: the List task gathering them is gated
+            branch = _task_of(branch, flow)  # a list of tasks: the List task gathering them is gated
         if branch is None:
             raise TaskBindError(f"switch() case {value!r} must be a task, got {type(cases[value]).__name__}")
         gate = CompareValue(value)
@@ -181,7 +181,7 @@ def ifelse(condition: Any, true_task: Task | None, false_task: Task | None, mapp
     flow = Flow.active()
     if flow is None:
         raise TaskBindError("ifelse() must be used inside `with Flow(...)`")
-    cond = as_task(condition, flow)
+    cond = _task_of(condition, flow)
     if cond is None:
         cond = flow.add_task(Constant(condition, name="ifelse condition"))
     truth = _AsBool(name=f"bool({cond.name})")
@@ -304,7 +304,7 @@ def apply_map(func: Callable[..., Any], *args: Any, flow: Any = None, **kwargs: 
         flat = isinstance(value, flatten)
         if flat:
             value = value.value
-        source = as_task(value, flow)
+        source = _task_of(value, flow)
         if source is None:
             try:
                 iter(value)

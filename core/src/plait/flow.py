@@ -44,7 +44,7 @@ from plait.tasks import (
     _active_cases,
     _active_flows,
     _binder,
-    as_task,
+    _task_of,
     flatten,
     unmapped,
 )
@@ -354,6 +354,10 @@ class Flow:
         ):
             # A value given as a Constant task to one input is stored as that input's constant
             # (Prefect 1's rule): no task to run for it. The edge returned is not in the flow.
+            # It was used, so the block's unused-task warning leaves it out.
+            unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
+            if unused:
+                unused.discard(upstream_task)
             self.set_dependencies(downstream_task, keyword_tasks={key: upstream_task.value})
             return Edge(upstream_task, downstream_task, key)
         if upstream_task not in self._tasks:
@@ -433,7 +437,7 @@ class Flow:
         for up in upstream_tasks or ():
             up_mapped = mapped and not isinstance(up, unmapped)
             value = up.value if isinstance(up, unmapped) else up
-            up_task = as_task(value, self)
+            up_task = _task_of(value, self)
             if up_task is None:
                 if isinstance(value, (flatten, Flow)):
                     raise TaskBindError(
@@ -476,7 +480,7 @@ class Flow:
                 value, is_mapped = value.value, True
             if isinstance(value, flatten):
                 value, flattened = value.value, True
-            up_task = value if isinstance(value, Task) else as_task(value, self)
+            up_task = value if isinstance(value, Task) else _task_of(value, self)
             if up_task is not None:
                 self.add_edge(up_task, task, key, is_mapped, flattened)
                 continue

@@ -22,6 +22,7 @@ that runs once per item.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import importlib
@@ -30,7 +31,7 @@ import itertools
 import operator
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, overload
 
@@ -54,8 +55,11 @@ __all__ = [
     "Set",
     "Task",
     "Tuple",
+    "as_task",
+    "defaults_from_attrs",
     "flatten",
     "mapped",
+    "tags",
     "task",
     "unmapped",
 ]
@@ -268,6 +272,9 @@ class Task:
 
     #: ``run()`` arguments whose constants ``flow.serialize()`` withholds (``"****"``).
     secret_inputs: tuple[str, ...] = ()
+    #: ``True`` on tasks Plait made for the user (``as_task``'s constants, the collection task
+    #: gathering a list of tasks passed to a call), as Prefect 1 marks them.
+    auto_generated: bool = False
     __signature__ = _CallSignature()
     # Class-level defaults of options added after 0.1, for tasks made by an older Plait (a
     # pickled or stored flow): the runner reads them as plain attributes on every task run.
@@ -1205,6 +1212,11 @@ class unmapped:  # noqa: N801 - reads as a function at the call site
     def __init__(self, value: Any) -> None:
         self.value = value
 
+    @property
+    def annotations(self) -> dict[str, bool]:
+        """What the wrappers around a value say, outermost last (Prefect 1's edge annotations)."""
+        return {**_annotations(self.value), **{"mapped": False}}
+
 
 class mapped:  # noqa: N801
     """Map over this argument in a plain call: ``add(x=mapped(numbers), y=1)`` maps over ``x`` only.
@@ -1217,6 +1229,11 @@ class mapped:  # noqa: N801
     def __init__(self, value: Any) -> None:
         self.value = value
 
+    @property
+    def annotations(self) -> dict[str, bool]:
+        """What the wrappers around a value say, outermost last (Prefect 1's edge annotations)."""
+        return {**_annotations(self.value), **{"mapped": True}}
+
 
 class flatten:  # noqa: N801
     """Map over the items of each item: ``flatten([[1, 2], [3]])`` maps over 1, 2, 3."""
@@ -1226,8 +1243,17 @@ class flatten:  # noqa: N801
     def __init__(self, value: Any) -> None:
         self.value = value
 
+    @property
+    def annotations(self) -> dict[str, bool]:
+        """What the wrappers around a value say, outermost last (Prefect 1's edge annotations)."""
+        return {**_annotations(self.value), **{"flattened": True}}
 
-def as_task(value: Any, flow: Flow) -> Task | None:
+
+def _annotations(value: Any) -> dict[str, bool]:
+    return value.annotations if isinstance(value, (unmapped, mapped, flatten)) else {}
+
+
+def _task_of(value: Any, flow: Flow) -> Task | None:
     """The task behind ``value``: itself if a task, a ``Collection`` if it holds tasks, else ``None``."""
     if isinstance(value, Task):
         return value
@@ -1244,8 +1270,103 @@ def as_task(value: Any, flow: Flow) -> Task | None:
         # of a new task: each edge goes in directly, without add_edge's checks for a task
         # that may already have inputs (half of building a 10,000-task fan-in)
         flow.set_dependencies(collection, keyword_tasks=kw)
+        collection.auto_generated = True
         return collection
     return None
+
+
+def as_task(value: Any, flow: Flow | None = None) -> Task:
+    """``value`` as a task (Prefect 1's ``prefect.utilities.tasks.as_task``).
+
+    A task is returned as it is; ``unmapped``/``mapped``/``flatten`` are unwrapped; a list,
+    tuple, set or dict holding tasks (at any depth) becomes a task that gathers them, added
+    to ``flow`` (or the flow of the surrounding ``with Flow(...)`` block); any other value
+    becomes a ``Constant`` (nested collections of plain values included). Tasks made here
+    have ``auto_generated`` set::
+
+        with Flow("f") as flow:
+            pair = as_task([inc(1), 2])   # a List task: [2, 2] when the flow runs
+            four = as_task(4)             # Constant(4), named "4"
+    """
+    while isinstance(value, (unmapped, mapped, flatten)):
+        value = value.value
+    if isinstance(value, Task):
+        return value
+    if isinstance(value, (list, tuple, set, dict)) and _holds_task(value):
+        if flow is None:
+            stack = _active_flows.get()
+            if not stack:
+                raise NoActiveFlowError(
+                    "as_task(): a collection holding tasks becomes a task of a flow; call it inside "
+                    "`with Flow(...)` or pass flow="
+                )
+            flow = stack[-1]
+        task = _task_of(value, flow)
+        assert task is not None  # it holds a task
+        return task
+    text = repr(value)
+    constant = Constant(value, name=text if len(text) <= 8 else None)
+    constant.auto_generated = True
+    return constant
+
+
+@contextlib.contextmanager
+def tags(*names: str) -> Iterator[None]:
+    """Tag every task made in the block (Prefect 1's ``prefect.utilities.tasks.tags``).
+
+    Blocks nest and add to the tags of the blocks around them and to a task's own::
+
+        with tags("io", "nightly"):
+            load = Load()            # tags {"io", "nightly"}
+            save = Save(tags=["s3"]) # tags {"io", "nightly", "s3"}
+    """
+    outer = _flow_ctx.get().get("tags") or ()
+    token = _flow_ctx.set({**_flow_ctx.get(), "tags": set(outer) | set(names)})
+    try:
+        yield
+    finally:
+        _flow_ctx.reset(token)
+
+
+def defaults_from_attrs(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Fill ``run()`` arguments the caller left out from the task's attributes of the same name.
+
+    Prefect 1's ``defaults_from_attrs``: a task class takes its settings at construction and
+    lets each call override them. An argument given at run time always wins, ``None``
+    included::
+
+        class Greet(Task):
+            def __init__(self, greeting="hello", **kwargs):
+                self.greeting = greeting
+                super().__init__(**kwargs)
+
+            @defaults_from_attrs("greeting")
+            def run(self, name, greeting=None):
+                return f"{greeting} {name}"
+
+    ``Greet(greeting="hi").run("ada")`` is ``"hi ada"``; ``.run("ada", greeting="yo")`` is
+    ``"yo ada"``. An attribute the task does not have raises ``AttributeError`` at run time.
+    """
+
+    def decorate(run: Callable[..., Any]) -> Callable[..., Any]:
+        params = list(inspect.signature(run).parameters.values())[1:]  # after self
+        positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unknown = [n for n in names if n not in {p.name for p in params}]
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
+            missing = ", ".join(map(repr, unknown))
+            raise TypeError(f"defaults_from_attrs: {run.__qualname__}() has no argument {missing}")
+
+        @functools.wraps(run)
+        def with_defaults(self: Any, *args: Any, **kwargs: Any) -> Any:
+            given = positional[: len(args)]
+            for name in names:
+                if name not in kwargs and name not in given:
+                    kwargs[name] = getattr(self, name)
+            return run(self, *args, **kwargs)
+
+        return with_defaults
+
+    return decorate
 
 
 _SEQUENCES: dict[type, type[_Sequence]] = {list: List, tuple: Tuple, set: Set}
