@@ -26,26 +26,24 @@ def _no_warnings(fn):
 
 
 def test_a_parameter_made_in_a_flow_block_and_never_used_is_reported():
-    with pytest.warns(UserWarning, match=r"Tasks were created but not added to the flow 'etl': <Parameter: day>"):
-        with Flow("etl") as flow:
-            Parameter("day")
+    expected = r"Tasks were created but not added to the flow 'etl': <Parameter: day>"
+    with pytest.warns(UserWarning, match=expected), Flow("etl") as flow:
+        Parameter("day")
     assert flow.parameters() == set()
 
 
 def test_a_decorated_task_defined_in_a_block_but_never_called_is_reported():
-    with pytest.warns(UserWarning, match="Tasks were created but not added"):
-        with Flow("etl"):
+    with pytest.warns(UserWarning, match="Tasks were created but not added"), Flow("etl"):
 
-            @task
-            def extract():
-                return 1
+        @task
+        def extract():
+            return 1
 
 
 def test_a_copy_made_in_a_block_and_dropped_is_reported():
     template = Task(name="load")
-    with pytest.warns(UserWarning, match="<Task: load>"):
-        with Flow("etl"):
-            template.copy()
+    with pytest.warns(UserWarning, match="<Task: load>"), Flow("etl"):
+        template.copy()
 
 
 def test_tasks_that_join_the_flow_are_not_reported():
@@ -73,19 +71,17 @@ def test_tasks_that_join_the_flow_are_not_reported():
 def test_only_the_inner_block_reports_its_own_forgotten_task():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with Flow("outer"):
-            with Flow("inner"):
-                Parameter("x")
+        with Flow("outer"), Flow("inner"):
+            Parameter("x")
     assert [str(w.message).split(":")[0] for w in caught] == ["Tasks were created but not added to the flow 'inner'"]
 
 
 def test_a_block_that_raises_does_not_add_a_warning_to_the_error():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(RuntimeError):
-            with Flow("etl"):
-                Parameter("x")
-                raise RuntimeError("boom")
+        with pytest.raises(RuntimeError), Flow("etl"):
+            Parameter("x")
+            raise RuntimeError("boom")
     assert caught == []
 
 
@@ -176,7 +172,9 @@ def test_a_cycle_is_reported_by_validate_and_serialize():
 
 @pytest.mark.parametrize("max_retries", [0, None, False])
 def test_a_retry_delay_without_retries_is_refused(max_retries):
-    with pytest.raises(ValueError, match=r"`max_retries` argument greater than 0 must be provided if specifying a retry"):
+    with pytest.raises(
+        ValueError, match=r"`max_retries` argument greater than 0 must be provided if specifying a retry"
+    ):
         Task(retry_delay=5, max_retries=max_retries)
     with pytest.raises(ValueError, match="so it would never retry"):
         task(retry_delay=5)(lambda: 1)
@@ -189,7 +187,7 @@ def test_retry_on_names_what_is_not_an_exception_class():
 
 
 def test_a_builtin_without_a_signature_cannot_be_a_task():
-    with pytest.raises(ValueError, match="This function can not be inspected.*wrap it"):
+    with pytest.raises(ValueError, match=r"This function can not be inspected.*wrap it"):
         task(zip)
 
 
@@ -319,7 +317,7 @@ def test_a_tasks_signature_is_its_inputs_and_the_call_options():
     assert sig.parameters["rows"].annotation in (list, "list")  # as run() declares it
     assert sig.return_annotation == "Task"
     assert "table" in inspect.signature(Load).parameters  # the class still shows its constructor
-    assert list(inspect.signature(double).parameters)[0] == "x"
+    assert next(iter(inspect.signature(double).parameters)) == "x"
 
 
 def test_a_target_is_the_location_of_the_tasks_result(tmp_path):

@@ -574,7 +574,7 @@ def test_retry_on_retries_only_those_exceptions():
         raise ValueError("a bug, not a hiccup")
 
     assert type(run_task(broken)) is Failed
-    with pytest.raises(TypeError, match="retry_on must be exception classes.*got an instance of str"):
+    with pytest.raises(TypeError, match=r"retry_on must be exception classes.*got an instance of str"):
         task(retry_on="ValueError")(lambda: None)
 
 

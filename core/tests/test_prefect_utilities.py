@@ -3,6 +3,8 @@ and the annotations of unmapped / mapped / flatten."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 
 import plait
@@ -84,9 +86,8 @@ class TestTags:
         def tagged():
             return 1
 
-        with Flow("f"):
-            with plait.tags("chris"):
-                called = tagged()
+        with Flow("f"), plait.tags("chris"):
+            called = tagged()
         assert called.tags == {"chris", "default"}
         assert tagged.tags == {"default"}
 
@@ -162,3 +163,32 @@ def test_a_constant_task_passed_to_a_call_is_used_and_not_warned_about(recwarn):
         out = echo(Constant(3))
     assert not [w for w in recwarn if "not added to the flow" in str(w.message)]
     assert flow.run().result[out].result == 3
+
+
+def test_a_copy_made_in_a_tags_block_has_the_tags_and_the_original_does_not():
+    original = Task()
+    with Flow("f"), tags("copied"):
+        copy = original.copy()
+    assert copy.tags == {"copied"}
+    assert original.tags == set()
+
+
+@pytest.mark.parametrize("validator", ["partial_inputs_only", "partial_parameters_only"])
+def test_partial_validators_without_names_let_only_the_expiry_decide(validator):
+    from datetime import datetime, timedelta
+
+    from plait import cache_validators
+    from plait.states import Cached
+
+    check = getattr(cache_validators, validator)()
+    now = datetime.now(UTC)
+    fresh = Cached(
+        cached_inputs={"x": 1}, cached_parameters={"x": 1}, cached_result_expiration=now + timedelta(hours=1)
+    )
+    stale = Cached(
+        cached_inputs={"x": 1}, cached_parameters={"x": 1}, cached_result_expiration=now - timedelta(hours=1)
+    )
+    assert check(fresh, {"x": 2}, {"x": 2}) is True
+    assert check(stale, {"x": 1}, {"x": 1}) is False
+    with pytest.raises(ValueError, match=validator):
+        getattr(cache_validators, validator)([])

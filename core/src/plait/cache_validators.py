@@ -76,14 +76,18 @@ def all_parameters(state: Cached, inputs: dict[str, Any], parameters: dict[str, 
 class partial_inputs_only:  # noqa: N801 - used like a function: partial_inputs_only(["x"])
     """Use the cached result while unexpired and if the named inputs are unchanged.
 
+    Called without names (``partial_inputs_only()``, Prefect 1's default) it compares no
+    input: the cache's expiry alone decides. An empty list is refused (a likely mistake).
+
     ```python
     @task(cache_for=timedelta(days=1), cache_validator=partial_inputs_only(["url"]))
     def fetch(url, verbose=False): ...
     ```
     """
 
-    def __init__(self, validate_on: Iterable[str]) -> None:
-        self.validate_on = _names(validate_on, "partial_inputs_only")
+    def __init__(self, validate_on: Iterable[str] | None = None) -> None:
+        # None (Prefect 1's default): compare no inputs, only the cache's expiry
+        self.validate_on = () if validate_on is None else _names(validate_on, "partial_inputs_only")
         self.__name__ = f"partial_inputs_only({', '.join(self.validate_on)})"
 
     def __call__(self, state: Cached, inputs: dict[str, Any], parameters: dict[str, Any]) -> bool:
@@ -94,10 +98,14 @@ class partial_inputs_only:  # noqa: N801 - used like a function: partial_inputs_
 
 
 class partial_parameters_only:  # noqa: N801
-    """Use the cached result while unexpired and if the named flow parameters are unchanged."""
+    """Use the cached result while unexpired and if the named flow parameters are unchanged.
 
-    def __init__(self, validate_on: Iterable[str]) -> None:
-        self.validate_on = _names(validate_on, "partial_parameters_only")
+    Without names (``partial_parameters_only()``) only the expiry decides, as in Prefect 1.
+    """
+
+    def __init__(self, validate_on: Iterable[str] | None = None) -> None:
+        # None (Prefect 1's default): compare no parameters, only the cache's expiry
+        self.validate_on = () if validate_on is None else _names(validate_on, "partial_parameters_only")
         self.__name__ = f"partial_parameters_only({', '.join(self.validate_on)})"
 
     def __call__(self, state: Cached, inputs: dict[str, Any], parameters: dict[str, Any]) -> bool:

@@ -433,6 +433,9 @@ class Task:
         new.slug = None
         new._id = next(_instance_counter)
         new.state_handlers = list(self.state_handlers)
+        context_tags = _flow_ctx.get().get("tags")
+        if context_tags:  # a copy made in a `with tags(...)` block has them (Prefect 1's)
+            new.tags = new.tags | _checked_option(new.name, "tags", context_tags)
         for key, value in task_args.items():
             if not hasattr(new, key) or key.startswith("_"):
                 raise TaskOptionError(f"Task {self.name!r} has no option {key!r} to set through task_args")
