@@ -347,3 +347,41 @@ def test_output_is_complete_when_containers_exit_right_after_printing(busybox_im
         state = flow.run(executor="threads")
         results = state.result[out].result
         assert results == [[f"start {i}", f"middle {i}", f"end {i}"] for i in range(20)]
+
+
+def test_a_log_stream_left_open_after_the_container_exits_is_cut_and_nothing_is_lost(busybox_image, monkeypatch):
+    """Podman can keep a followed log stream open after the container exited: the task must not
+    wait on it forever, and the lines the stream did not deliver come from the stored log."""
+    import socket
+    import threading
+
+    from plait_docker import tasks
+
+    real = tasks.follow_output
+
+    def stream_that_stays_open(api, container_id, follow=True, on_socket=None):
+        if not follow:
+            yield from real(api, container_id, follow=False)
+            return
+        frames = list(real(api, container_id))
+        yield from frames[:1]  # the first frame arrives; the rest is never sent
+        mine, theirs = socket.socketpair()
+        try:
+            if on_socket is not None:
+                on_socket(mine)
+            mine.recv(1)  # blocks until someone shuts the socket: the stream "stays open"
+        finally:
+            mine.close()
+            theirs.close()
+
+    monkeypatch.setattr(tasks, "follow_output", stream_that_stays_open)
+    monkeypatch.setattr(tasks, "_STREAM_GRACE", 0.2, raising=False)
+    task = DockerRun(
+        image=busybox_image, command=sh("echo one; echo two; echo three"), network_mode="none", returns="lines"
+    )
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.setdefault("lines", task.run()), daemon=True)
+    runner.start()
+    runner.join(120)  # a guard against hanging the suite, not a timing assertion
+    assert not runner.is_alive(), "DockerRun waited forever on a log stream its container had left open"
+    assert outcome["lines"] == ["one", "two", "three"]

@@ -24,11 +24,12 @@ import io
 import logging
 import os
 import re
+import socket
 import struct
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,10 @@ PULL_POLICIES = ("missing", "always", "never")
 #: Labels every container started by DockerRun carries (find them with
 #: ``docker ps -a --filter label=plait.managed``).
 MANAGED_LABEL = "plait.managed"
+
+
+#: Seconds a followed log stream may stay open after its container exited before it is cut.
+_STREAM_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -418,16 +423,43 @@ class _ContainerRun:
         return created["Id"]
 
     def _stream(self, output: _Output) -> int:
-        """Feed the container's output to ``output`` as it comes; return the bytes received."""
+        """Feed the container's output to ``output`` as it comes; return the bytes received.
+
+        Podman (4.3) can also keep a followed log stream open after the container has exited,
+        sending nothing more: a thread waits for the exit, and if the stream has not ended
+        ``_STREAM_GRACE`` seconds later it shuts the stream's socket. ``_catch_up`` then reads
+        whatever the stream had not delivered from the stored log.
+        """
         received = 0
+        ended = threading.Event()
+        cut = threading.Event()
+        sockets: list[Any] = []
+
+        def end_stream_after_exit() -> None:
+            try:
+                self.api.wait(self.container_id)
+            except Exception:
+                return  # removed, cancelled or the engine went away: the stream ends (or fails) by itself
+            if not ended.wait(_STREAM_GRACE):
+                cut.set()
+                for sock in list(sockets):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        watcher = threading.Thread(target=end_stream_after_exit, name=f"plait-docker-exit-{self.name}", daemon=True)
+        watcher.start()
         try:
-            for stream, data in follow_output(self.api, self.container_id):
+            for stream, data in follow_output(self.api, self.container_id, on_socket=sockets.append):
                 received += len(data)
                 output.feed(stream, data)
         except Exception as exc:
-            if self.cancelled or self.timed_out:
-                return received  # the stream ends with the killed container, possibly abruptly
+            if self.cancelled or self.timed_out or cut.is_set():
+                return received  # the stream ends with the killed container (or was cut), possibly abruptly
             raise self._error("read the container's output", exc) from None
+        finally:
+            ended.set()
         return received
 
     def _catch_up(self, output: _Output, received: int) -> None:
@@ -576,7 +608,9 @@ class _Output:
         return f"\nLast {len(self.tail)} line(s) of output:\n" + mask(self.tail_lines())
 
 
-def follow_output(api: Any, container_id: str, follow: bool = True) -> Iterator[tuple[int, bytes]]:
+def follow_output(
+    api: Any, container_id: str, follow: bool = True, on_socket: Callable[[Any], None] | None = None
+) -> Iterator[tuple[int, bytes]]:
     """The container's output as ``(stream, bytes)`` frames (1: stdout, 2: stderr), from its
     start until it exits (or, with ``follow=False``, what it has printed so far), in the order
     the engine recorded them.
@@ -590,7 +624,10 @@ def follow_output(api: Any, container_id: str, follow: bool = True) -> Iterator[
     try:
         api._raise_for_status(response)
         # A quiet container may print nothing for longer than the client's timeout.
-        api._disable_socket_timeout(api._get_raw_response_socket(response))
+        sock = api._get_raw_response_socket(response)
+        api._disable_socket_timeout(sock)
+        if on_socket is not None:
+            on_socket(sock)  # to end a stream that outlives its container (see _ContainerRun._stream)
         raw = response.raw
         while True:
             header = raw.read(8)
