@@ -368,7 +368,7 @@ def test_a_log_stream_left_open_after_the_container_exits_is_cut_and_nothing_is_
         mine, theirs = socket.socketpair()
         try:
             if on_socket is not None:
-                on_socket(mine)
+                on_socket(socket.SocketIO(mine, "rb"))  # what the SDK's raw response socket is
             mine.recv(1)  # blocks until someone shuts the socket: the stream "stays open"
         finally:
             mine.close()

@@ -443,10 +443,10 @@ class _ContainerRun:
             if not ended.wait(_STREAM_GRACE):
                 cut.set()
                 for sock in list(sockets):
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                    try:  # the SDK hands a SocketIO over the socket: shut the socket under it
+                        getattr(sock, "_sock", sock).shutdown(socket.SHUT_RDWR)
+                    except Exception:
+                        pass  # closed already: the stream has ended
 
         watcher = threading.Thread(target=end_stream_after_exit, name=f"plait-docker-exit-{self.name}", daemon=True)
         watcher.start()
