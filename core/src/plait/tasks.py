@@ -1323,12 +1323,10 @@ def tags(*names: str) -> Iterator[None]:
             load = Load()            # tags {"io", "nightly"}
             save = Save(tags=["s3"]) # tags {"io", "nightly", "s3"}
     """
-    outer = _flow_ctx.get().get("tags") or ()
-    token = _flow_ctx.set({**_flow_ctx.get(), "tags": set(outer) | set(names)})
-    try:
+    from plait.context import local
+
+    with local(tags=set(_flow_ctx.get().get("tags") or ()) | set(names)):
         yield
-    finally:
-        _flow_ctx.reset(token)
 
 
 def defaults_from_attrs(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

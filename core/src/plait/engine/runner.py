@@ -1210,9 +1210,8 @@ class _TaskRuns:
 
     def _finish(self, t: int, i: int | None, state: State) -> None:
         if type(state) is Retrying:
-            if self.one_pass:
-                self._keep_retrying(t, i, state)
-            else:
+            self._record_retrying(t, i, state)
+            if not self.one_pass:  # one pass (Prefect 1's FlowRunner.run) leaves it to the next pass
                 self._schedule_retry(t, i, state)
             return
         if state._failed and not isinstance(state, TriggerFailed):
@@ -1272,8 +1271,7 @@ class _TaskRuns:
             return
         _TaskRuns._release(self, d)
 
-    def _keep_retrying(self, t: int, i: int | None, state: Retrying) -> None:
-        """One pass (Prefect 1's ``FlowRunner.run``): the retry is left to the next pass."""
+    def _record_retrying(self, t: int, i: int | None, state: Retrying) -> None:
         task = self.plan.tasks[t]
         logger.warning("Task %r: %s", task.name if i is None else f"{task.name}[{i}]", state.message)
         if i is None:
@@ -1282,12 +1280,6 @@ class _TaskRuns:
             self.children[t][i] = state
 
     def _schedule_retry(self, t: int, i: int | None, state: Retrying) -> None:
-        task = self.plan.tasks[t]
-        logger.warning("Task %r: %s", task.name if i is None else f"{task.name}[{i}]", state.message)
-        if i is None:
-            self.states[t] = state
-        else:
-            self.children[t][i] = state
         start = state.start_time.timestamp() if state.start_time else time.time()
         self._seq += 1
         heapq.heappush(self.retries, (start, self._seq, t, i, state.run_count + 1, state))

@@ -72,8 +72,9 @@ _DEFINITION = "strawberry-definition"
 Leaf = tuple[str, Callable[[Any], Any], bool]
 
 
-def _leaf(field: GraphQLField) -> Leaf | None:
-    """The shortcut for ``field``, or ``None`` when it must go through graphql-core."""
+def _default_attribute(field: GraphQLField) -> tuple[str, Any, bool] | None:
+    """``(attribute name, type without its non-null wrapper, non-null)`` for a field strawberry
+    resolves by reading an attribute (no arguments, resolver or extension), else ``None``."""
     resolve = field.resolve
     if resolve is None or not getattr(resolve, "_is_default", False) or field.args:
         return None
@@ -84,11 +85,16 @@ def _leaf(field: GraphQLField) -> Leaf | None:
         return None
     kind = field.type
     non_null = is_non_null_type(kind)
-    if non_null:
-        kind = kind.of_type  # type: ignore[union-attr]
-    if not is_leaf_type(kind):
+    return definition.python_name, kind.of_type if non_null else kind, non_null  # type: ignore[union-attr]
+
+
+def _leaf(field: GraphQLField) -> Leaf | None:
+    """The shortcut for ``field``, or ``None`` when it must go through graphql-core."""
+    attribute = _default_attribute(field)
+    if attribute is None or not is_leaf_type(attribute[1]):
         return None
-    return definition.python_name, kind.serialize, non_null  # type: ignore[union-attr]
+    name, kind, non_null = attribute
+    return name, kind.serialize, non_null
 
 
 #: A field holding another object: (attribute name, the object type, non-null).
@@ -97,21 +103,13 @@ Nested = tuple[str, GraphQLObjectType, bool]
 
 def _nested_object(field: GraphQLField) -> Nested | None:
     """For a default-resolved field of an object type (no list): how to read it."""
-    resolve = field.resolve
-    if resolve is None or not getattr(resolve, "_is_default", False) or field.args:
+    attribute = _default_attribute(field)
+    if attribute is None:
         return None
-    definition = (field.extensions or {}).get(_DEFINITION)
-    if definition is None or definition.base_resolver is not None or definition.extensions:
-        return None
-    if getattr(definition, "default_resolver", None) is not getattr:
-        return None
-    kind = field.type
-    non_null = is_non_null_type(kind)
-    if non_null:
-        kind = kind.of_type  # type: ignore[union-attr]
+    name, kind, non_null = attribute
     if not isinstance(kind, GraphQLObjectType) or kind.is_type_of is not None:
         return None
-    return definition.python_name, kind, non_null
+    return name, kind, non_null
 
 
 class _Fallback(Exception):
