@@ -143,7 +143,8 @@ class Driver:
             return self.execute_many(sql, rows)
         values = ", ".join(_json_values(table, tuple(columns), self.conn.dialect))
         sql = (
-            f"INSERT INTO {name} ({', '.join(columns)}) SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS e{suffix}"
+            f"INSERT INTO {name} ({', '.join(columns)}) "
+            f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS e{suffix}"
         )
         return self.execute(sql, [_json_rows(rows)])
 
