@@ -2,7 +2,8 @@
 and the time from ``plait server start`` to the first answered ``/health``.
 
 Run it with ``.venv/bin/python benchmarks/bench_server.py`` (``--quick`` for a smaller run,
-``--backend sqlite`` or ``postgres`` for one database; ``make bench-server``). It needs
+``--backend sqlite`` or ``postgres`` for one database, ``--only states`` (or ``create``, ``map``) for
+one table; ``make bench-server``). It needs
 ``server[test]`` installed (``make test`` does) and PostgreSQL's server programs for the
 PostgreSQL rows. It prints tables and asserts nothing.
 
@@ -423,67 +424,91 @@ def bench_backend(
         client = server.client()
         flow_id = register(client, f"bench-{uuid.uuid4().hex[:6]}")
         per_writer = 1_000 if args.quick else 3_000
-        print(f"\n{name}: task-run state writes, {BATCH} per call, while a reader lists runs ({load()})")
-        header = (
-            f"{'writers':>7} {'states':>7} {'states/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'refused':>7} {'reads/s':>8} "
-            f"{'srv CPU ms/call':>15} {'states/srv CPU s':>16}" + (f" {'PG CPU ms/call':>14}" if db else "")
-        )
-        print_header(header)
-        rows = []
-        for writers in (1, 2):
-            r = best([state_writes(server, flow_id, writers, per_writer // writers) for _ in range(args.repeat)])
-            rows.append(r)
-            print(
-                f"{writers:>7} {r['states']:>7,} {r['rate']:>9,.0f} {r['p50']:>7.1f} {r['p99']:>7.1f} "
-                f"{r['refused']:>7} {r['reads']:>8,.0f} {r['cpu_ms']:>15.1f} {100_000 / r['cpu_ms']:>16,.0f}"
-                + (f" {r['db_cpu_ms']:>14.1f}" if db else "")
-            )
-        top = max(rows, key=lambda r: r["rate"])
-        figures["writes"] = top
-        figures["writes_capacity"] = max(capacity(BATCH, r["cpu_ms"], r["db_cpu_ms"], workers) for r in rows)
-
-        per_client = 200 if args.quick else 500
-        print(f"\n{name}: create_flow_run, one call per run ({load()})")
-        print_header(
-            f"{'clients':>7} {'runs':>6} {'runs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv CPU ms/run':>14} "
-            f"{'runs/srv CPU s':>14}" + (f" {'PG CPU ms/run':>13}" if db else "")
-        )
-        rows = []
-        for clients in (1, 4):
-            r = best([run_creation(server, flow_id, clients, per_client // clients) for _ in range(args.repeat)])
-            rows.append(r)
-            print(
-                f"{clients:>7} {r['runs']:>6,} {r['rate']:>8,.0f} {r['p50']:>7.1f} {r['p99']:>7.1f} "
-                f"{r['cpu_ms']:>14.2f} {1000 / r['cpu_ms']:>14,.0f}" + (f" {r['db_cpu_ms']:>13.2f}" if db else "")
-            )
-        figures["create"] = max(rows, key=lambda r: r["rate"])
-        figures["create_capacity"] = max(capacity(1, r["cpu_ms"], r["db_cpu_ms"], workers) for r in rows)
-
-        children = 2_000 if args.quick else 10_000
-        print(f"\n{name}: a {children:,}-item map's states from one client, 8 threads ({load()})")
-        print_header(
-            f"{'states':>7} {'seconds':>8} {'states/s':>9} {'stored':>7} {'Success':>7} {'refused':>7} {'srv CPU s':>9}"
-        )
-        rounds = [big_map(server, flow_id, children) for _ in range(args.repeat)]
-        r = min(rounds, key=lambda x: x["seconds"])
-        worst_stored = min(x["stored"] for x in rounds)
-        print(
-            f"{r['states']:>7,} {r['seconds']:>8.2f} {r['rate']:>9,.0f} {r['stored']:>7,} {r['success']:>7,} "
-            f"{r['refused']:>7} {r['cpu']:>9.2f}"
-        )
-        print(
-            f"  over {len(rounds)} rounds: fewest stored {worst_stored:,} of {3 * children:,}; refused in all rounds "
-            f"{sum(x['refused'] for x in rounds)} {sorted({c for x in rounds for c in x['codes']})}"
-        )
-        figures["map"] = {
-            "states": 3 * children,
-            "fewest_stored": worst_stored,
-            "refused": sum(x["refused"] for x in rounds),
-            "seconds": r["seconds"],
-            "cpu": r["cpu"],
-        }
+        tables = {"states", "create", "map"} if args.only in (None, "writes") else {args.only}
+        if "states" in tables:
+            figures.update(state_write_table(server, flow_id, name, args, per_writer, workers, db))
+        if "create" in tables:
+            figures.update(create_table(server, flow_id, name, args, workers, db))
+        if "map" in tables:
+            figures.update(map_table(server, flow_id, name, args))
     finally:
         server.stop()
+    return figures
+
+
+def state_write_table(
+    server: Server, flow_id: str, name: str, args: argparse.Namespace, per_writer: int, workers: int, db: bool
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    print(f"\n{name}: task-run state writes, {BATCH} per call, while a reader lists runs ({load()})")
+    header = (
+        f"{'writers':>7} {'states':>7} {'states/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'refused':>7} {'reads/s':>8} "
+        f"{'srv CPU ms/call':>15} {'states/srv CPU s':>16}" + (f" {'PG CPU ms/call':>14}" if db else "")
+    )
+    print_header(header)
+    rows = []
+    for writers in (1, 2):
+        r = best([state_writes(server, flow_id, writers, per_writer // writers) for _ in range(args.repeat)])
+        rows.append(r)
+        print(
+            f"{writers:>7} {r['states']:>7,} {r['rate']:>9,.0f} {r['p50']:>7.1f} {r['p99']:>7.1f} "
+            f"{r['refused']:>7} {r['reads']:>8,.0f} {r['cpu_ms']:>15.1f} {100_000 / r['cpu_ms']:>16,.0f}"
+            + (f" {r['db_cpu_ms']:>14.1f}" if db else "")
+        )
+    top = max(rows, key=lambda r: r["rate"])
+    figures["writes"] = top
+    figures["writes_capacity"] = max(capacity(BATCH, r["cpu_ms"], r["db_cpu_ms"], workers) for r in rows)
+    return figures
+
+
+def create_table(
+    server: Server, flow_id: str, name: str, args: argparse.Namespace, workers: int, db: bool
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    per_client = 200 if args.quick else 500
+    print(f"\n{name}: create_flow_run, one call per run ({load()})")
+    print_header(
+        f"{'clients':>7} {'runs':>6} {'runs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv CPU ms/run':>14} "
+        f"{'runs/srv CPU s':>14}" + (f" {'PG CPU ms/run':>13}" if db else "")
+    )
+    rows = []
+    for clients in (1, 4):
+        r = best([run_creation(server, flow_id, clients, per_client // clients) for _ in range(args.repeat)])
+        rows.append(r)
+        print(
+            f"{clients:>7} {r['runs']:>6,} {r['rate']:>8,.0f} {r['p50']:>7.1f} {r['p99']:>7.1f} "
+            f"{r['cpu_ms']:>14.2f} {1000 / r['cpu_ms']:>14,.0f}" + (f" {r['db_cpu_ms']:>13.2f}" if db else "")
+        )
+    figures["create"] = max(rows, key=lambda r: r["rate"])
+    figures["create_capacity"] = max(capacity(1, r["cpu_ms"], r["db_cpu_ms"], workers) for r in rows)
+    return figures
+
+
+def map_table(server: Server, flow_id: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    children = 2_000 if args.quick else 10_000
+    print(f"\n{name}: a {children:,}-item map's states from one client, 8 threads ({load()})")
+    print_header(
+        f"{'states':>7} {'seconds':>8} {'states/s':>9} {'stored':>7} {'Success':>7} {'refused':>7} {'srv CPU s':>9}"
+    )
+    rounds = [big_map(server, flow_id, children) for _ in range(args.repeat)]
+    r = min(rounds, key=lambda x: x["seconds"])
+    worst_stored = min(x["stored"] for x in rounds)
+    print(
+        f"{r['states']:>7,} {r['seconds']:>8.2f} {r['rate']:>9,.0f} {r['stored']:>7,} {r['success']:>7,} "
+        f"{r['refused']:>7} {r['cpu']:>9.2f}"
+    )
+    print(
+        f"  over {len(rounds)} rounds: fewest stored {worst_stored:,} of {3 * children:,}; refused in all rounds "
+        f"{sum(x['refused'] for x in rounds)} {sorted({c for x in rounds for c in x['codes']})}"
+    )
+    figures["map"] = {
+        "states": 3 * children,
+        "fewest_stored": worst_stored,
+        "refused": sum(x["refused"] for x in rounds),
+        "seconds": r["seconds"],
+        "cpu": r["cpu"],
+    }
     return figures
 
 
@@ -531,28 +556,29 @@ def print_targets(results: dict[str, Any], quick: bool) -> None:
         f = results.get(key)
         if not f:
             continue
-        w = f["writes"]
         workers = f" ({f['workers']} workers)" if f["workers"] > 1 else ""
-        rows.append(
-            (
-                f"{label}{workers}: state writes >= {rate_target:,}/s",
-                f"{w['rate']:,.0f}/s",
-                verdict(w["rate"] >= rate_target),
-                f"{f['writes_capacity']:,.0f}/s",
-                verdict(f["writes_capacity"] >= rate_target),
+        w = f.get("writes")
+        if w:
+            rows.append(
+                (
+                    f"{label}{workers}: state writes >= {rate_target:,}/s",
+                    f"{w['rate']:,.0f}/s",
+                    verdict(w["rate"] >= rate_target),
+                    f"{f['writes_capacity']:,.0f}/s",
+                    verdict(f["writes_capacity"] >= rate_target),
+                )
             )
-        )
-        rows.append(
-            (
-                f"{label}: p99 per call < 100 ms, reader on",
-                f"{w['p99']:.0f} ms",
-                verdict(w["p99"] < 100),
-                f"{w['cpu_ms'] + w['db_cpu_ms']:.1f} ms CPU/call",
-                verdict(w["cpu_ms"] + w["db_cpu_ms"] < 100),
+            rows.append(
+                (
+                    f"{label}: p99 per call < 100 ms, reader on",
+                    f"{w['p99']:.0f} ms",
+                    verdict(w["p99"] < 100),
+                    f"{w['cpu_ms'] + w['db_cpu_ms']:.1f} ms CPU/call",
+                    verdict(w["cpu_ms"] + w["db_cpu_ms"] < 100),
+                )
             )
-        )
-        c = f["create"]
-        if key == "sqlite":  # the target; PostgreSQL's figure is printed above
+        c = f.get("create")
+        if c and key == "sqlite":  # the target; PostgreSQL's figure is printed above
             rows.append(
                 (
                     f"{label}: create_flow_run >= 500/s",
@@ -562,7 +588,9 @@ def print_targets(results: dict[str, Any], quick: bool) -> None:
                     verdict(f["create_capacity"] >= 500),
                 )
             )
-        m = f["map"]
+        m = f.get("map")
+        if not m:
+            continue
         ok = m["fewest_stored"] == m["states"] and m["refused"] == 0
         rows.append(
             (
@@ -591,7 +619,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per case; the best is kept (default 3)")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--only", choices=["writes", "start"], default=None, help="run one part only")
+    parser.add_argument(
+        "--only",
+        choices=["writes", "start", "states", "create", "map"],
+        default=None,
+        help="run one part only: writes (every database table), start, or one database table: states "
+        "(task-run state writes), create (create_flow_run), map (a 10,000-item map's states)",
+    )
     parser.add_argument(
         "--pg-workers",
         type=int,
