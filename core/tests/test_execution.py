@@ -271,3 +271,41 @@ def test_the_reporter_sends_every_state_with_its_details_in_order(tmp_path, capl
     # The refused state: a warning naming the task run, and its version taken from the server.
     assert "refused a state of task run plain[1]" in caplog.text
     assert reporter._versions[("plain", 1)] == 7
+
+
+def test_a_backlog_goes_out_on_several_connections_each_task_run_in_order():
+    import threading
+
+    class Lanes(_RecordingClient):
+        def __init__(self):
+            super().__init__()
+            self.threads: set[str] = set()
+
+        def graphql_text(self, query, variables_json):
+            self.threads.add(threading.current_thread().name)
+            return super().graphql_text(query, variables_json)
+
+    @task
+    def double(x):
+        return 2 * x
+
+    with Flow("backlog") as flow:
+        double.map(list(range(1500)))
+    client = Lanes()
+    reporter = Reporter(client, "run", [], ExecutionSettings(report_connections=2), RunControl(), flow=flow)
+    assert FlowRunner(flow, task_observers=[reporter.task_observer]).run().is_successful()
+    reporter._closing = True
+    reporter._loop()  # the whole backlog at once, as after an outage or at the end of a short run
+    assert reporter.delivered_states == len(client.sent) == 2 * 1502
+    assert len(client.threads) >= 2  # calls in flight at once, from the sending thread and a lane of its own
+    versions: dict = {}
+    for item in client.sent:  # each task run's states arrive in order, whichever lane took them
+        key = (item["task_slug"], item["map_index"])
+        assert item["version"] == versions.get(key, 0)
+        versions[key] = item["version"] + 1
+    assert set(versions.values()) == {2}
+
+
+def test_report_connections_is_checked():
+    with pytest.raises(Exception, match="report_connections = 0 is not valid"):
+        ExecutionSettings.load(report_connections=0)
