@@ -24,6 +24,7 @@ from plait_server.api.flows import FlowMutations, FlowQueries
 from plait_server.api.keys import KeyMutations, KeyQueries
 from plait_server.api.logs import LogMutations, LogQueries
 from plait_server.api.orchestration import OrchestrationMutations, OrchestrationQueries
+from plait_server.api.prepared import Prepared
 from plait_server.api.runs import RunMutations, RunQueries
 
 __all__ = ["Limits", "build_schema", "schema_sdl"]
@@ -58,10 +59,11 @@ class Documents:
             *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
         )
         self.size = size
-        self._entries: OrderedDict[str, tuple[Any, list[GraphQLError]]] = OrderedDict()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self.schema: strawberry.Schema | None = None  # set by build_schema
 
-    def get(self, query: str) -> tuple[Any, list[GraphQLError]] | None:
+    def get(self, query: str) -> _Entry | None:
         with self._lock:
             entry = self._entries.get(query)
             if entry is not None:
@@ -70,13 +72,40 @@ class Documents:
 
     def put(self, query: str, document: Any, errors: list[GraphQLError]) -> None:
         with self._lock:
-            self._entries[query] = (document, errors)
+            self._entries[query] = _Entry(document, errors)
             self._entries.move_to_end(query)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
+    def prepared(self, query: str, operation_name: str | None) -> Prepared | None:
+        """The prepared form of a document seen (and found valid) before, when it has one
+        (``api/prepared.py``); ``None`` otherwise: the request takes the generic path."""
+        entry = self.get(query)
+        if entry is None or entry.errors:
+            return None
+        prepared = entry.prepared
+        if prepared is _UNSET:
+            prepared = entry.prepared = Prepared.of(self.schema, entry.document) if self.schema else None
+        if prepared is None or (operation_name is not None and operation_name != prepared.operation_name):
+            return None
+        return prepared
+
     def extension(self) -> SchemaExtension:
         return _DocumentCache(self)
+
+
+_UNSET: Any = object()
+
+
+class _Entry:
+    """A known document: parsed, its validation errors, and its prepared form (made on first use)."""
+
+    __slots__ = ("document", "errors", "prepared")
+
+    def __init__(self, document: Any, errors: list[GraphQLError]) -> None:
+        self.document = document
+        self.errors = errors
+        self.prepared: Prepared | None = _UNSET
 
 
 class _DocumentCache(SchemaExtension):
@@ -86,14 +115,14 @@ class _DocumentCache(SchemaExtension):
 
     def __init__(self, documents: Documents) -> None:
         self.documents = documents
-        self.entry: tuple[Any, list[GraphQLError]] | None = None
+        self.entry: _Entry | None = None
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         query = context.query
         self.entry = self.documents.get(query) if query else None
         if self.entry is not None:
-            context.graphql_document = self.entry[0]
+            context.graphql_document = self.entry.document
         else:
             context.parse_options["max_tokens"] = self.documents.max_tokens
         yield
@@ -101,7 +130,7 @@ class _DocumentCache(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         if self.entry is not None:
-            context.pre_execution_errors = self.entry[1]
+            context.pre_execution_errors = self.entry.errors
         else:
             document = context.graphql_document
             # strawberry's validation (graphql-core's rules and its own), with our limits.
@@ -115,15 +144,18 @@ class _DocumentCache(SchemaExtension):
 
 
 class PlaitSchema(strawberry.Schema):
+    #: The documents this schema has parsed and validated, and their prepared forms.
+    documents: Documents
+
     def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
         # The HTTP endpoint classifies and logs errors (expected ones are not worth a traceback).
         return None
 
 
-def build_schema(limits: Limits | None = None) -> strawberry.Schema:
+def build_schema(limits: Limits | None = None) -> PlaitSchema:
     limits = limits or Limits()
     documents = Documents(limits)
-    return PlaitSchema(
+    schema = PlaitSchema(
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(auto_camel_case=False),
@@ -133,6 +165,9 @@ def build_schema(limits: Limits | None = None) -> strawberry.Schema:
         # the documents they parse and validate are shared.
         extensions=[documents.extension],
     )
+    schema.documents = documents
+    documents.schema = schema
+    return schema
 
 
 def schema_sdl() -> str:

@@ -153,9 +153,7 @@ class FlowRuns:
             key = check_text(idempotency_key, "idempotency_key", 200, required=False)
             when = check_time(scheduled_start_time, "scheduled_start_time") or utcnow()
             run_id = new_id()
-            run_name = (
-                check_text(name, "name", 200, required=False) or f"{flow.name}-{when:%Y%m%d-%H%M%S}-{run_id[:6]}"
-            )
+            run_name = check_text(name, "name", 200, required=False) or f"{flow.name}-{when:%Y%m%d-%H%M%S}-{run_id[:6]}"
             now = utcnow()
             run = FlowRunRecord(
                 id=run_id,
