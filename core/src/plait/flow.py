@@ -143,6 +143,9 @@ class Flow:
             must hold no secret. Agent kinds it does not name ignore it; ``flow.run()`` too.
     """
 
+    #: (class default for flows pickled by an older Plait: they are sorted when run)
+    _ordered = False
+
     def __init__(
         self,
         name: str,
@@ -184,7 +187,12 @@ class Flow:
         if terminal_state_handler is not None and not callable(terminal_state_handler):
             raise TypeError(f"Flow {name!r}: terminal_state_handler {terminal_state_handler!r} is not callable")
         self.terminal_state_handler = terminal_state_handler
-        self._tasks: dict[Task, None] = {}
+        # task -> its place in the order of adding (the flow's version then: it only grows)
+        self._tasks: dict[Task, int] = {}
+        # True while every edge goes from a task added earlier to one added later, so that the
+        # order of adding is an order to run them in (see _sorted_all): it stays so for flows
+        # built in a `with Flow` block, where a task joins the flow after its inputs.
+        self._ordered = True
         self.edges: set[Edge] = set()
         self.constants: dict[Task, dict[str, Any]] = {}
         self._edges_in: dict[Task, list[Edge]] = {}
@@ -298,7 +306,7 @@ class Flow:
                 slug = self._next_slug(base)
             task.slug = slug
         self._slugs[slug] = task
-        self._tasks[task] = None
+        self._tasks[task] = self._version
         self._edges_in.setdefault(task, [])
         self._edges_out.setdefault(task, [])
         self._version += 1  # self._changed(), without the call: this runs once per task built
@@ -376,6 +384,16 @@ class Flow:
         edge = Edge(upstream_task, downstream_task, key, mapped, flattened)
         # A keyed edge cannot be there already (the input would be taken): no lookup for it.
         if key is not None or edge not in self.edges:
+            tasks = self._tasks
+            if self._ordered and tasks[upstream_task] > tasks[downstream_task]:
+                # An edge back to a task added earlier. One that feeds no task yet (a call's
+                # task, whose list of inputs became a collection task after it) moves to the
+                # end, after every one of its inputs; otherwise the flow is sorted when needed.
+                if self._edges_out[downstream_task]:
+                    self._ordered = False
+                else:
+                    del tasks[downstream_task]
+                    tasks[downstream_task] = self._version
             self.edges.add(edge)
             self._edges_in[downstream_task].append(edge)
             self._edges_out[upstream_task].append(edge)
@@ -529,7 +547,7 @@ class Flow:
                     self._slug_counters[name] = n
             task.__dict__["slug"] = slug
             slugs[slug] = task
-            tasks[task] = None
+            tasks[task] = self._version
             edges_in = self._edges_in[task] = []
             edges_out = self._edges_out
             edges_out[task] = []
@@ -658,6 +676,10 @@ class Flow:
         cached = self._sorted
         if cached is not None and cached[0] == self._version:
             return cached[1]
+        if self._ordered:  # every edge goes forward in the order of adding: that is the order
+            result = tuple(self._tasks)
+            self._sorted = (self._version, result)
+            return result
         edges_in, edges_out = self._edges_in, self._edges_out
         # Kahn's algorithm. In-degree counts each upstream task once (two inputs from one task
         # are one wait); the queue of ready tasks, walked while it grows, is the order.
@@ -701,28 +723,40 @@ class Flow:
         self.sorted_tasks()
         edges_in, constants = self._edges_in, self.constants
         binding: Any = None
+        cls: Any = None
+        accepted: frozenset[str] | None = None
+        required: frozenset[str] = frozenset()
         for t in self._tasks:
-            if isinstance(t, Parameter):
-                continue
-            edges = edges_in[t]
-            if len(edges) == 1:
-                given = {edges[0].key}
-            else:
-                given = {e.key for e in edges}
-            given.discard(None)
-            consts = constants.get(t)
-            if consts:
-                given.update(consts)
             # Copies of one task share its binding (see plait.tasks._binder): look the inputs
             # up once for a run of them.
             attrs = t.__dict__
             if (
                 binding is None
                 or attrs.get("_binding") is not binding
-                or binding[0] is not (attrs.get("run") or type(t).run)
+                or type(t) is not cls
+                or binding[0] is not (attrs.get("run") or cls.run)
             ):
+                cls = type(t)
+                if issubclass(cls, Parameter):
+                    binding = None
+                    continue
                 accepted, required = _inputs_of(t)
                 binding = attrs.get("_binding")
+            edges = edges_in[t]
+            consts = constants.get(t)
+            if not consts and len(edges) == 1:  # the usual task: one input, from a task
+                key = edges[0].key
+                if (key is None or accepted is None or key in accepted) and (
+                    not required or (key is not None and len(required) == 1 and key in required)
+                ):
+                    continue
+            if len(edges) == 1:
+                given = {edges[0].key}
+            else:
+                given = {e.key for e in edges}
+            given.discard(None)
+            if consts:
+                given.update(consts)
             if accepted is not None and not given <= accepted:
                 unknown = sorted(given - accepted)
                 raise TaskBindError(

@@ -510,67 +510,92 @@ class _Plan:
         waits, expand_waiters, finish_waiters = self.waits, self.expand_waiters, self.finish_waiters
         self.constants: list[dict[str, Any] | None] = []
         constants, edges_in, flow_constants = self.constants, flow._edges_in, flow.constants
+        constant, add_inputs, add_ups, add_mapped = constants.append, inputs.append, ups_of.append, is_mapped.append
+        add_mapped_ups, add_mapped_over, add_waits = mapped_ups.append, mapped_over.append, waits.append
+        get_constants = flow_constants.get
         for d, t in enumerate(tasks):
-            constants.append(flow_constants.get(t) or None)
+            constant(get_constants(t) or None)
             edges = edges_in[t]
             if not edges:
-                inputs.append(())
-                ups_of.append(())
-                is_mapped.append(False)
-                mapped_ups.append(())
-                mapped_over.append(())
-                waits.append(0)
+                add_inputs(())
+                add_ups(())
+                add_mapped(False)
+                add_mapped_ups(())
+                add_mapped_over(())
+                add_waits(0)
                 continue
             if len(edges) == 1:
                 e = edges[0]
                 u = index[e.upstream_task]
-                mapped = e.mapped
-                inputs.append(((e.key, u, mapped, e.flattened),) if e.key else ())
-                ups_of.append((u,))
-                is_mapped.append(mapped)
-                # Child i of d can follow child i of u only if the edge maps without flattening.
-                stream = mapped and not e.flattened and is_mapped[u]
-                ordering = e.key is None and mapped
-                mapped_ups.append((u,) if ordering and is_mapped[u] else ())
-                mapped_over.append((u,) if ordering and not is_mapped[u] else ())
-                waiters = expand_waiters if stream else finish_waiters
+                key = e.key
+                if e.mapped:
+                    add_inputs(((key, u, True, e.flattened),) if key else ())
+                    add_ups((u,))
+                    add_mapped(True)
+                    # Child i of d can follow child i of u only if the edge maps without flattening.
+                    stream = not e.flattened and is_mapped[u]
+                    ordering = key is None
+                    add_mapped_ups((u,) if ordering and is_mapped[u] else ())
+                    add_mapped_over((u,) if ordering and not is_mapped[u] else ())
+                    waiters = expand_waiters if stream else finish_waiters
+                else:  # the usual task: one input, not mapped
+                    add_inputs(((key, u, False, e.flattened),) if key else ())
+                    add_ups((u,))
+                    add_mapped(False)
+                    add_mapped_ups(())
+                    add_mapped_over(())
+                    waiters = finish_waiters
                 if waiters[u]:
                     waiters[u].append(d)  # type: ignore[union-attr]
                 else:
                     waiters[u] = [d]
-                waits.append(1)
+                add_waits(1)
                 continue
+            # One walk of the edges: the keyed inputs, the distinct upstream tasks, whether the
+            # task is mapped, its ordering edges marked mapped, the upstream tasks it cannot
+            # stream from.
             keyed = []
+            ups_seen: dict[int, None] = {}
             mapped = False
+            ordering: list[int] = []
+            whole: set[int] = set()  # upstream tasks with an edge that does not map without flattening
             for e in edges:
-                if e.key:
-                    keyed.append((e.key, index[e.upstream_task], e.mapped, e.flattened))
+                u = index[e.upstream_task]
+                ups_seen[u] = None
+                key = e.key
                 if e.mapped:
                     mapped = True
-            inputs.append(tuple(keyed))
-            ups = tuple(dict.fromkeys(index[e.upstream_task] for e in edges))
-            ups_of.append(ups)
-            is_mapped.append(mapped)
-            # Ordering edges marked mapped (apply_map, case inside apply_map): child i waits on
-            # child i of a mapped upstream task instead of on the whole of it.
-            ordering = [index[e.upstream_task] for e in edges if e.key is None and e.mapped]
-            mapped_ups.append(tuple(u for u in dict.fromkeys(ordering) if is_mapped[u]))
-            # task.map(..., upstream_tasks=[u]) with a plain u: one child per item of u's result
-            # (Prefect 1), though the items are not passed in
-            mapped_over.append(tuple(u for u in dict.fromkeys(ordering) if not is_mapped[u]))
+                    if key is None:
+                        ordering.append(u)
+                    if e.flattened:
+                        whole.add(u)
+                else:
+                    whole.add(u)
+                if key:
+                    keyed.append((key, u, e.mapped, e.flattened))
+            add_inputs(tuple(keyed))
+            ups = tuple(ups_seen)
+            add_ups(ups)
+            add_mapped(mapped)
+            if ordering:
+                # Ordering edges marked mapped (apply_map, case inside apply_map): child i waits
+                # on child i of a mapped upstream task instead of on the whole of it.
+                add_mapped_ups(tuple(u for u in dict.fromkeys(ordering) if is_mapped[u]))
+                # task.map(..., upstream_tasks=[u]) with a plain u: one child per item of u's
+                # result (Prefect 1), though the items are not passed in
+                add_mapped_over(tuple(u for u in dict.fromkeys(ordering) if not is_mapped[u]))
+            else:
+                add_mapped_ups(())
+                add_mapped_over(())
             # Child i of d can follow child i of u only if every edge u -> d maps without
             # flattening.
-            streams = dict.fromkeys(ups, mapped)
-            for e in edges:
-                if not (e.mapped and not e.flattened):
-                    streams[index[e.upstream_task]] = False
-            for u, stream in streams.items():
-                waiters = expand_waiters if stream and is_mapped[u] else finish_waiters
+            for u in ups:
+                waiters = expand_waiters if mapped and u not in whole and is_mapped[u] else finish_waiters
                 if waiters[u]:
                     waiters[u].append(d)  # type: ignore[union-attr]
                 else:
                     waiters[u] = [d]
-            waits.append(len(ups))
+            add_waits(len(ups))
         self.reference = sorted(index[t] for t in flow.reference_tasks())
 
 
