@@ -167,9 +167,11 @@ def test_a_constant_task_passed_to_a_call_is_used_and_not_warned_about(recwarn):
 
 def test_a_copy_made_in_a_tags_block_has_the_tags_and_the_original_does_not():
     original = Task()
-    with Flow("f"), tags("copied"):
+    with Flow("f") as flow, tags("copied"):
         copy = original.copy()
+        flow.add_task(copy)  # a copy is made to be used (one left unused is warned about)
     assert copy.tags == {"copied"}
+    assert copy in flow
     assert original.tags == set()
 
 

@@ -683,3 +683,45 @@ def test_a_container_that_cannot_start_ends_its_handle_with_127_and_says_why(eng
     assert handle.poll() == 127
     assert len(errors) == 1 and isinstance(errors[0], DockerError)
     assert "not-built" in str(errors[0])
+
+
+def test_a_log_stream_left_open_after_the_container_exits_is_cut_and_its_follower_ends(
+    engine, busybox_image, no_containers_left, monkeypatch
+):
+    """Podman can keep a followed log stream open after the container exited: the handle's
+    follower thread must end all the same (a long-lived agent would leak one thread and one
+    socket per run) and write out what it had, the last line too (no newline after it)."""
+    import io
+    import socket
+
+    from plait_docker import tasks
+    from plait_docker.agent import ContainerHandle
+
+    real = tasks.follow_output
+    followers: list[threading.Thread] = []
+
+    def stream_that_stays_open(api, container_id, follow=True, on_socket=None):
+        followers.append(threading.current_thread())
+        frames = list(real(api, container_id, follow=follow))  # everything, until the container exits
+        yield from frames
+        mine, theirs = socket.socketpair()
+        try:
+            if on_socket is not None:
+                on_socket(socket.SocketIO(mine, "rb"))  # what the SDK's raw response socket is
+            mine.recv(1)  # blocks until someone shuts the socket: the stream "stays open"
+        finally:
+            mine.close()
+            theirs.close()
+
+    monkeypatch.setattr(tasks, "follow_output", stream_that_stays_open)
+    monkeypatch.setattr(tasks, "_STREAM_GRACE", 0.2, raising=False)
+    sink = io.StringIO()
+    handle = ContainerHandle(engine, "left-open", "podman", "run-4", sink=sink)
+    handle.launch(_create(engine, busybox_image, ["sh", "-c", "echo one; echo two; printf three"]))
+    wait_until(lambda: handle.poll() is not None, timeout=60, what="the exit")
+    assert handle.poll() == 0
+    wait_until(lambda: bool(followers), timeout=60, what="the follower to start")
+    followers[0].join(60)  # a guard against hanging the suite, not a timing assertion
+    assert not followers[0].is_alive(), "the follower waited forever on a log stream its container had left open"
+    assert sink.getvalue().splitlines() == ["one", "two", "three"]
+    wait_until(lambda: not engine.containers(all=True, filters={"id": handle.id}), timeout=60, what="removal")

@@ -371,7 +371,8 @@ class ContainerHandle:
     Its exit code is never missed (the wait is registered before the start); its output is
     read from the engine while it runs, so the lines of a container that ends (and is
     auto-removed) before they are read can be missed: they are diagnostics only, the run's own
-    log lines go to the server.
+    log lines go to the server. The output's thread ends with the container, even when the
+    engine keeps the log stream open (``plait_docker.tasks.follow_until_exit``).
     """
 
     def __init__(self, api: Any, name: str, where: str, flow_run_id: str, sink: Any = None) -> None:
@@ -541,11 +542,13 @@ class ContainerHandle:
         return -1
 
     def _follow(self) -> None:
-        from plait_docker.tasks import follow_output
+        from plait_docker.tasks import follow_until_exit
 
         pending = b""
         try:
-            for _stream, data in follow_output(self.api, self.id):
+            # Ends once the container has exited, even if the engine keeps the stream open
+            # (Podman can): a long-lived agent would otherwise keep one thread per run for ever.
+            for _stream, data in follow_until_exit(self.api, self.id, self._done.wait, self.name):
                 pending += data
                 *lines, pending = pending.split(b"\n")
                 for line in lines:

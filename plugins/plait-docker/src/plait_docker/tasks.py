@@ -425,41 +425,20 @@ class _ContainerRun:
     def _stream(self, output: _Output) -> int:
         """Feed the container's output to ``output`` as it comes; return the bytes received.
 
-        Podman (4.3) can also keep a followed log stream open after the container has exited,
-        sending nothing more: a thread waits for the exit, and if the stream has not ended
-        ``_STREAM_GRACE`` seconds later it shuts the stream's socket. ``_catch_up`` then reads
-        whatever the stream had not delivered from the stored log.
+        The stream ends when the container exits, even when the engine keeps it open
+        (``follow_until_exit``); ``_catch_up`` then reads what it had not delivered from the
+        stored log.
         """
         received = 0
-        ended = threading.Event()
-        cut = threading.Event()
-        sockets: list[Any] = []
-
-        def end_stream_after_exit() -> None:
-            try:
-                self.api.wait(self.container_id)
-            except Exception:
-                return  # removed, cancelled or the engine went away: the stream ends (or fails) by itself
-            if not ended.wait(_STREAM_GRACE):
-                cut.set()
-                for sock in list(sockets):
-                    try:  # the SDK hands a SocketIO over the socket: shut the socket under it
-                        getattr(sock, "_sock", sock).shutdown(socket.SHUT_RDWR)
-                    except Exception:
-                        pass  # closed already: the stream has ended
-
-        watcher = threading.Thread(target=end_stream_after_exit, name=f"plait-docker-exit-{self.name}", daemon=True)
-        watcher.start()
         try:
-            for stream, data in follow_output(self.api, self.container_id, on_socket=sockets.append):
+            stream = follow_until_exit(self.api, self.container_id, lambda: self.api.wait(self.container_id), self.name)
+            for kind, data in stream:
                 received += len(data)
-                output.feed(stream, data)
+                output.feed(kind, data)
         except Exception as exc:
-            if self.cancelled or self.timed_out or cut.is_set():
-                return received  # the stream ends with the killed container (or was cut), possibly abruptly
+            if self.cancelled or self.timed_out:
+                return received  # the stream ends with the killed container, possibly abruptly
             raise self._error("read the container's output", exc) from None
-        finally:
-            ended.set()
         return received
 
     def _catch_up(self, output: _Output, received: int) -> None:
@@ -627,7 +606,7 @@ def follow_output(
         sock = api._get_raw_response_socket(response)
         api._disable_socket_timeout(sock)
         if on_socket is not None:
-            on_socket(sock)  # to end a stream that outlives its container (see _ContainerRun._stream)
+            on_socket(sock)  # to end a stream that outlives its container (see follow_until_exit)
         raw = response.raw
         while True:
             header = raw.read(8)
@@ -642,6 +621,81 @@ def follow_output(
             yield stream, data
     finally:
         response.close()
+
+
+def follow_until_exit(
+    api: Any, container_id: str, exited: Callable[[], object], name: str
+) -> Iterator[tuple[int, bytes]]:
+    """``follow_output(api, container_id)`` that ends once the container has exited, even when
+    the engine keeps the stream open.
+
+    Podman (4.3) can keep a followed log stream open after the container exited, sending
+    nothing more, so whoever reads it would wait for ever (``DockerRun``'s task run, the Docker
+    agent's follower thread). A thread calls ``exited()``, which returns once the container
+    has exited (and raises when it cannot tell: then the stream is left alone); if the stream
+    is still open ``_STREAM_GRACE`` seconds later, it shuts the stream's socket and the stream
+    ends here, without an error. Frames the engine had not sent by then are not in the
+    stream: read the stored log (``follow_output(..., follow=False)``) for them while the
+    container exists.
+    """
+    cut = _StreamCut(exited, name)
+    try:
+        yield from follow_output(api, container_id, on_socket=cut.add)
+    except Exception:
+        if not cut.done:
+            raise
+    finally:
+        cut.stream_ended()
+
+
+class _StreamCut:
+    """Shuts the sockets of a followed log stream ``_STREAM_GRACE`` seconds after ``exited()``
+    returned, unless ``stream_ended()`` was called by then (see ``follow_until_exit``)."""
+
+    def __init__(self, exited: Callable[[], object], name: str) -> None:
+        self.done = False
+        self._name = name
+        self._sockets: list[Any] = []
+        self._lock = threading.Lock()
+        self._ended = threading.Event()
+        self._watcher = threading.Thread(
+            target=self._watch, args=(exited,), name=f"plait-docker-exit-{name}", daemon=True
+        )
+        self._watcher.start()
+
+    def add(self, sock: Any) -> None:
+        """The stream's socket (the SDK's ``SocketIO`` over it, or the socket itself)."""
+        with self._lock:
+            self._sockets.append(sock)
+            done = self.done
+        if done:  # the container exited long ago: the stream would start and never end
+            _shut(sock)
+
+    def stream_ended(self) -> None:
+        self._ended.set()
+
+    def _watch(self, exited: Callable[[], object]) -> None:
+        try:
+            exited()
+        except Exception:
+            return  # removed, cancelled or the engine went away: the stream ends (or fails) by itself
+        if self._ended.wait(_STREAM_GRACE):
+            return
+        with self._lock:
+            self.done = True
+            sockets = list(self._sockets)
+        _log().debug(
+            "The log stream of container %s was still open %gs after it exited; cutting it", self._name, _STREAM_GRACE
+        )
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: Any) -> None:
+    try:  # the SDK hands a SocketIO over the socket, which has no shutdown: shut the socket under it
+        getattr(sock, "_sock", sock).shutdown(socket.SHUT_RDWR)
+    except Exception:
+        pass  # closed already: the stream has ended
 
 
 class DockerBuild(DockerTask):
