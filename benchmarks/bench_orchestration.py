@@ -3,6 +3,7 @@ and the scheduler service's passes.
 
     .venv/bin/python benchmarks/bench_orchestration.py            # everything (a few minutes)
     .venv/bin/python benchmarks/bench_orchestration.py --quick    # smaller sizes
+    .venv/bin/python benchmarks/bench_orchestration.py --only 1 --backend postgres   # one section
 
 1. **A 10,000-item map through an agent** (SQLite, then PostgreSQL when ``initdb`` is here):
    the time from ``create_flow_run`` to the final state seen by a client polling every 50 ms,
@@ -126,7 +127,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument("--n", type=int, default=None, help="items in the map (default 10,000)")
     parser.add_argument("--poll", type=float, default=1.0, help="the agent's poll interval (default 1 s)")
+    parser.add_argument(
+        "--only",
+        type=int,
+        choices=[1, 2, 3, 4],
+        default=None,
+        help="run one section only (1: the map through an agent, 2: the reporter's cost, 3: scheduled start "
+        "to Running, 4: the scheduler)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "postgres", "both"],
+        default="both",
+        help="the databases of section 1 (default both; sections 2-4 use SQLite)",
+    )
     args = parser.parse_args()
+    sections = {args.only} if args.only else {1, 2, 3, 4}
     import logging
 
     logging.getLogger("plait").setLevel("WARNING")  # the runs' own log lines are not the figures
@@ -140,38 +156,23 @@ def main() -> None:
     try:
         from plait.testing import PostgresServer, find_postgres_program
 
-        if find_postgres_program("initdb"):
+        if 1 in sections and args.backend != "sqlite" and find_postgres_program("initdb"):
             postgres = PostgresServer().start()
             backends.append(("PostgreSQL", postgres.url.replace("postgresql://", "postgresql+psycopg://", 1)))
     except Exception as exc:  # pragma: no cover - a machine without PostgreSQL
         print(f"(PostgreSQL skipped: {exc})")
     try:
-        print(f"1. a {n:,}-item map through an agent (poll interval {args.poll:g} s) vs plain flow.run() {load()}")
-        columns = (
-            ("plain run", 10),
-            ("via agent", 10),
-            ("ratio", 6),
-            ("target", 8),
-            ("claim", 7),
-            ("start-up", 9),
-            ("run", 6),
-            ("deliver", 8),
-            ("srv CPU", 8),
-            ("states", 8),
-        )
-        header = f"{'database':<11} " + " ".join(f"{title:>{width}}" for title, width in columns)
-        print(header)
-        print("-" * len(header))
-        for label, database in backends:
-            directory = work / label
-            directory.mkdir()
-            through_agent(label, database, directory, n, args.poll)
-        print()
-        reporter_cost(backends[0][1], work / "reporter", n)
-        print()
-        start_latency(backends[0][1], work / "latency", 30 if args.quick else 100, args.poll)
-        print()
-        scheduler_passes(work / "scheduler", 1_000 if args.quick else 10_000)
+        if 1 in sections:
+            agent_section(backends if args.backend != "postgres" else backends[1:], work, n, args.poll)
+        if 2 in sections:
+            print()
+            reporter_cost(backends[0][1], work / "reporter", n)
+        if 3 in sections:
+            print()
+            start_latency(backends[0][1], work / "latency", 30 if args.quick else 100, args.poll)
+        if 4 in sections:
+            print()
+            scheduler_passes(work / "scheduler", 1_000 if args.quick else 10_000)
         print()
         print_summary()
     finally:
@@ -184,6 +185,29 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     if left:
         sys.exit(1)
+
+
+def agent_section(backends: list[tuple[str, str]], work: Path, n: int, poll: float) -> None:
+    print(f"1. a {n:,}-item map through an agent (poll interval {poll:g} s) vs plain flow.run() {load()}")
+    columns = (
+        ("plain run", 10),
+        ("via agent", 10),
+        ("ratio", 6),
+        ("target", 8),
+        ("claim", 7),
+        ("start-up", 9),
+        ("run", 6),
+        ("deliver", 8),
+        ("srv CPU", 8),
+        ("states", 8),
+    )
+    header = f"{'database':<11} " + " ".join(f"{title:>{width}}" for title, width in columns)
+    print(header)
+    print("-" * len(header))
+    for label, database in backends:
+        directory = work / label
+        directory.mkdir()
+        through_agent(label, database, directory, n, poll)
 
 
 def _flow_file(directory: Path, name: str, n: int) -> Path:

@@ -82,3 +82,30 @@ def test_a_current_database_is_checked_without_loading_alembic(db_url):
     )
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == [migrate.HEAD, "True", "False"], out.stderr
+
+
+def test_task_run_state_writes_change_no_indexed_column(db_url):
+    """Migration 0003: ``task_run`` keeps only the indexes its queries use (the primary key and
+    (flow run, task slug, map index)), none on a column a state write changes, so on
+    PostgreSQL a state write is a heap-only update with room left for it on the page
+    (fillfactor 70); its downgrade puts the old index back."""
+    assert plait("server", "database", "upgrade", "--database", db_url).returncode == 0
+    engine = create_engine(db_url)
+    indexed = {c for i in inspect(engine).get_indexes("task_run") for c in i["column_names"]}
+    indexed |= {c for u in inspect(engine).get_unique_constraints("task_run") for c in u["column_names"]}
+    assert indexed == {"flow_run_id", "task_slug", "map_index"}
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'task_run'")).scalar()
+        assert options == ["fillfactor=70"]
+    engine.dispose()
+    result = plait("server", "database", "downgrade", "0002", "--database", db_url)
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(db_url)
+    names = {i["name"] for i in inspect(engine).get_indexes("task_run")}
+    assert "ix_task_run_state_type_heartbeat" in names
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'task_run'")).scalar() is None
+    engine.dispose()
+    assert plait("server", "database", "upgrade", "--database", db_url).returncode == 0

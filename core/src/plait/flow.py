@@ -197,9 +197,9 @@ class Flow:
         self.constants: dict[Task, dict[str, Any]] = {}
         self._edges_in: dict[Task, list[Edge]] = {}
         self._edges_out: dict[Task, list[Edge]] = {}
-        # (id(task), input key) -> the edge giving it (ids: such tuples are no work for the garbage
-        # collector, and the edge keeps its task, and so the id, alive)
-        self._keyed_inputs: dict[tuple[int, str], Edge] = {}
+        # task -> {input key: the edge giving it}, for tasks with many inputs only, made when an
+        # input of one is first looked up (see _input_edge) and kept up to date by add_edge
+        self._keyed_inputs: dict[Task, dict[str, Edge]] = {}
         self._slugs: dict[str, Task] = {}
         self._slug_counters: dict[str, int] = {}
         self._reference_tasks: set[Task] = set()
@@ -307,8 +307,9 @@ class Flow:
             task.slug = slug
         self._slugs[slug] = task
         self._tasks[task] = self._version
-        self._edges_in.setdefault(task, [])
-        self._edges_out.setdefault(task, [])
+        # () until the task has an edge there (most tasks of a fan-out feed nothing)
+        self._edges_in.setdefault(task, ())
+        self._edges_out.setdefault(task, ())
         self._version += 1  # self._changed(), without the call: this runs once per task built
         cases = _active_cases.get()
         if cases:
@@ -375,8 +376,8 @@ class Flow:
         if key is not None:
             if key in self.constants.get(downstream_task, ()):
                 raise TaskBindError(f"Task {downstream_task.name!r} already has a value for input {key!r}")
-            other = self._keyed_inputs.get((id(downstream_task), key))
-            if other is not None and other in self.edges:  # (see _input_edge)
+            other = self._input_edge(downstream_task, key)
+            if other is not None:
                 raise DuplicateInputError(
                     f"Task {downstream_task.name!r} already gets input {key!r} from {other.upstream_task.name!r} "
                     "(it has already been assigned)"
@@ -395,10 +396,12 @@ class Flow:
                     del tasks[downstream_task]
                     tasks[downstream_task] = self._version
             self.edges.add(edge)
-            self._edges_in[downstream_task].append(edge)
-            self._edges_out[upstream_task].append(edge)
+            _append(self._edges_in, downstream_task, edge)
+            _append(self._edges_out, upstream_task, edge)
             if key is not None:
-                self._keyed_inputs[(id(downstream_task), key)] = edge
+                index = self._keyed_inputs.get(downstream_task)
+                if index is not None:
+                    index[key] = edge
             self._version += 1
         return edge
 
@@ -484,9 +487,8 @@ class Flow:
                     else:
                         edge = Edge(value, task, key, mapped)  # its error
                     self.edges.add(edge)
-                    self._edges_in[task].append(edge)
-                    self._edges_out[value].append(edge)
-                    self._keyed_inputs[(id(task), key)] = edge
+                    _append(self._edges_in, task, edge)
+                    _append(self._edges_out, value, edge)
                     self._version += 1
                 else:
                     self.add_edge(value, task, key, mapped, False)
@@ -548,12 +550,9 @@ class Flow:
             task.__dict__["slug"] = slug
             slugs[slug] = task
             tasks[task] = self._version
-            edges_in = self._edges_in[task] = []
+            edges_in: list[Edge] = []
             edges_out = self._edges_out
-            edges_out[task] = []
-            cases = _active_cases.get()
-            if cases:
-                cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
+            edges_out[task] = ()
             edges = self.edges
             consts: dict[str, Any] | None = None
             for key, value in callargs.items():
@@ -566,15 +565,80 @@ class Flow:
                     edge._hash = hash((value, task, key, False, False))
                     edges.add(edge)
                     edges_in.append(edge)
-                    edges_out[value].append(edge)
-                    self._keyed_inputs[(id(task), key)] = edge
+                    outs = edges_out[value]
+                    if outs:
+                        outs.append(edge)  # type: ignore[union-attr]
+                    else:
+                        edges_out[value] = [edge]
                 elif consts is None:
                     consts = self.constants[task] = {key: value}
                 else:
                     consts[key] = value
+            self._edges_in[task] = edges_in or ()
             self._version += 1
+            cases = _active_cases.get()
+            if cases:
+                cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
             return
         self.set_dependencies(task, None, None, callargs, False)
+
+    def _add_one(self, task: Task, key: str, value: Any) -> None:
+        """``_add_bound(task, {key: value})`` for a copy with one input, ``key`` a name its ``run()`` takes.
+
+        The most common call of all (``inc(x)``, ``inc(1)``), without the dict of inputs. The
+        copy may still hold its original's slug: it gets its own here.
+        """
+        tasks = self._tasks
+        if isinstance(value, Task):
+            from_task = True
+            if value not in tasks:
+                from_task = None
+        elif isinstance(value, _NOT_PLAIN):
+            from_task = None
+        else:
+            from_task = False
+        if from_task is None:
+            task.__dict__["slug"] = None
+            self.set_dependencies(task, None, None, {key: value}, False)
+            return
+        # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
+        name = task.name
+        slugs = self._slugs
+        if name not in slugs:
+            slug = name
+        else:  # _next_slug(name), without the call when the next number is free (it usually is)
+            n = self._slug_counters.get(name, 0) + 1
+            slug = f"{name}-{n}"
+            if slug in slugs:
+                slug = self._next_slug(name)
+            else:
+                self._slug_counters[name] = n
+        task.__dict__["slug"] = slug
+        slugs[slug] = task
+        tasks[task] = self._version
+        edges_out = self._edges_out
+        edges_out[task] = ()
+        if from_task:
+            # Edge(value, task, key), without the call: the task is new, so it is not value,
+            # and the key is a name
+            edge = _new_edge(Edge)
+            edge.upstream_task, edge.downstream_task, edge.key = value, task, key
+            edge.mapped = edge.flattened = False
+            edge._hash = hash((value, task, key, False, False))
+            self.edges.add(edge)
+            self._edges_in[task] = [edge]
+            outs = edges_out[value]
+            if outs:
+                outs.append(edge)  # type: ignore[union-attr]
+            else:
+                edges_out[value] = [edge]
+        else:
+            self._edges_in[task] = ()
+            self.constants[task] = {key: value}
+        self._version += 1
+        cases = _active_cases.get()
+        if cases:
+            cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
 
     def chain(self, *tasks: Task) -> list[Edge]:
         """Make each task run after the one before it: ``flow.chain(a, b, c)``."""
@@ -742,12 +806,25 @@ class Flow:
                     continue
                 accepted, required = _inputs_of(t)
                 binding = attrs.get("_binding")
+            if accepted is None and not required:  # takes **kwargs and needs nothing: any inputs do
+                continue
             edges = edges_in[t]
             consts = constants.get(t)
-            if not consts and len(edges) == 1:  # the usual task: one input, from a task
-                key = edges[0].key
-                if (key is None or accepted is None or key in accepted) and (
-                    not required or (key is not None and len(required) == 1 and key in required)
+            # the usual task: one input, from a task or a constant
+            if not consts:
+                if len(edges) == 1:
+                    key = edges[0].key
+                    if (key is None or accepted is None or key in accepted) and (
+                        not required or (key is not None and len(required) == 1 and key in required)
+                    ):
+                        continue
+                elif not edges and not required:
+                    continue
+            elif not edges and len(consts) == 1:
+                for key in consts:
+                    pass
+                if (accepted is None or key in accepted) and (
+                    not required or (len(required) == 1 and key in required)
                 ):
                     continue
             if len(edges) == 1:
@@ -1005,7 +1082,7 @@ class Flow:
         new.constants = {t: dict(c) for t, c in self.constants.items()}
         new._edges_in = {t: list(e) for t, e in self._edges_in.items()}
         new._edges_out = {t: list(e) for t, e in self._edges_out.items()}
-        new._keyed_inputs = dict(self._keyed_inputs)
+        new._keyed_inputs = {}  # made again when needed
         new._slugs = dict(self._slugs)
         new._slug_counters = dict(self._slug_counters)
         new._reference_tasks = set(self._reference_tasks)
@@ -1062,10 +1139,12 @@ class Flow:
             self.edges.discard(edge)
             self._edges_out[edge.upstream_task].remove(edge)
             self._edges_in[edge.downstream_task].remove(edge)
-            if edge.key is not None:
-                self._keyed_inputs.pop((id(edge.downstream_task), edge.key), None)
+            index = self._keyed_inputs.get(edge.downstream_task)
+            if index is not None and index.get(edge.key) is edge:
+                del index[edge.key]
         del self._tasks[old]
         del self._edges_in[old], self._edges_out[old]
+        self._keyed_inputs.pop(old, None)
         if self._slugs.get(old.slug) is old:
             del self._slugs[old.slug]
         was_reference = old in self._reference_tasks
@@ -1154,8 +1233,21 @@ class Flow:
         self._version += 1
 
     def _input_edge(self, task: Task, key: str) -> Edge | None:
-        """The edge that gives ``task`` its input ``key``, if any (without scanning its edges)."""
-        edge = self._keyed_inputs.get((id(task), key))
+        """The edge that gives ``task`` its input ``key``, if any (without scanning many edges).
+
+        A task with a few inputs has its edges scanned; one with many (a fan-in's collection
+        task) gets an index of them at its first lookup, which ``add_edge`` then keeps.
+        """
+        index = self._keyed_inputs.get(task)
+        if index is None:
+            edges = self._edges_in.get(task) or ()
+            if len(edges) <= 8:
+                for edge in edges:
+                    if edge.key == key:
+                        return edge
+                return None
+            index = self._keyed_inputs[task] = {e.key: e for e in edges if e.key is not None}
+        edge = index.get(key)
         # An edge removed without add_edge's knowledge (control_flow rewires edges) is no longer
         # in self.edges: then nothing gives that input.
         if edge is None or edge not in self.edges:
@@ -1201,6 +1293,15 @@ def _without_gc(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 _new_edge = object.__new__
+
+
+def _append(edge_lists: dict[Task, Any], task: Task, edge: Edge) -> None:
+    """Add ``edge`` to ``task``'s list in ``flow._edges_in`` or ``_edges_out`` (``()`` until its first)."""
+    edges = edge_lists[task]
+    if edges:
+        edges.append(edge)
+    else:
+        edge_lists[task] = [edge]
 
 
 def _checked_edge(upstream: Task, downstream: Task, key: str, mapped: bool) -> Edge:

@@ -502,9 +502,14 @@ class Task:
             if stack and not ctx.get("tags"):
                 binder = binding[1]
                 if len(args) == 1 and not kwargs and binder.quick and binder.positional:
-                    callargs = {binder.positional[0]: args[0]}  # binder.bind's answer, without the call
-                else:
-                    callargs = binder.bind(args, kwargs)
+                    # one input, given by position: binder.bind's answer is {name: value}
+                    new = cls.__new__(cls)
+                    new.__dict__ = copied = attrs.copy()
+                    copied["_id"] = next(_instance_counter)
+                    copied["state_handlers"] = list(attrs["state_handlers"])
+                    stack[-1]._add_one(new, binder.positional[0], args[0])
+                    return new
+                callargs = binder.bind(args, kwargs)
                 if callargs is not None:
                     new = cls.__new__(cls)
                     new.__dict__ = copied = attrs.copy()
@@ -1268,14 +1273,28 @@ def _task_of(value: Any, flow: Flow) -> Task | None:
             kind = _SEQUENCES.get(type(value))
             collection = kind() if kind is not None else Collection(type(value))
             items = list(value)
-        kw = {f"arg_{i}": item for i, item in enumerate(items, 1)}
-        # set_dependencies adds the new collection itself, and so takes its inputs as those
-        # of a new task: each edge goes in directly, without add_edge's checks for a task
-        # that may already have inputs (half of building a 10,000-task fan-in)
-        flow.set_dependencies(collection, keyword_tasks=kw)
+        kw = dict(zip(_arg_keys(len(items)), items))
+        # The collection is new, so its inputs go in as those of a new task: each edge
+        # directly, without add_edge's checks for a task that may already have inputs (half of
+        # building a 10,000-task fan-in); _add_bound leaves what it cannot take (an item not in
+        # the flow yet, a nested list) to set_dependencies.
+        unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
+        if unused:
+            unused.discard(collection)
+        flow._add_bound(collection, kw)
         collection.auto_generated = True
         return collection
     return None
+
+
+_ARG_KEYS: list[str] = []
+
+
+def _arg_keys(n: int) -> list[str]:
+    """``["arg_1", ..., "arg_n"]``, the input names of a collection task (made once, shared)."""
+    if len(_ARG_KEYS) < n:
+        _ARG_KEYS.extend(f"arg_{i}" for i in range(len(_ARG_KEYS) + 1, n + 1))
+    return _ARG_KEYS[:n]
 
 
 def as_task(value: Any, flow: Flow | None = None) -> Task:

@@ -495,61 +495,58 @@ class _Plan:
         self.tasks = tasks
         # One pass in run order (upstream tasks come first, so whether they are mapped is
         # known), touching each edge a constant number of times: linear in tasks + edges.
-        self.inputs: list[tuple[tuple[str | None, int, bool, bool], ...]] = []
-        self.ups: list[tuple[int, ...]] = []
-        self.is_mapped: list[bool] = []
-        self.mapped_ups: list[tuple[int, ...]] = []
-        self.mapped_over: list[tuple[int, ...]] = []
+        # Lists made whole, then filled in where a task differs from the plain task (no input,
+        # not mapped, no constant): most entries of a big flow stay the shared defaults.
+        self.inputs: list[tuple[tuple[str | None, int, bool, bool], ...]] = [()] * n
+        self.ups: list[tuple[int, ...]] = [()] * n
+        self.is_mapped: list[bool] = [False] * n
+        self.mapped_ups: list[tuple[int, ...]] = [()] * n
+        self.mapped_over: list[tuple[int, ...]] = [()] * n
         # A task's waiters: the shared empty tuple until it has one (most tasks of a fan-out
         # have none; two lists per task were a third of what planning allocated).
         self.expand_waiters: list[list[int] | tuple[()]] = [()] * n
         self.finish_waiters: list[list[int] | tuple[()]] = [()] * n
-        self.waits: list[int] = []
+        self.waits: list[int] = [0] * n
         inputs, ups_of, is_mapped, mapped_ups = self.inputs, self.ups, self.is_mapped, self.mapped_ups
         mapped_over = self.mapped_over
         waits, expand_waiters, finish_waiters = self.waits, self.expand_waiters, self.finish_waiters
-        self.constants: list[dict[str, Any] | None] = []
-        constants, edges_in, flow_constants = self.constants, flow._edges_in, flow.constants
-        constant, add_inputs, add_ups, add_mapped = constants.append, inputs.append, ups_of.append, is_mapped.append
-        add_mapped_ups, add_mapped_over, add_waits = mapped_ups.append, mapped_over.append, waits.append
-        get_constants = flow_constants.get
+        self.constants: list[dict[str, Any] | None] = [None] * n
+        constants, edges_in = self.constants, flow._edges_in
+        for t, consts in flow.constants.items():
+            if consts:
+                d = index.get(t)
+                if d is not None:
+                    constants[d] = consts
         for d, t in enumerate(tasks):
-            constant(get_constants(t) or None)
             edges = edges_in[t]
             if not edges:
-                add_inputs(())
-                add_ups(())
-                add_mapped(False)
-                add_mapped_ups(())
-                add_mapped_over(())
-                add_waits(0)
                 continue
             if len(edges) == 1:
                 e = edges[0]
                 u = index[e.upstream_task]
                 key = e.key
+                ups_of[d] = (u,)
+                waits[d] = 1
                 if e.mapped:
-                    add_inputs(((key, u, True, e.flattened),) if key else ())
-                    add_ups((u,))
-                    add_mapped(True)
+                    if key:
+                        inputs[d] = ((key, u, True, e.flattened),)
+                    is_mapped[d] = True
                     # Child i of d can follow child i of u only if the edge maps without flattening.
                     stream = not e.flattened and is_mapped[u]
-                    ordering = key is None
-                    add_mapped_ups((u,) if ordering and is_mapped[u] else ())
-                    add_mapped_over((u,) if ordering and not is_mapped[u] else ())
+                    if key is None:
+                        if is_mapped[u]:
+                            mapped_ups[d] = (u,)
+                        else:
+                            mapped_over[d] = (u,)
                     waiters = expand_waiters if stream else finish_waiters
                 else:  # the usual task: one input, not mapped
-                    add_inputs(((key, u, False, e.flattened),) if key else ())
-                    add_ups((u,))
-                    add_mapped(False)
-                    add_mapped_ups(())
-                    add_mapped_over(())
+                    if key:
+                        inputs[d] = ((key, u, False, e.flattened),)
                     waiters = finish_waiters
                 if waiters[u]:
                     waiters[u].append(d)  # type: ignore[union-attr]
                 else:
                     waiters[u] = [d]
-                add_waits(1)
                 continue
             # One walk of the edges: the keyed inputs, the distinct upstream tasks, whether the
             # task is mapped, its ordering edges marked mapped, the upstream tasks it cannot
@@ -573,20 +570,17 @@ class _Plan:
                     whole.add(u)
                 if key:
                     keyed.append((key, u, e.mapped, e.flattened))
-            add_inputs(tuple(keyed))
+            inputs[d] = tuple(keyed)
             ups = tuple(ups_seen)
-            add_ups(ups)
-            add_mapped(mapped)
+            ups_of[d] = ups
+            is_mapped[d] = mapped
             if ordering:
                 # Ordering edges marked mapped (apply_map, case inside apply_map): child i waits
                 # on child i of a mapped upstream task instead of on the whole of it.
-                add_mapped_ups(tuple(u for u in dict.fromkeys(ordering) if is_mapped[u]))
+                mapped_ups[d] = tuple(u for u in dict.fromkeys(ordering) if is_mapped[u])
                 # task.map(..., upstream_tasks=[u]) with a plain u: one child per item of u's
                 # result (Prefect 1), though the items are not passed in
-                add_mapped_over(tuple(u for u in dict.fromkeys(ordering) if not is_mapped[u]))
-            else:
-                add_mapped_ups(())
-                add_mapped_over(())
+                mapped_over[d] = tuple(u for u in dict.fromkeys(ordering) if not is_mapped[u])
             # Child i of d can follow child i of u only if every edge u -> d maps without
             # flattening.
             for u in ups:
@@ -595,7 +589,7 @@ class _Plan:
                     waiters[u].append(d)  # type: ignore[union-attr]
                 else:
                     waiters[u] = [d]
-            add_waits(len(ups))
+            waits[d] = len(ups)
         self.reference = sorted(index[t] for t in flow.reference_tasks())
 
 

@@ -13,9 +13,13 @@ by the function the dialect needs:
 
 On SQLite a batch is one ``executemany`` (a loop in C, no round trips). On PostgreSQL a batch
 is one statement whose one parameter is the rows as a JSON array of arrays, serialized by orjson
-(``INSERT ... SELECT e->>0, (e->>1)::integer ... FROM json_array_elements(%s::json) AS e``,
-``UPDATE ... FROM (SELECT ...) AS v``): one short statement to parse and plan, one round trip,
-one parameter. psycopg's ``executemany`` sends (pipelined) one statement per row and converts
+(``INSERT ... SELECT e->>0, (e->>1)::integer ... FROM jsonb_array_elements(%s::jsonb) AS e``,
+``UPDATE ... FROM (SELECT ...) AS v WHERE t.id = ANY(%s) AND t.id = v.c9 ...``): one short
+statement to parse and plan, one round trip. The rows are one ``jsonb`` parameter, parsed once
+(``e->>i`` on a ``json`` value parses the element's text again for every column: that was most
+of the statement's time). An update also gets its keys as an array, so the planner, which
+cannot see how many rows the JSON holds, finds the rows through the key's index instead of
+hashing the whole table. psycopg's ``executemany`` sends (pipelined) one statement per row and converts
 each value on its own (half of the server's time on PostgreSQL for a batch of 100 states), and
 even arrays per column cost psycopg a Python loop per value; orjson's is in C. Text columns
 take the text as it is (a value too long for its column is an error, as with parameters; a
@@ -50,6 +54,19 @@ class Driver:
         self.sqlite = conn.dialect.name == "sqlite"
         self.mark = "?" if self.sqlite else "%s"
         self._last: tuple[Any, Any] = (None, None)
+
+    def index_scans_only(self) -> None:
+        """For the rest of the transaction, PostgreSQL reads tables through their indexes
+        (``SET LOCAL enable_seqscan = off``); nothing on SQLite.
+
+        The batched statements name their rows by key, through an index. The planner judges a
+        table by its statistics, which lag behind a table that grows fast (a new server, a big
+        map run's task runs): believing it small, it read the whole table at every batch (a
+        sequential scan per call, slower with every row added). A transaction that only reads
+        and writes rows by key never needs a sequential scan.
+        """
+        if not self.sqlite:
+            self.execute("SET LOCAL enable_seqscan = off", ())
 
     def to_db(self, value: Any) -> Any:
         """An aware datetime as the database stores it; anything else as it is."""
@@ -126,7 +143,8 @@ class Driver:
             return self.execute_many(sql, rows)
         values = ", ".join(_json_values(table, tuple(columns), self.conn.dialect))
         sql = (
-            f"INSERT INTO {name} ({', '.join(columns)}) SELECT {values} FROM json_array_elements(%s::json) AS e{suffix}"
+            f"INSERT INTO {name} ({', '.join(columns)}) "
+            f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS e{suffix}"
         )
         return self.execute(sql, [_json_rows(rows)])
 
@@ -144,11 +162,19 @@ class Driver:
         values = ", ".join(f"{v} AS c{i}" for i, v in enumerate(_json_values(table, names, self.conn.dialect)))
         sets = ", ".join(f"{c} = v.c{i}" for i, c in enumerate(columns))
         tests = " AND ".join(f"t.{c} = v.c{i + len(columns)}" for i, c in enumerate(where))
+        # The rows are found through the index of the first ``where`` column (the key), whose
+        # values also come as an array: with the join alone the planner, which cannot see how
+        # many rows the JSON holds, hashed the whole table (a sequential scan per batch, slower
+        # as the table grows).
+        key = where[0]
+        kind = _array_type(table, key, self.conn.dialect)
         sql = (
             f"UPDATE {table.name} AS t SET {sets} "
-            f"FROM (SELECT {values} FROM json_array_elements(%s::json) AS e) AS v WHERE {tests}"
+            f"FROM (SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS e) AS v "
+            f"WHERE t.{key} = ANY(%s::{kind}[]) AND {tests}"
         )
-        return self.execute(sql, [_json_rows(rows)])
+        at = len(columns)
+        return self.execute(sql, [_json_rows(rows), [row[at] for row in rows]])
 
     def execute(self, sql: str, params: Sequence[Any]) -> int:
         """One statement; the number of rows it changed."""
@@ -176,6 +202,16 @@ def _json_values(table: Table, names: tuple[str, ...], dialect: Any) -> list[str
         else:
             out.append(f"(e->>{i})::{kind.compile(dialect=dialect)}")
     return out
+
+
+@functools.cache
+def _array_type(table: Table, name: str, dialect: Any) -> str:
+    """The SQL type of an array of column ``name``'s values (``text`` for text columns: their
+    index compares as text, and a ``varchar(n)[]`` parameter would be cast row by row)."""
+    from sqlalchemy import String
+
+    kind = table.c[name].type
+    return "text" if isinstance(kind, String) else kind.compile(dialect=dialect)
 
 
 def _json_rows(rows: list[Sequence[Any]]) -> str:

@@ -1,0 +1,96 @@
+"""The batched state writes' statements on PostgreSQL: what a batch reads does not grow with the
+table or the flow run.
+
+PostgreSQL counts, per transaction, the rows each table gave to sequential and to index scans
+(``pg_stat_xact_user_tables``). The counts are read on the write's own connection just before
+it commits, so they are exactly those of one batch's statements.
+"""
+
+from __future__ import annotations
+
+import pytest
+from plait_server.data import StateWrite, TaskRunStateItem
+from sqlalchemy import event
+
+from plait import Flow, task
+from plait.registration import flow_metadata
+
+
+@task
+def child(x):
+    return x
+
+
+@task
+def items(n):
+    return list(range(n))
+
+
+def running_run(store):
+    with Flow("write-path") as flow:
+        child.map(items(3))
+    registered = store.flows.register(metadata=flow_metadata(flow), storage={"type": "none"}).flow
+    run, _ = store.runs.create(flow_id=registered.id)
+    results = store.runs.set_states([(run.id, 1, StateWrite("Submitted")), (run.id, 2, StateWrite("Running"))])
+    assert all(r.ok for r in results)
+    return run
+
+
+def write_children(store, run, indexes, version, state):
+    items_ = [TaskRunStateItem(run.id, "child", version, StateWrite(state), map_index=i) for i in indexes]
+    results = store.task_runs.set_states(items_)
+    assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
+
+
+class TableReads:
+    """The task_run rows each committed transaction read: (sequential, through an index).
+
+    The backend's counters accumulate until it reports them (after a transaction, now and
+    then), so each transaction's share is the difference between its start and its commit.
+    """
+
+    def __init__(self, engine):
+        self.seen: list[tuple[int, int]] = []
+        self._start: dict[int, tuple[int, int]] = {}
+        event.listen(engine, "begin", self.begin)
+        event.listen(engine, "commit", self.commit)
+
+    def counts(self, conn) -> tuple[int, int]:
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute(
+            "SELECT coalesce(seq_tup_read, 0), coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+            "WHERE relname = 'task_run'"
+        )
+        row = cursor.fetchone()
+        cursor.close()
+        return tuple(row) if row else (0, 0)
+
+    def begin(self, conn):
+        self._start[id(conn.connection.driver_connection)] = self.counts(conn)
+
+    def commit(self, conn):
+        start = self._start.pop(id(conn.connection.driver_connection))
+        end = self.counts(conn)
+        self.seen.append((end[0] - start[0], end[1] - start[1]))
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_batch_reads_only_its_own_task_runs(store):
+    """A batch of 100 states reads the task runs it names, through indexes, however many task
+    runs the table and the flow run hold (a sequential scan, or the whole flow run's task runs
+    read at every batch, made a big map's states slower with every batch)."""
+    run = running_run(store)
+    for lo in range(0, 3_000, 500):
+        batch = range(lo, lo + 500)
+        for version, state in enumerate(("Pending", "Running", "Success")):
+            write_children(store, run, batch, version, state)
+    reads = TableReads(store.engine)
+    write_children(store, run, range(3_000, 3_100), 0, "Pending")
+    write_children(store, run, range(3_000, 3_100), 1, "Running")
+    write_children(store, run, range(3_000, 3_100), 2, "Success")
+    assert len(reads.seen) == 3
+    for sequential, by_index in reads.seen:
+        assert sequential == 0
+        # The rows the batch names, each read a few times (locked, updated, checked by the
+        # history's foreign key): never the flow run's other 3,000 task runs.
+        assert by_index <= 500
