@@ -122,3 +122,152 @@ def _running():
 class _NoClient:
     url = "http://127.0.0.1:1"
     _api_key = None
+
+
+# --- the reporter's wire format ---------------------------------------------------------------------
+
+
+def test_utc_iso_is_datetimes_own_text():
+    import random
+    from datetime import UTC, datetime
+
+    from plait.client import utc_iso
+
+    rng = random.Random(7)
+    stamps = [0.0, 1.0, 1796178671.0, 1796178671.5, 1796178671.9999996, 1796178671.0000004, -1.25, 86399.999999]
+    stamps += [rng.uniform(0, 4e9) for _ in range(5000)] + [1796178671 + i / 1e6 for i in range(2000)]
+    for stamp in stamps:
+        assert utc_iso(stamp) == datetime.fromtimestamp(stamp, UTC).isoformat(), stamp
+
+
+def test_state_json_writes_what_state_payload_describes():
+    import json
+    from datetime import UTC, datetime
+
+    from plait.client import state_json, state_payload
+    from plait.states import Cached, Failed, Pending, Retrying, Running, Scheduled, Success
+
+    located = Success("stored", 1)
+    located.result_location = "file:///tmp/results/x.json"
+    states = [
+        Running(),
+        Success("Task run succeeded.", 3),
+        located,
+        Cached("from a target", 2, result_location="s3://bucket/key"),
+        Failed('it said "no"\n\tand \\ then ✗ 中文', ValueError("x")),
+        Retrying("again", start_time=datetime(2026, 12, 2, 3, 4, 5, 6, tzinfo=UTC), run_count=2),
+        Scheduled(start_time=datetime(2027, 1, 1, tzinfo=UTC)),
+        Pending(message=123),
+    ]
+    for state in states:
+        kind, text = state_json(state)
+        assert kind == type(state).__name__
+        assert json.loads(text) == state_payload(state), state
+    # A plain Success's location is not looked for when the reporter says its task stores none.
+    assert "result_location" not in json.loads(state_json(located, locate=False)[1])
+
+
+class _RecordingClient:
+    """Answers every state write ``ok`` (or refuses the ones ``refuse`` names) and keeps the bodies."""
+
+    url = "http://127.0.0.1:1"
+    _api_key = "k"
+
+    def __init__(self, refuse=()):
+        self.sent: list[dict] = []
+        self.refuse = set(refuse)
+
+    def graphql_text(self, query, variables_json):
+        import json
+
+        batch = json.loads(variables_json)["s"]
+        self.sent += batch
+        outcomes = []
+        for item in batch:
+            refused = (item["task_slug"], item["map_index"], item["state"]["type"]) in self.refuse
+            outcomes.append(
+                {
+                    "ok": not refused,
+                    "version": 7 if refused else item["version"] + 1,
+                    "state": "Failed" if refused else item["state"]["type"],
+                    "error": {"code": "INVALID_TRANSITION", "message": "no", "rule": "SomeRule"} if refused else None,
+                }
+            )
+        return {"set_task_run_states": outcomes}
+
+    def graphql(self, query, variables):
+        import json
+
+        if "set_task_run_states" in query:
+            return self.graphql_text(query, json.dumps(variables))
+        return {"write_run_logs": {"count": len(variables["l"])}}
+
+
+def test_the_reporter_sends_every_state_with_its_details_in_order(tmp_path, caplog):
+    from plait import signals
+    from plait.client import state_payload
+
+    attempts = []
+
+    @task
+    def plain(x):
+        return x + 1
+
+    @task(max_retries=1, retry_delay=0)
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise signals.FAIL('first "try" ✗')
+        return 5
+
+    @task(checkpoint=True, result=LocalResult(dir=str(tmp_path / "results")))
+    def stored():
+        return 9
+
+    with Flow("wire") as flow:
+        plain.map([1, 2, 3])
+        flaky()
+        stored()
+
+    seen: list = []
+    client = _RecordingClient(refuse={("plain", 1, "Success")})
+    reporter = Reporter(
+        client, "run-1", [], ExecutionSettings(queue_size=5, spool_dir=str(tmp_path / "spool")), RunControl(), flow=flow
+    )
+
+    def watch(task, old, new):
+        seen.append((task.slug, new))
+
+    state = FlowRunner(flow, task_observers=[reporter.task_observer, watch]).run(wait_for_retries=True)
+    assert state.is_successful()
+    reporter._queue.spill_excess()  # the oldest through the spool file, as during an outage
+    assert reporter._queue.spilled > 0
+    reporter._closing = True
+    reporter._loop()
+
+    by_slug: dict = {}
+    for item in client.sent:
+        by_slug.setdefault(item["task_slug"], []).append(item)
+    own: dict = {}
+    for slug, new in seen:
+        own.setdefault(slug, []).append(state_payload(new))
+    for slug, items in by_slug.items():
+        assert [i["state"] for i in items] == own[slug], slug  # every detail, in order
+    # Versions count per task run (the compare-and-set), mapped children by their index.
+    children = [i for i in client.sent if i["task_slug"] == "plain" and i["map_index"] >= 0]
+    assert sorted((i["map_index"], i["version"], i["state"]["type"]) for i in children) == [
+        (0, 0, "Running"),
+        (0, 1, "Success"),
+        (1, 0, "Running"),
+        (1, 1, "Success"),
+        (2, 0, "Running"),
+        (2, 1, "Success"),
+    ]
+    stored_success = [i for i in client.sent if i["task_slug"] == "stored" and i["state"]["type"] == "Success"]
+    assert stored_success[0]["state"]["result_location"].endswith("stored.pkl")  # where, never the value
+    retrying = [i["state"] for i in client.sent if i["state"]["type"] == "Retrying"]
+    assert retrying and retrying[0]["run_count"] == 1 and "start_time" in retrying[0]
+    assert 'first "try" ✗' in retrying[0]["message"]
+    # The refused state: a warning naming the task run, and its version taken from the server.
+    assert "refused a state of task run plain[1]" in caplog.text
+    assert reporter._versions[("plain", 1)] == 7

@@ -462,3 +462,87 @@ def flow_edge(*args, **kwargs):
     from plait.flow import Edge
 
     return Edge(*args, **kwargs)
+
+
+def _runs_in_order(flow: Flow) -> bool:
+    seen: set[Task] = set()
+    for t in flow.sorted_tasks():
+        if not flow.upstream_tasks(t) <= seen:
+            return False
+        seen.add(t)
+    return len(seen) == len(flow.tasks)
+
+
+@pytest.mark.parametrize("shape", [chain, fan_out, fan_in])
+def test_a_flow_built_in_a_block_runs_in_the_order_its_tasks_were_added(shape):
+    flow = shape(50)
+    assert flow._ordered
+    assert flow.sorted_tasks() == tuple(flow)
+    assert _runs_in_order(flow)
+
+
+def test_a_fan_in_call_moves_after_the_collection_of_its_inputs():
+    flow = fan_in(20)
+    last = flow.sorted_tasks()[-1]
+    assert last.name == "total"
+    assert flow.upstream_tasks(last) == {flow.sorted_tasks()[-2]}
+    assert flow.run().is_successful()
+    assert flow.run().result[last].result == sum(i + 1 for i in range(20))
+
+
+def test_an_edge_back_to_an_earlier_task_still_sorts_the_flow():
+    a, b, c = Task(name="a"), Task(name="b"), Task(name="c")
+    flow = Flow("imperative")
+    flow.add_task(c)
+    flow.add_task(b)
+    flow.add_edge(b, c)  # c, added first and feeding nothing yet, moves after b
+    assert flow._ordered and flow.sorted_tasks() == (b, c)
+    flow.add_edge(c, a)
+    d = Task(name="d")
+    flow.add_task(d)
+    flow.add_edge(d, b)  # b was added before d and feeds c: the flow is sorted from now on
+    assert not flow._ordered
+    order = flow.sorted_tasks()
+    assert order.index(d) < order.index(b) < order.index(c) < order.index(a)
+    assert _runs_in_order(flow)
+    flow.add_edge(a, d)
+    with pytest.raises(plait.errors.CycleError):
+        flow.validate()
+
+
+def test_an_input_of_a_task_with_many_inputs_is_refused_twice_and_free_once_removed():
+    from plait.control_flow import _remove_edge
+    from plait.errors import DuplicateInputError
+
+    gather_task = task(gather)
+    sources = [Task(name=f"s{i}") for i in range(12)]
+    flow = Flow("many-inputs")
+    for i, s in enumerate(sources):
+        flow.add_edge(s, gather_task, key=f"k{i}")
+    with pytest.raises(DuplicateInputError, match="k3"):  # (the index is made here)
+        flow.add_edge(Task(name="other"), gather_task, key="k3")
+    with pytest.raises(DuplicateInputError, match="k11"):  # an input added before the index
+        flow.add_edge(Task(name="other"), gather_task, key="k11")
+    flow.add_edge(Task(name="late"), gather_task, key="k12")
+    with pytest.raises(DuplicateInputError, match="k12"):  # one added after: add_edge kept the index
+        flow.add_edge(Task(name="other"), gather_task, key="k12")
+    edge = flow._input_edge(gather_task, "k5")
+    assert edge is not None and edge.upstream_task is sources[5]
+    _remove_edge(flow, edge)
+    assert flow._input_edge(gather_task, "k5") is None
+    flow.add_edge(Task(name="new"), gather_task, key="k5")  # free again
+    copy = flow.copy()
+    with pytest.raises(DuplicateInputError):
+        copy.add_edge(Task(name="other"), gather_task, key="k5")
+
+
+def test_a_task_without_edges_has_empty_edge_lists_that_grow():
+    flow = fan_out(3)
+    leaf = flow.sorted_tasks()[-1]
+    assert flow.edges_from(leaf) == set() and flow.downstream_tasks(leaf) == set()
+    after = task(inc)
+    with flow:
+        later = after(leaf)
+    assert flow.downstream_tasks(leaf) == {later}
+    assert flow.terminal_tasks() == {later} | (flow.terminal_tasks() - {later})
+    assert flow.run().result[later].result == 3

@@ -41,7 +41,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,6 +86,7 @@ _SET_TASK_RUN_STATES = (
     "mutation($s: [TaskRunStateInput!]!) { set_task_run_states(states: $s) { "
     "ok version state error { code message rule } } }"  # only what _check reads: every field is server work
 )
+_RESTART_STATE = '{"type":"Pending","message":"Runs again in a new attempt of its flow run."}'
 _WRITE_LOGS = "mutation($l: [LogInput!]!) { write_run_logs(logs: $l) { count } }"
 
 
@@ -568,6 +569,10 @@ class Reporter:
         self._versions: dict[tuple[str, int], int] = {(t.task_slug, t.map_index): t.version for t in existing}
         self._restart = {(t.task_slug, t.map_index) for t in existing if t.state_type in _FINISHED}
         self._last: dict[tuple[str, int], str] = {}
+        self._run_json = json.dumps(flow_run_id)
+        self._heads: dict[tuple[str, int], str] = {}  # the start of each task run's state input, as JSON text
+        self._locating: Container[str] = _locating_tasks(flow, existing)
+        self._plain: dict[type, str] = {}
         self._limited: dict[str, list[str]] = {}
         self._first_index: dict[str, int] = {}
         self._flow = flow
@@ -587,17 +592,27 @@ class Reporter:
     # -- what the engine calls (hot path: queue only) ----------------------------------------------
 
     def _observer(self) -> Any:
-        """The task observer: the hot path, once per task-run state change. It only appends
-        ``(task, task run info, state)`` to a deque (thread-safe without a lock); the sender
-        works out the rest. Stop checks and concurrency slots happen on ``-> Running`` only."""
+        """The task observer: the hot path, once per task-run state change. It only appends to
+        a deque (thread-safe without a lock), and the sender thread works out the rest. A state
+        that is only its type, time and message (most are) is queued as those plain values,
+        which the garbage collector stops scanning at once; one that may carry more (a
+        ``Retrying``'s start time, a stored result's location...) as ``(task, task run info,
+        state)``. Stop checks and concurrency slots happen on ``-> Running`` only."""
         from plait.context import _task_ctx
+        from plait.states import Success
 
         get_info = _task_ctx.get
         append = self._queue.items.append
         stop = self.control.event
         limited = self._limited
+        locating = self._locating
+        plain = self._plain  # state class -> its name, or "" when its states may carry more
 
-        def task_observer(task: Task, old: State, new: State) -> None:
+        def task_observer(
+            task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
+        ) -> State:
+            if interim:
+                return new  # a change only the task's own handlers see
             info = get_info()
             if new._running:
                 if stop.is_set():
@@ -606,8 +621,21 @@ class Reporter:
                     index = -1 if info is None or info.map_index is None else info.map_index
                     if index >= self._first_index[task.slug]:
                         self._acquire_slots(task, index)
-            append(("t", task, info, new))
+            cls = type(new)
+            try:
+                name = plain[cls]
+            except KeyError:
+                name = plain[cls] = _plain_name(cls)
+            slug = task.slug
+            if name and (cls is not Success or slug not in locating):
+                append(("s", slug, None if info is None else info.map_index, name, new.timestamp, new.message))
+            else:
+                append(("t", task, info, new))
+            return new
 
+        # The runner calls it as its notifier directly (one frame less per state change): it
+        # takes the notifier's arguments and returns the state, as observers need not.
+        task_observer.plait_notifier = True  # type: ignore[attr-defined]
         return task_observer
 
     def log_handler(self) -> logging.Handler:
@@ -741,60 +769,74 @@ class Reporter:
             self._idle.notify_all()
 
     def _send(self, items: list[Any]) -> None:
-        from plait.client import state_payload
+        """Send ``items`` (task-run states and log records, in the order they came), in calls of
+        up to ``_BATCH``. The states' JSON is written directly (``state_json``), never built as
+        dicts: this thread shares the interpreter with the run, and its CPU is the run's."""
+        from plait.client import state_json, utc_iso
 
-        states: list[dict[str, Any]] = []
-        expected: dict[tuple[str, int], tuple[int, str]] = {}
+        texts: list[str] = []  # one TaskRunStateInput each, as JSON text
         logs: list[dict[str, Any]] = []
-        run_id = self.flow_run_id
+        head_of = self._heads
         versions = self._versions
+        restart = self._restart
+        last = self._last
         for item in items:
             if item[0] == "l":
                 logs.append(item[1])
                 continue
-            slug, index, payload = _task_item(item, state_payload)
-            key = (slug, index)
-            version = versions.get(key, 0)
-            if key in self._restart:
-                self._restart.discard(key)
-                states.append(
-                    {
-                        "flow_run_id": run_id,
-                        "task_slug": slug,
-                        "map_index": index,
-                        "version": version,
-                        "state": {"type": "Pending", "message": "Runs again in a new attempt of its flow run."},
-                        "restart": True,
-                    }
+            if item[0] == "s":  # a state as plain values: ("s", slug, index, type, timestamp, message)
+                _, slug, index, kind, timestamp, message = item
+                key = (slug, -1 if index is None else index)
+                if message is None:
+                    text = f'{{"type":"{kind}","timestamp":"{utc_iso(timestamp)}"}}'
+                else:
+                    text = f'{{"type":"{kind}","timestamp":"{utc_iso(timestamp)}","message":{_message_json(message)}}}'
+            else:
+                _, who, where, state = item
+                if type(who) is str:  # the reporter's own, or read back from the spool file
+                    key = (who, where)
+                else:
+                    key = (who.slug, -1 if where is None or where.map_index is None else where.map_index)
+                if type(state) is dict:
+                    kind, text = state["type"], json.dumps(state, separators=(",", ":"))
+                else:
+                    kind, text = state_json(state, locate=key[0] in self._locating)
+            head = head_of.get(key)
+            if head is None:
+                head = head_of[key] = (
+                    f'{{"flow_run_id":{self._run_json},"task_slug":{json.dumps(key[0])},"map_index":{key[1]},"version":'
                 )
+            version = versions.get(key, 0)
+            if restart and key in restart:
+                restart.discard(key)
+                texts.append(f'{head}{version},"state":{_RESTART_STATE},"restart":true}}')
                 version += 1
-            states.append(
-                {"flow_run_id": run_id, "task_slug": slug, "map_index": index, "version": version, "state": payload}
-            )
-            version += 1
-            versions[key] = version
-            self._last[key] = payload["type"]
-            expected[key] = (version, payload["type"])
-        for start in range(0, len(states), _BATCH):
-            chunk = states[start : start + _BATCH]
-            answer = self._deliver(_SET_TASK_RUN_STATES, {"s": chunk})
+            texts.append(f'{head}{version},"state":{text}}}')
+            versions[key] = version + 1
+            last[key] = kind
+        read_back: list[dict[str, Any]] = []
+        for start in range(0, len(texts), _BATCH):
+            answer = self._deliver(_SET_TASK_RUN_STATES, texts=texts[start : start + _BATCH])
             if answer is not None:
-                self._check(chunk, answer["set_task_run_states"], expected)
-                self.delivered_states += len(chunk)
+                outcomes = answer["set_task_run_states"]
+                if not all(outcome["ok"] for outcome in outcomes):
+                    if not read_back:  # rare: the texts are read back, rather than kept as dicts on the way
+                        read_back = [json.loads(text) for text in texts]
+                    self._check(read_back, start, outcomes)
+                self.delivered_states += len(outcomes)
         for start in range(0, len(logs), _BATCH):
             chunk = logs[start : start + _BATCH]
             if self._deliver(_WRITE_LOGS, {"l": chunk}) is not None:
                 self.delivered_logs += len(chunk)
 
-    def _check(
-        self,
-        sent: list[dict[str, Any]],
-        outcomes: list[dict[str, Any]],
-        expected: dict[tuple[str, int], tuple[int, str]],
-    ) -> None:
+    def _check(self, sent: list[dict[str, Any]], start: int, outcomes: list[dict[str, Any]]) -> None:
+        """Deal with the states the server refused in the call that sent ``sent[start:]``."""
+        # Where this send leaves each task run: its version after the last write, and the state.
+        expected = {(i["task_slug"], i["map_index"]): (i["version"] + 1, i["state"]["type"]) for i in sent}
         refused: dict[tuple[str, int], dict[str, Any]] = {}
         last: dict[tuple[str, int], dict[str, Any]] = {}
-        for item, outcome in zip(sent, outcomes, strict=False):
+        for position, outcome in enumerate(outcomes, start):
+            item = sent[position]
             key = (item["task_slug"], item["map_index"])
             last[key] = item
             if not outcome["ok"]:
@@ -828,11 +870,18 @@ class Reporter:
                 key = (item["task_slug"], item["map_index"])
                 self._versions[key] = outcome["version"] if outcome.get("version") is not None else 0
 
-    def _deliver(self, query: str, variables: dict[str, Any]) -> dict[str, Any] | None:
+    def _deliver(
+        self, query: str, variables: dict[str, Any] | None = None, *, texts: list[str] | None = None
+    ) -> dict[str, Any] | None:
+        """Send one call (``texts``: the JSON texts of a batch of states), retrying while the
+        server does not answer; its answer, or ``None`` when the server refused it."""
+        body = None if texts is None else '{"s":[' + ",".join(texts) + "]}"
         delay = 0.25
         while True:
             try:
-                answer = self.client.graphql(query, variables)
+                answer = (
+                    self.client.graphql(query, variables) if body is None else self.client.graphql_text(query, body)
+                )
             except ServerUnavailableError as exc:
                 if self._abandoned:
                     raise _Lost() from None
@@ -860,6 +909,39 @@ class Reporter:
             return answer
 
 
+def _plain_name(cls: type) -> str:
+    """The name of state class ``cls`` when its states are only a type, a time and a message
+    on the wire (a plain ``Success``'s result location aside: the observer checks its task),
+    else ``""``."""
+    from plait.states import Success
+
+    fields = ("result_location", "start_time", "run_count")
+    if any(hasattr(cls, field) for field in fields) and cls is not Success:
+        return ""
+    return cls.__name__ if json.dumps(cls.__name__)[1:-1] == cls.__name__ else ""
+
+
+def _message_json(message: Any) -> str:
+    return json.encoder.encode_basestring_ascii(str(message)[:20_000])  # type: ignore[attr-defined]
+
+
+class _Everything:
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def _locating_tasks(flow: Flow | None, existing: list[TaskRunInfo]) -> Container[str]:
+    """The slugs of the tasks whose ``Success`` may carry a ``result_location``: those that
+    store results (a result type, a checkpoint, a target), and those an earlier attempt stored."""
+    if flow is None:
+        return _Everything()
+    from plait.engine.extras import uses_extras
+
+    if getattr(flow, "result", None) is not None:
+        return _Everything()
+    return {task.slug for task in flow if uses_extras(task)} | {t.task_slug for t in existing if t.result_location}
+
+
 class _Lost(Exception):
     pass
 
@@ -869,8 +951,12 @@ class _ReportHandler(logging.Handler):
 
     def __init__(self, reporter: Reporter) -> None:
         super().__init__()
+        from plait.client import utc_iso
+        from plait.context import _task_ctx
         from plait.secrets import SecretsFilter
 
+        self._task_info = _task_ctx.get
+        self._utc_iso = utc_iso
         self.reporter = reporter
         self.run_id = reporter.flow_run_id
         self.setFormatter(logging.Formatter("%(message)s"))
@@ -880,16 +966,14 @@ class _ReportHandler(logging.Handler):
         if record.name.startswith("plait.execution"):
             return  # the reporter's own complaints about the server would loop back
         try:
-            from plait.context import _task_ctx
-
-            info = _task_ctx.get()
+            info = self._task_info()
             self.reporter.put_log(
                 {
                     "flow_run_id": self.run_id,
                     "message": self.format(record),
                     "level": record.levelno,
                     "logger": record.name[:200],
-                    "timestamp": datetime.fromtimestamp(record.created).astimezone().isoformat(),
+                    "timestamp": self._utc_iso(record.created),
                     "task_slug": info.task.slug if info is not None else None,
                     "map_index": info.map_index if info is not None else None,
                 }
@@ -955,6 +1039,8 @@ class _ReportQueue:
                 item = items.popleft()
                 if item[0] == "t":
                     item = ["t", *_task_item(item, state_payload)]
+                elif item[0] == "s" and item[5] is not None and type(item[5]) is not str:
+                    item = (*item[:5], str(item[5]))
                 lines.append(json.dumps(item, separators=(",", ":")))
             self._file.seek(0, os.SEEK_END)
             self._file.write("\n".join(lines) + "\n")

@@ -821,11 +821,8 @@ class Flow:
                 elif not edges and not required:
                     continue
             elif not edges and len(consts) == 1:
-                for key in consts:
-                    pass
-                if (accepted is None or key in accepted) and (
-                    not required or (len(required) == 1 and key in required)
-                ):
+                key = next(iter(consts))
+                if (accepted is None or key in accepted) and (not required or (len(required) == 1 and key in required)):
                     continue
             if len(edges) == 1:
                 given = {edges[0].key}

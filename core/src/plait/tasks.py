@@ -1273,7 +1273,7 @@ def _task_of(value: Any, flow: Flow) -> Task | None:
             kind = _SEQUENCES.get(type(value))
             collection = kind() if kind is not None else Collection(type(value))
             items = list(value)
-        kw = dict(zip(_arg_keys(len(items)), items))
+        kw = dict(zip(_arg_keys(len(items)), items, strict=True))
         # The collection is new, so its inputs go in as those of a new task: each edge
         # directly, without add_edge's checks for a task that may already have inputs (half of
         # building a 10,000-task fan-in); _add_bound leaves what it cannot take (an item not in

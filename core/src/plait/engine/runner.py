@@ -359,6 +359,8 @@ class FlowRunner:
             # Observers only (a plugin's hooks, a run's reporter): the short path, per change.
             if len(observers) == 1:
                 (observer,) = observers
+                if getattr(observer, "plait_notifier", False):
+                    return observer  # it takes a notifier's arguments itself (a run's reporter)
 
                 def notify_one(
                     task: Task, old: State, new: State, interim: bool = False, handlers_old: State | None = None
