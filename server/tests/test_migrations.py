@@ -109,3 +109,20 @@ def test_task_run_state_writes_change_no_indexed_column(db_url):
             assert conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'task_run'")).scalar() is None
     engine.dispose()
     assert plait("server", "database", "upgrade", "--database", db_url).returncode == 0
+
+
+def test_the_state_history_has_no_foreign_keys(db_url):
+    """Migration 0004: the history's rows are not checked against their runs row by row (the
+    data layer writes them with the runs they describe); its downgrade puts the checks back."""
+    assert plait("server", "database", "upgrade", "--database", db_url).returncode == 0
+    engine = create_engine(db_url)
+    assert inspect(engine).get_foreign_keys("run_state") == []
+    assert [fk["referred_table"] for fk in inspect(engine).get_foreign_keys("task_run")] == ["flow_run"]
+    engine.dispose()
+    result = plait("server", "database", "downgrade", "0003", "--database", db_url)
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(db_url)
+    referred = sorted(fk["referred_table"] for fk in inspect(engine).get_foreign_keys("run_state"))
+    assert referred == ["flow_run", "task_run"]
+    engine.dispose()
+    assert plait("server", "database", "upgrade", "--database", db_url).returncode == 0

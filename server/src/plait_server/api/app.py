@@ -101,17 +101,26 @@ def create_app(store: Store, settings: ServerSettings, services: Services | None
             return 400, _error('"variables" must be a JSON object', "BAD_INPUT")
         if operation is not None and not isinstance(operation, str):
             return 400, _error('"operationName" must be a string', "BAD_INPUT")
-        result = schema.execute_sync(
-            query, variable_values=variables, context_value=Context(store, key), operation_name=operation
-        )
-        body: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            for error in result.errors:
+        context = Context(store, key)
+        # A hot document seen before (create_flow_run) skips the generic executor; None: it
+        # takes the generic path (api/prepared.py).
+        prepared = schema.documents.prepared(query, operation)
+        answer = prepared.run(context, variables or {}) if prepared is not None else None
+        if answer is not None:
+            data, errors = answer["data"], answer.get("errors")
+        else:
+            result = schema.execute_sync(
+                query, variable_values=variables, context_value=context, operation_name=operation
+            )
+            data, errors = result.data, result.errors
+        body: dict[str, Any] = {"data": data}
+        if errors:
+            for error in errors:
                 if isinstance(error.original_error, (OperationalError, PoolTimeout)):
                     # The database does not answer: nothing was written (every write is one
                     # transaction), and the client should try again, not take it for a refusal.
                     return _unavailable(error.original_error)
-            body["errors"] = [_format_error(e) for e in result.errors]
+            body["errors"] = [_format_error(e) for e in errors]
         return 200, body
 
     async def graphql(request: Request) -> Response:

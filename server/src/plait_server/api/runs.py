@@ -167,6 +167,7 @@ class TaskRunFilterInput:
     state_types: list[str] | None = None
 
 
+@plain_input
 @strawberry.input(description="Name the flow by id, by flow group, or by name (and project).")
 class CreateFlowRunInput:
     flow_id: strawberry.ID | None = None

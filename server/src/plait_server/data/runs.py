@@ -10,6 +10,8 @@ others.
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -133,77 +135,85 @@ class FlowRuns:
         Returns ``(run, created)``. The key is unique per flow group, enforced by the database
         (``INSERT ... ON CONFLICT DO NOTHING``), so concurrent calls with one key create one run.
         """
-        flow = self.store.flows.find(flow_id, flow_group_id, flow_name, project, full=False)
-        if flow.archived:
-            raise BadInput(f"Flow {flow.name!r} version {flow.version} is archived; run its newest version")
-        parameters = _check_parameters(flow.name, flow.parameters, parameters)
-        if context is not None and not isinstance(context, dict):
-            raise BadInput("context must be an object", field="context")
-        labels = check_labels(labels) if labels is not None else list(flow.labels)
-        idempotency_key = check_text(idempotency_key, "idempotency_key", 200, required=False)
-        when = check_time(scheduled_start_time, "scheduled_start_time") or utcnow()
-        run_id = new_id()
-        name = check_text(name, "name", 200, required=False) or f"{flow.name}-{when:%Y%m%d-%H%M%S}-{run_id[:6]}"
-        now = utcnow()
-        row = {
-            "id": run_id,
-            "flow_id": flow.id,
-            "flow_group_id": flow.flow_group_id,
-            "name": name,
-            "parameters": parameters,
-            "context": context or {},
-            "labels": labels,
-            "idempotency_key": idempotency_key,
-            "auto_scheduled": auto_scheduled,
-            "scheduled_start_time": when,
-            "state": "Scheduled",
-            "state_type": SCHEDULED,
-            "state_message": None,
-            "state_timestamp": now,
-            "version": 1,
-            "run_count": 0,
-            "created": now,
-            "updated": now,
-        }
+        # By id (what clients and the UI send): the flow is read in the write's transaction, on
+        # the driver's cursor (one transaction per run created). By group or name: the newest
+        # unarchived version, found first.
+        found = None if flow_id else self.store.flows.find(flow_id, flow_group_id, flow_name, project, full=False)
         store = self.store
 
-        def write(conn: Connection) -> tuple[str, bool]:
-            if idempotency_key is None:
-                conn.execute(run_t.insert(), row)
-            else:
-                inserted = conn.execute(
-                    store.insert_ignoring_conflicts(run_t, ["flow_group_id", "idempotency_key"]).returning(run_t.c.id),
-                    row,
-                ).first()
-                if inserted is None:
-                    existing = conn.execute(
-                        select(run_t.c.id).where(
-                            run_t.c.flow_group_id == flow.flow_group_id, run_t.c.idempotency_key == idempotency_key
-                        )
-                    ).scalar_one()
-                    return existing, False
-            conn.execute(
-                state_t.insert(),
-                {
-                    "flow_run_id": run_id,
-                    "task_run_id": None,
-                    "state": "Scheduled",
-                    "state_type": SCHEDULED,
-                    "message": None,
-                    "result_location": None,
-                    "start_time": when,
-                    "timestamp": now,
-                    "version": 1,
-                },
+        def write(conn: Connection) -> tuple[FlowRunRecord, bool]:
+            db = Driver(conn)
+            flow = found or _flow_for_run(db, flow_id or "")
+            if flow.archived:
+                raise BadInput(f"Flow {flow.name!r} version {flow.version} is archived; run its newest version")
+            checked = _check_parameters(flow.name, flow.parameters, parameters)
+            if context is not None and not isinstance(context, dict):
+                raise BadInput("context must be an object", field="context")
+            run_labels = check_labels(labels) if labels is not None else list(flow.labels)
+            key = check_text(idempotency_key, "idempotency_key", 200, required=False)
+            when = check_time(scheduled_start_time, "scheduled_start_time") or utcnow()
+            run_id = new_id()
+            run_name = check_text(name, "name", 200, required=False) or f"{flow.name}-{when:%Y%m%d-%H%M%S}-{run_id[:6]}"
+            now = utcnow()
+            run = FlowRunRecord(
+                id=run_id,
+                flow_id=flow.id,
+                flow_group_id=flow.flow_group_id,
+                name=run_name,
+                parameters=checked,
+                context=context or {},
+                labels=run_labels,
+                idempotency_key=key,
+                auto_scheduled=auto_scheduled,
+                scheduled_start_time=when,
+                state="Scheduled",
+                state_type=SCHEDULED,
+                state_message=None,
+                state_timestamp=now,
+                version=1,
+                run_count=0,
+                start_time=None,
+                end_time=None,
+                heartbeat=None,
+                agent_id=None,
+                created=now,
+                updated=now,
             )
-            return run_id, True
+            insert_run, insert_state = _create_statements(db.sqlite)
+            json_text = _json_text
+            stamp = db.to_db(now)
+            inserted = db.execute(
+                insert_run,
+                (
+                    run_id,
+                    flow.id,
+                    flow.flow_group_id,
+                    run_name,
+                    json_text(checked),
+                    json_text(run.context),
+                    json_text(run_labels),
+                    key,
+                    auto_scheduled,
+                    db.to_db(when),
+                    "Scheduled",
+                    SCHEDULED,
+                    stamp,
+                    stamp,
+                    stamp,
+                ),
+            )
+            if not inserted:  # the key has a run already (ON CONFLICT DO NOTHING): that one
+                existing = conn.execute(
+                    select(run_t).where(run_t.c.flow_group_id == flow.flow_group_id, run_t.c.idempotency_key == key)
+                ).one()
+                return FlowRunRecord(**existing._mapping), False
+            db.execute(insert_state, (run_id, db.to_db(when), stamp))
+            return run, True
 
-        found_id, created = store.write(write)
-        if not created:
-            return self.get(found_id), False
-        store.changed("flow_run", [found_id])
-        # The run is what we inserted; no need to read it back.
-        return FlowRunRecord(**row, start_time=None, end_time=None, heartbeat=None, agent_id=None), True
+        run, created = store.write(write)
+        if created:
+            store.changed("flow_run", [run.id])
+        return run, created
 
     # -- state writes ---------------------------------------------------------------------------
 
@@ -983,3 +993,58 @@ def delete_unstarted_auto_scheduled(conn: Connection, flow_group_id: str) -> int
     )
     conn.execute(delete(state_t).where(state_t.c.flow_run_id.in_(doomed)))
     return conn.execute(delete(run_t).where(run_t.c.id.in_(doomed))).rowcount
+
+
+# -- creating a run (on the driver's cursor) ----------------------------------------------------
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's value as SQLAlchemy's ``JSON`` type writes it (``json.dumps``)."""
+    return json.dumps(value)
+
+
+@functools.cache
+def _create_statements(sqlite: bool) -> tuple[str, str]:
+    """The two inserts of a new run (the run, ignoring a taken idempotency key; its first
+    state), with the dialect's placeholders; JSON columns cast on PostgreSQL (``JSONB``)."""
+    mark = "?" if sqlite else "%s"
+    json_mark = mark if sqlite else "CAST(%s AS JSONB)"
+    insert_run = (
+        "INSERT INTO flow_run (id, flow_id, flow_group_id, name, parameters, context, labels, idempotency_key, "
+        "auto_scheduled, scheduled_start_time, state, state_type, state_message, state_timestamp, version, "
+        f"run_count, reschedule_count, created, updated) VALUES ({mark}, {mark}, {mark}, {mark}, {json_mark}, "
+        f"{json_mark}, {json_mark}, {mark}, {mark}, {mark}, {mark}, {mark}, NULL, {mark}, 1, 0, 0, {mark}, {mark}) "
+        "ON CONFLICT (flow_group_id, idempotency_key) DO NOTHING"
+    )
+    insert_state = (
+        "INSERT INTO run_state (flow_run_id, task_run_id, state, state_type, message, result_location, "
+        f"start_time, timestamp, version) VALUES ({mark}, NULL, 'Scheduled', '{SCHEDULED}', NULL, NULL, "
+        f"{mark}, {mark}, 1)"
+    )
+    return insert_run, insert_state
+
+
+@dataclass(slots=True)
+class _RunFlow:
+    """What creating a run needs of its flow version."""
+
+    id: str
+    flow_group_id: str
+    name: str
+    version: int
+    archived: bool
+    parameters: list[dict[str, Any]]
+    labels: list[str]
+
+
+def _flow_for_run(db: Driver, flow_id: str) -> _RunFlow:
+    rows = db.fetch(
+        f"SELECT id, flow_group_id, name, version, archived, parameters, labels FROM flow WHERE id = {db.mark}",
+        (flow_id,),
+    )
+    if not rows:
+        raise NotFound(f"No flow with id {flow_id!r}", id=flow_id)
+    id_, group, name, version, archived, parameters, labels = rows[0]
+    if db.sqlite:  # JSON as text, booleans as integers
+        parameters, labels, archived = json.loads(parameters), json.loads(labels), bool(archived)
+    return _RunFlow(id_, group, name, version, archived, parameters, labels)

@@ -246,8 +246,11 @@ class RunState(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    flow_run_id: Mapped[str] = mapped_column(ForeignKey("flow_run.id"))
-    task_run_id: Mapped[str | None] = mapped_column(ForeignKey("task_run.id"))
+    # No foreign keys (migration 0004): a history row is written by the data layer in the
+    # transaction that changes (and locks, or creates) its run, so a per-row check could never
+    # fail, and on PostgreSQL it cost two lookups and row locks per state.
+    flow_run_id: Mapped[str] = mapped_column(String(36))
+    task_run_id: Mapped[str | None] = mapped_column(String(36))
     state: Mapped[str] = mapped_column(String(50))
     state_type: Mapped[str] = mapped_column(String(20))
     message: Mapped[str | None] = mapped_column(Text)
