@@ -109,7 +109,6 @@ class ExecutionSettings:
     ```toml
     [execution]
     report_interval = 0.5      # seconds between batches of reports (states and logs)
-    report_connections = 2     # calls at once when reports have piled up (a task run's go in order on one)
     queue_size = 100000        # reports kept in memory; more go to a spool file
     spool_dir = "~/.plait/spool"
     delivery_timeout = 600     # at the end, how long to wait for an unreachable server
@@ -118,7 +117,6 @@ class ExecutionSettings:
     """
 
     report_interval: float = 0.5
-    report_connections: int = 2
     queue_size: int = 100_000
     spool_dir: str = "~/.plait/spool"
     delivery_timeout: float = 600.0
@@ -138,13 +136,10 @@ class ExecutionSettings:
                 raise ExecutionError(
                     f"[execution] {key} = {value!r} is not valid: expected a positive number of seconds"
                 )
-        for key, most in (("queue_size", None), ("report_connections", 8)):
-            value = getattr(settings, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (most and value > most):
-                raise ExecutionError(
-                    f"[execution] {key} = {value!r} is not valid: expected a whole number of at least 1"
-                    + (f" and at most {most}" if most else "")
-                )
+        if isinstance(settings.queue_size, bool) or not isinstance(settings.queue_size, int) or settings.queue_size < 1:
+            raise ExecutionError(
+                f"[execution] queue_size = {settings.queue_size!r} is not valid: expected a whole number of at least 1"
+            )
         return settings
 
 
@@ -756,7 +751,7 @@ class Reporter:
             self._queue.spill_excess()
             while not self._abandoned:
                 with self._idle:
-                    items = self._queue.take(_BATCH * self.settings.report_connections)
+                    items = self._queue.take(_BATCH)
                     self._busy = bool(items)
                 if not items:
                     break
@@ -779,11 +774,7 @@ class Reporter:
         dicts: this thread shares the interpreter with the run, and its CPU is the run's."""
         from plait.client import state_json, utc_iso
 
-        # One TaskRunStateInput each, as JSON text. A backlog of more than a call's worth goes
-        # out on several connections at once: each task run's states in one lane, in order.
-        lanes = self.settings.report_connections if len(items) > _BATCH else 1
-        by_lane: list[list[str]] = [[] for _ in range(lanes)]
-        texts = by_lane[0]
+        texts: list[str] = []  # one TaskRunStateInput each, as JSON text
         logs: list[dict[str, Any]] = []
         head_of = self._heads
         versions = self._versions
@@ -816,8 +807,6 @@ class Reporter:
                     f'{{"flow_run_id":{self._run_json},"task_slug":{json.dumps(key[0])},"map_index":{key[1]},"version":'
                 )
             version = versions.get(key, 0)
-            if lanes > 1:
-                texts = by_lane[hash(key) % lanes]
             if restart and key in restart:
                 restart.discard(key)
                 texts.append(f'{head}{version},"state":{_RESTART_STATE},"restart":true}}')
@@ -825,39 +814,6 @@ class Reporter:
             texts.append(f'{head}{version},"state":{text}}}')
             versions[key] = version + 1
             last[key] = kind
-        if lanes == 1:
-            self.delivered_states += self._deliver_states(texts)
-        else:
-            done: list[Any] = [0] * lanes
-
-            def lane(i: int) -> None:
-                try:
-                    done[i] = self._deliver_states(by_lane[i])
-                except BaseException as exc:  # handed to the sending thread, below
-                    done[i] = exc
-
-            others = [
-                threading.Thread(target=lane, args=(i,), name=f"plait-reporter-lane-{i}", daemon=True)
-                for i in range(1, lanes)
-            ]
-            for thread in others:
-                thread.start()
-            lane(0)
-            for thread in others:
-                thread.join()
-            self.delivered_states += sum(n for n in done if isinstance(n, int))
-            for outcome in done:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-        for start in range(0, len(logs), _BATCH):
-            chunk = logs[start : start + _BATCH]
-            if self._deliver(_WRITE_LOGS, {"l": chunk}) is not None:
-                self.delivered_logs += len(chunk)
-
-    def _deliver_states(self, texts: list[str]) -> int:
-        """Send ``texts`` (states, as JSON) in calls of up to ``_BATCH``, in order; how many the
-        server answered for."""
-        delivered = 0
         read_back: list[dict[str, Any]] = []
         for start in range(0, len(texts), _BATCH):
             answer = self._deliver(_SET_TASK_RUN_STATES, texts=texts[start : start + _BATCH])
@@ -867,8 +823,11 @@ class Reporter:
                     if not read_back:  # rare: the texts are read back, rather than kept as dicts on the way
                         read_back = [json.loads(text) for text in texts]
                     self._check(read_back, start, outcomes)
-                delivered += len(outcomes)
-        return delivered
+                self.delivered_states += len(outcomes)
+        for start in range(0, len(logs), _BATCH):
+            chunk = logs[start : start + _BATCH]
+            if self._deliver(_WRITE_LOGS, {"l": chunk}) is not None:
+                self.delivered_logs += len(chunk)
 
     def _check(self, sent: list[dict[str, Any]], start: int, outcomes: list[dict[str, Any]]) -> None:
         """Deal with the states the server refused in the call that sent ``sent[start:]``."""

@@ -366,13 +366,6 @@ AGENT = Settings(
 EXECUTION = Settings(
     "execution",
     Setting("report_interval", float, 0.5, help="seconds between batches of reports", check=_positive),
-    Setting(
-        "report_connections",
-        int,
-        2,
-        help="calls at once when reports have piled up",
-        check=lambda v: None if 1 <= v <= 8 else "must be 1 to 8",
-    ),
     Setting("queue_size", int, 100_000, help="reports kept in memory; more go to a spool file", check=_positive),
     Setting("spool_dir", str, "~/.plait/spool", help="where spool files live while the server is away"),
     Setting(
