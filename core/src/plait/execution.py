@@ -570,7 +570,7 @@ class Reporter:
         self._restart = {(t.task_slug, t.map_index) for t in existing if t.state_type in _FINISHED}
         self._last: dict[tuple[str, int], str] = {}
         self._run_json = json.dumps(flow_run_id)
-        self._heads: dict[tuple[str, int], str] = {}  # the start of each task run's state input, as JSON text
+        self._slug_json: dict[str, str] = {}  # each task's slug as a JSON string
         self._locating: Container[str] = _locating_tasks(flow, existing)
         self._plain: dict[type, str] = {}
         self._limited: dict[str, list[str]] = {}
@@ -776,7 +776,8 @@ class Reporter:
 
         texts: list[str] = []  # one TaskRunStateInput each, as JSON text
         logs: list[dict[str, Any]] = []
-        head_of = self._heads
+        slug_json = self._slug_json
+        run_json = self._run_json
         versions = self._versions
         restart = self._restart
         last = self._last
@@ -801,11 +802,11 @@ class Reporter:
                     kind, text = state["type"], json.dumps(state, separators=(",", ":"))
                 else:
                     kind, text = state_json(state, locate=key[0] in self._locating)
-            head = head_of.get(key)
-            if head is None:
-                head = head_of[key] = (
-                    f'{{"flow_run_id":{self._run_json},"task_slug":{json.dumps(key[0])},"map_index":{key[1]},"version":'
-                )
+            slug = key[0]
+            quoted = slug_json.get(slug)
+            if quoted is None:
+                quoted = slug_json[slug] = json.dumps(slug)
+            head = f'{{"flow_run_id":{run_json},"task_slug":{quoted},"map_index":{key[1]},"version":'
             version = versions.get(key, 0)
             if restart and key in restart:
                 restart.discard(key)
