@@ -316,6 +316,19 @@ class Flow:
             cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
         return task
 
+    def _fresh_slug(self, name: str) -> str:
+        """The slug a new task named ``name`` gets: ``_next_slug(name)``, without its search when
+        the name or its next number is free (they usually are)."""
+        slugs = self._slugs
+        if name not in slugs:
+            return name
+        n = self._slug_counters.get(name, 0) + 1
+        slug = f"{name}-{n}"
+        if slug in slugs:
+            return self._next_slug(name)
+        self._slug_counters[name] = n
+        return slug
+
     def _next_slug(self, base: str) -> str:
         """``base-N``, the first N not taken (a counter per name keeps adding many copies linear)."""
         slugs = self._slugs
@@ -536,19 +549,8 @@ class Flow:
                 break
         else:
             # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
-            name = task.name
-            slugs = self._slugs
-            if name not in slugs:
-                slug = name
-            else:  # _next_slug(name), without the call when the next number is free (it usually is)
-                n = self._slug_counters.get(name, 0) + 1
-                slug = f"{name}-{n}"
-                if slug in slugs:
-                    slug = self._next_slug(name)
-                else:
-                    self._slug_counters[name] = n
-            task.__dict__["slug"] = slug
-            slugs[slug] = task
+            slug = task.__dict__["slug"] = self._fresh_slug(task.name)
+            self._slugs[slug] = task
             tasks[task] = self._version
             edges_in: list[Edge] = []
             edges_out = self._edges_out
@@ -602,19 +604,8 @@ class Flow:
             self.set_dependencies(task, None, None, {key: value}, False)
             return
         # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
-        name = task.name
-        slugs = self._slugs
-        if name not in slugs:
-            slug = name
-        else:  # _next_slug(name), without the call when the next number is free (it usually is)
-            n = self._slug_counters.get(name, 0) + 1
-            slug = f"{name}-{n}"
-            if slug in slugs:
-                slug = self._next_slug(name)
-            else:
-                self._slug_counters[name] = n
-        task.__dict__["slug"] = slug
-        slugs[slug] = task
+        slug = task.__dict__["slug"] = self._fresh_slug(task.name)
+        self._slugs[slug] = task
         tasks[task] = self._version
         edges_out = self._edges_out
         edges_out[task] = ()
