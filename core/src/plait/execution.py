@@ -1055,9 +1055,14 @@ class _ReportQueue:
             out = self._read(n) if self._spooled else []
             items = self.items
             if len(out) < n and not self._spooled:
-                pop = self._pop
-                while items and len(out) < n:
-                    out.append(pop())
+                popleft = items.popleft
+                append = out.append
+                for _ in range(n - len(out)):
+                    if not items:
+                        break
+                    item = popleft()
+                    # a StateRecorder's record is three items (see _pop)
+                    append(item if item.__class__ is tuple else ("r", item, popleft(), popleft()))
             return out
 
     def _pop(self) -> Any:
