@@ -546,3 +546,68 @@ def test_a_task_without_edges_has_empty_edge_lists_that_grow():
     assert flow.downstream_tasks(leaf) == {later}
     assert flow.terminal_tasks() == {later} | (flow.terminal_tasks() - {later})
     assert flow.run().result[later].result == 3
+
+
+# -- the garbage collector while flows are built (plait.flow._defer_full_collections) ------------
+
+
+def test_a_flow_block_makes_full_collections_rarer_and_puts_the_thresholds_back():
+    import gc
+
+    from plait.flow import DEFERRED_FULL_COLLECTION_THRESHOLD
+
+    before = gc.get_threshold()
+    with Flow("outer") as outer:
+        inside = gc.get_threshold()
+        with Flow("inner"):
+            assert gc.get_threshold() == inside  # nested blocks share the one deferral
+        assert gc.get_threshold() == inside  # the outer block is still open
+        task(inc)(1)
+    assert inside == (before[0], before[1], DEFERRED_FULL_COLLECTION_THRESHOLD)
+    assert gc.get_threshold() == before
+    assert len(outer) == 1
+
+
+def test_a_block_that_fails_still_puts_the_thresholds_back():
+    import gc
+
+    before = gc.get_threshold()
+    with pytest.raises(TaskBindError), Flow("f"):
+        task(inc)(1, 2, 3)
+    assert gc.get_threshold() == before
+
+
+def test_thresholds_the_program_sets_inside_a_block_are_kept():
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        with Flow("f"):
+            gc.set_threshold(500, 5, 5)
+        assert gc.get_threshold() == (500, 5, 5)  # the program's choice, not put back to ours
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_cyclic_garbage_made_in_flow_blocks_is_still_collected():
+    """Building and dropping many flows keeps nothing: young collections run in the blocks,
+    and what is left goes to Python's usual collections once the block ends."""
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    gc.collect()
+    refs = []
+    for i in range(3000):
+        with Flow(f"f{i}"):
+            node = Node()
+            node.me = node  # a cycle: only the collector frees it
+            refs.append(weakref.ref(node))
+            task(inc)(i)
+        del node
+    alive = sum(r() is not None for r in refs)
+    assert alive < 1500  # the collector ran without being asked, in or after the blocks
+    gc.collect()
+    assert all(r() is None for r in refs)
