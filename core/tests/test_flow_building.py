@@ -354,7 +354,7 @@ def test_copies_made_by_quick_calls_are_their_own_tasks():
         b = t_inc(a)
     a.state_handlers.append(handler)  # a copy's handlers are its own list
     assert t_inc.state_handlers == [handler] and b.state_handlers == [handler]
-    assert len({a._id, b._id, t_inc._id}) == 3
+    assert len({id(a), id(b), id(t_inc)}) == 3 and a != b
     assert (a.slug, b.slug, t_inc.slug) == ("inc", "inc-1", None)
     assert flow.run().result[b].result == 3
 
@@ -611,3 +611,73 @@ def test_cyclic_garbage_made_in_flow_blocks_is_still_collected():
     assert alive < 1500  # the collector ran without being asked, in or after the blocks
     gc.collect()
     assert all(r() is None for r in refs)
+
+
+# -- state handlers: one list per copy, made when first read (Task.state_handlers) ---------------
+
+
+def _handler_a(task, old, new):
+    return None
+
+
+def _handler_b(task, old, new):
+    return None
+
+
+def test_each_copy_has_its_own_state_handlers_however_it_was_made():
+    t_inc = task(inc)
+    with Flow("f"):
+        quick = t_inc(1)  # the quick path, one positional input
+        keyword = t_inc(x=quick)  # the quick path with a dict of inputs
+        general = t_inc(quick, task_args={"max_retries": 1})  # copy() and bind()
+        mapped = t_inc.map([1, 2])
+    copied = t_inc.copy()
+    copies = [quick, keyword, general, mapped, copied]
+    quick.state_handlers.append(_handler_a)
+    assert quick.state_handlers == [_handler_a]
+    assert [c.state_handlers for c in copies[1:]] == [[], [], [], []]
+    assert t_inc.state_handlers == []
+    t_inc.state_handlers.append(_handler_b)  # the original, after the copies were made
+    assert [c.state_handlers for c in copies] == [[_handler_a], [], [], [], []]
+    with Flow("g"):
+        later = t_inc(1)
+    assert later.state_handlers == [_handler_b]
+    later.state_handlers.append(_handler_a)
+    assert t_inc.state_handlers == [_handler_b]  # the copy's list is not the original's
+    again = later.copy()  # a copy of a copy
+    again.state_handlers.remove(_handler_a)
+    assert later.state_handlers == [_handler_b, _handler_a] and again.state_handlers == [_handler_b]
+
+
+def test_state_handlers_given_to_a_task_reach_every_copy_and_run():
+    seen = []
+
+    def record(task, old, new):
+        seen.append((task.slug, type(new).__name__))
+
+    t_inc = task(inc, state_handlers=[record])
+    with Flow("f") as flow:
+        a = t_inc(1)
+        b = t_inc(a)
+    assert flow.run().is_successful()
+    assert {slug for slug, _ in seen} == {a.slug, b.slug}
+    # the run read the copies' handlers without making each copy a list
+    assert type(vars(a)["state_handlers"]) is tuple and type(vars(b)["state_handlers"]) is tuple
+    b.state_handlers.append(_handler_a)
+    assert a.state_handlers == [record] and t_inc.state_handlers == [record]
+
+
+def test_state_handlers_can_be_replaced_and_deleted_and_survive_pickling():
+    import pickle
+
+    t = task(inc)
+    t.state_handlers = [_handler_a]
+    assert t.state_handlers == [_handler_a]
+    with Flow("f"):
+        c = t(1)
+    assert pickle.loads(pickle.dumps(c)).state_handlers == []  # handlers run in the driver only
+    del t.state_handlers
+    assert t.state_handlers == []
+    with pytest.raises(AttributeError):
+        del c.state_handlers
+        del c.state_handlers
