@@ -681,3 +681,83 @@ def test_state_handlers_can_be_replaced_and_deleted_and_survive_pickling():
     with pytest.raises(AttributeError):
         del c.state_handlers
         del c.state_handlers
+
+
+# -- flow.edges: made when first read, kept up to date from then on ----------------------------
+
+
+def _edge_names(edges):
+    return sorted((e.upstream_task.slug, e.downstream_task.slug, e.key, e.mapped, e.flattened) for e in edges)
+
+
+def test_flow_edges_are_every_edge_whether_read_before_or_after_building():
+    t_inc, t_total = task(inc), task(total)
+    with Flow("f") as flow:
+        a = t_inc(1)
+        b = t_inc(a)
+        first = set(flow.edges)  # read in the middle of building: made here, then kept
+        c = t_total([a, b])
+        d = t_inc(x=c, upstream_tasks=[b])
+    assert first == {next(iter(flow.edges_to(b)))}
+    expected = {e for t in flow for e in flow.edges_to(t)}
+    assert flow.edges == expected and len(expected) == 6
+    with Flow("g") as other:  # never read while built
+        a2 = t_inc(1)
+        t_inc(a2)
+    assert _edge_names(other.edges) == [("inc", "inc-1", "x", False, False)]
+    assert d in flow and flow.run().result[d].result == 6
+
+
+def test_a_flow_with_many_unkeyed_edges_into_one_task_keeps_them_once():
+    sink = Task(name="sink")
+    sources = [Task(name=f"s{i}") for i in range(20)]
+    flow = Flow("f")
+    for s in sources:
+        flow.add_edge(s, sink)
+    for s in sources:  # the same edges again: nothing new (the set is made for this lookup)
+        flow.add_edge(s, sink)
+    assert len(flow.edges) == 20 and len(flow.edges_to(sink)) == 20
+    flow.add_edge(Task(name="late"), sink)
+    assert len(flow.edges) == 21  # kept up to date once made
+
+
+def test_copies_and_pickles_of_a_flow_keep_its_edges_apart():
+    import pickle
+
+    t_inc = task(inc)
+    with Flow("f") as flow:
+        a = t_inc(1)
+        t_inc(a)
+    copy = flow.copy()  # the set not made yet in either
+    copy.add_edge(Task(name="extra"), a)
+    assert len(flow.edges) == 1 and len(copy.edges) == 2
+    again = flow.copy()  # made in the original: the copy has its own
+    again.edges.clear()
+    assert len(flow.edges) == 1
+    loaded = pickle.loads(pickle.dumps(flow))
+    assert _edge_names(loaded.edges) == _edge_names(flow.edges)
+    assert loaded.run().is_successful()
+
+
+def test_flows_and_edges_pickled_with_stored_hashes_still_load():
+    """Plait 0.1 kept the set of edges in a flow's __dict__ and each edge's hash in a slot."""
+    from plait.flow import Edge
+
+    t_inc = task(inc)
+    with Flow("f") as flow:
+        a = t_inc(1)
+        b = t_inc(a)
+    state = flow.__getstate__()
+    state["edges"] = set(flow.edges)
+    del state["_edge_set"]
+    old = Flow.__new__(Flow)
+    old.__setstate__(state)
+    assert old.edges == flow.edges and "edges" not in vars(old)
+    edge = Edge.__new__(Edge)
+    edge.__setstate__(
+        (
+            None,
+            {"upstream_task": a, "downstream_task": b, "key": "x", "mapped": False, "flattened": False, "_hash": 12345},
+        )
+    )
+    assert edge == next(iter(flow.edges)) and hash(edge) == hash(next(iter(flow.edges)))

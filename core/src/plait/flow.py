@@ -69,6 +69,8 @@ class Edge:
     maps over it; ``flattened`` flattens it one level first.
     """
 
+    # (``_hash`` is never set: it is there so that edges pickled by Plait 0.1, which stored
+    # their hash, still load)
     __slots__ = ("_hash", "downstream_task", "flattened", "key", "mapped", "upstream_task")
 
     def __init__(
@@ -91,9 +93,6 @@ class Edge:
         self.key = key
         self.mapped = mapped
         self.flattened = flattened
-        # Hashed once: a flow looks every new edge up in its set of edges. (An edge is a
-        # value; its fields are not meant to change once it is made.)
-        self._hash = hash((upstream_task, downstream_task, key, mapped, flattened))
 
     @property
     def tasks(self) -> set[Task]:
@@ -104,15 +103,28 @@ class Edge:
         return (self.upstream_task, self.downstream_task, self.key, self.mapped, self.flattened)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Edge) and self._hash == other._hash and self._tuple() == other._tuple()
+        return isinstance(other, Edge) and self._tuple() == other._tuple()
 
     def __hash__(self) -> int:
-        return self._hash
+        # Computed when asked (a flow only hashes its edges once something reads flow.edges),
+        # not stored: an edge is a value, its fields are not meant to change once it is made.
+        return hash((self.upstream_task, self.downstream_task, self.key, self.mapped, self.flattened))
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        return None, {name: getattr(self, name) for name in _EDGE_FIELDS}
+
+    def __setstate__(self, state: tuple[Any, dict[str, Any]]) -> None:
+        for name, value in state[1].items():
+            if name != "_hash":  # stored by Plait 0.1; it depended on the objects' ids then
+                object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         extra = "".join(f", {n}" for n in ("mapped", "flattened") if getattr(self, n))
         key = f" ({self.key}{extra})" if self.key or extra else ""
         return f"<Edge: {self.upstream_task.name} -> {self.downstream_task.name}{key}>"
+
+
+_EDGE_FIELDS = ("upstream_task", "downstream_task", "key", "mapped", "flattened")
 
 
 class Flow:
@@ -194,7 +206,10 @@ class Flow:
         # order of adding is an order to run them in (see _sorted_all): it stays so for flows
         # built in a `with Flow` block, where a task joins the flow after its inputs.
         self._ordered = True
-        self.edges: set[Edge] = set()
+        # The set of edges (flow.edges), made from the tasks' edge lists when first read and
+        # kept up to date from then on: building a flow does not hash and store every edge
+        # in a set nobody reads (a cache miss per edge in a big flow).
+        self._edge_set: set[Edge] | None = None
         self.constants: dict[Task, dict[str, Any]] = {}
         self._edges_in: dict[Task, list[Edge]] = {}
         self._edges_out: dict[Task, list[Edge]] = {}
@@ -277,6 +292,14 @@ class Flow:
     def tasks(self) -> set[Task]:
         """The flow's tasks (a new set; use ``add_task`` to change the flow)."""
         return set(self._tasks)
+
+    @property
+    def edges(self) -> set[Edge]:
+        """The flow's edges (the flow's own set: use ``add_edge`` to change the flow)."""
+        edges = self._edge_set
+        if edges is None:
+            edges = self._edge_set = {e for es in self._edges_in.values() for e in es}
+        return edges
 
     def __iter__(self) -> Iterator[Task]:
         return iter(self._tasks)
@@ -400,7 +423,7 @@ class Flow:
                 )
         edge = Edge(upstream_task, downstream_task, key, mapped, flattened)
         # A keyed edge cannot be there already (the input would be taken): no lookup for it.
-        if key is not None or edge not in self.edges:
+        if key is not None or not self._has_edge(edge):
             tasks = self._tasks
             if self._ordered and tasks[upstream_task] > tasks[downstream_task]:
                 # An edge back to a task added earlier. One that feeds no task yet (a call's
@@ -411,7 +434,8 @@ class Flow:
                 else:
                     del tasks[downstream_task]
                     tasks[downstream_task] = self._version
-            self.edges.add(edge)
+            if self._edge_set is not None:
+                self._edge_set.add(edge)
             _append(self._edges_in, downstream_task, edge)
             _append(self._edges_out, upstream_task, edge)
             if key is not None:
@@ -502,7 +526,8 @@ class Flow:
                         edge = _checked_edge(value, task, key, mapped)
                     else:
                         edge = Edge(value, task, key, mapped)  # its error
-                    self.edges.add(edge)
+                    if self._edge_set is not None:
+                        self._edge_set.add(edge)
                     _append(self._edges_in, task, edge)
                     _append(self._edges_out, value, edge)
                     self._version += 1
@@ -558,7 +583,7 @@ class Flow:
             edges_in: list[Edge] = []
             edges_out = self._edges_out
             edges_out[task] = ()
-            edges = self.edges
+            edges = self._edge_set
             consts: dict[str, Any] | None = None
             for key, value in callargs.items():
                 if isinstance(value, Task):
@@ -567,8 +592,8 @@ class Flow:
                     edge = _new_edge(Edge)
                     edge.upstream_task, edge.downstream_task, edge.key = value, task, key
                     edge.mapped = edge.flattened = False
-                    edge._hash = hash((value, task, key, False, False))
-                    edges.add(edge)
+                    if edges is not None:
+                        edges.add(edge)
                     edges_in.append(edge)
                     outs = edges_out[value]
                     if outs:
@@ -618,8 +643,8 @@ class Flow:
             edge = _new_edge(Edge)
             edge.upstream_task, edge.downstream_task, edge.key = value, task, key
             edge.mapped = edge.flattened = False
-            edge._hash = hash((value, task, key, False, False))
-            self.edges.add(edge)
+            if self._edge_set is not None:
+                self._edge_set.add(edge)
             self._edges_in[task] = [edge]
             outs = edges_out[value]
             if outs:
@@ -1069,7 +1094,7 @@ class Flow:
         new = type(self).__new__(type(self))
         new.__dict__.update(self.__dict__)
         new._tasks = dict(self._tasks)
-        new.edges = set(self.edges)
+        new._edge_set = None if self._edge_set is None else set(self._edge_set)
         new.constants = {t: dict(c) for t, c in self.constants.items()}
         new._edges_in = {t: list(e) for t, e in self._edges_in.items()}
         new._edges_out = {t: list(e) for t, e in self._edges_out.items()}
@@ -1127,7 +1152,8 @@ class Flow:
         if value_given:  # a value takes no inputs: only what old fed downstream moves to it
             consts = None
         for edge in edges:
-            self.edges.discard(edge)
+            if self._edge_set is not None:
+                self._edge_set.discard(edge)
             self._edges_out[edge.upstream_task].remove(edge)
             self._edges_in[edge.downstream_task].remove(edge)
             index = self._keyed_inputs.get(edge.downstream_task)
@@ -1203,6 +1229,13 @@ class Flow:
         state.pop("_block_tokens", None)
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "edges" in state:  # pickled by Plait 0.1: the set of edges was kept all along
+            state = dict(state)
+            state.pop("edges")
+            state["_edge_set"] = None  # made again when read (its edges' hashes were of other ids)
+        self.__dict__.update(state)
+
     def __eq__(self, other: object) -> bool:
         """Flows are equal when they have the same name, tasks, edges, constants and reference tasks."""
         if type(self) is not type(other):
@@ -1223,6 +1256,17 @@ class Flow:
     def _changed(self) -> None:
         self._version += 1
 
+    def _has_edge(self, edge: Edge) -> bool:
+        """``edge in self.edges``, without making the set for it: the downstream task's edges
+        are few, or the set is made once and kept from then on."""
+        edge_set = self._edge_set
+        if edge_set is None:
+            edges = self._edges_in.get(edge.downstream_task) or ()
+            if len(edges) <= 8:
+                return edge in edges
+            edge_set = self.edges
+        return edge in edge_set
+
     def _input_edge(self, task: Task, key: str) -> Edge | None:
         """The edge that gives ``task`` its input ``key``, if any (without scanning many edges).
 
@@ -1239,9 +1283,9 @@ class Flow:
                 return None
             index = self._keyed_inputs[task] = {e.key: e for e in edges if e.key is not None}
         edge = index.get(key)
-        # An edge removed without add_edge's knowledge (control_flow rewires edges) is no longer
-        # in self.edges: then nothing gives that input.
-        if edge is None or edge not in self.edges:
+        # An edge removed without add_edge's knowledge (control_flow rewires edges; the index
+        # does not know) is no longer among the task's edges: then nothing gives that input.
+        if edge is None or (self._edge_set is not None and edge not in self._edge_set):
             return None
         return edge
 
@@ -1350,7 +1394,6 @@ def _checked_edge(upstream: Task, downstream: Task, key: str, mapped: bool) -> E
     edge = _new_edge(Edge)
     edge.upstream_task, edge.downstream_task, edge.key = upstream, downstream, key
     edge.mapped, edge.flattened = mapped, False
-    edge._hash = hash((upstream, downstream, key, mapped, False))
     return edge
 
 
