@@ -44,10 +44,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
     FieldNode,
+    GraphQLBoolean,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLString,
     OperationDefinitionNode,
     OperationType,
     Undefined,
@@ -252,10 +258,14 @@ class Prepared:
 
 # --- the answer's plan ------------------------------------------------------------------------------
 
-_LEAF, _LEAVES, _OBJECT = 0, 1, 2
+_LEAF, _LEAVES, _OBJECT, _EXACT = 0, 1, 2, 3
+
+#: Built-in scalars whose ``serialize`` returns a value of exactly this Python type as it is
+#: (an ``Int`` within 32 bits): such a value is answered without the call.
+_EXACT_TYPES = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool, GraphQLInt: int}
 
 #: One selected field: (response name, attribute, kind, non-null, the leaf's serialize / the
-#: list's (serialize, items non-null) / the object's plan).
+#: list's (serialize, items non-null) / the object's plan / an exact leaf's (serialize, type)).
 Step = tuple[str, str, int, bool, Any]
 
 
@@ -282,7 +292,12 @@ def _plan(object_type: GraphQLObjectType, node: FieldNode) -> list[Step]:
             attribute, serialize, non_null = leaf
             if selection.selection_set is not None:
                 raise _Fallback
-            plan.append((response_name, attribute, _LEAF, non_null, serialize))
+            named = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+            exact = _EXACT_TYPES.get(named)
+            if exact is not None and serialize is named.serialize:
+                plan.append((response_name, attribute, _EXACT, non_null, (serialize, exact)))
+            else:
+                plan.append((response_name, attribute, _LEAF, non_null, serialize))
             continue
         found = _default_attribute(field)
         if found is None:
@@ -364,6 +379,13 @@ def _complete(plan: list[Step], source: Any) -> dict[str, Any]:
                 raise _Fallback
             result[response_name] = None
             continue
+        if kind == _EXACT:
+            serialize, exact = how
+            if type(value) is exact and (exact is not int or GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT):
+                result[response_name] = value
+                continue
+            how = serialize
+            kind = _LEAF
         if isinstance(value, Exception):
             raise _Fallback
         if kind == _LEAF:
