@@ -200,9 +200,11 @@ class DockerAgent(Agent):
         runs that ended while it was stopped or killed) to its standard error, and remove them.
         Returns their names. Containers still running are left alone: their runs go on."""
         try:
-            rows = self.api.containers(
-                all=True, filters={"label": f"{AGENT_LABEL}={self.name}", "status": ["exited", "created", "dead"]}
-            )
+            rows = [
+                row
+                for row in self.api.containers(all=True, filters={"label": f"{AGENT_LABEL}={self.name}"})
+                if str(row.get("State", "")).lower() in ("exited", "created", "dead", "stopped", "configured")
+            ]
         except Exception as exc:
             logger.warning("Agent %r: could not list its leftover containers on %s: %s", self.name, self.where, exc)
             return []
