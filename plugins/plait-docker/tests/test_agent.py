@@ -242,6 +242,7 @@ def test_a_run_executes_in_a_container_and_reports_its_states_and_logs(
 
 LOUD_EXIT = """
 import atexit
+import os
 import sys
 
 from plait import Flow, task
@@ -255,7 +256,8 @@ def loud_exit():  # the container's last output, written as its process exits
     sys.stderr.flush()
 
 
-atexit.register(loud_exit)
+if os.environ.get("PLAIT_FLOW_RUN_ID"):  # in the run's container, not where it is registered
+    atexit.register(loud_exit)
 
 
 @task
