@@ -328,7 +328,10 @@ def _reporter_row(server, client, flow, registered, n: int, label: str, repeat: 
         run = client.create_flow_run(flow_id=registered.id)
         (submitted,) = client.set_flow_run_states([FlowRunState(run.id, run.version, {"type": "Submitted"})])
         client.set_flow_run_states([FlowRunState(run.id, submitted.version, {"type": "Running"})])
-        reporter = Reporter(server.client(retries=0, timeout=120), run.id, [], ExecutionSettings(), RunControl())
+        # as ``plait execute flow-run`` makes it: with the flow (which tasks may store results)
+        reporter = Reporter(
+            server.client(retries=0, timeout=120), run.id, [], ExecutionSettings(), RunControl(), flow=flow
+        )
         reporter.start()
         started, cpu, thread = time.perf_counter(), time.process_time(), time.thread_time()
         FlowRunner(flow, task_observers=[reporter.task_observer]).run(context={"flow_run_id": run.id})

@@ -41,7 +41,16 @@ def test_observers_on_many_threads_lose_nothing(tmp_path):
         double.map(list(range(2000)))
     state = FlowRunner(flow, task_observers=[reporter.task_observer]).run(executor="threads")
     assert state.is_successful()
-    assert len(reporter._queue) == 2 * 2002  # Running and the end, for the parent and each child
+    reports = reporter._queue.take(10**9)
+    assert len(reports) == 2 * 2002  # Running and the end, for the parent and each child
+    # Each task run's start comes before its end, whichever thread ran it.
+    seen: dict = {}
+    for report in reports:
+        if report[0] == "r":  # the engine's record: (task, index, Running's timestamp | the end)
+            _, _task, index, x = report
+            if index is not None:  # a mapped child
+                seen.setdefault(index, []).append("Running" if isinstance(x, float) else type(x).__name__)
+    assert len(seen) == 2000 and all(kinds == ["Running", "Success"] for kinds in seen.values())
 
 
 def test_an_earlier_attempts_stored_results_are_reused_and_the_rest_runs_again(tmp_path):
@@ -271,3 +280,93 @@ def test_the_reporter_sends_every_state_with_its_details_in_order(tmp_path, capl
     # The refused state: a warning naming the task run, and its version taken from the server.
     assert "refused a state of task run plain[1]" in caplog.text
     assert reporter._versions[("plain", 1)] == 7
+
+
+def _sent_by_task_run(tmp_path, name, observers_of):
+    """Run a flow of every kind of task run with a reporter, deliver, and return what was sent
+    per task run: [(version, state without its timestamp), ...] in the order sent."""
+    from plait import signals
+
+    attempts = []
+
+    @task
+    def plain(x):
+        return x + 1
+
+    @task(max_retries=1, retry_delay=0)
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise signals.FAIL("first try")
+        return 5
+
+    @task
+    def looping():
+        from plait import context
+
+        count = context.get("task_loop_count", 1)
+        if count < 3:
+            raise signals.LOOP(result=count)
+        return count
+
+    @task
+    def broken():
+        raise ValueError("no")
+
+    @task(checkpoint=True, result=LocalResult(dir=str(tmp_path / f"results-{name}")))
+    def stored():
+        return 9
+
+    with Flow("recorded") as flow:
+        plain.map([1, 2, 3])
+        flaky()
+        looping()
+        broken()
+        stored()
+
+    client = _RecordingClient()
+    spool = str(tmp_path / f"spool-{name}")
+    reporter = Reporter(client, "run-1", [], ExecutionSettings(queue_size=7, spool_dir=spool), RunControl(), flow=flow)
+    FlowRunner(flow, task_observers=observers_of(reporter)).run(wait_for_retries=True)
+    reporter._queue.spill_excess()  # the oldest through the spool file, as during an outage
+    assert reporter._queue.spilled > 0
+    reporter._closing = True
+    reporter._loop()
+    sent: dict = {}
+    for item in client.sent:
+        state = {k: v for k, v in item["state"].items() if k not in ("timestamp", "start_time")}
+        if "result_location" in state:  # where each run stored it: the same file name
+            state["result_location"] = state["result_location"].rsplit("/", 1)[-1]
+        sent.setdefault((item["task_slug"], item["map_index"]), []).append((item["version"], state))
+    return sent
+
+
+def test_the_engines_records_report_what_the_observer_reports(tmp_path):
+    """A reporter alone is fed by the engine's records (StateRecorder: no call per task start
+    and end); beside another observer it is called for every change. The server gets the
+    same states, in the same order, either way: retries, loops, failures, stored results."""
+    recorded = _sent_by_task_run(tmp_path, "alone", lambda reporter: [reporter.task_observer])
+    called = _sent_by_task_run(tmp_path, "called", lambda reporter: [reporter.task_observer, lambda *a: None])
+    assert recorded == called
+    assert [s["type"] for _, s in recorded[("flaky", -1)]] == ["Running", "Retrying", "Running", "Success"]
+    assert [s["type"] for _, s in recorded[("looping", -1)]] == [
+        "Running",
+        "Looped",
+        "Running",
+        "Looped",
+        "Running",
+        "Success",
+    ]
+    assert [s["type"] for _, s in recorded[("broken", -1)]] == ["Running", "Failed"]
+    assert recorded[("stored", -1)][-1][1]["result_location"] == "stored.pkl"
+    assert [v for v, _ in recorded[("plain", 2)]] == [0, 1]
+
+
+def test_a_reporter_stops_recording_when_the_run_must_stop():
+    """A cancelled run's next task start goes through the observer, which stops the run."""
+    control = RunControl()
+    reporter = Reporter(_NoClient(), "run", [], ExecutionSettings(), control)
+    assert reporter.task_observer.fast
+    control.cancel("by a test")
+    assert not reporter.task_observer.fast
+    assert not Reporter(_NoClient(), "run", [], ExecutionSettings(), control).task_observer.fast

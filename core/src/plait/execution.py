@@ -23,7 +23,7 @@ key in the environment. It
 
 **Reports** (task-run states and log records) are queued by the observers, which never wait
 for the network, and sent in batches by a background thread at least every
-``report_interval`` (0.5 s). The queue holds ``queue_size`` reports in memory; beyond that they
+``report_interval`` (0.5 s). The queue holds up to ``queue_size`` reports in memory; beyond that they
 go to a spool file, and everything is delivered in order once the server answers again: a run
 goes on while the server restarts or the network blips. States carry result *locations*, never
 values.
@@ -153,6 +153,9 @@ class RunControl:
         self.event = threading.Event()
         #: Ask for a heartbeat now (the reporter does when the server refuses a task start).
         self.check_now: Any = lambda: None
+        #: Called (no arguments) when the run must stop: the reporter turns off its recorder's
+        #: fast path then, so that the next task start goes through its stop check.
+        self.on_stop: list[Any] = []
 
     @property
     def stopping(self) -> bool:
@@ -162,13 +165,18 @@ class RunControl:
         if not self.stopping:
             self.cancelled, self.reason = True, reason
             logger.warning("The flow run was cancelled (%s); it stops at the next task", reason)
-            self.event.set()
+            self._stop()
 
     def lose(self, reason: str) -> None:
         if not self.lost:
             self.lost, self.reason = True, reason
             logger.error("This process no longer holds the flow run: %s. It stops and reports nothing more.", reason)
-            self.event.set()
+            self._stop()
+
+    def _stop(self) -> None:
+        for listener in self.on_stop:
+            listener()
+        self.event.set()
 
 
 # --- executing a run ------------------------------------------------------------------------------
@@ -586,8 +594,14 @@ class Reporter:
         self._slot_clients = threading.local()
         self.delivered_states = 0
         self.delivered_logs = 0
-        #: Give it to ``FlowRunner(task_observers=[...])``.
-        self.task_observer = self._observer()
+        #: Give it to ``FlowRunner(task_observers=[...])``: a ``StateRecorder``, so that a task
+        #: run's start and end cost the run no Python call (see plait.engine.runner).
+        from plait.engine.runner import StateRecorder
+
+        self.task_observer = StateRecorder(self._observer(), self._queue.items.extend)
+        control.on_stop.append(self._slow_path)
+        if control.stopping:
+            self._slow_path()
 
     # -- what the engine calls (hot path: queue only) ----------------------------------------------
 
@@ -638,6 +652,10 @@ class Reporter:
         task_observer.plait_notifier = True  # type: ignore[attr-defined]
         return task_observer
 
+    def _slow_path(self) -> None:
+        """Every task start through the observer's checks (a stop, a concurrency slot)."""
+        self.task_observer.fast = False
+
     def log_handler(self) -> logging.Handler:
         """A handler for the ``plait`` logger that queues the run's log records."""
         return _ReportHandler(self)
@@ -663,6 +681,8 @@ class Reporter:
                 self._limited[task.slug] = tags
                 # A mapped task's parent only splits into children: the children take the slots.
                 self._first_index[task.slug] = 0 if task.slug in mapped else -1
+        if self._limited:
+            self._slow_path()  # a task start may have to wait for a slot: the observer does that
 
     def _acquire_slots(self, task: Task, index: int) -> None:
         client = getattr(self._slot_clients, "client", None)
@@ -773,6 +793,7 @@ class Reporter:
         up to ``_BATCH``. The states' JSON is written directly (``state_json``), never built as
         dicts: this thread shares the interpreter with the run, and its CPU is the run's."""
         from plait.client import state_json, utc_iso
+        from plait.states import Success
 
         texts: list[str] = []  # one TaskRunStateInput each, as JSON text
         logs: list[dict[str, Any]] = []
@@ -781,17 +802,32 @@ class Reporter:
         versions = self._versions
         restart = self._restart
         last = self._last
+        plain = self._plain
+        locating = self._locating
         for item in items:
-            if item[0] == "l":
+            tag = item[0]
+            if tag == "l":
                 logs.append(item[1])
                 continue
-            if item[0] == "s":  # a state as plain values: ("s", slug, index, type, timestamp, message)
+            if tag == "r":  # the StateRecorder's: ("r", task, index, Running's timestamp or the final state)
+                _, task, index, state = item
+                slug = task.slug
+                key = (slug, -1 if index is None else index)
+                if state.__class__ is float:
+                    kind, text = "Running", f'{{"type":"Running","timestamp":"{utc_iso(state)}"}}'
+                else:
+                    cls = type(state)
+                    kind = plain.get(cls)
+                    if kind is None:
+                        kind = plain[cls] = _plain_name(cls)
+                    if kind and (cls is not Success or slug not in locating):
+                        text = _plain_json(kind, state.timestamp, state.message, utc_iso)
+                    else:
+                        kind, text = state_json(state, locate=slug in locating)
+            elif tag == "s":  # a state as plain values: ("s", slug, index, type, timestamp, message)
                 _, slug, index, kind, timestamp, message = item
                 key = (slug, -1 if index is None else index)
-                if message is None:
-                    text = f'{{"type":"{kind}","timestamp":"{utc_iso(timestamp)}"}}'
-                else:
-                    text = f'{{"type":"{kind}","timestamp":"{utc_iso(timestamp)}","message":{_message_json(message)}}}'
+                text = _plain_json(kind, timestamp, message, utc_iso)
             else:
                 _, who, where, state = item
                 if type(who) is str:  # the reporter's own, or read back from the spool file
@@ -922,6 +958,13 @@ def _plain_name(cls: type) -> str:
     return cls.__name__ if json.dumps(cls.__name__)[1:-1] == cls.__name__ else ""
 
 
+def _plain_json(kind: str, timestamp: float, message: Any, utc_iso: Any) -> str:
+    """The JSON text of a state that is only its type, time and message."""
+    if message is None:
+        return f'{{"type":"{kind}","timestamp":"{utc_iso(timestamp)}"}}'
+    return f'{{"type":"{kind}","timestamp":"{utc_iso(timestamp)}","message":{_message_json(message)}}}'
+
+
 def _message_json(message: Any) -> str:
     return json.encoder.encode_basestring_ascii(str(message)[:20_000])  # type: ignore[attr-defined]
 
@@ -986,7 +1029,8 @@ class _ReportHandler(logging.Handler):
 class _ReportQueue:
     """A FIFO of reports: ``items`` in memory, older ones in a spool file when memory is full.
 
-    Producers only ``items.append(...)`` (a deque's append is thread-safe). The sender keeps
+    Producers only ``items.append(report)``, or ``items.extend((task, index, x))`` (the
+    ``StateRecorder``'s record: three items at once); both are thread-safe. The sender keeps
     memory bounded with ``spill_excess()``: the *oldest* items beyond ``bound`` go to the end
     of the spool file, so the file always holds older reports than memory, and ``take`` reads
     the file first: the order of reports is the order they were put.
@@ -1006,12 +1050,24 @@ class _ReportQueue:
         return len(self.items) + self._spooled
 
     def take(self, n: int) -> list[Any]:
+        """Up to ``n`` reports, oldest first."""
         with self._lock:
             out = self._read(n) if self._spooled else []
             items = self.items
             if len(out) < n and not self._spooled:
-                out.extend(items.popleft() for _ in range(min(n - len(out), len(items))))
+                pop = self._pop
+                while items and len(out) < n:
+                    out.append(pop())
             return out
+
+    def _pop(self) -> Any:
+        """The oldest report in memory: a tuple as it was put, or a ``StateRecorder`` record
+        (three items, put at once by ``deque.extend``) as ``("r", task, index, x)``."""
+        items = self.items
+        item = items.popleft()
+        if item.__class__ is tuple:
+            return item
+        return ("r", item, items.popleft(), items.popleft())
 
     def spill_excess(self) -> None:
         """Move the oldest items beyond ``bound`` from memory to the end of the spool file."""
@@ -1036,8 +1092,15 @@ class _ReportQueue:
                 self._file = os.fdopen(fd, "w+", encoding="utf-8")
                 self._read_at = 0
             lines = []
-            for _ in range(excess):
-                item = items.popleft()
+            pop = self._pop
+            while len(items) > self.bound:
+                item = pop()
+                if item[0] == "r":  # a recorded start (its timestamp) or end (its state)
+                    _, task, index, state = item
+                    if state.__class__ is float:
+                        item = ("s", task.slug, index, "Running", state, None)
+                    else:
+                        item = ("t", task.slug, -1 if index is None else index, state)
                 if item[0] == "t":
                     item = ["t", *_task_item(item, state_payload)]
                 elif item[0] == "s" and item[5] is not None and type(item[5]) is not str:
@@ -1045,8 +1108,8 @@ class _ReportQueue:
                 lines.append(json.dumps(item, separators=(",", ":")))
             self._file.seek(0, os.SEEK_END)
             self._file.write("\n".join(lines) + "\n")
-            self._spooled += excess
-            self.spilled += excess
+            self._spooled += len(lines)
+            self.spilled += len(lines)
 
     def discard(self) -> None:
         with self._lock:
