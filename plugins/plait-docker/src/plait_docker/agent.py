@@ -229,11 +229,16 @@ class DockerAgent(Agent):
 
     def _finish_exited(self) -> None:
         """On the way out: let the handles whose container has exited read its output and remove it."""
-        handles = [s.handle for s in [*self.running.values(), *self._stale]]
-        going = [h for h in handles if isinstance(h, ContainerHandle) and not h.exited]
+        handles = [s.handle for s in [*self.running.values(), *self._stale] if isinstance(s.handle, ContainerHandle)]
+        going = []
         for handle in handles:
-            if isinstance(handle, ContainerHandle) and handle.exited:
-                handle.finished(timeout=60)  # bounded: the engine may be gone
+            if not handle.exited and handle.running_on_engine():
+                going.append(handle)
+                continue
+            # exited (the engine's answer to the handle's wait may still be on its way, under
+            # load): its output is read and it is removed before the agent goes
+            if not handle.finished(timeout=60):  # bounded: the engine may be gone
+                going.append(handle)
         if going:
             logger.info(
                 "Agent %r: %d container(s) still running (%s): they stay on the engine when they end, until "
@@ -564,6 +569,20 @@ class ContainerHandle:
     def exited(self) -> bool:
         """The container has exited (its output may still be being read before its removal)."""
         return self._exited.is_set()
+
+    def running_on_engine(self) -> bool:
+        """Whether the engine says the container is running or about to (created, or no id yet)."""
+        from docker.errors import NotFound
+
+        if self.id is None:
+            return not self._done.is_set()
+        try:
+            state = self.api.inspect_container(self.id)["State"]
+            return bool(state.get("Running")) or str(state.get("Status", "")).lower() not in ("exited", "stopped", "dead")
+        except NotFound:
+            return False
+        except Exception:  # the engine is away: say it runs (the agent names it as left running)
+            return True
 
     def finished(self, timeout: float | None = None) -> bool:
         """Wait until the handle is done (exited, output read, container removed)."""
