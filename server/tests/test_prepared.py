@@ -230,3 +230,172 @@ def test_aliases_and_partial_selections_answer_the_same(setup):
     first, second = both(schema, store, admin, variables, document)
     assert list(first["data"]["made"]) == ["new", "flow_run"]
     assert second == first
+
+
+# --- set_task_run_states: a batch of states, answered by a list of outcomes -----------------------
+
+STATES = "mutation($s: [TaskRunStateInput!]!) { set_task_run_states(states: $s) { " + client._OUTCOME_FIELDS + " } }"
+ALL_FIELDS = (
+    "mutation($s: [TaskRunStateInput!]!) { set_task_run_states(states: $s) { index ok id flow_run_id task_slug "
+    "map_index version state state_type error { code message rule } } }"
+)
+
+
+def _flow_run(store, flow, *states: str) -> str:
+    from plait_server.data import StateWrite
+
+    run, _ = store.runs.create(flow_id=flow.id)
+    for version, state in enumerate(states, start=1):
+        assert all(r.ok for r in store.runs.set_states([(run.id, version, StateWrite(state))]))
+    return run.id
+
+
+def _items(run_id: str, version: int, state: str, n: int = 3, **extra: Any) -> dict[str, Any]:
+    """The variables the client sends for n task runs of task "add"."""
+    return {
+        "s": [
+            {"flow_run_id": run_id, "task_slug": "add", "map_index": i, "version": version, "state": {"type": state}}
+            | extra
+            for i in range(n)
+        ]
+    }
+
+
+def _same_but_ids(answer: dict[str, Any], twin: dict[str, Any], run_ids: tuple[str, str]) -> None:
+    """``answer`` and ``twin`` (the same writes on a twin flow run) agree but for ids."""
+    ids: dict[str, str] = {run_ids[0]: run_ids[1]}
+    for a, b in zip(answer["data"]["set_task_run_states"], twin["data"]["set_task_run_states"], strict=True):
+        if a.get("id") is not None:
+            ids[a["id"]] = b["id"]
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        if isinstance(value, str):
+            for old, new in ids.items():
+                value = value.replace(old, new)
+        return value
+
+    assert swap(answer) == twin
+
+
+def test_the_clients_batch_document_is_prepared_and_writes_the_same(setup):
+    store, schema, flow, admin, _ = setup
+    a, b = _flow_run(store, flow, "Submitted", "Running"), _flow_run(store, flow, "Submitted", "Running")
+    assert schema.documents.prepared(STATES, None) is None
+    for version, state in enumerate(("Pending", "Running", "Success")):
+        first = generic(schema, store, admin, STATES, _items(b, version, state))
+        second = prepared(schema, store, admin, STATES, _items(a, version, state))
+        assert second is not None, "the client's document goes the prepared way once seen"
+        assert all(o["ok"] for o in second["data"]["set_task_run_states"]), second
+        _same_but_ids(second, first, (a, b))
+    # What was stored is the same too.
+    assert store.task_runs.counts(a) == store.task_runs.counts(b) == {"Success": 3}
+
+
+@pytest.mark.parametrize("document", [STATES, ALL_FIELDS])
+def test_batch_refusals_answer_the_same(setup, document):
+    """Per-item refusals (version conflict, refused transition, unknown flow run, bad values),
+    a whole batch refused (too many items), items of several kinds in one batch."""
+    store, schema, flow, admin, _ = setup
+    running = _flow_run(store, flow, "Submitted", "Running")
+    waiting = _flow_run(store, flow)  # Scheduled: its task runs may not start
+    generic(schema, store, admin, document, _items(running, 0, "Pending"))  # the task runs exist, version 1
+    mixed = {
+        "s": [
+            *_items(running, 0, "Running")["s"],  # version conflicts: they are at version 1
+            *_items(waiting, 0, "Running", n=2)["s"],  # refused: the flow run is not running
+            *_items("no-such-run", 0, "Pending", n=1)["s"],
+            {"flow_run_id": running, "task_slug": "add", "map_index": -5, "version": 0, "state": {"type": "Pending"}},
+            {"flow_run_id": running, "task_slug": "add", "map_index": 7, "version": 0, "state": {"type": "Nope"}},
+            {"flow_run_id": running, "task_slug": "", "map_index": 8, "version": 0, "state": {"type": "Pending"}},
+        ]
+    }
+    for variables in (mixed, _items(running, 1, "Pending", n=1001)):
+        first, second = both(schema, store, admin, variables, document)
+        assert second is not None
+        assert second == first
+    codes = [o["error"]["code"] for o in first_items(schema, store, admin, document, mixed)]
+    assert codes == ["VERSION_CONFLICT"] * 3 + ["INVALID_TRANSITION"] * 2 + ["NOT_FOUND"] + ["BAD_INPUT"] * 3
+    too_many = generic(schema, store, admin, document, _items(running, 1, "Pending", n=1001))
+    assert too_many["data"] is None and too_many["errors"][0]["extensions"]["code"] == "BAD_INPUT"
+
+
+def first_items(schema, store, key, document, variables):
+    return prepared(schema, store, key, document, variables)["data"]["set_task_run_states"]
+
+
+def test_batch_values_the_coercer_handles_answer_the_same(setup):
+    """Timestamps, messages, run counts, result locations and restarts in the batch."""
+    store, schema, flow, admin, _ = setup
+    a, b = _flow_run(store, flow, "Submitted", "Running"), _flow_run(store, flow, "Submitted", "Running")
+    when = "2031-05-06T07:08:09+00:00"
+    steps = [
+        (0, {"type": "Running", "timestamp": when, "run_count": 2, "message": "m"}, {}),
+        (1, {"type": "Success", "result_location": "s3://b/k", "start_time": None}, {}),
+        (2, {"type": "Pending"}, {"restart": True}),
+    ]
+    generic(schema, store, admin, STATES, _items(b, 0, "Pending", n=1))  # the document is known
+    generic(schema, store, admin, STATES, _items(a, 0, "Pending", n=1))
+    for version, state, extra in steps:
+        variables_a = {"s": [{**_items(a, version + 1, "x", n=1)["s"][0], "state": state, **extra}]}
+        variables_b = {"s": [{**_items(b, version + 1, "x", n=1)["s"][0], "state": state, **extra}]}
+        first = generic(schema, store, admin, STATES, variables_b)
+        second = prepared(schema, store, admin, STATES, variables_a)
+        assert second is not None
+        _same_but_ids(second, first, (a, b))
+    (task_run,) = store.task_runs.list(store_filter(a)).items
+    history = store.task_runs.history(task_run.id)
+    assert [s.state for s in history] == ["Pending", "Running", "Success", "Pending"]
+    assert history[1].timestamp == datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+
+
+def store_filter(run_id: str):
+    from plait_server.data.runs import TaskRunFilter
+
+    return TaskRunFilter(flow_run_id=run_id)
+
+
+def test_what_the_batch_path_leaves_to_the_generic_one(setup):
+    store, schema, flow, admin, reader = setup
+    run = _flow_run(store, flow, "Submitted", "Running")
+    ok = _items(run, 0, "Pending")
+    generic(schema, store, admin, STATES, ok)
+    # A read key: refused by the generic path, with its error.
+    assert prepared(schema, store, reader, STATES, ok) is None
+    assert generic(schema, store, reader, STATES, ok)["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    # Values the compiled coercer leaves to graphql-core: a string version, a missing field, a
+    # null item; graphql-core refuses them.
+    for bad in (
+        {"s": [{**ok["s"][0], "version": "1"}]},
+        {"s": [{k: v for k, v in ok["s"][0].items() if k != "state"}]},
+        {"s": [None]},
+    ):
+        assert prepared(schema, store, admin, STATES, bad) is None
+        assert generic(schema, store, admin, STATES, bad)["errors"][0]["extensions"]["code"] == "BAD_INPUT"
+    # A single item instead of a list: graphql-core takes it as a list of one.
+    single = {"s": {**ok["s"][0], "version": 1, "state": {"type": "Running"}}}
+    assert prepared(schema, store, admin, STATES, single) is None
+    answer = generic(schema, store, admin, STATES, single)
+    assert answer["data"]["set_task_run_states"][0]["ok"] is True
+
+
+def test_a_run_scoped_key_answers_the_same(setup):
+    """A run-scoped key writes its own flow run's task runs; another run's are refused (FORBIDDEN)."""
+    store, schema, flow, admin, _ = setup
+    own, other = _flow_run(store, flow, "Submitted", "Running"), _flow_run(store, flow, "Submitted", "Running")
+    twin = _flow_run(store, flow, "Submitted", "Running")
+    run_key = store.keys.get(admin.id)
+    run_key.scope = "run"
+    generic(schema, store, admin, STATES, _items(twin, 0, "Pending"))  # the document is known
+    run_key.flow_run_id = twin
+    first = generic(schema, store, run_key, STATES, _items(twin, 1, "Running"))
+    run_key.flow_run_id = own
+    second = prepared(schema, store, run_key, STATES, _items(own, 0, "Pending"))
+    assert second is not None and all(o["ok"] for o in second["data"]["set_task_run_states"])
+    refused = both(schema, store, run_key, _items(other, 0, "Pending"), STATES)
+    assert refused[0]["data"] is None and refused[0]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert refused[1] == refused[0]
+    assert first["data"]["set_task_run_states"][0]["ok"]

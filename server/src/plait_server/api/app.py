@@ -83,7 +83,9 @@ def create_app(store: Store, settings: ServerSettings, services: Services | None
 
     def execute(secret: str | None, payload: Any) -> tuple[int, dict[str, Any]]:
         try:
-            return _execute(secret, payload)
+            # The key check and the request's reads and write on one pooled connection.
+            with store.request():
+                return _execute(secret, payload)
         except (OperationalError, PoolTimeout) as exc:
             return _unavailable(exc)
 

@@ -68,6 +68,7 @@ def plain_input(cls: type[T] | None = None, *, into: Callable[..., Any] | None =
                 kwargs[python_name] = v if convert is None or v is None else convert(v)
         return (into or klass)(**kwargs)
 
+    from_input.plain = True  # type: ignore[attr-defined]  # uses neither its class nor its context
     definition.from_input = from_input
     return cls
 

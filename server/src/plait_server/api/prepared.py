@@ -14,7 +14,9 @@ own plain-field plans). ``Prepared.run(context, variables)`` then does, in order
 
 1. the permission checks (our own scope classes, evaluated directly);
 2. the variables' coercion (the executor's compiled coercers) and strawberry's argument
-   conversion;
+   conversion (for an argument that is a list of ``plain_input`` types, such as a batch of
+   states, their own builder called per item: what strawberry's conversion ends in, without its
+   checks of each item's type);
 3. the resolver, with an ``info`` that carries the request's context;
 4. the answer, completed from the plan.
 
@@ -31,7 +33,8 @@ fragments, no directives, one root field from ``ROOT_FIELDS`` whose arguments ar
 variables of exactly the argument's type, and a selection of plain fields (scalars, or objects
 of plain fields; the executor's definition) without arguments. A field is listed in
 ``ROOT_FIELDS`` only if its resolver uses nothing of ``info`` but ``info.context``, and its
-only field extension is ``needs(...)``.
+only field extension is ``needs(...)``. The root field returns an object or a list of
+objects (a batch's outcomes).
 """
 
 from __future__ import annotations
@@ -41,10 +44,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
     FieldNode,
+    GraphQLBoolean,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLString,
     OperationDefinitionNode,
     OperationType,
     Undefined,
@@ -54,6 +63,7 @@ from graphql import (
 )
 from strawberry.permission import PermissionExtension
 from strawberry.types.arguments import convert_arguments
+from strawberry.types.base import StrawberryList
 
 from plait_server.api.context import NotRunScoped, _Scope
 from plait_server.api.execution import _DEFINITION, _compile, _default_attribute, _Fallback, _leaf, _Slow
@@ -69,7 +79,7 @@ __all__ = ["ROOT_FIELDS", "Prepared"]
 
 #: Root fields whose documents may be prepared: hot, and their resolvers read only
 #: ``info.context`` (see the module docstring).
-ROOT_FIELDS = frozenset({"create_flow_run"})
+ROOT_FIELDS = frozenset({"create_flow_run", "set_task_run_states"})
 
 
 class _Info:
@@ -87,15 +97,15 @@ class Prepared:
     __slots__ = (
         "_arguments",
         "_checks",
-        "_config",
         "_convert",
         "_field_nodes",
         "_info_name",
+        "_items_non_null",
+        "_many",
         "_non_null",
         "_plan",
         "_resolver",
         "_response_name",
-        "_scalars",
         "_self",
         "_variables",
         "operation_name",
@@ -172,6 +182,12 @@ class Prepared:
         return_type = field.type
         non_null = isinstance(return_type, GraphQLNonNull)
         object_type = return_type.of_type if non_null else return_type
+        many = items_non_null = False
+        if isinstance(object_type, GraphQLList):  # a list of objects (a batch's outcomes)
+            many = True
+            object_type = object_type.of_type
+            items_non_null = isinstance(object_type, GraphQLNonNull)
+            object_type = object_type.of_type if items_non_null else object_type
         if not isinstance(object_type, GraphQLObjectType) or object_type.is_type_of is not None:
             return None
         plan = _plan(object_type, node)
@@ -182,9 +198,9 @@ class Prepared:
         prepared._checks = checks
         prepared._arguments = arguments
         prepared._variables = set(declared)
-        prepared._convert = definition.arguments
-        prepared._config = schema.config
-        prepared._scalars = schema.schema_converter.scalar_registry
+        prepared._convert = _converter(definition.arguments, {a[0] for a in arguments}) or _strawberry_converter(
+            definition.arguments, schema
+        )
         prepared._resolver = resolver.wrapped_func
         parameters = inspect.signature(resolver.wrapped_func).parameters
         prepared._self = resolver.self_parameter is not None
@@ -193,6 +209,8 @@ class Prepared:
         if prepared._self and next(iter(parameters)) != resolver.self_parameter.name:
             return None
         prepared._non_null = non_null
+        prepared._many = many
+        prepared._items_non_null = items_non_null
         prepared._plan = plan
         return prepared
 
@@ -208,14 +226,19 @@ class Prepared:
         try:
             for argument, variable, coerce in self._arguments:
                 raw[argument] = coerce(variables[variable])
-            kwargs = convert_arguments(raw, self._convert, scalar_registry=self._scalars, config=self._config)
+            kwargs = self._convert(raw)
         except Exception:
             return None  # _Slow, a missing variable, a conversion error: graphql-core says it
         if self._info_name is not None:
             kwargs[self._info_name] = _Info(context)
         try:
             result = self._resolver(None, **kwargs) if self._self else self._resolver(**kwargs)
-            completed = _complete(self._plan, result) if result is not None else None
+            if result is None:
+                completed = None
+            elif self._many:
+                completed = _complete_list(self._plan, result, self._items_non_null)
+            else:
+                completed = _complete(self._plan, result)
             if completed is None and self._non_null:
                 raise _Fallback
         except _Fallback:
@@ -235,10 +258,14 @@ class Prepared:
 
 # --- the answer's plan ------------------------------------------------------------------------------
 
-_LEAF, _LEAVES, _OBJECT = 0, 1, 2
+_LEAF, _LEAVES, _OBJECT, _EXACT = 0, 1, 2, 3
+
+#: Built-in scalars whose ``serialize`` returns a value of exactly this Python type as it is
+#: (an ``Int`` within 32 bits): such a value is answered without the call.
+_EXACT_TYPES = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool, GraphQLInt: int}
 
 #: One selected field: (response name, attribute, kind, non-null, the leaf's serialize / the
-#: list's (serialize, items non-null) / the object's plan).
+#: list's (serialize, items non-null) / the object's plan / an exact leaf's (serialize, type)).
 Step = tuple[str, str, int, bool, Any]
 
 
@@ -265,7 +292,12 @@ def _plan(object_type: GraphQLObjectType, node: FieldNode) -> list[Step]:
             attribute, serialize, non_null = leaf
             if selection.selection_set is not None:
                 raise _Fallback
-            plan.append((response_name, attribute, _LEAF, non_null, serialize))
+            named = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+            exact = _EXACT_TYPES.get(named)
+            if exact is not None and serialize is named.serialize:
+                plan.append((response_name, attribute, _EXACT, non_null, (serialize, exact)))
+            else:
+                plan.append((response_name, attribute, _LEAF, non_null, serialize))
             continue
         found = _default_attribute(field)
         if found is None:
@@ -285,6 +317,58 @@ def _plan(object_type: GraphQLObjectType, node: FieldNode) -> list[Step]:
     return plan
 
 
+def _converter(arguments: list[Any], given: set[str]) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """The resolver's arguments from the coerced values, when every argument is a list of
+    ``plain_input`` types (``common.plain_input``: each item built by its own ``from_input``,
+    which is where strawberry's conversion ends for such an item); ``None``: strawberry's
+    ``convert_arguments`` does it."""
+    steps = []
+    for argument in arguments:
+        kind = argument.type
+        if argument.python_name not in given or argument.graphql_name not in (None, argument.python_name):
+            return None
+        if not isinstance(kind, StrawberryList):
+            return None
+        item = kind.of_type
+        build = getattr(getattr(item, "__strawberry_definition__", None), "from_input", None)
+        if not getattr(build, "plain", False):
+            return None
+        steps.append((argument.python_name, item, build))
+
+    def convert(raw: dict[str, Any]) -> dict[str, Any]:
+        kwargs = {}
+        for name, item, build in steps:
+            value = raw[name]
+            kwargs[name] = None if value is None else [None if v is None else build(item, v, None) for v in value]
+        return kwargs
+
+    return convert
+
+
+def _strawberry_converter(
+    arguments: list[Any], schema: strawberry.Schema
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    config, scalars = schema.config, schema.schema_converter.scalar_registry
+    return lambda raw: convert_arguments(raw, arguments, scalar_registry=scalars, config=config)
+
+
+def _complete_list(plan: list[Step], source: Any, items_non_null: bool) -> list[Any]:
+    """A list of objects answered by ``plan``, or ``_Fallback``."""
+    if isinstance(source, (str, bytes, dict)) or not hasattr(source, "__iter__"):
+        raise _Fallback
+    out: list[Any] = []
+    for item in source:
+        if item is None:
+            if items_non_null:
+                raise _Fallback
+            out.append(None)
+        elif isinstance(item, Exception):
+            raise _Fallback
+        else:
+            out.append(_complete(plan, item))
+    return out
+
+
 def _complete(plan: list[Step], source: Any) -> dict[str, Any]:
     """``source`` answered by ``plan``: what graphql-core's completion gives, or ``_Fallback``."""
     result: dict[str, Any] = {}
@@ -295,6 +379,13 @@ def _complete(plan: list[Step], source: Any) -> dict[str, Any]:
                 raise _Fallback
             result[response_name] = None
             continue
+        if kind == _EXACT:
+            serialize, exact = how
+            if type(value) is exact and (exact is not int or GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT):
+                result[response_name] = value
+                continue
+            how = serialize
+            kind = _LEAF
         if isinstance(value, Exception):
             raise _Fallback
         if kind == _LEAF:

@@ -139,7 +139,7 @@ class ApiKeys:
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
         digest = hash_key(secret)
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             db = Driver(conn)
             rows = db.fetch(f"SELECT {_COLUMNS} FROM api_key WHERE key_hash = {db.mark}", (digest,))
         if not rows:

@@ -14,6 +14,10 @@ Writes go through ``Store.write(fn)``, which runs ``fn(connection)`` in one tran
 - on PostgreSQL, side by side; the data layer locks the rows it changes, and a transaction
   that hits a deadlock or a serialization failure is run again.
 
+On PostgreSQL a request of the API takes one pooled connection for all it does
+(``Store.request()``): the API key check, its reads and its write transaction run on it, one
+after the other, so a request pays for one checkout (and its pre-ping) instead of one per step.
+
 After a write commits, the callbacks registered with ``on_change`` hear which kind of object
 changed and which ids (the UI's live updates and server-side events listen there).
 """
@@ -24,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -78,6 +82,8 @@ class Store:
         self.engine = engine
         self.sqlite = is_sqlite(engine)
         self._write_lock = threading.Lock()
+        # The connection of the request this thread serves (Store.request), on PostgreSQL.
+        self._local = threading.local()
         self._listeners: list[Callable[[str, list[str]], None]] = []
         self.flows: Flows = Flows(self)
         self.runs: FlowRuns = FlowRuns(self)
@@ -97,9 +103,38 @@ class Store:
     # -- transactions ---------------------------------------------------------------------------
 
     @contextmanager
+    def request(self) -> Iterator[None]:
+        """Serve one request on one pooled connection (PostgreSQL; on SQLite, nothing).
+
+        Inside it, ``connect()``, ``read()`` and ``write()`` on this thread use that connection
+        (one checkout and one pre-ping for the request, not one per step) while it is free: a
+        read or write opened inside another one's transaction gets a connection of its own, as
+        outside a request, and so does everything after the connection was lost (a retried
+        write checks out a new, pinged one).
+        """
+        if self.sqlite or getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        conn = self.engine.connect()
+        self._local.conn = conn
+        try:
+            yield
+        finally:
+            self._local.conn = None
+            conn.close()
+
+    def connect(self) -> Any:
+        """A connection to use in a ``with`` block: the request's (left open at the block's end)
+        when it is free, else a new one from the pool."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated or conn.in_transaction():
+            return self.engine.connect()
+        return nullcontext(conn)
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection in a read transaction (one consistent snapshot on SQLite's WAL)."""
-        with self.engine.connect() as conn, conn.begin():
+        with self.connect() as conn, conn.begin():
             yield conn
 
     def write(self, fn: Callable[[Connection], R]) -> R:
@@ -112,7 +147,7 @@ class Store:
                         conn.execution_options(plait_write=True)
                         with conn.begin():
                             return fn(conn)
-                with self.engine.connect() as conn, conn.begin():
+                with self.connect() as conn, conn.begin():
                     return fn(conn)
             except RetryTransaction:
                 if attempt == WRITE_ATTEMPTS:
