@@ -322,24 +322,32 @@ def _plain_builder(type_: Any, depth: int) -> Coercer | None:
             if nested is not None and default is not Undefined and default is not None:
                 return None  # an object as a default: left to the two-step path
         steps.append((name, python_name, coerce, convert, default))
-    names = frozenset(type_.fields)
+    # The fields given are coerced; the others take their defaults (a copy of a list default:
+    # graphql-core shares it between requests), and a required one missing is graphql-core's.
+    by_name = {name: (python_name, coerce, convert) for name, python_name, coerce, convert, _ in steps}
+    required = frozenset(name for name, _, _, _, default in steps if default is _REQUIRED)
+    defaults = [
+        (name, python_name, default, convert)
+        for name, python_name, _, convert, default in steps
+        if default is not _REQUIRED and default is not Undefined
+    ]
     builds = from_input.builds
 
     def build(value: Any) -> Any:
-        if type(value) is not dict or not names.issuperset(value):
+        if type(value) is not dict or not required.issubset(value):
             raise _Slow
         kwargs: dict[str, Any] = {}
-        for name, python_name, coerce, convert, default in steps:
-            v = value.get(name, Undefined)
-            if v is not Undefined:
-                v = coerce(v)
-            elif default is _REQUIRED:
-                raise _Slow
-            elif default is Undefined:
-                continue
-            else:
-                v = default
+        for name, v in value.items():
+            step = by_name.get(name)
+            if step is None:
+                raise _Slow  # a field the type does not have
+            python_name, coerce, convert = step
+            v = coerce(v)
             kwargs[python_name] = v if convert is None or v is None else convert(v)
+        if len(kwargs) != len(by_name):
+            for name, python_name, default, convert in defaults:
+                if name not in value:
+                    kwargs[python_name] = default if convert is None or default is None else convert(default)
         try:
             return builds(**kwargs)
         except Exception:
