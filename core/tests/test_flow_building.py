@@ -354,7 +354,7 @@ def test_copies_made_by_quick_calls_are_their_own_tasks():
         b = t_inc(a)
     a.state_handlers.append(handler)  # a copy's handlers are its own list
     assert t_inc.state_handlers == [handler] and b.state_handlers == [handler]
-    assert len({a._id, b._id, t_inc._id}) == 3
+    assert len({id(a), id(b), id(t_inc)}) == 3 and a != b
     assert (a.slug, b.slug, t_inc.slug) == ("inc", "inc-1", None)
     assert flow.run().result[b].result == 3
 
@@ -546,3 +546,218 @@ def test_a_task_without_edges_has_empty_edge_lists_that_grow():
     assert flow.downstream_tasks(leaf) == {later}
     assert flow.terminal_tasks() == {later} | (flow.terminal_tasks() - {later})
     assert flow.run().result[later].result == 3
+
+
+# -- the garbage collector while flows are built (plait.flow._defer_full_collections) ------------
+
+
+def test_a_flow_block_makes_full_collections_rarer_and_puts_the_thresholds_back():
+    import gc
+
+    from plait.flow import DEFERRED_FULL_COLLECTION_THRESHOLD
+
+    before = gc.get_threshold()
+    with Flow("outer") as outer:
+        inside = gc.get_threshold()
+        with Flow("inner"):
+            assert gc.get_threshold() == inside  # nested blocks share the one deferral
+        assert gc.get_threshold() == inside  # the outer block is still open
+        task(inc)(1)
+    assert inside == (before[0], before[1], DEFERRED_FULL_COLLECTION_THRESHOLD)
+    assert gc.get_threshold() == before
+    assert len(outer) == 1
+
+
+def test_a_block_that_fails_still_puts_the_thresholds_back():
+    import gc
+
+    before = gc.get_threshold()
+    with pytest.raises(TaskBindError), Flow("f"):
+        task(inc)(1, 2, 3)
+    assert gc.get_threshold() == before
+
+
+def test_thresholds_the_program_sets_inside_a_block_are_kept():
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        with Flow("f"):
+            gc.set_threshold(500, 5, 5)
+        assert gc.get_threshold() == (500, 5, 5)  # the program's choice, not put back to ours
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_cyclic_garbage_made_in_flow_blocks_is_still_collected():
+    """Building and dropping many flows keeps nothing: young collections run in the blocks,
+    and what is left goes to Python's usual collections once the block ends."""
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    gc.collect()
+    refs = []
+    for i in range(3000):
+        with Flow(f"f{i}"):
+            node = Node()
+            node.me = node  # a cycle: only the collector frees it
+            refs.append(weakref.ref(node))
+            task(inc)(i)
+        del node
+    alive = sum(r() is not None for r in refs)
+    assert alive < 1500  # the collector ran without being asked, in or after the blocks
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+# -- state handlers: one list per copy, made when first read (Task.state_handlers) ---------------
+
+
+def _handler_a(task, old, new):
+    return None
+
+
+def _handler_b(task, old, new):
+    return None
+
+
+def test_each_copy_has_its_own_state_handlers_however_it_was_made():
+    t_inc = task(inc)
+    with Flow("f"):
+        quick = t_inc(1)  # the quick path, one positional input
+        keyword = t_inc(x=quick)  # the quick path with a dict of inputs
+        general = t_inc(quick, task_args={"max_retries": 1})  # copy() and bind()
+        mapped = t_inc.map([1, 2])
+    copied = t_inc.copy()
+    copies = [quick, keyword, general, mapped, copied]
+    quick.state_handlers.append(_handler_a)
+    assert quick.state_handlers == [_handler_a]
+    assert [c.state_handlers for c in copies[1:]] == [[], [], [], []]
+    assert t_inc.state_handlers == []
+    t_inc.state_handlers.append(_handler_b)  # the original, after the copies were made
+    assert [c.state_handlers for c in copies] == [[_handler_a], [], [], [], []]
+    with Flow("g"):
+        later = t_inc(1)
+    assert later.state_handlers == [_handler_b]
+    later.state_handlers.append(_handler_a)
+    assert t_inc.state_handlers == [_handler_b]  # the copy's list is not the original's
+    again = later.copy()  # a copy of a copy
+    again.state_handlers.remove(_handler_a)
+    assert later.state_handlers == [_handler_b, _handler_a] and again.state_handlers == [_handler_b]
+
+
+def test_state_handlers_given_to_a_task_reach_every_copy_and_run():
+    seen = []
+
+    def record(task, old, new):
+        seen.append((task.slug, type(new).__name__))
+
+    t_inc = task(inc, state_handlers=[record])
+    with Flow("f") as flow:
+        a = t_inc(1)
+        b = t_inc(a)
+    assert flow.run().is_successful()
+    assert {slug for slug, _ in seen} == {a.slug, b.slug}
+    # the run read the copies' handlers without making each copy a list
+    assert type(vars(a)["state_handlers"]) is tuple and type(vars(b)["state_handlers"]) is tuple
+    b.state_handlers.append(_handler_a)
+    assert a.state_handlers == [record] and t_inc.state_handlers == [record]
+
+
+def test_state_handlers_can_be_replaced_and_deleted_and_survive_pickling():
+    import pickle
+
+    t = task(inc)
+    t.state_handlers = [_handler_a]
+    assert t.state_handlers == [_handler_a]
+    with Flow("f"):
+        c = t(1)
+    assert pickle.loads(pickle.dumps(c)).state_handlers == []  # handlers run in the driver only
+    del t.state_handlers
+    assert t.state_handlers == []
+    with pytest.raises(AttributeError):
+        del c.state_handlers
+        del c.state_handlers
+
+
+# -- flow.edges: made when first read, kept up to date from then on ----------------------------
+
+
+def _edge_names(edges):
+    return sorted((e.upstream_task.slug, e.downstream_task.slug, e.key, e.mapped, e.flattened) for e in edges)
+
+
+def test_flow_edges_are_every_edge_whether_read_before_or_after_building():
+    t_inc, t_total = task(inc), task(total)
+    with Flow("f") as flow:
+        a = t_inc(1)
+        b = t_inc(a)
+        first = set(flow.edges)  # read in the middle of building: made here, then kept
+        c = t_total([a, b])
+        d = t_inc(x=c, upstream_tasks=[b])
+    assert first == {next(iter(flow.edges_to(b)))}
+    expected = {e for t in flow for e in flow.edges_to(t)}
+    assert flow.edges == expected and len(expected) == 6
+    with Flow("g") as other:  # never read while built
+        a2 = t_inc(1)
+        t_inc(a2)
+    assert _edge_names(other.edges) == [("inc", "inc-1", "x", False, False)]
+    assert d in flow and flow.run().result[d].result == 6
+
+
+def test_a_flow_with_many_unkeyed_edges_into_one_task_keeps_them_once():
+    sink = Task(name="sink")
+    sources = [Task(name=f"s{i}") for i in range(20)]
+    flow = Flow("f")
+    for s in sources:
+        flow.add_edge(s, sink)
+    for s in sources:  # the same edges again: nothing new (the set is made for this lookup)
+        flow.add_edge(s, sink)
+    assert len(flow.edges) == 20 and len(flow.edges_to(sink)) == 20
+    flow.add_edge(Task(name="late"), sink)
+    assert len(flow.edges) == 21  # kept up to date once made
+
+
+def test_copies_and_pickles_of_a_flow_keep_its_edges_apart():
+    import pickle
+
+    t_inc = task(inc)
+    with Flow("f") as flow:
+        a = t_inc(1)
+        t_inc(a)
+    copy = flow.copy()  # the set not made yet in either
+    copy.add_edge(Task(name="extra"), a)
+    assert len(flow.edges) == 1 and len(copy.edges) == 2
+    again = flow.copy()  # made in the original: the copy has its own
+    again.edges.clear()
+    assert len(flow.edges) == 1
+    loaded = pickle.loads(pickle.dumps(flow))
+    assert _edge_names(loaded.edges) == _edge_names(flow.edges)
+    assert loaded.run().is_successful()
+
+
+def test_flows_and_edges_pickled_with_stored_hashes_still_load():
+    """Plait 0.1 kept the set of edges in a flow's __dict__ and each edge's hash in a slot."""
+    from plait.flow import Edge
+
+    t_inc = task(inc)
+    with Flow("f") as flow:
+        a = t_inc(1)
+        b = t_inc(a)
+    state = flow.__getstate__()
+    state["edges"] = set(flow.edges)
+    del state["_edge_set"]
+    old = Flow.__new__(Flow)
+    old.__setstate__(state)
+    assert old.edges == flow.edges and "edges" not in vars(old)
+    edge = Edge.__new__(Edge)
+    edge.__setstate__(
+        (
+            None,
+            {"upstream_task": a, "downstream_task": b, "key": "x", "mapped": False, "flattened": False, "_hash": 12345},
+        )
+    )
+    assert edge == next(iter(flow.edges)) and hash(edge) == hash(next(iter(flow.edges)))

@@ -21,6 +21,7 @@ import gc
 import itertools
 import os
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -68,6 +69,8 @@ class Edge:
     maps over it; ``flattened`` flattens it one level first.
     """
 
+    # (``_hash`` is never set: it is there so that edges pickled by Plait 0.1, which stored
+    # their hash, still load)
     __slots__ = ("_hash", "downstream_task", "flattened", "key", "mapped", "upstream_task")
 
     def __init__(
@@ -90,9 +93,6 @@ class Edge:
         self.key = key
         self.mapped = mapped
         self.flattened = flattened
-        # Hashed once: a flow looks every new edge up in its set of edges. (An edge is a
-        # value; its fields are not meant to change once it is made.)
-        self._hash = hash((upstream_task, downstream_task, key, mapped, flattened))
 
     @property
     def tasks(self) -> set[Task]:
@@ -103,15 +103,28 @@ class Edge:
         return (self.upstream_task, self.downstream_task, self.key, self.mapped, self.flattened)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Edge) and self._hash == other._hash and self._tuple() == other._tuple()
+        return isinstance(other, Edge) and self._tuple() == other._tuple()
 
     def __hash__(self) -> int:
-        return self._hash
+        # Computed when asked (a flow only hashes its edges once something reads flow.edges),
+        # not stored: an edge is a value, its fields are not meant to change once it is made.
+        return hash((self.upstream_task, self.downstream_task, self.key, self.mapped, self.flattened))
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        return None, {name: getattr(self, name) for name in _EDGE_FIELDS}
+
+    def __setstate__(self, state: tuple[Any, dict[str, Any]]) -> None:
+        for name, value in state[1].items():
+            if name != "_hash":  # stored by Plait 0.1; it depended on the objects' ids then
+                object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         extra = "".join(f", {n}" for n in ("mapped", "flattened") if getattr(self, n))
         key = f" ({self.key}{extra})" if self.key or extra else ""
         return f"<Edge: {self.upstream_task.name} -> {self.downstream_task.name}{key}>"
+
+
+_EDGE_FIELDS = ("upstream_task", "downstream_task", "key", "mapped", "flattened")
 
 
 class Flow:
@@ -193,7 +206,10 @@ class Flow:
         # order of adding is an order to run them in (see _sorted_all): it stays so for flows
         # built in a `with Flow` block, where a task joins the flow after its inputs.
         self._ordered = True
-        self.edges: set[Edge] = set()
+        # The set of edges (flow.edges), made from the tasks' edge lists when first read and
+        # kept up to date from then on: building a flow does not hash and store every edge
+        # in a set nobody reads (a cache miss per edge in a big flow).
+        self._edge_set: set[Edge] | None = None
         self.constants: dict[Task, dict[str, Any]] = {}
         self._edges_in: dict[Task, list[Edge]] = {}
         self._edges_out: dict[Task, list[Edge]] = {}
@@ -249,11 +265,13 @@ class Flow:
             _flow_ctx.set({**_flow_ctx.get(), "flow": self, UNUSED_TASKS_KEY: unused}),
         )
         self.__dict__.setdefault("_block_tokens", []).append(tokens)
+        _defer_full_collections()
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         from plait.context import _flow_ctx
 
+        _end_deferral()
         unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
         active, ctx = self._block_tokens.pop()
         _flow_ctx.reset(ctx)
@@ -274,6 +292,14 @@ class Flow:
     def tasks(self) -> set[Task]:
         """The flow's tasks (a new set; use ``add_task`` to change the flow)."""
         return set(self._tasks)
+
+    @property
+    def edges(self) -> set[Edge]:
+        """The flow's edges (the flow's own set: use ``add_edge`` to change the flow)."""
+        edges = self._edge_set
+        if edges is None:
+            edges = self._edge_set = {e for es in self._edges_in.values() for e in es}
+        return edges
 
     def __iter__(self) -> Iterator[Task]:
         return iter(self._tasks)
@@ -397,7 +423,7 @@ class Flow:
                 )
         edge = Edge(upstream_task, downstream_task, key, mapped, flattened)
         # A keyed edge cannot be there already (the input would be taken): no lookup for it.
-        if key is not None or edge not in self.edges:
+        if key is not None or not self._has_edge(edge):
             tasks = self._tasks
             if self._ordered and tasks[upstream_task] > tasks[downstream_task]:
                 # An edge back to a task added earlier. One that feeds no task yet (a call's
@@ -408,7 +434,8 @@ class Flow:
                 else:
                     del tasks[downstream_task]
                     tasks[downstream_task] = self._version
-            self.edges.add(edge)
+            if self._edge_set is not None:
+                self._edge_set.add(edge)
             _append(self._edges_in, downstream_task, edge)
             _append(self._edges_out, upstream_task, edge)
             if key is not None:
@@ -499,7 +526,8 @@ class Flow:
                         edge = _checked_edge(value, task, key, mapped)
                     else:
                         edge = Edge(value, task, key, mapped)  # its error
-                    self.edges.add(edge)
+                    if self._edge_set is not None:
+                        self._edge_set.add(edge)
                     _append(self._edges_in, task, edge)
                     _append(self._edges_out, value, edge)
                     self._version += 1
@@ -555,7 +583,7 @@ class Flow:
             edges_in: list[Edge] = []
             edges_out = self._edges_out
             edges_out[task] = ()
-            edges = self.edges
+            edges = self._edge_set
             consts: dict[str, Any] | None = None
             for key, value in callargs.items():
                 if isinstance(value, Task):
@@ -564,8 +592,8 @@ class Flow:
                     edge = _new_edge(Edge)
                     edge.upstream_task, edge.downstream_task, edge.key = value, task, key
                     edge.mapped = edge.flattened = False
-                    edge._hash = hash((value, task, key, False, False))
-                    edges.add(edge)
+                    if edges is not None:
+                        edges.add(edge)
                     edges_in.append(edge)
                     outs = edges_out[value]
                     if outs:
@@ -615,8 +643,8 @@ class Flow:
             edge = _new_edge(Edge)
             edge.upstream_task, edge.downstream_task, edge.key = value, task, key
             edge.mapped = edge.flattened = False
-            edge._hash = hash((value, task, key, False, False))
-            self.edges.add(edge)
+            if self._edge_set is not None:
+                self._edge_set.add(edge)
             self._edges_in[task] = [edge]
             outs = edges_out[value]
             if outs:
@@ -1066,7 +1094,7 @@ class Flow:
         new = type(self).__new__(type(self))
         new.__dict__.update(self.__dict__)
         new._tasks = dict(self._tasks)
-        new.edges = set(self.edges)
+        new._edge_set = None if self._edge_set is None else set(self._edge_set)
         new.constants = {t: dict(c) for t, c in self.constants.items()}
         new._edges_in = {t: list(e) for t, e in self._edges_in.items()}
         new._edges_out = {t: list(e) for t, e in self._edges_out.items()}
@@ -1124,7 +1152,8 @@ class Flow:
         if value_given:  # a value takes no inputs: only what old fed downstream moves to it
             consts = None
         for edge in edges:
-            self.edges.discard(edge)
+            if self._edge_set is not None:
+                self._edge_set.discard(edge)
             self._edges_out[edge.upstream_task].remove(edge)
             self._edges_in[edge.downstream_task].remove(edge)
             index = self._keyed_inputs.get(edge.downstream_task)
@@ -1200,6 +1229,13 @@ class Flow:
         state.pop("_block_tokens", None)
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "edges" in state:  # pickled by Plait 0.1: the set of edges was kept all along
+            state = dict(state)
+            state.pop("edges")
+            state["_edge_set"] = None  # made again when read (its edges' hashes were of other ids)
+        self.__dict__.update(state)
+
     def __eq__(self, other: object) -> bool:
         """Flows are equal when they have the same name, tasks, edges, constants and reference tasks."""
         if type(self) is not type(other):
@@ -1220,6 +1256,17 @@ class Flow:
     def _changed(self) -> None:
         self._version += 1
 
+    def _has_edge(self, edge: Edge) -> bool:
+        """``edge in self.edges``, without making the set for it: the downstream task's edges
+        are few, or the set is made once and kept from then on."""
+        edge_set = self._edge_set
+        if edge_set is None:
+            edges = self._edges_in.get(edge.downstream_task) or ()
+            if len(edges) <= 8:
+                return edge in edges
+            edge_set = self.edges
+        return edge in edge_set
+
     def _input_edge(self, task: Task, key: str) -> Edge | None:
         """The edge that gives ``task`` its input ``key``, if any (without scanning many edges).
 
@@ -1236,9 +1283,9 @@ class Flow:
                 return None
             index = self._keyed_inputs[task] = {e.key: e for e in edges if e.key is not None}
         edge = index.get(key)
-        # An edge removed without add_edge's knowledge (control_flow rewires edges) is no longer
-        # in self.edges: then nothing gives that input.
-        if edge is None or edge not in self.edges:
+        # An edge removed without add_edge's knowledge (control_flow rewires edges; the index
+        # does not know) is no longer among the task's edges: then nothing gives that input.
+        if edge is None or (self._edge_set is not None and edge not in self._edge_set):
             return None
         return edge
 
@@ -1280,6 +1327,55 @@ def _without_gc(fn: Callable[..., Any], *args: Any) -> Any:
         gc.enable()
 
 
+#: While a ``with Flow(...)`` block is open, Python's full collections wait for at most this
+#: many young-generation-1 collections (its third threshold; Python's default is 10).
+DEFERRED_FULL_COLLECTION_THRESHOLD = 100
+
+# (blocks open in any thread, the thresholds set when the first opened, those to put back)
+_deferral_lock = threading.Lock()
+_deferral: list[Any] = [0, None, None]
+
+
+def _defer_full_collections() -> None:
+    """Make full collections of the cyclic garbage collector rarer while flows are built.
+
+    Building a flow adds a few long-lived objects per task and no garbage, and every full
+    collection walks every object of the process: with Python's default (a full collection
+    each time the objects that survived the younger generations have grown by a quarter),
+    building 100,000 tasks walks the growing heap about six times, with a cache miss at
+    nearly every object once the heap outgrows the CPU's caches (half of building such a
+    flow). Young collections go on as usual (short-lived garbage made in the block is
+    collected as before); a full collection waits for at most
+    ``DEFERRED_FULL_COLLECTION_THRESHOLD`` collections of the middle generation (about
+    700,000 allocations of containers, 100,000 or more tasks), and never happens more often
+    than Python's own rule would have it. The thresholds are put back when the last open
+    block ends (unless the program set other thresholds meanwhile): no object is kept from
+    the collector, so nothing can leak; a full collection that was due comes at the next one
+    Python makes.
+    """
+    with _deferral_lock:
+        if _deferral[0] == 0:
+            current = gc.get_threshold()
+            if current[2] < DEFERRED_FULL_COLLECTION_THRESHOLD:
+                deferred = (current[0], current[1], DEFERRED_FULL_COLLECTION_THRESHOLD)
+                gc.set_threshold(*deferred)
+                _deferral[1], _deferral[2] = deferred, current
+            else:
+                _deferral[1] = _deferral[2] = None
+        _deferral[0] += 1
+
+
+def _end_deferral() -> None:
+    with _deferral_lock:
+        if _deferral[0] == 0:
+            return
+        _deferral[0] -= 1
+        if _deferral[0] == 0 and _deferral[2] is not None:
+            if gc.get_threshold() == _deferral[1]:  # not changed by the program meanwhile
+                gc.set_threshold(*_deferral[2])
+            _deferral[1] = _deferral[2] = None
+
+
 _new_edge = object.__new__
 
 
@@ -1298,7 +1394,6 @@ def _checked_edge(upstream: Task, downstream: Task, key: str, mapped: bool) -> E
     edge = _new_edge(Edge)
     edge.upstream_task, edge.downstream_task, edge.key = upstream, downstream, key
     edge.mapped, edge.flattened = mapped, False
-    edge._hash = hash((upstream, downstream, key, mapped, False))
     return edge
 
 
