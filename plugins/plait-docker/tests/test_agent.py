@@ -384,7 +384,13 @@ def test_a_cancelled_run_s_container_is_killed_and_removed(server, podman_servic
     run = client.create_flow_run(flow_id=flow.id, parameters={"gate_file": str(tmp_path / "never")})
     agent = docker_agents(cancel_grace=1.0)
     running_container(podman_service, run.id)
-    wait_until(lambda: client.flow_run(run.id).state == "Running", timeout=60, what="the run to be Running")
+    # The gate task started (its Running state is stored): from now on the run reaches no task
+    # boundary where it could stop itself; cancelled before that, it would end Cancelled alone.
+    wait_until(
+        lambda: any(t.task_slug == "gate" and t.state == "Running" for t in client.all_task_runs(run.id)),
+        timeout=60,
+        what="the gate task to be Running",
+    )
 
     client.cancel_flow_run(run.id)  # the task never reaches a boundary: the agent kills the container
 
