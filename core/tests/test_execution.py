@@ -370,3 +370,22 @@ def test_a_reporter_stops_recording_when_the_run_must_stop():
     control.cancel("by a test")
     assert not reporter.task_observer.fast
     assert not Reporter(_NoClient(), "run", [], ExecutionSettings(), control).task_observer.fast
+
+
+def test_between_intervals_the_reporter_sends_only_whole_calls_unless_flushed():
+    """States trickling in go in one call per report interval; a backlog of a whole call's
+    worth goes at once, and a flush (or the run's end) sends everything."""
+    client = _RecordingClient()
+    reporter = Reporter(client, "run-1", [], ExecutionSettings(), RunControl())
+    for i in range(2500):
+        reporter._queue.items.append(("s", "t", i, "Running", 1.0 + i, None))
+    assert reporter._drain() == 2  # two whole calls: the 500 left wait for the next interval
+    assert len(client.sent) == 2000 and len(reporter._queue) == 500
+    reporter._queue.items.append(("s", "t", 2500, "Running", 1.0, None))
+    assert reporter._drain() == 1  # the next interval takes what waits
+    assert len(client.sent) == 2501 and not len(reporter._queue)
+    for i in range(1200):
+        reporter._queue.items.append(("s", "u", i, "Running", 1.0 + i, None))
+    reporter._flushing = 1  # somebody waits in flush(): everything goes now
+    assert reporter._drain() == 2
+    assert len(client.sent) == 3701 and not len(reporter._queue)

@@ -586,6 +586,7 @@ class Reporter:
         self._flow = flow
         self._wake = threading.Event()
         self._closing = False
+        self._flushing = 0  # flush() calls waiting: the sender drains the queue meanwhile
         self._abandoned = False
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
@@ -725,16 +726,20 @@ class Reporter:
 
     def flush(self, timeout: float) -> bool:
         """Send everything queued so far; ``False`` if that took longer than ``timeout``."""
-        self._wake.set()
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while len(self._queue) or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._abandoned:
-                    return False
-                self._wake.set()
-                self._idle.wait(min(remaining, 0.1))
-        return True
+        self._flushing += 1
+        try:
+            self._wake.set()
+            deadline = time.monotonic() + timeout
+            with self._idle:
+                while len(self._queue) or self._busy:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._abandoned:
+                        return False
+                    self._wake.set()
+                    self._idle.wait(min(remaining, 0.1))
+            return True
+        finally:
+            self._flushing -= 1
 
     def end_open_task_runs(self, cancelled: bool) -> None:
         """Task runs this attempt left ``Running`` (the run was interrupted) end ``Cancelled`` or ``Failed``."""
@@ -765,28 +770,48 @@ class Reporter:
         self._queue.discard()
 
     def _loop(self) -> None:
+        """Send a batch every ``report_interval`` (from the start of one to the start of the
+        next), or at once when woken (``flush``, ``close``)."""
+        interval = self.settings.report_interval
+        due = time.monotonic() + interval
         while not (self._closing and not len(self._queue)) and not self._abandoned:
-            self._wake.wait(self.settings.report_interval)
+            self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
-            self._queue.spill_excess()
-            while not self._abandoned:
-                with self._idle:
-                    items = self._queue.take(_BATCH)
-                    self._busy = bool(items)
-                if not items:
-                    break
-                try:
-                    self._send(items)
-                except _Lost:
-                    self.abandon()
-                except Exception:
-                    logger.exception("Reporting to the server failed; %d report(s) dropped", len(items))
-                finally:
-                    with self._idle:
-                        self._busy = False
-                        self._idle.notify_all()
+            due = time.monotonic() + interval
+            self._drain()
         with self._idle:
             self._idle.notify_all()
+
+    def _drain(self) -> int:
+        """One interval's sending; the number of calls it took. The queue is sent in calls of
+        up to ``_BATCH``, and emptied only while somebody waits for it (``flush``, ``close``):
+        otherwise what is left once less than a whole call's worth waits goes with the next
+        interval's batch. Small calls sent back to back as the reports trickle in would each
+        cost the run (this thread shares its interpreter) a call's overhead for a handful of
+        states: beside a run of 0.3 ms tasks, that was about 20 µs of CPU per state, against
+        about 7 in calls of hundreds."""
+        self._queue.spill_excess()
+        calls = 0
+        while not self._abandoned:
+            with self._idle:
+                items = self._queue.take(_BATCH)
+                self._busy = bool(items)
+            if not items:
+                break
+            calls += 1
+            try:
+                self._send(items)
+            except _Lost:
+                self.abandon()
+            except Exception:
+                logger.exception("Reporting to the server failed; %d report(s) dropped", len(items))
+            finally:
+                with self._idle:
+                    self._busy = False
+                    self._idle.notify_all()
+            if len(self._queue) < _BATCH and not (self._flushing or self._closing):
+                break
+        return calls
 
     def _send(self, items: list[Any]) -> None:
         """Send ``items`` (task-run states and log records, in the order they came), in calls of
