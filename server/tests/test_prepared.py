@@ -399,3 +399,68 @@ def test_a_run_scoped_key_answers_the_same(setup):
     assert refused[0]["data"] is None and refused[0]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert refused[1] == refused[0]
     assert first["data"]["set_task_run_states"][0]["ok"]
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"flow_run_id": "r", "task_slug": "t", "map_index": 2, "version": 1, "state": {"type": "Running"}}],
+        # Optional fields left out (defaults: map_index -1, restart false), nulls, every state field.
+        [{"flow_run_id": "r", "task_slug": "t", "version": 0, "state": {"type": "Pending", "message": None}}],
+        [
+            {
+                "flow_run_id": "r",
+                "task_slug": "t",
+                "map_index": 0,
+                "version": 3,
+                "restart": True,
+                "state": {
+                    "type": "Retrying",
+                    "message": "m",
+                    "result_location": "s3://b/k",
+                    "start_time": "2031-05-06T07:08:09+02:00",
+                    "timestamp": "2031-05-06T07:08:09Z",
+                    "run_count": 4,
+                },
+            }
+        ]
+        * 3,
+        [],
+    ],
+)
+def test_batches_are_built_in_one_pass_as_in_two(items):
+    """``_compile_built`` (coerce and build each item at once) gives what the compiled coercer
+    and then each item's ``from_input`` give."""
+    from graphql import GraphQLList, GraphQLNonNull
+    from plait_server.api.execution import _compile, _compile_built
+
+    schema = build_schema()
+    item_type = schema._schema.type_map["TaskRunStateInput"]
+    variable_type = GraphQLNonNull(GraphQLList(GraphQLNonNull(item_type)))
+    build = item_type.extensions["strawberry-definition"].from_input
+    two_steps = [build(None, v, None) for v in _compile(variable_type)(items)]
+    assert _compile_built(variable_type)(items) == two_steps
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        None,
+        {"flow_run_id": "r", "task_slug": "t", "version": 1, "state": {"type": "Running"}},  # not a list
+        [None],
+        [{"flow_run_id": "r", "task_slug": "t", "version": 1}],  # no state
+        [{"flow_run_id": "r", "task_slug": "t", "version": 1, "state": {"type": "Running"}, "extra": 1}],
+        [{"flow_run_id": "r", "task_slug": "t", "version": "1", "state": {"type": "Running"}}],
+        [{"flow_run_id": "r", "task_slug": "t", "version": 1, "state": {"type": "Running", "timestamp": "never"}}],
+    ],
+)
+def test_what_the_one_pass_builder_leaves_to_graphql_core(items):
+    from graphql import GraphQLList, GraphQLNonNull
+    from plait_server.api.execution import _compile, _compile_built, _Slow
+
+    schema = build_schema()
+    variable_type = GraphQLNonNull(GraphQLList(GraphQLNonNull(schema._schema.type_map["TaskRunStateInput"])))
+    with pytest.raises(_Slow):
+        _compile_built(variable_type)(items)
+    with pytest.raises(_Slow):
+        _compile(variable_type)(items)

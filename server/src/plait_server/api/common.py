@@ -68,7 +68,11 @@ def plain_input(cls: type[T] | None = None, *, into: Callable[..., Any] | None =
                 kwargs[python_name] = v if convert is None or v is None else convert(v)
         return (into or klass)(**kwargs)
 
-    from_input.plain = True  # type: ignore[attr-defined]  # uses neither its class nor its context
+    # It uses neither its class nor its context; what it does is kept for compiled builders
+    # (api/execution.py's _compile_built): its fields and what it builds.
+    from_input.plain = True  # type: ignore[attr-defined]
+    from_input.fields = fields  # type: ignore[attr-defined]
+    from_input.builds = into or cls  # type: ignore[attr-defined]
     definition.from_input = from_input
     return cls
 

@@ -252,6 +252,123 @@ def _compile_value(type_: Any, depth: int, visiting: frozenset[str]) -> Coercer 
 _REQUIRED = object()
 
 
+def _compile_built(type_: Any, depth: int = 0) -> Coercer | None:
+    """A coercer of a list (nullable or not) of ``plain_input`` objects (``api/common.py``) that
+    also builds them: what ``_compile``'s coercer and then each item's ``from_input`` give, in one
+    pass over the values (no dict per item in between). ``None`` when the type is not such a
+    list (or has something this does not do: a field default that is an object, say)."""
+    non_null = isinstance(type_, GraphQLNonNull)
+    named = type_.of_type if non_null else type_
+    if not isinstance(named, GraphQLList):
+        return None
+    item_type = named.of_type
+    item_non_null = isinstance(item_type, GraphQLNonNull)
+    build = _plain_builder(item_type.of_type if item_non_null else item_type, depth + 1)
+    if build is None:
+        return None
+
+    def coerce_built_list(value: Any) -> Any:
+        if value is None or value is Undefined:
+            if non_null or value is Undefined:
+                raise _Slow
+            return None
+        if type(value) is not list:
+            raise _Slow  # graphql-core takes other iterables, and a single value as a list of one
+        out = []
+        for v in value:
+            if v is None:
+                if item_non_null:
+                    raise _Slow
+                out.append(None)
+            else:
+                out.append(build(v))
+        return out
+
+    return coerce_built_list
+
+
+def _plain_builder(type_: Any, depth: int) -> Coercer | None:
+    """For a non-null value of a ``plain_input`` object type: coerce its fields and build it."""
+    if depth > _MAX_DEPTH or not isinstance(type_, GraphQLInputObjectType) or type_.is_one_of:
+        return None
+    definition = (type_.extensions or {}).get(_DEFINITION)
+    from_input = getattr(definition, "from_input", None)
+    if not getattr(from_input, "plain", False) or type_.out_type is not GraphQLInputObjectType.out_type:
+        return None
+    python_names = {graphql_name: (python_name, convert) for graphql_name, python_name, convert in from_input.fields}
+    steps = []
+    for name, field in type_.fields.items():
+        out_name = field.out_name or name
+        if out_name not in python_names:
+            return None
+        python_name, convert = python_names[out_name]
+        field_type = field.type
+        field_non_null = isinstance(field_type, GraphQLNonNull)
+        nested = _plain_builder(field_type.of_type if field_non_null else field_type, depth + 1)
+        if nested is not None:
+            coerce: Coercer | None = _non_null_or_none(nested, field_non_null)
+            convert = None  # built already
+        else:
+            coerce = _compile(field_type, depth + 1)
+        if coerce is None:
+            return None
+        if is_required_input_field(field):
+            default: Any = _REQUIRED
+        else:
+            try:
+                default = coerce_default_value(field)
+            except Exception:
+                return None
+            if nested is not None and default is not Undefined and default is not None:
+                return None  # an object as a default: left to the two-step path
+        steps.append((name, python_name, coerce, convert, default))
+    # The fields given are coerced; the others take their defaults (a copy of a list default:
+    # graphql-core shares it between requests), and a required one missing is graphql-core's.
+    by_name = {name: (python_name, coerce, convert) for name, python_name, coerce, convert, _ in steps}
+    required = frozenset(name for name, _, _, _, default in steps if default is _REQUIRED)
+    defaults = [
+        (name, python_name, default, convert)
+        for name, python_name, _, convert, default in steps
+        if default is not _REQUIRED and default is not Undefined
+    ]
+    builds = from_input.builds
+
+    def build(value: Any) -> Any:
+        if type(value) is not dict or not required.issubset(value):
+            raise _Slow
+        kwargs: dict[str, Any] = {}
+        for name, v in value.items():
+            step = by_name.get(name)
+            if step is None:
+                raise _Slow  # a field the type does not have
+            python_name, coerce, convert = step
+            v = coerce(v)
+            kwargs[python_name] = v if convert is None or v is None else convert(v)
+        if len(kwargs) != len(by_name):
+            for name, python_name, default, convert in defaults:
+                if name not in value:
+                    kwargs[python_name] = default if convert is None or default is None else convert(default)
+        try:
+            return builds(**kwargs)
+        except Exception:
+            raise _Slow from None  # the two-step path says what is wrong
+
+    return build
+
+
+def _non_null_or_none(inner: Coercer, non_null: bool) -> Coercer:
+    def coerce(value: Any) -> Any:
+        if value is None:
+            if non_null:
+                raise _Slow
+            return None
+        if value is Undefined:
+            raise _Slow
+        return inner(value)
+
+    return coerce
+
+
 class FastExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context with the leaf-field shortcut (see the module docstring).
 

@@ -66,7 +66,15 @@ from strawberry.types.arguments import convert_arguments
 from strawberry.types.base import StrawberryList
 
 from plait_server.api.context import NotRunScoped, _Scope
-from plait_server.api.execution import _DEFINITION, _compile, _default_attribute, _Fallback, _leaf, _Slow
+from plait_server.api.execution import (
+    _DEFINITION,
+    _compile,
+    _compile_built,
+    _default_attribute,
+    _Fallback,
+    _leaf,
+    _Slow,
+)
 from plait_server.data.keys import allows
 
 if TYPE_CHECKING:
@@ -196,11 +204,15 @@ class Prepared:
         prepared._response_name = node.alias.value if node.alias else node.name.value
         prepared._field_nodes = [node]
         prepared._checks = checks
-        prepared._arguments = arguments
         prepared._variables = set(declared)
-        prepared._convert = _converter(definition.arguments, {a[0] for a in arguments}) or _strawberry_converter(
-            definition.arguments, schema
-        )
+        convert = _converter(definition.arguments, {a[0] for a in arguments})
+        if convert is not None:
+            # Lists of plain inputs (a batch of states): coerced and built in one pass.
+            built = [(a, v, _compile_built(type_from_ast(core, declared[v].type))) for a, v, _ in arguments]
+            if all(b[2] is not None for b in built):
+                arguments, convert = built, _unchanged
+        prepared._arguments = arguments
+        prepared._convert = convert or _strawberry_converter(definition.arguments, schema)
         prepared._resolver = resolver.wrapped_func
         parameters = inspect.signature(resolver.wrapped_func).parameters
         prepared._self = resolver.self_parameter is not None
@@ -343,6 +355,10 @@ def _converter(arguments: list[Any], given: set[str]) -> Callable[[dict[str, Any
         return kwargs
 
     return convert
+
+
+def _unchanged(raw: dict[str, Any]) -> dict[str, Any]:
+    return raw
 
 
 def _strawberry_converter(
