@@ -18,19 +18,26 @@ claimed run as ``plait execute flow-run ID`` in a new container:
   the server revokes it when the run stops being under way);
 - **labels** name the run (``plait.flow-run-id``, ``plait.flow``, ``plait.flow-run``,
   ``plait.flow-version``, ``plait.agent``);
-- the container is created with **auto-remove**: the engine removes it when it ends, whatever
-  ends it (the run, a cancellation, ``podman kill`` from outside), even when the agent is gone.
+- the container is **removed by the agent** once it has ended and its output has been read to
+  the end (not with the engine's auto-remove: Podman deletes an auto-removed container's log
+  before a reader has had all of it, so the last lines a run printed were lost). Each label
+  ``plait.agent`` names the agent: a container whose run ended while its agent was gone
+  (stopped, or killed with ``kill -9``) stays on the engine, exited, until an agent of that
+  name starts again: it copies their output to its standard error and removes them first.
 
 The agent learns a container's exit code from a *wait* request registered before the container
 starts (the engine answers its headers once the wait is registered, so even a container that
 exits at once is seen), reports it like the local agent reports a process's exit code, and
 the server settles a run the process did not end (a container killed from outside) as
 crashed: rescheduled, or failed after ``max_reschedules``. The container's output goes to the
-agent's standard error, as a local agent's subprocess output does.
+agent's standard error, as a local agent's subprocess output does: all of it (the stream read
+while it runs, then the stored log past what the stream delivered, then the removal).
 
 Stopping the agent (Ctrl-C, SIGTERM) stops the claiming and leaves the containers running, as
-the local agent leaves its processes: each run goes on, reports and heartbeats on its own, and
-its container is removed when it ends. Restarting or upgrading an agent never kills runs; a
+the local agent leaves its processes: each run goes on, reports and heartbeats on its own; the
+agent first finishes the containers that have just ended (their output read, removed). A
+container still running stays on the engine when it ends, until the agent (same name) starts
+again. Restarting or upgrading an agent never kills runs; a
 cancellation does (``plait flow-run cancel``: the run stops at its next task, or its container
 is killed after ``cancel_grace``).
 """
@@ -166,6 +173,7 @@ class DockerAgent(Agent):
             raise AgentError(str(exc)) from None
         self.api = conn.client.api
         self.where = conn.where
+        self._leftovers_done = False
         self._check_engine()
 
     # -- Agent ---------------------------------------------------------------------------------
@@ -174,6 +182,72 @@ class DockerAgent(Agent):
     def check_run_config(cls, table: dict[str, Any]) -> None:
         """A flow's ``run_config["docker"]``: ``image`` (a name) and ``env`` (``{NAME: text}``)."""
         _run_config(table, "run_config['docker']")
+
+    def run(self, max_polls: int | None = None) -> None:
+        """``Agent.run``, after removing the containers of this agent's name whose runs ended
+        while it was gone; at the end, the containers that have just exited are finished
+        (their output read, removed) before it returns."""
+        if not self._leftovers_done:
+            self._leftovers_done = True
+            self.remove_leftovers()
+        try:
+            super().run(max_polls)
+        finally:
+            self._finish_exited()
+
+    def remove_leftovers(self) -> list[str]:
+        """Copy the output of this agent's ended containers (label ``plait.agent`` = its name:
+        runs that ended while it was stopped or killed) to its standard error, and remove them.
+        Returns their names. Containers still running are left alone: their runs go on."""
+        try:
+            rows = [
+                row
+                for row in self.api.containers(all=True, filters={"label": f"{AGENT_LABEL}={self.name}"})
+                if str(row.get("State", "")).lower() in ("exited", "created", "dead", "stopped", "configured")
+            ]
+        except Exception as exc:
+            logger.warning("Agent %r: could not list its leftover containers on %s: %s", self.name, self.where, exc)
+            return []
+        names = []
+        for row in rows:
+            name = (row.get("Names") or [row["Id"][:12]])[0].lstrip("/")
+            labels = row.get("Labels") or {}
+            handle = ContainerHandle(self.api, name, self.where, labels.get("plait.flow-run-id", "?"))
+            handle.id = row["Id"]
+            logger.info(
+                "Agent %r: container %s of flow run %s ended while the agent was away; its output:",
+                self.name,
+                name,
+                handle.flow_run_id,
+            )
+            handle.collect()
+            handle.remove()
+            names.append(name)
+        if names:
+            logger.info("Agent %r: removed %d leftover container(s): %s", self.name, len(names), ", ".join(names))
+        return names
+
+    def _finish_exited(self) -> None:
+        """On the way out: let the handles whose container has exited read its output and remove it."""
+        handles = [s.handle for s in [*self.running.values(), *self._stale] if isinstance(s.handle, ContainerHandle)]
+        going = []
+        for handle in handles:
+            if not handle.exited and handle.running_on_engine():
+                going.append(handle)
+                continue
+            # exited (the engine's answer to the handle's wait may still be on its way, under
+            # load): its output is read and it is removed before the agent goes
+            if not handle.finished(timeout=60):  # bounded: the engine may be gone
+                going.append(handle)
+        if going:
+            logger.info(
+                "Agent %r: %d container(s) still running (%s): they stay on the engine when they end, until "
+                "the agent %r starts again (it removes them)",
+                self.name,
+                len(going),
+                ", ".join(h.name for h in going),
+                self.name,
+            )
 
     def start_run(self, run: ClaimedRun) -> ContainerHandle:
         """Start ``run``'s container; returns at once (the container is created, pulled if need
@@ -219,7 +293,7 @@ class DockerAgent(Agent):
         if run.flow_version is not None:
             labels["plait.flow-version"] = str(run.flow_version)
         host: dict[str, Any] = {
-            "auto_remove": True,
+            # No auto-remove: the handle removes the container once it has read all its output.
             "binds": self.volumes or None,
             "network_mode": self.network,
             "mem_limit": self.mem_limit,
@@ -368,12 +442,18 @@ class ContainerHandle:
     ``launch(create)`` creates the container (``create()`` returns its id), registers a wait for
     its exit, starts it and copies its output to ``sink`` (the agent's standard error), all on
     daemon threads; a container that could not be created or started ends with code 127.
-    Its exit code is never missed (the wait is registered before the start); its output is
-    read from the engine while it runs, so the lines of a container that ends (and is
-    auto-removed) before they are read can be missed: they are diagnostics only, the run's own
-    log lines go to the server. The output's thread ends with the container, even when the
-    engine keeps the log stream open (``plait_docker.tasks.follow_until_exit``).
+    Its exit code is never missed (the wait is registered before the start), nor is its
+    output: it is followed while the container runs; once the container has exited, the
+    stored log past what the stream delivered is read (Podman ends a followed stream before
+    it has sent a container's last lines, and can also keep it open: the stream is cut
+    ``stream_grace`` seconds after the exit, ``plait_docker.tasks.follow_until_exit``); then
+    the handle removes the container. ``poll()`` gives the exit code once all of that is done.
+    The container must not be created with auto-remove (its log would go with it).
     """
+
+    #: Seconds a followed log stream may stay open after the exit before it is cut (what it
+    #: did not deliver is read from the stored log: a shorter grace loses nothing).
+    stream_grace = 1.0
 
     def __init__(self, api: Any, name: str, where: str, flow_run_id: str, sink: Any = None) -> None:
         self.api = api
@@ -384,9 +464,12 @@ class ContainerHandle:
         self.sink = sink if sink is not None else sys.stderr
         self.tail: deque[str] = deque(maxlen=20)
         self._code: int | None = None
-        self._done = threading.Event()
+        self._exit_code: int | None = None
+        self._exited = threading.Event()  # the wait answered (the output may still be being read)
+        self._done = threading.Event()  # exited, output read, container removed
         self._lock = threading.Lock()
         self._killed = False
+        self._pending = b""
 
     # -- RunHandle -------------------------------------------------------------------------------
 
@@ -411,8 +494,8 @@ class ContainerHandle:
         return code
 
     def kill(self) -> None:
-        """Kill the container at once (the engine removes it; removed here too if not). A
-        container still being created is removed as soon as it exists, and never started."""
+        """Kill and remove the container at once (its output is cut short). A container still
+        being created is removed as soon as it exists, and never started."""
         from docker.errors import APIError, NotFound
 
         with self._lock:
@@ -479,7 +562,31 @@ class ContainerHandle:
     def _finish(self, code: int) -> None:
         if not self._done.is_set():
             self._code = code
+            self._exited.set()
             self._done.set()
+
+    @property
+    def exited(self) -> bool:
+        """The container has exited (its output may still be being read before its removal)."""
+        return self._exited.is_set()
+
+    def running_on_engine(self) -> bool:
+        """Whether the engine says the container is running or about to (created, or no id yet)."""
+        from docker.errors import NotFound
+
+        if self.id is None:
+            return not self._done.is_set()
+        try:
+            state = self.api.inspect_container(self.id)["State"]
+            return bool(state.get("Running")) or str(state.get("Status", "")).lower() not in ("exited", "stopped", "dead")
+        except NotFound:
+            return False
+        except Exception:  # the engine is away: say it runs (the agent names it as left running)
+            return True
+
+    def finished(self, timeout: float | None = None) -> bool:
+        """Wait until the handle is done (exited, output read, container removed)."""
+        return self._done.wait(timeout)
 
     # -- watching --------------------------------------------------------------------------------
 
@@ -522,7 +629,8 @@ class ContainerHandle:
             code = self._wait_again(exc)
         finally:
             response.close()
-        self._finish(code)
+        self._exit_code = code
+        self._exited.set()  # the follower reads the rest of the output, removes the container, finishes
 
     def _wait_again(self, first: BaseException) -> int:
         """The wait broke (the engine restarted?): wait again while the container exists."""
@@ -532,7 +640,7 @@ class ContainerHandle:
             try:
                 return int(self.api.wait(self.id, timeout=None).get("StatusCode", -1))
             except NotFound:
-                return -1  # removed (auto-remove) before it could be asked: its code is gone
+                return -1  # removed (from outside, or killed) before it could be asked: its code is gone
             except Exception as exc:
                 first = exc
                 threading.Event().wait(1.0)
@@ -542,21 +650,60 @@ class ContainerHandle:
         return -1
 
     def _follow(self) -> None:
-        from plait_docker.tasks import follow_until_exit
+        """Follow the output while the container runs; once it has exited, read the rest from
+        the stored log (``collect``), remove the container, and finish with its exit code."""
+        from plait_docker.tasks import ReceivedOutput, follow_until_exit
 
-        pending = b""
+        received = ReceivedOutput()
+        self._pending = b""
         try:
             # Ends once the container has exited, even if the engine keeps the stream open
             # (Podman can): a long-lived agent would otherwise keep one thread per run for ever.
-            for _stream, data in follow_until_exit(self.api, self.id, self._done.wait, self.name):
-                pending += data
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    self._emit(line)
-        except Exception:  # the container is gone (auto-removed): nothing more to read
+            stream = follow_until_exit(self.api, self.id, self._exited.wait, self.name, grace=self.stream_grace)
+            for _stream, data in stream:
+                received.add(data)
+                self._feed(data)
+        except Exception:  # the engine broke the stream (killed, removed, restarted): the stored log has it
             pass
+        finally:
+            self._exited.wait()  # the waiter always answers (or gives up with -1)
+            try:
+                self.collect(received)
+            finally:
+                self.remove()
+                self._finish(self._exit_code if self._exit_code is not None else -1)
+
+    def collect(self, received: Any = None) -> None:
+        """Write out what the container's stored log has that the followed stream did not
+        deliver (``received``, a ``tasks.ReceivedOutput``; none: all of it). Call it once the
+        container has exited; the last line is written too, without a newline after it. When
+        Podman dropped lines from the stream, a few lines can come twice: none is lost."""
+        from plait_docker.tasks import ReceivedOutput, follow_output
+
+        if received is None:
+            received = ReceivedOutput()
+
+        def restart() -> None:
+            self._pending = b""
+
+        try:
+            stored = follow_output(self.api, self.id, follow=False)
+            for _stream, data in received.missed(stored, on_restart=restart):
+                self._feed(data)
+        except Exception as exc:  # gone (killed, removed from outside) or the engine is away
+            from docker.errors import NotFound
+
+            if not isinstance(exc, NotFound) and not self._killed:
+                logger.warning("Could not read the output of container %s on %s: %s", self.name, self.where, exc)
+        pending, self._pending = self._pending, b""
         if pending:
             self._emit(pending)
+
+    def _feed(self, data: bytes) -> None:
+        self._pending += data
+        *lines, self._pending = self._pending.split(b"\n")
+        for line in lines:
+            self._emit(line)
 
     def _emit(self, raw: bytes) -> None:
         from plait.secrets import mask

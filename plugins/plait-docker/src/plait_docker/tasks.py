@@ -29,7 +29,7 @@ import struct
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -422,18 +422,18 @@ class _ContainerRun:
             raise self._error("create the container", exc) from None
         return created["Id"]
 
-    def _stream(self, output: _Output) -> int:
-        """Feed the container's output to ``output`` as it comes; return the bytes received.
+    def _stream(self, output: _Output) -> ReceivedOutput:
+        """Feed the container's output to ``output`` as it comes; return what was received.
 
         The stream ends when the container exits, even when the engine keeps it open
         (``follow_until_exit``); ``_catch_up`` then reads what it had not delivered from the
         stored log.
         """
-        received = 0
+        received = ReceivedOutput()
         try:
             stream = follow_until_exit(self.api, self.container_id, lambda: self.api.wait(self.container_id), self.name)
             for kind, data in stream:
-                received += len(data)
+                received.add(data)
                 output.feed(kind, data)
         except Exception as exc:
             if self.cancelled or self.timed_out:
@@ -441,23 +441,16 @@ class _ContainerRun:
             raise self._error("read the container's output", exc) from None
         return received
 
-    def _catch_up(self, output: _Output, received: int) -> None:
-        """Read what the followed stream missed once the container has exited.
-
-        Podman (4.3) can end a followed log stream when the container exits before it has sent
-        the last lines written just before the exit; the stored log has them. Both come from
-        the same log in the same order, so whatever lies past the bytes already received is
-        what was missed.
-        """
-        seen = 0
+    def _catch_up(self, output: _Output, received: ReceivedOutput) -> None:
+        """Once the container has exited, log what the followed stream missed
+        (``ReceivedOutput.missed``), and take the output the task returns from the stored log,
+        which has all of it, once each, in order."""
         try:
-            for stream, data in follow_output(self.api, self.container_id, follow=False):
-                if seen + len(data) <= received:
-                    seen += len(data)
-                    continue
-                if seen < received:
-                    data = data[received - seen :]
-                    seen = received
+            stored: Iterable[tuple[int, bytes]] = follow_output(self.api, self.container_id, follow=False)
+            if output.keep:
+                stored = list(stored)
+                output.keep_stored(stored)
+            for stream, data in received.missed(stored, on_restart=output.drop_partial):
                 output.feed(stream, data)
         except Exception as exc:
             raise self._error("read the container's output", exc) from None
@@ -559,6 +552,27 @@ class _Output:
             if rest:
                 self._line(stream, rest, newline=False)
 
+    def drop_partial(self) -> None:
+        """Forget the unfinished lines held from the stream (their bytes are fed again)."""
+        for stream in (1, 2):
+            self.partial[stream] = ""
+            self.decoders[stream].reset()
+
+    def keep_stored(self, frames: list[tuple[int, bytes]]) -> None:
+        """The output the task returns, from the stored log (``frames``, all of it) instead of
+        the followed stream (which can miss lines): later lines are logged, not kept again."""
+        stdout: list[str] = []
+        stderr: list[str] = []
+        for stream, kept in ((1, stdout), (2, stderr)):
+            data = b"".join(d for s, d in frames if (2 if s == 2 else 1) == stream)
+            text = data.decode("utf-8", "replace")
+            kept.extend(line.rstrip("\r") + "\n" for line in text.split("\n")[:-1])
+            last = text.rsplit("\n", 1)[-1].rstrip("\r")
+            if last:
+                kept.append(last)
+        self.stdout, self.stderr = stdout, stderr
+        self.keep = False
+
     def _line(self, stream: int, line: str, newline: bool = True) -> None:
         line = line.rstrip("\r")
         self.tail.append(line)
@@ -624,7 +638,7 @@ def follow_output(
 
 
 def follow_until_exit(
-    api: Any, container_id: str, exited: Callable[[], object], name: str
+    api: Any, container_id: str, exited: Callable[[], object], name: str, grace: float | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """``follow_output(api, container_id)`` that ends once the container has exited, even when
     the engine keeps the stream open.
@@ -633,12 +647,16 @@ def follow_until_exit(
     nothing more, so whoever reads it would wait for ever (``DockerRun``'s task run, the Docker
     agent's follower thread). A thread calls ``exited()``, which returns once the container
     has exited (and raises when it cannot tell: then the stream is left alone); if the stream
-    is still open ``_STREAM_GRACE`` seconds later, it shuts the stream's socket and the stream
-    ends here, without an error. Frames the engine had not sent by then are not in the
-    stream: read the stored log (``follow_output(..., follow=False)``) for them while the
-    container exists.
+    is still open ``grace`` seconds later (default ``_STREAM_GRACE``), it shuts the stream's
+    socket and the stream ends here, without an error.
+
+    The stream is never the whole output: Podman (4.3) also ends a followed stream (or stops
+    feeding it) before it has sent the last lines a container wrote just before it exited,
+    and when the container is removed (auto-remove) its log goes with it. Read the rest from
+    the stored log, after the exit and before the container is removed:
+    ``stored_output_after(api, container_id, bytes_received)``.
     """
-    cut = _StreamCut(exited, name)
+    cut = _StreamCut(exited, name, _STREAM_GRACE if grace is None else grace)
     try:
         yield from follow_output(api, container_id, on_socket=cut.add)
     except Exception:
@@ -649,12 +667,13 @@ def follow_until_exit(
 
 
 class _StreamCut:
-    """Shuts the sockets of a followed log stream ``_STREAM_GRACE`` seconds after ``exited()``
+    """Shuts the sockets of a followed log stream ``grace`` seconds after ``exited()``
     returned, unless ``stream_ended()`` was called by then (see ``follow_until_exit``)."""
 
-    def __init__(self, exited: Callable[[], object], name: str) -> None:
+    def __init__(self, exited: Callable[[], object], name: str, grace: float) -> None:
         self.done = False
         self._name = name
+        self._grace = grace
         self._sockets: list[Any] = []
         self._lock = threading.Lock()
         self._ended = threading.Event()
@@ -679,16 +698,96 @@ class _StreamCut:
             exited()
         except Exception:
             return  # removed, cancelled or the engine went away: the stream ends (or fails) by itself
-        if self._ended.wait(_STREAM_GRACE):
+        if self._ended.wait(self._grace):
             return
         with self._lock:
             self.done = True
             sockets = list(self._sockets)
         _log().debug(
-            "The log stream of container %s was still open %gs after it exited; cutting it", self._name, _STREAM_GRACE
+            "The log stream of container %s was still open %gs after it exited; cutting it", self._name, self._grace
         )
         for sock in sockets:
             _shut(sock)
+
+
+class ReceivedOutput:
+    """What a followed log stream delivered, remembered as blocks (a length and a digest,
+    each ending at a line's end; the last one in full) so that ``missed`` can tell, from the
+    stored log read after the exit, what the stream did not deliver.
+
+    Podman (4.3) does not deliver a followed log whole: it ends the stream ~0.25 s after the
+    container died, often before it has read the last lines the container wrote, and while a
+    container is exiting it can drop lines from the middle of the stream (seen: ``9450`` then
+    ``18292``); an auto-removed container's stored log goes with it (Podman issue #2692). The
+    stored log, read once the container has exited and before it is removed, has everything.
+    """
+
+    BLOCK = 4096
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._blocks: list[tuple[int, bytes]] = []
+        self._open = bytearray()
+
+    def add(self, data: bytes) -> None:
+        """``data`` was delivered (and written out) from the followed stream."""
+        self.bytes += len(data)
+        self._open += data
+        if len(self._open) >= self.BLOCK:
+            end = self._open.rfind(b"\n") + 1
+            if end:
+                self._blocks.append((end, _digest(self._open[:end])))
+                del self._open[:end]
+
+    def missed(
+        self, stored: Iterable[tuple[int, bytes]], on_restart: Callable[[], None] | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """The frames of ``stored`` (the whole stored log, ``follow_output(..., follow=False)``)
+        the stream did not deliver: what follows the delivered bytes when they are the stored
+        log's beginning (the usual case); else everything from the start of the first block
+        that differs, after ``on_restart()`` (drop a partial line held from the stream: its
+        bytes come again). Nothing is lost; lines of that block already written out come
+        twice."""
+        frames = iter(stored)
+        held: list[tuple[int, bytes]] = []  # stored frames not yet matched nor yielded
+        held_bytes = 0
+        blocks: list[tuple[int, bytes | None]] = [*self._blocks, (len(self._open), None)]
+        for length, digest in blocks:
+            while held_bytes < length:
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                held.append(frame)
+                held_bytes += len(frame[1])
+            head = b"".join(data for _, data in held)[:length]
+            same = len(head) == length and (head == bytes(self._open) if digest is None else _digest(head) == digest)
+            if not same:
+                if on_restart is not None:
+                    on_restart()
+                yield from held
+                yield from frames
+                return
+            held, held_bytes = _drop(held, length), held_bytes - length
+        yield from held
+        yield from frames
+
+
+def _digest(data: bytes | bytearray) -> bytes:
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _drop(frames: list[tuple[int, bytes]], count: int) -> list[tuple[int, bytes]]:
+    """``frames`` without their first ``count`` bytes (a frame cut in two keeps its stream)."""
+    out = []
+    for stream, data in frames:
+        if count >= len(data):
+            count -= len(data)
+            continue
+        out.append((stream, data[count:]))
+        count = 0
+    return out
 
 
 def _shut(sock: Any) -> None:
