@@ -322,8 +322,7 @@ class Task:
         self.timeout = _checked_option(name, "timeout", timeout)
         self.trigger = _checked_option(name, "trigger", trigger)
         self.skip_on_upstream_skip = skip_on_upstream_skip
-        # a tuple until read as task.state_handlers (see the property): shared by the copies
-        self.__dict__["state_handlers"] = tuple(_checked_option(name, "state_handlers", state_handlers))
+        self.state_handlers: list[StateHandler] = _checked_option(name, "state_handlers", state_handlers)
         self.on_failure = on_failure
         self.nout = _checked_option(name, "nout", nout)
         self.log_stdout = log_stdout
@@ -400,34 +399,6 @@ class Task:
         if init is not None:
             cls.__init__ = _warning_on_task_arguments(init)  # type: ignore[method-assign]
 
-    # -- state handlers, one list per task -------------------------------------------------
-
-    @property
-    def state_handlers(self) -> list[StateHandler]:
-        """``fn(task, old_state, new_state) -> State | None``, called on every state change.
-
-        Each task, and each copy of one (every call in a flow makes a copy), has its own list:
-        appending to one changes no other. The list is made when it is first read here; until
-        then a task holds its handlers as a tuple, which its copies share (a flow of 100,000
-        copies makes no 100,000 empty lists).
-        """
-        attrs = self.__dict__
-        handlers = attrs.get("state_handlers", ())
-        if handlers.__class__ is not list:
-            handlers = attrs["state_handlers"] = list(handlers)
-        return handlers
-
-    @state_handlers.setter
-    def state_handlers(self, handlers: list[StateHandler]) -> None:
-        self.__dict__["state_handlers"] = handlers
-
-    @state_handlers.deleter
-    def state_handlers(self) -> None:
-        try:
-            del self.__dict__["state_handlers"]
-        except KeyError:
-            raise AttributeError("state_handlers") from None
-
     # -- what subclasses implement ---------------------------------------------------------
 
     def run(self) -> Any:
@@ -457,10 +428,7 @@ class Task:
             )
         new = self.__copy__()  # what copy.copy(self) calls; keeps trigger, on_failure and handlers
         new.slug = None
-        attrs = new.__dict__
-        handlers = attrs.get("state_handlers", ())
-        if handlers.__class__ is not tuple:  # the copy's own handlers, as a tuple until read
-            attrs["state_handlers"] = tuple(handlers)
+        new.state_handlers = list(self.state_handlers)
         context_tags = _flow_ctx.get().get("tags")
         if context_tags:  # a copy made in a `with tags(...)` block has them (Prefect 1's)
             new.tags = new.tags | _checked_option(new.name, "tags", context_tags)
@@ -533,9 +501,7 @@ class Task:
                     # one input, given by position: binder.bind's answer is {name: value}
                     new = cls.__new__(cls)
                     new.__dict__ = copied = attrs.copy()
-                    handlers = attrs["state_handlers"]
-                    if handlers.__class__ is not tuple:  # (see the state_handlers property)
-                        copied["state_handlers"] = tuple(handlers)
+                    copied["state_handlers"] = list(attrs["state_handlers"])
                     stack[-1]._add_one(new, binder.positional[0], args[0])
                     return new
                 callargs = binder.bind(args, kwargs)
@@ -543,9 +509,7 @@ class Task:
                     new = cls.__new__(cls)
                     new.__dict__ = copied = attrs.copy()
                     copied["slug"] = None
-                    handlers = attrs["state_handlers"]
-                    if handlers.__class__ is not tuple:
-                        copied["state_handlers"] = tuple(handlers)
+                    copied["state_handlers"] = list(attrs["state_handlers"])
                     stack[-1]._add_bound(new, callargs)
                     return new
         new = self.copy(**task_args) if task_args else self.copy()
@@ -893,14 +857,6 @@ class Task:
 # general path (module globals: cheaper to read on every call than Task's attributes).
 _TASK_COPY, _TASK_DUNDER_COPY = Task.copy, Task.__copy__
 _TASK_BIND, _TASK_BIND_ARGUMENTS = Task.bind, Task.bind_arguments
-_TASK_STATE_HANDLERS = Task.__dict__["state_handlers"]
-
-
-def _state_handlers(task: Task) -> Sequence[StateHandler]:
-    """``task.state_handlers`` for reading only: without making a copy's list (see the property)."""
-    if type(task).state_handlers is _TASK_STATE_HANDLERS:
-        return task.__dict__.get("state_handlers", ())
-    return task.state_handlers
 
 
 class FunctionTask(Task):

@@ -65,7 +65,7 @@ from plait.states import (
     remask,
     result_ref,
 )
-from plait.tasks import Task, _state_handlers
+from plait.tasks import Task
 from plait.triggers import BUILT_IN as _BUILT_IN_TRIGGERS
 from plait.triggers import UpstreamStates, all_successful, manual_only
 
@@ -388,11 +388,10 @@ class FlowRunner:
     # -- task state changes: the one place they all pass --------------------------------------
 
     def _task_notifier(self, task: Task) -> Notify | None:
-        has_handlers = bool(_state_handlers(task))
-        if not (has_handlers or task.on_failure or self.task_observers):
+        if not (task.state_handlers or task.on_failure or self.task_observers):
             return None
         observers = self.task_observers
-        if not has_handlers and task.on_failure is None:
+        if not task.state_handlers and task.on_failure is None:
             # Observers only (a plugin's hooks, a run's reporter): the short path, per change.
             if len(observers) == 1:
                 (observer,) = observers
@@ -425,7 +424,7 @@ class FlowRunner:
             if info is not None:
                 info.will_retry = True  # plait.context.task_will_retry: this failure is retried
             odd = None
-            for handler in _state_handlers(task):
+            for handler in task.state_handlers:
                 try:
                     out = handler(task, handlers_old or old, new)
                 except signals.PlaitSignal as sig:  # a handler picks the state with a signal (Prefect 1)
@@ -711,7 +710,7 @@ class _TaskRuns:
         if self.pipelines:
             self.can_follow = [_can_follow(plan, t, task) for t, task in enumerate(plan.tasks)]
             # an upstream task whose state the driver may still change (its handlers) is waited for
-            self.final_on_worker = [not _state_handlers(task) and task.on_failure is None for task in plan.tasks]
+            self.final_on_worker = [not task.state_handlers and task.on_failure is None for task in plan.tasks]
 
     # -- the loop -----------------------------------------------------------------------------
 
