@@ -298,7 +298,9 @@ def test_the_agent_s_log_has_a_container_s_output_to_its_last_line(
     wait_until(lambda: not containers(podman_service, flow_run=run.id), timeout=60, what="the container's removal")
     wait_until(lambda: "the very last line" in agent.log.read_text(), timeout=60, what="the last line")
     log = agent.log.read_text().splitlines()
-    assert_all_in_order([f"exit line {i}" for i in range(lines)], [line for line in log if line.startswith("exit line ")])
+    assert_all_in_order(
+        [f"exit line {i}" for i in range(lines)], [line for line in log if line.startswith("exit line ")]
+    )
 
 
 @pytest.mark.parametrize("how", ["kill", "rm -f"])

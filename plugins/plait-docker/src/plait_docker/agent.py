@@ -578,7 +578,11 @@ class ContainerHandle:
             return not self._done.is_set()
         try:
             state = self.api.inspect_container(self.id)["State"]
-            return bool(state.get("Running")) or str(state.get("Status", "")).lower() not in ("exited", "stopped", "dead")
+            return bool(state.get("Running")) or str(state.get("Status", "")).lower() not in (
+                "exited",
+                "stopped",
+                "dead",
+            )
         except NotFound:
             return False
         except Exception:  # the engine is away: say it runs (the agent names it as left running)
