@@ -4,6 +4,8 @@ server and agents are tested in plait-server's suite.)"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from plait import Flow, Parameter, task, unmapped
@@ -212,9 +214,10 @@ class _RecordingClient:
         return {"write_run_logs": {"count": len(variables["l"])}}
 
 
-def test_the_reporter_sends_every_state_with_its_details_in_order(tmp_path, caplog):
+def _wire_flow(results: Path, *, every_kind: bool = False) -> Flow:
+    """A mapped task, a task that fails once and is retried, and one that stores its result;
+    with ``every_kind``, also a task that loops twice and one that fails."""
     from plait import signals
-    from plait.client import state_payload
 
     attempts = []
 
@@ -229,15 +232,37 @@ def test_the_reporter_sends_every_state_with_its_details_in_order(tmp_path, capl
             raise signals.FAIL('first "try" ✗')
         return 5
 
-    @task(checkpoint=True, result=LocalResult(dir=str(tmp_path / "results")))
+    @task
+    def looping():
+        from plait import context
+
+        count = context.get("task_loop_count", 1)
+        if count < 3:
+            raise signals.LOOP(result=count)
+        return count
+
+    @task
+    def broken():
+        raise ValueError("no")
+
+    @task(checkpoint=True, result=LocalResult(dir=str(results)))
     def stored():
         return 9
 
     with Flow("wire") as flow:
         plain.map([1, 2, 3])
         flaky()
+        if every_kind:
+            looping()
+            broken()
         stored()
+    return flow
 
+
+def test_the_reporter_sends_every_state_with_its_details_in_order(tmp_path, caplog):
+    from plait.client import state_payload
+
+    flow = _wire_flow(tmp_path / "results")
     seen: list = []
     client = _RecordingClient(refuse={("plain", 1, "Success")})
     reporter = Reporter(
@@ -285,44 +310,7 @@ def test_the_reporter_sends_every_state_with_its_details_in_order(tmp_path, capl
 def _sent_by_task_run(tmp_path, name, observers_of):
     """Run a flow of every kind of task run with a reporter, deliver, and return what was sent
     per task run: [(version, state without its timestamp), ...] in the order sent."""
-    from plait import signals
-
-    attempts = []
-
-    @task
-    def plain(x):
-        return x + 1
-
-    @task(max_retries=1, retry_delay=0)
-    def flaky():
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise signals.FAIL("first try")
-        return 5
-
-    @task
-    def looping():
-        from plait import context
-
-        count = context.get("task_loop_count", 1)
-        if count < 3:
-            raise signals.LOOP(result=count)
-        return count
-
-    @task
-    def broken():
-        raise ValueError("no")
-
-    @task(checkpoint=True, result=LocalResult(dir=str(tmp_path / f"results-{name}")))
-    def stored():
-        return 9
-
-    with Flow("recorded") as flow:
-        plain.map([1, 2, 3])
-        flaky()
-        looping()
-        broken()
-        stored()
+    flow = _wire_flow(tmp_path / f"results-{name}", every_kind=True)
 
     client = _RecordingClient()
     spool = str(tmp_path / f"spool-{name}")

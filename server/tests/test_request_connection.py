@@ -12,29 +12,7 @@ from __future__ import annotations
 import pytest
 from plait_server.data import StateWrite, TaskRunStateItem
 from sqlalchemy import event, text
-
-from plait import Flow, task
-from plait.registration import flow_metadata
-
-
-@task
-def child(x):
-    return x
-
-
-@task
-def items(n):
-    return list(range(n))
-
-
-def running_run(store):
-    with Flow("request-connection") as flow:
-        child.map(items(3))
-    registered = store.flows.register(metadata=flow_metadata(flow), storage={"type": "none"}).flow
-    run, _ = store.runs.create(flow_id=registered.id)
-    assert all(r.ok for r in store.runs.set_states([(run.id, 1, StateWrite("Submitted"))]))
-    assert all(r.ok for r in store.runs.set_states([(run.id, 2, StateWrite("Running"))]))
-    return run
+from storeruns import running_run
 
 
 def states(run, version, state, n=5):
@@ -51,7 +29,7 @@ class Checkouts:
 
 
 def test_a_request_checks_out_one_connection_on_postgres(store, backend):
-    run = running_run(store)
+    run = running_run(store, "request-connection")
     _, secret = store.keys.create("writer", "run")
     checkouts = Checkouts(store.engine.pool)
     with store.request():
@@ -75,7 +53,7 @@ def test_a_request_checks_out_one_connection_on_postgres(store, backend):
 
 
 def test_a_failed_write_in_a_request_is_rolled_back_and_the_next_one_works(store):
-    run = running_run(store)
+    run = running_run(store, "request-connection")
 
     def failing(conn):
         conn.execute(text("UPDATE flow_run SET name = 'changed' WHERE id = :r"), {"r": run.id})
@@ -92,7 +70,7 @@ def test_a_failed_write_in_a_request_is_rolled_back_and_the_next_one_works(store
 
 
 def test_a_read_inside_a_write_in_a_request_gets_its_own_connection(store, backend):
-    run = running_run(store)
+    run = running_run(store, "request-connection")
     seen = []
 
     def write(conn):
@@ -112,7 +90,7 @@ def test_a_read_inside_a_write_in_a_request_gets_its_own_connection(store, backe
 def test_a_lost_request_connection_is_replaced(store, backend):
     if backend != "postgres":
         pytest.skip("SQLite requests take no connection of their own")
-    run = running_run(store)
+    run = running_run(store, "request-connection")
     with store.request():
         conn = store._local.conn
         conn.invalidate()  # as after the database dropped it

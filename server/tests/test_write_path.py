@@ -11,29 +11,7 @@ from __future__ import annotations
 import pytest
 from plait_server.data import StateWrite, TaskRunStateItem
 from sqlalchemy import event
-
-from plait import Flow, task
-from plait.registration import flow_metadata
-
-
-@task
-def child(x):
-    return x
-
-
-@task
-def items(n):
-    return list(range(n))
-
-
-def running_run(store):
-    with Flow("write-path") as flow:
-        child.map(items(3))
-    registered = store.flows.register(metadata=flow_metadata(flow), storage={"type": "none"}).flow
-    run, _ = store.runs.create(flow_id=registered.id)
-    results = store.runs.set_states([(run.id, 1, StateWrite("Submitted")), (run.id, 2, StateWrite("Running"))])
-    assert all(r.ok for r in results)
-    return run
+from storeruns import running_run
 
 
 def write_children(store, run, indexes, version, state):
@@ -79,7 +57,7 @@ def test_a_batch_reads_only_its_own_task_runs(store):
     """A batch of 100 states reads the task runs it names, through indexes, however many task
     runs the table and the flow run hold (a sequential scan, or the whole flow run's task runs
     read at every batch, made a big map's states slower with every batch)."""
-    run = running_run(store)
+    run = running_run(store, "write-path")
     for lo in range(0, 3_000, 500):
         batch = range(lo, lo + 500)
         for version, state in enumerate(("Pending", "Running", "Success")):
