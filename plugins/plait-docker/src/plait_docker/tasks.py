@@ -650,11 +650,11 @@ def follow_until_exit(
     is still open ``grace`` seconds later (default ``_STREAM_GRACE``), it shuts the stream's
     socket and the stream ends here, without an error.
 
-    The stream is never the whole output: Podman (4.3) also ends a followed stream (or stops
+    The stream is not always the whole output: Podman (4.3) can end a followed stream (or stop
     feeding it) before it has sent the last lines a container wrote just before it exited,
-    and when the container is removed (auto-remove) its log goes with it. Read the rest from
-    the stored log, after the exit and before the container is removed:
-    ``stored_output_after(api, container_id, bytes_received)``.
+    and a removed container's log goes with it. Remember what the stream delivered in a
+    ``ReceivedOutput`` and, after the exit and before removing the container, read the rest
+    from the stored log: ``received.missed(follow_output(api, container_id, follow=False))``.
     """
     cut = _StreamCut(exited, name, _STREAM_GRACE if grace is None else grace)
     try:
