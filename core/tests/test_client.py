@@ -134,3 +134,61 @@ def test_a_url_without_a_scheme_is_refused():
 
 def test_the_key_never_appears_in_the_client_repr():
     assert "plait_secret" not in repr(Client("http://127.0.0.1:1", "plait_secret"))
+
+
+def test_a_netrc_entry_for_the_server_never_replaces_the_key(recording_server, tmp_path, monkeypatch):
+    # requests sends a ~/.netrc login as basic auth, over the Authorization header we set: a
+    # netrc with a `default` entry (or one for the server's host) broke every call.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password elsewhere\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    recording_server.route("/graphql", json=ANSWER)
+    assert client(recording_server.url).graphql(QUERY) == ANSWER["data"]
+    assert recording_server.requests[0].headers["authorization"] == "Bearer plait_test-key"
+
+
+def test_the_proxy_environment_is_honoured(recording_server, monkeypatch):
+    # The environment is read once, when the client is made (not at every call), and still
+    # decides where requests go: here through the "proxy" (the recording server).
+    monkeypatch.setenv("HTTP_PROXY", recording_server.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    recording_server.fail_next(400, json={"data": None, "errors": [{"message": "no"}]})
+    with pytest.raises(ServerError):
+        client("http://plait-server.invalid:4200").graphql(QUERY)
+    assert len(recording_server.requests) == 1
+    assert recording_server.requests[0].headers["host"] == "plait-server.invalid:4200"
+
+
+def test_task_run_outcomes_are_the_outcomes_the_generic_reader_makes():
+    from plait.client import StateWriteOutcome, TaskRunState, _outcome, _task_run_outcomes
+
+    sent = [TaskRunState("r1", "inc", 0, {"type": "Pending"}, map_index=i) for i in range(3)]
+    answers = [
+        {"index": 0, "ok": True, "id": "t0", "version": 1, "state": "Pending", "error": None},
+        {
+            "index": 1,
+            "ok": False,
+            "id": "t1",
+            "version": 4,
+            "state": "Success",
+            "error": {"code": "INVALID_TRANSITION", "message": "finished", "rule": "finished_is_final"},
+        },
+        {
+            "index": 2,
+            "ok": False,
+            "id": None,
+            "version": None,
+            "state": None,
+            "error": {"code": "NOT_FOUND", "message": "no", "rule": None},
+        },
+    ]
+    fast = _task_run_outcomes([dict(a) for a in answers], sent)
+    slow = [_outcome(dict(a), task_slug=s.task_slug, map_index=s.map_index) for a, s in zip(answers, sent, strict=True)]
+    assert fast == slow
+    assert [hash(o) for o in fast] == [hash(o) for o in slow]
+    assert fast[1].code == "INVALID_TRANSITION" and fast[1].rule == "finished_is_final" and fast[2].map_index == 2
+    with pytest.raises(AttributeError):  # still frozen
+        fast[0].ok = False
+    assert all(type(o) is StateWriteOutcome for o in fast)
