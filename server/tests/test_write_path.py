@@ -72,3 +72,41 @@ def test_a_batch_reads_only_its_own_task_runs(store):
         # The rows the batch names, each read a few times (locked, updated, checked by the
         # history's foreign key): never the flow run's other 3,000 task runs.
         assert by_index <= 500
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_task_run_state_write_runs_without_sequential_scans(store):
+    """The write turns sequential scans off for its transaction in its first statement (no
+    ``SET LOCAL`` round trip of its own): the setting is off when it commits, and only then."""
+    run = running_run(store, "write-path-setting")
+    settings: list[str] = []
+
+    def commit(conn):
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute("SELECT current_setting('enable_seqscan')")
+        settings.append(cursor.fetchone()[0])
+        cursor.close()
+
+    event.listen(store.engine, "commit", commit)
+    write_children(store, run, range(10), 0, "Pending")
+    write_children(store, run, range(10), 1, "Running")
+    store.runs.get(run.id)  # a read, in a transaction of its own
+    event.remove(store.engine, "commit", commit)
+    assert settings[:2] == ["off", "off"]
+    with store.engine.connect() as conn:  # the next transaction of a pooled connection
+        assert conn.exec_driver_sql("SELECT current_setting('enable_seqscan')").scalar_one() == "on"
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_array_literals_read_back_as_the_values(store):
+    from plait_server.data.driver import array_literal
+
+    texts = ["plain", 'a "quoted" one', "back\\slash", "comma, and {braces}", "NULL", "", " spaced ", "é ünï", None]
+    with store.engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute("SELECT %s::text[], %s::integer[]", [array_literal(texts), array_literal([0, -1, 2**31 - 1])])
+        assert cursor.fetchone() == (texts, [0, -1, 2**31 - 1])
+        cursor.execute("SELECT %s::text[]", [array_literal([])])
+        assert cursor.fetchone() == ([],)
+    with pytest.raises(TypeError):
+        array_literal([1.5])

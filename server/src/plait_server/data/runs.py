@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from plait_server.data import rules
 from plait_server.data.common import MAX_LIMIT, check_labels, check_limit, check_text, check_time, cut, new_id
-from plait_server.data.driver import Driver
+from plait_server.data.driver import INDEX_SCANS_ONLY, Driver, array_literal
 from plait_server.data.records import (
     FlowRunRecord,
     Page,
@@ -457,9 +457,9 @@ class TaskRuns:
 
         def write(conn: Connection) -> list[StateWriteResult]:
             db = Driver(conn)
-            db.index_scans_only()
             good = [c for c in checked if not isinstance(c, StateWriteResult)]
-            flow_runs = _flow_run_types(db, sorted({c[1].flow_run_id for c in good}))
+            # Its first statement also turns sequential scans off (Driver.index_scans_only).
+            flow_runs = _flow_run_types(db, sorted({c[1].flow_run_id for c in good}), index_scans_only=True)
             live = _task_runs_by_key(db, good)
             read_version = {key: row["version"] for key, row in live.items()}
             results: list[StateWriteResult] = []
@@ -745,16 +745,21 @@ _HISTORY_INSERT = (
 )
 
 
-def _flow_run_types(db: Driver, ids: list[str]) -> dict[str, str]:
-    """``{flow run id: state type}``, locked against changes (``FOR SHARE``) on PostgreSQL."""
+def _flow_run_types(db: Driver, ids: list[str], index_scans_only: bool = False) -> dict[str, str]:
+    """``{flow run id: state type}``, locked against changes (``FOR SHARE``) on PostgreSQL.
+
+    ``index_scans_only``: on PostgreSQL, the statement also does ``Driver.index_scans_only()``
+    for the rest of the transaction (when it finds a flow run: without one nothing is written).
+    """
     found: dict[str, str] = {}
     for chunk in _chunks(ids, 500):
         if db.sqlite:
             sql = f"SELECT id, state_type FROM flow_run WHERE id IN ({db.marks(len(chunk))}) ORDER BY id"
             found.update(db.fetch(sql, chunk))
         else:
-            sql = "SELECT id, state_type FROM flow_run WHERE id = ANY(%s) ORDER BY id FOR SHARE"
-            found.update(db.fetch(sql, [chunk]))
+            also = f" AND {INDEX_SCANS_ONLY}" if index_scans_only else ""
+            sql = f"SELECT id, state_type FROM flow_run WHERE id = ANY(%s::text[]){also} ORDER BY id FOR SHARE"
+            found.update(db.fetch(sql, [array_literal(chunk)]))
     return found
 
 
@@ -802,7 +807,7 @@ def _task_runs_by_key(db: Driver, good: list[Any]) -> dict[tuple[str, str, int],
                     f"SELECT {columns} FROM task_run WHERE flow_run_id = %s AND task_slug = %s "
                     "AND map_index >= %s AND map_index <= %s AND map_index = ANY(%s::integer[]) ORDER BY id FOR UPDATE"
                 )
-                rows = db.fetch(sql, [flow_run_id, slug, chunk[0], chunk[-1], chunk])
+                rows = db.fetch(sql, [flow_run_id, slug, chunk[0], chunk[-1], array_literal(chunk)])
             for r in rows:
                 row = dict(zip(_TASK_RUN_READ, r, strict=True))
                 found[(row["flow_run_id"], row["task_slug"], row["map_index"])] = row
