@@ -238,3 +238,31 @@ def test_flow_run_in_a_script_cleans_up_then_ends_as_sigterm_asks(tmp_path):
         proc.wait()
         kill_all(pids)
         fifo.close()
+
+
+SWALLOWING_FLOW = """
+import signal
+from plait import Flow, task
+
+
+@task
+def swallows_ctrl_c():
+    try:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while this task runs ...
+    except KeyboardInterrupt:
+        pass  # ... and the task's own except clause takes it
+    return 1
+
+
+with Flow("swallowed") as flow:
+    swallows_ctrl_c()
+"""
+
+
+@pytest.mark.usefixtures("ctrl_c_reaches_subprocesses")  # also when pytest runs in the background
+def test_a_ctrl_c_that_a_task_swallows_still_cancels_the_run(tmp_path):
+    flow_file = tmp_path / "swallowing_flow.py"
+    flow_file.write_text(SWALLOWING_FLOW)
+    proc = subprocess.run([str(PLAIT), "run", str(flow_file)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, proc.stdout + proc.stderr
+    assert "Cancelled" in proc.stdout and "Flow run was interrupted" in proc.stdout

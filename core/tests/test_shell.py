@@ -210,6 +210,60 @@ def test_interrupted_flow_run_kills_the_process_group(tmp_path, executor):
         kill_leftovers(pids)
 
 
+LOST_CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import os
+    import signal
+    import sys
+
+    import plait.shell
+    from plait import Flow
+    from plait.tasks import ShellTask
+
+    pidfifo = sys.argv[1]
+    os.mkfifo(pidfifo)
+    real_start_reader = plait.shell._start_reader
+
+
+    def start_reader_hit_by_ctrl_c(*args):
+        thread = real_start_reader(*args)
+        if args[-1].startswith("plait-shell-out-"):
+            with open(pidfifo) as f:  # the command's shell and its child are up
+                print("PIDS", f.readline().strip(), flush=True)
+            # Ctrl-C lands between the two readers' start, inside threading's internals, which
+            # turn the KeyboardInterrupt into another error (seen in CI):
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                raise RuntimeError("release unlocked lock") from None
+        return thread
+
+
+    plait.shell._start_reader = start_reader_hit_by_ctrl_c
+    with Flow("lost-ctrl-c") as flow:
+        ShellTask(command=f"bash -c 'sleep 300 & echo $$ $! > {pidfifo}; wait'")()
+    print("STATE", flow.run().name, flush=True)
+    """
+)
+
+
+@pytest.mark.usefixtures("ctrl_c_reaches_subprocesses")  # also when pytest runs in the background
+def test_ctrl_c_turned_into_another_error_still_cancels_the_run_and_kills_the_group(tmp_path):
+    script = tmp_path / "flow.py"
+    script.write_text(LOST_CTRL_C_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "pids")], capture_output=True, text=True, timeout=120
+    )
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    pids = [int(p) for p in lines.get("PIDS", "").split()]
+    try:
+        assert len(pids) == 2, proc.stdout + proc.stderr
+        assert lines.get("STATE") == "Cancelled", proc.stderr
+        assert [pid for pid in pids if alive(pid)] == []
+    finally:
+        kill_leftovers(pids)
+
+
 def test_import_plait_does_not_load_the_shell_module():
     code = "import sys, plait; print('plait.shell' in sys.modules); from plait.tasks import ShellTask; print(ShellTask)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")

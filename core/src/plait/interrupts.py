@@ -13,7 +13,8 @@ run began with the current one, and starts nothing once they differ:
 ``FlowRunner.run`` calls ``watching()`` around a run in the main thread: it makes ``SIGINT`` (if
 Python's default handler is in place) and ``SIGTERM`` (if nobody handles it) bump the count and
 raise ``KeyboardInterrupt`` (``Terminated`` for ``SIGTERM``), so the run is cancelled, its
-processes are killed and ``flow.run()`` returns ``Cancelled``. After a ``SIGTERM`` that nobody
+processes are killed and ``flow.run()`` returns ``Cancelled`` (also when the exception was lost
+in the code it landed in: the run compares ``signals_received()`` before and after). After a ``SIGTERM`` that nobody
 else handled, the signal is delivered again once the run is cleaned up, so the process still
 ends as ``SIGTERM`` asked. ``plait run`` installs ``raise_interrupt`` for ``SIGTERM`` itself,
 prints the run's summary, and exits with ``128 + the signal's number``.
@@ -36,6 +37,7 @@ __all__ = [
     "last_signal",
     "raise_interrupt",
     "reset",
+    "signals_received",
     "starting",
     "wait_for_starts",
     "watching",
@@ -60,6 +62,19 @@ def last_signal() -> int | None:
     return _last_signal
 
 
+def signals_received() -> int:
+    """How many ``SIGINT``/``SIGTERM`` signals ``raise_interrupt`` handled in this process (compare, never store).
+
+    The ``KeyboardInterrupt`` a signal raises can be lost in the code it interrupts (a task that
+    catches it, or threading's internals, where it can surface as another error): a run that
+    compares this count before and after knows it was interrupted all the same.
+    """
+    return _signals
+
+
+_signals = 0
+
+
 def interrupt(signum: int | None = None) -> None:
     """Record an interrupt: work that has not started yet must not start."""
     global _count, _last_signal
@@ -76,8 +91,9 @@ def raise_interrupt(signum: int, frame: Any) -> None:
     takes a few seconds at most), a second signal is only recorded, so the cleanup is not cut
     short and leaves nothing behind; a third one raises again.
     """
-    global _pending
+    global _pending, _signals
     interrupt(signum)
+    _signals += 1
     _pending += 1
     if _pending == 2:
         return

@@ -130,12 +130,11 @@ class ShellTask(Task):
                 _running[proc] = interrupts.count() != epoch
             if _running[proc]:
                 _signal_group(proc.pid, signal.SIGKILL)
-        readers = [
-            _start_reader(proc.stdout, stdout_lines.append, log_out, f"plait-shell-out-{proc.pid}"),
-            _start_reader(proc.stderr, stderr_tail.append, log_err, f"plait-shell-err-{proc.pid}"),
-        ]
+        readers: list[threading.Thread] = []
         timed_out = False
         try:
+            readers.append(_start_reader(proc.stdout, stdout_lines.append, log_out, f"plait-shell-out-{proc.pid}"))
+            readers.append(_start_reader(proc.stderr, stderr_tail.append, log_err, f"plait-shell-err-{proc.pid}"))
             code = proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True

@@ -27,6 +27,7 @@ import heapq
 import itertools
 import logging
 import queue
+import signal
 import sys
 import time
 import traceback
@@ -270,22 +271,22 @@ class FlowRunner:
             run = _TaskRuns(self, _plan(flow), executor, ctx, resumed, one_pass=not wait_for_retries)
             if previous:
                 run.restore(previous, prefect_states)
+            signals_before = interrupts.signals_received()
             with interrupts.watching():  # Ctrl-C and SIGTERM cancel the run
                 try:
                     with executor.start():
                         run.run()
                 except KeyboardInterrupt as exc:
-                    # Nothing starts from now on (interrupts.count), then what runs is stopped:
-                    # the executor's exit cancelled what was queued and stopped its workers;
-                    # here go the processes tasks started in this process (ShellTask groups,
-                    # timed tasks' processes, plait.cancellation's cancellers).
-                    interrupts.interrupt()
-                    _kill_subprocesses()
-                    why = "terminated (SIGTERM)" if isinstance(exc, interrupts.Terminated) else "interrupted"
-                    run.cancel(f"Flow run was {why}.")
-                    final = Cancelled(f"Flow run was {why}.", result=run.task_states())
-                    logger.warning("Flow run %r was %s", flow.name, why)
-                    return self._flow_transition(state, final)
+                    return self._interrupted(run, state, isinstance(exc, interrupts.Terminated))
+                except Exception:
+                    if interrupts.signals_received() == signals_before:
+                        raise
+                if interrupts.signals_received() != signals_before:
+                    # The signal's KeyboardInterrupt was swallowed, or turned into another error,
+                    # by the code it interrupted (a task's own except clause; threading's
+                    # internals, where it can surface as "release unlocked lock"): the run was
+                    # interrupted all the same, and what it started must not be left running.
+                    return self._interrupted(run, state, interrupts.last_signal() == signal.SIGTERM)
             final = self._final_state(run)
             if getattr(flow, "terminal_state_handler", None) is not None:
                 final = self._terminal_state(final)
@@ -299,6 +300,20 @@ class FlowRunner:
             return final
         finally:
             _flow_ctx.reset(token)
+
+    def _interrupted(self, run: _TaskRuns, state: State, terminated: bool) -> State:
+        """End a run that Ctrl-C or SIGTERM interrupted: ``Cancelled``, with nothing left running."""
+        # Nothing starts from now on (interrupts.count), then what runs is stopped: the
+        # executor's exit cancelled what was queued and stopped its workers; here go the
+        # processes tasks started in this process (ShellTask groups, timed tasks' processes,
+        # plait.cancellation's cancellers).
+        interrupts.interrupt()
+        _kill_subprocesses()
+        why = "terminated (SIGTERM)" if terminated else "interrupted"
+        run.cancel(f"Flow run was {why}.")
+        final = Cancelled(f"Flow run was {why}.", result=run.task_states())
+        logger.warning("Flow run %r was %s", self.flow.name, why)
+        return self._flow_transition(state, final)
 
     # -- the flow's own state -----------------------------------------------------------------
 
