@@ -755,3 +755,93 @@ def test_flows_and_edges_pickled_with_stored_hashes_still_load():
         )
     )
     assert edge == next(iter(flow.edges)) and hash(edge) == hash(next(iter(flow.edges)))
+
+
+# -- validating is planning: one walk of the tasks for both (plait.engine.runner._Plan) -------
+
+
+def test_a_validated_flow_is_planned_and_its_runs_use_that_plan():
+    flow = fan_out(5)
+    flow.validate()
+    plan = flow._plan
+    assert plan is not None and _plan(flow) is plan
+    assert flow.run().is_successful() and flow._plan is plan
+    leaf = flow.sorted_tasks()[-1]
+    with flow:
+        task(inc)(leaf)  # a changed flow is checked and planned again
+    flow.validate()
+    assert flow._plan is not plan and len(flow._plan.tasks) == 7
+
+
+def test_a_flow_that_fails_validation_fails_it_every_time_and_gets_no_plan():
+    broken = fan_in(3)
+    first_inc = next(t for t in broken if t.name == "inc")
+    broken.add_edge(task(one).copy(), first_inc, key="nope")
+    for _ in range(2):
+        with pytest.raises(TaskBindError, match="'nope'"):
+            broken.validate()
+    assert broken._plan is None
+
+
+def test_validation_still_checks_every_kind_of_task_it_plans():
+    from plait import Parameter
+    from plait.errors import CycleError, FlowValidationError
+
+    @task
+    def needs_two(a, b):
+        return a + b
+
+    with Flow("missing") as flow:
+        needs_two(Parameter("p", default=1))  # b is missing
+    with pytest.raises(TaskBindError, match="missing input 'b'"):
+        flow.validate()
+    with Flow("many") as flow:
+        gathered = task(gather)(**{f"k{i}": task(inc)(i) for i in range(5)})
+    flow.validate()  # a **kwargs task takes any inputs
+    assert flow.run().result[gathered].result == [f"k{i}" for i in range(5)]
+    a, b = Task(name="a"), Task(name="b")
+    cyclic = Flow("cycle")
+    cyclic.add_edge(a, b)
+    cyclic.add_edge(b, a)
+    with pytest.raises(CycleError, match="a -> b -> a"):
+        cyclic.validate()
+    elsewhere = Flow("reference", tasks=[a])
+    elsewhere.set_reference_tasks([a])
+    elsewhere._tasks.pop(a)  # (as a task removed without the flow's knowledge)
+    elsewhere._version += 1
+    with pytest.raises(FlowValidationError, match="reference task 'a' is not in the flow"):
+        elsewhere.validate()
+
+
+def test_a_plan_shares_the_entries_of_alike_tasks():
+    plan = _plan(fan_out(4))
+    leaves = range(1, 5)
+    # one tuple of inputs and one of upstream tasks for every task of a fan-out, not two each
+    assert len({id(plan.inputs[d]) for d in leaves}) == 1 and plan.inputs[1] == (("x", 0, False, False),)
+    assert len({id(plan.ups[d]) for d in leaves}) == 1 and plan.ups[1] == (0,)
+    assert plan.reference == list(leaves)  # the terminal tasks, in run order
+    plan = _plan(fan_in(4))
+    total_index = len(plan.tasks) - 1
+    collection = total_index - 1
+    # every input of the collection waits on one shared tuple naming it
+    assert len({id(plan.finish_waiters[u]) for u in range(4)}) == 1
+    assert plan.finish_waiters[0] == (collection,) and plan.reference == [total_index]
+
+
+def test_edges_made_by_calls_grow_move_and_go_like_any_other():
+    t_inc = task(inc)
+    with Flow("f") as flow:
+        a = t_inc(1)
+        b = t_inc(a)
+    c = task(inc).copy()
+    flow.add_edge(a, c, key="x")  # a second edge out of a, after the one its call made
+    assert flow.downstream_tasks(a) == {b, c} and len(flow.edges) == 2
+    d = task(inc).copy()
+    flow.replace(b, d)  # b's one input moves to d
+    assert flow.upstream_tasks(d) == {a} and b not in flow
+    assert flow.downstream_tasks(a) == {c, d}
+    state = flow.run()
+    assert state.result[c].result == 3 and state.result[d].result == 3
+    copy = flow.copy()
+    copy.add_edge(Task(name="first"), a)
+    assert flow.upstream_tasks(a) == set() and len(copy.upstream_tasks(a)) == 1

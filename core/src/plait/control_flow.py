@@ -353,10 +353,12 @@ def apply_map(func: Callable[..., Any], *args: Any, flow: Any = None, **kwargs: 
 
 
 def _remove_edge(flow: Any, edge: Any) -> None:
+    from plait.flow import _remove
+
     if flow._edge_set is not None:
         flow._edge_set.discard(edge)
-    flow._edges_in[edge.downstream_task].remove(edge)
-    flow._edges_out[edge.upstream_task].remove(edge)
+    _remove(flow._edges_in, edge.downstream_task, edge)
+    _remove(flow._edges_out, edge.upstream_task, edge)
     index = flow._keyed_inputs.get(edge.downstream_task)
     if index is not None and index.get(edge.key) is edge:
         del index[edge.key]  # that input is free again

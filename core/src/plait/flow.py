@@ -333,27 +333,13 @@ class Flow:
             task.slug = slug
         self._slugs[slug] = task
         self._tasks[task] = self._version
-        # () until the task has an edge there (most tasks of a fan-out feed nothing)
-        self._edges_in.setdefault(task, ())
-        self._edges_out.setdefault(task, ())
+        # (no entry in _edges_in / _edges_out until the task has an edge there: most tasks of a
+        # fan-out feed nothing, most of a fan-in's take no task's result)
         self._version += 1  # self._changed(), without the call: this runs once per task built
         cases = _active_cases.get()
         if cases:
             cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
         return task
-
-    def _fresh_slug(self, name: str) -> str:
-        """The slug a new task named ``name`` gets: ``_next_slug(name)``, without its search when
-        the name or its next number is free (they usually are)."""
-        slugs = self._slugs
-        if name not in slugs:
-            return name
-        n = self._slug_counters.get(name, 0) + 1
-        slug = f"{name}-{n}"
-        if slug in slugs:
-            return self._next_slug(name)
-        self._slug_counters[name] = n
-        return slug
 
     def _next_slug(self, base: str) -> str:
         """``base-N``, the first N not taken (a counter per name keeps adding many copies linear)."""
@@ -429,7 +415,7 @@ class Flow:
                 # An edge back to a task added earlier. One that feeds no task yet (a call's
                 # task, whose list of inputs became a collection task after it) moves to the
                 # end, after every one of its inputs; otherwise the flow is sorted when needed.
-                if self._edges_out[downstream_task]:
+                if self._edges_out.get(downstream_task):
                     self._ordered = False
                 else:
                     del tasks[downstream_task]
@@ -470,7 +456,7 @@ class Flow:
                 while parents[path[-1]] is not None:
                     path.append(parents[path[-1]])  # type: ignore[arg-type]
                 return path[::-1]
-            for edge in self._edges_out[task]:
+            for edge in self._edges_out.get(task, ()):
                 if edge.downstream_task not in parents:
                     parents[edge.downstream_task] = task
                     todo.append(edge.downstream_task)
@@ -577,12 +563,16 @@ class Flow:
                 break
         else:
             # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
-            slug = task.__dict__["slug"] = self._fresh_slug(task.name)
-            self._slugs[slug] = task
+            slugs, name = self._slugs, task.name
+            if name in slugs:
+                slug = _fresh_slug(self, slugs, name)
+            else:
+                slug = name
+            task.__dict__["slug"] = slug
+            slugs[slug] = task
             tasks[task] = self._version
             edges_in: list[Edge] = []
             edges_out = self._edges_out
-            edges_out[task] = ()
             edges = self._edge_set
             consts: dict[str, Any] | None = None
             for key, value in callargs.items():
@@ -595,16 +585,17 @@ class Flow:
                     if edges is not None:
                         edges.add(edge)
                     edges_in.append(edge)
-                    outs = edges_out[value]
-                    if outs:
-                        outs.append(edge)  # type: ignore[union-attr]
-                    else:
-                        edges_out[value] = [edge]
+                    outs = edges_out.get(value, ())
+                    if type(outs) is list:
+                        outs.append(edge)
+                    else:  # () or a tuple of one (see _append)
+                        edges_out[value] = [*outs, edge] if outs else (edge,)
                 elif consts is None:
                     consts = self.constants[task] = {key: value}
                 else:
                     consts[key] = value
-            self._edges_in[task] = edges_in or ()
+            if edges_in:
+                self._edges_in[task] = (edges_in[0],) if len(edges_in) == 1 else edges_in
             self._version += 1
             cases = _active_cases.get()
             if cases:
@@ -632,11 +623,20 @@ class Flow:
             self.set_dependencies(task, None, None, {key: value}, False)
             return
         # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
-        slug = task.__dict__["slug"] = self._fresh_slug(task.name)
-        self._slugs[slug] = task
+        slugs, name = self._slugs, task.name
+        if name in slugs:  # _fresh_slug(self, slugs, name), without the call
+            counters = self._slug_counters
+            n = counters.get(name, 0) + 1
+            slug = f"{name}-{n}"
+            if slug in slugs:
+                slug = self._next_slug(name)
+            else:
+                counters[name] = n
+        else:
+            slug = name
+        task.__dict__["slug"] = slug
+        slugs[slug] = task
         tasks[task] = self._version
-        edges_out = self._edges_out
-        edges_out[task] = ()
         if from_task:
             # Edge(value, task, key), without the call: the task is new, so it is not value,
             # and the key is a name
@@ -645,14 +645,14 @@ class Flow:
             edge.mapped = edge.flattened = False
             if self._edge_set is not None:
                 self._edge_set.add(edge)
-            self._edges_in[task] = [edge]
-            outs = edges_out[value]
-            if outs:
-                outs.append(edge)  # type: ignore[union-attr]
-            else:
-                edges_out[value] = [edge]
+            self._edges_in[task] = (edge,)
+            edges_out = self._edges_out
+            outs = edges_out.get(value, ())
+            if type(outs) is list:
+                outs.append(edge)
+            else:  # () or a tuple of one (see _append)
+                edges_out[value] = [*outs, edge] if outs else (edge,)
         else:
-            self._edges_in[task] = ()
             self.constants[task] = {key: value}
         self._version += 1
         cases = _active_cases.get()
@@ -685,11 +685,13 @@ class Flow:
 
     def root_tasks(self) -> set[Task]:
         """Tasks with no upstream task."""
-        return {t for t in self._tasks if not self._edges_in[t]}
+        edges_in = self._edges_in
+        return {t for t in self._tasks if not edges_in.get(t)}
 
     def terminal_tasks(self) -> set[Task]:
         """Tasks with no downstream task."""
-        return {t for t in self._tasks if not self._edges_out[t]}
+        edges_out = self._edges_out
+        return {t for t in self._tasks if not edges_out.get(t)}
 
     def reference_tasks(self) -> set[Task]:
         """The tasks whose states decide the flow run's state (default: the terminal tasks)."""
@@ -749,7 +751,7 @@ class Flow:
         reached = set(roots)
         todo = list(roots)
         while todo:
-            for edge in self._edges_out[todo.pop()]:
+            for edge in self._edges_out.get(todo.pop(), ()):
                 if edge.downstream_task not in reached:
                     reached.add(edge.downstream_task)
                     todo.append(edge.downstream_task)
@@ -769,13 +771,13 @@ class Flow:
         indegree: dict[Task, int] = {}
         order: list[Task] = []
         for t in self._tasks:
-            edges = edges_in[t]
+            edges = edges_in.get(t)
             if not edges:
                 order.append(t)
             else:
                 indegree[t] = len(edges) if len(edges) == 1 else len({e.upstream_task for e in edges})
         for t in order:
-            outs = edges_out[t]
+            outs = edges_out.get(t)
             if not outs:
                 continue
             if len(outs) == 1:
@@ -800,77 +802,55 @@ class Flow:
         Raises ``CycleError``, ``FlowValidationError`` or ``TaskBindError`` naming what is wrong.
         """
         if self._validated != self._version:
-            _without_gc(self._validate)
+            # The checks are made while the run plan is compiled, in the same walk of the
+            # tasks and their edges (plait.engine.runner._Plan): a flow validated is planned,
+            # and its first run starts at once.
+            from plait.engine.runner import _plan
 
-    def _validate(self) -> None:
-        self.sorted_tasks()
-        edges_in, constants = self._edges_in, self.constants
-        binding: Any = None
-        cls: Any = None
-        accepted: frozenset[str] | None = None
-        required: frozenset[str] = frozenset()
-        for t in self._tasks:
-            # Copies of one task share its binding (see plait.tasks._binder): look the inputs
-            # up once for a run of them.
-            attrs = t.__dict__
-            if (
-                binding is None
-                or attrs.get("_binding") is not binding
-                or type(t) is not cls
-                or binding[0] is not (attrs.get("run") or cls.run)
-            ):
-                cls = type(t)
-                if issubclass(cls, Parameter):
-                    binding = None
-                    continue
-                accepted, required = _inputs_of(t)
-                binding = attrs.get("_binding")
-            if accepted is None and not required:  # takes **kwargs and needs nothing: any inputs do
-                continue
-            edges = edges_in[t]
-            consts = constants.get(t)
-            # the usual task: one input, from a task or a constant
-            if not consts:
-                if len(edges) == 1:
-                    key = edges[0].key
-                    if (key is None or accepted is None or key in accepted) and (
-                        not required or (key is not None and len(required) == 1 and key in required)
-                    ):
-                        continue
-                elif not edges and not required:
-                    continue
-            elif not edges and len(consts) == 1:
-                key = next(iter(consts))
-                if (accepted is None or key in accepted) and (not required or (len(required) == 1 and key in required)):
-                    continue
-            if len(edges) == 1:
-                given = {edges[0].key}
-            else:
-                given = {e.key for e in edges}
-            given.discard(None)
-            if consts:
-                given.update(consts)
-            if accepted is not None and not given <= accepted:
-                unknown = sorted(given - accepted)
-                raise TaskBindError(
-                    f"Task {t.name!r} in flow {self.name!r} is given input "
-                    f"{', '.join(repr(u) for u in unknown)} that its run{t.signature()} does not take; "
-                    f"rename the input or add the parameter to run()"
-                )
-            if given >= required:
-                continue
-            missing = [name for name in t.required_arguments() if name not in given]
-            if missing:
-                raise TaskBindError(
-                    f"Task {t.name!r} in flow {self.name!r} is missing input "
-                    f"{', '.join(repr(m) for m in missing)}: run{t.signature()} needs "
-                    f"{'it' if len(missing) == 1 else 'them'}; pass {'it' if len(missing) == 1 else 'them'} "
-                    f"when calling the task"
-                )
+            _plan(self)
+
+    def _check_inputs(
+        self,
+        t: Task,
+        edges: Any,
+        consts: dict[str, Any] | None,
+        accepted: frozenset[str] | None,
+        required: frozenset[str],
+    ) -> None:
+        """Raise ``TaskBindError`` if ``t``'s inputs (``edges``, ``consts``) do not fit its ``run()``.
+
+        ``accepted``/``required`` are from ``_inputs_of(t)``. The run plan passes the usual
+        task (one input, from a task or a constant) without this call.
+        """
+        if len(edges) == 1:
+            given = {edges[0].key}
+        else:
+            given = {e.key for e in edges}
+        given.discard(None)
+        if consts:
+            given.update(consts)
+        if accepted is not None and not given <= accepted:
+            unknown = sorted(given - accepted)
+            raise TaskBindError(
+                f"Task {t.name!r} in flow {self.name!r} is given input "
+                f"{', '.join(repr(u) for u in unknown)} that its run{t.signature()} does not take; "
+                f"rename the input or add the parameter to run()"
+            )
+        if given >= required:
+            return
+        missing = [name for name in t.required_arguments() if name not in given]
+        if missing:
+            raise TaskBindError(
+                f"Task {t.name!r} in flow {self.name!r} is missing input "
+                f"{', '.join(repr(m) for m in missing)}: run{t.signature()} needs "
+                f"{'it' if len(missing) == 1 else 'them'}; pass {'it' if len(missing) == 1 else 'them'} "
+                f"when calling the task"
+            )
+
+    def _check_reference_tasks(self) -> None:
         for t in self._reference_tasks:
             if t not in self._tasks:
                 raise FlowValidationError(f"Flow {self.name!r}: reference task {t.name!r} is not in the flow")
-        self._validated = self._version
 
     # -- running ------------------------------------------------------------------------------
 
@@ -1147,20 +1127,21 @@ class Flow:
             new = Constant(new)
         if new is old:
             return
-        edges = list(self._edges_in[old]) + list(self._edges_out[old])
+        edges = list(self._edges_in.get(old, ())) + list(self._edges_out.get(old, ()))
         consts = self.constants.pop(old, None)
         if value_given:  # a value takes no inputs: only what old fed downstream moves to it
             consts = None
         for edge in edges:
             if self._edge_set is not None:
                 self._edge_set.discard(edge)
-            self._edges_out[edge.upstream_task].remove(edge)
-            self._edges_in[edge.downstream_task].remove(edge)
+            _remove(self._edges_out, edge.upstream_task, edge)
+            _remove(self._edges_in, edge.downstream_task, edge)
             index = self._keyed_inputs.get(edge.downstream_task)
             if index is not None and index.get(edge.key) is edge:
                 del index[edge.key]
         del self._tasks[old]
-        del self._edges_in[old], self._edges_out[old]
+        self._edges_in.pop(old, None)
+        self._edges_out.pop(old, None)
         self._keyed_inputs.pop(old, None)
         if self._slugs.get(old.slug) is old:
             del self._slugs[old.slug]
@@ -1298,7 +1279,7 @@ class Flow:
         while node not in seen:
             seen[node] = len(path)
             path.append(node)
-            node = next(e.upstream_task for e in self._edges_in[node] if e.upstream_task in candidates)
+            node = next(e.upstream_task for e in self._edges_in.get(node, ()) if e.upstream_task in candidates)
         cycle = path[seen[node] :]
         cycle.reverse()  # walked upstream; show it in run order
         # Start at the task added to the flow first, so the message reads as the user wrote it.
@@ -1379,13 +1360,39 @@ def _end_deferral() -> None:
 _new_edge = object.__new__
 
 
+def _fresh_slug(flow: Flow, slugs: dict[str, Task], name: str) -> str:
+    """The slug a new task named ``name`` gets when ``name`` is taken: ``flow._next_slug(name)``,
+    without its search when the next number is free (it usually is)."""
+    counters = flow._slug_counters
+    n = counters.get(name, 0) + 1
+    slug = f"{name}-{n}"
+    if slug in slugs:
+        return flow._next_slug(name)
+    counters[name] = n
+    return slug
+
+
+# A task has no entry in ``flow._edges_in`` / ``_edges_out`` until it has an edge there (read
+# them with ``.get(task, ())``; a flow pickled by an older Plait has ``()`` entries), then a
+# tuple of one edge when the edge came from a call in a `with Flow` block (one object for the
+# usual task's one input, where a list is two), and a list from the second edge on.
+
+
 def _append(edge_lists: dict[Task, Any], task: Task, edge: Edge) -> None:
-    """Add ``edge`` to ``task``'s list in ``flow._edges_in`` or ``_edges_out`` (``()`` until its first)."""
-    edges = edge_lists[task]
-    if edges:
+    """Add ``edge`` to ``task``'s edges in ``flow._edges_in`` or ``_edges_out``."""
+    edges = edge_lists.get(task, ())
+    if type(edges) is list:
         edges.append(edge)
     else:
-        edge_lists[task] = [edge]
+        edge_lists[task] = [*edges, edge]
+
+
+def _remove(edge_lists: dict[Task, Any], task: Task, edge: Edge) -> None:
+    """Take ``edge`` out of ``task``'s edges in ``flow._edges_in`` or ``_edges_out`` (``ValueError`` if not there)."""
+    edges = edge_lists.get(task, ())
+    if type(edges) is not list:
+        edges = edge_lists[task] = list(edges)
+    edges.remove(edge)
 
 
 def _checked_edge(upstream: Task, downstream: Task, key: str, mapped: bool) -> Edge:

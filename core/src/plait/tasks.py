@@ -418,7 +418,7 @@ class Task:
         warns (the copy will not run after, or feed, what this task does).
         """
         flow = _active_flows.get()
-        if flow and self in flow[-1] and (flow[-1]._edges_in[self] or flow[-1]._edges_out[self]):
+        if flow and self in flow[-1] and (flow[-1]._edges_in.get(self) or flow[-1]._edges_out.get(self)):
             warnings.warn(
                 f"You are making a copy of {self!r}, which has dependencies in the active flow "
                 f"{flow[-1].name!r}: the copy does not keep them (call the copy with its inputs, or "
@@ -471,7 +471,7 @@ class Task:
         """Bind a copy of this task into the active flow with these inputs; returns the copy."""
         ctx = _flow_ctx.get()
         unused = ctx.get(UNUSED_TASKS_KEY)
-        if unused is not None:
+        if unused:
             unused.discard(self)  # a task made in the block to be called there: it was used
         attrs = self.__dict__
         binding = attrs.get("_binding")
@@ -747,7 +747,7 @@ class Task:
         from plait.flow import Flow
 
         flow = Flow.active()
-        if flow is not None and self in flow and any(e.mapped for e in flow._edges_in[self]):
+        if flow is not None and self in flow and any(e.mapped for e in flow._edges_in.get(self, ())):
             raise TypeError(
                 f"Task is not iterable: task {self.name!r} is mapped, its result is one value per child; "
                 "index it (result[i]) in a task downstream instead of unpacking it"

@@ -41,7 +41,7 @@ from plait import interrupts, signals
 from plait.context import TaskRunInfo, _flow_ctx, _task_ctx, flow_context
 from plait.engine.executors import Executor, get_executor
 from plait.errors import FlowRunError, ParameterError, StateHandlerError, TaskTimeoutError, portable_exception
-from plait.flow import _without_gc
+from plait.flow import Flow, _inputs_of, _without_gc
 from plait.logging import LOG_TEXT_LIMIT, _context_fields, capture_stdout, configure_logging, excerpt, get_logger
 from plait.secrets import _values as _secret_values
 from plait.secrets import mask, register_secret_value
@@ -66,13 +66,12 @@ from plait.states import (
     remask,
     result_ref,
 )
-from plait.tasks import Task
+from plait.tasks import Parameter, Task
 from plait.triggers import BUILT_IN as _BUILT_IN_TRIGGERS
 from plait.triggers import UpstreamStates, all_successful, manual_only
 
 if TYPE_CHECKING:
     from plait.engine.extras import TaskExtras
-    from plait.flow import Flow
 
 __all__ = ["FlowRunner", "StateRecorder", "run_task"]
 
@@ -542,8 +541,8 @@ class _Plan:
 
     def __init__(self, flow: Flow) -> None:
         tasks = flow.sorted_tasks()
-        index = {t: i for i, t in enumerate(tasks)}
         n = len(tasks)
+        index = dict(zip(tasks, range(n)))
         self.version = flow._version
         self.tasks = tasks
         # One pass in run order (upstream tasks come first, so whether they are mapped is
@@ -555,51 +554,102 @@ class _Plan:
         self.is_mapped: list[bool] = [False] * n
         self.mapped_ups: list[tuple[int, ...]] = [()] * n
         self.mapped_over: list[tuple[int, ...]] = [()] * n
-        # A task's waiters: the shared empty tuple until it has one (most tasks of a fan-out
-        # have none; two lists per task were a third of what planning allocated).
-        self.expand_waiters: list[list[int] | tuple[()]] = [()] * n
-        self.finish_waiters: list[list[int] | tuple[()]] = [()] * n
+        # A task's waiters: the shared empty tuple until it has one, then a tuple of one
+        # (shared by the upstream tasks of one task: a fan-in's thousands of inputs wait on
+        # one tuple), a list from the second (most tasks of a fan-out have none, most others
+        # one: a list per task was a third of what planning allocated).
+        self.expand_waiters: list[list[int] | tuple[int, ...]] = [()] * n
+        self.finish_waiters: list[list[int] | tuple[int, ...]] = [()] * n
         self.waits: list[int] = [0] * n
         inputs, ups_of, is_mapped, mapped_ups = self.inputs, self.ups, self.is_mapped, self.mapped_ups
         mapped_over = self.mapped_over
         waits, expand_waiters, finish_waiters = self.waits, self.expand_waiters, self.finish_waiters
         self.constants: list[dict[str, Any] | None] = [None] * n
-        constants, edges_in = self.constants, flow._edges_in
-        for t, consts in flow.constants.items():
-            if consts:
-                d = index.get(t)
-                if d is not None:
-                    constants[d] = consts
+        constants, edges_in, constants_of = self.constants, flow._edges_in, flow.constants
+        # The tuples of the last one-input task, handed on to the next when it has the same
+        # input (the tasks of a fan-out): one tuple for them all instead of two per task.
+        last_ups: tuple[int, ...] = ()
+        last_inputs: tuple[tuple[str | None, int, bool, bool], ...] = ()
+        # flow.validate()'s checks of each task's inputs, made in the same walk: the binder is
+        # read once for a run of copies of one task, and a task with one input (from a task or
+        # a constant) or a **kwargs task passes without building sets.
+        binding: Any = None
+        cls: Any = None
+        accepted: frozenset[str] | None = None
+        required: frozenset[str] = frozenset()
+        edges_of, no_edges = edges_in.get, ()
         for d, t in enumerate(tasks):
-            edges = edges_in[t]
+            edges = edges_of(t, no_edges)
+            consts = constants_of.get(t)
+            if consts:
+                constants[d] = consts
+            attrs = t.__dict__
+            if (
+                binding is None
+                or attrs.get("_binding") is not binding
+                or type(t) is not cls
+                or binding[0] is not (attrs.get("run") or cls.run)
+            ):
+                cls = type(t)
+                if issubclass(cls, Parameter):  # takes no inputs (add_edge refuses them)
+                    binding, accepted, required = None, None, frozenset()
+                else:
+                    accepted, required = _inputs_of(t)
+                    binding = attrs.get("_binding")
+            if accepted is not None or required:
+                if not consts:
+                    if len(edges) == 1:
+                        key = edges[0].key
+                        if not (
+                            (key is None or accepted is None or key in accepted)
+                            and (not required or (key is not None and len(required) == 1 and key in required))
+                        ):
+                            flow._check_inputs(t, edges, consts, accepted, required)
+                    elif edges or required:
+                        flow._check_inputs(t, edges, consts, accepted, required)
+                elif not edges and len(consts) == 1:
+                    key = next(iter(consts))
+                    if not (
+                        (accepted is None or key in accepted)
+                        and (not required or (len(required) == 1 and key in required))
+                    ):
+                        flow._check_inputs(t, edges, consts, accepted, required)
+                else:
+                    flow._check_inputs(t, edges, consts, accepted, required)
             if not edges:
                 continue
             if len(edges) == 1:
                 e = edges[0]
                 u = index[e.upstream_task]
                 key = e.key
-                ups_of[d] = (u,)
+                if not last_ups or last_ups[0] != u:
+                    last_ups, last_inputs = (u,), ()
+                ups_of[d] = last_ups
                 waits[d] = 1
+                if key:
+                    m, f = e.mapped, e.flattened
+                    if not (last_inputs and last_inputs[0][0] == key and last_inputs[0][2] is m and last_inputs[0][3] is f):
+                        last_inputs = ((key, u, m, f),)
+                    inputs[d] = last_inputs
                 if e.mapped:
-                    if key:
-                        inputs[d] = ((key, u, True, e.flattened),)
                     is_mapped[d] = True
                     # Child i of d can follow child i of u only if the edge maps without flattening.
                     stream = not e.flattened and is_mapped[u]
                     if key is None:
                         if is_mapped[u]:
-                            mapped_ups[d] = (u,)
+                            mapped_ups[d] = last_ups
                         else:
-                            mapped_over[d] = (u,)
+                            mapped_over[d] = last_ups
                     waiters = expand_waiters if stream else finish_waiters
                 else:  # the usual task: one input, not mapped
-                    if key:
-                        inputs[d] = ((key, u, False, e.flattened),)
                     waiters = finish_waiters
-                if waiters[u]:
-                    waiters[u].append(d)  # type: ignore[union-attr]
+                w = waiters[u]
+                if not w:
+                    waiters[u] = (d,)
+                elif type(w) is list:
+                    w.append(d)
                 else:
-                    waiters[u] = [d]
+                    waiters[u] = [*w, d]
                 continue
             # One walk of the edges: the keyed inputs, the distinct upstream tasks, whether the
             # task is mapped, its ordering edges marked mapped, the upstream tasks it cannot
@@ -636,14 +686,28 @@ class _Plan:
                 mapped_over[d] = tuple(u for u in dict.fromkeys(ordering) if not is_mapped[u])
             # Child i of d can follow child i of u only if every edge u -> d maps without
             # flattening.
+            one = (d,)
             for u in ups:
                 waiters = expand_waiters if mapped and u not in whole and is_mapped[u] else finish_waiters
-                if waiters[u]:
-                    waiters[u].append(d)  # type: ignore[union-attr]
+                w = waiters[u]
+                if not w:
+                    waiters[u] = one
+                elif type(w) is list:
+                    w.append(d)
                 else:
-                    waiters[u] = [d]
+                    waiters[u] = [*w, d]
             waits[d] = len(ups)
-        self.reference = sorted(index[t] for t in flow.reference_tasks())
+        flow._check_reference_tasks()
+        if flow._reference_tasks or type(flow).reference_tasks is not _FLOW_REFERENCE_TASKS:
+            self.reference = sorted(index[t] for t in flow.reference_tasks())
+        else:
+            # The terminal tasks (the default), in run order: those no task waits on (every
+            # edge u -> d makes d a waiter of u), without a set of them to sort.
+            self.reference = [t for t, (f, x) in enumerate(zip(finish_waiters, expand_waiters)) if not f and not x]
+        flow._validated = self.version
+
+
+_FLOW_REFERENCE_TASKS = Flow.reference_tasks
 
 
 def _plan(flow: Flow) -> _Plan:
@@ -1802,7 +1866,7 @@ def _flatten_children(children: list[State]) -> tuple[list[Any], list[State]]:
 def _edges_by_upstream(flow: Flow, plan: _Plan, t: int) -> list[Any]:
     """For an ``UpstreamStates``: one edge into task ``t`` per upstream task, in ``plan.ups`` order."""
     first: dict[Task, Any] = {}
-    for edge in flow._edges_in[plan.tasks[t]]:
+    for edge in flow._edges_in.get(plan.tasks[t], ()):
         first.setdefault(edge.upstream_task, edge)
     return [first[plan.tasks[u]] for u in plan.ups[t]]
 
