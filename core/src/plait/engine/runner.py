@@ -542,7 +542,7 @@ class _Plan:
     def __init__(self, flow: Flow) -> None:
         tasks = flow.sorted_tasks()
         n = len(tasks)
-        index = dict(zip(tasks, range(n)))
+        index = dict(zip(tasks, range(n), strict=True))
         self.version = flow._version
         self.tasks = tasks
         # One pass in run order (upstream tasks come first, so whether they are mapped is
@@ -628,7 +628,9 @@ class _Plan:
                 waits[d] = 1
                 if key:
                     m, f = e.mapped, e.flattened
-                    if not (last_inputs and last_inputs[0][0] == key and last_inputs[0][2] is m and last_inputs[0][3] is f):
+                    if not (
+                        last_inputs and last_inputs[0][0] == key and last_inputs[0][2] is m and last_inputs[0][3] is f
+                    ):
                         last_inputs = ((key, u, m, f),)
                     inputs[d] = last_inputs
                 if e.mapped:
@@ -703,7 +705,9 @@ class _Plan:
         else:
             # The terminal tasks (the default), in run order: those no task waits on (every
             # edge u -> d makes d a waiter of u), without a set of them to sort.
-            self.reference = [t for t, (f, x) in enumerate(zip(finish_waiters, expand_waiters)) if not f and not x]
+            self.reference = [
+                t for t, (f, x) in enumerate(zip(finish_waiters, expand_waiters, strict=True)) if not f and not x
+            ]
         flow._validated = self.version
 
 
