@@ -43,11 +43,13 @@ if TYPE_CHECKING:
 
 __all__ = ["INDEX_SCANS_ONLY", "Driver", "array_literal"]
 
-#: ``index_scans_only()`` as an SQL expression (PostgreSQL), to put in a statement's WHERE
-#: clause (``AND INDEX_SCANS_ONLY``): true, and from the first row it filters on, sequential
-#: scans are off for the rest of the transaction, without a round trip of its own. It does not
-#: change the plan of the statement it is in (planned before it runs): that statement must find
-#: its rows by key itself.
+#: For a statement's WHERE clause on PostgreSQL (``AND INDEX_SCANS_ONLY``): true, and from the
+#: first row it filters on, sequential scans are off for the rest of the transaction (what
+#: ``SET LOCAL enable_seqscan = off`` does, without a round trip of its own). The batched writes
+#: name their rows by key, through an index; the planner judges a table by statistics that lag
+#: behind a table that grows fast (a new server, a big map run's task runs) and, believing it
+#: small, read the whole table at every batch. It does not change the plan of the statement it
+#: is in (planned before it runs): that statement must find its rows by key itself.
 INDEX_SCANS_ONLY = "set_config('enable_seqscan', 'off', true) = 'off'"
 
 
@@ -61,22 +63,6 @@ class Driver:
         self.sqlite = conn.dialect.name == "sqlite"
         self.mark = "?" if self.sqlite else "%s"
         self._last: tuple[Any, Any] = (None, None)
-
-    def index_scans_only(self) -> None:
-        """For the rest of the transaction, PostgreSQL reads tables through their indexes
-        (``SET LOCAL enable_seqscan = off``); nothing on SQLite.
-
-        The batched statements name their rows by key, through an index. The planner judges a
-        table by its statistics, which lag behind a table that grows fast (a new server, a big
-        map run's task runs): believing it small, it read the whole table at every batch (a
-        sequential scan per call, slower with every row added). A transaction that only reads
-        and writes rows by key never needs a sequential scan.
-
-        A statement of its own (one more round trip); the task-run state write, whose every
-        round trip counts, puts ``INDEX_SCANS_ONLY`` into its first statement instead.
-        """
-        if not self.sqlite:
-            self.execute("SET LOCAL enable_seqscan = off", ())
 
     def to_db(self, value: Any) -> Any:
         """An aware datetime as the database stores it; anything else as it is."""

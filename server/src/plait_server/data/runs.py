@@ -458,8 +458,8 @@ class TaskRuns:
         def write(conn: Connection) -> list[StateWriteResult]:
             db = Driver(conn)
             good = [c for c in checked if not isinstance(c, StateWriteResult)]
-            # Its first statement also turns sequential scans off (Driver.index_scans_only).
-            flow_runs = _flow_run_types(db, sorted({c[1].flow_run_id for c in good}), index_scans_only=True)
+            # Its first statement also turns sequential scans off (driver.INDEX_SCANS_ONLY).
+            flow_runs = _flow_run_types(db, sorted({c[1].flow_run_id for c in good}))
             live = _task_runs_by_key(db, good)
             read_version = {key: row["version"] for key, row in live.items()}
             results: list[StateWriteResult] = []
@@ -745,11 +745,11 @@ _HISTORY_INSERT = (
 )
 
 
-def _flow_run_types(db: Driver, ids: list[str], index_scans_only: bool = False) -> dict[str, str]:
+def _flow_run_types(db: Driver, ids: list[str]) -> dict[str, str]:
     """``{flow run id: state type}``, locked against changes (``FOR SHARE``) on PostgreSQL.
 
-    ``index_scans_only``: on PostgreSQL, the statement also does ``Driver.index_scans_only()``
-    for the rest of the transaction (when it finds a flow run: without one nothing is written).
+    On PostgreSQL, the statement also turns sequential scans off (``INDEX_SCANS_ONLY``) for the
+    rest of the transaction (when it finds a flow run: without one nothing is written).
     """
     found: dict[str, str] = {}
     for chunk in _chunks(ids, 500):
@@ -757,8 +757,10 @@ def _flow_run_types(db: Driver, ids: list[str], index_scans_only: bool = False) 
             sql = f"SELECT id, state_type FROM flow_run WHERE id IN ({db.marks(len(chunk))}) ORDER BY id"
             found.update(db.fetch(sql, chunk))
         else:
-            also = f" AND {INDEX_SCANS_ONLY}" if index_scans_only else ""
-            sql = f"SELECT id, state_type FROM flow_run WHERE id = ANY(%s::text[]){also} ORDER BY id FOR SHARE"
+            sql = (
+                f"SELECT id, state_type FROM flow_run WHERE id = ANY(%s::text[]) AND {INDEX_SCANS_ONLY} "
+                "ORDER BY id FOR SHARE"
+            )
             found.update(db.fetch(sql, [array_literal(chunk)]))
     return found
 
