@@ -235,6 +235,34 @@ def test_task_args_are_checked_and_normalized_like_options():
         task(tags="io")(lambda: None)
 
 
+def test_a_task_and_its_copies_store_only_the_options_they_change():
+    # The defaults live on Task: a plain task and its copies keep a few attributes of their own,
+    # and no list of state handlers until one is asked for (a big flow copies them per task).
+    defaults = {"max_retries", "retry_delay", "trigger", "tags", "cache_validator", "state_handlers", "nout"}
+    original = task(plain.run)
+    with Flow("f") as flow:
+        a = original(1)
+        b = with_options(a)
+    assert not defaults & set(original.__dict__) and not defaults & set(a.__dict__)
+    assert {"max_retries", "trigger", "tags", "state_handlers", "nout"} <= set(b.__dict__)
+    assert flow.run().is_successful() and "state_handlers" not in a.__dict__  # running made none
+    assert (a.max_retries, a.retry_delay, a.trigger, a.tags) == (0, timedelta(0), triggers.all_successful, set())
+    restored = pickle.loads(pickle.dumps(a))
+    assert restored.options() == a.options() and restored.trigger is triggers.all_successful
+
+
+def test_an_option_a_subclass_defines_on_its_class_is_still_replaced_by_init():
+    class Patient(Task):
+        max_retries = 3  # not how options are given: Task.__init__ sets the task's own
+
+    class Later(Task):
+        pass
+
+    Later.timeout = timedelta(seconds=1)  # set on a class after it was made
+    assert Patient().max_retries == 0 and Patient(max_retries=1).max_retries == 1
+    assert Later().timeout is None and Later(timeout=2).timeout == timedelta(seconds=2)
+
+
 class Flaky(Task):
     def run(self):
         raise ValueError("flaky")
@@ -243,9 +271,11 @@ class Flaky(Task):
 def test_a_task_stored_before_newer_options_still_runs():
     # A task pickled (or stored with a flow) by a Plait without retry_on and task_run_name has
     # neither in its __dict__; the runner reads them as plain attributes on every task run.
+    # (A task now stores only the options it changes from their defaults: these two are not
+    # in its __dict__ either way.)
     old = Flaky(name="old", max_retries=1)
     for option in ("retry_on", "task_run_name"):
-        del old.__dict__[option]
+        old.__dict__.pop(option, None)
     old = pickle.loads(pickle.dumps(old))
     assert "retry_on" not in old.__dict__ and old.retry_on is None and old.task_run_name is None
     with Flow("stored") as flow:

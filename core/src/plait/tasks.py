@@ -169,8 +169,10 @@ _OPTION_ATTRIBUTES = frozenset(
 )
 
 
-def _warn_reserved_attributes(task: Task) -> None:
-    for attr in sorted(_OPTION_ATTRIBUTES.intersection(task.__dict__)):
+def _warn_reserved_attributes(task: Task) -> bool:
+    """Warn about each option attribute ``task`` has before ``Task.__init__``; whether it had any."""
+    reserved = sorted(_OPTION_ATTRIBUTES.intersection(task.__dict__))
+    for attr in reserved:
         warnings.warn(
             f"`{type(task).__name__}` sets a `{attr}` attribute, which is reserved: it is the Task option "
             f"of that name, and Task.__init__ replaces the value; rename the attribute, or pass {attr}= "
@@ -178,6 +180,44 @@ def _warn_reserved_attributes(task: Task) -> None:
             UserWarning,
             stacklevel=4,
         )
+    return bool(reserved)
+
+
+def _sets_every_option(cls: type) -> bool:
+    """Whether ``Task.__init__`` stores every option on an instance of ``cls``, defaults too.
+
+    It does when a class between ``cls`` and ``Task`` defines one of the options (a class
+    attribute, a property): ``__init__``'s value then overrides it on the instance, as it
+    always did, instead of the class's value showing through where the default was given.
+    """
+    for klass in cls.__mro__:
+        if klass is Task:
+            return False
+        if not _OPTION_ATTRIBUTES.isdisjoint(klass.__dict__):
+            return True
+    return False
+
+
+class _OwnStateHandlers:
+    """``Task.state_handlers`` of a task that has none: an empty list of the task's own.
+
+    Read on a task, it stores a new list in the task's ``__dict__`` and returns it, so
+    ``task.state_handlers.append(h)`` adds a handler to that task alone, as with a list made
+    by ``__init__``; tasks without handlers (most, and their copies) carry no list. Plait's
+    own readers use ``state_handlers_of``, which makes none.
+    """
+
+    def __get__(self, task: Task | None, owner: type) -> Any:
+        if task is None:
+            return self
+        handlers: list[StateHandler] = []
+        task.__dict__["state_handlers"] = handlers
+        return handlers
+
+
+def state_handlers_of(task: Task) -> list[StateHandler] | tuple[()]:
+    """``task.state_handlers``, without giving a task that has none a list of its own (``()``)."""
+    return task.__dict__.get("state_handlers") or ()
 
 
 def _warning_on_task_arguments(init: Callable[..., None]) -> Callable[..., None]:
@@ -274,9 +314,29 @@ class Task:
     #: gathering a list of tasks passed to a call), as Prefect 1 marks them.
     auto_generated: bool = False
     __signature__ = _CallSignature()
-    # Class-level defaults of options added after 0.1, for tasks made by an older Plait (a
-    # pickled or stored flow): the runner reads them as plain attributes on every task run.
-    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None
+    # Every option's default, on the class: a task keeps in its own ``__dict__`` only the
+    # options that differ (see ``_sets_every_option`` for subclasses), so a copy of a plain
+    # task copies a handful of entries, not two dozen (a 100,000-task flow copies, allocates
+    # and garbage-collects them once per task). Tasks stored by an older Plait, which lack
+    # the options added since, read these too.
+    slug: str | None = None
+    tags: frozenset[str] = frozenset()
+    max_retries: int = 0
+    retry_delay: timedelta = timedelta(0)
+    timeout: timedelta | None = None
+    trigger: Callable[[Sequence[State]], bool] = staticmethod(_triggers.all_successful)  # type: ignore[assignment]
+    skip_on_upstream_skip: bool = True
+    state_handlers: list[StateHandler] = _OwnStateHandlers()  # type: ignore[assignment]
+    on_failure: Callable[[Task, State], None] | None = None
+    nout: int | None = None
+    log_stdout: bool = False
+    checkpoint: bool | None = None
+    result: Any = None
+    target: str | Callable[..., str] | None = None
+    cache_for: timedelta | None = None
+    cache_validator: Callable[..., bool] = staticmethod(_cache_validators.never_use)  # type: ignore[assignment]
+    cache_key: str | None = None
+    retry_on: tuple[type[BaseException], ...] | None = None
     task_run_name: str | Callable[..., str] | None = None
 
     def __init__(
@@ -302,38 +362,66 @@ class Task:
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         task_run_name: str | Callable[..., str] | None = None,
     ) -> None:
+        # Each option is checked, then stored on the task only when it is not the default the
+        # class holds, unless the value given must replace another: one a subclass set on the
+        # task before calling this (a warning says so), or one it defines (_sets_every_option).
+        every = False
         if self.__dict__:  # a subclass set attributes before calling Task.__init__
-            _warn_reserved_attributes(self)
+            every = _warn_reserved_attributes(self)
+        every = every or _sets_every_option(type(self))
         self.name = name or type(self).__name__
         self.slug = slug
         name = self.name
-        self.tags = _checked_option(name, "tags", tags)
+        tags = _checked_option(name, "tags", tags)
         ctx = _flow_ctx.get()
         context_tags = ctx.get("tags")
         if context_tags:  # `with plait.context(tags=[...])`: every task made in the block has them
-            self.tags = self.tags | _checked_option(name, "tags", context_tags)
-        self.retry_delay = _checked_option(name, "retry_delay", retry_delay)
+            tags = tags | _checked_option(name, "tags", context_tags)
+        if tags or every:
+            self.tags = tags
+        checked = _checked_option(name, "retry_delay", retry_delay)
+        if checked or every:
+            self.retry_delay = checked
         if retry_delay is not None and not max_retries:
             raise ValueError(
                 f"A `max_retries` argument greater than 0 must be provided if specifying a retry delay: task "
                 f"{name!r} has retry_delay={retry_delay!r} and max_retries={max_retries!r}, so it would never retry"
             )
-        self.max_retries = _checked_option(name, "max_retries", max_retries)
-        self.timeout = _checked_option(name, "timeout", timeout)
-        self.trigger = _checked_option(name, "trigger", trigger)
-        self.skip_on_upstream_skip = skip_on_upstream_skip
-        self.state_handlers: list[StateHandler] = _checked_option(name, "state_handlers", state_handlers)
-        self.on_failure = on_failure
-        self.nout = _checked_option(name, "nout", nout)
-        self.log_stdout = log_stdout
-        self._set_result_options(checkpoint, result, target, cache_for, cache_validator, cache_key)
-        self.retry_on = _checked_option(name, "retry_on", retry_on)
-        if self.retry_on is not None and not self.max_retries:
-            raise ValueError(
-                f"Task {name!r}: retry_on={retry_on!r} needs max_retries: `max_retries` must be provided "
-                "(how many times to retry) when retry_on is"
-            )
-        self.task_run_name = _checked_option(name, "task_run_name", task_run_name)
+        max_retries = _checked_option(name, "max_retries", max_retries)
+        if max_retries or every:
+            self.max_retries = max_retries
+        timeout = _checked_option(name, "timeout", timeout)
+        if timeout is not None or every:
+            self.timeout = timeout
+        trigger = _checked_option(name, "trigger", trigger)
+        if trigger is not _triggers.all_successful or every:
+            self.trigger = trigger
+        if skip_on_upstream_skip is not True or every:
+            self.skip_on_upstream_skip = skip_on_upstream_skip
+        handlers = _checked_option(name, "state_handlers", state_handlers)
+        if handlers or every:
+            self.state_handlers = handlers
+        if on_failure is not None or every:
+            self.on_failure = on_failure
+        nout = _checked_option(name, "nout", nout)
+        if nout is not None or every:
+            self.nout = nout
+        if log_stdout is not False or every:
+            self.log_stdout = log_stdout
+        self._set_result_options(checkpoint, result, target, cache_for, cache_validator, cache_key, every)
+        retry_on = _checked_option(name, "retry_on", retry_on)
+        if retry_on is not None:
+            if not max_retries:
+                raise ValueError(
+                    f"Task {name!r}: retry_on={retry_on!r} needs max_retries: `max_retries` must be provided "
+                    "(how many times to retry) when retry_on is"
+                )
+            self.retry_on = retry_on
+        elif every:
+            self.retry_on = None
+        task_run_name = _checked_option(name, "task_run_name", task_run_name)
+        if task_run_name is not None or every:
+            self.task_run_name = task_run_name
         unused = ctx.get(UNUSED_TASKS_KEY)
         if unused is not None:  # made in a `with Flow(...)` block: it should end up in the flow
             unused.add(self)
@@ -346,24 +434,30 @@ class Task:
         cache_for: timedelta | float | int | None,
         cache_validator: Callable[..., bool] | None,
         cache_key: str | None,
+        every: bool = True,
     ) -> None:
         if checkpoint not in (None, True, False):
             raise TypeError(f"Task {self.name!r}: checkpoint must be True, False or None, got {checkpoint!r}")
-        self.checkpoint = checkpoint
+        if checkpoint is not None or every:
+            self.checkpoint = checkpoint
         if result is not None:
             from plait.results import resolve_result
 
             result = resolve_result(result)
-        self.result = result
+        if result is not None or every:
+            self.result = result
         if target is not None and not isinstance(target, str) and not callable(target):
             raise TypeError(f"Task {self.name!r}: target must be a location template or a function, got {target!r}")
-        self.target = target
+        if target is not None or every:
+            self.target = target
         self._result_at_target()
-        self.cache_for = _as_timedelta(cache_for, "cache_for", self.name)
+        cache_for = _as_timedelta(cache_for, "cache_for", self.name)
+        if cache_for is not None or every:
+            self.cache_for = cache_for
         if cache_validator is not None and not callable(cache_validator):
             raise TypeError(f"Task {self.name!r}: cache_validator must be callable, got {cache_validator!r}")
         given = [n for n, v in (("cache_validator", cache_validator), ("cache_key", cache_key)) if v is not None]
-        if self.cache_for is None and given and cache_validator is not _cache_validators.never_use:
+        if cache_for is None and given and cache_validator is not _cache_validators.never_use:
             # Prefect 1 builds such a task (and never caches it): a warning, not an error
             warnings.warn(
                 f"Task {self.name!r}: {' and '.join(given)} given without cache_for (how long a cached "
@@ -373,11 +467,13 @@ class Task:
             )
         # the validator in use: never_use without cache_for, duration_only with it (Prefect 1's)
         if cache_validator is None:
-            cache_validator = _cache_validators.never_use if self.cache_for is None else _cache_validators.duration_only
-        self.cache_validator = cache_validator
+            cache_validator = _cache_validators.never_use if cache_for is None else _cache_validators.duration_only
+        if cache_validator is not _cache_validators.never_use or every:
+            self.cache_validator = cache_validator
         if cache_key is not None and (not isinstance(cache_key, str) or not cache_key):
             raise TypeError(f"Task {self.name!r}: cache_key must be a non-empty string, got {cache_key!r}")
-        self.cache_key = cache_key
+        if cache_key is not None or every:
+            self.cache_key = cache_key
 
     def _result_at_target(self) -> None:
         # With both a result and a target, the task's result is a copy located at the target
@@ -428,7 +524,9 @@ class Task:
             )
         new = self.__copy__()  # what copy.copy(self) calls; keeps trigger, on_failure and handlers
         new.slug = None
-        new.state_handlers = list(self.state_handlers)
+        handlers = new.__dict__.get("state_handlers")
+        if handlers is not None:  # the copy's own list (a task without handlers has none)
+            new.state_handlers = list(handlers)
         context_tags = _flow_ctx.get().get("tags")
         if context_tags:  # a copy made in a `with tags(...)` block has them (Prefect 1's)
             new.tags = new.tags | _checked_option(new.name, "tags", context_tags)
@@ -501,7 +599,8 @@ class Task:
                     # one input, given by position: binder.bind's answer is {name: value}
                     new = cls.__new__(cls)
                     new.__dict__ = copied = attrs.copy()
-                    copied["state_handlers"] = list(attrs["state_handlers"])
+                    if "state_handlers" in attrs:  # the copy's own list (most tasks have none)
+                        copied["state_handlers"] = list(attrs["state_handlers"])
                     stack[-1]._add_one(new, binder.positional[0], args[0])
                     return new
                 callargs = binder.bind(args, kwargs)
@@ -509,7 +608,8 @@ class Task:
                     new = cls.__new__(cls)
                     new.__dict__ = copied = attrs.copy()
                     copied["slug"] = None
-                    copied["state_handlers"] = list(attrs["state_handlers"])
+                    if "state_handlers" in attrs:
+                        copied["state_handlers"] = list(attrs["state_handlers"])
                     stack[-1]._add_bound(new, callargs)
                     return new
         new = self.copy(**task_args) if task_args else self.copy()
@@ -791,7 +891,7 @@ class Task:
             "timeout": None if self.timeout is None else self.timeout.total_seconds(),
             "trigger": getattr(self.trigger, "__name__", repr(self.trigger)),
             "skip_on_upstream_skip": self.skip_on_upstream_skip,
-            "state_handlers": [_callable_name(h) for h in self.state_handlers],
+            "state_handlers": [_callable_name(h) for h in state_handlers_of(self)],
             "nout": self.nout,
             "log_stdout": self.log_stdout,
             **self._result_options(),

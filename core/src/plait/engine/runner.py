@@ -66,7 +66,7 @@ from plait.states import (
     remask,
     result_ref,
 )
-from plait.tasks import Parameter, Task
+from plait.tasks import Parameter, Task, state_handlers_of
 from plait.triggers import BUILT_IN as _BUILT_IN_TRIGGERS
 from plait.triggers import UpstreamStates, all_successful, manual_only
 
@@ -402,10 +402,11 @@ class FlowRunner:
     # -- task state changes: the one place they all pass --------------------------------------
 
     def _task_notifier(self, task: Task) -> Notify | None:
-        if not (task.state_handlers or task.on_failure or self.task_observers):
+        handlers = task.__dict__.get("state_handlers")  # state_handlers_of(task), without the call
+        if not (handlers or task.on_failure or self.task_observers):
             return None
         observers = self.task_observers
-        if not task.state_handlers and task.on_failure is None:
+        if not handlers and task.on_failure is None:
             # Observers only (a plugin's hooks, a run's reporter): the short path, per change.
             if len(observers) == 1:
                 (observer,) = observers
@@ -438,7 +439,7 @@ class FlowRunner:
             if info is not None:
                 info.will_retry = True  # plait.context.task_will_retry: this failure is retried
             odd = None
-            for handler in task.state_handlers:
+            for handler in state_handlers_of(task):
                 try:
                     out = handler(task, handlers_old or old, new)
                 except signals.PlaitSignal as sig:  # a handler picks the state with a signal (Prefect 1)
@@ -793,7 +794,7 @@ class _TaskRuns:
         if self.pipelines:
             self.can_follow = [_can_follow(plan, t, task) for t, task in enumerate(plan.tasks)]
             # an upstream task whose state the driver may still change (its handlers) is waited for
-            self.final_on_worker = [not task.state_handlers and task.on_failure is None for task in plan.tasks]
+            self.final_on_worker = [not state_handlers_of(task) and task.on_failure is None for task in plan.tasks]
 
     # -- the loop -----------------------------------------------------------------------------
 
