@@ -490,6 +490,26 @@ def test_a_fan_in_call_moves_after_the_collection_of_its_inputs():
     assert flow.run().result[last].result == sum(i + 1 for i in range(20))
 
 
+def test_a_list_of_tasks_passed_to_a_call_gets_one_edge_per_item_however_it_is_made():
+    t_inc, t_total = task(inc), task(total)
+    loose = task(one)
+    with Flow("f") as flow:
+        a, b = t_inc(1), t_inc(2)
+        assert flow.edges == set()  # read: the flow keeps the set up to date from now on
+        whole = t_total([a, b, a])  # every item a task of the flow (the quick path), one twice
+        mixed = t_total([a, loose])  # an item not in the flow yet: it joins it
+    (collection,) = flow.upstream_tasks(whole)
+    assert sorted((e.upstream_task.slug, e.key) for e in flow.edges_to(collection)) == [
+        ("inc", "arg_1"),
+        ("inc", "arg_3"),
+        ("inc-1", "arg_2"),
+    ]
+    assert len(flow.edges_from(a)) == 3 and loose in flow
+    assert flow.edges == {e for t in flow for e in flow.edges_to(t)}
+    state = flow.run()
+    assert state.result[whole].result == 2 + 3 + 2 and state.result[mixed].result == 2 + 1
+
+
 def test_an_edge_back_to_an_earlier_task_still_sorts_the_flow():
     a, b, c = Task(name="a"), Task(name="b"), Task(name="c")
     flow = Flow("imperative")

@@ -603,6 +603,47 @@ class Flow:
             return
         self.set_dependencies(task, None, None, callargs, False)
 
+    def _add_collection(self, task: Task, keys: list[str], items: list[Any]) -> None:
+        """``_add_bound(task, dict(zip(keys, items)))`` for a collection task ``_task_of`` just made.
+
+        ``keys`` are names (``arg_1``, ...). When every item is a task of the flow (a list of
+        tasks passed to a call: a fan-in), its edges go in without the dict of inputs and
+        without checking each item twice; anything else takes ``_add_bound``.
+        """
+        tasks = self._tasks
+        if not (all(map(isinstance, items, itertools.repeat(Task))) and all(map(tasks.__contains__, items))):
+            self._add_bound(task, dict(zip(keys, items, strict=True)))
+            return
+        # add_task(task), for a task made this moment: no slug yet, in no flow, not a Parameter
+        slugs, name = self._slugs, task.name
+        slug = _fresh_slug(self, slugs, name) if name in slugs else name
+        task.__dict__["slug"] = slug
+        slugs[slug] = task
+        tasks[task] = self._version
+        edges_in: list[Edge] = []
+        add_in = edges_in.append
+        edges_out = self._edges_out
+        new_edge = _new_edge
+        for key, value in zip(keys, items, strict=True):
+            # Edge(value, task, key), without the call (see _add_bound)
+            edge = new_edge(Edge)
+            edge.upstream_task, edge.downstream_task, edge.key = value, task, key
+            edge.mapped = edge.flattened = False
+            add_in(edge)
+            outs = edges_out.get(value, ())
+            if type(outs) is list:
+                outs.append(edge)
+            else:  # () or a tuple of one (see _append)
+                edges_out[value] = [*outs, edge] if outs else (edge,)
+        if edges_in:
+            self._edges_in[task] = (edges_in[0],) if len(edges_in) == 1 else edges_in
+            if self._edge_set is not None:
+                self._edge_set.update(edges_in)
+        self._version += 1
+        cases = _active_cases.get()
+        if cases:
+            cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
+
     def _add_one(self, task: Task, key: str, value: Any) -> None:
         """``_add_bound(task, {key: value})`` for a copy with one input, ``key`` a name its ``run()`` takes.
 

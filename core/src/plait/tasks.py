@@ -1367,15 +1367,14 @@ def _task_of(value: Any, flow: Flow) -> Task | None:
             kind = _SEQUENCES.get(type(value))
             collection = kind() if kind is not None else Collection(type(value))
             items = list(value)
-        kw = dict(zip(_arg_keys(len(items)), items, strict=True))
         # The collection is new, so its inputs go in as those of a new task: each edge
         # directly, without add_edge's checks for a task that may already have inputs (half of
-        # building a 10,000-task fan-in); _add_bound leaves what it cannot take (an item not in
-        # the flow yet, a nested list) to set_dependencies.
+        # building a 10,000-task fan-in); _add_collection leaves what it cannot take (an item
+        # not in the flow yet, a nested list) to set_dependencies.
         unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
         if unused:
             unused.discard(collection)
-        flow._add_bound(collection, kw)
+        flow._add_collection(collection, _arg_keys(len(items)), items)
         collection.auto_generated = True
         return collection
     return None
