@@ -100,20 +100,22 @@ class case:  # noqa: N801 - used as a statement: `with case(task, value):`
 
     def __enter__(self) -> case:
         from plait.context import _flow_ctx
-        from plait.tasks import _active_cases
+        from plait.tasks import _active_cases, _open_case_blocks
 
         self._tokens.append(
             (_active_cases.set(_active_cases.get() + (self,)), _flow_ctx.set({**_flow_ctx.get(), "case": self}))
         )
+        _open_case_blocks.append(self)
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         from plait.context import _flow_ctx
-        from plait.tasks import _active_cases
+        from plait.tasks import _active_cases, _open_case_blocks
 
         cases, ctx = self._tokens.pop()
         _flow_ctx.reset(ctx)
         _active_cases.reset(cases)
+        _open_case_blocks.remove(self)
         if exc_type is not None or not self._tasks:
             return
         flow = self._flow

@@ -45,6 +45,7 @@ from plait.tasks import (
     _active_cases,
     _active_flows,
     _binder,
+    _open_case_blocks,
     _task_of,
     flatten,
     unmapped,
@@ -336,9 +337,10 @@ class Flow:
         # (no entry in _edges_in / _edges_out until the task has an edge there: most tasks of a
         # fan-out feed nothing, most of a fan-in's take no task's result)
         self._version += 1  # self._changed(), without the call: this runs once per task built
-        cases = _active_cases.get()
-        if cases:
-            cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
+        if _open_case_blocks:
+            cases = _active_cases.get()
+            if cases:
+                cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
         return task
 
     def _next_slug(self, base: str) -> str:
@@ -556,6 +558,8 @@ class Flow:
         """
         tasks = self._tasks
         for key, value in callargs.items():
+            if type(value) in _PLAIN_TYPES:
+                continue
             if isinstance(value, Task):
                 if value not in tasks or not key.isidentifier():  # (a key from **kwargs: Edge's error)
                     break
@@ -576,7 +580,7 @@ class Flow:
             edges = self._edge_set
             consts: dict[str, Any] | None = None
             for key, value in callargs.items():
-                if isinstance(value, Task):
+                if type(value) not in _PLAIN_TYPES and isinstance(value, Task):
                     # Edge(value, task, key), without the call: the task is new, so it is not
                     # value, and the key is a name (checked above)
                     edge = _new_edge(Edge)
@@ -597,9 +601,10 @@ class Flow:
             if edges_in:
                 self._edges_in[task] = (edges_in[0],) if len(edges_in) == 1 else edges_in
             self._version += 1
-            cases = _active_cases.get()
-            if cases:
-                cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
+            if _open_case_blocks:
+                cases = _active_cases.get()
+                if cases:
+                    cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
             return
         self.set_dependencies(task, None, None, callargs, False)
 
@@ -640,9 +645,10 @@ class Flow:
             if self._edge_set is not None:
                 self._edge_set.update(edges_in)
         self._version += 1
-        cases = _active_cases.get()
-        if cases:
-            cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
+        if _open_case_blocks:
+            cases = _active_cases.get()
+            if cases:
+                cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
 
     def _add_one(self, task: Task, key: str, value: Any) -> None:
         """``_add_bound(task, {key: value})`` for a copy with one input, ``key`` a name its ``run()`` takes.
@@ -651,7 +657,9 @@ class Flow:
         copy may still hold its original's slug: it gets its own here.
         """
         tasks = self._tasks
-        if isinstance(value, Task):
+        if type(value) in _PLAIN_TYPES:
+            from_task = False
+        elif isinstance(value, Task):
             from_task = True
             if value not in tasks:
                 from_task = None
@@ -696,9 +704,10 @@ class Flow:
         else:
             self.constants[task] = {key: value}
         self._version += 1
-        cases = _active_cases.get()
-        if cases:
-            cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
+        if _open_case_blocks:
+            cases = _active_cases.get()
+            if cases:
+                cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
 
     def chain(self, *tasks: Task) -> list[Edge]:
         """Make each task run after the one before it: ``flow.chain(a, b, c)``."""
@@ -1457,6 +1466,10 @@ def _checked_edge(upstream: Task, downstream: Task, key: str, mapped: bool) -> E
 #: Inputs ``Flow._add_bound`` leaves to ``set_dependencies``: collections may hold tasks, and
 #: the wrappers change how an input is passed.
 _NOT_PLAIN = (list, tuple, set, dict, unmapped, mapped_, flatten)
+
+#: The usual constants' types, told from a task by one set lookup: ``isinstance(value, Task)``
+#: is slow when false (it also reads ``value.__class__``), and so is ``_NOT_PLAIN``'s check.
+_PLAIN_TYPES = frozenset({int, float, str, bool, bytes, complex, type(None)})
 
 #: Set while ``Flow.save`` pickles: tasks then keep their handlers, triggers and functions.
 _whole_pickle: contextvars.ContextVar[bool] = contextvars.ContextVar("plait_whole_pickle", default=False)

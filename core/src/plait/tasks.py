@@ -89,6 +89,9 @@ _active_flows: contextvars.ContextVar[tuple[Flow, ...]] = contextvars.ContextVar
 #: The ``case`` blocks the current context is in, innermost last: ``Flow.add_task`` tells the
 #: innermost one about each task added to a flow while it is open.
 _active_cases: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("plait_active_cases", default=())
+#: Every ``case`` block open in any context (entered, not yet left): while there is none,
+#: adding a task to a flow does not read ``_active_cases`` (a context variable per task built).
+_open_case_blocks: list[Any] = []
 
 
 def _type_hints(fn: Any) -> dict[str, Any]:
