@@ -655,13 +655,11 @@ class _Plan:
                     waiters[u] = [*w, d]
                 continue
             # One walk of the edges: the keyed inputs, the distinct upstream tasks, whether the
-            # task is mapped, its ordering edges marked mapped, the upstream tasks it cannot
-            # stream from.
+            # task is mapped, its ordering edges marked mapped.
             keyed = []
             ups_seen: dict[int, None] = {}
             mapped = False
             ordering: list[int] = []
-            whole: set[int] = set()  # upstream tasks with an edge that does not map without flattening
             for e in edges:
                 u = index[e.upstream_task]
                 ups_seen[u] = None
@@ -670,16 +668,26 @@ class _Plan:
                     mapped = True
                     if key is None:
                         ordering.append(u)
-                    if e.flattened:
-                        whole.add(u)
-                else:
-                    whole.add(u)
-                if key:
-                    keyed.append((key, u, e.mapped, e.flattened))
+                    elif key:
+                        keyed.append((key, u, True, e.flattened))
+                elif key:
+                    keyed.append((key, u, False, e.flattened))
             inputs[d] = tuple(keyed)
             ups = tuple(ups_seen)
             ups_of[d] = ups
             is_mapped[d] = mapped
+            one = (d,)
+            if not mapped:  # (a fan-in's collection: thousands of plain inputs)
+                for u in ups:
+                    w = finish_waiters[u]
+                    if not w:
+                        finish_waiters[u] = one
+                    elif type(w) is list:
+                        w.append(d)
+                    else:
+                        finish_waiters[u] = [*w, d]
+                waits[d] = len(ups)
+                continue
             if ordering:
                 # Ordering edges marked mapped (apply_map, case inside apply_map): child i waits
                 # on child i of a mapped upstream task instead of on the whole of it.
@@ -688,10 +696,10 @@ class _Plan:
                 # result (Prefect 1), though the items are not passed in
                 mapped_over[d] = tuple(u for u in dict.fromkeys(ordering) if not is_mapped[u])
             # Child i of d can follow child i of u only if every edge u -> d maps without
-            # flattening.
-            one = (d,)
+            # flattening: the upstream tasks with another edge are waited for whole.
+            whole = {index[e.upstream_task] for e in edges if not e.mapped or e.flattened}
             for u in ups:
-                waiters = expand_waiters if mapped and u not in whole and is_mapped[u] else finish_waiters
+                waiters = expand_waiters if u not in whole and is_mapped[u] else finish_waiters
                 w = waiters[u]
                 if not w:
                     waiters[u] = one
