@@ -510,6 +510,43 @@ def test_a_list_of_tasks_passed_to_a_call_gets_one_edge_per_item_however_it_is_m
     assert state.result[whole].result == 2 + 3 + 2 and state.result[mixed].result == 2 + 1
 
 
+def test_counted_slugs_stay_unique_and_out_of_the_flows_table_of_slugs():
+    import pickle
+
+    from plait.control_flow import _remove_task
+
+    t_inc = task(inc)
+    named = task(inc, name="inc-3")
+    with Flow("f") as flow:
+        flow.add_task(Task(name="given", slug="inc-2"))  # a given slug of the counted form
+        a = t_inc(1)
+        b = t_inc(a)
+        c = t_inc(b)
+        d = t_inc(x=c)
+        named(d)  # its name is a counted slug already
+        flow.add_task(Task(name="inc-4"))  # so is this one's (the general path)
+        t_inc([a, b])
+    slugs = sorted(t.slug for t in flow)
+    assert slugs == ["List", "inc", "inc-1", "inc-2", "inc-3", "inc-3-1", "inc-4", "inc-4-1", "inc-5"]
+    # 1,000 copies of one task add one name to the table of slugs, not 1,000 counted slugs
+    with Flow("big") as big:
+        for i in range(1000):
+            t_inc(i)
+    assert len(big._slugs) == 1 and sorted(t.slug for t in big)[-1] == "inc-999"
+    flow.replace(c, Task(name="inc"), validate=False)  # inc-3 is free again; the new task counts on
+    assert sorted(t.slug for t in flow) == [s for s in slugs if s != "inc-3"] + ["inc-6"]
+    _remove_task(flow, b)
+    assert flow.add_task(Task(name="x", slug="inc-1")).slug == "inc-1"  # freed by the removal
+    assert flow.add_task(Task(name="y", slug="inc-5")).slug == "y"  # taken
+    copied = flow.copy()
+    with copied:
+        assert t_inc(1).slug == "inc-7"
+    restored = pickle.loads(pickle.dumps(flow))
+    assert sorted(restored._slugs) == sorted(t.slug for t in restored)
+    with restored:
+        assert t_inc(1).slug == "inc-7"
+
+
 def test_an_edge_back_to_an_earlier_task_still_sorts_the_flow():
     a, b, c = Task(name="a"), Task(name="b"), Task(name="c")
     flow = Flow("imperative")

@@ -374,8 +374,9 @@ def _remove_task(flow: Any, task: Task) -> None:
     flow._edges_in.pop(task, None)
     flow._edges_out.pop(task, None)
     flow._keyed_inputs.pop(task, None)
-    if flow._slugs.get(task.slug) is task:
-        del flow._slugs[task.slug]
+    slugs = flow._slug_table()
+    if slugs.get(task.slug) is task:
+        del slugs[task.slug]
     flow._changed()
 
 

@@ -217,8 +217,11 @@ class Flow:
         # task -> {input key: the edge giving it}, for tasks with many inputs only, made when an
         # input of one is first looked up (see _input_edge) and kept up to date by add_edge
         self._keyed_inputs: dict[Task, dict[str, Edge]] = {}
+        # slug -> task, for every task but those a `with Flow` call gave a counted slug
+        # (name-N), which go in _unlisted instead: see _quick_slug
         self._slugs: dict[str, Task] = {}
         self._slug_counters: dict[str, int] = {}
+        self._unlisted: list[Task] = []
         self._reference_tasks: set[Task] = set()
         self._version = 0
         self._sorted: tuple[int, tuple[Task, ...]] | None = None
@@ -320,14 +323,14 @@ class Flow:
         unused = _flow_ctx.get().get(UNUSED_TASKS_KEY)
         if unused:
             unused.discard(task)
-        if isinstance(task, Parameter):
+        if isinstance(task, Parameter):  # (in _slugs: a parameter never gets a counted slug)
             other = self._slugs.get(task.name)
             if isinstance(other, Parameter):
                 raise ParameterError(f"Flow {self.name!r} already has a parameter named {task.name!r}")
         slug = task.slug
-        if slug is None or slug in self._slugs:
+        if slug is None or self._slug_taken(slug):
             base = task.name
-            if base not in self._slugs and not isinstance(task, Parameter):
+            if not isinstance(task, Parameter) and not self._slug_taken(base):
                 slug = base
             else:
                 slug = self._next_slug(base)
@@ -343,8 +346,31 @@ class Flow:
                 cases[-1]._add(task, self)  # a task added inside `with case(...)`: part of its branch
         return task
 
+    def _slug_taken(self, slug: str) -> bool:
+        """Whether a task of the flow has ``slug`` (in ``_slugs``, or a counted one not entered there)."""
+        if slug in self._slugs:
+            return True
+        if self._unlisted:
+            base, dash, n = slug.rpartition("-")
+            if dash and n.isascii() and n.isdigit() and int(n) <= self._slug_counters.get(base, 0):
+                return slug in self._slug_table()
+        return False
+
+    def _slug_table(self) -> dict[str, Task]:
+        """``_slugs`` for every task of the flow: the counted slugs of ``_unlisted`` entered in it."""
+        slugs = self._slugs
+        unlisted = self._unlisted
+        if unlisted:
+            for t in unlisted:
+                slugs[t.slug] = t
+            unlisted.clear()
+        return slugs
+
     def _next_slug(self, base: str) -> str:
-        """``base-N``, the first N not taken (a counter per name keeps adding many copies linear)."""
+        """``base-N``, the first N not taken (a counter per name keeps adding many copies linear).
+
+        (N is past the counter, so no counted slug left out of ``_slugs`` can be ``base-N``.)
+        """
         slugs = self._slugs
         n = self._slug_counters.get(base, 0)
         while True:
@@ -567,13 +593,7 @@ class Flow:
                 break
         else:
             # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
-            slugs, name = self._slugs, task.name
-            if name in slugs:
-                slug = _fresh_slug(self, slugs, name)
-            else:
-                slug = name
-            task.__dict__["slug"] = slug
-            slugs[slug] = task
+            task.__dict__["slug"] = _quick_slug(self, task, task.name)
             tasks[task] = self._version
             edges_in: list[Edge] = []
             edges_out = self._edges_out
@@ -620,10 +640,7 @@ class Flow:
             self._add_bound(task, dict(zip(keys, items, strict=True)))
             return
         # add_task(task), for a task made this moment: no slug yet, in no flow, not a Parameter
-        slugs, name = self._slugs, task.name
-        slug = _fresh_slug(self, slugs, name) if name in slugs else name
-        task.__dict__["slug"] = slug
-        slugs[slug] = task
+        task.__dict__["slug"] = _quick_slug(self, task, task.name)
         tasks[task] = self._version
         edges_in: list[Edge] = []
         add_in = edges_in.append
@@ -673,18 +690,19 @@ class Flow:
             return
         # add_task(task), for a copy made this moment: no slug yet, in no flow, not a Parameter
         slugs, name = self._slugs, task.name
-        if name in slugs:  # _fresh_slug(self, slugs, name), without the call
+        if name in slugs:  # _quick_slug(self, task, name), without the call
             counters = self._slug_counters
             n = counters.get(name, 0) + 1
             slug = f"{name}-{n}"
             if slug in slugs:
                 slug = self._next_slug(name)
+                slugs[slug] = task
             else:
                 counters[name] = n
+                self._unlisted.append(task)
         else:
-            slug = name
+            slug = _quick_slug(self, task, name)
         task.__dict__["slug"] = slug
-        slugs[slug] = task
         tasks[task] = self._version
         if from_task:
             # Edge(value, task, key), without the call: the task is new, so it is not value,
@@ -1129,8 +1147,9 @@ class Flow:
         new._edges_in = {t: list(e) for t, e in self._edges_in.items()}
         new._edges_out = {t: list(e) for t, e in self._edges_out.items()}
         new._keyed_inputs = {}  # made again when needed
-        new._slugs = dict(self._slugs)
+        new._slugs = dict(self._slug_table())
         new._slug_counters = dict(self._slug_counters)
+        new._unlisted = []
         new._reference_tasks = set(self._reference_tasks)
         new.state_handlers = list(self.state_handlers)
         new._sorted, new._validated, new._plan = None, -1, None
@@ -1193,8 +1212,9 @@ class Flow:
         self._edges_in.pop(old, None)
         self._edges_out.pop(old, None)
         self._keyed_inputs.pop(old, None)
-        if self._slugs.get(old.slug) is old:
-            del self._slugs[old.slug]
+        slugs = self._slug_table()
+        if slugs.get(old.slug) is old:
+            del slugs[old.slug]
         was_reference = old in self._reference_tasks
         self._reference_tasks.discard(old)
         self.add_task(new)
@@ -1255,6 +1275,7 @@ class Flow:
         return flow
 
     def __getstate__(self) -> dict[str, Any]:
+        self._slug_table()  # every slug in _slugs, as a Plait before _unlisted keeps them
         state = self.__dict__.copy()
         state["_plan"] = None  # rebuilt on the first run
         state.pop("_block_tokens", None)
@@ -1266,6 +1287,8 @@ class Flow:
             state.pop("edges")
             state["_edge_set"] = None  # made again when read (its edges' hashes were of other ids)
         self.__dict__.update(state)
+        if "_unlisted" not in state:  # pickled by a Plait without it
+            self._unlisted = []
 
     def __eq__(self, other: object) -> bool:
         """Flows are equal when they have the same name, tasks, edges, constants and reference tasks."""
@@ -1419,15 +1442,32 @@ def _end_deferral() -> None:
 _new_edge = object.__new__
 
 
-def _fresh_slug(flow: Flow, slugs: dict[str, Task], name: str) -> str:
-    """The slug a new task named ``name`` gets when ``name`` is taken: ``flow._next_slug(name)``,
-    without its search when the next number is free (it usually is)."""
+def _quick_slug(flow: Flow, task: Task, name: str) -> str:
+    """The slug of a task that a call in a ``with Flow`` block adds: its name if free, else ``name-N``.
+
+    ``name-N`` (N the next of the name's counter, usually free) is not entered in
+    ``flow._slugs``: the task goes in ``flow._slugs``' list of those left out,
+    ``flow._unlisted``, and is entered when something needs every slug (``_slug_table``;
+    ``_slug_taken`` for a slug that may be one). So ``_slugs`` holds the few slugs that are
+    names or were given, and building a 100,000-task flow does not enter 100,000 new strings
+    at random places of a table that has outgrown the CPU's caches (a cache miss or two per
+    task built, a fifth of building such a flow). Counted slugs cannot clash with one another
+    (the counter only grows); ``name-N`` is checked against ``_slugs``, where a given slug or
+    a name of that form is.
+    """
+    slugs = flow._slugs
+    if name not in slugs and not flow._slug_taken(name):
+        slugs[name] = task
+        return name
     counters = flow._slug_counters
     n = counters.get(name, 0) + 1
     slug = f"{name}-{n}"
     if slug in slugs:
-        return flow._next_slug(name)
+        slug = flow._next_slug(name)
+        slugs[slug] = task
+        return slug
     counters[name] = n
+    flow._unlisted.append(task)
     return slug
 
 
