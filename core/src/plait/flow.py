@@ -360,10 +360,9 @@ class Flow:
         """``_slugs`` for every task of the flow: the counted slugs of ``_unlisted`` entered in it."""
         slugs = self._slugs
         unlisted = self._unlisted
-        if unlisted:
-            for t in unlisted:
-                slugs[t.slug] = t
-            unlisted.clear()
+        while unlisted:  # (one at a time: a task another thread lists meanwhile is not lost)
+            t = unlisted.pop()
+            slugs[t.slug] = t
         return slugs
 
     def _next_slug(self, base: str) -> str:
