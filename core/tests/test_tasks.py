@@ -251,6 +251,33 @@ def test_a_task_and_its_copies_store_only_the_options_they_change():
     assert restored.options() == a.options() and restored.trigger is triggers.all_successful
 
 
+def test_a_subclass_that_keeps_its_state_handlers_in_a_property_has_them_called():
+    # Task's default for state_handlers lives on the class; a subclass that defines its own
+    # (here a property that keeps the handlers elsewhere) is still what the runner reads.
+    seen = []
+
+    def record(task, old, new):
+        seen.append(type(new).__name__)
+
+    class Watched(Task):
+        @property
+        def state_handlers(self):
+            return self._watchers
+
+        @state_handlers.setter
+        def state_handlers(self, handlers):
+            self._watchers = [*handlers, record]
+
+        def run(self, x):
+            return x
+
+    with Flow("watched") as flow:
+        Watched()(1)
+    assert flow.run().is_successful()
+    assert seen == ["Running", "Success"]
+    assert Watched().options()["state_handlers"] == [record.__qualname__]
+
+
 def test_an_option_a_subclass_defines_on_its_class_is_still_replaced_by_init():
     class Patient(Task):
         max_retries = 3  # not how options are given: Task.__init__ sets the task's own

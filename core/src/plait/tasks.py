@@ -218,9 +218,19 @@ class _OwnStateHandlers:
         return handlers
 
 
+_OWN_STATE_HANDLERS = _OwnStateHandlers()
+
+
 def state_handlers_of(task: Task) -> list[StateHandler] | tuple[()]:
-    """``task.state_handlers``, without giving a task that has none a list of its own (``()``)."""
-    return task.__dict__.get("state_handlers") or ()
+    """``task.state_handlers``, without giving a task that has none a list of its own (``()``).
+
+    A subclass that defines ``state_handlers`` itself (a property keeping them elsewhere, a
+    class attribute) is read through it, as before the defaults moved to the class.
+    """
+    handlers = task.__dict__.get("state_handlers")
+    if handlers is None and type(task).state_handlers is not _OWN_STATE_HANDLERS:
+        return task.state_handlers or ()
+    return handlers or ()
 
 
 def _warning_on_task_arguments(init: Callable[..., None]) -> Callable[..., None]:
@@ -329,7 +339,7 @@ class Task:
     timeout: timedelta | None = None
     trigger: Callable[[Sequence[State]], bool] = staticmethod(_triggers.all_successful)  # type: ignore[assignment]
     skip_on_upstream_skip: bool = True
-    state_handlers: list[StateHandler] = _OwnStateHandlers()  # type: ignore[assignment]
+    state_handlers: list[StateHandler] = _OWN_STATE_HANDLERS  # type: ignore[assignment]
     on_failure: Callable[[Task, State], None] | None = None
     nout: int | None = None
     log_stdout: bool = False
