@@ -441,6 +441,40 @@ def test_schedule_flag_shows_the_next_runs_then_runs_on_the_schedule(tmp_path):
     assert run_lines[0].split()[0] == listed[0]
 
 
+def test_the_first_scheduled_run_is_the_tables_first_even_when_a_time_passes_in_between(capsys):
+    # A 1-second schedule, and a clock that moves on a second each time it is read: the
+    # runner starts after the table's first time has passed. The run is still the table's first
+    # (on a busy machine, the same happened now and then with the real clock).
+    from datetime import UTC, datetime, timedelta
+
+    from plait import Flow, task
+    from plait.cli.schedule_view import run_on_schedule
+    from plait.schedules import IntervalSchedule
+
+    class SteppingClock:
+        def __init__(self) -> None:
+            self.time = datetime(2026, 3, 1, 12, 0, 0, 500000, tzinfo=UTC)
+
+        def now(self) -> datetime:
+            current = self.time
+            self.time += timedelta(seconds=1)
+            return current
+
+        def sleep(self, seconds: float) -> None:
+            self.time += timedelta(seconds=seconds)
+
+    every_second = IntervalSchedule(timedelta(seconds=1), start_date=datetime(2026, 1, 1, tzinfo=UTC))
+    with Flow("ticker", schedule=every_second) as flow:
+        task(lambda: 1)()
+    state = run_on_schedule(flow, max_runs=1, clock=SteppingClock())
+    assert state.is_successful()
+    out = capsys.readouterr().out
+    listed = [word for line in out.splitlines() for word in line.split() if word.startswith("2026-")]
+    run_lines = [line for line in out.splitlines() if "Success" in line]
+    assert listed[0] == "2026-03-01T12:00:01+00:00"
+    assert [line.split()[0] for line in run_lines] == [listed[0]]
+
+
 def test_without_schedule_flag_a_scheduled_flow_runs_once_now(tmp_path):
     path = write_flow(tmp_path, SCHEDULED)
     result = invoke(str(path))

@@ -219,6 +219,10 @@ class _OwnStateHandlers:
 
 
 _OWN_STATE_HANDLERS = _OwnStateHandlers()
+#: Task classes that define ``state_handlers`` in their class body (a property keeping them
+#: elsewhere...). While there is none, the runner reads a task's handlers from its ``__dict__``
+#: alone; a ``state_handlers`` set on a class after it was made is not noticed there.
+_OWN_HANDLER_CLASSES: set[type] = set()
 
 
 def state_handlers_of(task: Task) -> list[StateHandler] | tuple[()]:
@@ -501,6 +505,8 @@ class Task:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "state_handlers" in cls.__dict__:
+            _OWN_HANDLER_CLASSES.add(cls)
         run = cls.__dict__.get("run")
         if run is not None:
             _check_run_signature(cls.__name__, run)

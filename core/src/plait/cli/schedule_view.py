@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from plait.engine.executors import Executor
     from plait.engine.scheduling import Clock
     from plait.flow import Flow
@@ -20,15 +22,18 @@ if TYPE_CHECKING:
 __all__ = ["run_on_schedule", "show_next_runs"]
 
 
-def show_next_runs(flow: Flow, count: int = 5, clock: Clock | None = None) -> None:
-    """Print a table of the flow's next ``count`` scheduled times."""
+def show_next_runs(flow: Flow, count: int = 5, clock: Clock | None = None, after: datetime | None = None) -> datetime:
+    """Print a table of the flow's next ``count`` scheduled times after ``after`` (default: the
+    clock's now); the time the table starts from."""
     from rich.table import Table
 
     from plait.cli.output import stdout_console
+    from plait.engine.scheduling import SystemClock
 
     if flow.schedule is None:
         raise click.UsageError(f"Flow {flow.name!r} has no schedule; give it one with Flow(..., schedule=...)")
-    after = clock.now() if clock is not None else None
+    if after is None:
+        after = (clock if clock is not None else SystemClock()).now()
     table = Table(title=f"Next runs of flow {flow.name!r}")
     table.add_column("scheduled start time")
     table.add_column("parameter defaults")
@@ -37,6 +42,7 @@ def show_next_runs(flow: Flow, count: int = 5, clock: Clock | None = None) -> No
             event.start_time.isoformat(), ", ".join(f"{k}={v!r}" for k, v in event.parameter_defaults.items())
         )
     stdout_console().print(table)
+    return after
 
 
 def run_on_schedule(
@@ -51,7 +57,9 @@ def run_on_schedule(
     from plait.engine.scheduling import ScheduleRunner
     from plait.errors import PlaitError
 
-    show_next_runs(flow, clock=clock)
+    # The runner starts from the table's time: a scheduled time passing between the two (a
+    # 1-second schedule, a slow start) would otherwise make the first run not the table's first.
+    listed_after = show_next_runs(flow, clock=clock)
     click.echo("Running on schedule; press Ctrl-C to stop.", err=True)
 
     def on_waiting(event: Any) -> None:
@@ -68,6 +76,7 @@ def run_on_schedule(
         clock=clock,
         on_waiting=on_waiting,
         on_run=on_run,
+        after=listed_after,
     )
     try:
         return runner.run()

@@ -66,7 +66,7 @@ from plait.states import (
     remask,
     result_ref,
 )
-from plait.tasks import _OWN_STATE_HANDLERS, Parameter, Task, state_handlers_of
+from plait.tasks import _OWN_HANDLER_CLASSES, _OWN_STATE_HANDLERS, Parameter, Task, state_handlers_of
 from plait.triggers import BUILT_IN as _BUILT_IN_TRIGGERS
 from plait.triggers import UpstreamStates, all_successful, manual_only
 
@@ -403,8 +403,10 @@ class FlowRunner:
 
     def _task_notifier(self, task: Task) -> Notify | None:
         handlers = task.__dict__.get("state_handlers")  # state_handlers_of(task), without the call
-        if handlers is None and type(task).state_handlers is not _OWN_STATE_HANDLERS:
-            handlers = state_handlers_of(task)  # a subclass's own `state_handlers` (a property...)
+        if handlers is None and _OWN_HANDLER_CLASSES and type(task).state_handlers is not _OWN_STATE_HANDLERS:
+            # a task class that defines `state_handlers` itself (a property keeping them
+            # elsewhere): read through it (checked only once such a class exists)
+            handlers = state_handlers_of(task)
         if not (handlers or task.on_failure or self.task_observers):
             return None
         observers = self.task_observers

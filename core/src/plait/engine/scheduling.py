@@ -100,6 +100,9 @@ class ScheduleRunner:
         handle_signals: catch SIGINT/SIGTERM to stop cleanly (only in the main thread).
         on_waiting: ``fn(event)`` called before waiting for each scheduled time.
         on_run: ``fn(event, state, duration_seconds)`` called after each run.
+        after: the first run is the schedule's first time after this (default: the clock's
+            time when ``run()`` starts); ``plait run --schedule`` passes the time its table of
+            next runs was made from, so that the first run is the table's first.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class ScheduleRunner:
         handle_signals: bool = True,
         on_waiting: Callable[[ClockEvent], None] | None = None,
         on_run: Callable[[ClockEvent, State, float], None] | None = None,
+        after: datetime | None = None,
     ) -> None:
         schedule = schedule if schedule is not None else getattr(flow, "schedule", None)
         if schedule is None:
@@ -134,6 +138,7 @@ class ScheduleRunner:
         self.handle_signals = handle_signals
         self.on_waiting = on_waiting
         self.on_run = on_run
+        self.after = after
         #: Runs done so far, and scheduled times skipped because a run overran them.
         self.runs = 0
         self.missed = 0
@@ -171,7 +176,7 @@ class ScheduleRunner:
         flow = self.flow
         flow.validate()
         last: State | None = None
-        after = self.clock.now()
+        after = self.after if self.after is not None else self.clock.now()
         while not self._stopping:
             # next(), not events(): a Schedule subclass may decide the times (as in Prefect 1)
             upcoming = self.schedule.next(1, after=after, return_events=True)
