@@ -28,7 +28,10 @@ def engine(docker_env):
 
 @pytest.fixture
 def no_containers_left(engine):
-    """Fails the test if it leaves a container of plait-docker's behind."""
+    """Fails the test if it leaves a container of plait-docker's behind (and removes them, so
+    that the tests after it are not failed for what this one left)."""
     yield
     left = engine.containers(all=True, filters={"label": "plait.managed"})
+    for container in left:
+        engine.remove_container(container["Id"], force=True)
     assert left == [], f"containers left behind: {[c['Names'] for c in left]}"
